@@ -1,0 +1,304 @@
+//! File operations, run with the requesting user's fs uid/gid so the
+//! kernel applies that user's permissions. Relative paths are taken from the
+//! sandbox's working directory.
+
+use crate::conn::{ok, uid_for, Failure, OpResult};
+use crate::stream::{FrameReader, FrameWriter, CHUNK};
+use crate::Agent;
+use aibox_protocol::{write_frame, FileKind, FileStat, Kind, Op};
+use aibox_types::ErrorCode;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+/// Upper bound of entries a recursive listing returns.
+const MAX_LIST: usize = 100_000;
+
+/// Switch this thread's fs ids for the duration of a file operation.
+struct FsIds;
+
+impl FsIds {
+    fn enter(uid: Option<u32>) -> Result<FsIds, Failure> {
+        if let Some(uid) = uid {
+            aibox_sys::set_fs_ids(uid, uid).map_err(|e| Failure::io("switching user", &e))?;
+        }
+        Ok(FsIds)
+    }
+}
+
+impl Drop for FsIds {
+    fn drop(&mut self) {
+        let _ = aibox_sys::set_fs_ids(aibox_sys::geteuid(), aibox_sys::getgid());
+    }
+}
+
+fn resolve(agent: &Agent, path: &str) -> Result<PathBuf, Failure> {
+    if path.is_empty() || path.contains('\0') {
+        return Err(Failure::new(
+            ErrorCode::InvalidArgument,
+            "path must be non-empty and contain no NUL",
+        ));
+    }
+    let p = Path::new(path);
+    Ok(if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        Path::new(&agent.cfg.workdir).join(p)
+    })
+}
+
+pub fn stat(path: &Path, display: &str) -> std::io::Result<FileStat> {
+    let md = fs::symlink_metadata(path)?;
+    let ft = md.file_type();
+    let kind = if ft.is_symlink() {
+        FileKind::Symlink
+    } else if ft.is_dir() {
+        FileKind::Dir
+    } else if ft.is_file() {
+        FileKind::File
+    } else {
+        FileKind::Other
+    };
+    Ok(FileStat {
+        path: display.to_string(),
+        kind,
+        size: md.len(),
+        mode: md.mode() & 0o7777,
+        uid: md.uid(),
+        gid: md.gid(),
+        mtime: md.mtime(),
+        target: ft
+            .is_symlink()
+            .then(|| fs::read_link(path).ok())
+            .flatten()
+            .map(|t| t.to_string_lossy().into_owned()),
+    })
+}
+
+fn value<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or_default()
+}
+
+pub(crate) fn handle(agent: &Agent, s: &mut UnixStream, op: Op) -> OpResult {
+    match op {
+        Op::FileRead { path, user } => {
+            let p = resolve(agent, &path)?;
+            let _ids = FsIds::enter(uid_for(agent, user)?)?;
+            let mut f = fs::File::open(&p).map_err(|e| Failure::io(&path, &e))?;
+            let st = stat(&p, &p.to_string_lossy()).map_err(|e| Failure::io(&path, &e))?;
+            if st.kind == FileKind::Dir {
+                return Err(Failure::new(
+                    ErrorCode::InvalidArgument,
+                    format!("{path}: is a directory"),
+                ));
+            }
+            ok(s, value(&st))?;
+            let mut buf = vec![0u8; CHUNK];
+            loop {
+                let n = f.read(&mut buf).map_err(|e| Failure::io(&path, &e))?;
+                write_frame(s, Kind::Data, &buf[..n])?;
+                if n == 0 {
+                    return Ok(());
+                }
+            }
+        }
+        Op::FileWrite {
+            path,
+            mode,
+            user,
+            parents,
+        } => {
+            let p = resolve(agent, &path)?;
+            let mut body = FrameReader::new(s);
+            let r = (|| -> Result<FileStat, Failure> {
+                let _ids = FsIds::enter(uid_for(agent, user)?)?;
+                let name = p.file_name().ok_or_else(|| {
+                    Failure::new(
+                        ErrorCode::InvalidArgument,
+                        format!("{path}: not a file path"),
+                    )
+                })?;
+                let dir = p.parent().unwrap_or(Path::new("/"));
+                if parents {
+                    fs::create_dir_all(dir).map_err(|e| Failure::io(&dir.to_string_lossy(), &e))?;
+                }
+                if p.is_dir() {
+                    return Err(Failure::new(
+                        ErrorCode::InvalidArgument,
+                        format!("{path}: is a directory"),
+                    ));
+                }
+                let mode = mode
+                    .map(|m| m & 0o7777)
+                    .or_else(|| fs::metadata(&p).ok().map(|m| m.mode() & 0o7777))
+                    .unwrap_or(0o644);
+                // Atomic: write a temp file next to the target, then rename.
+                let tmp = dir.join(format!(
+                    ".{}.aibox-{}",
+                    name.to_string_lossy(),
+                    std::process::id() ^ rand_u32()
+                ));
+                let mut f = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&tmp)
+                    .map_err(|e| Failure::io(&path, &e))?;
+                let res = std::io::copy(&mut body, &mut f)
+                    .and_then(|_| f.set_permissions(fs::Permissions::from_mode(mode)))
+                    .and_then(|_| fs::rename(&tmp, &p));
+                if let Err(e) = res {
+                    let _ = fs::remove_file(&tmp);
+                    return Err(Failure::io(&path, &e));
+                }
+                stat(&p, &p.to_string_lossy()).map_err(|e| Failure::io(&path, &e))
+            })();
+            // Keep the connection in sync even when we failed early.
+            let _ = body.drain();
+            ok(s, value(&r?))
+        }
+        Op::FileStat { path, user } => {
+            let p = resolve(agent, &path)?;
+            let _ids = FsIds::enter(uid_for(agent, user)?)?;
+            let st = stat(&p, &p.to_string_lossy()).map_err(|e| Failure::io(&path, &e))?;
+            ok(s, value(&st))
+        }
+        Op::FileList {
+            path,
+            recursive,
+            user,
+        } => {
+            let p = resolve(agent, &path)?;
+            let _ids = FsIds::enter(uid_for(agent, user)?)?;
+            let mut out = Vec::new();
+            list(&p, recursive, 0, &mut out).map_err(|e| Failure::io(&path, &e))?;
+            ok(s, value(&out))
+        }
+        Op::Mkdir { path, mode, user } => {
+            let p = resolve(agent, &path)?;
+            let _ids = FsIds::enter(uid_for(agent, user)?)?;
+            let mut b = fs::DirBuilder::new();
+            std::os::unix::fs::DirBuilderExt::mode(&mut b, mode.unwrap_or(0o755) & 0o7777);
+            b.recursive(true)
+                .create(&p)
+                .map_err(|e| Failure::io(&path, &e))?;
+            ok(
+                s,
+                value(&stat(&p, &p.to_string_lossy()).map_err(|e| Failure::io(&path, &e))?),
+            )
+        }
+        Op::Remove {
+            path,
+            recursive,
+            user,
+        } => {
+            let p = resolve(agent, &path)?;
+            if p == Path::new("/") {
+                return Err(Failure::new(
+                    ErrorCode::InvalidArgument,
+                    "refusing to remove /",
+                ));
+            }
+            let _ids = FsIds::enter(uid_for(agent, user)?)?;
+            let md = fs::symlink_metadata(&p).map_err(|e| Failure::io(&path, &e))?;
+            let r = if md.is_dir() {
+                if recursive {
+                    fs::remove_dir_all(&p)
+                } else {
+                    fs::remove_dir(&p)
+                }
+            } else {
+                fs::remove_file(&p)
+            };
+            r.map_err(|e| Failure::io(&path, &e))?;
+            ok(s, serde_json::Value::Null)
+        }
+        Op::Rename { from, to, user } => {
+            let (a, b) = (resolve(agent, &from)?, resolve(agent, &to)?);
+            let _ids = FsIds::enter(uid_for(agent, user)?)?;
+            fs::rename(&a, &b).map_err(|e| Failure::io(&format!("{from} -> {to}"), &e))?;
+            ok(s, serde_json::Value::Null)
+        }
+        Op::TarUpload { path, user } => {
+            let p = resolve(agent, &path)?;
+            let mut body = FrameReader::new(s);
+            let r = (|| -> Result<(), Failure> {
+                let _ids = FsIds::enter(uid_for(agent, user)?)?;
+                fs::create_dir_all(&p).map_err(|e| Failure::io(&path, &e))?;
+                let mut ar = tar::Archive::new(&mut body);
+                ar.set_preserve_permissions(true);
+                ar.set_overwrite(true);
+                // unpack() refuses entries that escape `p` ("..", absolute
+                // paths, links pointing outside) — and we are inside the jail anyway.
+                ar.unpack(&p)
+                    .map_err(|e| Failure::io(&format!("extracting into {path}"), &e))
+            })();
+            let _ = body.drain();
+            r?;
+            ok(s, serde_json::Value::Null)
+        }
+        Op::TarDownload { path, user } => {
+            let p = resolve(agent, &path)?;
+            let _ids = FsIds::enter(uid_for(agent, user)?)?;
+            let md = fs::symlink_metadata(&p).map_err(|e| Failure::io(&path, &e))?;
+            ok(s, serde_json::Value::Null)?;
+            let mut w = FrameWriter::new(s);
+            let r = {
+                let mut b = tar::Builder::new(&mut w);
+                b.follow_symlinks(false);
+                let res = if md.is_dir() {
+                    b.append_dir_all(".", &p)
+                } else {
+                    let name = p
+                        .file_name()
+                        .map(PathBuf::from)
+                        .unwrap_or_else(|| "file".into());
+                    b.append_path_with_name(&p, name)
+                };
+                res.and_then(|_| b.finish())
+            };
+            // A failure mid-stream cannot become an error frame (the client
+            // is reading data); it ends the stream without the end marker.
+            r.map_err(|e| Failure::io(&path, &e))?;
+            w.finish().map_err(|e| Failure::io(&path, &e))?;
+            Ok(())
+        }
+        other => Err(Failure::new(
+            ErrorCode::InvalidArgument,
+            format!("unsupported operation {other:?}"),
+        )),
+    }
+}
+
+fn list(dir: &Path, recursive: bool, depth: usize, out: &mut Vec<FileStat>) -> std::io::Result<()> {
+    let mut entries: Vec<_> = fs::read_dir(dir)?.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        if out.len() >= MAX_LIST {
+            return Ok(());
+        }
+        let path = e.path();
+        let Ok(st) = stat(&path, &path.to_string_lossy()) else {
+            continue;
+        };
+        let is_dir = st.kind == FileKind::Dir;
+        out.push(st);
+        if recursive && is_dir && depth < 64 {
+            // Unreadable subdirectories are listed but not descended into.
+            let _ = list(&path, true, depth + 1, out);
+        }
+    }
+    Ok(())
+}
+
+fn rand_u32() -> u32 {
+    let mut b = [0u8; 4];
+    let _ = fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
+    u32::from_le_bytes(b)
+        ^ (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0))
+}

@@ -1,0 +1,483 @@
+//! Processes started by the agent: spawning, output fan-out, exit, reaping.
+//!
+//! PID 1 must reap every child, including orphans it never started, so a
+//! single reaper thread owns `waitpid(-1)`; processes we started register
+//! their pid and receive their status from it. Output of each process goes
+//! through a hub: live subscribers (exec and attach connections) and, for
+//! background processes, a bounded replay buffer.
+
+use aibox_protocol::{ExecRequest, ExitInfo, Kind, ProcInfo};
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::process::CommandExt;
+use std::process::{ChildStdin, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Bytes of output kept per background process for attach replay.
+const REPLAY_BYTES: usize = 1 << 20;
+/// Finished processes kept in the table for `proc_wait`/`proc_list`.
+const KEEP_FINISHED: usize = 256;
+
+pub enum Event {
+    Out(Kind, Vec<u8>),
+    Exit(ExitInfo),
+}
+
+#[derive(Default)]
+struct Hub {
+    replay: VecDeque<(Kind, Vec<u8>)>,
+    replay_bytes: usize,
+    subscribers: Vec<Sender<Event>>,
+    exit: Option<ExitInfo>,
+    open_streams: u8,
+}
+
+pub enum Input {
+    Pipe(ChildStdin),
+    Pty(File),
+}
+
+pub struct Proc {
+    pub id: u64,
+    pub pid: i32,
+    pub argv: Vec<String>,
+    pub background: bool,
+    pub stdin: Mutex<Option<Input>>,
+    pub pty: Option<File>,
+    hub: Mutex<Hub>,
+    cv: Condvar,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock must not take the whole agent down.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Proc {
+    /// Subscribe to output (after replaying the buffer when `replay`).
+    pub fn subscribe(&self, replay: bool) -> Receiver<Event> {
+        let (tx, rx) = channel();
+        let mut hub = lock(&self.hub);
+        if replay {
+            for (k, b) in &hub.replay {
+                let _ = tx.send(Event::Out(*k, b.clone()));
+            }
+        }
+        match &hub.exit {
+            Some(e) => {
+                let _ = tx.send(Event::Exit(e.clone()));
+            }
+            None => hub.subscribers.push(tx),
+        }
+        rx
+    }
+
+    fn publish(&self, kind: Kind, data: Vec<u8>) {
+        let mut hub = lock(&self.hub);
+        if self.background {
+            hub.replay_bytes += data.len();
+            hub.replay.push_back((kind, data.clone()));
+            while hub.replay_bytes > REPLAY_BYTES {
+                match hub.replay.pop_front() {
+                    Some((_, b)) => hub.replay_bytes -= b.len(),
+                    None => break,
+                }
+            }
+        }
+        hub.subscribers
+            .retain(|s| s.send(Event::Out(kind, data.clone())).is_ok());
+    }
+
+    fn stream_closed(&self) {
+        let mut hub = lock(&self.hub);
+        hub.open_streams = hub.open_streams.saturating_sub(1);
+        self.cv.notify_all();
+    }
+
+    fn finish(&self, info: ExitInfo) {
+        let mut hub = lock(&self.hub);
+        // Give readers a moment to drain what the process wrote before it
+        // exited; a grandchild holding the pipe open must not block us.
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while hub.open_streams > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            hub = self
+                .cv
+                .wait_timeout(hub, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        for s in hub.subscribers.drain(..) {
+            let _ = s.send(Event::Exit(info.clone()));
+        }
+        hub.exit = Some(info);
+        self.cv.notify_all();
+    }
+
+    pub fn exit(&self) -> Option<ExitInfo> {
+        lock(&self.hub).exit.clone()
+    }
+
+    /// Wait for the exit, up to `timeout` (forever when None).
+    pub fn wait(&self, timeout: Option<Duration>) -> Option<ExitInfo> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut hub = lock(&self.hub);
+        loop {
+            if let Some(e) = &hub.exit {
+                return Some(e.clone());
+            }
+            match deadline {
+                None => hub = self.cv.wait(hub).unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    hub = self
+                        .cv
+                        .wait_timeout(hub, left)
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|p| p.into_inner().0);
+                }
+            }
+        }
+    }
+
+    /// Signal the whole process group (every command leads its own session).
+    pub fn signal(&self, sig: i32) -> std::io::Result<()> {
+        if self.exit().is_some() {
+            return Ok(());
+        }
+        aibox_sys::kill(-self.pid, sig).or_else(|_| aibox_sys::kill(self.pid, sig))
+    }
+
+    pub fn info(&self) -> ProcInfo {
+        let exit = self.exit();
+        ProcInfo {
+            id: self.id,
+            pid: self.pid,
+            argv: self.argv.clone(),
+            background: self.background,
+            running: exit.is_none(),
+            exit,
+        }
+    }
+}
+
+/// Statuses from the reaper, delivered to whoever registered the pid.
+#[derive(Default)]
+pub struct Reaper {
+    inner: Mutex<ReaperState>,
+    cv: Condvar,
+}
+
+#[derive(Default)]
+struct ReaperState {
+    waiting: HashMap<i32, Sender<aibox_sys::WaitStatus>>,
+    unclaimed: HashMap<i32, aibox_sys::WaitStatus>,
+    children: usize,
+}
+
+impl Reaper {
+    /// Call right after spawning `pid` (before anything can wait for it).
+    fn register(&self, pid: i32) -> Receiver<aibox_sys::WaitStatus> {
+        let (tx, rx) = channel();
+        let mut st = lock(&self.inner);
+        match st.unclaimed.remove(&pid) {
+            Some(status) => {
+                let _ = tx.send(status);
+            }
+            None => {
+                st.waiting.insert(pid, tx);
+            }
+        }
+        st.children += 1;
+        self.cv.notify_all();
+        rx
+    }
+}
+
+pub fn start_reaper(reaper: Arc<Reaper>) {
+    let _ = std::thread::Builder::new()
+        .name("reaper".into())
+        .stack_size(64 * 1024)
+        .spawn(move || loop {
+            match aibox_sys::wait_any(true) {
+                Ok(Some((pid, status))) => {
+                    let mut st = lock(&reaper.inner);
+                    match st.waiting.remove(&pid) {
+                        Some(tx) => {
+                            let _ = tx.send(status);
+                        }
+                        // An orphan we never started, or a child that exited
+                        // before its spawner registered it.
+                        None => {
+                            if st.unclaimed.len() < 4096 {
+                                st.unclaimed.insert(pid, status);
+                            }
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    // ECHILD: nothing to reap; sleep until something is spawned.
+                    let st = lock(&reaper.inner);
+                    let _ = reaper.cv.wait_timeout(st, Duration::from_millis(500));
+                }
+            }
+        });
+}
+
+pub struct Table {
+    next: AtomicU64,
+    procs: Mutex<Vec<Arc<Proc>>>,
+    reaper: Arc<Reaper>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{msg}")]
+    Start { msg: String, status: i32 },
+}
+
+impl Table {
+    pub fn new() -> Table {
+        Table {
+            next: AtomicU64::new(1),
+            procs: Mutex::new(Vec::new()),
+            reaper: Arc::new(Reaper::default()),
+        }
+    }
+
+    pub fn reaper(&self) -> Arc<Reaper> {
+        self.reaper.clone()
+    }
+
+    pub fn get(&self, id: u64) -> Option<Arc<Proc>> {
+        lock(&self.procs).iter().find(|p| p.id == id).cloned()
+    }
+
+    pub fn list(&self) -> Vec<ProcInfo> {
+        lock(&self.procs).iter().map(|p| p.info()).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        lock(&self.procs).len()
+    }
+
+    /// Start a process per `req`, running as `uid` (None: our own uid).
+    pub fn spawn(
+        &self,
+        req: &ExecRequest,
+        env: &[(String, String)],
+        cwd: &str,
+        uid: Option<u32>,
+    ) -> Result<Arc<Proc>, SpawnError> {
+        let argv: Vec<String> = match (&req.shell, req.argv.is_empty()) {
+            (Some(s), true) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
+            (None, false) => req.argv.clone(),
+            (Some(_), false) => {
+                return Err(SpawnError::Invalid(
+                    "give either argv or shell, not both".into(),
+                ))
+            }
+            (None, true) => {
+                return Err(SpawnError::Invalid(
+                    "missing command: argv is empty and no shell string".into(),
+                ))
+            }
+        };
+        if argv.iter().any(|a| a.contains('\0')) {
+            return Err(SpawnError::Invalid(
+                "arguments may not contain NUL bytes".into(),
+            ));
+        }
+        for (k, v) in &req.env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+                return Err(SpawnError::Invalid(format!(
+                    "invalid environment variable {k:?}"
+                )));
+            }
+        }
+        let mut cmd = std::process::Command::new(&argv[0]);
+        cmd.args(&argv[1..]).env_clear().current_dir(cwd);
+        for (k, v) in env.iter().chain(req.env.iter()) {
+            cmd.env(k, v);
+        }
+        if let Some(uid) = uid {
+            if uid != aibox_sys::geteuid() {
+                cmd.uid(uid).gid(uid);
+            }
+        }
+        let mut pty_master = None;
+        if let Some(size) = req.pty {
+            let (m, s) = aibox_sys::openpty().map_err(|e| SpawnError::Start {
+                msg: format!("cannot allocate a pty: {e}"),
+                status: 126,
+            })?;
+            let _ = aibox_sys::set_winsize(m.as_fd(), size.rows, size.cols);
+            let clone = |s: &std::os::fd::OwnedFd| {
+                s.try_clone().map_err(|e| SpawnError::Start {
+                    msg: format!("pty: {e}"),
+                    status: 126,
+                })
+            };
+            cmd.stdin(Stdio::from(clone(&s)?))
+                .stdout(Stdio::from(clone(&s)?))
+                .stderr(Stdio::from(s));
+            if !req.env.iter().any(|(k, _)| k == "TERM") {
+                cmd.env("TERM", "xterm-256color");
+            }
+            aibox_sys::spawn_with_controlling_tty(&mut cmd);
+            pty_master = Some(File::from(m));
+        } else {
+            cmd.stdin(if req.stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+            aibox_sys::spawn_in_new_session(&mut cmd);
+        }
+        let started = Instant::now();
+        let mut child = cmd.spawn().map_err(|e| {
+            let (status, msg) = match e.kind() {
+                std::io::ErrorKind::NotFound => (127, format!("{}: command not found", argv[0])),
+                std::io::ErrorKind::PermissionDenied => {
+                    (126, format!("{}: permission denied", argv[0]))
+                }
+                _ => (126, format!("{}: {e}", argv[0])),
+            };
+            SpawnError::Start { msg, status }
+        })?;
+        drop(cmd);
+        let pid = child.id() as i32;
+        let status_rx = self.reaper.register(pid);
+        let input = match (&pty_master, child.stdin.take()) {
+            (Some(m), _) => m.try_clone().ok().map(Input::Pty),
+            (None, Some(s)) => Some(Input::Pipe(s)),
+            (None, None) => None,
+        };
+        let mut readers: Vec<(Kind, Box<dyn Read + Send>)> = Vec::new();
+        if let Some(m) = &pty_master {
+            if let Ok(r) = m.try_clone() {
+                readers.push((Kind::Stdout, Box::new(r)));
+            }
+        } else {
+            if let Some(o) = child.stdout.take() {
+                readers.push((Kind::Stdout, Box::new(o)));
+            }
+            if let Some(e) = child.stderr.take() {
+                readers.push((Kind::Stderr, Box::new(e)));
+            }
+        }
+        let proc_ = Arc::new(Proc {
+            id: self.next.fetch_add(1, Ordering::Relaxed),
+            pid,
+            argv,
+            background: req.background,
+            stdin: Mutex::new(input),
+            pty: pty_master,
+            hub: Mutex::new(Hub {
+                open_streams: readers.len() as u8,
+                ..Default::default()
+            }),
+            cv: Condvar::new(),
+        });
+        for (kind, mut r) in readers {
+            let p = proc_.clone();
+            let _ = std::thread::Builder::new()
+                .name("out".into())
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    let mut buf = vec![0u8; 32 * 1024];
+                    loop {
+                        match r.read(&mut buf) {
+                            Ok(0) | Err(_) => break, // EOF, or EIO once a pty's slave side is gone
+                            Ok(n) => p.publish(kind, buf[..n].to_vec()),
+                        }
+                    }
+                    p.stream_closed();
+                });
+        }
+        let p = proc_.clone();
+        let timeout = req.timeout_ms.map(Duration::from_millis);
+        let _ = std::thread::Builder::new()
+            .name("wait".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let mut timed_out = false;
+                let status = match timeout {
+                    None => status_rx.recv().ok(),
+                    Some(t) => match status_rx.recv_timeout(t) {
+                        Ok(s) => Some(s),
+                        Err(_) => {
+                            timed_out = true;
+                            let _ = aibox_sys::kill(-p.pid, libc::SIGKILL);
+                            let _ = aibox_sys::kill(p.pid, libc::SIGKILL);
+                            status_rx.recv().ok()
+                        }
+                    },
+                };
+                // Close stdin so nothing blocks writing to a dead process.
+                lock(&p.stdin).take();
+                let (code, signal) = match status {
+                    Some(aibox_sys::WaitStatus::Exited(c)) => (Some(c), None),
+                    Some(aibox_sys::WaitStatus::Signaled(s)) => (None, Some(s)),
+                    None => (None, None),
+                };
+                p.finish(ExitInfo {
+                    code,
+                    signal,
+                    timed_out,
+                    duration_ms: started.elapsed().as_millis() as u64,
+                    ..Default::default()
+                });
+            });
+        let mut procs = lock(&self.procs);
+        // Forget the oldest finished processes beyond the limit.
+        let finished = procs.iter().filter(|p| p.exit().is_some()).count();
+        if finished > KEEP_FINISHED {
+            let mut drop_n = finished - KEEP_FINISHED;
+            procs.retain(|p| {
+                if drop_n > 0 && p.exit().is_some() {
+                    drop_n -= 1;
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        procs.push(proc_.clone());
+        Ok(proc_)
+    }
+}
+
+/// Write to a process's stdin (or its pty). Empty data closes the pipe.
+pub fn write_stdin(p: &Proc, data: &[u8]) -> std::io::Result<()> {
+    let mut guard = lock(&p.stdin);
+    match (guard.as_mut(), data.is_empty()) {
+        (None, _) => Err(std::io::Error::new(
+            std::io::ErrorKind::BrokenPipe,
+            "stdin is closed",
+        )),
+        (Some(Input::Pipe(_)), true) => {
+            guard.take();
+            Ok(())
+        }
+        (Some(Input::Pty(m)), true) => m.write_all(&[4]), // ^D
+        (Some(Input::Pipe(s)), false) => s.write_all(data),
+        (Some(Input::Pty(m)), false) => m.write_all(data),
+    }
+}

@@ -1,0 +1,170 @@
+//! Command-line definitions (all clap types live here).
+
+use aibox_types::{ByteSize, IsolationLevel, MountSpec, User};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "aibox",
+    version,
+    about = "Fast, isolated Linux sandboxes for AI agents and the people who work with them"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a command in a fresh sandbox and remove it afterwards.
+    Run(RunArgs),
+    /// Create a persistent sandbox and print its id.
+    Create(CreateArgs),
+    /// Run a command in a persistent sandbox.
+    Exec(ExecArgs),
+    /// List persistent sandboxes.
+    #[command(alias = "ls")]
+    List(ListArgs),
+    /// Show a sandbox's spec, isolation report, state and usage as JSON.
+    Inspect { id: String },
+    /// Destroy sandboxes (kills every process, removes every trace).
+    #[command(alias = "destroy")]
+    Rm {
+        ids: Vec<String>,
+        /// Destroy every sandbox.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Freeze every process of a sandbox.
+    Pause { id: String },
+    /// Thaw a paused sandbox.
+    Resume { id: String },
+    /// Check what isolation this host can give, with a fix for each gap.
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Clean up what crashed processes left behind.
+    Gc,
+    /// Print version information.
+    Version,
+    /// (internal) create a sandbox from a JSON spec on stdin; used by
+    /// multi-threaded callers of the runtime.
+    #[command(hide = true)]
+    InternalCreate,
+}
+
+/// Resource and identity options shared by `run` and `create`.
+#[derive(Args, Debug, Clone)]
+pub struct SpecArgs {
+    /// Template to start from.
+    #[arg(long, default_value = "host")]
+    pub template: String,
+    /// Memory limit, e.g. 512m or 2g (default 1g; swap is not allowed beyond it).
+    #[arg(long, value_parser = parse_size)]
+    pub memory: Option<ByteSize>,
+    /// CPU limit in cores, e.g. 0.5 or 2.
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Maximum number of processes and threads (default 1024).
+    #[arg(long)]
+    pub pids: Option<u64>,
+    /// Size of the writable layer, /tmp included (default 1g).
+    #[arg(long, value_parser = parse_size)]
+    pub disk: Option<ByteSize>,
+    /// Wall-clock limit, e.g. 30s or 5m.
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// Environment variable K=V (or K to copy it from this environment).
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Bind a host path: HOST:GUEST[:ro].
+    #[arg(long = "mount", value_parser = parse_mount)]
+    pub mounts: Vec<MountSpec>,
+    /// Working directory inside (default /workspace).
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    /// Run as `user` (uid 1000, the default) or `root` (uid 0 inside, no capabilities).
+    #[arg(short = 'u', long, value_parser = parse_user)]
+    pub user: Option<User>,
+    /// Fail instead of running with less isolation: basic, standard or strict.
+    #[arg(long, value_parser = parse_level)]
+    pub require_isolation: Option<IsolationLevel>,
+    /// Hostname inside the sandbox.
+    #[arg(long)]
+    pub hostname: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Keep stdin open and pass it to the command.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Write the isolation report (JSON) to this file.
+    #[arg(long)]
+    pub report: Option<std::path::PathBuf>,
+    /// The command and its arguments.
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Print the whole record as JSON instead of the id.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    pub id: String,
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    #[arg(short = 'u', long, value_parser = parse_user)]
+    pub user: Option<User>,
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// Start in the background and print the process id.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    #[arg(long)]
+    pub json: bool,
+    /// Print only ids.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+fn parse_size(s: &str) -> Result<ByteSize, String> {
+    s.parse().map_err(|e: aibox_types::UnitError| e.to_string())
+}
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    aibox_types::parse_duration(s).map_err(|e| e.to_string())
+}
+fn parse_mount(s: &str) -> Result<MountSpec, String> {
+    s.parse()
+}
+fn parse_user(s: &str) -> Result<User, String> {
+    s.parse()
+}
+fn parse_level(s: &str) -> Result<IsolationLevel, String> {
+    s.parse()
+}

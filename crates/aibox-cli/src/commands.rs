@@ -1,0 +1,95 @@
+//! One module per verb.
+
+mod create;
+mod doctor;
+mod exec;
+mod list;
+mod run;
+
+use crate::args::{Command, SpecArgs};
+use aibox_runtime::Runtime;
+use aibox_types::SandboxSpec;
+
+pub fn dispatch(cmd: Command) -> anyhow::Result<u8> {
+    match cmd {
+        Command::Run(a) => run::run(a),
+        Command::Create(a) => create::create(a),
+        Command::InternalCreate => create::internal_create(),
+        Command::Exec(a) => exec::exec(a),
+        Command::List(a) => list::list(a),
+        Command::Inspect { id } => list::inspect(&id),
+        Command::Rm { ids, all } => list::rm(ids, all),
+        Command::Pause { id } => {
+            Runtime::new().get(&id)?.pause()?;
+            Ok(0)
+        }
+        Command::Resume { id } => {
+            Runtime::new().get(&id)?.resume()?;
+            Ok(0)
+        }
+        Command::Doctor { json } => doctor::doctor(json),
+        Command::Gc => {
+            for id in Runtime::new().gc() {
+                println!("cleaned {id}");
+            }
+            Ok(0)
+        }
+        Command::Version => {
+            println!(
+                "aibox {} (protocol {})",
+                env!("CARGO_PKG_VERSION"),
+                aibox_protocol::PROTOCOL_VERSION
+            );
+            Ok(0)
+        }
+    }
+}
+
+/// `-e K=V` / `-e K` (copied from our environment when set).
+pub fn parse_env(items: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for item in items {
+        let (k, v) = match item.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => match std::env::var(item) {
+                Ok(v) => (item.clone(), v),
+                Err(_) => continue,
+            },
+        };
+        if k.is_empty() {
+            anyhow::bail!(aibox_runtime::Error::InvalidSpec(format!(
+                "invalid environment variable {item:?}: expected K=V"
+            )));
+        }
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
+pub fn spec_from(a: &SpecArgs) -> anyhow::Result<SandboxSpec> {
+    let mut spec = SandboxSpec {
+        template: a.template.clone(),
+        memory: a.memory,
+        cpus: a.cpus,
+        pids: a.pids,
+        disk: a.disk,
+        timeout_ms: a.timeout.map(|t| t.as_millis() as u64),
+        env: parse_env(&a.env)?,
+        mounts: a.mounts.clone(),
+        require_isolation: a.require_isolation,
+        hostname: a.hostname.clone(),
+        ..Default::default()
+    };
+    if let Some(w) = &a.workdir {
+        spec.workdir = w.clone();
+    }
+    if let Some(u) = a.user {
+        spec.user = u;
+    }
+    if spec.timeout_ms == Some(0) {
+        anyhow::bail!(aibox_runtime::Error::InvalidSpec(
+            "timeout must be greater than zero".into()
+        ));
+    }
+    Ok(spec)
+}

@@ -1,0 +1,38 @@
+//! `aibox create` and the hidden `internal-create` helper.
+
+use crate::args::CreateArgs;
+use aibox_runtime::{HelperReply, Runtime};
+use std::io::Read;
+
+pub fn create(a: CreateArgs) -> anyhow::Result<u8> {
+    let spec = super::spec_from(&a.spec)?;
+    let sb = Runtime::new().create(&spec)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(sb.record())?);
+    } else {
+        println!("{}", sb.id());
+    }
+    Ok(0)
+}
+
+/// Reads a `SandboxSpec` as JSON on stdin, creates the sandbox in this
+/// (single-threaded) process and prints a `HelperReply` on stdout.
+pub fn internal_create() -> anyhow::Result<u8> {
+    let mut body = Vec::new();
+    std::io::stdin().read_to_end(&mut body)?;
+    let reply = match serde_json::from_slice(&body) {
+        Err(e) => HelperReply::Error {
+            code: aibox_types::ErrorCode::InvalidArgument,
+            message: format!("invalid spec: {e}"),
+        },
+        Ok(spec) => match Runtime::new().create_here(&spec) {
+            Ok(rec) => HelperReply::Ok { id: rec.id },
+            Err(e) => HelperReply::Error {
+                code: e.code(),
+                message: format!("{e}"),
+            },
+        },
+    };
+    println!("{}", serde_json::to_string(&reply)?);
+    Ok(0)
+}

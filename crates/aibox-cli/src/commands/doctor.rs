@@ -1,0 +1,189 @@
+//! `aibox doctor`: what isolation this host can give, and how to fix gaps.
+//!
+//! Static checks read kernel settings; then a probe sandbox is actually
+//! created (running `true`) so the report is what a real sandbox gets.
+
+use aibox_runtime::{cgroup::Layout, OneShot, Runtime};
+use aibox_types::{IsolationLevel, SandboxSpec};
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct Check {
+    name: &'static str,
+    ok: bool,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fix: Option<String>,
+}
+
+fn read(p: &str) -> Option<String> {
+    std::fs::read_to_string(p)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+fn userns_works() -> Result<(), String> {
+    match aibox_sys::fork() {
+        Ok(aibox_sys::Fork::Child) => {
+            let ok = aibox_sys::unshare(libc::CLONE_NEWUSER).is_ok();
+            aibox_sys::exit_now(if ok { 0 } else { 1 })
+        }
+        Ok(aibox_sys::Fork::Parent(pid)) => match aibox_sys::waitpid(pid) {
+            Ok(aibox_sys::WaitStatus::Exited(0)) => Ok(()),
+            _ => Err("unshare(CLONE_NEWUSER) failed".into()),
+        },
+        Err(e) => Err(format!("fork: {e}")),
+    }
+}
+
+fn hint(gap: &str, rootless: bool) -> String {
+    match gap {
+        g if g.contains("user namespace") => "enable user namespaces: `sysctl -w user.max_user_namespaces=15000`; on Ubuntu 23.10+ also `sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` (or an AppArmor profile allowing userns for aibox)".into(),
+        g if g.contains("landlock") => "boot a kernel with CONFIG_SECURITY_LANDLOCK=y and `landlock` in the lsm= list".into(),
+        g if g.contains("uid range") => "run aibox as root (e.g. through `aibox serve` under systemd) to give each sandbox its own host uid range".into(),
+        g if g.contains("cgroup") && rootless => "delegate a cgroup v2 subtree to this user, e.g. `systemd-run --user --scope -p Delegate=yes aibox ...`, or run as root".into(),
+        g if g.contains("cgroup") => "mount the cgroup controllers (memory, pids, cpu): cgroup v2 at /sys/fs/cgroup, or the v1 hierarchies".into(),
+        g if g.contains("seccomp") => "use a kernel with CONFIG_SECCOMP_FILTER=y".into(),
+        g if g.contains("overlay") => "use a kernel with CONFIG_OVERLAY_FS=y (5.11+ for overlay inside user namespaces)".into(),
+        _ => "see docs/threat-model.md".into(),
+    }
+}
+
+pub fn doctor(json: bool) -> anyhow::Result<u8> {
+    let rootless = aibox_sys::geteuid() != 0;
+    let mut checks = Vec::new();
+    let max_ns = read("/proc/sys/user/max_user_namespaces").and_then(|v| v.parse::<u64>().ok());
+    let apparmor = read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns");
+    let userns = userns_works();
+    checks.push(Check {
+        name: "user namespaces",
+        ok: userns.is_ok(),
+        detail: format!(
+            "max_user_namespaces={}{}{}",
+            max_ns.map_or("?".into(), |v| v.to_string()),
+            apparmor.as_deref().map_or(String::new(), |v| format!(
+                ", apparmor_restrict_unprivileged_userns={v}"
+            )),
+            userns
+                .as_ref()
+                .err()
+                .map_or(String::new(), |e| format!(" ({e})"))
+        ),
+        fix: userns.is_err().then(|| hint("user namespace", rootless)),
+    });
+    let fs = read("/proc/filesystems").unwrap_or_default();
+    let overlay = fs.lines().any(|l| l.ends_with("overlay"));
+    checks.push(Check {
+        name: "overlayfs",
+        ok: overlay,
+        detail: if overlay {
+            "available".into()
+        } else {
+            "missing".into()
+        },
+        fix: (!overlay).then(|| hint("overlay", rootless)),
+    });
+    let seccomp = read("/proc/sys/kernel/seccomp/actions_avail");
+    checks.push(Check {
+        name: "seccomp",
+        ok: seccomp.is_some(),
+        detail: seccomp
+            .clone()
+            .unwrap_or_else(|| "no seccomp filter support".into()),
+        fix: seccomp.is_none().then(|| hint("seccomp", rootless)),
+    });
+    let ll = aibox_sys::landlock_abi();
+    checks.push(Check {
+        name: "landlock",
+        ok: ll.is_some(),
+        detail: ll.map_or("not available".into(), |v| format!("ABI {v}")),
+        fix: ll.is_none().then(|| hint("landlock", rootless)),
+    });
+    let layout = Layout::detect();
+    let ctrls: Vec<&str> = ["memory", "pids", "cpu", "freezer"]
+        .into_iter()
+        .filter(|c| layout.has(c))
+        .collect();
+    let cg_ok = layout.has("memory") && layout.has("pids");
+    checks.push(Check {
+        name: "cgroups",
+        ok: cg_ok,
+        detail: format!(
+            "{} with {}",
+            layout.version(),
+            if ctrls.is_empty() {
+                "no controllers".to_string()
+            } else {
+                ctrls.join(", ")
+            }
+        ),
+        fix: (!cg_ok).then(|| hint("cgroup", rootless)),
+    });
+
+    // The probe: a real sandbox with the default isolation.
+    let probe = Runtime::new().run(
+        &SandboxSpec::default(),
+        OneShot {
+            argv: vec!["true".into()],
+            tty: false,
+            stdin: false,
+        },
+    );
+    let (report, probe_err) = match probe {
+        Ok(o) => (Some(o.isolation), None),
+        Err(e) => (None, Some(format!("{e}"))),
+    };
+    let level = report
+        .as_ref()
+        .map_or(IsolationLevel::None, |r| r.achieved_level());
+    let gaps = report
+        .as_ref()
+        .map(|r| r.gaps(IsolationLevel::Strict))
+        .unwrap_or_default();
+    if json {
+        let v = serde_json::json!({
+            "rootless": rootless,
+            "checks": checks,
+            "probe_error": probe_err,
+            "isolation": report,
+            "level": level,
+            "strict_gaps": gaps.iter().map(|g| serde_json::json!({"missing": g, "fix": hint(g, rootless)})).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "aibox doctor ({})",
+            if rootless { "rootless" } else { "root" }
+        );
+        for c in &checks {
+            println!(
+                "  [{}] {:<16} {}",
+                if c.ok { " ok " } else { "FAIL" },
+                c.name,
+                c.detail
+            );
+            if let Some(f) = &c.fix {
+                println!("         fix: {f}");
+            }
+        }
+        if let Some(r) = &report {
+            println!(
+                "  [ ok ] probe sandbox    idmapped template: {}, cgroups {}, landlock {}",
+                r.template_idmapped,
+                r.cgroups.version,
+                r.landlock_abi.map_or("off".into(), |v| format!("ABI {v}"))
+            );
+        }
+        if let Some(e) = &probe_err {
+            println!("  [FAIL] probe sandbox    {e}");
+        }
+        println!("\nIsolation level this host gives: {level}");
+        for g in &gaps {
+            println!(
+                "  missing for strict: {g}\n         fix: {}",
+                hint(g, rootless)
+            );
+        }
+    }
+    Ok(if probe_err.is_some() { 1 } else { 0 })
+}

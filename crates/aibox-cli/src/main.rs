@@ -1,0 +1,43 @@
+//! The `aibox` binary: one file per verb under `commands/`, clap types in
+//! `args`. Errors are printed once, here, with their stable code.
+#![forbid(unsafe_code)]
+
+mod args;
+mod commands;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+/// Exit status for aibox's own failures (the command never ran), as docker uses.
+pub const EXIT_AIBOX_ERROR: u8 = 125;
+
+fn main() -> ExitCode {
+    let level = std::env::var("AIBOX_LOG")
+        .ok()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(tracing::Level::WARN);
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .without_time()
+        .init();
+    let cli = args::Cli::parse();
+    match commands::dispatch(cli.command) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let code = e
+                .downcast_ref::<aibox_runtime::Error>()
+                .map(|r| r.code().as_str())
+                .unwrap_or("error");
+            let mut msg = format!("aibox: {e}");
+            for cause in e.chain().skip(1) {
+                let c = cause.to_string();
+                if !msg.contains(&c) {
+                    msg.push_str(&format!(": {c}"));
+                }
+            }
+            eprintln!("{msg} [{code}]");
+            ExitCode::from(EXIT_AIBOX_ERROR)
+        }
+    }
+}

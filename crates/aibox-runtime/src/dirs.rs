@@ -1,0 +1,149 @@
+//! Where aibox keeps its state.
+//!
+//! * run dir (volatile: sockets, records of live sandboxes, uid slots,
+//!   staging mount points): `$AIBOX_RUN_DIR`, else `/run/aibox` for root,
+//!   else `$XDG_RUNTIME_DIR/aibox`, else `/tmp/aibox-$UID`.
+//! * data dir (templates): `$AIBOX_DATA_DIR`, else `/var/lib/aibox` for root,
+//!   else `$XDG_DATA_HOME/aibox`, else `~/.local/share/aibox`.
+//!
+//! Directories we create are checked to be owned by us and not writable by
+//! others, so another local user cannot plant symlinks in them.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DirsError {
+    #[error("failed to create directory {path}")]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path} is owned by uid {owner}, not by us (uid {uid}); refusing to use it")]
+    NotOurs { path: PathBuf, owner: u32, uid: u32 },
+    #[error("{path} is writable by other users; refusing to use it")]
+    WorldWritable { path: PathBuf },
+    #[error("{path} contains a character (',', ':' or a newline) that mount options cannot carry")]
+    BadChar { path: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct Dirs {
+    pub run: PathBuf,
+    pub data: PathBuf,
+}
+
+impl Dirs {
+    pub fn from_env() -> Dirs {
+        let uid = aibox_sys::geteuid();
+        let env = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let run = env("AIBOX_RUN_DIR").unwrap_or_else(|| {
+            if uid == 0 {
+                "/run/aibox".into()
+            } else if let Some(x) = env("XDG_RUNTIME_DIR") {
+                x.join("aibox")
+            } else {
+                format!("/tmp/aibox-{uid}").into()
+            }
+        });
+        let data = env("AIBOX_DATA_DIR").unwrap_or_else(|| {
+            if uid == 0 {
+                "/var/lib/aibox".into()
+            } else if let Some(x) = env("XDG_DATA_HOME") {
+                x.join("aibox")
+            } else if let Some(h) = env("HOME") {
+                h.join(".local/share/aibox")
+            } else {
+                format!("/tmp/aibox-{uid}/data").into()
+            }
+        });
+        Dirs { run, data }
+    }
+
+    pub fn sandboxes(&self) -> PathBuf {
+        self.run.join("sandboxes")
+    }
+    pub fn sandbox(&self, id: &str) -> PathBuf {
+        self.sandboxes().join(id)
+    }
+    pub fn slots(&self) -> PathBuf {
+        self.run.join("slots")
+    }
+    pub fn staging(&self) -> PathBuf {
+        self.run.join("staging")
+    }
+    pub fn templates(&self) -> PathBuf {
+        self.data.join("templates")
+    }
+
+    /// Create the directory tree with safe modes. Sandboxes' own setup
+    /// processes (mapped to unprivileged uids) must be able to traverse the
+    /// run dir and staging, nothing else.
+    pub fn ensure(&self) -> Result<(), DirsError> {
+        for p in [&self.run, &self.data] {
+            let s = p.to_string_lossy();
+            if s.contains(',') || s.contains(':') || s.contains('\n') {
+                return Err(DirsError::BadChar { path: p.clone() });
+            }
+        }
+        ensure_dir(&self.run, 0o711)?;
+        ensure_dir(&self.sandboxes(), 0o700)?;
+        ensure_dir(&self.slots(), 0o700)?;
+        let st = self.staging();
+        ensure_dir(&st, 0o711)?;
+        for sub in ["lower", "scratch"] {
+            ensure_dir(&st.join(sub), 0o755)?;
+        }
+        ensure_dir(&self.data, 0o755)?;
+        ensure_dir(&self.templates(), 0o755)?;
+        Ok(())
+    }
+}
+
+/// mkdir -p with `mode` for the last component, then verify ownership.
+pub(crate) fn ensure_dir(path: &Path, mode: u32) -> Result<(), DirsError> {
+    let create = |source| DirsError::Create {
+        path: path.to_path_buf(),
+        source,
+    };
+    match fs::metadata(path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent() {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o755)
+                    .create(parent)
+                    .map_err(create)?;
+            }
+            match fs::DirBuilder::new().mode(mode).create(path) {
+                Ok(()) => {
+                    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(create)?
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(create(e)),
+            }
+        }
+        Err(e) => return Err(create(e)),
+    }
+    let md = fs::symlink_metadata(path).map_err(create)?;
+    let uid = aibox_sys::geteuid();
+    if md.uid() != uid {
+        return Err(DirsError::NotOurs {
+            path: path.into(),
+            owner: md.uid(),
+            uid,
+        });
+    }
+    if md.mode() & 0o002 != 0 {
+        return Err(DirsError::WorldWritable { path: path.into() });
+    }
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! Random identifiers.
+
+use std::io::Read;
+
+/// 12 lowercase hex characters from the kernel's CSPRNG.
+pub fn random_id() -> String {
+    let mut b = [0u8; 6];
+    let ok = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok();
+    if !ok {
+        // /dev/urandom missing is not a reason to fail: fall back to the
+        // std hasher's random keys mixed with time and pid.
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        h.write_u32(std::process::id());
+        b.copy_from_slice(&h.finish().to_le_bytes()[..6]);
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ids_are_unique_and_valid() {
+        let a = super::random_id();
+        assert_eq!(a.len(), 12);
+        assert!(aibox_types::validate_id(&a));
+        assert_ne!(a, super::random_id());
+    }
+}

@@ -1,0 +1,204 @@
+//! PID 1 of a one-shot sandbox (`aibox run`): start the command with the
+//! caller's stdio, forward signals to it, reap every orphan, relay a PTY when
+//! asked for one, and exit with the command's status. When PID 1 exits the
+//! kernel kills everything else in the sandbox's pid namespace.
+
+use aibox_types::{SandboxSpec, User};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+pub struct OneShot {
+    pub argv: Vec<String>,
+    /// Allocate a PTY inside the sandbox and relay the caller's terminal.
+    pub tty: bool,
+    /// Pass the caller's stdin (otherwise /dev/null).
+    pub stdin: bool,
+}
+
+/// The environment every command starts with (the host's is never inherited).
+pub fn base_env(spec: &SandboxSpec, user: User) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = vec![
+        (
+            "PATH".into(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        ),
+        ("HOME".into(), user.home().into()),
+        ("USER".into(), user.name().into()),
+        ("LOGNAME".into(), user.name().into()),
+        ("SHELL".into(), "/bin/sh".into()),
+        ("LANG".into(), "C.UTF-8".into()),
+    ];
+    for (k, v) in &spec.env {
+        env.retain(|(ek, _)| ek != k);
+        env.push((k.clone(), v.clone()));
+    }
+    env
+}
+
+/// Build the command for `argv` as `user` (None: keep our own uid).
+pub fn command(argv: &[String], env: &[(String, String)], cwd: &str, uid: Option<u32>) -> Command {
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(cwd);
+    if let Some(uid) = uid {
+        if uid != aibox_sys::geteuid() {
+            cmd.uid(uid).gid(uid);
+        }
+    }
+    cmd
+}
+
+/// Exit status for a command that could not be started (shell convention).
+pub fn spawn_error_status(argv0: &str, e: &std::io::Error) -> (i32, String) {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => (127, format!("aibox: {argv0}: command not found")),
+        std::io::ErrorKind::PermissionDenied => (126, format!("aibox: {argv0}: permission denied")),
+        _ => (126, format!("aibox: {argv0}: {e}")),
+    }
+}
+
+const FORWARDED: [i32; 6] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
+/// Runs as PID 1; returns the exit code for PID 1.
+pub fn run(one: OneShot, spec: &SandboxSpec, parent_link: OwnedFd) -> i32 {
+    let mut signals = vec![libc::SIGCHLD, libc::SIGWINCH];
+    signals.extend(FORWARDED);
+    let Ok(sigfd) = aibox_sys::signalfd(&signals) else {
+        return 125;
+    };
+    if !one.tty {
+        // Own process group: terminal signals reach only the aibox CLI,
+        // which forwards them once (see Runtime::run).
+        let _ = aibox_sys::setpgid_self();
+    }
+    let uid = (aibox_sys::geteuid() == 0).then(|| spec.user.uid());
+    let env = base_env(spec, spec.user);
+    let mut cmd = command(&one.argv, &env, &spec.workdir, uid);
+    let host_in = std::io::stdin();
+    let mut master: Option<std::fs::File> = None;
+    if one.tty {
+        let Ok((m, slave)) = aibox_sys::openpty() else {
+            eprintln!("aibox: cannot allocate a pseudo-terminal");
+            return 125;
+        };
+        if let Ok((rows, cols)) = aibox_sys::get_winsize(host_in.as_fd()) {
+            let _ = aibox_sys::set_winsize(m.as_fd(), rows, cols);
+        }
+        let (Ok(s1), Ok(s2)) = (slave.try_clone(), slave.try_clone()) else {
+            return 125;
+        };
+        cmd.stdin(Stdio::from(slave))
+            .stdout(Stdio::from(s1))
+            .stderr(Stdio::from(s2));
+        aibox_sys::spawn_with_controlling_tty(&mut cmd);
+        master = Some(std::fs::File::from(m));
+    } else {
+        if !one.stdin {
+            cmd.stdin(Stdio::null());
+        }
+        aibox_sys::spawn_in_new_session(&mut cmd);
+    }
+    let child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            let (code, msg) = spawn_error_status(&one.argv[0], &e);
+            eprintln!("{msg}");
+            return code;
+        }
+    };
+    drop(cmd); // closes our copies of the slave side
+    let wpid = child.id() as i32;
+    let mut status: Option<i32> = None;
+    let mut stdin_open = one.tty;
+    let mut master_open = master.is_some();
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut out = std::io::stdout().lock();
+    loop {
+        if status.is_some() && !master_open {
+            break;
+        }
+        let mut fds: Vec<BorrowedFd<'_>> = vec![sigfd.as_fd(), parent_link.as_fd()];
+        if stdin_open {
+            fds.push(host_in.as_fd());
+        }
+        let poll_master = master.is_some() && master_open;
+        if let Some(m) = master.as_ref().filter(|_| master_open) {
+            fds.push(m.as_fd());
+        }
+        let timeout = status
+            .is_some()
+            .then(|| std::time::Duration::from_millis(200));
+        let Ok(ready) = aibox_sys::poll_readable(&fds, timeout) else {
+            return 125;
+        };
+        if status.is_some() && !ready.iter().any(|r| *r) {
+            break; // output drained (or a grandchild holds the pty open)
+        }
+        if ready[1] {
+            // Parent (the aibox CLI) is gone: take everything down.
+            return 137;
+        }
+        if ready[0] {
+            if let Ok(sig) = aibox_sys::read_signal(sigfd.as_fd()) {
+                match sig {
+                    libc::SIGCHLD => {
+                        while let Ok(Some((pid, st))) = aibox_sys::wait_any(false) {
+                            if pid == wpid {
+                                status = Some(st.code());
+                            }
+                        }
+                    }
+                    libc::SIGWINCH => {
+                        if let (Some(m), Ok((r, c))) =
+                            (&master, aibox_sys::get_winsize(host_in.as_fd()))
+                        {
+                            let _ = aibox_sys::set_winsize(m.as_fd(), r, c);
+                        }
+                    }
+                    s if status.is_none() => {
+                        let _ = aibox_sys::kill(-wpid, s);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let mut idx = 2;
+        if stdin_open {
+            if ready[idx] {
+                match host_in.lock().read(&mut buf) {
+                    Ok(0) | Err(_) => stdin_open = false,
+                    Ok(n) => {
+                        if let Some(m) = master.as_mut() {
+                            let _ = m.write_all(&buf[..n]);
+                        }
+                    }
+                }
+            }
+            idx += 1;
+        }
+        if poll_master && ready[idx] {
+            if let Some(m) = master.as_mut() {
+                match m.read(&mut buf) {
+                    // EIO: every slave fd is closed.
+                    Ok(0) | Err(_) => master_open = false,
+                    Ok(n) => {
+                        let _ = out.write_all(&buf[..n]);
+                        let _ = out.flush();
+                    }
+                }
+            }
+        }
+    }
+    status.unwrap_or(125)
+}

@@ -1,0 +1,605 @@
+//! The aibox runtime: create, run, inspect and destroy sandboxes.
+//!
+//! Everything later (the CLI, the server, MCP) goes through this API:
+//! * [`Runtime::run`] — one-shot: a command in a fresh sandbox, with the
+//!   caller's stdio, no agent, no server (`aibox run`);
+//! * [`Runtime::create`] — a persistent sandbox whose PID 1 is the agent; it
+//!   outlives the caller and is found again by id ([`Runtime::get`]);
+//! * [`Sandbox`] — exec and files through the agent ([`Sandbox::client`]),
+//!   pause/resume (cgroup freezer), stats, destroy;
+//! * [`Runtime::gc`] — finds and cleans what crashed processes left behind.
+//!
+//! Isolation backends implement [`Backend`]; namespaces are the first.
+#![forbid(unsafe_code)]
+
+pub mod cgroup;
+pub mod client;
+mod dirs;
+mod ids;
+mod init;
+pub mod landlock;
+pub mod mounts;
+pub mod seccomp;
+mod setup;
+pub mod state;
+pub mod template;
+
+pub use client::{AgentClient, ClientError, Output};
+pub use dirs::Dirs;
+pub use ids::random_id;
+pub use init::OneShot;
+pub use setup::SetupError;
+pub use state::{Record, Status};
+
+use aibox_types::{ErrorCode, IsolationReport, SandboxSpec};
+use cgroup::{Cgroup, Layout, Stats};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid sandbox spec: {0}")]
+    InvalidSpec(String),
+    #[error(transparent)]
+    Template(#[from] template::TemplateError),
+    #[error(transparent)]
+    Dirs(#[from] dirs::DirsError),
+    #[error(transparent)]
+    State(#[from] state::StateError),
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error(transparent)]
+    Cgroup(#[from] cgroup::CgroupError),
+    #[error("no sandbox with id {0:?}")]
+    NotFound(String),
+    #[error("sandbox {0} is no longer running")]
+    Gone(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("the sandbox helper failed: {0}")]
+    Helper(String),
+    #[error(transparent)]
+    Agent(#[from] ClientError),
+}
+
+impl Error {
+    /// The stable error code front ends return.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::InvalidSpec(_) => ErrorCode::InvalidArgument,
+            Error::Template(template::TemplateError::NotFound(_)) => ErrorCode::TemplateNotFound,
+            Error::Setup(SetupError::Isolation { .. } | SetupError::LimitsUnavailable(_)) => {
+                ErrorCode::IsolationUnavailable
+            }
+            Error::Setup(SetupError::MountSource { .. }) => ErrorCode::InvalidArgument,
+            Error::NotFound(_) => ErrorCode::NotFound,
+            Error::Gone(_) => ErrorCode::SandboxGone,
+            Error::Unsupported(_) => ErrorCode::InvalidArgument,
+            Error::Agent(e) => e.code(),
+            _ => ErrorCode::Internal,
+        }
+    }
+}
+
+/// An isolation backend. The namespace backend is the first implementation;
+/// a microVM backend will be the second.
+pub trait Backend: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Create a persistent sandbox and return its record.
+    fn create(&self, spec: &SandboxSpec) -> Result<Record, Error>;
+    fn destroy(&self, rec: &Record) -> Result<(), Error>;
+    fn pause(&self, rec: &Record) -> Result<(), Error>;
+    fn resume(&self, rec: &Record) -> Result<(), Error>;
+    fn stats(&self, rec: &Record) -> Result<Stats, Error>;
+}
+
+/// Result of a one-shot run.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// Exit code (128 + N when killed by signal N).
+    pub code: i32,
+    pub timed_out: bool,
+    /// The memory cgroup reports an OOM kill.
+    pub oom_killed: bool,
+    pub isolation: IsolationReport,
+}
+
+pub struct Runtime {
+    dirs: Dirs,
+    cgroups: Layout,
+    /// Binary re-executed as the single-threaded setup helper.
+    helper: PathBuf,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Runtime {
+    /// Directories from the environment (see [`Dirs::from_env`]); the helper
+    /// binary is `$AIBOX_BIN` or the current executable.
+    pub fn new() -> Runtime {
+        let helper = std::env::var_os("AIBOX_BIN")
+            .map(PathBuf::from)
+            .or_else(|| std::env::current_exe().ok())
+            .unwrap_or_else(|| PathBuf::from("aibox"));
+        Runtime::with(Dirs::from_env(), helper)
+    }
+
+    pub fn with(dirs: Dirs, helper: PathBuf) -> Runtime {
+        Runtime {
+            dirs,
+            cgroups: Layout::detect(),
+            helper,
+        }
+    }
+
+    pub fn dirs(&self) -> &Dirs {
+        &self.dirs
+    }
+
+    pub fn cgroup_layout(&self) -> &Layout {
+        &self.cgroups
+    }
+
+    pub fn rootless(&self) -> bool {
+        aibox_sys::geteuid() != 0
+    }
+
+    fn prepare(
+        &self,
+        spec: &SandboxSpec,
+        persistent: bool,
+    ) -> Result<(setup::Plan, Option<u32>), Error> {
+        spec.validate().map_err(Error::InvalidSpec)?;
+        self.dirs.ensure()?;
+        let template = template::resolve(&self.dirs.templates(), &spec.template)?;
+        let id = random_id();
+        let slot = if self.rootless() {
+            None
+        } else {
+            Some(state::claim_slot(&self.dirs.slots(), &id)?)
+        };
+        let plan = setup::Plan {
+            id,
+            spec: spec.clone(),
+            template,
+            staging: self.dirs.staging(),
+            uid_base: slot.map(state::slot_uid),
+            cgroups: self.cgroups.clone(),
+            persistent,
+        };
+        Ok((plan, slot))
+    }
+
+    fn record(&self, plan: &setup::Plan, slot: Option<u32>, status: Status, pid: i32) -> Record {
+        Record {
+            id: plan.id.clone(),
+            status,
+            created_unix_ms: now_ms(),
+            pid,
+            start_time: aibox_sys::process_start_time(pid).unwrap_or(0),
+            spec: plan.spec.clone(),
+            isolation: IsolationReport::default(),
+            cgroup: Cgroup {
+                version: self.cgroups.version().into(),
+                dirs: vec![],
+            },
+            uid_slot: slot,
+            socket: self.dirs.sandbox(&plan.id).join("agent.sock"),
+        }
+    }
+
+    fn abandon(&self, id: &str, slot: Option<u32>) {
+        let _ = std::fs::remove_dir_all(self.dirs.sandbox(id));
+        if let Some(s) = slot {
+            state::release_slot(&self.dirs.slots(), s);
+        }
+    }
+
+    /// Run one command in a fresh sandbox with the caller's stdio. Must be
+    /// called from a single-threaded process (the CLI is).
+    pub fn run(&self, spec: &SandboxSpec, one: OneShot) -> Result<RunOutcome, Error> {
+        if one.argv.is_empty() || one.argv[0].is_empty() {
+            return Err(Error::InvalidSpec(
+                "missing command: give it after `--`".into(),
+            ));
+        }
+        let (plan, slot) = self.prepare(spec, false)?;
+        let dir = self.dirs.sandbox(&plan.id);
+        let rec = self.record(&plan, slot, Status::Creating, aibox_sys::getpid());
+        let r = std::fs::create_dir(&dir)
+            .map_err(|source| state::StateError::Write {
+                path: dir.clone(),
+                source,
+            })
+            .and_then(|_| rec.save(&dir));
+        if let Err(e) = r {
+            self.abandon(&plan.id, slot);
+            return Err(e.into());
+        }
+        let tty = one.tty;
+        let launched = match setup::launch(&plan, setup::Payload::OneShot(one)) {
+            Ok(l) => l,
+            Err(e) => {
+                self.abandon(&plan.id, slot);
+                return Err(e.into());
+            }
+        };
+        let outcome = wait_one_shot(&launched, spec.timeout_ms.map(Duration::from_millis), tty);
+        let oom_killed = launched.cgroup.stats().oom_kills.unwrap_or(0) > 0;
+        launched.cgroup.kill_all();
+        let _ = launched.cgroup.remove(Duration::from_secs(5));
+        self.abandon(&plan.id, slot);
+        let (code, timed_out) = outcome;
+        Ok(RunOutcome {
+            code,
+            timed_out,
+            oom_killed,
+            isolation: launched.report,
+        })
+    }
+
+    /// Create a persistent sandbox. Uses this process when it is
+    /// single-threaded, else re-executes the helper binary.
+    pub fn create(&self, spec: &SandboxSpec) -> Result<Sandbox, Error> {
+        self.gc();
+        let rec = if setup::thread_count() == 1 {
+            self.create_here(spec)?
+        } else {
+            self.create_via_helper(spec)?
+        };
+        Ok(Sandbox {
+            rec,
+            runtime_dirs: self.dirs.clone(),
+        })
+    }
+
+    /// The helper's side of [`create`]: runs in a single-threaded process.
+    pub fn create_here(&self, spec: &SandboxSpec) -> Result<Record, Error> {
+        let (plan, slot) = self.prepare(spec, true)?;
+        let dir = self.dirs.sandbox(&plan.id);
+        let mut rec = self.record(&plan, slot, Status::Creating, aibox_sys::getpid());
+        let listener = (|| -> Result<std::os::unix::net::UnixListener, state::StateError> {
+            let w = |source| state::StateError::Write {
+                path: dir.clone(),
+                source,
+            };
+            std::fs::create_dir(&dir).map_err(w)?;
+            rec.save(&dir)?;
+            let l = std::os::unix::net::UnixListener::bind(&rec.socket).map_err(w)?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&rec.socket, std::fs::Permissions::from_mode(0o600))
+                .map_err(w)?;
+            Ok(l)
+        })();
+        let listener = match listener {
+            Ok(l) => l,
+            Err(e) => {
+                self.abandon(&plan.id, slot);
+                return Err(e.into());
+            }
+        };
+        let launched = match setup::launch(&plan, setup::Payload::Agent(listener.into())) {
+            Ok(l) => l,
+            Err(e) => {
+                self.abandon(&plan.id, slot);
+                return Err(e.into());
+            }
+        };
+        rec.status = Status::Running;
+        rec.pid = launched.pid;
+        rec.start_time = launched.start_time;
+        rec.isolation = launched.report.clone();
+        rec.cgroup = launched.cgroup.clone();
+        if let Err(e) = rec.save(&dir) {
+            let _ = self.destroy_record(&rec);
+            return Err(e.into());
+        }
+        // Tell PID 1 the record is committed; until then it would exit if we died.
+        launched.commit();
+        Ok(rec)
+    }
+
+    fn create_via_helper(&self, spec: &SandboxSpec) -> Result<Record, Error> {
+        use std::io::Write;
+        let mut child = std::process::Command::new(&self.helper)
+            .arg("internal-create")
+            .env("AIBOX_RUN_DIR", &self.dirs.run)
+            .env("AIBOX_DATA_DIR", &self.dirs.data)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::Helper(format!("cannot start {}: {e}", self.helper.display())))?;
+        let body = serde_json::to_vec(spec).map_err(|e| Error::Helper(e.to_string()))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(&body);
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| Error::Helper(e.to_string()))?;
+        let reply: HelperReply = serde_json::from_slice(&out.stdout)
+            .map_err(|_| Error::Helper(String::from_utf8_lossy(&out.stderr).trim().to_string()))?;
+        match reply {
+            HelperReply::Ok { id } => Ok(state::Record::load(&self.dirs.sandbox(&id))?),
+            HelperReply::Error { code, message } => {
+                Err(Error::Helper(format!("{code}: {message}")))
+            }
+        }
+    }
+
+    /// Find a sandbox by id.
+    pub fn get(&self, id: &str) -> Result<Sandbox, Error> {
+        if !aibox_types::validate_id(id) {
+            return Err(Error::NotFound(id.to_string()));
+        }
+        let dir = self.dirs.sandbox(id);
+        if !dir.exists() {
+            return Err(Error::NotFound(id.to_string()));
+        }
+        let rec = Record::load(&dir)?;
+        if rec.status != Status::Running {
+            return Err(Error::NotFound(id.to_string()));
+        }
+        Ok(Sandbox {
+            rec,
+            runtime_dirs: self.dirs.clone(),
+        })
+    }
+
+    /// Every persistent sandbox with a record (running or dead).
+    pub fn list(&self) -> Vec<Record> {
+        let Ok(rd) = std::fs::read_dir(self.dirs.sandboxes()) else {
+            return vec![];
+        };
+        let mut v: Vec<Record> = rd
+            .flatten()
+            .filter_map(|e| Record::load(&e.path()).ok())
+            .filter(|r| r.status == Status::Running)
+            .collect();
+        v.sort_by_key(|r| r.created_unix_ms);
+        v
+    }
+
+    fn destroy_record(&self, rec: &Record) -> Result<(), Error> {
+        kill_pid1(rec);
+        rec.cgroup.kill_all();
+        let r = rec.cgroup.remove(Duration::from_secs(5));
+        self.abandon(&rec.id, rec.uid_slot);
+        r.map_err(Error::from)
+    }
+
+    /// Clean up what crashed creators and dead sandboxes left: records,
+    /// cgroups, uid slots. Returns the ids cleaned.
+    pub fn gc(&self) -> Vec<String> {
+        let mut cleaned = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(self.dirs.sandboxes()) {
+            for e in rd.flatten() {
+                let id = e.file_name().to_string_lossy().into_owned();
+                match Record::load(&e.path()) {
+                    Ok(rec) => {
+                        let creator_alive = rec.pid > 0
+                            && aibox_sys::process_start_time(rec.pid) == Some(rec.start_time);
+                        if !creator_alive {
+                            let _ = self.destroy_record(&rec);
+                            cleaned.push(id);
+                        }
+                    }
+                    Err(_) => {
+                        // A record that never got written completely: if it is
+                        // older than a minute, its creator is long gone.
+                        let old = e
+                            .metadata()
+                            .ok()
+                            .and_then(|m| m.modified().ok())
+                            .and_then(|t| t.elapsed().ok())
+                            .is_some_and(|a| a > Duration::from_secs(60));
+                        if old {
+                            let _ = std::fs::remove_dir_all(e.path());
+                            cleaned.push(id);
+                        }
+                    }
+                }
+            }
+        }
+        // Slots whose sandbox has no record any more.
+        if let Ok(rd) = std::fs::read_dir(self.dirs.slots()) {
+            for e in rd.flatten() {
+                let Ok(n) = e.file_name().to_string_lossy().parse::<u32>() else {
+                    continue;
+                };
+                let Some(owner) = state::slot_owner(&self.dirs.slots(), n) else {
+                    continue;
+                };
+                let fresh = e
+                    .metadata()
+                    .ok()
+                    .and_then(|m| m.modified().ok())
+                    .and_then(|t| t.elapsed().ok())
+                    .is_none_or(|a| a < Duration::from_secs(60));
+                if !self.dirs.sandbox(owner.trim()).exists() && !fresh {
+                    state::release_slot(&self.dirs.slots(), n);
+                }
+            }
+        }
+        // Our cgroups without a record (creator killed between mkdir and record).
+        if let Layout::V1(dirs) = &self.cgroups {
+            for (ctrl, parent) in dirs {
+                let Ok(rd) = std::fs::read_dir(parent) else {
+                    continue;
+                };
+                for e in rd.flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let Some(id) = name.strip_prefix("aibox-") else {
+                        continue;
+                    };
+                    if !self.dirs.sandbox(id).exists() {
+                        let cg = Cgroup {
+                            version: "v1".into(),
+                            dirs: vec![(ctrl.clone(), e.path())],
+                        };
+                        cg.kill_all();
+                        let _ = cg.remove(Duration::from_secs(1));
+                    }
+                }
+            }
+        }
+        cleaned
+    }
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Runtime::new()
+    }
+}
+
+impl Backend for Runtime {
+    fn name(&self) -> &'static str {
+        "namespaces"
+    }
+    fn create(&self, spec: &SandboxSpec) -> Result<Record, Error> {
+        Runtime::create(self, spec).map(|s| s.rec)
+    }
+    fn destroy(&self, rec: &Record) -> Result<(), Error> {
+        self.destroy_record(rec)
+    }
+    fn pause(&self, rec: &Record) -> Result<(), Error> {
+        rec.cgroup
+            .set_frozen(true)
+            .map_err(|_| Error::Unsupported(freezer_missing(rec)))
+    }
+    fn resume(&self, rec: &Record) -> Result<(), Error> {
+        rec.cgroup
+            .set_frozen(false)
+            .map_err(|_| Error::Unsupported(freezer_missing(rec)))
+    }
+    fn stats(&self, rec: &Record) -> Result<Stats, Error> {
+        Ok(rec.cgroup.stats())
+    }
+}
+
+fn freezer_missing(rec: &Record) -> String {
+    if rec.isolation.rootless {
+        "pause/resume needs the cgroup freezer, which is not delegated to this user".into()
+    } else {
+        "pause/resume needs the cgroup freezer, which this host does not provide".into()
+    }
+}
+
+/// What the helper (`aibox internal-create`) prints on stdout.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum HelperReply {
+    Ok { id: String },
+    Error { code: ErrorCode, message: String },
+}
+
+/// SIGKILL the sandbox's PID 1 (which takes its pid namespace down) and wait
+/// until it is gone. Uses a pidfd checked against the recorded start time,
+/// so a recycled pid is never signalled.
+fn kill_pid1(rec: &Record) {
+    if rec.status != Status::Running || !rec.alive() {
+        return;
+    }
+    let Ok(fd) = aibox_sys::pidfd_open(rec.pid) else {
+        return;
+    };
+    if aibox_sys::process_start_time(rec.pid) != Some(rec.start_time) {
+        return;
+    }
+    let _ = aibox_sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
+    let _ = aibox_sys::poll_readable(&[fd.as_fd()], Some(Duration::from_secs(5)));
+}
+
+/// Wait for a one-shot sandbox's PID 1, forwarding signals and enforcing the
+/// wall-clock timeout. Returns (exit code, timed out).
+fn wait_one_shot(l: &setup::Launched, timeout: Option<Duration>, tty: bool) -> (i32, bool) {
+    // In tty mode the terminal is raw, so INT/QUIT arrive as bytes; PID 1 is
+    // in our process group and sees WINCH itself.
+    let forward: &[i32] = if tty {
+        &[libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2]
+    } else {
+        &[
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+        ]
+    };
+    let sigfd = aibox_sys::signalfd(forward).ok();
+    let pidfd = aibox_sys::pidfd_open(l.pid).ok();
+    let deadline = timeout.map(|t| Instant::now() + t);
+    if let (Some(pidfd), Some(sigfd)) = (&pidfd, &sigfd) {
+        loop {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left == Some(Duration::ZERO) {
+                let _ = aibox_sys::kill(l.pid, libc::SIGKILL);
+                let _ = aibox_sys::waitpid(l.pid);
+                return (124, true);
+            }
+            let Ok(ready) = aibox_sys::poll_readable(&[pidfd.as_fd(), sigfd.as_fd()], left) else {
+                break;
+            };
+            if ready[0] {
+                break;
+            }
+            if ready[1] {
+                if let Ok(sig) = aibox_sys::read_signal(sigfd.as_fd()) {
+                    let _ = aibox_sys::kill(l.pid, sig);
+                }
+            }
+        }
+    }
+    match aibox_sys::waitpid(l.pid) {
+        Ok(s) => (s.code(), false),
+        Err(_) => (125, false),
+    }
+}
+
+/// A persistent sandbox.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    rec: Record,
+    runtime_dirs: Dirs,
+}
+
+impl Sandbox {
+    pub fn id(&self) -> &str {
+        &self.rec.id
+    }
+    pub fn record(&self) -> &Record {
+        &self.rec
+    }
+    pub fn isolation(&self) -> &IsolationReport {
+        &self.rec.isolation
+    }
+    pub fn alive(&self) -> bool {
+        self.rec.alive()
+    }
+    pub fn client(&self) -> AgentClient {
+        AgentClient::new(&self.rec.socket)
+    }
+    pub fn pause(&self) -> Result<(), Error> {
+        Runtime::with(self.runtime_dirs.clone(), PathBuf::new()).pause(&self.rec)
+    }
+    pub fn resume(&self) -> Result<(), Error> {
+        Runtime::with(self.runtime_dirs.clone(), PathBuf::new()).resume(&self.rec)
+    }
+    pub fn paused(&self) -> bool {
+        self.rec.cgroup.is_frozen()
+    }
+    pub fn stats(&self) -> Stats {
+        self.rec.cgroup.stats()
+    }
+    /// Kill every process, remove the cgroups, the record and the socket.
+    pub fn destroy(self) -> Result<(), Error> {
+        Runtime::with(self.runtime_dirs.clone(), PathBuf::new()).destroy_record(&self.rec)
+    }
+}

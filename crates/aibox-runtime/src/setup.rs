@@ -1,0 +1,717 @@
+//! Creating the sandbox process tree. Must run in a single-threaded process.
+//!
+//! ```text
+//!  P (caller, single-threaded)           C (child)                 G (PID 1 of the sandbox)
+//!  [root: unshare(NEWNS), rprivate]
+//!  fork ───────────────────────────────► unshare(NEWUSER)
+//!                                        "U" ──►
+//!  write uid_map/gid_map
+//!  [root: idmapped binds of the template
+//!   and user mounts into staging]
+//!  cgroup: create, limits, add C
+//!  ◄── "G" (go)
+//!                                        setresuid/gid(0), setgroups([])
+//!                                        unshare(NS|PID|NET|IPC|UTS|CGROUP)
+//!                                        fork ─────────────────────► mounts (mounts::plan), pivot_root
+//!                                        "P"+pid ──►, exit          hostname, loopback up, rlimits
+//!                                                                  drop caps (bounding too), no_new_privs
+//!                                                                  landlock, seccomp
+//!  ◄────────────────────────────────────────────────────────────── "R"+report
+//!  merge report, check required level
+//!  "G" (go) ─────────────────────────────────────────────────────► run the payload (init or agent)
+//! ```
+//! Fork happens only in P and C, which never have more than one thread
+//! (DEPS.md: cloning from a threaded process deadlocks on inherited locks).
+
+use crate::cgroup::{Cgroup, Layout as CgLayout, Limits};
+use crate::mounts;
+use crate::template::Template;
+use aibox_types::{IsolationLevel, IsolationReport, LimitReport, SandboxSpec, UidMapping};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("sandbox setup must run in a single-threaded process ({0} threads)")]
+    Threaded(usize),
+    #[error("{what}")]
+    Sys {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("sandbox setup failed: {0}")]
+    Child(String),
+    #[error("failed to create the sandbox's cgroup")]
+    Cgroup(#[source] crate::cgroup::CgroupError),
+    #[error("the host cannot provide isolation level {level}: missing {}", gaps.join(", "))]
+    Isolation {
+        level: IsolationLevel,
+        gaps: Vec<String>,
+        report: Box<IsolationReport>,
+    },
+    #[error("resource limits were requested but cannot be enforced: {0}")]
+    LimitsUnavailable(String),
+    #[error("host mount {path} does not exist")]
+    MountSource { path: PathBuf },
+}
+
+fn sys(what: impl Into<String>) -> impl FnOnce(io::Error) -> SetupError {
+    let what = what.into();
+    move |source| SetupError::Sys { what, source }
+}
+
+/// Everything `launch` needs, decided by the caller.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub id: String,
+    pub spec: SandboxSpec,
+    pub template: Template,
+    pub staging: PathBuf,
+    /// Some(host uid base) in root mode; None when rootless.
+    pub uid_base: Option<u32>,
+    pub cgroups: CgLayout,
+    /// Create freezer and accounting cgroups (persistent sandboxes).
+    pub persistent: bool,
+}
+
+impl Plan {
+    pub fn rootless(&self) -> bool {
+        self.uid_base.is_none()
+    }
+
+    /// The uid the caller's identity appears as inside a rootless sandbox.
+    fn rootless_uid(&self) -> u32 {
+        self.spec.user.uid()
+    }
+}
+
+/// What PID 1 does once the sandbox is sealed.
+pub enum Payload {
+    /// Run one command with the caller's stdio; PID 1 exits with its status.
+    OneShot(crate::init::OneShot),
+    /// Serve the agent protocol on this listening socket.
+    Agent(OwnedFd),
+}
+
+pub struct Launched {
+    /// Host pid of the sandbox's PID 1.
+    pub pid: i32,
+    pub start_time: u64,
+    pub report: IsolationReport,
+    pub cgroup: Cgroup,
+    /// One-shot: closing this tells PID 1 its parent is gone.
+    pub link: Option<OwnedFd>,
+}
+
+impl Launched {
+    /// Agent mode: the caller has recorded the sandbox; PID 1 may now outlive us.
+    pub fn commit(mut self) {
+        if let Some(link) = self.link.take() {
+            let _ = send(&link, b'C', &[]);
+        }
+    }
+}
+
+pub fn thread_count() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("Threads:")
+                    .and_then(|v| v.trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}
+
+// --- tiny tagged messages over the setup pipes: tag byte, u32 len, bytes.
+
+fn send(fd: &OwnedFd, tag: u8, body: &[u8]) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(5 + body.len());
+    buf.push(tag);
+    buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    buf.extend_from_slice(body);
+    aibox_sys::write_all_fd(fd.as_fd(), &buf)
+}
+
+fn recv(fd: &OwnedFd) -> io::Result<Option<(u8, Vec<u8>)>> {
+    let mut f = File::from(fd.try_clone()?);
+    let mut hdr = [0u8; 5];
+    match f.read_exact(&mut hdr) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_le_bytes([hdr[1], hdr[2], hdr[3], hdr[4]]) as usize;
+    if len > 1 << 20 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "setup message too large",
+        ));
+    }
+    let mut body = vec![0u8; len];
+    f.read_exact(&mut body)?;
+    Ok(Some((hdr[0], body)))
+}
+
+fn child_error(msg: Option<(u8, Vec<u8>)>, stage: &str) -> SetupError {
+    match msg {
+        Some((b'E', body)) => SetupError::Child(String::from_utf8_lossy(&body).into_owned()),
+        Some((tag, _)) => SetupError::Child(format!(
+            "unexpected message {:?} during {stage}",
+            tag as char
+        )),
+        None => SetupError::Child(format!("the setup process died during {stage}")),
+    }
+}
+
+/// Create the sandbox. On error nothing is left running and the cgroup is
+/// removed; the caller owns the staging directories and records.
+pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
+    let threads = thread_count();
+    if threads != 1 {
+        return Err(SetupError::Threaded(threads));
+    }
+    for m in &plan.spec.mounts {
+        if !m.host.exists() {
+            return Err(SetupError::MountSource {
+                path: m.host.clone(),
+            });
+        }
+    }
+    let seccomp = crate::seccomp::programs().map_err(|e| SetupError::Child(format!("{e}")))?;
+    let host_uid = aibox_sys::geteuid();
+    let host_gid = aibox_sys::getgid();
+
+    if !plan.rootless() {
+        // A private mount namespace for P: the idmapped staging mounts below
+        // exist only here (and in the sandbox's copy), never on the host.
+        aibox_sys::unshare(libc::CLONE_NEWNS)
+            .map_err(sys("unshare(CLONE_NEWNS) for the setup process"))?;
+        aibox_sys::mount(
+            None,
+            Path::new("/"),
+            None,
+            libc::MS_REC | libc::MS_PRIVATE,
+            None,
+        )
+        .map_err(sys("making the setup mount namespace private"))?;
+    }
+    if matches!(payload, Payload::OneShot(_)) {
+        // So PID 1 becomes our child once C exits, and we can wait for it.
+        aibox_sys::set_child_subreaper().map_err(sys("PR_SET_CHILD_SUBREAPER"))?;
+    }
+
+    let (c2p_r, c2p_w) = aibox_sys::pipe().map_err(sys("pipe"))?;
+    let (p2c_r, p2c_w) = aibox_sys::pipe().map_err(sys("pipe"))?;
+    let (g2p_r, g2p_w) = aibox_sys::pipe().map_err(sys("pipe"))?;
+    let (p2g_r, p2g_w) = aibox_sys::pipe().map_err(sys("pipe"))?;
+    let parent_pid = aibox_sys::getpid();
+
+    let child = match aibox_sys::fork().map_err(sys("fork"))? {
+        aibox_sys::Fork::Child => {
+            drop((c2p_r, p2c_w, g2p_r, p2g_w));
+            let r = child_c(
+                plan, parent_pid, &c2p_w, &p2c_r, g2p_w, p2g_r, payload, &seccomp,
+            );
+            if let Err(msg) = r {
+                let _ = send(&c2p_w, b'E', msg.as_bytes());
+            }
+            aibox_sys::exit_now(1);
+        }
+        aibox_sys::Fork::Parent(pid) => pid,
+    };
+    drop((c2p_w, p2c_r, g2p_w, p2g_r));
+
+    let mut cgroup = Cgroup {
+        version: plan.cgroups.version().into(),
+        dirs: vec![],
+    };
+    let result =
+        (|| -> Result<(i32, IsolationReport, crate::cgroup::Applied, bool), SetupError> {
+            match recv(&c2p_r).map_err(sys("reading from the setup process"))? {
+                Some((b'U', _)) => {}
+                other => return Err(child_error(other, "user namespace creation")),
+            }
+            // uid/gid maps.
+            let proc_dir = PathBuf::from(format!("/proc/{child}"));
+            let (uid_map, gid_map) = match plan.uid_base {
+                Some(base) => (format!("0 {base} 65536\n"), format!("0 {base} 65536\n")),
+                None => {
+                    std::fs::write(proc_dir.join("setgroups"), "deny")
+                        .map_err(sys("writing setgroups"))?;
+                    let inner = plan.rootless_uid();
+                    (
+                        format!("{inner} {host_uid} 1\n"),
+                        format!("{inner} {host_gid} 1\n"),
+                    )
+                }
+            };
+            std::fs::write(proc_dir.join("uid_map"), &uid_map).map_err(sys("writing uid_map"))?;
+            std::fs::write(proc_dir.join("gid_map"), &gid_map).map_err(sys("writing gid_map"))?;
+
+            // Idmapped binds (root mode): the template and user mounts appear
+            // owned by the sandbox's own uids, without copying or chowning.
+            let mut idmapped = false;
+            if plan.uid_base.is_some() {
+                let userns = File::open(proc_dir.join("ns/user"))
+                    .map_err(sys("opening the sandbox user namespace"))?;
+                let ro = aibox_sys::MOUNT_ATTR_RDONLY
+                    | aibox_sys::MOUNT_ATTR_NOSUID
+                    | aibox_sys::MOUNT_ATTR_NODEV;
+                aibox_sys::idmapped_bind(&plan.template.rootfs, &plan.staging.join("lower"), userns.as_fd(), ro).map_err(
+                sys(format!(
+                    "idmapped mount of the template {} (the filesystem must support idmapped mounts: ext4, xfs, btrfs, tmpfs)",
+                    plan.template.rootfs.display()
+                )),
+            )?;
+                idmapped = true;
+                for (i, (host, _)) in plan.template.binds.iter().enumerate() {
+                    let dst = plan.staging.join(format!("t{i}"));
+                    ensure_mountpoint(&dst, false)?;
+                    if aibox_sys::idmapped_bind(host, &dst, userns.as_fd(), ro).is_err() {
+                        // Not every filesystem supports idmapping; a plain
+                        // read-only bind still works (files then show as nobody).
+                        aibox_sys::mount(
+                            Some(host),
+                            &dst,
+                            None,
+                            libc::MS_BIND | libc::MS_REC,
+                            None,
+                        )
+                        .map_err(sys(format!("bind mount of {}", host.display())))?;
+                    }
+                }
+                for (i, m) in plan.spec.mounts.iter().enumerate() {
+                    let dst = plan.staging.join(format!("m{i}"));
+                    ensure_mountpoint(&dst, m.host.is_file())?;
+                    let attrs = aibox_sys::MOUNT_ATTR_NOSUID
+                        | aibox_sys::MOUNT_ATTR_NODEV
+                        | if m.read_only {
+                            aibox_sys::MOUNT_ATTR_RDONLY
+                        } else {
+                            0
+                        };
+                    if aibox_sys::idmapped_bind(&m.host, &dst, userns.as_fd(), attrs).is_err() {
+                        aibox_sys::mount(
+                            Some(&m.host),
+                            &dst,
+                            None,
+                            libc::MS_BIND | libc::MS_REC,
+                            None,
+                        )
+                        .map_err(sys(format!("bind mount of {}", m.host.display())))?;
+                    }
+                }
+            }
+
+            // cgroup.
+            let limits = Limits {
+                memory: Some(plan.spec.memory_bytes()),
+                pids: Some(plan.spec.pids_limit()),
+                cpus: plan.spec.cpus,
+                freezer: plan.persistent,
+                accounting: plan.persistent,
+            };
+            let applied = match CgLayout::has(&plan.cgroups, "memory") || CgLayout::has(&plan.cgroups, "pids") {
+            true => match Cgroup::create(&plan.cgroups, &format!("aibox-{}", plan.id), &limits) {
+                Ok((cg, applied)) => {
+                    cgroup = cg;
+                    cgroup.add(child).map_err(SetupError::Cgroup)?;
+                    applied
+                }
+                Err(e) if plan.rootless() && explicit_limits(&plan.spec).is_none() => {
+                    tracing::debug!(error = %e, "rootless: cgroup not delegated, limits not applied");
+                    Default::default()
+                }
+                Err(e) if plan.rootless() => {
+                    return Err(SetupError::LimitsUnavailable(format!(
+                        "{} requested, but the cgroup hierarchy is not delegated to uid {host_uid} ({e})",
+                        explicit_limits(&plan.spec).unwrap_or_default()
+                    )))
+                }
+                Err(e) => return Err(SetupError::Cgroup(e)),
+            },
+            false => Default::default(),
+        };
+            if let Some(what) = explicit_limits(&plan.spec) {
+                let missing = (plan.spec.memory.is_some() && !applied.memory)
+                    || (plan.spec.pids.is_some() && !applied.pids)
+                    || (plan.spec.cpus.is_some() && !applied.cpu);
+                if missing {
+                    return Err(SetupError::LimitsUnavailable(format!(
+                        "{what} requested, but this host's cgroups cannot enforce it"
+                    )));
+                }
+            }
+
+            send(&p2c_w, b'G', &[]).map_err(sys("releasing the setup process"))?;
+            let g = match recv(&c2p_r).map_err(sys("reading from the setup process"))? {
+                Some((b'P', body)) if body.len() == 4 => {
+                    i32::from_le_bytes([body[0], body[1], body[2], body[3]])
+                }
+                other => return Err(child_error(other, "namespace creation")),
+            };
+            let _ = aibox_sys::waitpid(child);
+            if plan.uid_base.is_some() {
+                // The kernel's OOM killer should pick the workload, not PID 1.
+                let _ = std::fs::write(format!("/proc/{g}/oom_score_adj"), "-998");
+            }
+            let report = match recv(&g2p_r).map_err(sys("reading the sandbox's report"))? {
+                Some((b'R', body)) => serde_json::from_slice::<IsolationReport>(&body)
+                    .map_err(|e| SetupError::Child(format!("bad report from the sandbox: {e}")))?,
+                other => {
+                    let _ = aibox_sys::kill(g, libc::SIGKILL);
+                    return Err(child_error(other, "sandbox setup"));
+                }
+            };
+            Ok((g, report, applied, idmapped))
+        })();
+
+    let (g, mut report, applied, idmapped) = match result {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = aibox_sys::kill(child, libc::SIGKILL);
+            let _ = aibox_sys::waitpid(child);
+            cgroup.kill_all();
+            let _ = cgroup.remove(std::time::Duration::from_secs(2));
+            return Err(e);
+        }
+    };
+
+    // Merge what P knows into G's report.
+    report.backend = "namespaces".into();
+    report.rootless = plan.rootless();
+    let (inside, outside, count) = match plan.uid_base {
+        Some(base) => (0, base, 65536),
+        None => (plan.rootless_uid(), host_uid, 1),
+    };
+    report.uid_map = vec![UidMapping {
+        inside,
+        outside,
+        count,
+    }];
+    report.gid_map = vec![UidMapping {
+        inside,
+        outside: if plan.uid_base.is_some() {
+            outside
+        } else {
+            host_gid
+        },
+        count,
+    }];
+    report.dedicated_uid_range = plan.uid_base.is_some();
+    report.template_idmapped = idmapped;
+    let why = if plan.rootless() {
+        "cgroup not delegated to this user"
+    } else {
+        "controller not available"
+    };
+    let lim = |req: Option<u64>, ok: bool| {
+        if ok {
+            LimitReport::applied(req.unwrap_or(0))
+        } else {
+            LimitReport::missing(req, why)
+        }
+    };
+    report.cgroups.version = cgroup.version.clone();
+    report.cgroups.memory = lim(Some(plan.spec.memory_bytes()), applied.memory);
+    report.cgroups.swap = if applied.swap {
+        LimitReport::applied(0)
+    } else {
+        LimitReport::missing(Some(0), "no swap accounting")
+    };
+    report.cgroups.pids = lim(Some(plan.spec.pids_limit()), applied.pids);
+    report.cgroups.cpu = match plan.spec.cpus {
+        None => LimitReport {
+            requested: None,
+            applied: false,
+            reason: Some("not requested".into()),
+        },
+        Some(c) => lim(Some((c * 1000.0) as u64), applied.cpu),
+    };
+    report.cgroups.freezer = applied.freezer;
+    report.disk_quota = LimitReport::applied(plan.spec.disk_bytes());
+    report.disk_quota_mechanism = "tmpfs".into();
+    report.level = Some(report.achieved_level());
+
+    if let Some(level) = plan.spec.require_isolation {
+        let gaps = report.gaps(level);
+        if !gaps.is_empty() {
+            let _ = aibox_sys::kill(g, libc::SIGKILL);
+            if matches!(plan.cgroups, CgLayout::None) || cgroup.dirs.is_empty() {
+                // PID 1 is our child only in one-shot mode; otherwise init reaps it.
+            }
+            let _ = aibox_sys::waitpid(g);
+            cgroup.kill_all();
+            let _ = cgroup.remove(std::time::Duration::from_secs(2));
+            return Err(SetupError::Isolation {
+                level,
+                gaps,
+                report: Box::new(report),
+            });
+        }
+    }
+
+    let start_time = aibox_sys::process_start_time(g).unwrap_or(0);
+    send(&p2g_w, b'G', &[]).map_err(sys("releasing the sandbox"))?;
+    Ok(Launched {
+        pid: g,
+        start_time,
+        report,
+        cgroup,
+        link: Some(p2g_w),
+    })
+}
+
+/// Names of limits the caller set explicitly (None when all are defaults).
+fn explicit_limits(spec: &SandboxSpec) -> Option<String> {
+    let mut v = Vec::new();
+    if spec.memory.is_some() {
+        v.push("--memory");
+    }
+    if spec.pids.is_some() {
+        v.push("--pids");
+    }
+    if spec.cpus.is_some() {
+        v.push("--cpus");
+    }
+    (!v.is_empty()).then(|| v.join(", "))
+}
+
+fn ensure_mountpoint(p: &Path, file: bool) -> Result<(), SetupError> {
+    if file {
+        if !p.exists() {
+            File::create(p).map_err(sys(format!("creating {}", p.display())))?;
+        }
+        Ok(())
+    } else {
+        std::fs::create_dir_all(p).map_err(sys(format!("creating {}", p.display())))
+    }
+}
+
+/// C: enter the user namespace, wait for the maps, create the other
+/// namespaces and fork PID 1. Errors are returned as text for P.
+#[allow(clippy::too_many_arguments)]
+fn child_c(
+    plan: &Plan,
+    parent: i32,
+    c2p: &OwnedFd,
+    p2c: &OwnedFd,
+    g2p: OwnedFd,
+    p2g: OwnedFd,
+    payload: Payload,
+    seccomp: &[seccompiler::BpfProgram; 2],
+) -> Result<(), String> {
+    let e = |what: &str| {
+        let what = what.to_string();
+        move |err: io::Error| format!("{what}: {err}")
+    };
+    aibox_sys::set_pdeathsig(libc::SIGKILL).map_err(e("PR_SET_PDEATHSIG"))?;
+    if std::os::unix::process::parent_id() as i32 != parent {
+        return Err("parent exited".into());
+    }
+    aibox_sys::unshare(libc::CLONE_NEWUSER).map_err(e(
+        "cannot create a user namespace (check `aibox doctor`: user.max_user_namespaces, or Ubuntu's kernel.apparmor_restrict_unprivileged_userns)",
+    ))?;
+    send(c2p, b'U', &[]).map_err(e("notify parent"))?;
+    match recv(p2c).map_err(e("wait for parent"))? {
+        Some((b'G', _)) => {}
+        _ => return Err("parent aborted".into()),
+    }
+    let inner = if plan.rootless() {
+        plan.rootless_uid()
+    } else {
+        0
+    };
+    aibox_sys::setresgid(inner).map_err(e("setresgid"))?;
+    aibox_sys::setresuid(inner).map_err(e("setresuid"))?;
+    if !plan.rootless() {
+        aibox_sys::clear_groups().map_err(e("setgroups"))?;
+    }
+    let flags = libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWCGROUP;
+    aibox_sys::unshare(flags)
+        .map_err(e("unshare(mount, pid, net, ipc, uts, cgroup namespaces)"))?;
+    match aibox_sys::fork().map_err(e("fork of PID 1"))? {
+        aibox_sys::Fork::Parent(g) => {
+            send(c2p, b'P', &g.to_le_bytes()).map_err(e("report pid"))?;
+            aibox_sys::exit_now(0);
+        }
+        aibox_sys::Fork::Child => {
+            let mut g2p_file = File::from(g2p);
+            match sandbox_init(plan, seccomp) {
+                Ok(report) => {
+                    let body = serde_json::to_vec(&report).unwrap_or_default();
+                    let mut msg = vec![b'R'];
+                    msg.extend_from_slice(&(body.len() as u32).to_le_bytes());
+                    msg.extend_from_slice(&body);
+                    if g2p_file.write_all(&msg).is_err() {
+                        aibox_sys::exit_now(1);
+                    }
+                    drop(g2p_file);
+                    match recv(&p2g) {
+                        Ok(Some((b'G', _))) => {}
+                        _ => aibox_sys::exit_now(1),
+                    }
+                    let code = match payload {
+                        Payload::OneShot(one) => crate::init::run(one, &plan.spec, p2g),
+                        Payload::Agent(listener) => {
+                            // Wait until the creator has written the record, so
+                            // a crash in between leaves nothing running unrecorded.
+                            match recv(&p2g) {
+                                Ok(Some((b'C', _))) => {}
+                                _ => aibox_sys::exit_now(1),
+                            }
+                            drop(p2g);
+                            aibox_agent::serve(listener, agent_config(plan))
+                        }
+                    };
+                    aibox_sys::exit_now(code);
+                }
+                Err(msg) => {
+                    let mut m = vec![b'E'];
+                    m.extend_from_slice(&(msg.len() as u32).to_le_bytes());
+                    m.extend_from_slice(msg.as_bytes());
+                    let _ = g2p_file.write_all(&m);
+                    aibox_sys::exit_now(1);
+                }
+            }
+        }
+    }
+}
+
+fn agent_config(plan: &Plan) -> aibox_agent::Config {
+    aibox_agent::Config {
+        default_user: if plan.rootless() {
+            None
+        } else {
+            Some(plan.spec.user)
+        },
+        fixed_uid: plan.rootless().then(|| plan.rootless_uid()),
+        env: crate::init::base_env(&plan.spec, plan.spec.user),
+        workdir: plan.spec.workdir.clone(),
+    }
+}
+
+/// G, before the payload: mounts, identity, then seal. Returns the part of
+/// the isolation report only G can observe.
+fn sandbox_init(
+    plan: &Plan,
+    seccomp: &[seccompiler::BpfProgram; 2],
+) -> Result<IsolationReport, String> {
+    let lower = if plan.rootless() {
+        plan.template.rootfs.clone()
+    } else {
+        plan.staging.join("lower")
+    };
+    let template_binds: Vec<(PathBuf, PathBuf)> = plan
+        .template
+        .binds
+        .iter()
+        .enumerate()
+        .map(|(i, (host, guest))| {
+            (
+                if plan.rootless() {
+                    host.clone()
+                } else {
+                    plan.staging.join(format!("t{i}"))
+                },
+                guest.clone(),
+            )
+        })
+        .collect();
+    let user_mounts: Vec<(PathBuf, PathBuf, bool, bool)> = plan
+        .spec
+        .mounts
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let src = if plan.rootless() {
+                m.host.clone()
+            } else {
+                plan.staging.join(format!("m{i}"))
+            };
+            (src, m.guest.clone(), m.read_only, m.host.is_file())
+        })
+        .collect();
+    let scratch = plan.staging.join("scratch");
+    let steps = mounts::plan(&mounts::Layout {
+        lower: &lower,
+        scratch: &scratch,
+        disk_bytes: plan.spec.disk_bytes(),
+        template_binds: &template_binds,
+        user_mounts: &user_mounts,
+        gid5_mapped: !plan.rootless(),
+    });
+    mounts::execute(&steps).map_err(|e| format!("{e}: {}", e.source))?;
+    // The working directory belongs to the sandbox's user (created before
+    // capabilities are dropped, since chown needs CAP_CHOWN).
+    let workdir = Path::new(&plan.spec.workdir);
+    if !workdir.exists() {
+        std::fs::create_dir_all(workdir)
+            .map_err(|e| format!("creating workdir {}: {e}", workdir.display()))?;
+        let uid = if plan.rootless() {
+            plan.rootless_uid()
+        } else {
+            plan.spec.user.uid()
+        };
+        std::os::unix::fs::chown(workdir, Some(uid), Some(uid))
+            .map_err(|e| format!("chown workdir: {e}"))?;
+    }
+
+    let hostname = plan
+        .spec
+        .hostname
+        .clone()
+        .unwrap_or_else(|| format!("aibox-{}", &plan.id[..plan.id.len().min(8)]));
+    aibox_sys::sethostname(&hostname).map_err(|e| format!("sethostname: {e}"))?;
+    aibox_sys::loopback_up().map_err(|e| format!("bringing up loopback: {e}"))?;
+    aibox_sys::setrlimit(aibox_sys::RlimitResource::Core, 0, 0)
+        .map_err(|e| format!("setrlimit: {e}"))?;
+
+    // Seal: capabilities, no_new_privs, landlock, seccomp (in this order:
+    // landlock and seccomp need no_new_privs; seccomp last so the calls
+    // before it need not be allowed).
+    aibox_sys::drop_bounding_and_ambient()
+        .map_err(|e| format!("dropping the bounding set: {e}"))?;
+    // PID 1 keeps only CAP_SETUID/CAP_SETGID (inside its own user namespace)
+    // to start commands as `user`; commands themselves get none, since the
+    // bounding set is empty when they exec.
+    aibox_sys::set_caps(&[aibox_sys::CAP_SETUID, aibox_sys::CAP_SETGID])
+        .map_err(|e| format!("capset: {e}"))?;
+    aibox_sys::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
+    let landlock = crate::landlock::apply().map_err(|e| format!("{e}: {}", e.source))?;
+    crate::seccomp::install(seccomp).map_err(|e| format!("{e}"))?;
+
+    let bounding = aibox_sys::bounding_set();
+    Ok(IsolationReport {
+        namespaces: aibox_types::NamespaceReport {
+            user: true,
+            mount: true,
+            pid: true,
+            net: true,
+            ipc: true,
+            uts: true,
+            cgroup: true,
+        },
+        seccomp: aibox_sys::seccomp_installed().unwrap_or(false),
+        seccomp_allowed_syscalls: crate::seccomp::allowed_count(),
+        landlock_abi: landlock,
+        landlock_enforced: landlock.is_some(),
+        no_new_privs: aibox_sys::no_new_privs().unwrap_or(false),
+        bounding_caps: (0..64).filter(|c| bounding & (1 << c) != 0).collect(),
+        overlay_rootfs: true,
+        proc_masked: true,
+        sys: "absent".into(),
+        network: "none".into(),
+        ..Default::default()
+    })
+}

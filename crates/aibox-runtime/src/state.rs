@@ -1,0 +1,137 @@
+//! Records of sandboxes on disk, so a sandbox outlives the process that
+//! created it and can be found again by id, and uid-range slots.
+
+use crate::cgroup::Cgroup;
+use aibox_types::{IsolationReport, SandboxSpec};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("failed to write sandbox record {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to read sandbox record {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("sandbox record {path} is corrupt")]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("no free uid range slot (all {0} are in use)")]
+    NoSlot(u32),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Creating,
+    Running,
+}
+
+/// Everything needed to find, inspect and clean up a sandbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub id: String,
+    pub status: Status,
+    pub created_unix_ms: u64,
+    /// Host pid of the sandbox's PID 1 (the agent) and its start time, which
+    /// together identify it even after pid reuse.
+    pub pid: i32,
+    pub start_time: u64,
+    pub spec: SandboxSpec,
+    pub isolation: IsolationReport,
+    pub cgroup: Cgroup,
+    pub uid_slot: Option<u32>,
+    pub socket: PathBuf,
+}
+
+pub const RECORD: &str = "sandbox.json";
+
+impl Record {
+    pub fn save(&self, dir: &Path) -> Result<(), StateError> {
+        let path = dir.join(RECORD);
+        let tmp = dir.join(".sandbox.json.tmp");
+        let err = |source| StateError::Write {
+            path: path.clone(),
+            source,
+        };
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| err(io::Error::other(e)))?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(err)?;
+        f.write_all(&bytes).map_err(err)?;
+        fs::rename(&tmp, &path).map_err(err)
+    }
+
+    pub fn load(dir: &Path) -> Result<Record, StateError> {
+        let path = dir.join(RECORD);
+        let bytes = fs::read(&path).map_err(|source| StateError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt { path, source })
+    }
+
+    /// Is the recorded PID 1 still the process we started?
+    pub fn alive(&self) -> bool {
+        self.pid > 0 && aibox_sys::process_start_time(self.pid) == Some(self.start_time)
+    }
+}
+
+/// Host uid ranges for root mode: slot N maps the sandbox's 0..65536 to
+/// `SLOT_BASE + N * 65536`. The base is far above the ranges distributions
+/// hand out in /etc/subuid (100000+), so no host user owns these uids.
+pub const SLOT_BASE: u32 = 1 << 30;
+pub const SLOT_SIZE: u32 = 65536;
+pub const SLOT_COUNT: u32 = 16000;
+
+pub fn slot_uid(slot: u32) -> u32 {
+    SLOT_BASE + slot * SLOT_SIZE
+}
+
+/// Claim the first free slot by creating `slots/N` exclusively.
+pub fn claim_slot(slots: &Path, owner: &str) -> Result<u32, StateError> {
+    for n in 0..SLOT_COUNT {
+        let p = slots.join(n.to_string());
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&p)
+        {
+            Ok(mut f) => {
+                f.write_all(owner.as_bytes())
+                    .map_err(|source| StateError::Write { path: p, source })?;
+                return Ok(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(source) => return Err(StateError::Write { path: p, source }),
+        }
+    }
+    Err(StateError::NoSlot(SLOT_COUNT))
+}
+
+pub fn release_slot(slots: &Path, slot: u32) {
+    let _ = fs::remove_file(slots.join(slot.to_string()));
+}
+
+/// The sandbox id that holds a slot.
+pub fn slot_owner(slots: &Path, slot: u32) -> Option<String> {
+    fs::read_to_string(slots.join(slot.to_string())).ok()
+}

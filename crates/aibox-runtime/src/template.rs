@@ -1,0 +1,255 @@
+//! Templates: the read-only lower layer of a sandbox's root filesystem.
+//!
+//! The only template today is `host`: the host's own `/usr` (bind-mounted
+//! read-only), the merged-usr symlinks, and a *synthesized* minimal `/etc`.
+//! Nothing of the host's /home, /root, /var or /etc secrets (shadow, ssh
+//! keys, machine-id, credentials) is copied. The base directory is built
+//! once per host state and shared by all sandboxes (it is the overlay lower
+//! layer, idmapped per sandbox, never copied).
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("unknown template {0:?}: the only template available is \"host\"")]
+    NotFound(String),
+    #[error("failed to build the host template at {path}")]
+    Build {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Bumped when the synthesized content changes, so stale bases are rebuilt.
+const HOST_FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    pub name: String,
+    /// The lower layer.
+    pub rootfs: PathBuf,
+    /// Host directories bind-mounted read-only: (host path, path in sandbox).
+    pub binds: Vec<(PathBuf, PathBuf)>,
+}
+
+/// Top-level directories that come from the host when they are real
+/// directories (non-merged-usr systems); on merged-usr hosts they are symlinks.
+const USR_LINKS: [&str; 6] = ["bin", "sbin", "lib", "lib32", "lib64", "libx32"];
+
+pub fn resolve(templates_dir: &Path, name: &str) -> Result<Template, TemplateError> {
+    if name != "host" {
+        return Err(TemplateError::NotFound(name.to_string()));
+    }
+    let key = host_key();
+    let dir = templates_dir.join("host").join(&key);
+    let rootfs = dir.join("rootfs");
+    if !rootfs.join("etc/passwd").exists() {
+        build_host(&dir).map_err(|source| TemplateError::Build {
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    let mut binds = vec![(PathBuf::from("/usr"), PathBuf::from("/usr"))];
+    for l in USR_LINKS {
+        let host = Path::new("/").join(l);
+        if fs::symlink_metadata(&host)
+            .map(|m| m.is_dir())
+            .unwrap_or(false)
+        {
+            binds.push((host.clone(), host));
+        }
+    }
+    Ok(Template {
+        name: name.into(),
+        rootfs,
+        binds,
+    })
+}
+
+/// A cache key that changes when the host files we copy change.
+fn host_key() -> String {
+    let mtime = |p: &str| {
+        fs::metadata(p)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs())
+    };
+    format!(
+        "v{HOST_FORMAT}-{:x}",
+        mtime("/etc/ld.so.cache")
+            ^ mtime("/etc/ssl/certs/ca-certificates.crt").rotate_left(17)
+            ^ mtime("/etc/alternatives").rotate_left(34)
+    )
+}
+
+const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n\
+user:x:1000:1000:user:/home/user:/bin/bash\n\
+nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
+const GROUP: &str = "root:x:0:\ntty:x:5:\nusers:x:100:user\nuser:x:1000:\nnogroup:x:65534:\n";
+const HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+const NSSWITCH: &str = "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n";
+const PROFILE: &str = "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n";
+
+/// Host files that are safe and useful to copy verbatim.
+const COPY_FILES: [&str; 9] = [
+    "etc/ld.so.cache",
+    "etc/ld.so.conf",
+    "etc/protocols",
+    "etc/services",
+    "etc/shells",
+    "etc/debian_version",
+    "etc/mime.types",
+    "etc/inputrc",
+    "etc/bash.bashrc",
+];
+
+fn build_host(dir: &Path) -> io::Result<()> {
+    let parent = dir
+        .parent()
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    fs::create_dir_all(parent)?;
+    let tmp = parent.join(format!(".build-{}", crate::ids::random_id()));
+    let root = tmp.join("rootfs");
+    let result = (|| -> io::Result<()> {
+        let mkdir = |p: &str, mode: u32| -> io::Result<()> {
+            let path = root.join(p);
+            fs::create_dir_all(&path)?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+        };
+        for (p, m) in [
+            ("", 0o755),
+            ("usr", 0o755),
+            ("etc", 0o755),
+            ("etc/ssl/certs", 0o755),
+            ("etc/ld.so.conf.d", 0o755),
+            ("proc", 0o555),
+            ("dev", 0o755),
+            ("tmp", 0o1777),
+            ("var/tmp", 0o1777),
+            ("var/lib", 0o755),
+            ("var/cache", 0o755),
+            ("var/log", 0o755),
+            ("run", 0o755),
+            ("opt", 0o755),
+            ("mnt", 0o755),
+            ("root", 0o700),
+            ("home/user", 0o755),
+            ("workspace", 0o755),
+        ] {
+            mkdir(p, m)?;
+        }
+        for l in USR_LINKS {
+            let host = Path::new("/").join(l);
+            match fs::symlink_metadata(&host) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    symlink(fs::read_link(&host)?, root.join(l))?
+                }
+                Ok(m) if m.is_dir() => fs::create_dir(root.join(l))?,
+                _ => {}
+            }
+        }
+        let write = |p: &str, content: &str, mode: u32| -> io::Result<()> {
+            fs::write(root.join(p), content)?;
+            fs::set_permissions(root.join(p), fs::Permissions::from_mode(mode))
+        };
+        write("etc/passwd", PASSWD, 0o644)?;
+        write("etc/group", GROUP, 0o644)?;
+        write("etc/hosts", HOSTS, 0o644)?;
+        write("etc/hostname", "aibox\n", 0o644)?;
+        write("etc/nsswitch.conf", NSSWITCH, 0o644)?;
+        write(
+            "etc/resolv.conf",
+            "# no network: aibox sandboxes have only loopback\n",
+            0o644,
+        )?;
+        write("etc/profile", PROFILE, 0o644)?;
+        for f in COPY_FILES {
+            if let Ok(content) = fs::read(Path::new("/").join(f)) {
+                fs::write(root.join(f), content)?;
+            }
+        }
+        if let Ok(rd) = fs::read_dir("/etc/ld.so.conf.d") {
+            for e in rd.flatten() {
+                if e.file_type()?.is_file() {
+                    fs::copy(e.path(), root.join("etc/ld.so.conf.d").join(e.file_name()))?;
+                }
+            }
+        }
+        if let Ok(certs) = fs::read("/etc/ssl/certs/ca-certificates.crt") {
+            fs::write(root.join("etc/ssl/certs/ca-certificates.crt"), certs)?;
+        }
+        symlink("../usr/lib/os-release", root.join("etc/os-release"))?;
+        symlink("/usr/share/zoneinfo/Etc/UTC", root.join("etc/localtime"))?;
+        // Debian's update-alternatives links (/usr/bin/awk -> /etc/alternatives/awk -> ...).
+        if let Ok(rd) = fs::read_dir("/etc/alternatives") {
+            fs::create_dir(root.join("etc/alternatives"))?;
+            for e in rd.flatten() {
+                if let Ok(target) = fs::read_link(e.path()) {
+                    if target.starts_with("/usr")
+                        || target.starts_with("/bin")
+                        || target.starts_with("/lib")
+                    {
+                        symlink(target, root.join("etc/alternatives").join(e.file_name()))?;
+                    }
+                }
+            }
+        }
+        // The unprivileged user owns its home and the workspace. As root the
+        // on-disk uid 1000 becomes the sandbox's uid 1000 through the idmapped
+        // mount; rootless, everything belongs to the caller anyway.
+        if aibox_sys::geteuid() == 0 {
+            for p in ["home/user", "workspace"] {
+                std::os::unix::fs::chown(root.join(p), Some(1000), Some(1000))?;
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    match fs::rename(&tmp, dir) {
+        Ok(()) => Ok(()),
+        // Another process built it concurrently: use theirs.
+        Err(_) if dir.join("rootfs/etc/passwd").exists() => {
+            let _ = fs::remove_dir_all(&tmp);
+            Ok(())
+        }
+        Err(e) => {
+            let _ = fs::remove_dir_all(&tmp);
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_template_is_a_clear_error() {
+        let e = resolve(Path::new("/nonexistent"), "ubuntu").unwrap_err();
+        assert!(e.to_string().contains("unknown template \"ubuntu\""));
+    }
+
+    #[test]
+    fn host_template_has_no_host_secrets() {
+        let tmp = std::env::temp_dir().join(format!("aibox-tpl-{}", crate::ids::random_id()));
+        let t = resolve(&tmp, "host").unwrap();
+        let passwd = fs::read_to_string(t.rootfs.join("etc/passwd")).unwrap();
+        assert!(passwd.contains("user:x:1000:1000"));
+        assert!(!t.rootfs.join("etc/shadow").exists());
+        assert!(!t.rootfs.join("etc/machine-id").exists());
+        assert!(!t.rootfs.join("etc/ssh").exists());
+        assert_eq!(t.binds[0], (PathBuf::from("/usr"), PathBuf::from("/usr")));
+        // A second resolve reuses the same base.
+        assert_eq!(resolve(&tmp, "host").unwrap().rootfs, t.rootfs);
+        fs::remove_dir_all(tmp).unwrap();
+    }
+}

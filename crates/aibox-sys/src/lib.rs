@@ -1,0 +1,985 @@
+//! Thin, safe wrappers over the Linux system calls aibox needs.
+//!
+//! This is the only crate in the workspace that may use `unsafe`. Every wrapper
+//! validates its inputs (C strings, buffer sizes) and turns `-1`/`errno` into
+//! `std::io::Error`; every `unsafe` block states the invariant it relies on.
+//! Nothing here decides policy: the runtime decides *what* to do and in which
+//! order, this crate only knows *how* to ask the kernel.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+pub use libc::{
+    CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUSER,
+    CLONE_NEWUTS, MNT_DETACH, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY,
+    MS_REC, MS_REMOUNT, SIGKILL, SIGTERM,
+};
+
+fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+fn cvt_long(rc: libc::c_long) -> io::Result<libc::c_long> {
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+fn cstr(s: &OsStr) -> io::Result<CString> {
+    CString::new(s.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+fn cpath(p: &Path) -> io::Result<CString> {
+    cstr(p.as_os_str())
+}
+
+// ---------------------------------------------------------------- processes
+
+/// Result of [`fork`].
+pub enum Fork {
+    Parent(libc::pid_t),
+    Child,
+}
+
+/// fork(2). Only sound to use from a single-threaded process (the caller
+/// checks this; see `aibox_runtime::setup`): the child inherits copies of
+/// locks held by other threads, which would never be released.
+pub fn fork() -> io::Result<Fork> {
+    // SAFETY: fork has no memory-safety preconditions of its own; the
+    // single-thread requirement above is about deadlocks, not UB in Rust terms,
+    // and is enforced by the caller.
+    let pid = cvt(unsafe { libc::fork() })?;
+    Ok(if pid == 0 {
+        Fork::Child
+    } else {
+        Fork::Parent(pid)
+    })
+}
+
+/// _exit(2): leave a forked child without running atexit handlers or
+/// flushing stdio buffers that belong to the parent.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and takes no pointers.
+    unsafe { libc::_exit(code) }
+}
+
+pub fn unshare(flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: unshare takes a flag word only.
+    cvt(unsafe { libc::unshare(flags) }).map(drop)
+}
+
+pub fn getpid() -> libc::pid_t {
+    // SAFETY: getpid cannot fail.
+    unsafe { libc::getpid() }
+}
+
+pub fn getuid() -> u32 {
+    // SAFETY: getuid cannot fail.
+    unsafe { libc::getuid() }
+}
+
+pub fn getgid() -> u32 {
+    // SAFETY: getgid cannot fail.
+    unsafe { libc::getgid() }
+}
+
+pub fn geteuid() -> u32 {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+pub fn setresuid(uid: u32) -> io::Result<()> {
+    // SAFETY: plain integer arguments. The raw syscall changes only the calling
+    // thread, which is what we want in a single-threaded setup process.
+    cvt_long(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) }).map(drop)
+}
+
+pub fn setresgid(gid: u32) -> io::Result<()> {
+    // SAFETY: as for setresuid.
+    cvt_long(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) }).map(drop)
+}
+
+/// setgroups(0, NULL) for the calling thread.
+pub fn clear_groups() -> io::Result<()> {
+    // SAFETY: a zero-length list with a null pointer is the documented way to
+    // drop all supplementary groups.
+    cvt_long(unsafe { libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) })
+        .map(drop)
+}
+
+/// setfsuid/setfsgid for the calling thread only (the kernel keeps
+/// credentials per thread). Used by the agent so file operations are checked
+/// against the requesting user's permissions.
+pub fn set_fs_ids(uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: integer arguments; raw syscalls so glibc does not broadcast the
+    // change to every thread.
+    unsafe {
+        libc::syscall(libc::SYS_setfsgid, gid);
+        libc::syscall(libc::SYS_setfsuid, uid);
+        // setfsuid reports the previous id, never an error; read back to verify.
+        let now = libc::syscall(libc::SYS_setfsuid, u32::MAX) as u32;
+        if now != uid {
+            return Err(io::Error::from_raw_os_error(libc::EPERM));
+        }
+    }
+    Ok(())
+}
+
+pub fn sethostname(name: &str) -> io::Result<()> {
+    // SAFETY: pointer and length describe the borrowed string.
+    cvt(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) }).map(drop)
+}
+
+/// Decoded wait status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitStatus {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl WaitStatus {
+    /// Shell convention: the exit code, or 128 + signal number.
+    pub fn code(self) -> i32 {
+        match self {
+            WaitStatus::Exited(c) => c,
+            WaitStatus::Signaled(s) => 128 + s,
+        }
+    }
+}
+
+fn decode_status(status: libc::c_int) -> Option<WaitStatus> {
+    if libc::WIFEXITED(status) {
+        Some(WaitStatus::Exited(libc::WEXITSTATUS(status)))
+    } else if libc::WIFSIGNALED(status) {
+        Some(WaitStatus::Signaled(libc::WTERMSIG(status)))
+    } else {
+        None
+    }
+}
+
+/// waitpid(pid, 0) restarting on EINTR; ignores stop/continue reports.
+pub fn waitpid(pid: libc::pid_t) -> io::Result<WaitStatus> {
+    loop {
+        let mut status = 0;
+        // SAFETY: status points to a live c_int.
+        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if rc == -1 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if let Some(s) = decode_status(status) {
+            return Ok(s);
+        }
+    }
+}
+
+/// waitpid(-1, WNOHANG or 0): reap any child. `Ok(None)` when nothing was
+/// ready (WNOHANG) ; `Err(ECHILD)` when there are no children at all.
+pub fn wait_any(block: bool) -> io::Result<Option<(libc::pid_t, WaitStatus)>> {
+    loop {
+        let mut status = 0;
+        let flags = if block { 0 } else { libc::WNOHANG };
+        // SAFETY: status points to a live c_int.
+        let rc = unsafe { libc::waitpid(-1, &mut status, flags) };
+        if rc == -1 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if rc == 0 {
+            return Ok(None);
+        }
+        if let Some(s) = decode_status(status) {
+            return Ok(Some((rc, s)));
+        }
+    }
+}
+
+pub fn kill(pid: libc::pid_t, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: integer arguments.
+    cvt(unsafe { libc::kill(pid, sig) }).map(drop)
+}
+
+/// A pidfd: a stable handle on a process that cannot be confused with a later
+/// process that reuses the same pid.
+pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: integer arguments; on success the kernel returns a new fd we own.
+    let fd = cvt_long(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
+    // SAFETY: fd is a freshly created descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: valid fd, null siginfo is allowed, flags 0.
+    cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// poll(2) for readability of several fds. Returns, per fd, whether it is
+/// readable (or hung up). `None` timeout waits forever.
+pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = match timeout {
+        None => -1,
+        Some(d) => d.as_millis().min(i32::MAX as u128) as libc::c_int,
+    };
+    loop {
+        // SAFETY: pfds is a live, correctly sized array of pollfd.
+        let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+        if rc == -1 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(pfds.iter().map(|p| p.revents != 0).collect());
+    }
+}
+
+/// pipe2(O_CLOEXEC) → (read end, write end).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: fds is a two-element array as pipe2 requires.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: both fds were just created and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Clear FD_CLOEXEC so the fd survives exec (used for the helper's fds).
+pub fn clear_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: fcntl on a valid borrowed fd with integer arguments.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, 0) }).map(drop)
+}
+
+/// Take ownership of an fd number inherited across exec.
+///
+/// Fails unless the fd is open. The caller must make sure no other owner
+/// exists for it (it was passed to us by our own parent).
+pub fn inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_GETFD only inspects the descriptor table.
+    cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
+    // SAFETY: the fd is open (checked above) and by contract unowned.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+// ---------------------------------------------------------------- prctl & caps
+
+pub fn set_no_new_privs() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments.
+    cvt(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }).map(drop)
+}
+
+pub fn no_new_privs() -> io::Result<bool> {
+    // SAFETY: prctl with integer arguments.
+    cvt(unsafe { libc::prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) }).map(|v| v == 1)
+}
+
+pub fn set_pdeathsig(sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: prctl with integer arguments.
+    cvt(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig, 0, 0, 0) }).map(drop)
+}
+
+pub fn set_child_subreaper() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments.
+    cvt(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) }).map(drop)
+}
+
+/// Highest capability number this kernel knows.
+pub fn last_cap() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40)
+}
+
+/// Drop every capability from the bounding set and clear the ambient set.
+pub fn drop_bounding_and_ambient() -> io::Result<()> {
+    for cap in 0..=last_cap() {
+        // SAFETY: prctl with integer arguments.
+        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+        if rc == -1 {
+            let e = io::Error::last_os_error();
+            // EINVAL: the kernel does not know this cap; nothing to drop.
+            if e.raw_os_error() != Some(libc::EINVAL) {
+                return Err(e);
+            }
+        }
+    }
+    // SAFETY: prctl with integer arguments.
+    cvt(unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    })
+    .map(drop)
+}
+
+pub const CAP_SETGID: u32 = 6;
+pub const CAP_SETUID: u32 = 7;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// Set effective and permitted to exactly `keep`, inheritable to nothing.
+pub fn set_caps(keep: &[u32]) -> io::Result<()> {
+    let mut data = [CapData::default(); 2];
+    for &c in keep {
+        let word = (c / 32) as usize;
+        if word < 2 {
+            data[word].effective |= 1 << (c % 32);
+            data[word].permitted |= 1 << (c % 32);
+        }
+    }
+    let mut hdr = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    // SAFETY: header and a two-element data array, the layout capset(2) v3 expects.
+    cvt_long(unsafe { libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) }).map(drop)
+}
+
+/// (effective, permitted, inheritable) masks of the calling thread.
+pub fn get_caps() -> io::Result<(u64, u64, u64)> {
+    let mut data = [CapData::default(); 2];
+    let mut hdr = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    // SAFETY: as for capset, with a writable data array.
+    cvt_long(unsafe { libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()) })?;
+    let join = |lo: u32, hi: u32| (lo as u64) | ((hi as u64) << 32);
+    Ok((
+        join(data[0].effective, data[1].effective),
+        join(data[0].permitted, data[1].permitted),
+        join(data[0].inheritable, data[1].inheritable),
+    ))
+}
+
+/// Read the bounding set as a bitmask (PR_CAPBSET_READ for each cap).
+pub fn bounding_set() -> u64 {
+    let mut mask = 0u64;
+    for cap in 0..=last_cap().min(63) {
+        // SAFETY: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) } == 1 {
+            mask |= 1 << cap;
+        }
+    }
+    mask
+}
+
+pub fn setrlimit(resource: RlimitResource, soft: u64, hard: u64) -> io::Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    let res = match resource {
+        RlimitResource::Core => libc::RLIMIT_CORE,
+        RlimitResource::NoFile => libc::RLIMIT_NOFILE,
+    };
+    // SAFETY: lim is a valid rlimit struct.
+    cvt(unsafe { libc::setrlimit(res, &lim) }).map(drop)
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum RlimitResource {
+    Core,
+    NoFile,
+}
+
+// ---------------------------------------------------------------- mounts
+
+pub fn mount(
+    src: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> io::Result<()> {
+    let src = src.map(cpath).transpose()?;
+    let target = cpath(target)?;
+    let fstype = fstype.map(|s| cstr(OsStr::new(s))).transpose()?;
+    let data = data.map(|s| cstr(OsStr::new(s))).transpose()?;
+    // SAFETY: every pointer is either null or a NUL-terminated string that
+    // outlives the call.
+    cvt(unsafe {
+        libc::mount(
+            src.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+            target.as_ptr(),
+            fstype.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+            flags,
+            data.as_ref()
+                .map_or(std::ptr::null(), |s| s.as_ptr().cast()),
+        )
+    })
+    .map(drop)
+}
+
+pub fn umount2(target: &Path, flags: libc::c_int) -> io::Result<()> {
+    let t = cpath(target)?;
+    // SAFETY: t is NUL-terminated and outlives the call.
+    cvt(unsafe { libc::umount2(t.as_ptr(), flags) }).map(drop)
+}
+
+pub fn pivot_root(new_root: &Path, put_old: &Path) -> io::Result<()> {
+    let n = cpath(new_root)?;
+    let o = cpath(put_old)?;
+    // SAFETY: both strings are NUL-terminated and outlive the call.
+    cvt_long(unsafe { libc::syscall(libc::SYS_pivot_root, n.as_ptr(), o.as_ptr()) }).map(drop)
+}
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const OPEN_TREE_CLOEXEC: libc::c_uint = libc::O_CLOEXEC as libc::c_uint;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+const AT_EMPTY_PATH: libc::c_uint = 0x1000;
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Create an idmapped, detached copy of `src` (recursively) whose ownership is
+/// translated through the user namespace `userns`, with extra `attrs`
+/// (MOUNT_ATTR_*), and attach it at `target`.
+///
+/// Needs CAP_SYS_ADMIN in the initial user namespace and a filesystem that
+/// supports idmapped mounts (ext4, xfs, btrfs, tmpfs ≥ 6.3, overlay …).
+pub fn idmapped_bind(
+    src: &Path,
+    target: &Path,
+    userns: BorrowedFd<'_>,
+    attrs: u64,
+) -> io::Result<()> {
+    let s = cpath(src)?;
+    // SAFETY: s is NUL-terminated; flags are integers; the returned fd is new.
+    let tree = cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            s.as_ptr(),
+            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE,
+        )
+    })?;
+    // SAFETY: tree is a fresh fd we own.
+    let tree = unsafe { OwnedFd::from_raw_fd(tree as RawFd) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP | attrs,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    let empty = c"";
+    // SAFETY: attr is a live struct of the size passed; empty path with
+    // AT_EMPTY_PATH applies the change to the tree fd itself.
+    cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            AT_EMPTY_PATH | AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })?;
+    let t = cpath(target)?;
+    // SAFETY: both paths are NUL-terminated; the tree fd is valid.
+    cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    })
+    .map(drop)
+}
+
+/// statfs f_type of a path (e.g. to tell cgroup2 from a tmpfs of v1 mounts).
+pub fn statfs_type(path: &Path) -> io::Result<i64> {
+    let p = cpath(path)?;
+    // SAFETY: zeroed statfs is a valid value; p is NUL-terminated.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: st is a live, writable statfs.
+    cvt(unsafe { libc::statfs(p.as_ptr(), &mut st) })?;
+    Ok(st.f_type)
+}
+
+pub const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+
+// ---------------------------------------------------------------- network
+
+/// Bring the loopback interface up in the current network namespace
+/// (SIOCSIFFLAGS on an AF_INET datagram socket; no netlink needed).
+pub fn loopback_up() -> io::Result<()> {
+    // SAFETY: plain socket creation.
+    let fd = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: fd is a fresh socket we own.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain old data; zeroed is valid.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (i, b) in b"lo".iter().enumerate() {
+        req.ifr_name[i] = *b as libc::c_char;
+    }
+    // SAFETY: req is a valid ifreq for this ioctl.
+    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
+    // SAFETY: reading/writing the flags member of the union that SIOCGIFFLAGS filled.
+    unsafe {
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    }
+    // SAFETY: req is a valid ifreq for this ioctl.
+    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) }).map(drop)
+}
+
+// ---------------------------------------------------------------- landlock
+
+/// Landlock ABI version of the running kernel, or None when unsupported.
+pub fn landlock_abi() -> Option<u32> {
+    // SAFETY: null attr with size 0 and the VERSION flag is the documented probe.
+    let v = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            1u32,
+        )
+    };
+    if v <= 0 {
+        None
+    } else {
+        Some(v as u32)
+    }
+}
+
+#[repr(C)]
+struct LandlockRulesetAttr {
+    handled_access_fs: u64,
+    handled_access_net: u64,
+    scoped: u64,
+}
+
+#[repr(C, packed)]
+struct LandlockPathBeneath {
+    allowed_access: u64,
+    parent_fd: i32,
+}
+
+/// Landlock ruleset under construction.
+pub struct Landlock {
+    fd: OwnedFd,
+}
+
+impl Landlock {
+    /// Create a ruleset handling `fs` accesses and `scoped` scopes. The size
+    /// passed to the kernel follows the ABI: 8 bytes (v1-3), 16 (v4-5), 24 (v6+).
+    pub fn new(abi: u32, fs: u64, scoped: u64) -> io::Result<Landlock> {
+        let attr = LandlockRulesetAttr {
+            handled_access_fs: fs,
+            handled_access_net: 0,
+            scoped,
+        };
+        let size = if abi >= 6 {
+            24
+        } else if abi >= 4 {
+            16
+        } else {
+            8
+        };
+        // SAFETY: attr is live and at least `size` bytes long.
+        let fd = cvt_long(unsafe {
+            libc::syscall(
+                libc::SYS_landlock_create_ruleset,
+                &attr as *const _,
+                size as usize,
+                0u32,
+            )
+        })?;
+        // SAFETY: fresh fd owned by us.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+        Ok(Landlock { fd })
+    }
+
+    /// Allow `access` beneath the directory (or file) at `path`.
+    pub fn allow(&self, path: &Path, access: u64) -> io::Result<()> {
+        let f = std::fs::File::open(path)?;
+        let rule = LandlockPathBeneath {
+            allowed_access: access,
+            parent_fd: f.as_raw_fd(),
+        };
+        // SAFETY: rule is live; type 1 = LANDLOCK_RULE_PATH_BENEATH.
+        cvt_long(unsafe {
+            libc::syscall(
+                libc::SYS_landlock_add_rule,
+                self.fd.as_raw_fd(),
+                1u32,
+                &rule as *const _,
+                0u32,
+            )
+        })
+        .map(drop)
+    }
+
+    /// Enforce on the calling thread (and its future children).
+    pub fn restrict_self(self) -> io::Result<()> {
+        // SAFETY: valid ruleset fd, flags 0.
+        cvt_long(unsafe {
+            libc::syscall(libc::SYS_landlock_restrict_self, self.fd.as_raw_fd(), 0u32)
+        })
+        .map(drop)
+    }
+}
+
+// ---------------------------------------------------------------- signals
+
+/// Block `signals` for the calling thread and return a signalfd that reports them.
+pub fn signalfd(signals: &[libc::c_int]) -> io::Result<OwnedFd> {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: set is a live sigset_t.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        for &s in signals {
+            libc::sigaddset(&mut set, s);
+        }
+    }
+    // SAFETY: set is initialised; old set pointer may be null.
+    cvt(unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) })?;
+    // SAFETY: -1 asks for a new fd; set is initialised.
+    let fd = cvt(unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC) })?;
+    // SAFETY: fresh fd owned by us.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Read one signal number from a signalfd.
+pub fn read_signal(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
+    // SAFETY: signalfd_siginfo is plain data.
+    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+    let n = std::mem::size_of::<libc::signalfd_siginfo>();
+    // SAFETY: info is a writable buffer of n bytes.
+    let rc = unsafe {
+        libc::read(
+            fd.as_raw_fd(),
+            (&mut info as *mut libc::signalfd_siginfo).cast(),
+            n,
+        )
+    };
+    if rc as usize != n {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(info.ssi_signo as libc::c_int)
+}
+
+/// Ignore SIGPIPE so writes to closed sockets return EPIPE instead of killing us.
+pub fn ignore_sigpipe() {
+    // SAFETY: installing SIG_IGN has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+// ---------------------------------------------------------------- terminals
+
+pub fn isatty(fd: BorrowedFd<'_>) -> bool {
+    // SAFETY: isatty only inspects the fd.
+    unsafe { libc::isatty(fd.as_raw_fd()) == 1 }
+}
+
+pub fn get_winsize(fd: BorrowedFd<'_>) -> io::Result<(u16, u16)> {
+    // SAFETY: winsize is plain data.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: ws is a writable winsize.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) })?;
+    Ok((ws.ws_row, ws.ws_col))
+}
+
+pub fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: ws is a valid winsize.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) }).map(drop)
+}
+
+/// Open a new pseudo-terminal pair from /dev/ptmx: (master, slave).
+pub fn openpty() -> io::Result<(OwnedFd, OwnedFd)> {
+    let master = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags_cloexec_noctty()
+        .open("/dev/ptmx")?;
+    let master: OwnedFd = master.into();
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK takes a pointer to int.
+    cvt(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) })?;
+    // SAFETY: TIOCGPTPEER returns a new fd for the slave side.
+    let slave = cvt(unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: fresh fd owned by us.
+    Ok((master, unsafe { OwnedFd::from_raw_fd(slave) }))
+}
+
+trait OpenOptionsExt2 {
+    fn custom_flags_cloexec_noctty(&mut self) -> &mut Self;
+}
+
+impl OpenOptionsExt2 for std::fs::OpenOptions {
+    fn custom_flags_cloexec_noctty(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+    }
+}
+
+/// Saved terminal attributes, restored by [`restore_termios`].
+pub struct Termios(libc::termios);
+
+/// Put a terminal in raw mode, returning the previous settings.
+pub fn make_raw(fd: BorrowedFd<'_>) -> io::Result<Termios> {
+    // SAFETY: termios is plain data.
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: t is writable.
+    cvt(unsafe { libc::tcgetattr(fd.as_raw_fd(), &mut t) })?;
+    let saved = Termios(t);
+    // SAFETY: t was initialised by tcgetattr.
+    unsafe { libc::cfmakeraw(&mut t) };
+    // SAFETY: t is a valid termios.
+    cvt(unsafe { libc::tcsetattr(fd.as_raw_fd(), libc::TCSANOW, &t) })?;
+    Ok(saved)
+}
+
+pub fn restore_termios(fd: BorrowedFd<'_>, t: &Termios) -> io::Result<()> {
+    // SAFETY: t holds settings read by tcgetattr.
+    cvt(unsafe { libc::tcsetattr(fd.as_raw_fd(), libc::TCSANOW, &t.0) }).map(drop)
+}
+
+// ---------------------------------------------------------------- exec helpers
+
+/// Make the spawned process the leader of a new session (no controlling
+/// terminal), so it cannot reach the caller's terminal with job-control or
+/// TIOCSTI tricks, and so the whole group can be signalled at once.
+pub fn spawn_in_new_session(cmd: &mut Command) {
+    // SAFETY: setsid is async-signal-safe and touches no Rust state.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// New session with `tty_fd` (already dup'ed onto stdin) as the controlling
+/// terminal.
+pub fn spawn_with_controlling_tty(cmd: &mut Command) {
+    // SAFETY: setsid and ioctl are async-signal-safe; fd 0 is the slave pty
+    // because the caller set it as stdin.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::ioctl(0, libc::TIOCSCTTY, 0) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Kill the spawned process when its parent (thread) dies.
+pub fn spawn_with_pdeathsig(cmd: &mut Command, sig: libc::c_int) {
+    // SAFETY: prctl is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, sig, 0, 0, 0) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Drop supplementary groups before exec even when the target uid is 0
+/// (std only does it when switching to a non-root uid).
+pub fn spawn_with_no_groups(cmd: &mut Command) {
+    // SAFETY: setgroups via raw syscall is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Seccomp: install a classic BPF program (the filter bytes come from
+/// `seccompiler`, which this crate re-exports the installer of).
+pub fn seccomp_installed() -> io::Result<bool> {
+    // SAFETY: prctl with integer arguments.
+    cvt(unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) }).map(|v| v == 2)
+}
+
+/// Write all of `buf` to a raw fd (used in forked children before exec).
+pub fn write_all_fd(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        // SAFETY: buf is a live slice.
+        let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        buf = &buf[n as usize..];
+    }
+    Ok(())
+}
+
+/// Start time of a process in clock ticks since boot (field 22 of
+/// /proc/PID/stat): with the pid it identifies a process uniquely.
+pub fn process_start_time(pid: libc::pid_t) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+
+/// Mount flags (MS_*) currently in effect at `path`, as statvfs reports
+/// them. A bind remount inside a user namespace must keep "locked" flags
+/// (nosuid, nodev, noexec, atime), so we re-apply what is already there.
+pub fn current_mount_flags(path: &Path) -> io::Result<libc::c_ulong> {
+    let p = cpath(path)?;
+    // SAFETY: statvfs is plain data.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: st is writable; p is NUL-terminated.
+    cvt(unsafe { libc::statvfs(p.as_ptr(), &mut st) })?;
+    let map = [
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (libc::ST_RELATIME, libc::MS_RELATIME),
+        (libc::ST_RDONLY, libc::MS_RDONLY),
+    ];
+    Ok(map
+        .iter()
+        .filter(|(st_flag, _)| st.f_flag & st_flag != 0)
+        .fold(0, |acc, (_, ms)| acc | ms))
+}
+
+pub use libc::{MS_NOATIME, MS_RELATIME};
+
+/// setpgid(0, 0): become the leader of a new process group.
+pub fn setpgid_self() -> io::Result<()> {
+    // SAFETY: integer arguments.
+    cvt(unsafe { libc::setpgid(0, 0) }).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn wait_status_code_follows_shell_convention() {
+        assert_eq!(WaitStatus::Exited(3).code(), 3);
+        assert_eq!(WaitStatus::Signaled(9).code(), 137);
+    }
+
+    #[test]
+    fn pipe_and_poll() {
+        let (r, w) = pipe().unwrap();
+        assert_eq!(
+            poll_readable(&[r.as_fd()], Some(Duration::from_millis(1))).unwrap(),
+            vec![false]
+        );
+        write_all_fd(w.as_fd(), b"x").unwrap();
+        assert_eq!(
+            poll_readable(&[r.as_fd()], Some(Duration::from_millis(100))).unwrap(),
+            vec![true]
+        );
+    }
+
+    #[test]
+    fn start_time_of_self_is_known() {
+        assert!(process_start_time(getpid()).is_some());
+        assert!(process_start_time(-5).is_none());
+    }
+
+    #[test]
+    fn nul_in_path_is_rejected_not_truncated() {
+        let e = mount(None, Path::new("/tmp/a\0b"), Some("tmpfs"), 0, None).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+}
