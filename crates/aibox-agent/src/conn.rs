@@ -71,29 +71,30 @@ pub(crate) type OpResult = Result<(), Failure>;
 
 pub(crate) fn handle(agent: &Arc<Agent>, mut stream: UnixStream) {
     let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
-    let result =
-        (|| -> OpResult {
-            match recv::<_, ClientMsg>(&mut stream)? {
-                ClientMsg::Hello { protocol, .. } if protocol == PROTOCOL_VERSION => {}
-                ClientMsg::Hello { protocol, .. } => return Err(Failure::new(
+    let result = (|| -> OpResult {
+        match recv::<_, ClientMsg>(&mut stream)? {
+            ClientMsg::Hello { protocol, .. } if protocol == PROTOCOL_VERSION => {}
+            ClientMsg::Hello { protocol, .. } => {
+                return Err(Failure::new(
                     ErrorCode::VersionMismatch,
                     format!(
                         "client speaks protocol {protocol}, this agent speaks {PROTOCOL_VERSION}"
                     ),
-                )),
-                _ => return Err(Failure::new(ErrorCode::ProtocolError, "expected hello")),
+                ))
             }
-            AgentMsg::Hello {
-                protocol: PROTOCOL_VERSION,
-                agent: format!("aibox/{}", env!("CARGO_PKG_VERSION")),
-            }
-            .send(&mut stream)?;
-            let op = match recv::<_, ClientMsg>(&mut stream)? {
-                ClientMsg::Request(op) => op,
-                _ => return Err(Failure::new(ErrorCode::ProtocolError, "expected a request")),
-            };
-            dispatch(agent, &mut stream, op)
-        })();
+            _ => return Err(Failure::new(ErrorCode::ProtocolError, "expected hello")),
+        }
+        AgentMsg::Hello {
+            protocol: PROTOCOL_VERSION,
+            agent: format!("aibox/{}", env!("CARGO_PKG_VERSION")),
+        }
+        .send(&mut stream)?;
+        let op = match recv::<_, ClientMsg>(&mut stream)? {
+            ClientMsg::Request(op) => op,
+            _ => return Err(Failure::new(ErrorCode::ProtocolError, "expected a request")),
+        };
+        dispatch(agent, &mut stream, op)
+    })();
     if let Err(f) = result {
         let _ = AgentMsg::error(f.code, f.message).send(&mut stream);
     }

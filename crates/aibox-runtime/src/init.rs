@@ -77,14 +77,25 @@ pub fn run(one: OneShot, spec: &SandboxSpec, parent_link: OwnedFd) -> i32 {
     let Ok(sigfd) = aibox_sys::signalfd(&signals) else {
         return 125;
     };
-    if !one.tty {
-        // Own process group: terminal signals reach only the aibox CLI,
-        // which forwards them once (see Runtime::run).
-        let _ = aibox_sys::setpgid_self();
+    // PID 1 leads its own session with no controlling terminal: terminal
+    // signals reach only the aibox CLI (which forwards them once), and no
+    // process in here can use job control on the caller's terminal.
+    let _ = aibox_sys::new_session();
+    // PID 1 needs no privilege to wait and forward signals, so it takes the
+    // command's identity itself; the unprivileged spawn can then use
+    // posix_spawn (vfork) instead of a full fork.
+    if aibox_sys::geteuid() == 0 && spec.user.uid() != 0 {
+        let uid = spec.user.uid();
+        let dropped = aibox_sys::setresgid(uid)
+            .and_then(|_| aibox_sys::clear_groups())
+            .and_then(|_| aibox_sys::setresuid(uid));
+        if dropped.is_err() {
+            eprintln!("aibox: cannot switch to uid {uid}");
+            return 125;
+        }
     }
-    let uid = (aibox_sys::geteuid() == 0).then(|| spec.user.uid());
     let env = base_env(spec, spec.user);
-    let mut cmd = command(&one.argv, &env, &spec.workdir, uid);
+    let mut cmd = command(&one.argv, &env, &spec.workdir, None);
     let host_in = std::io::stdin();
     let mut master: Option<std::fs::File> = None;
     if one.tty {
@@ -107,7 +118,8 @@ pub fn run(one: OneShot, spec: &SandboxSpec, parent_link: OwnedFd) -> i32 {
         if !one.stdin {
             cmd.stdin(Stdio::null());
         }
-        aibox_sys::spawn_in_new_session(&mut cmd);
+        // Its own process group, so signals reach all of it at once.
+        cmd.process_group(0);
     }
     let child = match cmd.spawn() {
         Ok(c) => c,

@@ -161,7 +161,18 @@ impl Runtime {
         let slot = if self.rootless() {
             None
         } else {
-            Some(state::claim_slot(&self.dirs.slots(), &id)?)
+            // Persistent sandboxes are found through their record; one-shot
+            // runs through their creator (this process).
+            let owner = if persistent {
+                id.clone()
+            } else {
+                let me = aibox_sys::getpid();
+                format!(
+                    "{id} {me} {}",
+                    aibox_sys::process_start_time(me).unwrap_or(0)
+                )
+            };
+            Some(state::claim_slot(&self.dirs.slots(), &owner)?)
         };
         let plan = setup::Plan {
             id,
@@ -209,23 +220,18 @@ impl Runtime {
             ));
         }
         let (plan, slot) = self.prepare(spec, false)?;
-        let dir = self.dirs.sandbox(&plan.id);
-        let rec = self.record(&plan, slot, Status::Creating, aibox_sys::getpid());
-        let r = std::fs::create_dir(&dir)
-            .map_err(|source| state::StateError::Write {
-                path: dir.clone(),
-                source,
-            })
-            .and_then(|_| rec.save(&dir));
-        if let Err(e) = r {
-            self.abandon(&plan.id, slot);
-            return Err(e.into());
-        }
         let tty = one.tty;
+        // No record for one-shot runs: the uid slot file names this process
+        // as the creator, which is all `gc` needs after a crash.
+        let release = |slot: Option<u32>| {
+            if let Some(s) = slot {
+                state::release_slot(&self.dirs.slots(), s);
+            }
+        };
         let launched = match setup::launch(&plan, setup::Payload::OneShot(one)) {
             Ok(l) => l,
             Err(e) => {
-                self.abandon(&plan.id, slot);
+                release(slot);
                 return Err(e.into());
             }
         };
@@ -233,7 +239,7 @@ impl Runtime {
         let oom_killed = launched.cgroup.stats().oom_kills.unwrap_or(0) > 0;
         launched.cgroup.kill_all();
         let _ = launched.cgroup.remove(Duration::from_secs(5));
-        self.abandon(&plan.id, slot);
+        release(slot);
         let (code, timed_out) = outcome;
         Ok(RunOutcome {
             code,
@@ -406,7 +412,9 @@ impl Runtime {
                 }
             }
         }
-        // Slots whose sandbox has no record any more.
+        // Slots: one-shot runs name their creator; persistent sandboxes
+        // have a record.
+        let mut live_one_shots = Vec::new();
         if let Ok(rd) = std::fs::read_dir(self.dirs.slots()) {
             for e in rd.flatten() {
                 let Ok(n) = e.file_name().to_string_lossy().parse::<u32>() else {
@@ -415,20 +423,39 @@ impl Runtime {
                 let Some(owner) = state::slot_owner(&self.dirs.slots(), n) else {
                     continue;
                 };
-                let fresh = e
-                    .metadata()
-                    .ok()
-                    .and_then(|m| m.modified().ok())
-                    .and_then(|t| t.elapsed().ok())
-                    .is_none_or(|a| a < Duration::from_secs(60));
-                if !self.dirs.sandbox(owner.trim()).exists() && !fresh {
-                    state::release_slot(&self.dirs.slots(), n);
+                let mut f = owner.split_whitespace();
+                let id = f.next().unwrap_or_default().to_string();
+                let creator: Option<(i32, u64)> = f
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .zip(f.next().and_then(|t| t.parse().ok()));
+                match creator {
+                    Some((pid, start)) if aibox_sys::process_start_time(pid) == Some(start) => {
+                        live_one_shots.push(id)
+                    }
+                    Some(_) => {
+                        self.remove_cgroups_named(&id);
+                        state::release_slot(&self.dirs.slots(), n);
+                        cleaned.push(id);
+                    }
+                    None => {
+                        let fresh = e
+                            .metadata()
+                            .ok()
+                            .and_then(|m| m.modified().ok())
+                            .and_then(|t| t.elapsed().ok())
+                            .is_none_or(|a| a < Duration::from_secs(60));
+                        if !fresh && !self.dirs.sandbox(&id).exists() {
+                            state::release_slot(&self.dirs.slots(), n);
+                        }
+                    }
                 }
             }
         }
-        // Our cgroups without a record (creator killed between mkdir and record).
+        // Our cgroups without a record or a live creator (a creator killed
+        // between mkdir and writing its record).
         if let Layout::V1(dirs) = &self.cgroups {
-            for (ctrl, parent) in dirs {
+            for (_, parent) in dirs {
                 let Ok(rd) = std::fs::read_dir(parent) else {
                     continue;
                 };
@@ -437,18 +464,31 @@ impl Runtime {
                     let Some(id) = name.strip_prefix("aibox-") else {
                         continue;
                     };
-                    if !self.dirs.sandbox(id).exists() {
-                        let cg = Cgroup {
-                            version: "v1".into(),
-                            dirs: vec![(ctrl.clone(), e.path())],
-                        };
-                        cg.kill_all();
-                        let _ = cg.remove(Duration::from_secs(1));
+                    if !self.dirs.sandbox(id).exists() && !live_one_shots.iter().any(|l| l == id) {
+                        self.remove_cgroups_named(id);
                     }
                 }
             }
         }
         cleaned
+    }
+}
+
+impl Runtime {
+    /// Kill and remove `aibox-<id>` under every controller we use.
+    fn remove_cgroups_named(&self, id: &str) {
+        let name = format!("aibox-{id}");
+        let dirs: Vec<(String, PathBuf)> = match &self.cgroups {
+            Layout::V1(d) => d.iter().map(|(c, p)| (c.clone(), p.join(&name))).collect(),
+            Layout::V2 { own, .. } => vec![("unified".into(), own.join(&name))],
+            Layout::None => vec![],
+        };
+        let cg = Cgroup {
+            version: self.cgroups.version().into(),
+            dirs: dirs.into_iter().filter(|(_, p)| p.exists()).collect(),
+        };
+        cg.kill_all();
+        let _ = cg.remove(Duration::from_secs(1));
     }
 }
 
@@ -519,10 +559,16 @@ fn kill_pid1(rec: &Record) {
 /// Wait for a one-shot sandbox's PID 1, forwarding signals and enforcing the
 /// wall-clock timeout. Returns (exit code, timed out).
 fn wait_one_shot(l: &setup::Launched, timeout: Option<Duration>, tty: bool) -> (i32, bool) {
-    // In tty mode the terminal is raw, so INT/QUIT arrive as bytes; PID 1 is
-    // in our process group and sees WINCH itself.
+    // In tty mode the terminal is raw, so INT/QUIT arrive as bytes, and
+    // WINCH tells PID 1 to copy our window size to the sandbox's pty.
     let forward: &[i32] = if tty {
-        &[libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2]
+        &[
+            libc::SIGWINCH,
+            libc::SIGTERM,
+            libc::SIGHUP,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+        ]
     } else {
         &[
             libc::SIGINT,

@@ -28,8 +28,8 @@ use crate::mounts;
 use crate::template::Template;
 use aibox_types::{IsolationLevel, IsolationReport, LimitReport, SandboxSpec, UidMapping};
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -170,6 +170,9 @@ fn child_error(msg: Option<(u8, Vec<u8>)>, stage: &str) -> SetupError {
 
 /// Create the sandbox. On error nothing is left running and the cgroup is
 /// removed; the caller owns the staging directories and records.
+///
+/// Handoffs between processes are few on purpose: on a VM every cross-CPU
+/// wake-up costs a few hundred microseconds.
 pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
     let threads = thread_count();
     if threads != 1 {
@@ -182,7 +185,7 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
             });
         }
     }
-    let seccomp = crate::seccomp::programs().map_err(|e| SetupError::Child(format!("{e}")))?;
+    let seccomp = crate::seccomp::program();
     let host_uid = aibox_sys::geteuid();
     let host_gid = aibox_sys::getgid();
 
@@ -211,9 +214,26 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
     let (p2g_r, p2g_w) = aibox_sys::pipe().map_err(sys("pipe"))?;
     let parent_pid = aibox_sys::getpid();
 
-    let child = match aibox_sys::fork().map_err(sys("fork"))? {
+    // C is born in its new user namespace, so P can write the maps at once.
+    let forked = aibox_sys::clone_process(libc::CLONE_NEWUSER).map_err(|e| SetupError::Sys {
+        what: "cannot create a user namespace (see `aibox doctor`: user.max_user_namespaces, or Ubuntu's kernel.apparmor_restrict_unprivileged_userns)".into(),
+        source: e,
+    })?;
+    let child = match forked {
         aibox_sys::Fork::Child => {
             drop((c2p_r, p2c_w, g2p_r, p2g_w));
+            let mut keep = vec![
+                c2p_w.as_raw_fd(),
+                p2c_r.as_raw_fd(),
+                g2p_w.as_raw_fd(),
+                p2g_r.as_raw_fd(),
+            ];
+            if let Payload::Agent(l) = &payload {
+                keep.push(l.as_raw_fd());
+            }
+            if aibox_sys::close_fds_except(&keep).is_err() {
+                aibox_sys::exit_now(1);
+            }
             let r = child_c(
                 plan, parent_pid, &c2p_w, &p2c_r, g2p_w, p2g_r, payload, &seccomp,
             );
@@ -230,148 +250,93 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
         version: plan.cgroups.version().into(),
         dirs: vec![],
     };
-    let result =
-        (|| -> Result<(i32, IsolationReport, crate::cgroup::Applied, bool), SetupError> {
-            match recv(&c2p_r).map_err(sys("reading from the setup process"))? {
-                Some((b'U', _)) => {}
-                other => return Err(child_error(other, "user namespace creation")),
+    let result = (|| -> Result<(i32, IsolationReport), SetupError> {
+        // uid/gid maps.
+        let proc_dir = PathBuf::from(format!("/proc/{child}"));
+        let (uid_map, gid_map) = match plan.uid_base {
+            Some(base) => (format!("0 {base} 65536\n"), format!("0 {base} 65536\n")),
+            None => {
+                std::fs::write(proc_dir.join("setgroups"), "deny")
+                    .map_err(sys("writing setgroups"))?;
+                let inner = plan.rootless_uid();
+                (
+                    format!("{inner} {host_uid} 1\n"),
+                    format!("{inner} {host_gid} 1\n"),
+                )
             }
-            // uid/gid maps.
-            let proc_dir = PathBuf::from(format!("/proc/{child}"));
-            let (uid_map, gid_map) = match plan.uid_base {
-                Some(base) => (format!("0 {base} 65536\n"), format!("0 {base} 65536\n")),
-                None => {
-                    std::fs::write(proc_dir.join("setgroups"), "deny")
-                        .map_err(sys("writing setgroups"))?;
-                    let inner = plan.rootless_uid();
-                    (
-                        format!("{inner} {host_uid} 1\n"),
-                        format!("{inner} {host_gid} 1\n"),
-                    )
-                }
-            };
-            std::fs::write(proc_dir.join("uid_map"), &uid_map).map_err(sys("writing uid_map"))?;
-            std::fs::write(proc_dir.join("gid_map"), &gid_map).map_err(sys("writing gid_map"))?;
-
-            // Idmapped binds (root mode): the template and user mounts appear
-            // owned by the sandbox's own uids, without copying or chowning.
-            let mut idmapped = false;
-            if plan.uid_base.is_some() {
-                let userns = File::open(proc_dir.join("ns/user"))
-                    .map_err(sys("opening the sandbox user namespace"))?;
-                let ro = aibox_sys::MOUNT_ATTR_RDONLY
-                    | aibox_sys::MOUNT_ATTR_NOSUID
-                    | aibox_sys::MOUNT_ATTR_NODEV;
-                aibox_sys::idmapped_bind(&plan.template.rootfs, &plan.staging.join("lower"), userns.as_fd(), ro).map_err(
-                sys(format!(
-                    "idmapped mount of the template {} (the filesystem must support idmapped mounts: ext4, xfs, btrfs, tmpfs)",
-                    plan.template.rootfs.display()
-                )),
-            )?;
-                idmapped = true;
-                for (i, (host, _)) in plan.template.binds.iter().enumerate() {
-                    let dst = plan.staging.join(format!("t{i}"));
-                    ensure_mountpoint(&dst, false)?;
-                    if aibox_sys::idmapped_bind(host, &dst, userns.as_fd(), ro).is_err() {
-                        // Not every filesystem supports idmapping; a plain
-                        // read-only bind still works (files then show as nobody).
-                        aibox_sys::mount(
-                            Some(host),
-                            &dst,
-                            None,
-                            libc::MS_BIND | libc::MS_REC,
-                            None,
-                        )
-                        .map_err(sys(format!("bind mount of {}", host.display())))?;
-                    }
-                }
-                for (i, m) in plan.spec.mounts.iter().enumerate() {
-                    let dst = plan.staging.join(format!("m{i}"));
-                    ensure_mountpoint(&dst, m.host.is_file())?;
-                    let attrs = aibox_sys::MOUNT_ATTR_NOSUID
-                        | aibox_sys::MOUNT_ATTR_NODEV
-                        | if m.read_only {
-                            aibox_sys::MOUNT_ATTR_RDONLY
-                        } else {
-                            0
-                        };
-                    if aibox_sys::idmapped_bind(&m.host, &dst, userns.as_fd(), attrs).is_err() {
-                        aibox_sys::mount(
-                            Some(&m.host),
-                            &dst,
-                            None,
-                            libc::MS_BIND | libc::MS_REC,
-                            None,
-                        )
-                        .map_err(sys(format!("bind mount of {}", m.host.display())))?;
-                    }
-                }
-            }
-
-            // cgroup.
-            let limits = Limits {
-                memory: Some(plan.spec.memory_bytes()),
-                pids: Some(plan.spec.pids_limit()),
-                cpus: plan.spec.cpus,
-                freezer: plan.persistent,
-                accounting: plan.persistent,
-            };
-            let applied = match CgLayout::has(&plan.cgroups, "memory") || CgLayout::has(&plan.cgroups, "pids") {
-            true => match Cgroup::create(&plan.cgroups, &format!("aibox-{}", plan.id), &limits) {
-                Ok((cg, applied)) => {
-                    cgroup = cg;
-                    cgroup.add(child).map_err(SetupError::Cgroup)?;
-                    applied
-                }
-                Err(e) if plan.rootless() && explicit_limits(&plan.spec).is_none() => {
-                    tracing::debug!(error = %e, "rootless: cgroup not delegated, limits not applied");
-                    Default::default()
-                }
-                Err(e) if plan.rootless() => {
-                    return Err(SetupError::LimitsUnavailable(format!(
-                        "{} requested, but the cgroup hierarchy is not delegated to uid {host_uid} ({e})",
-                        explicit_limits(&plan.spec).unwrap_or_default()
-                    )))
-                }
-                Err(e) => return Err(SetupError::Cgroup(e)),
-            },
-            false => Default::default(),
         };
-            if let Some(what) = explicit_limits(&plan.spec) {
-                let missing = (plan.spec.memory.is_some() && !applied.memory)
-                    || (plan.spec.pids.is_some() && !applied.pids)
-                    || (plan.spec.cpus.is_some() && !applied.cpu);
-                if missing {
-                    return Err(SetupError::LimitsUnavailable(format!(
-                        "{what} requested, but this host's cgroups cannot enforce it"
-                    )));
-                }
-            }
+        std::fs::write(proc_dir.join("uid_map"), &uid_map).map_err(sys("writing uid_map"))?;
+        std::fs::write(proc_dir.join("gid_map"), &gid_map).map_err(sys("writing gid_map"))?;
 
-            send(&p2c_w, b'G', &[]).map_err(sys("releasing the setup process"))?;
-            let g = match recv(&c2p_r).map_err(sys("reading from the setup process"))? {
-                Some((b'P', body)) if body.len() == 4 => {
-                    i32::from_le_bytes([body[0], body[1], body[2], body[3]])
-                }
-                other => return Err(child_error(other, "namespace creation")),
-            };
-            let _ = aibox_sys::waitpid(child);
-            if plan.uid_base.is_some() {
-                // The kernel's OOM killer should pick the workload, not PID 1.
-                let _ = std::fs::write(format!("/proc/{g}/oom_score_adj"), "-998");
-            }
-            let report = match recv(&g2p_r).map_err(sys("reading the sandbox's report"))? {
-                Some((b'R', body)) => serde_json::from_slice::<IsolationReport>(&body)
-                    .map_err(|e| SetupError::Child(format!("bad report from the sandbox: {e}")))?,
-                other => {
-                    let _ = aibox_sys::kill(g, libc::SIGKILL);
-                    return Err(child_error(other, "sandbox setup"));
-                }
-            };
-            Ok((g, report, applied, idmapped))
-        })();
+        let idmapped = if plan.uid_base.is_some() {
+            idmap_staging(plan, &proc_dir)?
+        } else {
+            false
+        };
+        let applied = make_cgroup(plan, &mut cgroup, host_uid)?;
+        cgroup.add(child).map_err(SetupError::Cgroup)?;
 
-    let (g, mut report, applied, idmapped) = match result {
+        // Everything PID 1 will report is decided by now (it fails hard on
+        // any sealing step), so the required level is checked *before* the
+        // sandbox exists: fail closed without ever running the payload.
+        let report = expected_report(
+            plan, &cgroup, &applied, idmapped, host_uid, host_gid, &seccomp,
+        );
+        if let Some(level) = plan.spec.require_isolation {
+            let gaps = report.gaps(level);
+            if !gaps.is_empty() {
+                return Err(SetupError::Isolation {
+                    level,
+                    gaps,
+                    report: Box::new(report),
+                });
+            }
+        }
+        send(&p2c_w, b'G', &[]).map_err(sys("releasing the setup process"))?;
+        // Read PID 1's report first: by then C has sent its pid too, so this
+        // costs one wake-up instead of two.
+        let observed = match recv(&g2p_r).map_err(sys("reading the sandbox's report"))? {
+            Some((b'R', body)) => serde_json::from_slice::<IsolationReport>(&body)
+                .map_err(|e| SetupError::Child(format!("bad report from the sandbox: {e}")))?,
+            _ => {
+                // G failed (its message is on g2p) or C failed before forking it.
+                return Err(match recv(&c2p_r).ok().flatten() {
+                    Some((b'E', body)) => {
+                        SetupError::Child(String::from_utf8_lossy(&body).into_owned())
+                    }
+                    _ => SetupError::Child("the sandbox's init process died during setup".into()),
+                });
+            }
+        };
+        let g = match recv(&c2p_r).map_err(sys("reading from the setup process"))? {
+            Some((b'P', body)) if body.len() == 4 => {
+                i32::from_le_bytes([body[0], body[1], body[2], body[3]])
+            }
+            other => return Err(child_error(other, "namespace creation")),
+        };
+        let _ = aibox_sys::waitpid(child);
+        let same = observed.namespaces == report.namespaces
+            && observed.seccomp
+            && observed.no_new_privs
+            && observed.bounding_caps.is_empty()
+            && observed.landlock_abi == report.landlock_abi
+            && observed.landlock_enforced == report.landlock_enforced
+            && observed.overlay_rootfs
+            && observed.proc_masked;
+        if !same {
+            let _ = aibox_sys::kill(g, libc::SIGKILL);
+            return Err(SetupError::Child(
+                "the sandbox reported weaker isolation than was set up".into(),
+            ));
+        }
+        if plan.uid_base.is_some() {
+            // The kernel's OOM killer should pick the workload, not PID 1.
+            let _ = std::fs::write(format!("/proc/{g}/oom_score_adj"), "-998");
+        }
+        Ok((g, report))
+    })();
+
+    let (g, report) = match result {
         Ok(v) => v,
         Err(e) => {
             let _ = aibox_sys::kill(child, libc::SIGKILL);
@@ -381,30 +346,124 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
             return Err(e);
         }
     };
+    let start_time = aibox_sys::process_start_time(g).unwrap_or(0);
+    Ok(Launched {
+        pid: g,
+        start_time,
+        report,
+        cgroup,
+        link: Some(p2g_w),
+    })
+}
 
-    // Merge what P knows into G's report.
-    report.backend = "namespaces".into();
-    report.rootless = plan.rootless();
-    let (inside, outside, count) = match plan.uid_base {
-        Some(base) => (0, base, 65536),
-        None => (plan.rootless_uid(), host_uid, 1),
+/// Root mode: idmapped binds of the template, its host binds and the user
+/// mounts into staging, in P's private mount namespace. They appear owned by
+/// the sandbox's own uids, without copying or chowning anything.
+fn idmap_staging(plan: &Plan, proc_dir: &Path) -> Result<bool, SetupError> {
+    let userns =
+        File::open(proc_dir.join("ns/user")).map_err(sys("opening the sandbox user namespace"))?;
+    let ro =
+        aibox_sys::MOUNT_ATTR_RDONLY | aibox_sys::MOUNT_ATTR_NOSUID | aibox_sys::MOUNT_ATTR_NODEV;
+    aibox_sys::idmapped_bind(&plan.template.rootfs, &plan.staging.join("lower"), userns.as_fd(), ro).map_err(sys(format!(
+        "idmapped mount of the template {} (the filesystem must support idmapped mounts: ext4, xfs, btrfs, tmpfs)",
+        plan.template.rootfs.display()
+    )))?;
+    for (i, (host, _)) in plan.template.binds.iter().enumerate() {
+        let dst = plan.staging.join(format!("t{i}"));
+        ensure_mountpoint(&dst, false)?;
+        if aibox_sys::idmapped_bind(host, &dst, userns.as_fd(), ro).is_err() {
+            // Not every filesystem supports idmapping; a plain read-only
+            // bind still works (files then show as nobody).
+            aibox_sys::mount(Some(host), &dst, None, libc::MS_BIND | libc::MS_REC, None)
+                .map_err(sys(format!("bind mount of {}", host.display())))?;
+        }
+    }
+    for (i, m) in plan.spec.mounts.iter().enumerate() {
+        let dst = plan.staging.join(format!("m{i}"));
+        ensure_mountpoint(&dst, m.host.is_file())?;
+        let attrs = aibox_sys::MOUNT_ATTR_NOSUID
+            | aibox_sys::MOUNT_ATTR_NODEV
+            | if m.read_only {
+                aibox_sys::MOUNT_ATTR_RDONLY
+            } else {
+                0
+            };
+        if aibox_sys::idmapped_bind(&m.host, &dst, userns.as_fd(), attrs).is_err() {
+            aibox_sys::mount(
+                Some(&m.host),
+                &dst,
+                None,
+                libc::MS_BIND | libc::MS_REC,
+                None,
+            )
+            .map_err(sys(format!("bind mount of {}", m.host.display())))?;
+        }
+    }
+    Ok(true)
+}
+
+/// Create the sandbox's cgroup with its limits. Rootless hosts rarely
+/// delegate cgroups: then limits are reported as not applied, and creation
+/// fails only if the caller asked for a limit explicitly.
+fn make_cgroup(
+    plan: &Plan,
+    cgroup: &mut Cgroup,
+    host_uid: u32,
+) -> Result<crate::cgroup::Applied, SetupError> {
+    let limits = Limits {
+        memory: Some(plan.spec.memory_bytes()),
+        pids: Some(plan.spec.pids_limit()),
+        cpus: plan.spec.cpus,
+        freezer: plan.persistent,
+        accounting: plan.persistent,
     };
-    report.uid_map = vec![UidMapping {
-        inside,
-        outside,
-        count,
-    }];
-    report.gid_map = vec![UidMapping {
-        inside,
-        outside: if plan.uid_base.is_some() {
-            outside
-        } else {
-            host_gid
-        },
-        count,
-    }];
-    report.dedicated_uid_range = plan.uid_base.is_some();
-    report.template_idmapped = idmapped;
+    let applied = if plan.cgroups.has("memory") || plan.cgroups.has("pids") {
+        match Cgroup::create(&plan.cgroups, &format!("aibox-{}", plan.id), &limits) {
+            Ok((cg, applied)) => {
+                *cgroup = cg;
+                applied
+            }
+            Err(e) if plan.rootless() && explicit_limits(&plan.spec).is_none() => {
+                tracing::debug!(error = %e, "rootless: cgroup not delegated, limits not applied");
+                Default::default()
+            }
+            Err(e) if plan.rootless() => return Err(SetupError::LimitsUnavailable(format!(
+                "{} requested, but the cgroup hierarchy is not delegated to uid {host_uid} ({e})",
+                explicit_limits(&plan.spec).unwrap_or_default()
+            ))),
+            Err(e) => return Err(SetupError::Cgroup(e)),
+        }
+    } else {
+        Default::default()
+    };
+    if let Some(what) = explicit_limits(&plan.spec) {
+        let missing = (plan.spec.memory.is_some() && !applied.memory)
+            || (plan.spec.pids.is_some() && !applied.pids)
+            || (plan.spec.cpus.is_some() && !applied.cpu);
+        if missing {
+            return Err(SetupError::LimitsUnavailable(format!(
+                "{what} requested, but this host's cgroups cannot enforce it"
+            )));
+        }
+    }
+    Ok(applied)
+}
+
+/// The report of a sandbox whose setup succeeds: what P set up plus what
+/// PID 1 is guaranteed to have done (it aborts on any failure).
+fn expected_report(
+    plan: &Plan,
+    cgroup: &Cgroup,
+    applied: &crate::cgroup::Applied,
+    idmapped: bool,
+    host_uid: u32,
+    host_gid: u32,
+    seccomp: &crate::seccomp::BpfProgram,
+) -> IsolationReport {
+    let (inside, outside, gid_outside, count) = match plan.uid_base {
+        Some(base) => (0, base, base, 65536),
+        None => (plan.rootless_uid(), host_uid, host_gid, 1),
+    };
     let why = if plan.rootless() {
         "cgroup not delegated to this user"
     } else {
@@ -417,54 +476,66 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
             LimitReport::missing(req, why)
         }
     };
-    report.cgroups.version = cgroup.version.clone();
-    report.cgroups.memory = lim(Some(plan.spec.memory_bytes()), applied.memory);
-    report.cgroups.swap = if applied.swap {
-        LimitReport::applied(0)
-    } else {
-        LimitReport::missing(Some(0), "no swap accounting")
-    };
-    report.cgroups.pids = lim(Some(plan.spec.pids_limit()), applied.pids);
-    report.cgroups.cpu = match plan.spec.cpus {
-        None => LimitReport {
-            requested: None,
-            applied: false,
-            reason: Some("not requested".into()),
+    let landlock = aibox_sys::landlock_abi();
+    let mut r = IsolationReport {
+        backend: "namespaces".into(),
+        level: None,
+        rootless: plan.rootless(),
+        namespaces: aibox_types::NamespaceReport {
+            user: true,
+            mount: true,
+            pid: true,
+            net: true,
+            ipc: true,
+            uts: true,
+            cgroup: true,
         },
-        Some(c) => lim(Some((c * 1000.0) as u64), applied.cpu),
+        uid_map: vec![UidMapping {
+            inside,
+            outside,
+            count,
+        }],
+        gid_map: vec![UidMapping {
+            inside,
+            outside: gid_outside,
+            count,
+        }],
+        dedicated_uid_range: plan.uid_base.is_some(),
+        seccomp: !seccomp.is_empty(),
+        seccomp_allowed_syscalls: crate::seccomp::allowed_count(),
+        landlock_abi: landlock,
+        landlock_enforced: landlock.is_some(),
+        no_new_privs: true,
+        bounding_caps: vec![],
+        cgroups: aibox_types::CgroupReport {
+            version: cgroup.version.clone(),
+            memory: lim(Some(plan.spec.memory_bytes()), applied.memory),
+            swap: if applied.swap {
+                LimitReport::applied(0)
+            } else {
+                LimitReport::missing(Some(0), "no swap accounting")
+            },
+            pids: lim(Some(plan.spec.pids_limit()), applied.pids),
+            cpu: match plan.spec.cpus {
+                None => LimitReport {
+                    requested: None,
+                    applied: false,
+                    reason: Some("not requested".into()),
+                },
+                Some(c) => lim(Some((c * 1000.0) as u64), applied.cpu),
+            },
+            freezer: applied.freezer,
+        },
+        disk_quota: LimitReport::applied(plan.spec.disk_bytes()),
+        disk_quota_mechanism: "tmpfs".into(),
+        overlay_rootfs: true,
+        template_idmapped: idmapped,
+        proc_masked: true,
+        sys: "absent".into(),
+        network: "none".into(),
     };
-    report.cgroups.freezer = applied.freezer;
-    report.disk_quota = LimitReport::applied(plan.spec.disk_bytes());
-    report.disk_quota_mechanism = "tmpfs".into();
-    report.level = Some(report.achieved_level());
-
-    if let Some(level) = plan.spec.require_isolation {
-        let gaps = report.gaps(level);
-        if !gaps.is_empty() {
-            let _ = aibox_sys::kill(g, libc::SIGKILL);
-            if matches!(plan.cgroups, CgLayout::None) || cgroup.dirs.is_empty() {
-                // PID 1 is our child only in one-shot mode; otherwise init reaps it.
-            }
-            let _ = aibox_sys::waitpid(g);
-            cgroup.kill_all();
-            let _ = cgroup.remove(std::time::Duration::from_secs(2));
-            return Err(SetupError::Isolation {
-                level,
-                gaps,
-                report: Box::new(report),
-            });
-        }
-    }
-
-    let start_time = aibox_sys::process_start_time(g).unwrap_or(0);
-    send(&p2g_w, b'G', &[]).map_err(sys("releasing the sandbox"))?;
-    Ok(Launched {
-        pid: g,
-        start_time,
-        report,
-        cgroup,
-        link: Some(p2g_w),
-    })
+    r.level = Some(r.achieved_level());
+    r
 }
 
 /// Names of limits the caller set explicitly (None when all are defaults).
@@ -493,8 +564,8 @@ fn ensure_mountpoint(p: &Path, file: bool) -> Result<(), SetupError> {
     }
 }
 
-/// C: enter the user namespace, wait for the maps, create the other
-/// namespaces and fork PID 1. Errors are returned as text for P.
+/// C: born in the new user namespace; create the other namespaces and
+/// fork PID 1. Errors are returned as text for P.
 #[allow(clippy::too_many_arguments)]
 fn child_c(
     plan: &Plan,
@@ -504,7 +575,7 @@ fn child_c(
     g2p: OwnedFd,
     p2g: OwnedFd,
     payload: Payload,
-    seccomp: &[seccompiler::BpfProgram; 2],
+    seccomp: &crate::seccomp::BpfProgram,
 ) -> Result<(), String> {
     let e = |what: &str| {
         let what = what.to_string();
@@ -514,10 +585,10 @@ fn child_c(
     if std::os::unix::process::parent_id() as i32 != parent {
         return Err("parent exited".into());
     }
-    aibox_sys::unshare(libc::CLONE_NEWUSER).map_err(e(
-        "cannot create a user namespace (check `aibox doctor`: user.max_user_namespaces, or Ubuntu's kernel.apparmor_restrict_unprivileged_userns)",
-    ))?;
-    send(c2p, b'U', &[]).map_err(e("notify parent"))?;
+    // Made while P writes the maps and the cgroup (they need neither, and
+    // the network namespace is the most expensive one to create).
+    aibox_sys::unshare(libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS)
+        .map_err(e("unshare(net, ipc, uts namespaces)"))?;
     match recv(p2c).map_err(e("wait for parent"))? {
         Some((b'G', _)) => {}
         _ => return Err("parent aborted".into()),
@@ -532,58 +603,47 @@ fn child_c(
     if !plan.rootless() {
         aibox_sys::clear_groups().map_err(e("setgroups"))?;
     }
-    let flags = libc::CLONE_NEWNS
-        | libc::CLONE_NEWPID
-        | libc::CLONE_NEWNET
-        | libc::CLONE_NEWIPC
-        | libc::CLONE_NEWUTS
-        | libc::CLONE_NEWCGROUP;
-    aibox_sys::unshare(flags)
-        .map_err(e("unshare(mount, pid, net, ipc, uts, cgroup namespaces)"))?;
+    // The cgroup namespace comes after P moved us into our cgroup, so that
+    // cgroup is the sandbox's root.
+    aibox_sys::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWCGROUP)
+        .map_err(e("unshare(mount, pid, cgroup namespaces)"))?;
     match aibox_sys::fork().map_err(e("fork of PID 1"))? {
         aibox_sys::Fork::Parent(g) => {
             send(c2p, b'P', &g.to_le_bytes()).map_err(e("report pid"))?;
             aibox_sys::exit_now(0);
         }
         aibox_sys::Fork::Child => {
-            let mut g2p_file = File::from(g2p);
-            match sandbox_init(plan, seccomp) {
-                Ok(report) => {
-                    let body = serde_json::to_vec(&report).unwrap_or_default();
-                    let mut msg = vec![b'R'];
-                    msg.extend_from_slice(&(body.len() as u32).to_le_bytes());
-                    msg.extend_from_slice(&body);
-                    if g2p_file.write_all(&msg).is_err() {
-                        aibox_sys::exit_now(1);
-                    }
-                    drop(g2p_file);
-                    match recv(&p2g) {
-                        Ok(Some((b'G', _))) => {}
-                        _ => aibox_sys::exit_now(1),
-                    }
-                    let code = match payload {
-                        Payload::OneShot(one) => crate::init::run(one, &plan.spec, p2g),
-                        Payload::Agent(listener) => {
-                            // Wait until the creator has written the record, so
-                            // a crash in between leaves nothing running unrecorded.
-                            match recv(&p2g) {
-                                Ok(Some((b'C', _))) => {}
-                                _ => aibox_sys::exit_now(1),
-                            }
-                            drop(p2g);
-                            aibox_agent::serve(listener, agent_config(plan))
-                        }
-                    };
-                    aibox_sys::exit_now(code);
-                }
+            let report = match sandbox_init(plan, seccomp) {
+                Ok(r) => r,
                 Err(msg) => {
-                    let mut m = vec![b'E'];
-                    m.extend_from_slice(&(msg.len() as u32).to_le_bytes());
-                    m.extend_from_slice(msg.as_bytes());
-                    let _ = g2p_file.write_all(&m);
+                    let _ = send(&g2p, b'E', msg.as_bytes());
                     aibox_sys::exit_now(1);
                 }
+            };
+            let body = serde_json::to_vec(&report).unwrap_or_default();
+            if send(&g2p, b'R', &body).is_err() {
+                aibox_sys::exit_now(1);
             }
+            drop(g2p);
+            let code = match payload {
+                Payload::OneShot(one) => crate::init::run(one, &plan.spec, p2g),
+                Payload::Agent(listener) => {
+                    // Wait until the creator has written the record, so a
+                    // crash in between leaves nothing running unrecorded.
+                    match recv(&p2g) {
+                        Ok(Some((b'C', _))) => {}
+                        _ => aibox_sys::exit_now(1),
+                    }
+                    drop(p2g);
+                    // Detach from the creator's stdio (a pipe held open would
+                    // block whoever reads the creator's output).
+                    if aibox_sys::stdio_to_devnull().is_err() {
+                        aibox_sys::exit_now(1);
+                    }
+                    aibox_agent::serve(listener, agent_config(plan))
+                }
+            };
+            aibox_sys::exit_now(code);
         }
     }
 }
@@ -605,7 +665,7 @@ fn agent_config(plan: &Plan) -> aibox_agent::Config {
 /// the isolation report only G can observe.
 fn sandbox_init(
     plan: &Plan,
-    seccomp: &[seccompiler::BpfProgram; 2],
+    seccomp: &crate::seccomp::BpfProgram,
 ) -> Result<IsolationReport, String> {
     let lower = if plan.rootless() {
         plan.template.rootfs.clone()

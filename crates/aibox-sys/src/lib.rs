@@ -77,6 +77,32 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// clone(2) without CLONE_VM: like fork, but the child starts in the new
+/// namespaces given by `flags` (e.g. CLONE_NEWUSER), so the parent can
+/// configure them (uid maps) without waiting for the child to unshare.
+/// Same single-thread requirement as [`fork`].
+pub fn clone_process(flags: libc::c_int) -> io::Result<Fork> {
+    // SAFETY: without CLONE_VM and with a null stack the child runs on a
+    // copy-on-write copy of our stack, exactly as after fork. The caller is
+    // single-threaded, so no lock can be held by a thread that does not exist
+    // in the child.
+    let pid = cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    })?;
+    Ok(if pid == 0 {
+        Fork::Child
+    } else {
+        Fork::Parent(pid as libc::pid_t)
+    })
+}
+
 pub fn unshare(flags: libc::c_int) -> io::Result<()> {
     // SAFETY: unshare takes a flag word only.
     cvt(unsafe { libc::unshare(flags) }).map(drop)
@@ -913,7 +939,6 @@ pub fn process_start_time(pid: libc::pid_t) -> Option<u64> {
     after.split_whitespace().nth(19)?.parse().ok()
 }
 
-
 /// Mount flags (MS_*) currently in effect at `path`, as statvfs reports
 /// them. A bind remount inside a user namespace must keep "locked" flags
 /// (nosuid, nodev, noexec, atime), so we re-apply what is already there.
@@ -944,6 +969,46 @@ pub use libc::{MS_NOATIME, MS_RELATIME};
 pub fn setpgid_self() -> io::Result<()> {
     // SAFETY: integer arguments.
     cvt(unsafe { libc::setpgid(0, 0) }).map(drop)
+}
+
+/// Close every fd except `keep` (and 0, 1, 2). Used right after fork so no
+/// host descriptor (a server socket, a log file) leaks into a sandbox.
+pub fn close_fds_except(keep: &[RawFd]) -> io::Result<()> {
+    let mut keep: Vec<RawFd> = keep.iter().copied().filter(|fd| *fd > 2).collect();
+    keep.sort_unstable();
+    let mut lo: u32 = 3;
+    for fd in keep
+        .iter()
+        .map(|f| *f as u32)
+        .chain(std::iter::once(u32::MAX))
+    {
+        if fd > lo {
+            // SAFETY: close_range takes integers; closing fds we do not own
+            // is the point, and nothing in this process refers to them again.
+            cvt_long(unsafe { libc::syscall(libc::SYS_close_range, lo, fd - 1, 0) })?;
+        }
+        lo = fd.saturating_add(1);
+    }
+    Ok(())
+}
+
+/// Point stdin, stdout and stderr at /dev/null.
+pub fn stdio_to_devnull() -> io::Result<()> {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    for target in 0..3 {
+        // SAFETY: dup2 onto the standard fds; the source fd is valid.
+        cvt(unsafe { libc::dup2(null.as_raw_fd(), target) })?;
+    }
+    Ok(())
+}
+
+/// setsid(2): start a new session (and process group) without a terminal.
+pub fn new_session() -> io::Result<()> {
+    // SAFETY: no arguments.
+    cvt(unsafe { libc::setsid() }).map(drop)
 }
 
 #[cfg(test)]
