@@ -3,6 +3,7 @@
 //! * run dir (volatile: sockets, records of live sandboxes, uid slots,
 //!   staging mount points): `$AIBOX_RUN_DIR`, else `/run/aibox` for root,
 //!   else `$XDG_RUNTIME_DIR/aibox`, else `/tmp/aibox-$UID`.
+//! * uid slots (root only, host-wide): `$AIBOX_SLOTS_DIR`, else `/run/aibox/slots`.
 //! * data dir (templates): `$AIBOX_DATA_DIR`, else `/var/lib/aibox` for root,
 //!   else `$XDG_DATA_HOME/aibox`, else `~/.local/share/aibox`.
 //!
@@ -73,8 +74,13 @@ impl Dirs {
     pub fn sandbox(&self, id: &str) -> PathBuf {
         self.sandboxes().join(id)
     }
+    /// uid-range slots are host-wide, whatever the run dir: two run dirs
+    /// must never hand out the same range (`$AIBOX_SLOTS_DIR` overrides).
     pub fn slots(&self) -> PathBuf {
-        self.run.join("slots")
+        std::env::var_os("AIBOX_SLOTS_DIR")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "/run/aibox/slots".into())
     }
     pub fn staging(&self) -> PathBuf {
         self.run.join("staging")
@@ -95,7 +101,9 @@ impl Dirs {
         }
         ensure_dir(&self.run, 0o711)?;
         ensure_dir(&self.sandboxes(), 0o700)?;
-        ensure_dir(&self.slots(), 0o700)?;
+        if aibox_sys::geteuid() == 0 {
+            ensure_dir(&self.slots(), 0o700)?;
+        }
         let st = self.staging();
         ensure_dir(&st, 0o711)?;
         for sub in ["lower", "scratch"] {

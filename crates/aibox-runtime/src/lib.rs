@@ -164,7 +164,7 @@ impl Runtime {
             // Persistent sandboxes are found through their record; one-shot
             // runs through their creator (this process).
             let owner = if persistent {
-                id.clone()
+                format!("{id} {}", self.dirs.sandbox(&id).display())
             } else {
                 let me = aibox_sys::getpid();
                 format!(
@@ -412,9 +412,9 @@ impl Runtime {
                 }
             }
         }
-        // Slots: one-shot runs name their creator; persistent sandboxes
-        // have a record.
-        let mut live_one_shots = Vec::new();
+        // Slots are host-wide (uid ranges are a host resource). One-shot runs
+        // name their creator process; persistent sandboxes their record dir.
+        let mut slot_ids = Vec::new();
         if let Ok(rd) = std::fs::read_dir(self.dirs.slots()) {
             for e in rd.flatten() {
                 let Ok(n) = e.file_name().to_string_lossy().parse::<u32>() else {
@@ -425,36 +425,36 @@ impl Runtime {
                 };
                 let mut f = owner.split_whitespace();
                 let id = f.next().unwrap_or_default().to_string();
-                let creator: Option<(i32, u64)> = f
-                    .next()
-                    .and_then(|p| p.parse().ok())
-                    .zip(f.next().and_then(|t| t.parse().ok()));
-                match creator {
-                    Some((pid, start)) if aibox_sys::process_start_time(pid) == Some(start) => {
-                        live_one_shots.push(id)
-                    }
-                    Some(_) => {
-                        self.remove_cgroups_named(&id);
-                        state::release_slot(&self.dirs.slots(), n);
-                        cleaned.push(id);
-                    }
-                    None => {
+                let (a, b) = (f.next(), f.next());
+                let stale = match (a, b) {
+                    (Some(pid), Some(start)) => match (pid.parse::<i32>(), start.parse::<u64>()) {
+                        (Ok(pid), Ok(start)) => aibox_sys::process_start_time(pid) != Some(start),
+                        _ => false,
+                    },
+                    (Some(record_dir), None) => {
                         let fresh = e
                             .metadata()
                             .ok()
                             .and_then(|m| m.modified().ok())
                             .and_then(|t| t.elapsed().ok())
                             .is_none_or(|a| a < Duration::from_secs(60));
-                        if !fresh && !self.dirs.sandbox(&id).exists() {
-                            state::release_slot(&self.dirs.slots(), n);
-                        }
+                        !fresh && !std::path::Path::new(record_dir).exists()
                     }
+                    _ => false,
+                };
+                if stale {
+                    self.remove_cgroups_named(&id);
+                    state::release_slot(&self.dirs.slots(), n);
+                    cleaned.push(id);
+                } else {
+                    slot_ids.push(id);
                 }
             }
         }
-        // Our cgroups without a record or a live creator (a creator killed
-        // between mkdir and writing its record).
-        if let Layout::V1(dirs) = &self.cgroups {
+        // Root: our cgroups that no slot and no record account for (a
+        // creator killed between mkdir and claiming them). Rootless sandboxes
+        // have no slots, so rootless gc leaves cgroups alone.
+        if let (Layout::V1(dirs), false) = (&self.cgroups, self.rootless()) {
             for (_, parent) in dirs {
                 let Ok(rd) = std::fs::read_dir(parent) else {
                     continue;
@@ -464,7 +464,16 @@ impl Runtime {
                     let Some(id) = name.strip_prefix("aibox-") else {
                         continue;
                     };
-                    if !self.dirs.sandbox(id).exists() && !live_one_shots.iter().any(|l| l == id) {
+                    let young = e
+                        .metadata()
+                        .ok()
+                        .and_then(|m| m.modified().ok())
+                        .and_then(|t| t.elapsed().ok())
+                        .is_none_or(|a| a < Duration::from_secs(60));
+                    if !young
+                        && !self.dirs.sandbox(id).exists()
+                        && !slot_ids.iter().any(|l| l == id)
+                    {
                         self.remove_cgroups_named(id);
                     }
                 }

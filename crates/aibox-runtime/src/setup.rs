@@ -427,10 +427,12 @@ fn make_cgroup(
                 tracing::debug!(error = %e, "rootless: cgroup not delegated, limits not applied");
                 Default::default()
             }
-            Err(e) if plan.rootless() => return Err(SetupError::LimitsUnavailable(format!(
+            Err(e) if plan.rootless() => {
+                return Err(SetupError::LimitsUnavailable(format!(
                 "{} requested, but the cgroup hierarchy is not delegated to uid {host_uid} ({e})",
                 explicit_limits(&plan.spec).unwrap_or_default()
-            ))),
+            )))
+            }
             Err(e) => return Err(SetupError::Cgroup(e)),
         }
     } else {
