@@ -744,11 +744,15 @@ fn sandbox_init(
     // before it need not be allowed).
     aibox_sys::drop_bounding_and_ambient()
         .map_err(|e| format!("dropping the bounding set: {e}"))?;
-    // PID 1 keeps only CAP_SETUID/CAP_SETGID (inside its own user namespace)
-    // to start commands as `user`; commands themselves get none, since the
-    // bounding set is empty when they exec.
-    aibox_sys::set_caps(&[aibox_sys::CAP_SETUID, aibox_sys::CAP_SETGID])
-        .map_err(|e| format!("capset: {e}"))?;
+    // PID 1 keeps only CAP_SETUID/CAP_SETGID (to start commands as `user`)
+    // and CAP_KILL (to signal them), all inside its own user namespace;
+    // commands get none, since the bounding set is empty when they exec.
+    aibox_sys::set_caps(&[
+        aibox_sys::CAP_SETUID,
+        aibox_sys::CAP_SETGID,
+        aibox_sys::CAP_KILL,
+    ])
+    .map_err(|e| format!("capset: {e}"))?;
     aibox_sys::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
     let landlock = crate::landlock::apply().map_err(|e| format!("{e}: {}", e.source))?;
     crate::seccomp::install(seccomp).map_err(|e| format!("{e}"))?;

@@ -379,6 +379,7 @@ pub fn drop_bounding_and_ambient() -> io::Result<()> {
     .map(drop)
 }
 
+pub const CAP_KILL: u32 = 5;
 pub const CAP_SETGID: u32 = 6;
 pub const CAP_SETUID: u32 = 7;
 
