@@ -1,6 +1,7 @@
 //! The escape corpus: a probe runs inside a sandbox and tries to break out in
 //! every way we know; each attempt must fail. Resource bombs run separately
 //! with small limits. Runs as root in CI and again rootless.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 use common::{stderr, stdout, Env};

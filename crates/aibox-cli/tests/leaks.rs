@@ -1,6 +1,7 @@
 //! No leaks: many create → exec → destroy cycles (and one-shot runs) leave
 //! no mounts, cgroups, processes, sockets or files behind. Alone in its own
 //! test binary so nothing else runs concurrently.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 use aibox_protocol::ExecRequest;

@@ -1,4 +1,5 @@
 //! `aibox run`: exit statuses, stdio, options, and every bad input.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 use common::{stderr, stdout, Env};
