@@ -145,7 +145,7 @@ fn dispatch(agent: &Arc<Agent>, s: &mut UnixStream, op: Op) -> OpResult {
                     env.push((k.into(), v.into()));
                 }
             }
-            let p = agent
+            let (p, events) = agent
                 .procs
                 .spawn(&req, &env, &cwd, uid)
                 .map_err(|e| match e {
@@ -164,13 +164,13 @@ fn dispatch(agent: &Arc<Agent>, s: &mut UnixStream, op: Op) -> OpResult {
                 pid: p.pid,
             }
             .send(s)?;
-            if req.background {
-                return Ok(());
-            }
+            let Some(events) = events else {
+                return Ok(()); // background
+            };
             stream_process(
                 s,
                 &p,
-                false,
+                events,
                 req.stdin || req.pty.is_some(),
                 true,
                 req.max_output.unwrap_or(DEFAULT_MAX_OUTPUT),
@@ -208,7 +208,7 @@ fn dispatch(agent: &Arc<Agent>, s: &mut UnixStream, op: Op) -> OpResult {
                 pid: p.pid,
             }
             .send(s)?;
-            stream_process(s, &p, true, stdin, false, DEFAULT_MAX_OUTPUT)
+            stream_process(s, &p, p.subscribe(true), stdin, false, DEFAULT_MAX_OUTPUT)
         }
         Op::ProcStdin { id, close } => {
             let p = find(agent, id)?;
@@ -248,13 +248,12 @@ fn find(agent: &Agent, id: u64) -> Result<Arc<procs::Proc>, Failure> {
 fn stream_process(
     s: &mut UnixStream,
     p: &Arc<procs::Proc>,
-    replay: bool,
+    events: std::sync::mpsc::Receiver<Event>,
     forward_input: bool,
     owned: bool,
     max_output: u64,
 ) -> OpResult {
     let _ = s.set_read_timeout(None);
-    let events = p.subscribe(replay);
     // Input side: a thread reads client frames until EOF.
     if let Ok(mut rd) = s.try_clone() {
         let p2 = p.clone();

@@ -282,7 +282,7 @@ impl Table {
         env: &[(String, String)],
         cwd: &str,
         uid: Option<u32>,
-    ) -> Result<Arc<Proc>, SpawnError> {
+    ) -> Result<(Arc<Proc>, Option<Receiver<Event>>), SpawnError> {
         let argv: Vec<String> = match (&req.shell, req.argv.is_empty()) {
             (Some(s), true) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
             (None, false) => req.argv.clone(),
@@ -395,6 +395,9 @@ impl Table {
             }),
             cv: Condvar::new(),
         });
+        // A foreground exec subscribes before any output can be produced,
+        // so even the first bytes of a fast command reach the caller.
+        let first = (!req.background).then(|| proc_.subscribe(false));
         for (kind, mut r) in readers {
             let p = proc_.clone();
             let _ = std::thread::Builder::new()
@@ -460,7 +463,7 @@ impl Table {
             });
         }
         procs.push(proc_.clone());
-        Ok(proc_)
+        Ok((proc_, first))
     }
 }
 

@@ -51,7 +51,10 @@ macro_rules! require_sandboxes {
 macro_rules! require_root {
     () => {
         if !common::is_root() {
-            eprintln!("SKIP {}: needs root", module_path!());
+            eprintln!(
+                "SKIP {}: needs root (rootless sandboxes cannot do this here)",
+                std::thread::current().name().unwrap_or("?")
+            );
             return;
         }
     };

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs from Debian packages, when missing.
+# Idempotent; does nothing without root (then the tools must already exist).
+set -euo pipefail
+
+need=()
+[ -x /usr/bin/python3 ] || need+=(python3)          # probes run the host's /usr/bin/python3 inside sandboxes
+command -v runuser >/dev/null || need+=(util-linux)  # rootless tests run as an unprivileged user
+command -v useradd >/dev/null || need+=(passwd)
+command -v ps >/dev/null || need+=(procps)
+if [ "${#need[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: installing ${need[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}" >/dev/null \
+      || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}" >/dev/null; }
+  else
+    echo "setup: missing ${need[*]} and not root; install them first" >&2
+    exit 1
+  fi
+fi

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The full test suite.
+#   1. unit and end-to-end tests as the current user (root in CI);
+#   2. as root: the end-to-end tests again as an unprivileged user (rootless
+#      mode), with the binaries copied somewhere that user can read.
+# Tests that need something this host lacks print "SKIP ..." and pass.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+
+log=$(mktemp /tmp/aibox-test-log.XXXXXX)
+trap 'rm -f "$log"' EXIT
+echo "== cargo test (as $(id -un))"
+if ! cargo test --workspace --locked -- --nocapture >"$log" 2>&1; then
+  cat "$log"
+  echo "== FAILED (as $(id -un))"
+  exit 1
+fi
+grep -E "^test result|SKIP|Running" "$log" | sed 's/^/   /'
+
+if [ "$(id -u)" != 0 ]; then
+  echo "== rootless pass skipped: it needs root to create the test user (this run already was rootless)"
+  exit 0
+fi
+
+user=aibox-test
+id "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$user"
+dir=$(mktemp -d /tmp/aibox-rootless.XXXXXX)
+trap 'rm -rf "$dir" "$log"' EXIT
+chmod 755 "$dir"
+target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+cp "$target/debug/aibox" "$dir/aibox"
+cargo test -p aibox-cli --locked --no-run --message-format=json 2>/dev/null \
+  | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["kind"] == ["test"] and m.get("executable"):
+        print(m["executable"])' \
+  | while read -r exe; do cp "$exe" "$dir/test-$(basename "$exe")"; done
+chmod -R a+rX "$dir"
+failed=0
+for t in "$dir"/test-*; do
+  echo "== rootless: $(basename "$t")"
+  if (cd / && runuser -u "$user" -- env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="/home/$user" \
+        AIBOX_BIN="$dir/aibox" RUST_BACKTRACE=1 "$t" --nocapture >"$log" 2>&1); then
+    grep -E "^test result|SKIP" "$log" | sed 's/^/   /'
+  else
+    cat "$log"
+    echo "== FAILED rootless: $(basename "$t")"
+    failed=1
+  fi
+done
+exit $failed
