@@ -12,15 +12,18 @@ use std::process::ExitCode;
 pub const EXIT_AIBOX_ERROR: u8 = 125;
 
 fn main() -> ExitCode {
-    let level = std::env::var("AIBOX_LOG")
+    // Logging only when asked for: `aibox run` is on a hot path, and
+    // diagnostics go through error values, not logs.
+    if let Some(level) = std::env::var("AIBOX_LOG")
         .ok()
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(tracing::Level::WARN);
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(level)
-        .without_time()
-        .init();
+        .and_then(|l| l.parse::<tracing::Level>().ok())
+    {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_max_level(level)
+            .without_time()
+            .init();
+    }
     let cli = args::Cli::parse();
     match commands::dispatch(cli.command) {
         Ok(code) => ExitCode::from(code),

@@ -71,23 +71,27 @@ impl AgentClient {
     }
 
     /// Connect, handshake and send `op`. The stream is ready for the reply.
+    /// The request is pipelined right behind the hello (one round trip
+    /// fewer); an agent that rejects the hello never reads it.
     pub fn request(&self, op: Op) -> Result<UnixStream, ClientError> {
         let mut s = UnixStream::connect(&self.path).map_err(|source| ClientError::Connect {
             path: self.path.clone(),
             source,
         })?;
         let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+        let mut buf = Vec::with_capacity(256);
         ClientMsg::Hello {
             protocol: PROTOCOL_VERSION,
             client: format!("aibox/{}", env!("CARGO_PKG_VERSION")),
         }
-        .send(&mut s)?;
+        .send(&mut buf)?;
+        ClientMsg::Request(op).send(&mut buf)?;
+        s.write_all(&buf).map_err(FrameError::Io)?;
         match AgentMsg::recv(&mut s)? {
             AgentMsg::Hello { .. } => {}
             AgentMsg::Error { code, message } => return Err(ClientError::Agent { code, message }),
             other => return Err(ClientError::Unexpected(format!("{other:?}"))),
         }
-        ClientMsg::Request(op).send(&mut s)?;
         Ok(s)
     }
 
