@@ -214,11 +214,30 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
     let (p2g_r, p2g_w) = aibox_sys::pipe().map_err(sys("pipe"))?;
     let parent_pid = aibox_sys::getpid();
 
+    // The cgroup exists before C does: on cgroup v1, C moves itself in by
+    // writing "0" to `tasks`, which (unlike writing another pid) skips the
+    // global threadgroup lock and its RCU grace period (~10 ms stalls here).
+    let mut cgroup = Cgroup {
+        version: plan.cgroups.version().into(),
+        dirs: vec![],
+    };
+    let applied = make_cgroup(plan, &mut cgroup, host_uid)?;
+    let cleanup_cgroup = |cgroup: &Cgroup| {
+        cgroup.kill_all();
+        let _ = cgroup.remove(std::time::Duration::from_secs(2));
+    };
+
     // C is born in its new user namespace, so P can write the maps at once.
-    let forked = aibox_sys::clone_process(libc::CLONE_NEWUSER).map_err(|e| SetupError::Sys {
-        what: "cannot create a user namespace (see `aibox doctor`: user.max_user_namespaces, or Ubuntu's kernel.apparmor_restrict_unprivileged_userns)".into(),
-        source: e,
-    })?;
+    let forked = match aibox_sys::clone_process(libc::CLONE_NEWUSER) {
+        Ok(f) => f,
+        Err(e) => {
+            cleanup_cgroup(&cgroup);
+            return Err(SetupError::Sys {
+                what: "cannot create a user namespace (see `aibox doctor`: user.max_user_namespaces, or Ubuntu's kernel.apparmor_restrict_unprivileged_userns)".into(),
+                source: e,
+            });
+        }
+    };
     let child = match forked {
         aibox_sys::Fork::Child => {
             drop((c2p_r, p2c_w, g2p_r, p2g_w));
@@ -235,7 +254,7 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
                 aibox_sys::exit_now(1);
             }
             let r = child_c(
-                plan, parent_pid, &c2p_w, &p2c_r, g2p_w, p2g_r, payload, &seccomp,
+                plan, parent_pid, &cgroup, &c2p_w, &p2c_r, g2p_w, p2g_r, payload, &seccomp,
             );
             if let Err(msg) = r {
                 let _ = send(&c2p_w, b'E', msg.as_bytes());
@@ -246,10 +265,6 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
     };
     drop((c2p_w, p2c_r, g2p_w, p2g_r));
 
-    let mut cgroup = Cgroup {
-        version: plan.cgroups.version().into(),
-        dirs: vec![],
-    };
     let result = (|| -> Result<(i32, IsolationReport), SetupError> {
         // uid/gid maps.
         let proc_dir = PathBuf::from(format!("/proc/{child}"));
@@ -273,8 +288,9 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
         } else {
             false
         };
-        let applied = make_cgroup(plan, &mut cgroup, host_uid)?;
-        cgroup.add(child).map_err(SetupError::Cgroup)?;
+        if cgroup.version != "v1" {
+            cgroup.add(child).map_err(SetupError::Cgroup)?;
+        }
 
         // Everything PID 1 will report is decided by now (it fails hard on
         // any sealing step), so the required level is checked *before* the
@@ -572,6 +588,7 @@ fn ensure_mountpoint(p: &Path, file: bool) -> Result<(), SetupError> {
 fn child_c(
     plan: &Plan,
     parent: i32,
+    cgroup: &Cgroup,
     c2p: &OwnedFd,
     p2c: &OwnedFd,
     g2p: OwnedFd,
@@ -586,6 +603,11 @@ fn child_c(
     aibox_sys::set_pdeathsig(libc::SIGKILL).map_err(e("PR_SET_PDEATHSIG"))?;
     if std::os::unix::process::parent_id() as i32 != parent {
         return Err("parent exited".into());
+    }
+    if cgroup.version == "v1" {
+        cgroup
+            .join_self()
+            .map_err(|err| format!("joining the sandbox cgroup: {err}"))?;
     }
     // Made while P writes the maps and the cgroup (they need neither, and
     // the network namespace is the most expensive one to create).

@@ -1,0 +1,109 @@
+"""aibox benchmarks, side by side with peers in one run. Usage: bench.py AIBOX [--quick]
+
+Every figure is measured in this run; ratios compare medians from this run.
+"""
+import json, os, shutil, statistics, subprocess, sys, tempfile, time
+
+AIBOX = sys.argv[1]
+QUICK = "--quick" in sys.argv
+RUNS = 100 if QUICK else 400
+BENCH_DIR = tempfile.mkdtemp(prefix="aibox-bench-")
+os.chmod(BENCH_DIR, 0o711)
+env = dict(os.environ, AIBOX_RUN_DIR=os.path.join(BENCH_DIR, "run"))
+env.pop("AIBOX_LOG", None)
+rows = []
+
+
+def pct(ts, p):
+    ts = sorted(ts)
+    return ts[min(len(ts) - 1, int(len(ts) * p))]
+
+
+def hyperfine(cmds):
+    out = tempfile.mktemp(suffix=".json")
+    subprocess.run(["hyperfine", "-N", "-w", "30", "-r", str(RUNS), "--export-json", out, *cmds],
+                   check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    res = json.load(open(out))["results"]
+    os.unlink(out)
+    return [[t * 1000 for t in r["times"]] for r in res]
+
+
+def row(bench, name, ts, base=None, unit="ms"):
+    p50 = statistics.median(ts)
+    ratio = f"{p50 / base:.2f}×" if base else ""
+    rows.append((bench, name, f"{p50:.2f}", f"{pct(ts, .95):.2f}", f"{pct(ts, .99):.2f}", unit, ratio))
+    return p50
+
+
+def aibox(*args):
+    return subprocess.run([AIBOX, *args], check=True, env=env, capture_output=True, text=True).stdout.strip()
+
+
+# 1. one-shot run with the full default isolation
+bwrap = ["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr"]
+for l in ["bin", "sbin", "lib", "lib64"]:
+    if os.path.islink("/" + l):
+        bwrap += ["--symlink", os.readlink("/" + l), "/" + l]
+bwrap += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "/bin/true"]
+a, b, t = hyperfine([f"{AIBOX} run -- /bin/true", " ".join(bwrap), "/bin/true"])
+base = statistics.median(b)
+row("one-shot run of /bin/true", "aibox run (overlay, cgroups, seccomp, landlock)", a, base)
+row("one-shot run of /bin/true", "bubblewrap --unshare-all", b, base)
+row("one-shot run of /bin/true", "plain /bin/true", t, base)
+
+# 2. exec into a running sandbox vs nsenter into the same namespaces
+sid = aibox("create")
+pid = json.loads(aibox("inspect", sid))["record"]["pid"]
+e, n = hyperfine([f"{AIBOX} exec {sid} -- /bin/true", f"nsenter -t {pid} -a /bin/true"])
+base = statistics.median(n)
+row("exec /bin/true in a running sandbox", "aibox exec (through the agent)", e, base)
+row("exec /bin/true in a running sandbox", "nsenter -a (same namespaces)", n, base)
+
+# 3. idle memory: PSS of every host-side process of a sandbox (its PID 1)
+def pss(p):
+    for line in open(f"/proc/{p}/smaps_rollup"):
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+time.sleep(0.5)
+one = pss(pid) / 1024
+ids = [aibox("create") for _ in range(9)]
+time.sleep(0.5)
+pids = [pid] + [json.loads(aibox("inspect", i))["record"]["pid"] for i in ids]
+ten = statistics.mean(pss(p) for p in pids) / 1024
+rows.append(("idle sandbox memory (PSS)", "1 sandbox running", f"{one:.2f}", "", "", "MiB", ""))
+rows.append(("idle sandbox memory (PSS)", "10 sandboxes running, mean", f"{ten:.2f}", "", "", "MiB", ""))
+for i in ids + [sid]:
+    aibox("rm", i)
+
+# 4. create -> first exec -> destroy, through the CLI
+n = 50 if QUICK else 200
+lat, ok = [], 0
+t0 = time.perf_counter()
+for _ in range(n):
+    s = time.perf_counter()
+    try:
+        i = aibox("create")
+        aibox("exec", i, "--", "/bin/true")
+        lat.append((time.perf_counter() - s) * 1000)
+        aibox("rm", i)
+        ok += 1
+    except subprocess.CalledProcessError:
+        pass
+churn = n / (time.perf_counter() - t0)
+row("create → first exec (CLI)", f"success {ok}/{n}", lat)
+rows.append(("churn", "create + exec + destroy per second (CLI, sequential)", f"{churn:.0f}", "", "", "/s", ""))
+
+shutil.rmtree(BENCH_DIR, ignore_errors=True)
+kernel = os.uname().release
+lines = [
+    f"# aibox benchmarks ({time.strftime('%Y-%m-%d')}, kernel {kernel}, {os.cpu_count()} CPUs, {RUNS} runs each)",
+    "",
+    "| benchmark | what | p50 | p95 | p99 | unit | ratio (p50 vs peer) |",
+    "|---|---|---|---|---|---|---|",
+] + [f"| {' | '.join(r)} |" for r in rows]
+text = "\n".join(lines) + "\n"
+print(text)
+if not QUICK:
+    open(os.path.join(os.path.dirname(__file__), "results", "latest.md"), "w").write(text)

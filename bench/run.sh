@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# One command for all benchmarks: installs the peers (Debian's bubblewrap)
+# and hyperfine when missing, builds aibox in release mode, and writes the
+# table to bench/results/latest.md. Needs root (for the full isolation).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+need=()
+command -v bwrap >/dev/null || need+=(bubblewrap)
+command -v hyperfine >/dev/null || need+=(hyperfine)
+command -v nsenter >/dev/null || need+=(util-linux)
+if [ "${#need[@]}" -gt 0 ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}" >/dev/null \
+    || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}" >/dev/null; }
+fi
+cargo build --release --locked -p aibox-cli
+target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+sync  # freshly written binaries show as dirty page cache in PSS until written back
+exec python3 bench/bench.py "$target/release/aibox" "$@"
