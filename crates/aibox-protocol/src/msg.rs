@@ -332,3 +332,23 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod doc_examples {
+    use super::*;
+
+    /// Every JSON example in docs/protocol.md parses as a real message.
+    #[test]
+    fn protocol_doc_examples_parse() {
+        let doc = include_str!("../../../docs/protocol.md");
+        let mut n = 0;
+        for block in doc.split("```json\n").skip(1) {
+            let json = block.split("\n```").next().unwrap();
+            let client = serde_json::from_str::<ClientMsg>(json);
+            let agent = serde_json::from_str::<AgentMsg>(json);
+            assert!(client.is_ok() || agent.is_ok(), "example does not parse: {json}\n{client:?}\n{agent:?}");
+            n += 1;
+        }
+        assert!(n >= 12, "{n} examples");
+    }
+}
