@@ -51,6 +51,8 @@ pub fn serve(listener: OwnedFd, cfg: Config) -> i32 {
         started: Instant::now(),
     });
     procs::start_reaper(agent.procs.reaper());
+    // Idle memory: keep only the code the serving loop touches.
+    let _ = aibox_sys::release_code_pages();
     let mut failures = 0;
     loop {
         match listener.accept() {

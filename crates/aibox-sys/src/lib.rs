@@ -1012,6 +1012,34 @@ pub fn new_session() -> io::Result<()> {
     cvt(unsafe { libc::setsid() }).map(drop)
 }
 
+/// Drop this process's resident pages of its own executable's code
+/// (`r-xp` mappings of /proc/self/exe). Code is never written, so the pages
+/// come back from the page cache on the next touch. A long-lived idle
+/// process (the agent) then holds only the code it actually runs, instead of
+/// everything its setup phase touched. Writable or relocated mappings are
+/// never touched.
+pub fn release_code_pages() -> io::Result<usize> {
+    let exe = std::fs::read_link("/proc/self/exe")?;
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    let mut released = 0;
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else { continue };
+        let path = f.nth(3).unwrap_or("");
+        if perms != "r-xp" || Path::new(path) != exe {
+            continue;
+        }
+        let Some((a, b)) = range.split_once('-') else { continue };
+        let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else { continue };
+        // SAFETY: the range is a private, read-only, executable file mapping
+        // of our own binary; MADV_DONTNEED only drops its resident pages,
+        // which the kernel re-reads unchanged from the file on access.
+        cvt(unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) })?;
+        released += end - start;
+    }
+    Ok(released)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
