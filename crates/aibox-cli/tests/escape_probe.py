@@ -36,6 +36,13 @@ try:
 except OSError as e:
     out("write_proc_sys", True, errno.errorcode.get(e.errno, ""))
 
+for path in ["/proc/sysrq-trigger", "/proc/irq/default_smp_affinity", "/proc/sys/vm/drop_caches", "/proc/sys/kernel/core_pattern"]:
+    try:
+        open(path, "w").write("1")
+        out("write_" + path.replace("/", "_"), False, "wrote")
+    except OSError as e:
+        out("write_" + path.replace("/", "_"), True, errno.errorcode.get(e.errno, ""))
+
 # --- network: the host's loopback is another network namespace
 s = socket.socket()
 s.settimeout(2)

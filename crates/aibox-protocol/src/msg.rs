@@ -346,7 +346,10 @@ mod doc_examples {
             let json = block.split("\n```").next().unwrap();
             let client = serde_json::from_str::<ClientMsg>(json);
             let agent = serde_json::from_str::<AgentMsg>(json);
-            assert!(client.is_ok() || agent.is_ok(), "example does not parse: {json}\n{client:?}\n{agent:?}");
+            assert!(
+                client.is_ok() || agent.is_ok(),
+                "example does not parse: {json}\n{client:?}\n{agent:?}"
+            );
             n += 1;
         }
         assert!(n >= 12, "{n} examples");

@@ -42,7 +42,7 @@ pub enum Step {
     Bind {
         src: PathBuf,
         dst: PathBuf,
-        read_only: bool,
+        mode: BindMode,
         file: bool,
     },
     /// Bind /dev/null over a file (if it exists).
@@ -64,6 +64,18 @@ pub enum Step {
     RemountReadOnly(PathBuf),
     /// Lazily unmount the old root and remove its mount point.
     DetachOldRoot,
+}
+
+/// What happens to a bind mount's flags after it is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindMode {
+    /// Keep the source mount's flags (it is already sealed, e.g. an
+    /// idmapped read-only nosuid staging mount, or the nosuid scratch tmpfs).
+    Inherit,
+    /// Remount read-only, nosuid, nodev.
+    ReadOnly,
+    /// Remount nosuid, nodev (writable user mounts).
+    NoSuid,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -96,7 +108,11 @@ pub const PROC_MASK_FILES: [&str; 7] = [
     "timer_stats",
 ];
 pub const PROC_MASK_DIRS: [&str; 3] = ["acpi", "scsi", "asound"];
-pub const PROC_READ_ONLY: [&str; 5] = ["bus", "fs", "irq", "sys", "sysrq-trigger"];
+/// Docker also remounts bus, fs, irq and sysrq-trigger read-only; in a user
+/// namespace that is redundant: their files belong to the host's root, which
+/// no sandbox uid is, and writing them needs capabilities in the initial user
+/// namespace. /proc/sys holds namespaced, otherwise writable sysctls.
+pub const PROC_READ_ONLY: [&str; 1] = ["sys"];
 pub const DEV_NODES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
 /// Inputs to [`plan`].
@@ -115,6 +131,9 @@ pub struct Layout<'a> {
     pub user_mounts: &'a [(PathBuf, PathBuf, bool, bool)],
     /// Whether gid 5 (tty) exists in the sandbox's user namespace.
     pub gid5_mapped: bool,
+    /// The template binds are already read-only/nosuid/nodev (idmapped
+    /// staging mounts made with those attributes).
+    pub template_sealed: bool,
 }
 
 fn old(p: &Path) -> PathBuf {
@@ -166,7 +185,11 @@ pub fn plan(l: &Layout<'_>) -> Vec<Step> {
         s.push(Step::Bind {
             src: old(src),
             dst: dst.clone(),
-            read_only: true,
+            mode: if l.template_sealed {
+                BindMode::Inherit
+            } else {
+                BindMode::ReadOnly
+            },
             file: false,
         });
     }
@@ -182,7 +205,7 @@ pub fn plan(l: &Layout<'_>) -> Vec<Step> {
         s.push(Step::Bind {
             src: old(&p),
             dst: p,
-            read_only: false,
+            mode: BindMode::Inherit,
             file: true,
         });
     }
@@ -239,14 +262,18 @@ pub fn plan(l: &Layout<'_>) -> Vec<Step> {
     s.push(Step::Bind {
         src: old(&scratch.join("tmp")),
         dst: "/tmp".into(),
-        read_only: false,
+        mode: BindMode::Inherit,
         file: false,
     });
     for (src, dst, ro, file) in l.user_mounts {
         s.push(Step::Bind {
             src: old(src),
             dst: dst.clone(),
-            read_only: *ro,
+            mode: if *ro {
+                BindMode::ReadOnly
+            } else {
+                BindMode::NoSuid
+            },
             file: *file,
         });
     }
@@ -389,7 +416,7 @@ fn exec_step(step: &Step) -> std::io::Result<()> {
         Step::Bind {
             src,
             dst,
-            read_only,
+            mode,
             file,
         } => {
             if *file {
@@ -403,20 +430,19 @@ fn exec_step(step: &Step) -> std::io::Result<()> {
                 std::fs::create_dir_all(dst)?;
             }
             mount(Some(src), dst, None, libc::MS_BIND | libc::MS_REC, None)?;
-            let extra = libc::MS_NOSUID | libc::MS_NODEV;
-            if *read_only {
-                remount_ro(dst, extra)
-            } else if !*file {
-                let cur = aibox_sys::current_mount_flags(dst)?;
-                mount(
-                    None,
-                    dst,
-                    None,
-                    libc::MS_REMOUNT | libc::MS_BIND | cur | libc::MS_NOSUID,
-                    None,
-                )
-            } else {
-                Ok(())
+            match mode {
+                BindMode::Inherit => Ok(()),
+                BindMode::ReadOnly => remount_ro(dst, libc::MS_NOSUID | libc::MS_NODEV),
+                BindMode::NoSuid => {
+                    let cur = aibox_sys::current_mount_flags(dst)?;
+                    mount(
+                        None,
+                        dst,
+                        None,
+                        libc::MS_REMOUNT | libc::MS_BIND | cur | libc::MS_NOSUID | libc::MS_NODEV,
+                        None,
+                    )
+                }
             }
         }
         Step::MaskFile(p) => {
@@ -496,6 +522,7 @@ mod tests {
             template_binds: &binds,
             user_mounts: &user,
             gid5_mapped: true,
+            template_sealed: false,
         })
     }
 
@@ -544,13 +571,13 @@ mod tests {
         assert!(s.contains(&Step::Bind {
             src: "/.aibox-old/usr".into(),
             dst: "/usr".into(),
-            read_only: true,
+            mode: BindMode::ReadOnly,
             file: false
         }));
         assert!(s.contains(&Step::Bind {
             src: "/.aibox-old/host/data".into(),
             dst: "/data".into(),
-            read_only: true,
+            mode: BindMode::ReadOnly,
             file: false
         }));
     }
@@ -568,6 +595,5 @@ mod tests {
             assert!(s.contains(&Step::MaskFile(p.into())), "{p}");
         }
         assert!(s.contains(&Step::ReadOnly("/proc/sys".into())));
-        assert!(s.contains(&Step::ReadOnly("/proc/sysrq-trigger".into())));
     }
 }

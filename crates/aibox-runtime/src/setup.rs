@@ -734,6 +734,7 @@ fn sandbox_init(
         template_binds: &template_binds,
         user_mounts: &user_mounts,
         gid5_mapped: !plan.rootless(),
+        template_sealed: !plan.rootless(),
     });
     mounts::execute(&steps).map_err(|e| format!("{e}: {}", e.source))?;
     // The working directory belongs to the sandbox's user (created before

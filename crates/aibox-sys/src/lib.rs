@@ -1024,17 +1024,26 @@ pub fn release_code_pages() -> io::Result<usize> {
     let mut released = 0;
     for line in maps.lines() {
         let mut f = line.split_whitespace();
-        let (Some(range), Some(perms)) = (f.next(), f.next()) else { continue };
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
+        };
         let path = f.nth(3).unwrap_or("");
         if perms != "r-xp" || Path::new(path) != exe {
             continue;
         }
-        let Some((a, b)) = range.split_once('-') else { continue };
-        let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else { continue };
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+        else {
+            continue;
+        };
         // SAFETY: the range is a private, read-only, executable file mapping
         // of our own binary; MADV_DONTNEED only drops its resident pages,
         // which the kernel re-reads unchanged from the file on access.
-        cvt(unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) })?;
+        cvt(unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED)
+        })?;
         released += end - start;
     }
     Ok(released)

@@ -104,17 +104,40 @@ pub fn doctor(json: bool) -> anyhow::Result<u8> {
         .into_iter()
         .filter(|c| layout.has(c))
         .collect();
-    let cg_ok = layout.has("memory") && layout.has("pids");
+    // Delegation: can we actually create a cgroup where sandboxes would go?
+    let delegated = match &layout {
+        Layout::V1(dirs) => ["memory", "pids"].iter().all(|c| {
+            dirs.iter().find(|(n, _)| n == c).is_some_and(|(_, d)| {
+                let probe = d.join(format!("aibox-doctor-{}", aibox_runtime::random_id()));
+                let ok = std::fs::create_dir(&probe).is_ok();
+                let _ = std::fs::remove_dir(&probe);
+                ok
+            })
+        }),
+        Layout::V2 { own, .. } => {
+            let probe = own.join(format!("aibox-doctor-{}", aibox_runtime::random_id()));
+            let ok = std::fs::create_dir(&probe).is_ok();
+            let _ = std::fs::remove_dir(&probe);
+            ok
+        }
+        Layout::None => false,
+    };
+    let cg_ok = layout.has("memory") && layout.has("pids") && delegated;
     checks.push(Check {
         name: "cgroups",
         ok: cg_ok,
         detail: format!(
-            "{} with {}",
+            "{} with {}; {}",
             layout.version(),
             if ctrls.is_empty() {
                 "no controllers".to_string()
             } else {
                 ctrls.join(", ")
+            },
+            if delegated {
+                "writable by this user"
+            } else {
+                "not delegated to this user"
             }
         ),
         fix: (!cg_ok).then(|| hint("cgroup", rootless)),
@@ -167,12 +190,15 @@ pub fn doctor(json: bool) -> anyhow::Result<u8> {
             }
         }
         if let Some(r) = &report {
-            println!(
-                "  [ ok ] probe sandbox    idmapped template: {}, cgroups {}, landlock {}",
-                r.template_idmapped,
-                r.cgroups.version,
-                r.landlock_abi.map_or("off".into(), |v| format!("ABI {v}"))
-            );
+            let idmap = if r.template_idmapped {
+                "[ ok ] idmapped mounts  template shared through idmapped mounts, never copied"
+            } else if rootless {
+                "[ -- ] idmapped mounts  need root; rootless sandboxes use the template as it is"
+            } else {
+                "[FAIL] idmapped mounts  not supported by the data directory's filesystem"
+            };
+            println!("  {idmap}");
+            println!("  [ ok ] probe sandbox    created one and ran `true` in it");
         }
         if let Some(e) = &probe_err {
             println!("  [FAIL] probe sandbox    {e}");
