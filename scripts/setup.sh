@@ -8,6 +8,7 @@ need=()
 command -v runuser >/dev/null || need+=(util-linux)  # rootless tests run as an unprivileged user
 command -v useradd >/dev/null || need+=(passwd)
 command -v ps >/dev/null || need+=(procps)
+command -v script >/dev/null || need+=(bsdutils)      # gives `aibox run -t` a terminal in tests
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "setup: installing ${need[*]}"

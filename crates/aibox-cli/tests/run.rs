@@ -278,3 +278,34 @@ fn bad_inputs_get_clear_errors() {
         assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
     }
 }
+
+#[test]
+fn tty_mode_gives_the_command_its_own_terminal() {
+    require_sandboxes!();
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIP tty_mode_gives_the_command_its_own_terminal: `script` (util-linux) is not installed");
+        return;
+    }
+    let env = Env::new("tty");
+    // `script` runs aibox on a pseudo-terminal, as an interactive shell would.
+    let cmd = format!(
+        "{} run -t -- sh -c 'tty; echo $TERM; exit 3'",
+        common::bin().display()
+    );
+    let o = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("AIBOX_RUN_DIR", &env.dirs.run)
+        .env("AIBOX_DATA_DIR", &env.dirs.data)
+        .env("TERM", "xterm-256color")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    assert!(out.contains("/dev/pts/0"), "{out:?} {}", stderr(&o));
+    assert!(out.contains("xterm-256color"), "{out:?}");
+    assert_eq!(o.status.code(), Some(3));
+}

@@ -1,27 +1,28 @@
 //! Creating the sandbox process tree. Must run in a single-threaded process.
 //!
 //! ```text
-//!  P (caller, single-threaded)           C (child)                 G (PID 1 of the sandbox)
+//!  P (caller, single-threaded)           C (clone(CLONE_NEWUSER))        G (PID 1 of the sandbox)
 //!  [root: unshare(NEWNS), rprivate]
-//!  fork ───────────────────────────────► unshare(NEWUSER)
-//!                                        "U" ──►
-//!  write uid_map/gid_map
-//!  [root: idmapped binds of the template
-//!   and user mounts into staging]
-//!  cgroup: create, limits, add C
-//!  ◄── "G" (go)
-//!                                        setresuid/gid(0), setgroups([])
-//!                                        unshare(NS|PID|NET|IPC|UTS|CGROUP)
-//!                                        fork ─────────────────────► mounts (mounts::plan), pivot_root
-//!                                        "P"+pid ──►, exit          hostname, loopback up, rlimits
-//!                                                                  drop caps (bounding too), no_new_privs
-//!                                                                  landlock, seccomp
-//!  ◄────────────────────────────────────────────────────────────── "R"+report
-//!  merge report, check required level
-//!  "G" (go) ─────────────────────────────────────────────────────► run the payload (init or agent)
+//!  cgroup: create + limits
+//!  clone ────────────────────────────────► [v1] join cgroup ("0" > tasks)
+//!  write uid_map/gid_map                   unshare(NET|IPC|UTS)
+//!  [root: idmapped binds into staging]
+//!  [v2: add C to the cgroup]
+//!  expected report; check the required
+//!  level (fail closed before anything ran)
+//!  "G" ──────────────────────────────────► setresuid/gid(0), setgroups([])
+//!                                          unshare(NS|PID|CGROUP)
+//!                                          fork ──────────────────────► mounts (mounts::plan), pivot_root
+//!                                          "P"+pid ──►, exit            hostname, loopback up, rlimits
+//!                                                                       drop caps (bounding too), no_new_privs
+//!                                                                       landlock, seccomp
+//!  ◄─────────────────────────────────────────────────────────────────── "R"+report
+//!  compare with the expectation                                         run the payload (init or agent)
 //! ```
 //! Fork happens only in P and C, which never have more than one thread
 //! (DEPS.md: cloning from a threaded process deadlocks on inherited locks).
+//! Messages are few on purpose: on a VM every cross-CPU wake-up costs a few
+//! hundred microseconds. See docs/architecture.md.
 
 use crate::cgroup::{Cgroup, Layout as CgLayout, Limits};
 use crate::mounts;
