@@ -215,24 +215,14 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
     let (p2g_r, p2g_w) = aibox_sys::pipe().map_err(sys("pipe"))?;
     let parent_pid = aibox_sys::getpid();
 
-    // The cgroup exists before C does: on cgroup v1, C moves itself in by
-    // writing "0" to `tasks`, which (unlike writing another pid) skips the
-    // global threadgroup lock and its RCU grace period (~10 ms stalls here).
     let mut cgroup = Cgroup {
         version: plan.cgroups.version().into(),
         dirs: vec![],
     };
-    let applied = make_cgroup(plan, &mut cgroup, host_uid)?;
-    let cleanup_cgroup = |cgroup: &Cgroup| {
-        cgroup.kill_all();
-        let _ = cgroup.remove(std::time::Duration::from_secs(2));
-    };
-
     // C is born in its new user namespace, so P can write the maps at once.
     let forked = match aibox_sys::clone_process(libc::CLONE_NEWUSER) {
         Ok(f) => f,
         Err(e) => {
-            cleanup_cgroup(&cgroup);
             return Err(SetupError::Sys {
                 what: "cannot create a user namespace (see `aibox doctor`: user.max_user_namespaces, or Ubuntu's kernel.apparmor_restrict_unprivileged_userns)".into(),
                 source: e,
@@ -255,7 +245,7 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
                 aibox_sys::exit_now(1);
             }
             let r = child_c(
-                plan, parent_pid, &cgroup, &c2p_w, &p2c_r, g2p_w, p2g_r, payload, &seccomp,
+                plan, parent_pid, &c2p_w, &p2c_r, g2p_w, p2g_r, payload, &seccomp,
             );
             if let Err(msg) = r {
                 let _ = send(&c2p_w, b'E', msg.as_bytes());
@@ -289,6 +279,7 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
         } else {
             false
         };
+        let applied = make_cgroup(plan, &mut cgroup, host_uid)?;
         if cgroup.version != "v1" {
             cgroup.add(child).map_err(SetupError::Cgroup)?;
         }
@@ -309,7 +300,8 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
                 });
             }
         }
-        send(&p2c_w, b'G', &[]).map_err(sys("releasing the setup process"))?;
+        let body = serde_json::to_vec(&cgroup).map_err(|e| SetupError::Child(e.to_string()))?;
+        send(&p2c_w, b'G', &body).map_err(sys("releasing the setup process"))?;
         // Read PID 1's report first: by then C has sent its pid too, so this
         // costs one wake-up instead of two.
         let observed = match recv(&g2p_r).map_err(sys("reading the sandbox's report"))? {
@@ -589,7 +581,6 @@ fn ensure_mountpoint(p: &Path, file: bool) -> Result<(), SetupError> {
 fn child_c(
     plan: &Plan,
     parent: i32,
-    cgroup: &Cgroup,
     c2p: &OwnedFd,
     p2c: &OwnedFd,
     g2p: OwnedFd,
@@ -605,18 +596,23 @@ fn child_c(
     if std::os::unix::process::parent_id() as i32 != parent {
         return Err("parent exited".into());
     }
+    // Made while P writes the maps and creates the cgroup (they need
+    // neither, and the network namespace is the most expensive one).
+    aibox_sys::unshare(libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS)
+        .map_err(e("unshare(net, ipc, uts namespaces)"))?;
+    let cgroup: Cgroup = match recv(p2c).map_err(e("wait for parent"))? {
+        Some((b'G', body)) => {
+            serde_json::from_slice(&body).map_err(|err| format!("bad cgroup from parent: {err}"))?
+        }
+        _ => return Err("parent aborted".into()),
+    };
+    // cgroup v1: move ourselves in by writing "0" to `tasks`: unlike moving
+    // another pid, that skips the kernel's global threadgroup lock and its
+    // RCU grace period (10-30 ms stalls on this kind of host).
     if cgroup.version == "v1" {
         cgroup
             .join_self()
             .map_err(|err| format!("joining the sandbox cgroup: {err}"))?;
-    }
-    // Made while P writes the maps and the cgroup (they need neither, and
-    // the network namespace is the most expensive one to create).
-    aibox_sys::unshare(libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS)
-        .map_err(e("unshare(net, ipc, uts namespaces)"))?;
-    match recv(p2c).map_err(e("wait for parent"))? {
-        Some((b'G', _)) => {}
-        _ => return Err("parent aborted".into()),
     }
     let inner = if plan.rootless() {
         plan.rootless_uid()
