@@ -17,6 +17,8 @@ mod files;
 mod procs;
 mod stream;
 
+pub use procs::resolve_program;
+
 use aibox_types::User;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;

@@ -12,6 +12,32 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
+
+/// Find `name` on `PATH` like execvp does (inside the sandbox). A command
+/// given as a path is used as is. Resolving here, instead of letting libc
+/// search with *our* PATH, lets std use posix_spawn (vfork) rather than a
+/// full fork of the spawning process.
+pub fn resolve_program(name: &str, env: &[(String, String)]) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    if name.contains('/') {
+        return name.into();
+    }
+    let path = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map_or("/usr/bin:/bin", |(_, v)| v.as_str());
+    for dir in path.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let candidate = std::path::Path::new(dir).join(name);
+        if let Ok(md) = std::fs::metadata(&candidate) {
+            if md.is_file() && md.permissions().mode() & 0o111 != 0 {
+                return candidate;
+            }
+        }
+    }
+    name.into()
+}
 use std::process::{ChildStdin, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -309,16 +335,16 @@ impl Table {
                 )));
             }
         }
-        let mut cmd = std::process::Command::new(&argv[0]);
-        cmd.args(&argv[1..]).env_clear().current_dir(cwd);
-        for (k, v) in env.iter().chain(req.env.iter()) {
+        let full_env: Vec<(String, String)> = env.iter().chain(req.env.iter()).cloned().collect();
+        let mut cmd = std::process::Command::new(resolve_program(&argv[0], &full_env));
+        cmd.arg0(&argv[0])
+            .args(&argv[1..])
+            .env_clear()
+            .current_dir(cwd);
+        for (k, v) in &full_env {
             cmd.env(k, v);
         }
-        if let Some(uid) = uid {
-            if uid != aibox_sys::geteuid() {
-                cmd.uid(uid).gid(uid);
-            }
-        }
+        let switch_uid = uid.filter(|u| *u != aibox_sys::geteuid());
         let mut pty_master = None;
         if let Some(size) = req.pty {
             let (m, s) = aibox_sys::openpty().map_err(|e| SpawnError::Start {
@@ -339,6 +365,9 @@ impl Table {
                 cmd.env("TERM", "xterm-256color");
             }
             aibox_sys::spawn_with_controlling_tty(&mut cmd);
+            if let Some(u) = switch_uid {
+                cmd.uid(u).gid(u);
+            }
             pty_master = Some(File::from(m));
         } else {
             cmd.stdin(if req.stdin {
@@ -348,10 +377,28 @@ impl Table {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-            aibox_sys::spawn_in_new_session(&mut cmd);
+            // Its own process group (the agent has no controlling terminal,
+            // so neither does the command), so signals reach all of it.
+            cmd.process_group(0);
         }
         let started = Instant::now();
-        let mut child = cmd.spawn().map_err(|e| {
+        // Without a pty, spawn with this thread temporarily holding the
+        // command's identity: std can then use posix_spawn (vfork) instead of
+        // forking the agent, which is what `Command::uid` would force.
+        let identity = match (switch_uid, req.pty) {
+            (Some(u), None) => {
+                Some(
+                    aibox_sys::thread_identity(u, u).map_err(|e| SpawnError::Start {
+                        msg: format!("cannot switch to uid {u}: {e}"),
+                        status: 126,
+                    })?,
+                )
+            }
+            _ => None,
+        };
+        let spawned = cmd.spawn();
+        drop(identity);
+        let mut child = spawned.map_err(|e| {
             let (status, msg) = match e.kind() {
                 std::io::ErrorKind::NotFound => (127, format!("{}: command not found", argv[0])),
                 std::io::ErrorKind::PermissionDenied => {

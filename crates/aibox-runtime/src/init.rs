@@ -39,8 +39,9 @@ pub fn base_env(spec: &SandboxSpec, user: User) -> Vec<(String, String)> {
 
 /// Build the command for `argv` as `user` (None: keep our own uid).
 pub fn command(argv: &[String], env: &[(String, String)], cwd: &str, uid: Option<u32>) -> Command {
-    let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..])
+    let mut cmd = Command::new(aibox_agent::resolve_program(&argv[0], env));
+    cmd.arg0(&argv[0])
+        .args(&argv[1..])
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(cwd);

@@ -657,8 +657,12 @@ fn child_c(
                     }
                     drop(p2g);
                     // Detach from the creator's stdio (a pipe held open would
-                    // block whoever reads the creator's output).
-                    if aibox_sys::stdio_to_devnull().is_err() {
+                    // block whoever reads the creator's output) and from its
+                    // session, so no command can reach the creator's terminal.
+                    if aibox_sys::stdio_to_devnull()
+                        .and_then(|_| aibox_sys::new_session())
+                        .is_err()
+                    {
                         aibox_sys::exit_now(1);
                     }
                     aibox_agent::serve(listener, agent_config(plan))

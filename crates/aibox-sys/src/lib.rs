@@ -1049,6 +1049,37 @@ pub fn release_code_pages() -> io::Result<usize> {
     Ok(released)
 }
 
+/// Run the calling *thread* as `uid`/`gid` until the guard drops, keeping
+/// 0 as the saved ids so it can switch back. Credentials are per thread in
+/// the kernel (raw syscalls, no glibc broadcast), so other threads are not
+/// affected. A process spawned meanwhile (posix_spawn/vfork) starts with
+/// these ids; its exec then sets all ids to `uid` and clears every capability.
+pub fn thread_identity(uid: u32, gid: u32) -> io::Result<ThreadIdentity> {
+    // SAFETY: integer arguments; affects only this thread.
+    cvt_long(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, 0u32) })?;
+    // SAFETY: as above.
+    if let Err(e) = cvt_long(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, 0u32) }) {
+        // SAFETY: as above; restores the gids set a moment ago.
+        unsafe { libc::syscall(libc::SYS_setresgid, 0u32, 0u32, 0u32) };
+        return Err(e);
+    }
+    Ok(ThreadIdentity(()))
+}
+
+/// Restores uid/gid 0 (and with it the thread's capabilities) when dropped.
+pub struct ThreadIdentity(());
+
+impl Drop for ThreadIdentity {
+    fn drop(&mut self) {
+        // SAFETY: integer arguments; 0 is our saved uid/gid, so this is
+        // always permitted, and euid 0 brings the permitted caps back.
+        unsafe {
+            libc::syscall(libc::SYS_setresuid, 0u32, 0u32, 0u32);
+            libc::syscall(libc::SYS_setresgid, 0u32, 0u32, 0u32);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
