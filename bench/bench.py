@@ -66,15 +66,19 @@ def pss(p):
             return int(line.split()[1])
     return 0
 
+aibox("rm", sid)
+# Fresh sandboxes that have served nothing yet.
+ids = [aibox("create")]
 time.sleep(0.5)
-one = pss(pid) / 1024
-ids = [aibox("create") for _ in range(9)]
+pids = [json.loads(aibox("inspect", ids[0]))["record"]["pid"]]
+one = pss(pids[0]) / 1024
+ids += [aibox("create") for _ in range(9)]
 time.sleep(0.5)
-pids = [pid] + [json.loads(aibox("inspect", i))["record"]["pid"] for i in ids]
+pids += [json.loads(aibox("inspect", i))["record"]["pid"] for i in ids[1:]]
 ten = statistics.mean(pss(p) for p in pids) / 1024
 rows.append(("idle sandbox memory (PSS)", "1 sandbox running", f"{one:.2f}", "", "", "MiB", ""))
 rows.append(("idle sandbox memory (PSS)", "10 sandboxes running, mean", f"{ten:.2f}", "", "", "MiB", ""))
-for i in ids + [sid]:
+for i in ids:
     aibox("rm", i)
 
 # 4. create -> first exec -> destroy, through the CLI

@@ -60,7 +60,6 @@ struct Hub {
     replay_bytes: usize,
     subscribers: Vec<Sender<Event>>,
     exit: Option<ExitInfo>,
-    open_streams: u8,
 }
 
 pub enum Input {
@@ -119,28 +118,8 @@ impl Proc {
             .retain(|s| s.send(Event::Out(kind, data.clone())).is_ok());
     }
 
-    fn stream_closed(&self) {
-        let mut hub = lock(&self.hub);
-        hub.open_streams = hub.open_streams.saturating_sub(1);
-        self.cv.notify_all();
-    }
-
     fn finish(&self, info: ExitInfo) {
         let mut hub = lock(&self.hub);
-        // Give readers a moment to drain what the process wrote before it
-        // exited; a grandchild holding the pipe open must not block us.
-        let deadline = Instant::now() + Duration::from_millis(500);
-        while hub.open_streams > 0 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            hub = self
-                .cv
-                .wait_timeout(hub, left)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|p| p.into_inner().0);
-        }
         for s in hub.subscribers.drain(..) {
             let _ = s.send(Event::Exit(info.clone()));
         }
@@ -416,17 +395,17 @@ impl Table {
             (None, Some(s)) => Some(Input::Pipe(s)),
             (None, None) => None,
         };
-        let mut readers: Vec<(Kind, Box<dyn Read + Send>)> = Vec::new();
+        let mut streams: Vec<(Kind, File)> = Vec::new();
         if let Some(m) = &pty_master {
             if let Ok(r) = m.try_clone() {
-                readers.push((Kind::Stdout, Box::new(r)));
+                streams.push((Kind::Stdout, r));
             }
         } else {
             if let Some(o) = child.stdout.take() {
-                readers.push((Kind::Stdout, Box::new(o)));
+                streams.push((Kind::Stdout, File::from(std::os::fd::OwnedFd::from(o))));
             }
             if let Some(e) = child.stderr.take() {
-                readers.push((Kind::Stderr, Box::new(e)));
+                streams.push((Kind::Stderr, File::from(std::os::fd::OwnedFd::from(e))));
             }
         }
         let proc_ = Arc::new(Proc {
@@ -436,65 +415,21 @@ impl Table {
             background: req.background,
             stdin: Mutex::new(input),
             pty: pty_master,
-            hub: Mutex::new(Hub {
-                open_streams: readers.len() as u8,
-                ..Default::default()
-            }),
+            hub: Mutex::new(Hub::default()),
             cv: Condvar::new(),
         });
         // A foreground exec subscribes before any output can be produced,
         // so even the first bytes of a fast command reach the caller.
         let first = (!req.background).then(|| proc_.subscribe(false));
-        for (kind, mut r) in readers {
-            let p = proc_.clone();
-            let _ = std::thread::Builder::new()
-                .name("out".into())
-                .stack_size(64 * 1024)
-                .spawn(move || {
-                    let mut buf = vec![0u8; 32 * 1024];
-                    loop {
-                        match r.read(&mut buf) {
-                            Ok(0) | Err(_) => break, // EOF, or EIO once a pty's slave side is gone
-                            Ok(n) => p.publish(kind, buf[..n].to_vec()),
-                        }
-                    }
-                    p.stream_closed();
-                });
-        }
         let p = proc_.clone();
         let timeout = req.timeout_ms.map(Duration::from_millis);
+        let pidfd = aibox_sys::pidfd_open(pid).ok();
+        // One thread per process: it reads the output streams, notices the
+        // exit through a pidfd, enforces the timeout and publishes the exit.
         let _ = std::thread::Builder::new()
-            .name("wait".into())
-            .stack_size(64 * 1024)
-            .spawn(move || {
-                let mut timed_out = false;
-                let status = match timeout {
-                    None => status_rx.recv().ok(),
-                    Some(t) => match status_rx.recv_timeout(t) {
-                        Ok(s) => Some(s),
-                        Err(_) => {
-                            timed_out = true;
-                            let _ = aibox_sys::kill(-p.pid, libc::SIGKILL);
-                            let _ = aibox_sys::kill(p.pid, libc::SIGKILL);
-                            status_rx.recv().ok()
-                        }
-                    },
-                };
-                // Close stdin so nothing blocks writing to a dead process.
-                lock(&p.stdin).take();
-                let (code, signal) = match status {
-                    Some(aibox_sys::WaitStatus::Exited(c)) => (Some(c), None),
-                    Some(aibox_sys::WaitStatus::Signaled(s)) => (None, Some(s)),
-                    None => (None, None),
-                };
-                p.finish(ExitInfo {
-                    code,
-                    signal,
-                    timed_out,
-                    duration_ms: started.elapsed().as_millis() as u64,
-                    ..Default::default()
-                });
-            });
+            .name("proc".into())
+            .stack_size(128 * 1024)
+            .spawn(move || watch(&p, streams, pidfd, status_rx, started, timeout));
         let mut procs = lock(&self.procs);
         // Forget the oldest finished processes beyond the limit.
         let finished = procs.iter().filter(|p| p.exit().is_some()).count();
@@ -512,6 +447,102 @@ impl Table {
         procs.push(proc_.clone());
         Ok((proc_, first))
     }
+}
+
+/// How long output is still read after the process exited, for a
+/// grandchild that keeps the pipes open.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(500);
+
+fn watch(
+    p: &Proc,
+    mut streams: Vec<(Kind, File)>,
+    pidfd: Option<std::os::fd::OwnedFd>,
+    status_rx: Receiver<aibox_sys::WaitStatus>,
+    started: Instant,
+    timeout: Option<Duration>,
+) {
+    let deadline = timeout.map(|t| started + t);
+    let mut exited_at: Option<Instant> = None;
+    let mut timed_out = false;
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        let now = Instant::now();
+        let drain_end = exited_at.map(|t| t + DRAIN_AFTER_EXIT);
+        if streams.is_empty() && (exited_at.is_some() || pidfd.is_none()) {
+            break;
+        }
+        if drain_end.is_some_and(|d| now >= d) {
+            break;
+        }
+        if !timed_out && exited_at.is_none() && deadline.is_some_and(|d| now >= d) {
+            timed_out = true;
+            let _ = aibox_sys::kill(-p.pid, libc::SIGKILL);
+            let _ = aibox_sys::kill(p.pid, libc::SIGKILL);
+        }
+        let wake = [drain_end, if timed_out { None } else { deadline }]
+            .into_iter()
+            .flatten()
+            .min();
+        let wait = wake.map(|w| w.saturating_duration_since(now));
+        let watch_exit = exited_at.is_none();
+        let mut fds: Vec<std::os::fd::BorrowedFd<'_>> =
+            streams.iter().map(|(_, f)| f.as_fd()).collect();
+        if let (Some(pfd), true) = (&pidfd, watch_exit) {
+            fds.push(pfd.as_fd());
+        }
+        let Ok(ready) = aibox_sys::poll_readable(&fds, wait) else {
+            break;
+        };
+        drop(fds);
+        if watch_exit && pidfd.is_some() && ready.last() == Some(&true) {
+            exited_at = Some(Instant::now());
+        }
+        let mut i = 0;
+        streams.retain_mut(|(kind, f)| {
+            let r = ready[i];
+            i += 1;
+            if !r {
+                return true;
+            }
+            match f.read(&mut buf) {
+                // EOF, or EIO once a pty's slave side is gone.
+                Ok(0) | Err(_) => false,
+                Ok(n) => {
+                    p.publish(*kind, buf[..n].to_vec());
+                    true
+                }
+            }
+        });
+    }
+    // The process is dead (or its streams closed without a pidfd): the reaper
+    // has or will shortly have its status. A timeout that is still pending
+    // applies here too (a process that closed its output but keeps running).
+    let status = match deadline.filter(|_| !timed_out) {
+        None => status_rx.recv().ok(),
+        Some(d) => match status_rx.recv_timeout(d.saturating_duration_since(Instant::now())) {
+            Ok(s) => Some(s),
+            Err(_) => {
+                timed_out = true;
+                let _ = aibox_sys::kill(-p.pid, libc::SIGKILL);
+                let _ = aibox_sys::kill(p.pid, libc::SIGKILL);
+                status_rx.recv().ok()
+            }
+        },
+    };
+    // Close stdin so nothing blocks writing to a dead process.
+    lock(&p.stdin).take();
+    let (code, signal) = match status {
+        Some(aibox_sys::WaitStatus::Exited(c)) => (Some(c), None),
+        Some(aibox_sys::WaitStatus::Signaled(s)) => (None, Some(s)),
+        None => (None, None),
+    };
+    p.finish(ExitInfo {
+        code,
+        signal,
+        timed_out,
+        duration_ms: started.elapsed().as_millis() as u64,
+        ..Default::default()
+    });
 }
 
 /// Write to a process's stdin (or its pty). Empty data closes the pipe.

@@ -70,6 +70,29 @@ fn exec_variants() {
             .unwrap();
         assert_eq!(o.stdout, b"0\n/root\n");
     }
+    // Every id is the user's and no capability survives the exec.
+    let o = c
+        .exec(
+            sh("grep -E '^(Uid|Gid|CapPrm|CapEff|CapBnd|NoNewPrivs)' /proc/self/status"),
+            None,
+        )
+        .unwrap();
+    let status = String::from_utf8_lossy(&o.stdout).replace('\t', " ");
+    if common::is_root() {
+        assert!(
+            status.contains("Uid: 1000 1000 1000 1000")
+                && status.contains("Gid: 1000 1000 1000 1000"),
+            "{status}"
+        );
+    }
+    for cap in [
+        "CapPrm: 0000000000000000",
+        "CapEff: 0000000000000000",
+        "CapBnd: 0000000000000000",
+        "NoNewPrivs: 1",
+    ] {
+        assert!(status.contains(cap), "{status}");
+    }
     let o = c
         .exec(
             ExecRequest {
