@@ -15,4 +15,4 @@ fi
 cargo build --release --locked -p aibox-cli
 target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 sync  # freshly written binaries show as dirty page cache in PSS until written back
-exec python3 bench/bench.py "$target/release/aibox" "$@"
+exec python3 bench/bench.py "$target/x86_64-unknown-linux-gnu/release/aibox" "$@"  # .cargo/config.toml names the target

@@ -29,7 +29,7 @@ dir=$(mktemp -d /tmp/aibox-rootless.XXXXXX)
 trap 'rm -rf "$dir" "$log"' EXIT
 chmod 755 "$dir"
 target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-cp "$target/debug/aibox" "$dir/aibox"
+cp "$target/x86_64-unknown-linux-gnu/debug/aibox" "$dir/aibox"  # .cargo/config.toml names the target
 cargo test -p aibox-cli --locked --no-run --message-format=json 2>/dev/null \
   | python3 -c '
 import json, sys
