@@ -405,12 +405,7 @@ impl Runtime {
                     Err(_) => {
                         // A record that never got written completely: if it is
                         // older than a minute, its creator is long gone.
-                        let old = e
-                            .metadata()
-                            .ok()
-                            .and_then(|m| m.modified().ok())
-                            .and_then(|t| t.elapsed().ok())
-                            .is_some_and(|a| a > Duration::from_secs(60));
+                        let old = age(&e).is_some_and(|a| a > Duration::from_secs(60));
                         if old {
                             let _ = std::fs::remove_dir_all(e.path());
                             cleaned.push(id);
@@ -439,12 +434,7 @@ impl Runtime {
                         _ => false,
                     },
                     (Some(record_dir), None) => {
-                        let fresh = e
-                            .metadata()
-                            .ok()
-                            .and_then(|m| m.modified().ok())
-                            .and_then(|t| t.elapsed().ok())
-                            .is_none_or(|a| a < Duration::from_secs(60));
+                        let fresh = age(&e).is_none_or(|a| a < Duration::from_secs(60));
                         !fresh && !std::path::Path::new(record_dir).exists()
                     }
                     _ => false,
@@ -471,12 +461,7 @@ impl Runtime {
                     let Some(id) = name.strip_prefix("aibox-") else {
                         continue;
                     };
-                    let young = e
-                        .metadata()
-                        .ok()
-                        .and_then(|m| m.modified().ok())
-                        .and_then(|t| t.elapsed().ok())
-                        .is_none_or(|a| a < Duration::from_secs(60));
+                    let young = age(&e).is_none_or(|a| a < Duration::from_secs(60));
                     if !young
                         && !self.dirs.sandbox(id).exists()
                         && !slot_ids.iter().any(|l| l == id)
@@ -537,6 +522,11 @@ impl Backend for Runtime {
     fn stats(&self, rec: &Record) -> Result<Stats, Error> {
         Ok(rec.cgroup.stats())
     }
+}
+
+/// How long ago a directory entry was last modified.
+fn age(e: &std::fs::DirEntry) -> Option<Duration> {
+    e.metadata().ok()?.modified().ok()?.elapsed().ok()
 }
 
 fn freezer_missing(rec: &Record) -> String {

@@ -492,15 +492,7 @@ fn expected_report(
         backend: "namespaces".into(),
         level: None,
         rootless: plan.rootless(),
-        namespaces: aibox_types::NamespaceReport {
-            user: true,
-            mount: true,
-            pid: true,
-            net: true,
-            ipc: true,
-            uts: true,
-            cgroup: true,
-        },
+        namespaces: aibox_types::NamespaceReport::all(),
         uid_map: vec![UidMapping {
             inside,
             outside,
@@ -783,15 +775,7 @@ fn sandbox_init(
 
     let bounding = aibox_sys::bounding_set();
     Ok(IsolationReport {
-        namespaces: aibox_types::NamespaceReport {
-            user: true,
-            mount: true,
-            pid: true,
-            net: true,
-            ipc: true,
-            uts: true,
-            cgroup: true,
-        },
+        namespaces: aibox_types::NamespaceReport::all(),
         seccomp: aibox_sys::seccomp_installed().unwrap_or(false),
         seccomp_allowed_syscalls: crate::seccomp::allowed_count(),
         landlock_abi: landlock,

@@ -54,6 +54,21 @@ pub struct NamespaceReport {
     pub cgroup: bool,
 }
 
+impl NamespaceReport {
+    /// Every namespace aibox creates.
+    pub fn all() -> NamespaceReport {
+        NamespaceReport {
+            user: true,
+            mount: true,
+            pid: true,
+            net: true,
+            ipc: true,
+            uts: true,
+            cgroup: true,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UidMapping {
     pub inside: u32,
