@@ -57,6 +57,8 @@ pub enum Error {
     Gone(String),
     #[error("{0}")]
     Unsupported(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("the sandbox helper failed: {0}")]
     Helper(String),
     #[error(transparent)]
@@ -76,6 +78,7 @@ impl Error {
             Error::NotFound(_) => ErrorCode::NotFound,
             Error::Gone(_) => ErrorCode::SandboxGone,
             Error::Unsupported(_) => ErrorCode::InvalidArgument,
+            Error::Conflict(_) => ErrorCode::Conflict,
             Error::Agent(e) => e.code(),
             _ => ErrorCode::Internal,
         }
@@ -235,11 +238,16 @@ impl Runtime {
             }
         };
         let outcome = wait_one_shot(&launched, spec.timeout_ms.map(Duration::from_millis), tty);
-        let oom_killed = launched.cgroup.stats().oom_kills.unwrap_or(0) > 0;
-        launched.cgroup.kill_all();
+        let (code, timed_out) = outcome;
+        // Only a SIGKILL can be the OOM killer's work.
+        let oom_killed = code == 137 && launched.cgroup.stats().oom_kills.unwrap_or(0) > 0;
+        // PID 1 is gone, so the kernel has killed everything else in its pid
+        // namespace; only a timeout (PID 1 killed by us) needs the sweep.
+        if timed_out {
+            launched.cgroup.kill_all();
+        }
         let _ = launched.cgroup.remove(Duration::from_secs(5));
         release(slot);
-        let (code, timed_out) = outcome;
         Ok(RunOutcome {
             code,
             timed_out,

@@ -32,6 +32,8 @@ pub enum ErrorCode {
     FrameTooLarge,
     ResourceExhausted,
     SandboxGone,
+    /// The sandbox is in a state that does not allow the operation (e.g. paused).
+    Conflict,
     Internal,
 }
 
@@ -50,6 +52,7 @@ impl ErrorCode {
             ErrorCode::FrameTooLarge => "frame_too_large",
             ErrorCode::ResourceExhausted => "resource_exhausted",
             ErrorCode::SandboxGone => "sandbox_gone",
+            ErrorCode::Conflict => "conflict",
             ErrorCode::Internal => "internal",
         }
     }

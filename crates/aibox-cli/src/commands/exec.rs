@@ -13,6 +13,12 @@ pub fn exec(a: ExecArgs) -> anyhow::Result<u8> {
         ));
     }
     let sb = Runtime::new().get(&a.id)?;
+    if sb.paused() {
+        anyhow::bail!(aibox_runtime::Error::Conflict(format!(
+            "sandbox {} is paused: `aibox resume {}` first",
+            a.id, a.id
+        )));
+    }
     let stdin = std::io::stdin();
     let tty = a.tty && stdin.is_terminal();
     let pty = if tty {
