@@ -3,11 +3,9 @@
 use crate::procs::{self, Event};
 use crate::Agent;
 use aibox_protocol::{
-    read_frame, recv, write_frame, AgentMsg, ClientMsg, ExitInfo, FrameError, Kind, Op,
-    PROTOCOL_VERSION,
+    read_frame, recv, AgentMsg, ClientMsg, ExitInfo, FrameError, Kind, Op, PROTOCOL_VERSION,
 };
 use aibox_types::{ErrorCode, User};
-use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::Duration;
@@ -145,7 +143,7 @@ fn dispatch(agent: &Arc<Agent>, s: &mut UnixStream, op: Op) -> OpResult {
                     env.push((k.into(), v.into()));
                 }
             }
-            let (p, events) = agent
+            let (p, watcher) = agent
                 .procs
                 .spawn(&req, &env, &cwd, uid)
                 .map_err(|e| match e {
@@ -164,17 +162,17 @@ fn dispatch(agent: &Arc<Agent>, s: &mut UnixStream, op: Op) -> OpResult {
                 pid: p.pid,
             }
             .send(s)?;
-            let Some(events) = events else {
-                return Ok(()); // background
+            let Some(watcher) = watcher else {
+                return Ok(()); // background: its own thread watches it
             };
-            stream_process(
+            let _ = s.set_read_timeout(None);
+            let fg = procs::Foreground::new(
                 s,
-                &p,
-                events,
-                req.stdin || req.pty.is_some(),
-                true,
                 req.max_output.unwrap_or(DEFAULT_MAX_OUTPUT),
-            )
+                req.stdin || req.pty.is_some(),
+            );
+            watcher.run(&p, Some(fg));
+            Ok(())
         }
         Op::ProcList => ok(
             s,
@@ -208,7 +206,7 @@ fn dispatch(agent: &Arc<Agent>, s: &mut UnixStream, op: Op) -> OpResult {
                 pid: p.pid,
             }
             .send(s)?;
-            stream_process(s, &p, p.subscribe(true), stdin, false, DEFAULT_MAX_OUTPUT)
+            attach(s, &p, stdin)
         }
         Op::ProcStdin { id, close } => {
             let p = find(agent, id)?;
@@ -242,90 +240,35 @@ fn find(agent: &Agent, id: u64) -> Result<Arc<procs::Proc>, Failure> {
         .ok_or_else(|| Failure::new(ErrorCode::NotFound, format!("no process with id {id}")))
 }
 
-/// Forward a process's output and exit to the client, and the client's
-/// stdin/resize/signal frames to the process. `owned`: kill the process when
-/// the client goes away (a foreground exec).
-fn stream_process(
-    s: &mut UnixStream,
-    p: &Arc<procs::Proc>,
-    events: std::sync::mpsc::Receiver<Event>,
-    forward_input: bool,
-    owned: bool,
-    max_output: u64,
-) -> OpResult {
+/// Attach: replay and forward a process's output and exit to the client
+/// (through a `Foreground` for the output cap), and apply its frames from a
+/// reader thread. The process is not killed when an attached client leaves.
+fn attach(s: &mut UnixStream, p: &Arc<procs::Proc>, forward_input: bool) -> OpResult {
     let _ = s.set_read_timeout(None);
-    // Input side: a thread reads client frames until EOF.
+    let events = p.subscribe(true);
     if let Ok(mut rd) = s.try_clone() {
         let p2 = p.clone();
         let _ = std::thread::Builder::new()
             .name("input".into())
             .stack_size(64 * 1024)
-            .spawn(move || {
-                loop {
-                    match read_frame(&mut rd) {
-                        Ok(f) if f.kind == Kind::Stdin && forward_input => {
-                            let _ = procs::write_stdin(&p2, &f.payload);
-                        }
-                        Ok(f) if f.kind == Kind::Control => {
-                            match serde_json::from_slice::<ClientMsg>(&f.payload) {
-                                Ok(ClientMsg::Resize(sz)) => {
-                                    if let Some(m) = &p2.pty {
-                                        use std::os::fd::AsFd;
-                                        let _ = aibox_sys::set_winsize(m.as_fd(), sz.rows, sz.cols);
-                                    }
-                                }
-                                Ok(ClientMsg::Signal { signal }) if (1..=64).contains(&signal) => {
-                                    let _ = p2.signal(signal);
-                                }
-                                _ => {}
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(_) => break,
-                    }
-                }
-                if owned {
-                    let _ = p2.signal(libc::SIGKILL);
-                }
-            });
+            .spawn(move || while procs::client_frame(&mut rd, &p2, forward_input) {});
     }
-    let mut sent = [0u64; 2];
-    let mut truncated = [false; 2];
+    let mut fg = procs::Foreground::new(s, DEFAULT_MAX_OUTPUT, forward_input);
     for ev in events {
         match ev {
             Event::Out(kind, data) => {
-                let i = usize::from(kind == Kind::Stderr);
-                if sent[i] >= max_output {
-                    truncated[i] = true;
-                    continue;
-                }
-                let room = (max_output - sent[i]) as usize;
-                let chunk = if data.len() > room {
-                    truncated[i] = true;
-                    &data[..room]
-                } else {
-                    &data[..]
-                };
-                sent[i] += chunk.len() as u64;
-                if write_frame(s, kind, chunk).is_err() {
-                    if owned {
-                        let _ = p.signal(libc::SIGKILL);
-                    }
+                if !fg.output(kind, &data) {
                     return Ok(());
                 }
             }
-            Event::Exit(mut info) => {
-                info.stdout_truncated = truncated[0];
-                info.stderr_truncated = truncated[1];
-                let _ = AgentMsg::Exit(info).send(s);
-                let _ = s.flush();
-                let _ = s.shutdown(std::net::Shutdown::Both);
+            Event::Exit(info) => {
+                fg.exit(info);
                 return Ok(());
             }
         }
     }
-    // The hub went away without an exit (cannot happen unless the wait thread died).
-    let _ = AgentMsg::Exit(ExitInfo::default()).send(s);
+    // The hub went away without an exit (cannot happen unless its watcher died).
+    fg.exit(ExitInfo::default());
     Ok(())
 }
 

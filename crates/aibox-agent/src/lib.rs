@@ -22,7 +22,7 @@ pub use procs::resolve_program;
 use aibox_types::User;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// How the agent runs commands.
@@ -55,25 +55,62 @@ pub fn serve(listener: OwnedFd, cfg: Config) -> i32 {
     procs::start_reaper(agent.procs.reaper());
     // Idle memory: keep only the code the serving loop touches.
     let _ = aibox_sys::release_code_pages();
-    let mut failures = 0;
+    let pool = Arc::new(Pool {
+        listener,
+        idle: Mutex::new(0),
+    });
+    // The main thread is an acceptor too, and never retires.
+    acceptor(&pool, &agent, false);
+    1
+}
+
+/// Threads blocked in accept() serve the connection they accept themselves:
+/// no hand-off to another thread (each costs a wake-up on a VM). Before
+/// serving, an acceptor makes sure another one is waiting; idle extras retire.
+struct Pool {
+    listener: UnixListener,
+    idle: Mutex<usize>,
+}
+
+/// Idle acceptors kept beyond which an acceptor thread exits.
+const MAX_IDLE_ACCEPTORS: usize = 2;
+
+fn spawn_acceptor(pool: &Arc<Pool>, agent: &Arc<Agent>) -> bool {
+    let (p, a) = (pool.clone(), agent.clone());
+    std::thread::Builder::new()
+        .name("conn".into())
+        .stack_size(256 * 1024)
+        .spawn(move || acceptor(&p, &a, true))
+        .is_ok()
+}
+
+fn acceptor(pool: &Arc<Pool>, agent: &Arc<Agent>, may_retire: bool) {
+    let idle = |delta: isize| -> usize {
+        let mut n = pool.idle.lock().unwrap_or_else(|e| e.into_inner());
+        *n = n.saturating_add_signed(delta);
+        *n
+    };
+    let mut failures = 0u32;
+    idle(1);
     loop {
-        match listener.accept() {
+        match pool.listener.accept() {
             Ok((stream, _)) => {
                 failures = 0;
-                let a = agent.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("conn".into())
-                    .stack_size(256 * 1024)
-                    .spawn(move || conn::handle(&a, stream));
-                if spawned.is_err() {
-                    // Out of threads (pids limit): drop this connection, keep serving.
+                if idle(-1) == 0 && !spawn_acceptor(pool, agent) {
+                    // Out of threads (pids limit): this one keeps serving.
                     std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                conn::handle(agent, stream);
+                if idle(1) > MAX_IDLE_ACCEPTORS && may_retire {
+                    idle(-1);
+                    return;
                 }
             }
             Err(_) => {
                 failures += 1;
                 if failures > 1000 {
-                    return 1;
+                    idle(-1);
+                    return;
                 }
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }

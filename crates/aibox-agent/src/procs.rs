@@ -287,7 +287,7 @@ impl Table {
         env: &[(String, String)],
         cwd: &str,
         uid: Option<u32>,
-    ) -> Result<(Arc<Proc>, Option<Receiver<Event>>), SpawnError> {
+    ) -> Result<(Arc<Proc>, Option<Watcher>), SpawnError> {
         let argv: Vec<String> = match (&req.shell, req.argv.is_empty()) {
             (Some(s), true) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
             (None, false) => req.argv.clone(),
@@ -418,18 +418,25 @@ impl Table {
             hub: Mutex::new(Hub::default()),
             cv: Condvar::new(),
         });
-        // A foreground exec subscribes before any output can be produced,
-        // so even the first bytes of a fast command reach the caller.
-        let first = (!req.background).then(|| proc_.subscribe(false));
-        let p = proc_.clone();
-        let timeout = req.timeout_ms.map(Duration::from_millis);
-        let pidfd = aibox_sys::pidfd_open(pid).ok();
-        // One thread per process: it reads the output streams, notices the
-        // exit through a pidfd, enforces the timeout and publishes the exit.
-        let _ = std::thread::Builder::new()
-            .name("proc".into())
-            .stack_size(128 * 1024)
-            .spawn(move || watch(&p, streams, pidfd, status_rx, started, timeout));
+        let watcher = Watcher {
+            streams,
+            pidfd: aibox_sys::pidfd_open(pid).ok(),
+            status_rx,
+            started,
+            timeout: req.timeout_ms.map(Duration::from_millis),
+        };
+        // A foreground exec is watched by the connection's own thread (see
+        // `Watcher::run`); a background one gets a thread of its own.
+        let foreground = if req.background {
+            let p = proc_.clone();
+            let _ = std::thread::Builder::new()
+                .name("proc".into())
+                .stack_size(128 * 1024)
+                .spawn(move || watcher.run(&p, None));
+            None
+        } else {
+            Some(watcher)
+        };
         let mut procs = lock(&self.procs);
         // Forget the oldest finished processes beyond the limit.
         let finished = procs.iter().filter(|p| p.exit().is_some()).count();
@@ -445,7 +452,7 @@ impl Table {
             });
         }
         procs.push(proc_.clone());
-        Ok((proc_, first))
+        Ok((proc_, foreground))
     }
 }
 
@@ -453,96 +460,221 @@ impl Table {
 /// grandchild that keeps the pipes open.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(500);
 
-fn watch(
+/// The caller of a foreground exec: output goes straight to its socket,
+/// and its frames (stdin, resize, signal) straight to the process, all from
+/// the one thread that also watches the process.
+pub struct Foreground<'a> {
+    pub sock: &'a mut std::os::unix::net::UnixStream,
+    pub max_output: u64,
+    pub forward_input: bool,
+    sent: [u64; 2],
+    truncated: [bool; 2],
+}
+
+impl<'a> Foreground<'a> {
+    pub fn new(
+        sock: &'a mut std::os::unix::net::UnixStream,
+        max_output: u64,
+        forward_input: bool,
+    ) -> Self {
+        Foreground {
+            sock,
+            max_output,
+            forward_input,
+            sent: [0; 2],
+            truncated: [false; 2],
+        }
+    }
+
+    /// Forward output within the cap; false when the client is gone.
+    pub fn output(&mut self, kind: Kind, data: &[u8]) -> bool {
+        let i = usize::from(kind == Kind::Stderr);
+        let room = self.max_output.saturating_sub(self.sent[i]) as usize;
+        let chunk = &data[..data.len().min(room)];
+        if chunk.len() < data.len() {
+            self.truncated[i] = true;
+        }
+        if chunk.is_empty() {
+            return true;
+        }
+        self.sent[i] += chunk.len() as u64;
+        aibox_protocol::write_frame(self.sock, kind, chunk).is_ok()
+    }
+
+    /// Handle one frame from the client; false when the client is gone.
+    fn input(&mut self, p: &Proc) -> bool {
+        client_frame(self.sock, p, self.forward_input)
+    }
+
+    /// The exit message with this client's truncation flags.
+    pub fn exit(self, mut info: ExitInfo) {
+        info.stdout_truncated = self.truncated[0];
+        info.stderr_truncated = self.truncated[1];
+        let _ = aibox_protocol::AgentMsg::Exit(info).send(self.sock);
+        let _ = self.sock.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// Read and apply one frame from a client following a process: stdin data
+/// (when allowed), a resize or a signal. False when the client is gone.
+pub fn client_frame(
+    sock: &mut std::os::unix::net::UnixStream,
     p: &Proc,
-    mut streams: Vec<(Kind, File)>,
+    forward_input: bool,
+) -> bool {
+    match aibox_protocol::read_frame(sock) {
+        Ok(f) if f.kind == Kind::Stdin && forward_input => {
+            let _ = write_stdin(p, &f.payload);
+            true
+        }
+        Ok(f) if f.kind == Kind::Control => {
+            match serde_json::from_slice::<aibox_protocol::ClientMsg>(&f.payload) {
+                Ok(aibox_protocol::ClientMsg::Resize(sz)) => {
+                    if let Some(m) = &p.pty {
+                        let _ = aibox_sys::set_winsize(m.as_fd(), sz.rows, sz.cols);
+                    }
+                }
+                Ok(aibox_protocol::ClientMsg::Signal { signal }) if (1..=64).contains(&signal) => {
+                    let _ = p.signal(signal);
+                }
+                _ => {}
+            }
+            true
+        }
+        Ok(_) => true,
+        Err(_) => false,
+    }
+}
+
+/// Everything needed to follow one process until it exits.
+pub struct Watcher {
+    streams: Vec<(Kind, File)>,
     pidfd: Option<std::os::fd::OwnedFd>,
     status_rx: Receiver<aibox_sys::WaitStatus>,
     started: Instant,
     timeout: Option<Duration>,
-) {
-    let deadline = timeout.map(|t| started + t);
-    let mut exited_at: Option<Instant> = None;
-    let mut timed_out = false;
-    let mut buf = vec![0u8; 32 * 1024];
-    loop {
-        let now = Instant::now();
-        let drain_end = exited_at.map(|t| t + DRAIN_AFTER_EXIT);
-        if streams.is_empty() && (exited_at.is_some() || pidfd.is_none()) {
-            break;
-        }
-        if drain_end.is_some_and(|d| now >= d) {
-            break;
-        }
-        if !timed_out && exited_at.is_none() && deadline.is_some_and(|d| now >= d) {
-            timed_out = true;
-            let _ = aibox_sys::kill(-p.pid, libc::SIGKILL);
-            let _ = aibox_sys::kill(p.pid, libc::SIGKILL);
-        }
-        let wake = [drain_end, if timed_out { None } else { deadline }]
-            .into_iter()
-            .flatten()
-            .min();
-        let wait = wake.map(|w| w.saturating_duration_since(now));
-        let watch_exit = exited_at.is_none();
-        let mut fds: Vec<std::os::fd::BorrowedFd<'_>> =
-            streams.iter().map(|(_, f)| f.as_fd()).collect();
-        if let (Some(pfd), true) = (&pidfd, watch_exit) {
-            fds.push(pfd.as_fd());
-        }
-        let Ok(ready) = aibox_sys::poll_readable(&fds, wait) else {
-            break;
-        };
-        drop(fds);
-        if watch_exit && pidfd.is_some() && ready.last() == Some(&true) {
-            exited_at = Some(Instant::now());
-        }
-        let mut i = 0;
-        streams.retain_mut(|(kind, f)| {
-            let r = ready[i];
-            i += 1;
-            if !r {
-                return true;
+}
+
+impl Watcher {
+    /// Read the output streams, notice the exit through the pidfd, enforce
+    /// the timeout, publish everything to the process's hub (for `proc_*`
+    /// operations and attachers) and, for a foreground exec, serve the
+    /// client directly. A client that goes away gets its process group killed.
+    pub fn run(self, p: &Proc, mut fg: Option<Foreground<'_>>) {
+        let Watcher {
+            mut streams,
+            pidfd,
+            status_rx,
+            started,
+            timeout,
+        } = self;
+        let deadline = timeout.map(|t| started + t);
+        let mut exited_at: Option<Instant> = None;
+        let mut timed_out = false;
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            let now = Instant::now();
+            let drain_end = exited_at.map(|t| t + DRAIN_AFTER_EXIT);
+            if streams.is_empty() && (exited_at.is_some() || pidfd.is_none()) {
+                break;
             }
-            match f.read(&mut buf) {
-                // EOF, or EIO once a pty's slave side is gone.
-                Ok(0) | Err(_) => false,
-                Ok(n) => {
-                    p.publish(*kind, buf[..n].to_vec());
-                    true
-                }
+            if drain_end.is_some_and(|d| now >= d) {
+                break;
             }
-        });
-    }
-    // The process is dead (or its streams closed without a pidfd): the reaper
-    // has or will shortly have its status. A timeout that is still pending
-    // applies here too (a process that closed its output but keeps running).
-    let status = match deadline.filter(|_| !timed_out) {
-        None => status_rx.recv().ok(),
-        Some(d) => match status_rx.recv_timeout(d.saturating_duration_since(Instant::now())) {
-            Ok(s) => Some(s),
-            Err(_) => {
+            if !timed_out && exited_at.is_none() && deadline.is_some_and(|d| now >= d) {
                 timed_out = true;
                 let _ = aibox_sys::kill(-p.pid, libc::SIGKILL);
                 let _ = aibox_sys::kill(p.pid, libc::SIGKILL);
-                status_rx.recv().ok()
             }
-        },
-    };
-    // Close stdin so nothing blocks writing to a dead process.
-    lock(&p.stdin).take();
-    let (code, signal) = match status {
-        Some(aibox_sys::WaitStatus::Exited(c)) => (Some(c), None),
-        Some(aibox_sys::WaitStatus::Signaled(s)) => (None, Some(s)),
-        None => (None, None),
-    };
-    p.finish(ExitInfo {
-        code,
-        signal,
-        timed_out,
-        duration_ms: started.elapsed().as_millis() as u64,
-        ..Default::default()
-    });
+            let wake = [drain_end, if timed_out { None } else { deadline }]
+                .into_iter()
+                .flatten()
+                .min();
+            let wait = wake.map(|w| w.saturating_duration_since(now));
+            let watch_exit = exited_at.is_none() && pidfd.is_some();
+            let ready = {
+                let mut fds: Vec<std::os::fd::BorrowedFd<'_>> =
+                    streams.iter().map(|(_, f)| f.as_fd()).collect();
+                if let (Some(pfd), true) = (&pidfd, watch_exit) {
+                    fds.push(pfd.as_fd());
+                }
+                if let Some(f) = &fg {
+                    fds.push(f.sock.as_fd());
+                }
+                let Ok(ready) = aibox_sys::poll_readable(&fds, wait) else {
+                    break;
+                };
+                ready
+            };
+            let n = streams.len();
+            if watch_exit && ready[n] {
+                exited_at = Some(Instant::now());
+            }
+            if fg.is_some() && ready.last() == Some(&true) {
+                let alive = fg.as_mut().is_some_and(|f| f.input(p));
+                if !alive {
+                    fg = None;
+                    let _ = p.signal(libc::SIGKILL);
+                }
+            }
+            let mut i = 0;
+            let mut client_gone = false;
+            streams.retain_mut(|(kind, f)| {
+                let r = ready[i];
+                i += 1;
+                if !r {
+                    return true;
+                }
+                match f.read(&mut buf) {
+                    // EOF, or EIO once a pty's slave side is gone.
+                    Ok(0) | Err(_) => false,
+                    Ok(n) => {
+                        if let Some(c) = fg.as_mut() {
+                            client_gone |= !c.output(*kind, &buf[..n]);
+                        }
+                        p.publish(*kind, buf[..n].to_vec());
+                        true
+                    }
+                }
+            });
+            if client_gone {
+                fg = None;
+                let _ = p.signal(libc::SIGKILL);
+            }
+        }
+        // The process is dead (or its streams closed without a pidfd): the reaper
+        // has or will shortly have its status. A timeout that is still pending
+        // applies here too (a process that closed its output but keeps running).
+        let status = match deadline.filter(|_| !timed_out) {
+            None => status_rx.recv().ok(),
+            Some(d) => match status_rx.recv_timeout(d.saturating_duration_since(Instant::now())) {
+                Ok(s) => Some(s),
+                Err(_) => {
+                    timed_out = true;
+                    let _ = aibox_sys::kill(-p.pid, libc::SIGKILL);
+                    let _ = aibox_sys::kill(p.pid, libc::SIGKILL);
+                    status_rx.recv().ok()
+                }
+            },
+        };
+        // Close stdin so nothing blocks writing to a dead process.
+        lock(&p.stdin).take();
+        let (code, signal) = match status {
+            Some(aibox_sys::WaitStatus::Exited(c)) => (Some(c), None),
+            Some(aibox_sys::WaitStatus::Signaled(s)) => (None, Some(s)),
+            None => (None, None),
+        };
+        p.finish(ExitInfo {
+            code,
+            signal,
+            timed_out,
+            duration_ms: started.elapsed().as_millis() as u64,
+            ..Default::default()
+        });
+        if let Some(c) = fg {
+            c.exit(p.exit().unwrap_or_default());
+        }
+    }
 }
 
 /// Write to a process's stdin (or its pty). Empty data closes the pipe.

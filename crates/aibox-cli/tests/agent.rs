@@ -189,6 +189,11 @@ fn background_processes() {
             .signal,
         Some(9)
     );
+    // A foreground exec whose client hangs up is killed.
+    let (s3, id3, _) = c.exec_start(sh("sleep 60")).unwrap();
+    drop(s3);
+    let exit = c.proc_wait(id3, Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(exit.signal, Some(9), "{exit:?}");
     assert_eq!(c.proc_kill(999, 9).unwrap_err().code(), ErrorCode::NotFound);
     assert_eq!(
         c.proc_kill(id2, 0).unwrap_err().code(),
