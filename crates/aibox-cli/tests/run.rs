@@ -187,6 +187,10 @@ fn host_mounts_read_only_and_read_write() {
         std::fs::read_to_string(host.join("out.txt")).unwrap(),
         "hi\n"
     );
+    // A single file can be mounted too.
+    let file = format!("{}:/workspace/in.txt:ro", host.join("in.txt").display());
+    let o = env.run(&["run", "--mount", &file, "--", "cat", "/workspace/in.txt"]);
+    assert_eq!(stdout(&o), "from host", "{}", stderr(&o));
     std::fs::remove_dir_all(&host).unwrap();
 }
 
@@ -264,6 +268,14 @@ fn bad_inputs_get_clear_errors() {
         ),
         (&["run", "-e", "=x", "--", "true"], "environment"),
         (&["run", "--workdir", "relative", "--", "true"], "absolute"),
+        (
+            &["run", "--mount", "/tmp:/etc/passwd", "--", "true"],
+            "mount setup failed",
+        ),
+        (
+            &["create", "--mount", "/tmp:/etc/passwd"],
+            "mount setup failed",
+        ),
         (&["exec", "ffffffffffff", "--", "true"], "no sandbox"),
         (&["exec", "../../etc", "--", "true"], "no sandbox"),
     ];

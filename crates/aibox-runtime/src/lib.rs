@@ -230,7 +230,7 @@ impl Runtime {
                 state::release_slot(&self.dirs.slots(), s);
             }
         };
-        let launched = match setup::launch(&plan, setup::Payload::OneShot(one)) {
+        let mut launched = match setup::launch(&plan, setup::Payload::OneShot(one)) {
             Ok(l) => l,
             Err(e) => {
                 release(slot);
@@ -239,6 +239,12 @@ impl Runtime {
         };
         let outcome = wait_one_shot(&launched, spec.timeout_ms.map(Duration::from_millis), tty);
         let (code, timed_out) = outcome;
+        // Did PID 1 finish its setup (and so run the command)?
+        let confirmed = if timed_out {
+            Ok(())
+        } else {
+            launched.confirm()
+        };
         // Only a SIGKILL can be the OOM killer's work.
         let oom_killed = code == 137 && launched.cgroup.stats().oom_kills.unwrap_or(0) > 0;
         // PID 1 is gone, so the kernel has killed everything else in its pid
@@ -248,6 +254,7 @@ impl Runtime {
         }
         let _ = launched.cgroup.remove(Duration::from_secs(5));
         release(slot);
+        confirmed?;
         Ok(RunOutcome {
             code,
             timed_out,

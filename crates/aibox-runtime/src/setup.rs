@@ -105,9 +105,17 @@ pub struct Launched {
     pub cgroup: Cgroup,
     /// One-shot: closing this tells PID 1 its parent is gone.
     pub link: Option<OwnedFd>,
+    /// PID 1's verdict on its setup, not yet read (one-shot runs).
+    setup_pipe: Option<OwnedFd>,
 }
 
 impl Launched {
+    /// One-shot runs: after PID 1 exited, check that its setup succeeded
+    /// (a setup failure also ends PID 1, with status 1).
+    pub fn confirm(&mut self) -> Result<(), SetupError> {
+        confirm_setup(&mut self.setup_pipe)
+    }
+
     /// Agent mode: the caller has recorded the sandbox; PID 1 may now outlive us.
     pub fn commit(mut self) {
         if let Some(link) = self.link.take() {
@@ -187,6 +195,7 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
         }
     }
     let seccomp = crate::seccomp::program();
+    let one_shot = matches!(payload, Payload::OneShot(_));
     let host_uid = aibox_sys::geteuid();
     let host_gid = aibox_sys::getgid();
 
@@ -300,23 +309,12 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
                 });
             }
         }
-        let body = serde_json::to_vec(&cgroup).map_err(|e| SetupError::Child(e.to_string()))?;
-        send(&p2c_w, b'G', &body).map_err(sys("releasing the setup process"))?;
-        // Read PID 1's report first: by then C has sent its pid too, so this
-        // costs one wake-up instead of two.
-        let observed = match recv(&g2p_r).map_err(sys("reading the sandbox's report"))? {
-            Some((b'R', body)) => serde_json::from_slice::<IsolationReport>(&body)
-                .map_err(|e| SetupError::Child(format!("bad report from the sandbox: {e}")))?,
-            _ => {
-                // G failed (its message is on g2p) or C failed before forking it.
-                return Err(match recv(&c2p_r).ok().flatten() {
-                    Some((b'E', body)) => {
-                        SetupError::Child(String::from_utf8_lossy(&body).into_owned())
-                    }
-                    _ => SetupError::Child("the sandbox's init process died during setup".into()),
-                });
-            }
+        let release = Release {
+            cgroup: cgroup.clone(),
+            expect: report.clone(),
         };
+        let body = serde_json::to_vec(&release).map_err(|e| SetupError::Child(e.to_string()))?;
+        send(&p2c_w, b'G', &body).map_err(sys("releasing the setup process"))?;
         let g = match recv(&c2p_r).map_err(sys("reading from the setup process"))? {
             Some((b'P', body)) if body.len() == 4 => {
                 i32::from_le_bytes([body[0], body[1], body[2], body[3]])
@@ -324,20 +322,6 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
             other => return Err(child_error(other, "namespace creation")),
         };
         let _ = aibox_sys::waitpid(child);
-        let same = observed.namespaces == report.namespaces
-            && observed.seccomp
-            && observed.no_new_privs
-            && observed.bounding_caps.is_empty()
-            && observed.landlock_abi == report.landlock_abi
-            && observed.landlock_enforced == report.landlock_enforced
-            && observed.overlay_rootfs
-            && observed.proc_masked;
-        if !same {
-            let _ = aibox_sys::kill(g, libc::SIGKILL);
-            return Err(SetupError::Child(
-                "the sandbox reported weaker isolation than was set up".into(),
-            ));
-        }
         if plan.uid_base.is_some() {
             // The kernel's OOM killer should pick the workload, not PID 1.
             let _ = std::fs::write(format!("/proc/{g}/oom_score_adj"), "-998");
@@ -355,6 +339,19 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
             return Err(e);
         }
     };
+    // PID 1 checks its own sealing against `expect` before it runs anything.
+    // A persistent sandbox is confirmed now; a one-shot run is confirmed
+    // after it exits (see `Launched::confirm`), which keeps a wake-up off
+    // its critical path.
+    let mut setup_pipe = Some(g2p_r);
+    if !one_shot {
+        if let Err(e) = confirm_setup(&mut setup_pipe) {
+            let _ = aibox_sys::kill(g, libc::SIGKILL);
+            cgroup.kill_all();
+            let _ = cgroup.remove(std::time::Duration::from_secs(2));
+            return Err(e);
+        }
+    }
     let start_time = aibox_sys::process_start_time(g).unwrap_or(0);
     Ok(Launched {
         pid: g,
@@ -362,7 +359,40 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
         report,
         cgroup,
         link: Some(p2g_w),
+        setup_pipe,
     })
+}
+
+/// Staging mount point of user mount `i`: files and directories get
+/// different names, since the points are reused by later sandboxes.
+fn staging_name(i: usize, file: bool) -> String {
+    if file {
+        format!("m{i}f")
+    } else {
+        format!("m{i}")
+    }
+}
+
+/// What P sends C (and so G) once the namespaces may be entered.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Release {
+    cgroup: Cgroup,
+    /// The report P computed; PID 1 verifies its own part of it.
+    expect: IsolationReport,
+}
+
+/// Read PID 1's verdict on its setup: `R` (sealed as expected) or `E`.
+fn confirm_setup(pipe: &mut Option<OwnedFd>) -> Result<(), SetupError> {
+    let Some(fd) = pipe.take() else { return Ok(()) };
+    match recv(&fd).map_err(sys("reading the sandbox's report"))? {
+        Some((b'R', _)) => Ok(()),
+        Some((b'E', body)) => Err(SetupError::Child(
+            String::from_utf8_lossy(&body).into_owned(),
+        )),
+        _ => Err(SetupError::Child(
+            "the sandbox's init process died during setup".into(),
+        )),
+    }
 }
 
 /// Root mode: idmapped binds of the template, its host binds and the user
@@ -388,7 +418,7 @@ fn idmap_staging(plan: &Plan, proc_dir: &Path) -> Result<bool, SetupError> {
         }
     }
     for (i, m) in plan.spec.mounts.iter().enumerate() {
-        let dst = plan.staging.join(format!("m{i}"));
+        let dst = plan.staging.join(staging_name(i, m.host.is_file()));
         ensure_mountpoint(&dst, m.host.is_file())?;
         let attrs = aibox_sys::MOUNT_ATTR_NOSUID
             | aibox_sys::MOUNT_ATTR_NODEV
@@ -592,12 +622,13 @@ fn child_c(
     // neither, and the network namespace is the most expensive one).
     aibox_sys::unshare(libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS)
         .map_err(e("unshare(net, ipc, uts namespaces)"))?;
-    let cgroup: Cgroup = match recv(p2c).map_err(e("wait for parent"))? {
+    let release: Release = match recv(p2c).map_err(e("wait for parent"))? {
         Some((b'G', body)) => {
-            serde_json::from_slice(&body).map_err(|err| format!("bad cgroup from parent: {err}"))?
+            serde_json::from_slice(&body).map_err(|err| format!("bad release message: {err}"))?
         }
         _ => return Err("parent aborted".into()),
     };
+    let cgroup = &release.cgroup;
     // cgroup v1: move ourselves in by writing "0" to `tasks`: unlike moving
     // another pid, that skips the kernel's global threadgroup lock and its
     // RCU grace period (10-30 ms stalls on this kind of host).
@@ -633,6 +664,23 @@ fn child_c(
                     aibox_sys::exit_now(1);
                 }
             };
+            let want = &release.expect;
+            let same = report.namespaces == want.namespaces
+                && report.seccomp
+                && report.no_new_privs
+                && report.bounding_caps.is_empty()
+                && report.landlock_abi == want.landlock_abi
+                && report.landlock_enforced == want.landlock_enforced
+                && report.overlay_rootfs
+                && report.proc_masked;
+            if !same {
+                let _ = send(
+                    &g2p,
+                    b'E',
+                    b"the sandbox's isolation differs from what was set up",
+                );
+                aibox_sys::exit_now(1);
+            }
             let body = serde_json::to_vec(&report).unwrap_or_default();
             if send(&g2p, b'R', &body).is_err() {
                 aibox_sys::exit_now(1);
@@ -714,7 +762,7 @@ fn sandbox_init(
             let src = if plan.rootless() {
                 m.host.clone()
             } else {
-                plan.staging.join(format!("m{i}"))
+                plan.staging.join(staging_name(i, m.host.is_file()))
             };
             (src, m.guest.clone(), m.read_only, m.host.is_file())
         })
