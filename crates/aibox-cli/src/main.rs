@@ -5,7 +5,6 @@
 mod args;
 mod commands;
 
-use clap::Parser;
 use std::process::ExitCode;
 
 /// Exit status for aibox's own failures (the command never ran), as docker uses.
@@ -24,8 +23,7 @@ fn main() -> ExitCode {
             .without_time()
             .init();
     }
-    let cli = args::Cli::parse();
-    match commands::dispatch(cli.command) {
+    match commands::dispatch(args::parse()) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let code = e
