@@ -282,16 +282,18 @@ impl Cgroup {
                                 if let Some(m) = limits.memory {
                                     write(&dir.join("memory.limit_in_bytes"), &m.to_string())?;
                                     applied.memory = true;
-                                    // memsw exists only with swap accounting; without it
-                                    // swappiness 0 keeps the limit close to real.
+                                    // memsw exists only with swap accounting. Without
+                                    // it, a host without swap needs nothing more, and
+                                    // otherwise swappiness 0 keeps the limit close to
+                                    // real (but not exact: reported as not applied).
                                     let memsw = dir.join("memory.memsw.limit_in_bytes");
                                     if memsw.exists() {
                                         write(&memsw, &m.to_string())?;
                                         applied.swap = true;
+                                    } else if swap_total() == 0 {
+                                        applied.swap = true;
                                     } else {
-                                        applied.swap = write(&dir.join("memory.swappiness"), "0")
-                                            .is_ok()
-                                            && swap_total() == 0;
+                                        let _ = write(&dir.join("memory.swappiness"), "0");
                                     }
                                 }
                             }
