@@ -91,6 +91,14 @@ pub(crate) fn handle(agent: &Arc<Agent>, mut stream: UnixStream) {
             ClientMsg::Request(op) => op,
             _ => return Err(Failure::new(ErrorCode::ProtocolError, "expected a request")),
         };
+        // A client may pipeline its request and then give up before we read
+        // it (e.g. it found the sandbox paused): do not act on it then.
+        {
+            use std::os::fd::AsFd;
+            if aibox_sys::peer_closed(stream.as_fd()) {
+                return Ok(());
+            }
+        }
         dispatch(agent, &mut stream, op)
     })();
     if let Err(f) = result {

@@ -57,7 +57,11 @@ pub enum Command {
 /// `aibox run` parsed on its own: building only this subcommand's parser
 /// instead of the whole CLI saves ~0.1 ms on the hottest path.
 #[derive(Parser, Debug)]
-#[command(name = "aibox run", bin_name = "aibox run", about = "Run a command in a fresh sandbox and remove it afterwards")]
+#[command(
+    name = "aibox run",
+    bin_name = "aibox run",
+    about = "Run a command in a fresh sandbox and remove it afterwards"
+)]
 pub struct RunOnly {
     #[command(flatten)]
     pub args: RunArgs,
@@ -65,7 +69,11 @@ pub struct RunOnly {
 
 /// `aibox exec` parsed on its own (see [`RunOnly`]).
 #[derive(Parser, Debug)]
-#[command(name = "aibox exec", bin_name = "aibox exec", about = "Run a command in a persistent sandbox")]
+#[command(
+    name = "aibox exec",
+    bin_name = "aibox exec",
+    about = "Run a command in a persistent sandbox"
+)]
 pub struct ExecOnly {
     #[command(flatten)]
     pub args: ExecArgs,
@@ -77,8 +85,12 @@ pub fn parse() -> Command {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let rest = || argv.iter().skip(2).cloned();
     match argv.get(1).and_then(|a| a.to_str()) {
-        Some("run") => Command::Run(RunOnly::parse_from(std::iter::once("aibox run".into()).chain(rest())).args),
-        Some("exec") => Command::Exec(ExecOnly::parse_from(std::iter::once("aibox exec".into()).chain(rest())).args),
+        Some("run") => Command::Run(
+            RunOnly::parse_from(std::iter::once("aibox run".into()).chain(rest())).args,
+        ),
+        Some("exec") => Command::Exec(
+            ExecOnly::parse_from(std::iter::once("aibox exec".into()).chain(rest())).args,
+        ),
         _ => Cli::parse().command,
     }
 }

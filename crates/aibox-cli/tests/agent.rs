@@ -430,9 +430,32 @@ fn pause_resume_and_stats() {
     let before = read_n();
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(read_n(), before, "counter moved while paused");
+    // exec on a paused sandbox fails fast with `conflict`, and the request
+    // it already sent is not carried out after the resume.
+    let o = env.run(&[
+        "exec",
+        sb.id(),
+        "--",
+        "sh",
+        "-c",
+        "echo ran > /tmp/abandoned",
+    ]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        common::stderr(&o).contains("[conflict]"),
+        "{}",
+        common::stderr(&o)
+    );
     sb.resume().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     assert!(read_n() > before);
+    let o = c
+        .exec(
+            sh("test -e /tmp/abandoned && echo ran || echo not-run"),
+            None,
+        )
+        .unwrap();
+    assert_eq!(o.stdout, b"not-run\n");
     let st = sb.stats();
     assert!(
         st.memory_bytes.unwrap_or(0) > 0 && st.pids.unwrap_or(0) >= 2,

@@ -74,11 +74,23 @@ impl AgentClient {
     /// The request is pipelined right behind the hello (one round trip
     /// fewer); an agent that rejects the hello never reads it.
     pub fn request(&self, op: Op) -> Result<UnixStream, ClientError> {
+        self.request_checked(op, Duration::from_secs(30), &|| None)
+    }
+
+    /// Like [`request`](Self::request), but when the agent has not answered
+    /// after `stall`, ask `on_stall` whether that means an error (e.g. the
+    /// sandbox is paused); if not, keep waiting up to the usual 30 s.
+    pub fn request_checked(
+        &self,
+        op: Op,
+        stall: Duration,
+        on_stall: &dyn Fn() -> Option<ClientError>,
+    ) -> Result<UnixStream, ClientError> {
         let mut s = UnixStream::connect(&self.path).map_err(|source| ClientError::Connect {
             path: self.path.clone(),
             source,
         })?;
-        let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+        let _ = s.set_read_timeout(Some(stall.min(Duration::from_secs(30))));
         let mut buf = Vec::with_capacity(256);
         ClientMsg::Hello {
             protocol: PROTOCOL_VERSION,
@@ -87,11 +99,27 @@ impl AgentClient {
         .send(&mut buf)?;
         ClientMsg::Request(op).send(&mut buf)?;
         s.write_all(&buf).map_err(FrameError::Io)?;
-        match AgentMsg::recv(&mut s)? {
+        let hello = match AgentMsg::recv(&mut s) {
+            Err(FrameError::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if let Some(err) = on_stall() {
+                    return Err(err);
+                }
+                let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+                AgentMsg::recv(&mut s)?
+            }
+            other => other?,
+        };
+        match hello {
             AgentMsg::Hello { .. } => {}
             AgentMsg::Error { code, message } => return Err(ClientError::Agent { code, message }),
             other => return Err(ClientError::Unexpected(format!("{other:?}"))),
         }
+        let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
         Ok(s)
     }
 
@@ -110,7 +138,17 @@ impl AgentClient {
 
     /// Start an exec and return the stream after `Started` (id, pid).
     pub fn exec_start(&self, req: ExecRequest) -> Result<(UnixStream, u64, i32), ClientError> {
-        let mut s = self.request(Op::Exec(req))?;
+        self.exec_start_checked(req, Duration::from_secs(30), &|| None)
+    }
+
+    /// [`exec_start`](Self::exec_start) with a stall check (see [`request_checked`](Self::request_checked)).
+    pub fn exec_start_checked(
+        &self,
+        req: ExecRequest,
+        stall: Duration,
+        on_stall: &dyn Fn() -> Option<ClientError>,
+    ) -> Result<(UnixStream, u64, i32), ClientError> {
+        let mut s = self.request_checked(Op::Exec(req), stall, on_stall)?;
         match AgentMsg::recv(&mut s)? {
             AgentMsg::Started { id, pid } => {
                 let _ = s.set_read_timeout(None);

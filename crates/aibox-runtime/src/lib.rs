@@ -379,6 +379,19 @@ impl Runtime {
         })
     }
 
+    /// A client for the agent of sandbox `id`, without reading its record
+    /// (the hot path of `aibox exec`).
+    pub fn agent_client(&self, id: &str) -> Result<AgentClient, Error> {
+        if !aibox_types::validate_id(id) {
+            return Err(Error::NotFound(id.to_string()));
+        }
+        let socket = self.dirs.sandbox(id).join("agent.sock");
+        if !socket.exists() {
+            return Err(Error::NotFound(id.to_string()));
+        }
+        Ok(AgentClient::new(socket))
+    }
+
     /// Every persistent sandbox with a record (running or dead).
     pub fn list(&self) -> Vec<Record> {
         let Ok(rd) = std::fs::read_dir(self.dirs.sandboxes()) else {

@@ -1080,6 +1080,20 @@ impl Drop for ThreadIdentity {
     }
 }
 
+/// Has the peer of a stream socket hung up (or shut down its writing side)?
+/// Checked without blocking, so a request whose client already gave up is
+/// not carried out.
+pub fn peer_closed(fd: BorrowedFd<'_>) -> bool {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    let rc = unsafe { libc::poll(&mut p, 1, 0) };
+    rc == 1 && p.revents & (libc::POLLRDHUP | libc::POLLHUP) != 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,13 +12,8 @@ pub fn exec(a: ExecArgs) -> anyhow::Result<u8> {
             "missing command: usage is `aibox exec ID -- CMD [ARGS...]`".into()
         ));
     }
-    let sb = Runtime::new().get(&a.id)?;
-    if sb.paused() {
-        anyhow::bail!(aibox_runtime::Error::Conflict(format!(
-            "sandbox {} is paused: `aibox resume {}` first",
-            a.id, a.id
-        )));
-    }
+    let rt = Runtime::new();
+    let client = rt.agent_client(&a.id)?;
     let stdin = std::io::stdin();
     let tty = a.tty && stdin.is_terminal();
     let pty = if tty {
@@ -45,8 +40,17 @@ pub fn exec(a: ExecArgs) -> anyhow::Result<u8> {
         background: a.detach,
         ..Default::default()
     };
-    let client = sb.client();
-    let (mut s, id, _pid) = client.exec_start(req).map_err(aibox_runtime::Error::from)?;
+    // A paused sandbox's agent cannot answer: say so instead of hanging.
+    let paused = || {
+        let paused = rt.get(&a.id).map(|sb| sb.paused()).unwrap_or(false);
+        paused.then(|| aibox_runtime::ClientError::Agent {
+            code: aibox_types::ErrorCode::Conflict,
+            message: format!("sandbox {} is paused: `aibox resume {}` first", a.id, a.id),
+        })
+    };
+    let (mut s, id, _pid) = client
+        .exec_start_checked(req, std::time::Duration::from_millis(500), &paused)
+        .map_err(aibox_runtime::Error::from)?;
     if a.detach {
         println!("{id}");
         return Ok(0);
