@@ -311,10 +311,10 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
         }
         let release = Release {
             cgroup: cgroup.clone(),
-            expect: report.clone(),
+            landlock_abi: report.landlock_abi,
         };
-        let body = serde_json::to_vec(&release).map_err(|e| SetupError::Child(e.to_string()))?;
-        send(&p2c_w, b'G', &body).map_err(sys("releasing the setup process"))?;
+        send(&p2c_w, b'G', release.encode().as_bytes())
+            .map_err(sys("releasing the setup process"))?;
         let g = match recv(&c2p_r).map_err(sys("reading from the setup process"))? {
             Some((b'P', body)) if body.len() == 4 => {
                 i32::from_le_bytes([body[0], body[1], body[2], body[3]])
@@ -373,12 +373,48 @@ fn staging_name(i: usize, file: bool) -> String {
     }
 }
 
-/// What P sends C (and so G) once the namespaces may be entered.
-#[derive(serde::Serialize, serde::Deserialize)]
+/// What P sends C (and so G) once the namespaces may be entered. Plain
+/// text, not JSON: on this path every page of code touched for the first
+/// time (a serde deserializer, say) costs a page fault.
 struct Release {
     cgroup: Cgroup,
-    /// The report P computed; PID 1 verifies its own part of it.
-    expect: IsolationReport,
+    /// The Landlock ABI P expects PID 1 to enforce (None: no Landlock).
+    landlock_abi: Option<u32>,
+}
+
+impl Release {
+    /// `landlock ABI or -` / cgroup version / one `controller<TAB>dir` per line.
+    fn encode(&self) -> String {
+        let mut out = format!(
+            "{}\n{}\n",
+            self.landlock_abi.map_or("-".into(), |v| v.to_string()),
+            self.cgroup.version
+        );
+        for (ctrl, dir) in &self.cgroup.dirs {
+            out.push_str(&format!("{ctrl}\t{}\n", dir.display()));
+        }
+        out
+    }
+
+    fn decode(body: &[u8]) -> Option<Release> {
+        let text = std::str::from_utf8(body).ok()?;
+        let mut lines = text.lines();
+        let landlock_abi = match lines.next()? {
+            "-" => None,
+            v => Some(v.parse().ok()?),
+        };
+        let version = lines.next()?.to_string();
+        let dirs = lines
+            .map(|l| {
+                l.split_once('\t')
+                    .map(|(c, d)| (c.to_string(), PathBuf::from(d)))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Release {
+            cgroup: Cgroup { version, dirs },
+            landlock_abi,
+        })
+    }
 }
 
 /// Read PID 1's verdict on its setup: `R` (sealed as expected) or `E`.
@@ -622,9 +658,9 @@ fn child_c(
     // neither, and the network namespace is the most expensive one).
     aibox_sys::unshare(libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS)
         .map_err(e("unshare(net, ipc, uts namespaces)"))?;
-    let release: Release = match recv(p2c).map_err(e("wait for parent"))? {
+    let release = match recv(p2c).map_err(e("wait for parent"))? {
         Some((b'G', body)) => {
-            serde_json::from_slice(&body).map_err(|err| format!("bad release message: {err}"))?
+            Release::decode(&body).ok_or("bad release message from the parent")?
         }
         _ => return Err("parent aborted".into()),
     };
@@ -664,13 +700,12 @@ fn child_c(
                     aibox_sys::exit_now(1);
                 }
             };
-            let want = &release.expect;
-            let same = report.namespaces == want.namespaces
+            let same = report.namespaces == aibox_types::NamespaceReport::all()
                 && report.seccomp
                 && report.no_new_privs
                 && report.bounding_caps.is_empty()
-                && report.landlock_abi == want.landlock_abi
-                && report.landlock_enforced == want.landlock_enforced
+                && report.landlock_abi == release.landlock_abi
+                && report.landlock_enforced == release.landlock_abi.is_some()
                 && report.overlay_rootfs
                 && report.proc_masked;
             if !same {
@@ -681,8 +716,9 @@ fn child_c(
                 );
                 aibox_sys::exit_now(1);
             }
-            let body = serde_json::to_vec(&report).unwrap_or_default();
-            if send(&g2p, b'R', &body).is_err() {
+            // The verdict only: P reports what it set up, which this check
+            // has just confirmed.
+            if send(&g2p, b'R', &[]).is_err() {
                 aibox_sys::exit_now(1);
             }
             drop(g2p);
@@ -836,4 +872,40 @@ fn sandbox_init(
         network: "none".into(),
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_message_round_trips() {
+        let r = Release {
+            cgroup: Cgroup {
+                version: "v1".into(),
+                dirs: vec![
+                    ("memory".into(), "/sys/fs/cgroup/memory/a b/aibox-1".into()),
+                    ("pids".into(), "/sys/fs/cgroup/pids/aibox-1".into()),
+                ],
+            },
+            landlock_abi: Some(7),
+        };
+        let back = Release::decode(r.encode().as_bytes()).unwrap();
+        assert_eq!((back.cgroup, back.landlock_abi), (r.cgroup, Some(7)));
+        let none = Release {
+            cgroup: Cgroup {
+                version: "none".into(),
+                dirs: vec![],
+            },
+            landlock_abi: None,
+        };
+        assert_eq!(
+            Release::decode(none.encode().as_bytes())
+                .unwrap()
+                .landlock_abi,
+            None
+        );
+        assert!(Release::decode(b"x\n").is_none());
+        assert!(Release::decode(b"7\nv1\nno-tab\n").is_none());
+    }
 }
