@@ -69,7 +69,7 @@ fn two_hundred_cycles_leave_nothing_behind() {
     let mounts = common::host_mounts();
     let cgroups = common::aibox_cgroups();
     let procs = sandbox_processes();
-    let slots_before = entries(&rt.dirs().slots());
+    let slots_before = aibox_runtime::state::held_slots(&rt.dirs().slots());
     let cycles = std::env::var("AIBOX_LEAK_CYCLES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -119,10 +119,7 @@ fn two_hundred_cycles_leave_nothing_behind() {
         Vec::<String>::new(),
         "records or sockets left"
     );
-    let mut slots_after = entries(&rt.dirs().slots());
-    slots_after.sort();
-    let mut slots_before = slots_before;
-    slots_before.sort();
+    let slots_after = aibox_runtime::state::held_slots(&rt.dirs().slots());
     assert_eq!(slots_after, slots_before, "uid slots left claimed");
     let mut staging = entries(&rt.dirs().staging());
     staging.sort();

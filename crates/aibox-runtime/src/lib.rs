@@ -155,7 +155,7 @@ impl Runtime {
         &self,
         spec: &SandboxSpec,
         persistent: bool,
-    ) -> Result<(setup::Plan, Option<u32>), Error> {
+    ) -> Result<(setup::Plan, Option<state::Slot>), Error> {
         spec.validate().map_err(Error::InvalidSpec)?;
         self.dirs.ensure()?;
         let template = template::resolve(&self.dirs.templates(), &spec.template)?;
@@ -163,32 +163,24 @@ impl Runtime {
         let slot = if self.rootless() {
             None
         } else {
-            // Persistent sandboxes are found through their record; one-shot
-            // runs through their creator (this process).
-            let owner = if persistent {
-                format!("{id} {}", self.dirs.sandbox(&id).display())
-            } else {
-                let me = aibox_sys::getpid();
-                format!(
-                    "{id} {me} {}",
-                    aibox_sys::process_start_time(me).unwrap_or(0)
-                )
-            };
-            Some(state::claim_slot(&self.dirs.slots(), &owner)?)
+            Some(state::claim_slot(&self.dirs.slots())?)
         };
         let plan = setup::Plan {
             id,
             spec: spec.clone(),
             template,
             staging: self.dirs.staging(),
-            uid_base: slot.map(state::slot_uid),
+            uid_base: slot.as_ref().map(|s| state::slot_uid(s.n)),
+            slot_lock: slot
+                .as_ref()
+                .map(|s| std::os::fd::AsRawFd::as_raw_fd(&s.file)),
             cgroups: self.cgroup_layout().clone(),
             persistent,
         };
         Ok((plan, slot))
     }
 
-    fn record(&self, plan: &setup::Plan, slot: Option<u32>, status: Status, pid: i32) -> Record {
+    fn record(&self, plan: &setup::Plan, status: Status, pid: i32) -> Record {
         Record {
             id: plan.id.clone(),
             status,
@@ -201,16 +193,17 @@ impl Runtime {
                 version: self.cgroup_layout().version().into(),
                 dirs: vec![],
             },
-            uid_slot: slot,
+            uid_slot: plan
+                .uid_base
+                .map(|b| (b - state::SLOT_BASE) / state::SLOT_SIZE),
             socket: self.dirs.sandbox(&plan.id).join("agent.sock"),
         }
     }
 
-    fn abandon(&self, id: &str, slot: Option<u32>) {
+    /// Remove a sandbox's record dir. (Its uid slot is released by the
+    /// kernel when the last holder of the slot's lock is gone.)
+    fn abandon(&self, id: &str) {
         let _ = std::fs::remove_dir_all(self.dirs.sandbox(id));
-        if let Some(s) = slot {
-            state::release_slot(&self.dirs.slots(), s);
-        }
     }
 
     /// Run one command in a fresh sandbox with the caller's stdio. Must be
@@ -223,20 +216,9 @@ impl Runtime {
         }
         let (plan, slot) = self.prepare(spec, false)?;
         let tty = one.tty;
-        // No record for one-shot runs: the uid slot file names this process
-        // as the creator, which is all `gc` needs after a crash.
-        let release = |slot: Option<u32>| {
-            if let Some(s) = slot {
-                state::release_slot(&self.dirs.slots(), s);
-            }
-        };
-        let mut launched = match setup::launch(&plan, setup::Payload::OneShot(one)) {
-            Ok(l) => l,
-            Err(e) => {
-                release(slot);
-                return Err(e.into());
-            }
-        };
+        // No record for one-shot runs: this process holds the uid slot (and
+        // PID 1 inherits the hold), which is all `gc` needs after a crash.
+        let mut launched = setup::launch(&plan, setup::Payload::OneShot(one))?;
         let outcome = wait_one_shot(&launched, spec.timeout_ms.map(Duration::from_millis), tty);
         let (code, timed_out) = outcome;
         // Did PID 1 finish its setup (and so run the command)?
@@ -253,7 +235,7 @@ impl Runtime {
             launched.cgroup.kill_all();
         }
         let _ = launched.cgroup.remove(Duration::from_secs(5));
-        release(slot);
+        drop(slot);
         confirmed?;
         Ok(RunOutcome {
             code,
@@ -280,9 +262,11 @@ impl Runtime {
 
     /// The helper's side of [`create`]: runs in a single-threaded process.
     pub fn create_here(&self, spec: &SandboxSpec) -> Result<Record, Error> {
-        let (plan, slot) = self.prepare(spec, true)?;
+        // `_slot` keeps the uid slot held until PID 1 (which inherits the
+        // hold) is running and recorded.
+        let (plan, _slot) = self.prepare(spec, true)?;
         let dir = self.dirs.sandbox(&plan.id);
-        let mut rec = self.record(&plan, slot, Status::Creating, aibox_sys::getpid());
+        let mut rec = self.record(&plan, Status::Creating, aibox_sys::getpid());
         let listener = (|| -> Result<std::os::unix::net::UnixListener, state::StateError> {
             let w = |source| state::StateError::Write {
                 path: dir.clone(),
@@ -299,14 +283,14 @@ impl Runtime {
         let listener = match listener {
             Ok(l) => l,
             Err(e) => {
-                self.abandon(&plan.id, slot);
+                self.abandon(&plan.id);
                 return Err(e.into());
             }
         };
         let launched = match setup::launch(&plan, setup::Payload::Agent(listener.into())) {
             Ok(l) => l,
             Err(e) => {
-                self.abandon(&plan.id, slot);
+                self.abandon(&plan.id);
                 return Err(e.into());
             }
         };
@@ -410,7 +394,7 @@ impl Runtime {
         kill_pid1(rec);
         rec.cgroup.kill_all();
         let r = rec.cgroup.remove(Duration::from_secs(5));
-        self.abandon(&rec.id, rec.uid_slot);
+        self.abandon(&rec.id);
         r.map_err(Error::from)
     }
 
@@ -442,59 +426,33 @@ impl Runtime {
                 }
             }
         }
-        // Slots are host-wide (uid ranges are a host resource). One-shot runs
-        // name their creator process; persistent sandboxes their record dir.
-        let mut slot_ids = Vec::new();
-        if let Ok(rd) = std::fs::read_dir(self.dirs.slots()) {
-            for e in rd.flatten() {
-                let Ok(n) = e.file_name().to_string_lossy().parse::<u32>() else {
-                    continue;
-                };
-                let Some(owner) = state::slot_owner(&self.dirs.slots(), n) else {
-                    continue;
-                };
-                let mut f = owner.split_whitespace();
-                let id = f.next().unwrap_or_default().to_string();
-                let (a, b) = (f.next(), f.next());
-                let stale = match (a, b) {
-                    (Some(pid), Some(start)) => match (pid.parse::<i32>(), start.parse::<u64>()) {
-                        (Ok(pid), Ok(start)) => aibox_sys::process_start_time(pid) != Some(start),
-                        _ => false,
-                    },
-                    (Some(record_dir), None) => {
-                        let fresh = age(&e).is_none_or(|a| a < Duration::from_secs(60));
-                        !fresh && !std::path::Path::new(record_dir).exists()
-                    }
-                    _ => false,
-                };
-                if stale {
-                    self.remove_cgroups_named(&id);
-                    state::release_slot(&self.dirs.slots(), n);
-                    cleaned.push(id);
-                } else {
-                    slot_ids.push(id);
-                }
-            }
-        }
-        // Root: our cgroups that no slot and no record account for (a
-        // creator killed between mkdir and claiming them). Rootless sandboxes
-        // have no slots, so rootless gc leaves cgroups alone.
+        // Root: our cgroups whose sandbox is gone. A cgroup is named
+        // `aibox-<id>.<slot>`; its creator holds the uid slot's lock from
+        // before the cgroup exists until after it is removed (and PID 1 holds
+        // it for a persistent sandbox's life). So one with no record and a
+        // free slot is an orphan. Rootless sandboxes have no slots, and
+        // rootless gc leaves cgroups alone.
         if let (Layout::V1(dirs), false) = (self.cgroup_layout(), self.rootless()) {
+            let held = state::held_slots(&self.dirs.slots());
             for (_, parent) in dirs {
                 let Ok(rd) = std::fs::read_dir(parent) else {
                     continue;
                 };
                 for e in rd.flatten() {
                     let name = e.file_name().to_string_lossy().into_owned();
-                    let Some(id) = name.strip_prefix("aibox-") else {
+                    let Some((id, slot)) =
+                        name.strip_prefix("aibox-").and_then(|r| r.split_once('.'))
+                    else {
                         continue;
                     };
-                    let young = age(&e).is_none_or(|a| a < Duration::from_secs(60));
-                    if !young
-                        && !self.dirs.sandbox(id).exists()
-                        && !slot_ids.iter().any(|l| l == id)
-                    {
-                        self.remove_cgroups_named(id);
+                    let Ok(slot) = slot.parse::<u32>() else {
+                        continue;
+                    };
+                    if !held.contains(&slot) && !self.dirs.sandbox(id).exists() {
+                        self.remove_cgroup(&name);
+                        if !cleaned.iter().any(|c| c == id) {
+                            cleaned.push(id.to_string());
+                        }
                     }
                 }
             }
@@ -504,12 +462,11 @@ impl Runtime {
 }
 
 impl Runtime {
-    /// Kill and remove `aibox-<id>` under every controller we use.
-    fn remove_cgroups_named(&self, id: &str) {
-        let name = format!("aibox-{id}");
+    /// Kill and remove cgroup `name` under every controller we use.
+    fn remove_cgroup(&self, name: &str) {
         let dirs: Vec<(String, PathBuf)> = match self.cgroup_layout() {
-            Layout::V1(d) => d.iter().map(|(c, p)| (c.clone(), p.join(&name))).collect(),
-            Layout::V2 { own, .. } => vec![("unified".into(), own.join(&name))],
+            Layout::V1(d) => d.iter().map(|(c, p)| (c.clone(), p.join(name))).collect(),
+            Layout::V2 { own, .. } => vec![("unified".into(), own.join(name))],
             Layout::None => vec![],
         };
         let cg = Cgroup {

@@ -73,12 +73,28 @@ pub struct Plan {
     pub staging: PathBuf,
     /// Some(host uid base) in root mode; None when rootless.
     pub uid_base: Option<u32>,
+    /// The fd holding the uid slot's lock: kept open by PID 1 for its whole
+    /// life, so the slot stays claimed exactly as long as the sandbox lives.
+    pub slot_lock: Option<std::os::fd::RawFd>,
     pub cgroups: CgLayout,
     /// Create freezer and accounting cgroups (persistent sandboxes).
     pub persistent: bool,
 }
 
 impl Plan {
+    /// `aibox-<id>`, plus `.<slot>` in root mode: `gc` can then tell an
+    /// orphaned cgroup (slot no longer held) from one being set up.
+    pub fn cgroup_name(&self) -> String {
+        match self.uid_base {
+            Some(base) => format!(
+                "aibox-{}.{}",
+                self.id,
+                (base - crate::state::SLOT_BASE) / crate::state::SLOT_SIZE
+            ),
+            None => format!("aibox-{}", self.id),
+        }
+    }
+
     pub fn rootless(&self) -> bool {
         self.uid_base.is_none()
     }
@@ -250,6 +266,7 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
             if let Payload::Agent(l) = &payload {
                 keep.push(l.as_raw_fd());
             }
+            keep.extend(plan.slot_lock);
             if aibox_sys::close_fds_except(&keep).is_err() {
                 aibox_sys::exit_now(1);
             }
@@ -493,7 +510,7 @@ fn make_cgroup(
         accounting: plan.persistent,
     };
     let applied = if plan.cgroups.has("memory") || plan.cgroups.has("pids") {
-        match Cgroup::create(&plan.cgroups, &format!("aibox-{}", plan.id), &limits) {
+        match Cgroup::create(&plan.cgroups, &plan.cgroup_name(), &limits) {
             Ok((cg, applied)) => {
                 *cgroup = cg;
                 applied

@@ -105,33 +105,57 @@ pub fn slot_uid(slot: u32) -> u32 {
     SLOT_BASE + slot * SLOT_SIZE
 }
 
-/// Claim the first free slot by creating `slots/N` exclusively.
-pub fn claim_slot(slots: &Path, owner: &str) -> Result<u32, StateError> {
+/// A claimed uid-range slot: an exclusive `flock` on `slots/N`. The lock
+/// belongs to the open file, which the sandbox's PID 1 inherits and keeps
+/// for its whole life, so the kernel releases the slot when the last holder
+/// dies — a crash can never leak one, and claiming one writes nothing to the
+/// filesystem once the lock files exist (a file create and unlink per run
+/// could stall for a millisecond on a journal commit).
+#[derive(Debug)]
+pub struct Slot {
+    pub n: u32,
+    pub file: fs::File,
+}
+
+/// Claim the first free slot.
+pub fn claim_slot(slots: &Path) -> Result<Slot, StateError> {
+    use std::os::fd::AsFd;
     for n in 0..SLOT_COUNT {
-        let p = slots.join(n.to_string());
-        match fs::OpenOptions::new()
+        let path = slots.join(n.to_string());
+        let err = |source| StateError::Write {
+            path: path.clone(),
+            source,
+        };
+        let file = fs::OpenOptions::new()
+            .read(true)
             .write(true)
-            .create_new(true)
+            .create(true)
+            .truncate(false)
             .mode(0o600)
-            .open(&p)
-        {
-            Ok(mut f) => {
-                f.write_all(owner.as_bytes())
-                    .map_err(|source| StateError::Write { path: p, source })?;
-                return Ok(n);
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(source) => return Err(StateError::Write { path: p, source }),
+            .open(&path)
+            .map_err(err)?;
+        if aibox_sys::try_lock_exclusive(file.as_fd()).map_err(err)? {
+            return Ok(Slot { n, file });
         }
     }
     Err(StateError::NoSlot(SLOT_COUNT))
 }
 
-pub fn release_slot(slots: &Path, slot: u32) {
-    let _ = fs::remove_file(slots.join(slot.to_string()));
-}
-
-/// The sandbox id that holds a slot.
-pub fn slot_owner(slots: &Path, slot: u32) -> Option<String> {
-    fs::read_to_string(slots.join(slot.to_string())).ok()
+/// Slots currently held by a live sandbox (or its creator).
+pub fn held_slots(slots: &Path) -> Vec<u32> {
+    use std::os::fd::AsFd;
+    let Ok(rd) = fs::read_dir(slots) else {
+        return vec![];
+    };
+    let mut held: Vec<u32> = rd
+        .flatten()
+        .filter_map(|e| {
+            let n: u32 = e.file_name().to_string_lossy().parse().ok()?;
+            let f = fs::File::open(e.path()).ok()?;
+            // Probing takes the lock for a moment; dropping `f` releases it.
+            (!aibox_sys::try_lock_exclusive(f.as_fd()).ok()?).then_some(n)
+        })
+        .collect();
+    held.sort_unstable();
+    held
 }

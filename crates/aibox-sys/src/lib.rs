@@ -1094,6 +1094,21 @@ pub fn peer_closed(fd: BorrowedFd<'_>) -> bool {
     rc == 1 && p.revents & (libc::POLLRDHUP | libc::POLLHUP) != 0
 }
 
+/// flock(LOCK_EX | LOCK_NB): Ok(false) when someone else holds the lock.
+pub fn try_lock_exclusive(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    // SAFETY: flock on a valid fd with integer flags.
+    let rc = unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
