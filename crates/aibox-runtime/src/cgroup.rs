@@ -65,9 +65,50 @@ pub enum Layout {
 impl Layout {
     /// Detect from the live system.
     pub fn detect() -> Layout {
-        let mi = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let cg = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        // Fast path: the standard mount points, checked with statfs. Reading
+        // mountinfo takes the kernel's namespace lock, which can wait a
+        // millisecond behind a sandbox's mount namespace being torn down.
+        if let Some(l) = Layout::at_standard_places(&cg) {
+            return l;
+        }
+        let mi = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         Layout::from_proc(&mi, &cg, |p| fs::read_to_string(p).ok())
+    }
+
+    /// The layout when cgroups are mounted where systemd and most
+    /// distributions put them (/sys/fs/cgroup, /sys/fs/cgroup/<controllers>,
+    /// /sys/fs/cgroup/unified); None when anything looks different.
+    fn at_standard_places(self_cgroup: &str) -> Option<Layout> {
+        const CGROUP_SUPER_MAGIC: i64 = 0x0027_e0eb;
+        let root = Path::new("/sys/fs/cgroup");
+        let is = |p: &Path, magic: i64| aibox_sys::statfs_type(p).ok() == Some(magic);
+        let unified = self_cgroup.lines().find_map(|l| l.strip_prefix("0::"));
+        if is(root, aibox_sys::CGROUP2_SUPER_MAGIC) {
+            let own = root.join(unified?.trim_start_matches('/'));
+            let controllers =
+                fs::read_to_string(own.join("cgroup.controllers")).ok()?.split_whitespace().map(str::to_string).collect();
+            return Some(Layout::V2 { own, controllers });
+        }
+        let mut dirs = Vec::new();
+        for line in self_cgroup.lines() {
+            let mut it = line.splitn(3, ':');
+            let (Some(_), Some(ctrls), Some(path)) = (it.next(), it.next(), it.next()) else { return None };
+            if ctrls.is_empty() || !ctrls.split(',').any(|c| CONTROLLERS.contains(&c)) {
+                continue;
+            }
+            let mnt = root.join(ctrls);
+            if !is(&mnt, CGROUP_SUPER_MAGIC) {
+                return None;
+            }
+            for c in ctrls.split(',').filter(|c| CONTROLLERS.contains(c)) {
+                dirs.push((c.to_string(), mnt.join(path.trim_start_matches('/'))));
+            }
+        }
+        if dirs.iter().any(|(c, _)| c == "memory" || c == "pids") {
+            return Some(Layout::V1(dirs));
+        }
+        None
     }
 
     /// Pure detection from the text of mountinfo and /proc/self/cgroup.
@@ -652,6 +693,27 @@ mod tests {
                 controllers: vec!["cpu".into(), "memory".into(), "pids".into()]
             }
         );
+    }
+
+    #[test]
+    fn standard_places_agree_with_mountinfo() {
+        let cg = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        let mi = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let slow = Layout::from_proc(&mi, &cg, |p| fs::read_to_string(p).ok());
+        match Layout::at_standard_places(&cg) {
+            Some(fast) => {
+                let sorted = |l: &Layout| match l {
+                    Layout::V1(d) => {
+                        let mut d = d.clone();
+                        d.sort();
+                        Layout::V1(d)
+                    }
+                    other => other.clone(),
+                };
+                assert_eq!(sorted(&fast), sorted(&slow));
+            }
+            None => eprintln!("SKIP: cgroups are not at the standard places here ({slow:?})"),
+        }
     }
 
     #[test]
