@@ -162,3 +162,18 @@ fn sandboxes_cannot_see_each_other() {
     a.destroy().unwrap();
     b.destroy().unwrap();
 }
+
+#[test]
+fn cpu_limit_is_enforced() {
+    require_sandboxes!();
+    require_root!();
+    let env = Env::new("cpulimit");
+    let spin = "import os, time\nt = time.time()\nwhile time.time() - t < 1: pass\nprint(os.times().user + os.times().system)";
+    let o = env.run(&["run", "--cpus", "0.2", "--", "python3", "-c", spin]);
+    let used: f64 = stdout(&o)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{} {}", stdout(&o), stderr(&o)));
+    // 0.2 cores over one second, with slack for a busy CI machine.
+    assert!(used < 0.45, "used {used} s of CPU in 1 s with --cpus 0.2");
+}

@@ -86,14 +86,19 @@ impl Layout {
         let unified = self_cgroup.lines().find_map(|l| l.strip_prefix("0::"));
         if is(root, aibox_sys::CGROUP2_SUPER_MAGIC) {
             let own = root.join(unified?.trim_start_matches('/'));
-            let controllers =
-                fs::read_to_string(own.join("cgroup.controllers")).ok()?.split_whitespace().map(str::to_string).collect();
+            let controllers = fs::read_to_string(own.join("cgroup.controllers"))
+                .ok()?
+                .split_whitespace()
+                .map(str::to_string)
+                .collect();
             return Some(Layout::V2 { own, controllers });
         }
         let mut dirs = Vec::new();
         for line in self_cgroup.lines() {
             let mut it = line.splitn(3, ':');
-            let (Some(_), Some(ctrls), Some(path)) = (it.next(), it.next(), it.next()) else { return None };
+            let (Some(_), Some(ctrls), Some(path)) = (it.next(), it.next(), it.next()) else {
+                return None;
+            };
             if ctrls.is_empty() || !ctrls.split(',').any(|c| CONTROLLERS.contains(&c)) {
                 continue;
             }
