@@ -321,3 +321,30 @@ fn tty_mode_gives_the_command_its_own_terminal() {
     assert!(out.contains("xterm-256color"), "{out:?}");
     assert_eq!(o.status.code(), Some(3));
 }
+
+#[test]
+fn signals_to_aibox_reach_the_command() {
+    require_sandboxes!();
+    let env = Env::new("signals");
+    for (sig, name) in [
+        (libc::SIGTERM, "TERM"),
+        (libc::SIGINT, "INT"),
+        (libc::SIGHUP, "HUP"),
+    ] {
+        let script = format!("trap 'echo got-{name}; exit 7' {name}; echo ready; sleep 30 & wait");
+        let mut child = env
+            .aibox(&["run", "--", "sh", "-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let mut ready = [0u8; 6];
+        std::io::Read::read_exact(&mut out, &mut ready).unwrap();
+        aibox_sys::kill(child.id() as i32, sig).unwrap();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(rest, format!("got-{name}\n"));
+        assert_eq!(status.code(), Some(7), "{name}");
+    }
+}

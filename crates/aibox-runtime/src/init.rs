@@ -75,7 +75,9 @@ const FORWARDED: [i32; 6] = [
 pub fn run(one: OneShot, spec: &SandboxSpec, parent_link: OwnedFd) -> i32 {
     let mut signals = vec![libc::SIGCHLD, libc::SIGWINCH];
     signals.extend(FORWARDED);
-    let Ok(sigfd) = aibox_sys::signalfd(&signals) else {
+    // A self-pipe, not signalfd: a blocked mask would be inherited by the
+    // command (posix_spawn keeps it), leaving it deaf to signals.
+    let Ok(sigfd) = aibox_sys::signal_pipe(&signals) else {
         return 125;
     };
     // PID 1 leads its own session with no controlling terminal: terminal
@@ -163,7 +165,7 @@ pub fn run(one: OneShot, spec: &SandboxSpec, parent_link: OwnedFd) -> i32 {
             return 137;
         }
         if ready[0] {
-            if let Ok(sig) = aibox_sys::read_signal(sigfd.as_fd()) {
+            for sig in aibox_sys::read_signals(sigfd.as_fd()) {
                 match sig {
                     libc::SIGCHLD => {
                         while let Ok(Some((pid, st))) = aibox_sys::wait_any(false) {

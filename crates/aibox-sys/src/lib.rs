@@ -1109,6 +1109,65 @@ pub fn try_lock_exclusive(fd: BorrowedFd<'_>) -> io::Result<bool> {
     }
 }
 
+static SIGNAL_PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    // Async-signal-safe: one write(2) of one byte, errno preserved.
+    let fd = SIGNAL_PIPE.load(std::sync::atomic::Ordering::Relaxed);
+    if fd >= 0 {
+        // SAFETY: __errno_location returns this thread's errno slot; write
+        // takes a pointer to a live byte. A full pipe just drops the byte
+        // (the reader still wakes for the ones already queued).
+        unsafe {
+            let errno = *libc::__errno_location();
+            let b = sig as u8;
+            libc::write(fd, (&b as *const u8).cast(), 1);
+            *libc::__errno_location() = errno;
+        }
+    }
+}
+
+/// Deliver `signals` as bytes on a pipe (the self-pipe trick): the returned
+/// read end becomes readable when one arrives. Unlike signalfd this needs no
+/// blocked signal mask, which children spawned with posix_spawn would
+/// otherwise inherit. One per process.
+pub fn signal_pipe(signals: &[libc::c_int]) -> io::Result<OwnedFd> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: fds is a two-element array as pipe2 requires.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) })?;
+    // SAFETY: both fds were just created; the write end is deliberately kept
+    // open for the life of the process (the handler uses it).
+    let read = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+    SIGNAL_PIPE.store(fds[1], std::sync::atomic::Ordering::Relaxed);
+    for &sig in signals {
+        // SAFETY: sigaction is plain data; zeroed is a valid start.
+        let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+        sa.sa_sigaction = on_signal as *const () as usize;
+        sa.sa_flags = libc::SA_RESTART;
+        // SAFETY: sa_mask is initialised by sigemptyset; the handler is
+        // async-signal-safe (see on_signal).
+        unsafe {
+            libc::sigemptyset(&mut sa.sa_mask);
+            cvt(libc::sigaction(sig, &sa, std::ptr::null_mut()))?;
+        }
+    }
+    Ok(read)
+}
+
+/// Read every signal number queued on a [`signal_pipe`].
+pub fn read_signals(fd: BorrowedFd<'_>) -> Vec<libc::c_int> {
+    let mut buf = [0u8; 64];
+    // SAFETY: buf is a writable buffer of its length; the fd is non-blocking.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n <= 0 {
+        return vec![];
+    }
+    buf[..n as usize]
+        .iter()
+        .map(|b| *b as libc::c_int)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
