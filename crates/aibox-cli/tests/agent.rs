@@ -73,7 +73,7 @@ fn exec_variants() {
     // Every id is the user's and no capability survives the exec.
     let o = c
         .exec(
-            sh("grep -E '^(Uid|Gid|CapPrm|CapEff|CapBnd|NoNewPrivs)' /proc/self/status"),
+            sh("grep -E '^(Uid|Gid|CapPrm|CapEff|CapBnd|NoNewPrivs|SigBlk|SigIgn)' /proc/self/status"),
             None,
         )
         .unwrap();
@@ -90,6 +90,8 @@ fn exec_variants() {
         "CapEff: 0000000000000000",
         "CapBnd: 0000000000000000",
         "NoNewPrivs: 1",
+        "SigBlk: 0000000000000000",
+        "SigIgn: 0000000000000000",
     ] {
         assert!(status.contains(cap), "{status}");
     }
