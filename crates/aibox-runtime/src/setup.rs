@@ -853,6 +853,8 @@ fn sandbox_init(
         .unwrap_or_else(|| format!("aibox-{}", &plan.id[..plan.id.len().min(8)]));
     aibox_sys::sethostname(&hostname).map_err(|e| format!("sethostname: {e}"))?;
     aibox_sys::loopback_up().map_err(|e| format!("bringing up loopback: {e}"))?;
+    // Commands must not inherit signals our caller ignored or blocked.
+    aibox_sys::reset_signal_dispositions();
     aibox_sys::setrlimit(aibox_sys::RlimitResource::Core, 0, 0)
         .map_err(|e| format!("setrlimit: {e}"))?;
 

@@ -1168,6 +1168,50 @@ pub fn read_signals(fd: BorrowedFd<'_>) -> Vec<libc::c_int> {
         .collect()
 }
 
+/// Unblock every signal and set every disposition back to the default, including the
+/// realtime ones glibc reserves (so nothing "ignored" by whoever started us
+/// is inherited by sandboxed commands). Raw rt_sigaction, since glibc
+/// refuses to touch its reserved signals. Call before creating threads.
+pub fn reset_signal_dispositions() {
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let dfl = KernelSigaction {
+        handler: 0,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    let empty: u64 = 0;
+    // SAFETY: an empty 8-byte kernel sigset; the old mask is not wanted.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &empty as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        );
+    }
+    for sig in 1..=64 {
+        // SAFETY: a valid kernel_sigaction with SIG_DFL (0); SIGKILL and
+        // SIGSTOP answer EINVAL, which is fine to ignore.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &dfl as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
