@@ -1,15 +1,11 @@
 //! Random identifiers.
 
-use std::io::Read;
-
 /// 12 lowercase hex characters from the kernel's CSPRNG.
 pub fn random_id() -> String {
     let mut b = [0u8; 6];
-    let ok = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .is_ok();
+    let ok = aibox_sys::getrandom(&mut b).is_ok();
     if !ok {
-        // /dev/urandom missing is not a reason to fail: fall back to the
+        // getrandom failing is not a reason to fail: fall back to the
         // std hasher's random keys mixed with time and pid.
         use std::hash::{BuildHasher, Hasher};
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
