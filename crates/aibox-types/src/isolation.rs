@@ -213,15 +213,7 @@ mod tests {
 
     fn full() -> IsolationReport {
         IsolationReport {
-            namespaces: NamespaceReport {
-                user: true,
-                mount: true,
-                pid: true,
-                net: true,
-                ipc: true,
-                uts: true,
-                cgroup: true,
-            },
+            namespaces: NamespaceReport::all(),
             no_new_privs: true,
             seccomp: true,
             overlay_rootfs: true,
