@@ -24,19 +24,9 @@ out("read_host_shadow", not os.path.exists("/etc/shadow"), "")
 out("host_root_home_empty", os.listdir("/root") == [] if os.access("/root", os.R_OK) else True, "")
 out("host_home_absent", os.listdir("/home") == ["user"], str(os.listdir("/home")))
 out("host_marker_invisible", not os.path.exists(sys.argv[3]), sys.argv[3])
-for path in ["/usr/aibox-escape", "/proc/sys/kernel/aibox", "/dev/aibox-escape", "/sys/aibox"]:
-    try:
-        open(path, "w").write("x")
-        out("write_" + path.replace("/", "_"), False, "wrote")
-    except OSError as e:
-        out("write_" + path.replace("/", "_"), True, errno.errorcode.get(e.errno, ""))
-try:
-    open("/proc/sys/kernel/hostname", "w").write("pwned")
-    out("write_proc_sys", False, "wrote hostname")
-except OSError as e:
-    out("write_proc_sys", True, errno.errorcode.get(e.errno, ""))
-
-for path in ["/proc/sysrq-trigger", "/proc/irq/default_smp_affinity", "/proc/sys/vm/drop_caches", "/proc/sys/kernel/core_pattern"]:
+for path in ["/usr/aibox-escape", "/proc/sys/kernel/aibox", "/dev/aibox-escape", "/sys/aibox",
+             "/proc/sys/kernel/hostname", "/proc/sysrq-trigger", "/proc/irq/default_smp_affinity",
+             "/proc/sys/vm/drop_caches", "/proc/sys/kernel/core_pattern"]:
     try:
         open(path, "w").write("1")
         out("write_" + path.replace("/", "_"), False, "wrote")

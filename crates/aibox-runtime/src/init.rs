@@ -37,19 +37,14 @@ pub fn base_env(spec: &SandboxSpec, user: User) -> Vec<(String, String)> {
     env
 }
 
-/// Build the command for `argv` as `user` (None: keep our own uid).
-pub fn command(argv: &[String], env: &[(String, String)], cwd: &str, uid: Option<u32>) -> Command {
+/// The command for `argv` with a clean environment, started in `cwd`.
+pub fn command(argv: &[String], env: &[(String, String)], cwd: &str) -> Command {
     let mut cmd = Command::new(aibox_agent::resolve_program(&argv[0], env));
     cmd.arg0(&argv[0])
         .args(&argv[1..])
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(cwd);
-    if let Some(uid) = uid {
-        if uid != aibox_sys::geteuid() {
-            cmd.uid(uid).gid(uid);
-        }
-    }
     cmd
 }
 
@@ -98,7 +93,7 @@ pub fn run(one: OneShot, spec: &SandboxSpec, parent_link: OwnedFd) -> i32 {
         }
     }
     let env = base_env(spec, spec.user);
-    let mut cmd = command(&one.argv, &env, &spec.workdir, None);
+    let mut cmd = command(&one.argv, &env, &spec.workdir);
     let host_in = std::io::stdin();
     let mut master: Option<std::fs::File> = None;
     if one.tty {

@@ -222,7 +222,7 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
         )
         .map_err(sys("making the setup mount namespace private"))?;
     }
-    if matches!(payload, Payload::OneShot(_)) {
+    if one_shot {
         // So PID 1 becomes our child once C exits, and we can wait for it.
         aibox_sys::set_child_subreaper().map_err(sys("PR_SET_CHILD_SUBREAPER"))?;
     }

@@ -113,11 +113,6 @@ pub fn getpid() -> libc::pid_t {
     unsafe { libc::getpid() }
 }
 
-pub fn getuid() -> u32 {
-    // SAFETY: getuid cannot fail.
-    unsafe { libc::getuid() }
-}
-
 pub fn getgid() -> u32 {
     // SAFETY: getgid cannot fail.
     unsafe { libc::getgid() }
@@ -306,23 +301,6 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// Clear FD_CLOEXEC so the fd survives exec (used for the helper's fds).
-pub fn clear_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
-    // SAFETY: fcntl on a valid borrowed fd with integer arguments.
-    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, 0) }).map(drop)
-}
-
-/// Take ownership of an fd number inherited across exec.
-///
-/// Fails unless the fd is open. The caller must make sure no other owner
-/// exists for it (it was passed to us by our own parent).
-pub fn inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
-    // SAFETY: F_GETFD only inspects the descriptor table.
-    cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
-    // SAFETY: the fd is open (checked above) and by contract unowned.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
 // ---------------------------------------------------------------- prctl & caps
 
 pub fn set_no_new_privs() -> io::Result<()> {
@@ -415,23 +393,6 @@ pub fn set_caps(keep: &[u32]) -> io::Result<()> {
     };
     // SAFETY: header and a two-element data array, the layout capset(2) v3 expects.
     cvt_long(unsafe { libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) }).map(drop)
-}
-
-/// (effective, permitted, inheritable) masks of the calling thread.
-pub fn get_caps() -> io::Result<(u64, u64, u64)> {
-    let mut data = [CapData::default(); 2];
-    let mut hdr = CapHeader {
-        version: LINUX_CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    // SAFETY: as for capset, with a writable data array.
-    cvt_long(unsafe { libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()) })?;
-    let join = |lo: u32, hi: u32| (lo as u64) | ((hi as u64) << 32);
-    Ok((
-        join(data[0].effective, data[1].effective),
-        join(data[0].permitted, data[1].permitted),
-        join(data[0].inheritable, data[1].inheritable),
-    ))
 }
 
 /// Read the bounding set as a bitmask (PR_CAPBSET_READ for each cap).
@@ -766,11 +727,6 @@ pub fn ignore_sigpipe() {
 
 // ---------------------------------------------------------------- terminals
 
-pub fn isatty(fd: BorrowedFd<'_>) -> bool {
-    // SAFETY: isatty only inspects the fd.
-    unsafe { libc::isatty(fd.as_raw_fd()) == 1 }
-}
-
 pub fn get_winsize(fd: BorrowedFd<'_>) -> io::Result<(u16, u16)> {
     // SAFETY: winsize is plain data.
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
@@ -848,21 +804,6 @@ pub fn restore_termios(fd: BorrowedFd<'_>, t: &Termios) -> io::Result<()> {
 
 // ---------------------------------------------------------------- exec helpers
 
-/// Make the spawned process the leader of a new session (no controlling
-/// terminal), so it cannot reach the caller's terminal with job-control or
-/// TIOCSTI tricks, and so the whole group can be signalled at once.
-pub fn spawn_in_new_session(cmd: &mut Command) {
-    // SAFETY: setsid is async-signal-safe and touches no Rust state.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
 /// New session with `tty_fd` (already dup'ed onto stdin) as the controlling
 /// terminal.
 pub fn spawn_with_controlling_tty(cmd: &mut Command) {
@@ -874,33 +815,6 @@ pub fn spawn_with_controlling_tty(cmd: &mut Command) {
                 return Err(io::Error::last_os_error());
             }
             if libc::ioctl(0, libc::TIOCSCTTY, 0) == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-/// Kill the spawned process when its parent (thread) dies.
-pub fn spawn_with_pdeathsig(cmd: &mut Command, sig: libc::c_int) {
-    // SAFETY: prctl is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, sig, 0, 0, 0) == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-/// Drop supplementary groups before exec even when the target uid is 0
-/// (std only does it when switching to a non-root uid).
-pub fn spawn_with_no_groups(cmd: &mut Command) {
-    // SAFETY: setgroups via raw syscall is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) == -1 {
                 return Err(io::Error::last_os_error());
             }
             Ok(())
@@ -965,12 +879,6 @@ pub fn current_mount_flags(path: &Path) -> io::Result<libc::c_ulong> {
 }
 
 pub use libc::{MS_NOATIME, MS_RELATIME};
-
-/// setpgid(0, 0): become the leader of a new process group.
-pub fn setpgid_self() -> io::Result<()> {
-    // SAFETY: integer arguments.
-    cvt(unsafe { libc::setpgid(0, 0) }).map(drop)
-}
 
 /// Close every fd except `keep` (and 0, 1, 2). Used right after fork so no
 /// host descriptor (a server socket, a log file) leaks into a sandbox.
