@@ -37,17 +37,6 @@ pub fn base_env(spec: &SandboxSpec, user: User) -> Vec<(String, String)> {
     env
 }
 
-/// The command for `argv` with a clean environment, started in `cwd`.
-pub fn command(argv: &[String], env: &[(String, String)], cwd: &str) -> Command {
-    let mut cmd = Command::new(aibox_agent::resolve_program(&argv[0], env));
-    cmd.arg0(&argv[0])
-        .args(&argv[1..])
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .current_dir(cwd);
-    cmd
-}
-
 /// Exit status for a command that could not be started (shell convention).
 pub fn spawn_error_status(argv0: &str, e: &std::io::Error) -> (i32, String) {
     match e.kind() {
@@ -80,8 +69,8 @@ pub fn run(one: OneShot, spec: &SandboxSpec, parent_link: OwnedFd) -> i32 {
     // process in here can use job control on the caller's terminal.
     let _ = aibox_sys::new_session();
     // PID 1 needs no privilege to wait and forward signals, so it takes the
-    // command's identity itself; the unprivileged spawn can then use
-    // posix_spawn (vfork) instead of a full fork.
+    // command's identity itself; the spawn can then be a vfork
+    // (aibox_sys::spawn_clean) instead of a full fork of this process.
     if aibox_sys::geteuid() == 0 && spec.user.uid() != 0 {
         let uid = spec.user.uid();
         let dropped = aibox_sys::setresgid(uid)
@@ -93,10 +82,10 @@ pub fn run(one: OneShot, spec: &SandboxSpec, parent_link: OwnedFd) -> i32 {
         }
     }
     let env = base_env(spec, spec.user);
-    let mut cmd = command(&one.argv, &env, &spec.workdir);
+    let program = aibox_agent::resolve_program(&one.argv[0], &env);
     let host_in = std::io::stdin();
     let mut master: Option<std::fs::File> = None;
-    if one.tty {
+    let spawned = if one.tty {
         let Ok((m, slave)) = aibox_sys::openpty() else {
             eprintln!("aibox: cannot allocate a pseudo-terminal");
             return 125;
@@ -107,29 +96,43 @@ pub fn run(one: OneShot, spec: &SandboxSpec, parent_link: OwnedFd) -> i32 {
         let (Ok(s1), Ok(s2)) = (slave.try_clone(), slave.try_clone()) else {
             return 125;
         };
-        cmd.stdin(Stdio::from(slave))
+        master = Some(std::fs::File::from(m));
+        // A controlling terminal needs code between fork and exec.
+        let mut cmd = Command::new(&program);
+        cmd.arg0(&one.argv[0])
+            .args(&one.argv[1..])
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&spec.workdir)
+            .stdin(Stdio::from(slave))
             .stdout(Stdio::from(s1))
             .stderr(Stdio::from(s2));
         aibox_sys::spawn_with_controlling_tty(&mut cmd);
-        master = Some(std::fs::File::from(m));
+        cmd.spawn().map(|c| c.id() as i32)
+        // `cmd` drops here, closing our copies of the slave side.
     } else {
-        if !one.stdin {
-            cmd.stdin(Stdio::null());
-        }
-        // Its own process group, so signals reach all of it at once.
-        cmd.process_group(0);
-    }
-    let child = match cmd.spawn() {
-        Ok(c) => c,
+        aibox_sys::spawn_clean(&aibox_sys::CleanSpawn {
+            path: &program,
+            argv: &one.argv,
+            env: &env,
+            cwd: std::path::Path::new(&spec.workdir),
+            stdin_null: !one.stdin,
+            // Its own process group, so signals reach all of it at once.
+            new_process_group: true,
+        })
+    };
+    let wpid = match spawned {
+        Ok(pid) => pid,
         Err(e) => {
             let (code, msg) = spawn_error_status(&one.argv[0], &e);
             eprintln!("{msg}");
             return code;
         }
     };
-    drop(cmd); // closes our copies of the slave side
-    let wpid = child.id() as i32;
     let mut status: Option<i32> = None;
+    // The network helper (setup::NetHelper) may have exited before the
+    // signal pipe existed, so its SIGCHLD is not in there.
+    reap(wpid, &mut status);
     let mut stdin_open = one.tty;
     let mut master_open = master.is_some();
     let mut buf = vec![0u8; 16 * 1024];
@@ -162,13 +165,7 @@ pub fn run(one: OneShot, spec: &SandboxSpec, parent_link: OwnedFd) -> i32 {
         if ready[0] {
             for sig in aibox_sys::read_signals(sigfd.as_fd()) {
                 match sig {
-                    libc::SIGCHLD => {
-                        while let Ok(Some((pid, st))) = aibox_sys::wait_any(false) {
-                            if pid == wpid {
-                                status = Some(st.code());
-                            }
-                        }
-                    }
+                    libc::SIGCHLD => reap(wpid, &mut status),
                     libc::SIGWINCH => {
                         if let (Some(m), Ok((r, c))) =
                             (&master, aibox_sys::get_winsize(host_in.as_fd()))
@@ -211,4 +208,13 @@ pub fn run(one: OneShot, spec: &SandboxSpec, parent_link: OwnedFd) -> i32 {
         }
     }
     status.unwrap_or(125)
+}
+
+/// Reap every exited child; the command's status goes to `status`.
+fn reap(command: i32, status: &mut Option<i32>) {
+    while let Ok(Some((pid, st))) = aibox_sys::wait_any(false) {
+        if pid == command {
+            *status = Some(st.code());
+        }
+    }
 }

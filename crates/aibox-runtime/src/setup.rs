@@ -1,27 +1,30 @@
 //! Creating the sandbox process tree. Must run in a single-threaded process.
 //!
 //! ```text
-//!  P (caller, single-threaded)           C (clone(CLONE_NEWUSER))        G (PID 1 of the sandbox)
+//!  P (caller, single-threaded)        S (clone(NEWUSER|NEWPID): PID 1)   H (fork of S)
 //!  [root: unshare(NEWNS), rprivate]
-//!  cgroup: create + limits
-//!  clone ────────────────────────────────► [v1] join cgroup ("0" > tasks)
-//!  write uid_map/gid_map                   unshare(NET|IPC|UTS)
-//!  [root: idmapped binds into staging]
-//!  [v2: add C to the cgroup]
-//!  expected report; check the required
-//!  level (fail closed before anything ran)
-//!  "G" ──────────────────────────────────► setresuid/gid(0), setgroups([])
-//!                                          unshare(NS|PID|CGROUP)
-//!                                          fork ──────────────────────► mounts (mounts::plan), pivot_root
-//!                                          "P"+pid ──►, exit            hostname, loopback up, rlimits
-//!                                                                       drop caps (bounding too), no_new_privs
-//!                                                                       landlock, seccomp
-//!  ◄─────────────────────────────────────────────────────────────────── "R"+report
-//!  compare with the expectation                                         run the payload (init or agent)
+//!  clone ─────────────────────────────► fork ─────────────────────────────► unshare(NET|IPC|UTS)
+//!  write uid_map/gid_map                wait for "G"                         loopback up, "R" ──┐
+//!  [root: idmapped binds into staging]                                      wait for EOF, exit │
+//!  cgroup: create + limits                                                                     │
+//!  [v2: add S to the cgroup]                                                                   │
+//!  expected report; check the required                                                         │
+//!  level (fail closed before anything ran)                                                     │
+//!  "G" ───────────────────────────────► [v1] join cgroup ("0" > tasks)                         │
+//!                                       setresuid/gid(0), setgroups([])                        │
+//!                                       unshare(NS|CGROUP)                                     │
+//!                                       mounts (mounts::plan), pivot_root                      │
+//!                                       setns(H's pidfd, NET|IPC|UTS) ◄────────────────────────┘
+//!                                       hostname, rlimits, drop caps (bounding too),
+//!                                       no_new_privs, landlock, seccomp
+//!  ◄─────────────────────────────────── "R" (or "E" + reason)
+//!  [persistent: record written, "C" ──►] run the payload (init or agent)
 //! ```
-//! Fork happens only in P and C, which never have more than one thread
+//! Fork happens only in P and S, which never have more than one thread
 //! (DEPS.md: cloning from a threaded process deadlocks on inherited locks).
-//! Messages are few on purpose: on a VM every cross-CPU wake-up costs a few
+//! S is born as PID 1, so no fork sits between the release and the payload;
+//! H makes the network namespace (the costliest one) in parallel with the
+//! rest. Messages are few on purpose: on a VM every cross-CPU wake-up costs a few
 //! hundred microseconds. See docs/architecture.md.
 
 use crate::cgroup::{Cgroup, Layout as CgLayout, Limits};
@@ -222,23 +225,19 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
         )
         .map_err(sys("making the setup mount namespace private"))?;
     }
-    if one_shot {
-        // So PID 1 becomes our child once C exits, and we can wait for it.
-        aibox_sys::set_child_subreaper().map_err(sys("PR_SET_CHILD_SUBREAPER"))?;
-    }
-
-    let (c2p_r, c2p_w) = aibox_sys::pipe().map_err(sys("pipe"))?;
-    let (p2c_r, p2c_w) = aibox_sys::pipe().map_err(sys("pipe"))?;
-    let (g2p_r, g2p_w) = aibox_sys::pipe().map_err(sys("pipe"))?;
-    let (p2g_r, p2g_w) = aibox_sys::pipe().map_err(sys("pipe"))?;
-    let parent_pid = aibox_sys::getpid();
+    // Two pipes: P→S carries the release and then stays open as the link
+    // (its EOF tells PID 1 that P is gone); S→P carries the verdict.
+    let (p2s_r, p2s_w) = aibox_sys::pipe().map_err(sys("pipe"))?;
+    let (s2p_r, s2p_w) = aibox_sys::pipe().map_err(sys("pipe"))?;
 
     let mut cgroup = Cgroup {
         version: plan.cgroups.version().into(),
         dirs: vec![],
     };
-    // C is born in its new user namespace, so P can write the maps at once.
-    let forked = match aibox_sys::clone_process(libc::CLONE_NEWUSER) {
+    // S is born as PID 1 of its new pid namespace, inside its new user
+    // namespace, so P can write the maps at once and no further fork is
+    // needed on the way to the payload.
+    let forked = match aibox_sys::clone_process(libc::CLONE_NEWUSER | libc::CLONE_NEWPID) {
         Ok(f) => f,
         Err(e) => {
             return Err(SetupError::Sys {
@@ -249,13 +248,8 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
     };
     let child = match forked {
         aibox_sys::Fork::Child => {
-            drop((c2p_r, p2c_w, g2p_r, p2g_w));
-            let mut keep = vec![
-                c2p_w.as_raw_fd(),
-                p2c_r.as_raw_fd(),
-                g2p_w.as_raw_fd(),
-                p2g_r.as_raw_fd(),
-            ];
+            drop((p2s_w, s2p_r));
+            let mut keep = vec![p2s_r.as_raw_fd(), s2p_w.as_raw_fd()];
             if let Payload::Agent(l) = &payload {
                 keep.push(l.as_raw_fd());
             }
@@ -263,19 +257,13 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
             if aibox_sys::close_fds_except(&keep).is_err() {
                 aibox_sys::exit_now(1);
             }
-            let r = child_c(
-                plan, parent_pid, &c2p_w, &p2c_r, g2p_w, p2g_r, payload, &seccomp,
-            );
-            if let Err(msg) = r {
-                let _ = send(&c2p_w, b'E', msg.as_bytes());
-            }
-            aibox_sys::exit_now(1);
+            sandbox_pid1(plan, p2s_r, s2p_w, payload, &seccomp);
         }
         aibox_sys::Fork::Parent(pid) => pid,
     };
-    drop((c2p_w, p2c_r, g2p_w, p2g_r));
+    drop((p2s_r, s2p_w));
 
-    let result = (|| -> Result<(i32, IsolationReport), SetupError> {
+    let result = (|| -> Result<IsolationReport, SetupError> {
         // uid/gid maps.
         let proc_dir = PathBuf::from(format!("/proc/{child}"));
         let (uid_map, gid_map) = match plan.uid_base {
@@ -302,6 +290,10 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
         if cgroup.version != "v1" {
             cgroup.add(child).map_err(SetupError::Cgroup)?;
         }
+        if plan.uid_base.is_some() {
+            // The kernel's OOM killer should pick the workload, not PID 1.
+            let _ = std::fs::write(proc_dir.join("oom_score_adj"), "-998");
+        }
 
         // Everything PID 1 will report is decided by now (it fails hard on
         // any sealing step), so the required level is checked *before* the
@@ -323,23 +315,17 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
             cgroup: cgroup.clone(),
             landlock_abi: report.landlock_abi,
         };
-        send(&p2c_w, b'G', release.encode().as_bytes())
-            .map_err(sys("releasing the setup process"))?;
-        let g = match recv(&c2p_r).map_err(sys("reading from the setup process"))? {
-            Some((b'P', body)) if body.len() == 4 => {
-                i32::from_le_bytes([body[0], body[1], body[2], body[3]])
-            }
-            other => return Err(child_error(other, "namespace creation")),
-        };
-        let _ = aibox_sys::waitpid(child);
-        if plan.uid_base.is_some() {
-            // The kernel's OOM killer should pick the workload, not PID 1.
-            let _ = std::fs::write(format!("/proc/{g}/oom_score_adj"), "-998");
+        if send(&p2s_w, b'G', release.encode().as_bytes()).is_err() {
+            // S is gone; its verdict says why.
+            return Err(match recv(&s2p_r) {
+                Ok(msg) => child_error(msg, "namespace creation"),
+                Err(e) => sys("releasing the sandbox's init process")(e),
+            });
         }
-        Ok((g, report))
+        Ok(report)
     })();
 
-    let (g, report) = match result {
+    let report = match result {
         Ok(v) => v,
         Err(e) => {
             let _ = aibox_sys::kill(child, libc::SIGKILL);
@@ -349,14 +335,16 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
             return Err(e);
         }
     };
+    let g = child;
     // PID 1 checks its own sealing against `expect` before it runs anything.
     // A persistent sandbox is confirmed now; a one-shot run is confirmed
     // after it exits (see `Launched::confirm`), which keeps a wake-up off
     // its critical path.
-    let mut setup_pipe = Some(g2p_r);
+    let mut setup_pipe = Some(s2p_r);
     if !one_shot {
         if let Err(e) = confirm_setup(&mut setup_pipe) {
             let _ = aibox_sys::kill(g, libc::SIGKILL);
+            let _ = aibox_sys::waitpid(g);
             cgroup.kill_all();
             let _ = cgroup.remove(std::time::Duration::from_secs(2));
             return Err(e);
@@ -373,7 +361,7 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
         start_time,
         report,
         cgroup,
-        link: Some(p2g_w),
+        link: Some(p2s_w),
         setup_pipe,
     })
 }
@@ -388,7 +376,7 @@ fn staging_name(i: usize, file: bool) -> String {
     }
 }
 
-/// What P sends C (and so G) once the namespaces may be entered. Plain
+/// What P sends S once the namespaces may be entered. Plain
 /// text, not JSON: on this path every page of code touched for the first
 /// time (a serde deserializer, say) costs a page fault.
 struct Release {
@@ -648,43 +636,165 @@ fn ensure_mountpoint(p: &Path, file: bool) -> Result<(), SetupError> {
     }
 }
 
-/// C: born in the new user namespace; create the other namespaces and
-/// fork PID 1. Errors are returned as text for P.
-#[allow(clippy::too_many_arguments)]
-fn child_c(
+/// The network namespace is the most expensive one to make (every pernet
+/// subsystem initialises, ~0.4 ms here), and nothing else needs it until
+/// the payload runs. So a helper H, forked by S as soon as S exists, makes
+/// it (with the ipc and uts namespaces) and brings up loopback, while P
+/// writes the maps and cgroup and S builds the root filesystem; S then
+/// joins them through H's pidfd before sealing. H exits once S has joined
+/// (or S is gone): it holds nothing else and runs no sandbox code.
+struct NetHelper {
+    pidfd: OwnedFd,
+    /// H's verdict: `R`, or `E` with the reason.
+    ready: OwnedFd,
+    /// H waits for EOF on this before it exits.
+    hold: OwnedFd,
+}
+
+const HELPER_NAMESPACES: libc::c_int = libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+
+impl NetHelper {
+    /// Fork H. Runs in S, inside the new user namespace (where S has every
+    /// capability even before P has written the maps).
+    fn start() -> io::Result<NetHelper> {
+        let (ready_r, ready_w) = aibox_sys::pipe()?;
+        let (hold_r, hold_w) = aibox_sys::pipe()?;
+        match aibox_sys::fork()? {
+            aibox_sys::Fork::Child => {
+                // H needs no pdeathsig: when S dies, `hold` reaches EOF.
+                if aibox_sys::close_fds_except(&[ready_w.as_raw_fd(), hold_r.as_raw_fd()]).is_err()
+                {
+                    aibox_sys::exit_now(1);
+                }
+                let made = aibox_sys::unshare(HELPER_NAMESPACES)
+                    .map_err(|err| format!("unshare(net, ipc, uts namespaces): {err}"))
+                    .and_then(|()| {
+                        aibox_sys::loopback_up()
+                            .map_err(|err| format!("bringing up loopback: {err}"))
+                    });
+                let sent = match made {
+                    Ok(()) => send(&ready_w, b'R', &[]),
+                    Err(msg) => send(&ready_w, b'E', msg.as_bytes()),
+                };
+                if sent.is_ok() {
+                    let mut byte = [0u8; 1];
+                    let mut hold = File::from(hold_r);
+                    while matches!(hold.read(&mut byte), Ok(n) if n > 0) {}
+                }
+                aibox_sys::exit_now(0);
+            }
+            aibox_sys::Fork::Parent(pid) => {
+                let pidfd = aibox_sys::pidfd_open(pid)?;
+                Ok(NetHelper {
+                    pidfd,
+                    ready: ready_r,
+                    hold: hold_w,
+                })
+            }
+        }
+    }
+
+    /// In S: wait for H's namespaces and join them.
+    fn enter(self) -> Result<(), String> {
+        match recv(&self.ready) {
+            Ok(Some((b'R', _))) => {}
+            Ok(Some((b'E', msg))) => return Err(String::from_utf8_lossy(&msg).into_owned()),
+            _ => return Err("the network namespace helper died".into()),
+        }
+        aibox_sys::setns(self.pidfd.as_fd(), HELPER_NAMESPACES)
+            .map_err(|err| format!("joining the network, ipc and uts namespaces: {err}"))?;
+        drop(self.hold);
+        Ok(())
+    }
+}
+
+/// S: PID 1 of the sandbox, born in its new user and pid namespaces. Makes
+/// the remaining namespaces, builds the root filesystem, seals itself, and
+/// runs the payload. Never returns: setup errors go to P as `E` messages.
+fn sandbox_pid1(
     plan: &Plan,
-    parent: i32,
-    c2p: &OwnedFd,
-    p2c: &OwnedFd,
-    g2p: OwnedFd,
-    p2g: OwnedFd,
+    from_p: OwnedFd,
+    to_p: OwnedFd,
     payload: Payload,
     seccomp: &crate::seccomp::BpfProgram,
-) -> Result<(), String> {
+) -> ! {
+    let fail = |msg: String| -> ! {
+        let _ = send(&to_p, b'E', msg.as_bytes());
+        aibox_sys::exit_now(1);
+    };
+    // No pdeathsig: if P dies, S sees EOF on `from_p` while it waits for
+    // the release, and a failed verdict write (or the link's EOF) after.
+    let (release, net) = match setup_namespaces(plan, &from_p) {
+        Ok(v) => v,
+        Err(msg) => fail(msg),
+    };
+    let report = match sandbox_init(plan, seccomp, net) {
+        Ok(r) => r,
+        Err(msg) => fail(msg),
+    };
+    let same = report.namespaces == aibox_types::NamespaceReport::all()
+        && report.seccomp
+        && report.no_new_privs
+        && report.bounding_caps.is_empty()
+        && report.landlock_abi == release.landlock_abi
+        && report.landlock_enforced == release.landlock_abi.is_some()
+        && report.overlay_rootfs
+        && report.proc_masked;
+    if !same {
+        fail("the sandbox's isolation differs from what was set up".into());
+    }
+    // The verdict only: P reports what it set up, which this check has
+    // just confirmed.
+    if send(&to_p, b'R', &[]).is_err() {
+        aibox_sys::exit_now(1);
+    }
+    drop(to_p);
+    let code = match payload {
+        Payload::OneShot(one) => crate::init::run(one, &plan.spec, from_p),
+        Payload::Agent(listener) => {
+            // Wait until the creator has written the record, so a crash in
+            // between leaves nothing running unrecorded.
+            match recv(&from_p) {
+                Ok(Some((b'C', _))) => {}
+                _ => aibox_sys::exit_now(1),
+            }
+            drop(from_p);
+            // Detach from the creator's stdio (a pipe held open would block
+            // whoever reads the creator's output) and from its session, so
+            // no command can reach the creator's terminal.
+            if aibox_sys::stdio_to_devnull()
+                .and_then(|_| aibox_sys::new_session())
+                .is_err()
+            {
+                aibox_sys::exit_now(1);
+            }
+            aibox_agent::serve(listener, agent_config(plan))
+        }
+    };
+    aibox_sys::exit_now(code)
+}
+
+/// S, until its root filesystem is built: start the network helper, wait
+/// for P's release, join the cgroup, take the sandbox's root identity and
+/// unshare the mount and cgroup namespaces.
+fn setup_namespaces(plan: &Plan, from_p: &OwnedFd) -> Result<(Release, NetHelper), String> {
     let e = |what: &str| {
         let what = what.to_string();
         move |err: io::Error| format!("{what}: {err}")
     };
-    aibox_sys::set_pdeathsig(libc::SIGKILL).map_err(e("PR_SET_PDEATHSIG"))?;
-    if std::os::unix::process::parent_id() as i32 != parent {
-        return Err("parent exited".into());
-    }
-    // Made while P writes the maps and creates the cgroup (they need
-    // neither, and the network namespace is the most expensive one).
-    aibox_sys::unshare(libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS)
-        .map_err(e("unshare(net, ipc, uts namespaces)"))?;
-    let release = match recv(p2c).map_err(e("wait for parent"))? {
+    let net = NetHelper::start().map_err(e("starting the network namespace helper"))?;
+    let release = match recv(from_p).map_err(e("wait for parent"))? {
         Some((b'G', body)) => {
             Release::decode(&body).ok_or("bad release message from the parent")?
         }
         _ => return Err("parent aborted".into()),
     };
-    let cgroup = &release.cgroup;
     // cgroup v1: move ourselves in by writing "0" to `tasks`: unlike moving
     // another pid, that skips the kernel's global threadgroup lock and its
     // RCU grace period (10-30 ms stalls on this kind of host).
-    if cgroup.version == "v1" {
-        cgroup
+    if release.cgroup.version == "v1" {
+        release
+            .cgroup
             .join_self()
             .map_err(|err| format!("joining the sandbox cgroup: {err}"))?;
     }
@@ -698,70 +808,11 @@ fn child_c(
     if !plan.rootless() {
         aibox_sys::clear_groups().map_err(e("setgroups"))?;
     }
-    // The cgroup namespace comes after P moved us into our cgroup, so that
-    // cgroup is the sandbox's root.
-    aibox_sys::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWCGROUP)
-        .map_err(e("unshare(mount, pid, cgroup namespaces)"))?;
-    match aibox_sys::fork().map_err(e("fork of PID 1"))? {
-        aibox_sys::Fork::Parent(g) => {
-            send(c2p, b'P', &g.to_le_bytes()).map_err(e("report pid"))?;
-            aibox_sys::exit_now(0);
-        }
-        aibox_sys::Fork::Child => {
-            let report = match sandbox_init(plan, seccomp) {
-                Ok(r) => r,
-                Err(msg) => {
-                    let _ = send(&g2p, b'E', msg.as_bytes());
-                    aibox_sys::exit_now(1);
-                }
-            };
-            let same = report.namespaces == aibox_types::NamespaceReport::all()
-                && report.seccomp
-                && report.no_new_privs
-                && report.bounding_caps.is_empty()
-                && report.landlock_abi == release.landlock_abi
-                && report.landlock_enforced == release.landlock_abi.is_some()
-                && report.overlay_rootfs
-                && report.proc_masked;
-            if !same {
-                let _ = send(
-                    &g2p,
-                    b'E',
-                    b"the sandbox's isolation differs from what was set up",
-                );
-                aibox_sys::exit_now(1);
-            }
-            // The verdict only: P reports what it set up, which this check
-            // has just confirmed.
-            if send(&g2p, b'R', &[]).is_err() {
-                aibox_sys::exit_now(1);
-            }
-            drop(g2p);
-            let code = match payload {
-                Payload::OneShot(one) => crate::init::run(one, &plan.spec, p2g),
-                Payload::Agent(listener) => {
-                    // Wait until the creator has written the record, so a
-                    // crash in between leaves nothing running unrecorded.
-                    match recv(&p2g) {
-                        Ok(Some((b'C', _))) => {}
-                        _ => aibox_sys::exit_now(1),
-                    }
-                    drop(p2g);
-                    // Detach from the creator's stdio (a pipe held open would
-                    // block whoever reads the creator's output) and from its
-                    // session, so no command can reach the creator's terminal.
-                    if aibox_sys::stdio_to_devnull()
-                        .and_then(|_| aibox_sys::new_session())
-                        .is_err()
-                    {
-                        aibox_sys::exit_now(1);
-                    }
-                    aibox_agent::serve(listener, agent_config(plan))
-                }
-            };
-            aibox_sys::exit_now(code);
-        }
-    }
+    // The cgroup namespace comes after we joined our cgroup, so that cgroup
+    // is the sandbox's root.
+    aibox_sys::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWCGROUP)
+        .map_err(e("unshare(mount, cgroup namespaces)"))?;
+    Ok((release, net))
 }
 
 fn agent_config(plan: &Plan) -> aibox_agent::Config {
@@ -777,11 +828,12 @@ fn agent_config(plan: &Plan) -> aibox_agent::Config {
     }
 }
 
-/// G, before the payload: mounts, identity, then seal. Returns the part of
-/// the isolation report only G can observe.
+/// S, before the payload: mounts, identity, then seal. Returns the part of
+/// the isolation report only S can observe.
 fn sandbox_init(
     plan: &Plan,
     seccomp: &crate::seccomp::BpfProgram,
+    net: NetHelper,
 ) -> Result<IsolationReport, String> {
     let lower = if plan.rootless() {
         plan.template.rootfs.clone()
@@ -849,8 +901,8 @@ fn sandbox_init(
         .hostname
         .clone()
         .unwrap_or_else(|| format!("aibox-{}", &plan.id[..plan.id.len().min(8)]));
+    net.enter()?;
     aibox_sys::sethostname(&hostname).map_err(|e| format!("sethostname: {e}"))?;
-    aibox_sys::loopback_up().map_err(|e| format!("bringing up loopback: {e}"))?;
     // Commands must not inherit signals our caller ignored or blocked.
     aibox_sys::reset_signal_dispositions();
     aibox_sys::setrlimit(aibox_sys::RlimitResource::Core, 0, 0)

@@ -108,6 +108,13 @@ pub fn unshare(flags: libc::c_int) -> io::Result<()> {
     cvt(unsafe { libc::unshare(flags) }).map(drop)
 }
 
+/// setns(2): join the namespaces of `flags` that `fd` (a pidfd or an
+/// nsfs file) refers to.
+pub fn setns(fd: BorrowedFd<'_>, flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: setns takes an fd and a flag word; the fd is borrowed, so open.
+    cvt(unsafe { libc::setns(fd.as_raw_fd(), flags) }).map(drop)
+}
+
 pub fn getpid() -> libc::pid_t {
     // SAFETY: getpid cannot fail.
     unsafe { libc::getpid() }
@@ -819,6 +826,162 @@ pub fn spawn_with_controlling_tty(cmd: &mut Command) {
             }
             Ok(())
         });
+    }
+}
+
+/// What [`spawn_clean`] starts.
+pub struct CleanSpawn<'a> {
+    /// Absolute path of the program.
+    pub path: &'a Path,
+    /// argv, including argv[0].
+    pub argv: &'a [String],
+    /// The whole environment, as `KEY=value`.
+    pub env: &'a [(String, String)],
+    pub cwd: &'a Path,
+    /// Point stdin at /dev/null (otherwise it is inherited).
+    pub stdin_null: bool,
+    /// Put the child in a new process group of its own.
+    pub new_process_group: bool,
+}
+
+/// What the vfork child reads (the parent is suspended until it execs).
+struct CleanChild {
+    path: *const libc::c_char,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    cwd: *const libc::c_char,
+    stdin_null: bool,
+    new_process_group: bool,
+    /// errno of the step that failed, 0 if exec succeeded.
+    err: std::sync::atomic::AtomicI32,
+}
+
+extern "C" fn clean_child(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` points at the parent's CleanChild, alive while the
+    // parent is suspended (CLONE_VFORK). Only raw syscalls below: no
+    // allocation, no locks, no unwinding; every signal is blocked until the
+    // dispositions are reset, so no handler runs on this stack.
+    unsafe {
+        let c = &*(arg as *const CleanChild);
+        let fail = |c: &CleanChild| -> libc::c_int {
+            c.err.store(
+                *libc::__errno_location(),
+                std::sync::atomic::Ordering::SeqCst,
+            );
+            libc::_exit(127)
+        };
+        let dfl = [0u64; 4]; // kernel sigaction: handler SIG_DFL, no flags, empty mask
+        for sig in 1..=64 {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                dfl.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            );
+        }
+        if c.new_process_group && libc::setpgid(0, 0) == -1 {
+            return fail(c);
+        }
+        if c.stdin_null {
+            let fd = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
+            if fd == -1 || libc::dup2(fd, 0) == -1 {
+                return fail(c);
+            }
+            if fd != 0 {
+                libc::close(fd);
+            }
+        }
+        if libc::chdir(c.cwd) == -1 {
+            return fail(c);
+        }
+        let empty: u64 = 0;
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &empty as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        );
+        libc::execve(c.path, c.argv, c.envp);
+        fail(c)
+    }
+}
+
+/// Start a command the way posix_spawn does (a vfork: no copy of this
+/// process's page tables), except that *every* signal disposition is reset
+/// to the default, glibc's reserved realtime signals included (glibc's
+/// posix_spawn leaves those ignored in the child). Returns the child's pid
+/// once it has exec'd; a failure to exec is returned as its errno.
+pub fn spawn_clean(spec: &CleanSpawn<'_>) -> io::Result<libc::pid_t> {
+    let path = cstr(spec.path.as_os_str())?;
+    let cwd = cstr(spec.cwd.as_os_str())?;
+    let argv: Vec<CString> = spec
+        .argv
+        .iter()
+        .map(|a| cstr(OsStr::new(a)))
+        .collect::<io::Result<_>>()?;
+    let envp: Vec<CString> = spec
+        .env
+        .iter()
+        .map(|(k, v)| cstr(OsStr::new(&format!("{k}={v}"))))
+        .collect::<io::Result<_>>()?;
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
+    envp_ptrs.push(std::ptr::null());
+    let child = CleanChild {
+        path: path.as_ptr(),
+        argv: argv_ptrs.as_ptr(),
+        envp: envp_ptrs.as_ptr(),
+        cwd: cwd.as_ptr(),
+        stdin_null: spec.stdin_null,
+        new_process_group: spec.new_process_group,
+        err: std::sync::atomic::AtomicI32::new(0),
+    };
+    let mut stack = vec![0u8; 64 * 1024];
+    let all: u64 = !0;
+    let mut old: u64 = 0;
+    // SAFETY: the stack is ours and outlives the child's use of it (the
+    // parent resumes only after the child exec'd or exited: CLONE_VFORK);
+    // the top is 16-byte aligned as the ABI wants. Signals are blocked
+    // around the clone so no handler of ours runs in the child.
+    let pid = unsafe {
+        let top = stack.as_mut_ptr().add(stack.len());
+        let top = (top as usize & !15) as *mut libc::c_void;
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &all as *const u64,
+            &mut old as *mut u64,
+            8usize,
+        );
+        let pid = libc::clone(
+            clean_child,
+            top,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            &child as *const CleanChild as *mut libc::c_void,
+        );
+        let clone_err = io::Error::last_os_error();
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &old as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        );
+        if pid == -1 {
+            return Err(clone_err);
+        }
+        pid
+    };
+    drop(stack);
+    match child.err.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => Ok(pid),
+        errno => {
+            let _ = waitpid(pid);
+            Err(io::Error::from_raw_os_error(errno))
+        }
     }
 }
 
