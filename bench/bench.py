@@ -19,13 +19,20 @@ def pct(ts, p):
     return ts[min(len(ts) - 1, int(len(ts) * p))]
 
 
-def hyperfine(cmds):
-    out = tempfile.mktemp(suffix=".json")
-    subprocess.run(["hyperfine", "-N", "-w", "30", "-r", str(RUNS), "--export-json", out, *cmds],
-                   check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    res = json.load(open(out))["results"]
-    os.unlink(out)
-    return [[t * 1000 for t in r["times"]] for r in res]
+def hyperfine(cmds, rounds=8):
+    """Times of each command, in ms. The runs are split into rounds that take
+    turns (A B C, A B C, ...), so drift on a busy VM hits every side alike
+    instead of whichever block ran during it."""
+    times = [[] for _ in cmds]
+    for _ in range(rounds):
+        out = tempfile.mktemp(suffix=".json")
+        subprocess.run(["hyperfine", "-N", "-w", "10", "-r", str(max(RUNS // rounds, 2)),
+                        "--export-json", out, *cmds],
+                       check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for acc, r in zip(times, json.load(open(out))["results"]):
+            acc.extend(t * 1000 for t in r["times"])
+        os.unlink(out)
+    return times
 
 
 def row(bench, name, ts, base=None, unit="ms"):
@@ -102,7 +109,7 @@ rows.append(("churn", "create + exec + destroy per second (CLI, sequential)", f"
 shutil.rmtree(BENCH_DIR, ignore_errors=True)
 kernel = os.uname().release
 lines = [
-    f"# aibox benchmarks ({time.strftime('%Y-%m-%d')}, kernel {kernel}, {os.cpu_count()} CPUs, {RUNS} runs each)",
+    f"# aibox benchmarks ({time.strftime('%Y-%m-%d')}, kernel {kernel}, {os.cpu_count()} CPUs, {RUNS} runs each, in interleaved rounds)",
     "",
     "| benchmark | what | p50 | p95 | p99 | unit | ratio (p50 vs peer) |",
     "|---|---|---|---|---|---|---|",

@@ -121,8 +121,10 @@ pub(crate) fn ensure_dir(path: &Path, mode: u32) -> Result<(), DirsError> {
         path: path.to_path_buf(),
         source,
     };
-    match fs::metadata(path) {
-        Ok(_) => {}
+    // One lstat in the common case (everything exists); a symlink fails the
+    // checks below (its mode is 0777), so it is never followed.
+    let md = match fs::symlink_metadata(path) {
+        Ok(md) => md,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if let Some(parent) = path.parent() {
                 fs::DirBuilder::new()
@@ -138,10 +140,10 @@ pub(crate) fn ensure_dir(path: &Path, mode: u32) -> Result<(), DirsError> {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(create(e)),
             }
+            fs::symlink_metadata(path).map_err(create)?
         }
         Err(e) => return Err(create(e)),
-    }
-    let md = fs::symlink_metadata(path).map_err(create)?;
+    };
     let uid = aibox_sys::geteuid();
     if md.uid() != uid {
         return Err(DirsError::NotOurs {
