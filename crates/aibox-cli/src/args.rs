@@ -48,6 +48,8 @@ pub enum Command {
     Gc,
     /// Print version information.
     Version,
+    /// Serve the REST API (persistent sandboxes, keys, audit).
+    Serve(ServeArgs),
     /// (internal) create a sandbox from a JSON spec on stdin; used by
     /// multi-threaded callers of the runtime.
     #[command(hide = true)]
@@ -208,4 +210,31 @@ fn parse_user(s: &str) -> Result<User, String> {
 }
 fn parse_level(s: &str) -> Result<IsolationLevel, String> {
     s.parse()
+}
+
+/// `aibox serve`: flags override `AIBOX_*` variables, which override the
+/// TOML file (`--config`, or `DATA_DIR/config.toml` when it exists).
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TCP address (loopback by default: 127.0.0.1:7878), or `none`.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Unix socket path (default DATA_DIR/aibox.sock), or `none`.
+    #[arg(long)]
+    pub socket: Option<String>,
+    /// State, templates and the admin key file (admin.key).
+    #[arg(long)]
+    pub data_dir: Option<String>,
+    /// TOML configuration file.
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
+    /// Maximum number of live sandboxes.
+    #[arg(long)]
+    pub max_sandboxes: Option<u64>,
+    /// Sum of live sandboxes' memory limits, e.g. 16g.
+    #[arg(long)]
+    pub memory_budget: Option<String>,
+    /// Lifetime of a sandbox that asks for none, e.g. 10m.
+    #[arg(long)]
+    pub default_ttl: Option<String>,
 }

@@ -5,6 +5,7 @@ mod doctor;
 mod exec;
 mod list;
 mod run;
+mod serve;
 
 use crate::args::{Command, SpecArgs};
 use aibox_runtime::Runtime;
@@ -34,6 +35,7 @@ pub fn dispatch(cmd: Command) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
+        Command::Serve(a) => serve::serve(a),
         Command::Version => {
             println!(
                 "aibox {} (protocol {})",

@@ -21,6 +21,11 @@ pub fn random_id() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// Fill `buf` from the kernel's CSPRNG, for secrets (no fallback).
+pub fn fill_random(buf: &mut [u8]) -> std::io::Result<()> {
+    aibox_sys::getrandom(buf)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

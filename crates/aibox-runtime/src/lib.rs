@@ -26,7 +26,7 @@ pub mod template;
 
 pub use client::{AgentClient, ClientError, Output};
 pub use dirs::Dirs;
-pub use ids::random_id;
+pub use ids::{fill_random, random_id};
 pub use init::OneShot;
 pub use setup::SetupError;
 pub use state::{Record, Status};

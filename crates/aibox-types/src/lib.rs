@@ -34,6 +34,12 @@ pub enum ErrorCode {
     SandboxGone,
     /// The sandbox is in a state that does not allow the operation (e.g. paused).
     Conflict,
+    /// No valid credentials (missing, unknown or revoked API key).
+    Unauthenticated,
+    /// Too many requests for this key; retry after the advertised delay.
+    RateLimited,
+    /// The request body is larger than the server accepts.
+    PayloadTooLarge,
     Internal,
 }
 
@@ -53,6 +59,9 @@ impl ErrorCode {
             ErrorCode::ResourceExhausted => "resource_exhausted",
             ErrorCode::SandboxGone => "sandbox_gone",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::Internal => "internal",
         }
     }

@@ -1,0 +1,98 @@
+//! Bearer API keys. A key is `aibox_` + 32 random bytes in hex: with that
+//! much entropy a fast hash (SHA-256) is enough to store it (a slow
+//! password hash protects guessable secrets, which these are not).
+//! Requests on the Unix socket are local and trusted: its 0600 mode is
+//! the boundary.
+
+use crate::error::ApiError;
+use crate::store::Scope;
+use crate::AppState;
+use aibox_types::ErrorCode;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// Key id (`local` on the Unix socket).
+    pub id: String,
+    pub scope: Scope,
+}
+
+impl Principal {
+    pub fn admin(&self) -> bool {
+        self.scope == Scope::Admin
+    }
+}
+
+/// Marks requests that arrived on the Unix socket.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalSocket;
+
+pub fn new_secret() -> String {
+    let mut b = [0u8; 32];
+    if aibox_sys_random(&mut b).is_err() {
+        // getrandom(2) cannot fail on Linux ≥ 3.17 once the pool is ready;
+        // never fall back to a weak key.
+        std::process::abort();
+    }
+    format!(
+        "aibox_{}",
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    )
+}
+
+fn aibox_sys_random(buf: &mut [u8]) -> std::io::Result<()> {
+    aibox_runtime::fill_random(buf)
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if parts.extensions.get::<LocalSocket>().is_some() {
+            return Ok(Principal {
+                id: "local".into(),
+                scope: Scope::Admin,
+            });
+        }
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let Some(secret) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+            state.audit(
+                "anonymous",
+                "auth.failure",
+                None,
+                serde_json::json!({"reason": "missing key"}),
+            );
+            return Err(ApiError::new(
+                ErrorCode::Unauthenticated,
+                "missing API key: send `Authorization: Bearer <key>`",
+            ));
+        };
+        let found = state
+            .store()
+            .find_key(secret.trim())
+            .map_err(|e| ApiError::internal("key lookup", e))?;
+        match found {
+            Some(k) => Ok(Principal {
+                id: k.id,
+                scope: k.scope,
+            }),
+            None => {
+                state.audit(
+                    "anonymous",
+                    "auth.failure",
+                    None,
+                    serde_json::json!({"reason": "unknown or revoked key"}),
+                );
+                Err(ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    "unknown or revoked API key",
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! What the server needs from the sandbox runtime, as a trait: the real
+//! implementation drives `aibox_runtime::Runtime`; API tests use a fake.
+//! All calls block, so handlers run them on the blocking pool.
+
+use crate::error::ApiError;
+use aibox_protocol::ExecRequest;
+use aibox_runtime::{Output, Runtime};
+use aibox_types::{IsolationReport, SandboxSpec};
+
+pub struct Created {
+    pub id: String,
+    pub isolation: IsolationReport,
+}
+
+pub trait Engine: Send + Sync + 'static {
+    fn create(&self, spec: &SandboxSpec) -> Result<Created, ApiError>;
+    fn destroy(&self, id: &str) -> Result<(), ApiError>;
+    /// Ids of the sandboxes that are running now.
+    fn running(&self) -> Vec<String>;
+    /// Clean what crashed creators left (records, cgroups, slots).
+    fn gc(&self);
+    fn exec(&self, id: &str, req: ExecRequest, stdin: Option<&[u8]>) -> Result<Output, ApiError>;
+    fn read_file(&self, id: &str, path: &str) -> Result<Vec<u8>, ApiError>;
+    fn write_file(
+        &self,
+        id: &str,
+        path: &str,
+        data: &[u8],
+        mode: Option<u32>,
+    ) -> Result<(), ApiError>;
+}
+
+/// The namespace runtime, with its run dir owned by this server.
+pub struct RuntimeEngine {
+    rt: Runtime,
+}
+
+impl RuntimeEngine {
+    pub fn new(rt: Runtime) -> RuntimeEngine {
+        RuntimeEngine { rt }
+    }
+}
+
+impl Engine for RuntimeEngine {
+    fn create(&self, spec: &SandboxSpec) -> Result<Created, ApiError> {
+        let sb = self.rt.create(spec)?;
+        Ok(Created {
+            id: sb.id().to_string(),
+            isolation: sb.isolation().clone(),
+        })
+    }
+
+    fn destroy(&self, id: &str) -> Result<(), ApiError> {
+        match self.rt.get(id) {
+            Ok(sb) => Ok(sb.destroy()?),
+            Err(aibox_runtime::Error::NotFound(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn running(&self) -> Vec<String> {
+        self.rt.list().into_iter().map(|r| r.id).collect()
+    }
+
+    fn gc(&self) {
+        let _ = self.rt.gc();
+    }
+
+    fn exec(&self, id: &str, req: ExecRequest, stdin: Option<&[u8]>) -> Result<Output, ApiError> {
+        Ok(self.rt.agent_client(id)?.exec(req, stdin)?)
+    }
+
+    fn read_file(&self, id: &str, path: &str) -> Result<Vec<u8>, ApiError> {
+        Ok(self.rt.agent_client(id)?.read_file(path, None)?.1)
+    }
+
+    fn write_file(
+        &self,
+        id: &str,
+        path: &str,
+        data: &[u8],
+        mode: Option<u32>,
+    ) -> Result<(), ApiError> {
+        let mut r = data;
+        self.rt
+            .agent_client(id)?
+            .write_file(path, &mut r, mode, None, true)?;
+        Ok(())
+    }
+}

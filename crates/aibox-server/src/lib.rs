@@ -1,0 +1,327 @@
+//! The aibox control plane (`aibox serve`): persistent sandboxes over a REST
+//! API under `/v1`, with state in SQLite, bearer API keys, a hash-chained
+//! audit log, capacity limits and a TTL reaper.
+//!
+//! The server never clones namespaces itself (it is multi-threaded): the
+//! runtime re-executes `aibox internal-create` for that. Sandboxes outlive
+//! the server; on start it re-adopts what runs and cleans what is half-made.
+
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod sandboxes;
+pub mod store;
+
+use crate::auth::{LocalSocket, Principal};
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::error::{ApiError, ApiResult};
+use crate::store::{Scope, Store};
+use aibox_types::ErrorCode;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    config: Config,
+    store: Store,
+    engine: Arc<dyn Engine>,
+    create_lock: tokio::sync::Mutex<()>,
+}
+
+impl AppState {
+    pub fn new(config: Config, store: Store, engine: Arc<dyn Engine>) -> AppState {
+        AppState(Arc::new(Inner {
+            config,
+            store,
+            engine,
+            create_lock: tokio::sync::Mutex::new(()),
+        }))
+    }
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+    pub fn engine(&self) -> Arc<dyn Engine> {
+        self.0.engine.clone()
+    }
+    fn create_lock(&self) -> &tokio::sync::Mutex<()> {
+        &self.0.create_lock
+    }
+
+    /// Record an audit event; a failure to record is logged, never hidden.
+    pub fn audit(&self, actor: &str, action: &str, sandbox: Option<&str>, detail: Value) {
+        if let Err(e) = self
+            .store()
+            .audit(now_ms(), actor, action, sandbox, &detail)
+        {
+            tracing::error!(error = %e, action, "cannot write the audit log");
+        }
+    }
+
+    /// Destroy a sandbox and forget it.
+    pub async fn destroy(&self, id: &str) -> ApiResult<()> {
+        let engine = self.engine();
+        let sid = id.to_string();
+        tokio::task::spawn_blocking(move || engine.destroy(&sid))
+            .await
+            .map_err(|e| ApiError::internal("destroy task", e))??;
+        self.store()
+            .remove(id)
+            .map_err(|e| ApiError::internal("remove", e))
+    }
+
+    /// Reconcile the database with what runs: keep live sandboxes, forget
+    /// lost ones, destroy sandboxes nobody recorded (a create interrupted by
+    /// a crash). Never touches a sandbox that has a row.
+    pub async fn adopt(&self) -> ApiResult<()> {
+        let engine = self.engine();
+        let running = tokio::task::spawn_blocking(move || {
+            engine.gc();
+            engine.running()
+        })
+        .await
+        .map_err(|e| ApiError::internal("adopt task", e))?;
+        let rows = self
+            .store()
+            .all()
+            .map_err(|e| ApiError::internal("adopt", e))?;
+        for r in &rows {
+            if running.contains(&r.id) {
+                if r.state != "running" && r.state != "paused" {
+                    let _ = self.store().set_state(&r.id, "running");
+                }
+            } else {
+                let _ = self.store().remove(&r.id);
+                self.audit(
+                    "server",
+                    "sandbox.lost",
+                    Some(&r.id),
+                    json!({"state": r.state}),
+                );
+            }
+        }
+        for id in running {
+            if !rows.iter().any(|r| r.id == id) {
+                tracing::warn!(sandbox_id = %id, "destroying a sandbox with no record (interrupted create)");
+                let engine = self.engine();
+                let sid = id.clone();
+                let _ = tokio::task::spawn_blocking(move || engine.destroy(&sid)).await;
+                self.audit("server", "sandbox.orphan_destroyed", Some(&id), json!({}));
+            }
+        }
+        Ok(())
+    }
+
+    /// Destroy sandboxes whose TTL has passed.
+    pub async fn reap(&self) {
+        let now = now_ms();
+        let Ok(rows) = self.store().all() else { return };
+        for r in rows {
+            if r.state == "running" && r.expires_ms.is_some_and(|e| e <= now) {
+                match self.destroy(&r.id).await {
+                    Ok(()) => self.audit("server", "sandbox.expired", Some(&r.id), json!({})),
+                    Err(e) => {
+                        tracing::warn!(sandbox_id = %r.id, error = %e.message, "reaping failed")
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `Json<T>` whose rejections are API errors with stable codes.
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(rej) => {
+                let status = rej.status();
+                if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    return Err(ApiError::new(
+                        ErrorCode::PayloadTooLarge,
+                        "request body too large",
+                    ));
+                }
+                Err(ApiError::invalid(rej.body_text()))
+            }
+        }
+    }
+}
+
+async fn health(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let rows = state
+        .store()
+        .all()
+        .map_err(|e| ApiError::internal("health", e))?;
+    let active = rows
+        .iter()
+        .filter(|r| ["creating", "running", "paused"].contains(&r.state.as_str()))
+        .count();
+    Ok(Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "sandboxes": {"active": active, "max": state.config().max_sandboxes},
+        "memory_budget": state.config().memory_budget,
+    })))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such endpoint")
+}
+
+async fn audit_list(
+    State(state): State<AppState>,
+    who: Principal,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    if !who.admin() {
+        return Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            "the audit log needs an admin key",
+        ));
+    }
+    let after = q.get("after").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let entries = state
+        .store()
+        .audit_entries(after, 1000)
+        .map_err(|e| ApiError::internal("audit", e))?;
+    Ok(Json(json!({"entries": entries})))
+}
+
+/// The API. Tests drive it with `tower::ServiceExt::oneshot`.
+pub fn app(state: AppState) -> Router {
+    let max_body = usize::try_from(state.config().max_body).unwrap_or(usize::MAX);
+    let files = Router::new()
+        .route(
+            "/v1/sandboxes/{id}/files",
+            get(sandboxes::read_file).put(sandboxes::write_file),
+        )
+        .layer(DefaultBodyLimit::max(max_body));
+    Router::new()
+        .route("/v1/health", get(health))
+        .route(
+            "/v1/sandboxes",
+            post(sandboxes::create).get(sandboxes::list),
+        )
+        .route(
+            "/v1/sandboxes/{id}",
+            get(sandboxes::get).delete(sandboxes::delete),
+        )
+        .route("/v1/sandboxes/{id}/exec", post(sandboxes::exec))
+        .route("/v1/audit", get(audit_list))
+        .layer(DefaultBodyLimit::max(1 << 20))
+        .merge(files)
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Create the admin key on first start: only its hash is stored; the
+/// plaintext goes to `DATA_DIR/admin.key` (0600) for the local CLI.
+pub fn bootstrap_admin_key(store: &Store, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if store.key_count()? > 0 {
+        return Ok(());
+    }
+    let secret = auth::new_secret();
+    let path = data_dir.join("admin.key");
+    let tmp = data_dir.join(".admin.key.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(format!("{secret}\n").as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    store.add_key("admin", "admin", &secret, Scope::Admin, now_ms())?;
+    Ok(())
+}
+
+/// Run the server until SIGINT/SIGTERM. Sandboxes keep running after it.
+pub async fn serve(config: Config, engine: Arc<dyn Engine>) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(&config.data_dir)?;
+    std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o711))?;
+    let store = Store::open(&config.data_dir.join("state.db"))?;
+    bootstrap_admin_key(&store, &config.data_dir)?;
+    let state = AppState::new(config.clone(), store, engine);
+    state
+        .adopt()
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+
+    let reaper = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            reaper.reap().await;
+        }
+    });
+
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(addr) = config.listen {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        eprintln!("aibox: listening on http://{}", l.local_addr()?);
+        let router = app(state.clone());
+        tasks.spawn(async move { axum::serve(l, router).await });
+    }
+    if let Some(path) = &config.socket {
+        let _ = std::fs::remove_file(path);
+        let l = tokio::net::UnixListener::bind(path)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        eprintln!("aibox: listening on unix:{}", path.display());
+        let router = app(state.clone()).layer(Extension(LocalSocket));
+        tasks.spawn(async move { axum::serve(l, router).await });
+    }
+    tokio::select! {
+        r = tasks.join_next() => {
+            if let Some(Ok(Err(e))) = r { return Err(e.into()); }
+        }
+        _ = shutdown_signal() => {}
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+}

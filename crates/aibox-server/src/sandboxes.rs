@@ -1,0 +1,544 @@
+//! `/v1/sandboxes`: create, list, get, delete, exec, files.
+
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::store::Row;
+use crate::{now_ms, ApiJson, AppState};
+use aibox_protocol::ExecRequest;
+use aibox_types::{parse_size, ByteSize, ErrorCode, IsolationLevel, MountSpec, SandboxSpec, User};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// States that hold resources.
+const ACTIVE: [&str; 3] = ["creating", "running", "paused"];
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Size {
+    Bytes(u64),
+    Text(String),
+}
+
+impl Size {
+    fn bytes(&self, field: &str) -> ApiResult<ByteSize> {
+        match self {
+            Size::Bytes(b) => Ok(ByteSize(*b)),
+            Size::Text(t) => parse_size(t)
+                .map(ByteSize)
+                .map_err(|e| ApiError::invalid(format!("{field}: {e}"))),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    pub template: Option<String>,
+    pub cpus: Option<f64>,
+    pub memory: Option<Size>,
+    pub pids: Option<u64>,
+    pub disk: Option<Size>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub workdir: Option<String>,
+    pub user: Option<User>,
+    /// Lifetime in seconds (default: the server's `default_ttl`).
+    pub ttl_seconds: Option<u64>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub require_isolation: Option<IsolationLevel>,
+    #[serde(default)]
+    pub mounts: Vec<MountSpec>,
+}
+
+/// A sandbox as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct SandboxView {
+    pub id: String,
+    pub state: String,
+    pub created_at_ms: u64,
+    pub expires_at_ms: Option<u64>,
+    pub labels: serde_json::Map<String, Value>,
+    pub spec: Value,
+    pub isolation: Value,
+}
+
+impl From<Row> for SandboxView {
+    fn from(r: Row) -> SandboxView {
+        SandboxView {
+            id: r.id,
+            state: r.state,
+            created_at_ms: r.created_ms,
+            expires_at_ms: r.expires_ms,
+            labels: r.labels,
+            spec: r.spec,
+            isolation: r.isolation,
+        }
+    }
+}
+
+fn spec_of(state: &AppState, req: &CreateRequest) -> ApiResult<SandboxSpec> {
+    let mut spec = SandboxSpec::default();
+    if let Some(t) = &req.template {
+        spec.template = t.clone();
+    }
+    spec.cpus = req.cpus;
+    spec.memory = req.memory.as_ref().map(|s| s.bytes("memory")).transpose()?;
+    spec.disk = req.disk.as_ref().map(|s| s.bytes("disk")).transpose()?;
+    spec.pids = req.pids;
+    spec.env = req
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if let Some(w) = &req.workdir {
+        spec.workdir = w.clone();
+    }
+    if let Some(u) = req.user {
+        spec.user = u;
+    }
+    spec.require_isolation = req.require_isolation;
+    for m in &req.mounts {
+        m.validate().map_err(ApiError::invalid)?;
+        if !state
+            .config()
+            .allowed_mounts
+            .iter()
+            .any(|allowed| m.host.starts_with(allowed))
+        {
+            return Err(ApiError::new(
+                ErrorCode::PermissionDenied,
+                format!(
+                    "host mount {} is not under a path the operator allowed (allowed_mounts)",
+                    m.host.display()
+                ),
+            ));
+        }
+    }
+    spec.mounts = req.mounts.clone();
+    spec.validate().map_err(ApiError::invalid)?;
+    for (k, v) in &req.labels {
+        if k.is_empty() || k.len() > 63 || v.len() > 255 {
+            return Err(ApiError::invalid(format!(
+                "label {k:?}: keys are 1-63 bytes, values at most 255"
+            )));
+        }
+    }
+    Ok(spec)
+}
+
+/// The caller's sandbox `id`; another tenant's is reported as absent.
+fn owned(state: &AppState, who: &Principal, id: &str) -> ApiResult<Row> {
+    if !aibox_types::validate_id(id) {
+        return Err(ApiError::invalid(format!("{id:?} is not a sandbox id")));
+    }
+    match state
+        .store()
+        .get(id)
+        .map_err(|e| ApiError::internal("get", e))?
+    {
+        Some(r) if who.admin() || r.owner == who.id => Ok(r),
+        _ => Err(ApiError::not_found(id)),
+    }
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    who: Principal,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<CreateRequest>,
+) -> ApiResult<Response> {
+    let spec = spec_of(&state, &req)?;
+    let idem = headers
+        .get("idempotency-key")
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .filter(|s| !s.is_empty() && s.len() <= 255)
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    ApiError::invalid("Idempotency-Key must be 1-255 visible characters")
+                })
+        })
+        .transpose()?;
+    let ttl = match req.ttl_seconds {
+        None => state.config().default_ttl,
+        Some(0) => return Err(ApiError::invalid("ttl_seconds must be positive")),
+        Some(s) => std::time::Duration::from_secs(s),
+    };
+    if ttl > state.config().max_ttl {
+        return Err(ApiError::invalid(format!(
+            "ttl_seconds {} is above the server's maximum ({})",
+            ttl.as_secs(),
+            state.config().max_ttl.as_secs()
+        )));
+    }
+    // Capacity and idempotency are decided under one lock, so parallel
+    // creates cannot all squeeze past the limit.
+    let id = {
+        let _g = state.create_lock().lock().await;
+        if let Some(key) = &idem {
+            if let Some(r) = state
+                .store()
+                .by_idempotency_key(&who.id, key)
+                .map_err(|e| ApiError::internal("idempotency", e))?
+            {
+                if r.state == "creating" {
+                    return Err(ApiError::new(
+                        ErrorCode::Conflict,
+                        "a create with this Idempotency-Key is still in progress",
+                    ));
+                }
+                return Ok((StatusCode::OK, Json(SandboxView::from(r))).into_response());
+            }
+        }
+        let rows = state
+            .store()
+            .all()
+            .map_err(|e| ApiError::internal("list", e))?;
+        let active: Vec<&Row> = rows
+            .iter()
+            .filter(|r| ACTIVE.contains(&r.state.as_str()))
+            .collect();
+        let max = state.config().max_sandboxes;
+        if active.len() as u64 >= max {
+            return Err(ApiError::new(
+                ErrorCode::ResourceExhausted,
+                format!("the server is at its limit of {max} sandboxes"),
+            )
+            .retry_after(5));
+        }
+        let used: u64 = active.iter().map(|r| row_memory(r)).sum();
+        let budget = state.config().memory_budget;
+        if used + spec.memory_bytes() > budget {
+            return Err(ApiError::new(
+                ErrorCode::ResourceExhausted,
+                format!(
+                    "memory budget exhausted: {} of {} in use, {} requested",
+                    ByteSize(used),
+                    ByteSize(budget),
+                    ByteSize(spec.memory_bytes())
+                ),
+            )
+            .retry_after(5));
+        }
+        // A placeholder row, so a crash between here and the runtime's
+        // record leaves something restart adoption can reconcile.
+        let id = format!("pending-{}", aibox_runtime::random_id());
+        let now = now_ms();
+        state
+            .store()
+            .insert(&Row {
+                id: id.clone(),
+                owner: who.id.clone(),
+                state: "creating".into(),
+                spec: serde_json::to_value(&spec).unwrap_or(Value::Null),
+                labels: req
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                    .collect(),
+                isolation: Value::Null,
+                created_ms: now,
+                expires_ms: Some(now + ttl.as_millis() as u64),
+                idempotency_key: idem.clone(),
+            })
+            .map_err(|e| ApiError::internal("insert", e))?;
+        id
+    };
+    let engine = state.engine();
+    let spec2 = spec.clone();
+    let created = tokio::task::spawn_blocking(move || engine.create(&spec2))
+        .await
+        .map_err(|e| ApiError::internal("create task", e))?;
+    let created = match created {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = state.store().remove(&id);
+            state.audit(
+                &who.id,
+                "sandbox.create_failed",
+                None,
+                json!({"code": e.code, "message": e.message}),
+            );
+            return Err(e);
+        }
+    };
+    let store = state.store();
+    let finish = || -> Result<Row, crate::store::StoreError> {
+        let mut row = store.get(&id)?.ok_or(crate::store::StoreError(
+            rusqlite::Error::QueryReturnedNoRows,
+        ))?;
+        store.remove(&id)?;
+        row.id = created.id.clone();
+        row.state = "running".into();
+        row.isolation = serde_json::to_value(&created.isolation).unwrap_or(Value::Null);
+        store.insert(&row)?;
+        Ok(row)
+    };
+    let row = match finish() {
+        Ok(r) => r,
+        Err(e) => {
+            let engine = state.engine();
+            let sid = created.id.clone();
+            let _ = tokio::task::spawn_blocking(move || engine.destroy(&sid)).await;
+            return Err(ApiError::internal("recording the sandbox", e));
+        }
+    };
+    state.audit(
+        &who.id,
+        "sandbox.create",
+        Some(&row.id),
+        json!({"template": spec.template, "memory": spec.memory_bytes(), "ttl_s": ttl.as_secs()}),
+    );
+    Ok((StatusCode::CREATED, Json(SandboxView::from(row))).into_response())
+}
+
+fn row_memory(r: &Row) -> u64 {
+    serde_json::from_value::<SandboxSpec>(r.spec.clone())
+        .map(|s| s.memory_bytes())
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub state: Option<String>,
+    /// `key=value`.
+    pub label: Option<String>,
+    pub limit: Option<u64>,
+    /// The `next` cursor of the previous page.
+    pub cursor: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    who: Principal,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > 1000 {
+        return Err(ApiError::invalid("limit must be between 1 and 1000"));
+    }
+    let label = match &q.label {
+        None => None,
+        Some(l) => match l.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Some((k.to_string(), v.to_string())),
+            _ => return Err(ApiError::invalid("label filter must be key=value")),
+        },
+    };
+    let after = match &q.cursor {
+        None => None,
+        Some(c) => {
+            let (ms, id) = c
+                .split_once('.')
+                .and_then(|(ms, id)| Some((ms.parse::<u64>().ok()?, id.to_string())))
+                .ok_or_else(|| ApiError::invalid("bad cursor"))?;
+            Some((ms, id))
+        }
+    };
+    let owner = (!who.admin()).then_some(who.id.as_str());
+    let mut out = Vec::new();
+    let mut cursor = after.clone();
+    let mut next = None;
+    // Filters apply after paging in the store; keep reading until the
+    // page is full or the store is exhausted.
+    'pages: loop {
+        let page = state
+            .store()
+            .list(owner, cursor.as_ref().map(|(m, i)| (*m, i.as_str())), limit)
+            .map_err(|e| ApiError::internal("list", e))?;
+        let exhausted = (page.len() as u64) < limit;
+        for r in page {
+            cursor = Some((r.created_ms, r.id.clone()));
+            let state_ok = q.state.as_deref().is_none_or(|s| s == r.state);
+            let label_ok = label
+                .as_ref()
+                .is_none_or(|(k, v)| r.labels.get(k).and_then(Value::as_str) == Some(v.as_str()));
+            if state_ok && label_ok && !r.id.starts_with("pending-") {
+                out.push(SandboxView::from(r));
+                if out.len() as u64 == limit {
+                    next = cursor.as_ref().map(|(m, i)| format!("{m}.{i}"));
+                    break 'pages;
+                }
+            }
+        }
+        if exhausted {
+            break;
+        }
+    }
+    Ok(Json(json!({"sandboxes": out, "next": next})))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SandboxView>> {
+    Ok(Json(SandboxView::from(owned(&state, &who, &id)?)))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let row = owned(&state, &who, &id)?;
+    if row.state == "creating" {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "the sandbox is still being created",
+        ));
+    }
+    state.destroy(&row.id).await?;
+    state.audit(&who.id, "sandbox.delete", Some(&row.id), json!({}));
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Cmd {
+    Argv(Vec<String>),
+    Shell(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecBody {
+    pub cmd: Cmd,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<String>,
+    pub user: Option<User>,
+    pub timeout_ms: Option<u64>,
+    /// Text fed to the command's stdin (otherwise /dev/null).
+    pub stdin: Option<String>,
+    /// Per-stream cap in bytes (default 10 MiB); the rest is counted, not kept.
+    pub max_output: Option<u64>,
+}
+
+pub async fn exec(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ExecBody>,
+) -> ApiResult<Json<Value>> {
+    let row = owned(&state, &who, &id)?;
+    let (argv, shell) = match body.cmd {
+        Cmd::Argv(v) if v.is_empty() => return Err(ApiError::invalid("cmd must not be empty")),
+        Cmd::Argv(v) => (v, None),
+        Cmd::Shell(s) if s.trim().is_empty() => {
+            return Err(ApiError::invalid("cmd must not be empty"))
+        }
+        Cmd::Shell(s) => (vec![], Some(s)),
+    };
+    let req = ExecRequest {
+        argv: argv.clone(),
+        shell: shell.clone(),
+        env: body.env.into_iter().collect(),
+        cwd: body.cwd,
+        user: body.user,
+        stdin: body.stdin.is_some(),
+        timeout_ms: body.timeout_ms,
+        pty: None,
+        max_output: Some(body.max_output.unwrap_or(10 << 20)),
+        background: false,
+    };
+    let engine = state.engine();
+    let sid = row.id.clone();
+    let stdin = body.stdin;
+    let out = tokio::task::spawn_blocking(move || {
+        engine.exec(&sid, req, stdin.as_deref().map(str::as_bytes))
+    })
+    .await
+    .map_err(|e| ApiError::internal("exec task", e))??;
+    let exit = &out.exit;
+    state.audit(
+        &who.id,
+        "sandbox.exec",
+        Some(&row.id),
+        json!({"argv": argv, "shell": shell, "user": body.user, "exit_code": exit.status(), "duration_ms": exit.duration_ms}),
+    );
+    Ok(Json(json!({
+        "exit_code": exit.status(),
+        "signal": exit.signal,
+        "stdout": String::from_utf8_lossy(&out.stdout),
+        "stderr": String::from_utf8_lossy(&out.stderr),
+        "timed_out": exit.timed_out,
+        "stdout_truncated": exit.stdout_truncated,
+        "stderr_truncated": exit.stderr_truncated,
+        "duration_ms": exit.duration_ms,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileQuery {
+    pub path: String,
+    /// Octal permission bits for uploads, e.g. `755`.
+    pub mode: Option<String>,
+}
+
+fn check_path(p: &str) -> ApiResult<()> {
+    if !p.starts_with('/') || p.contains('\0') {
+        return Err(ApiError::invalid(
+            "path must be absolute (inside the sandbox)",
+        ));
+    }
+    Ok(())
+}
+
+pub async fn read_file(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    Query(q): Query<FileQuery>,
+) -> ApiResult<Response> {
+    let row = owned(&state, &who, &id)?;
+    check_path(&q.path)?;
+    let engine = state.engine();
+    let data = tokio::task::spawn_blocking(move || engine.read_file(&row.id, &q.path))
+        .await
+        .map_err(|e| ApiError::internal("read task", e))??;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], data).into_response())
+}
+
+pub async fn write_file(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    Query(q): Query<FileQuery>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let row = owned(&state, &who, &id)?;
+    check_path(&q.path)?;
+    let mode = match &q.mode {
+        None => None,
+        Some(m) => Some(
+            u32::from_str_radix(m, 8)
+                .ok()
+                .filter(|m| *m <= 0o7777)
+                .ok_or_else(|| ApiError::invalid("mode must be octal, e.g. 644"))?,
+        ),
+    };
+    let engine = state.engine();
+    let len = body.len();
+    let path = q.path.clone();
+    let sid = row.id.clone();
+    tokio::task::spawn_blocking(move || engine.write_file(&sid, &path, &body, mode))
+        .await
+        .map_err(|e| ApiError::internal("write task", e))??;
+    state.audit(
+        &who.id,
+        "file.write",
+        Some(&row.id),
+        json!({"path": q.path, "bytes": len}),
+    );
+    Ok(Json(json!({"path": q.path, "size": len})))
+}

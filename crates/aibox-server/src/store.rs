@@ -1,0 +1,521 @@
+//! Durable state in SQLite: API keys (hashed), sandboxes and their owners,
+//! and the hash-chained audit log. Every query is plain SQL that PostgreSQL
+//! also accepts, behind this one type, so a second backend can be added
+//! without touching the handlers.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::sync::Mutex;
+
+#[derive(Debug, thiserror::Error)]
+#[error("state database: {0}")]
+pub struct StoreError(#[from] pub rusqlite::Error);
+
+pub struct Store {
+    db: Mutex<Connection>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Everything, including keys and every tenant's sandboxes.
+    Admin,
+    /// Its own sandboxes only.
+    User,
+}
+
+impl Scope {
+    fn as_str(self) -> &'static str {
+        match self {
+            Scope::Admin => "admin",
+            Scope::User => "user",
+        }
+    }
+    fn parse(s: &str) -> Scope {
+        if s == "admin" {
+            Scope::Admin
+        } else {
+            Scope::User
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInfo {
+    pub id: String,
+    pub name: String,
+    pub scope: Scope,
+    pub created_ms: u64,
+    pub revoked_ms: Option<u64>,
+}
+
+/// A sandbox as the server knows it.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub id: String,
+    pub owner: String,
+    pub state: String,
+    pub spec: serde_json::Value,
+    pub labels: serde_json::Map<String, serde_json::Value>,
+    pub isolation: serde_json::Value,
+    pub created_ms: u64,
+    pub expires_ms: Option<u64>,
+    pub idempotency_key: Option<String>,
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    let d = Sha256::digest(data);
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    scope TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    revoked_ms BIGINT
+);
+CREATE TABLE IF NOT EXISTS sandboxes (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    state TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    isolation TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    expires_ms BIGINT,
+    idempotency_key TEXT,
+    UNIQUE (owner, idempotency_key)
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq BIGINT PRIMARY KEY,
+    at_ms BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    sandbox TEXT,
+    detail TEXT NOT NULL,
+    prev TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+";
+
+fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    let json = |i: usize| -> rusqlite::Result<serde_json::Value> {
+        let s: String = r.get(i)?;
+        Ok(serde_json::from_str(&s).unwrap_or(serde_json::Value::Null))
+    };
+    Ok(Row {
+        id: r.get(0)?,
+        owner: r.get(1)?,
+        state: r.get(2)?,
+        spec: json(3)?,
+        labels: match json(4)? {
+            serde_json::Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        },
+        isolation: json(5)?,
+        created_ms: r.get::<_, i64>(6)? as u64,
+        expires_ms: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
+        idempotency_key: r.get(8)?,
+    })
+}
+
+const COLUMNS: &str =
+    "id, owner, state, spec, labels, isolation, created_ms, expires_ms, idempotency_key";
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = Connection::open(path)?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "NORMAL")?;
+        db.execute_batch(SCHEMA)?;
+        Ok(Store { db: Mutex::new(db) })
+    }
+
+    pub fn in_memory() -> Result<Store, StoreError> {
+        let db = Connection::open_in_memory()?;
+        db.execute_batch(SCHEMA)?;
+        Ok(Store { db: Mutex::new(db) })
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    // ---- keys
+
+    pub fn key_count(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .db()
+            .query_row("SELECT COUNT(*) FROM api_keys", [], |r| r.get::<_, i64>(0))?
+            as u64)
+    }
+
+    pub fn add_key(
+        &self,
+        id: &str,
+        name: &str,
+        secret: &str,
+        scope: Scope,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.db().execute(
+            "INSERT INTO api_keys (id, name, hash, scope, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                id,
+                name,
+                sha256_hex(secret.as_bytes()),
+                scope.as_str(),
+                now_ms as i64
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The live key whose secret is `secret`.
+    pub fn find_key(&self, secret: &str) -> Result<Option<KeyInfo>, StoreError> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT id, name, scope, created_ms, revoked_ms FROM api_keys WHERE hash = ?1 AND revoked_ms IS NULL",
+                params![sha256_hex(secret.as_bytes())],
+                key_of,
+            )
+            .optional()?)
+    }
+
+    pub fn list_keys(&self) -> Result<Vec<KeyInfo>, StoreError> {
+        let db = self.db();
+        let mut st = db.prepare(
+            "SELECT id, name, scope, created_ms, revoked_ms FROM api_keys ORDER BY created_ms, id",
+        )?;
+        let v = st.query_map([], key_of)?.collect::<Result<_, _>>()?;
+        Ok(v)
+    }
+
+    /// Returns false when no live key has this id.
+    pub fn revoke_key(&self, id: &str, now_ms: u64) -> Result<bool, StoreError> {
+        Ok(self.db().execute(
+            "UPDATE api_keys SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
+            params![id, now_ms as i64],
+        )? == 1)
+    }
+
+    // ---- sandboxes
+
+    pub fn insert(&self, r: &Row) -> Result<(), StoreError> {
+        self.db().execute(
+            &format!(
+                "INSERT INTO sandboxes ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            ),
+            params![
+                r.id,
+                r.owner,
+                r.state,
+                r.spec.to_string(),
+                serde_json::Value::Object(r.labels.clone()).to_string(),
+                r.isolation.to_string(),
+                r.created_ms as i64,
+                r.expires_ms.map(|v| v as i64),
+                r.idempotency_key,
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_running(&self, id: &str, isolation: &serde_json::Value) -> Result<(), StoreError> {
+        self.db().execute(
+            "UPDATE sandboxes SET state = 'running', isolation = ?2 WHERE id = ?1",
+            params![id, isolation.to_string()],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_state(&self, id: &str, state: &str) -> Result<(), StoreError> {
+        self.db().execute(
+            "UPDATE sandboxes SET state = ?2 WHERE id = ?1",
+            params![id, state],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_expiry(&self, id: &str, expires_ms: Option<u64>) -> Result<(), StoreError> {
+        self.db().execute(
+            "UPDATE sandboxes SET expires_ms = ?2 WHERE id = ?1",
+            params![id, expires_ms.map(|v| v as i64)],
+        )?;
+        Ok(())
+    }
+
+    pub fn remove(&self, id: &str) -> Result<(), StoreError> {
+        self.db()
+            .execute("DELETE FROM sandboxes WHERE id = ?1", params![id])?;
+        Ok(())
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<Row>, StoreError> {
+        Ok(self
+            .db()
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM sandboxes WHERE id = ?1"),
+                params![id],
+                row_of,
+            )
+            .optional()?)
+    }
+
+    pub fn by_idempotency_key(&self, owner: &str, key: &str) -> Result<Option<Row>, StoreError> {
+        Ok(self
+            .db()
+            .query_row(
+                &format!(
+                    "SELECT {COLUMNS} FROM sandboxes WHERE owner = ?1 AND idempotency_key = ?2"
+                ),
+                params![owner, key],
+                row_of,
+            )
+            .optional()?)
+    }
+
+    /// Every sandbox (owner `None`) or one owner's, oldest first, after
+    /// the cursor `after` (an id), at most `limit`.
+    pub fn list(
+        &self,
+        owner: Option<&str>,
+        after: Option<(u64, &str)>,
+        limit: u64,
+    ) -> Result<Vec<Row>, StoreError> {
+        let db = self.db();
+        let (after_ms, after_id) = after.unwrap_or((0, ""));
+        let mut st = db.prepare(&format!(
+            "SELECT {COLUMNS} FROM sandboxes
+             WHERE (?1 IS NULL OR owner = ?1) AND (created_ms > ?2 OR (created_ms = ?2 AND id > ?3))
+             ORDER BY created_ms, id LIMIT ?4"
+        ))?;
+        let v = st
+            .query_map(
+                params![owner, after_ms as i64, after_id, limit as i64],
+                row_of,
+            )?
+            .collect::<Result<_, _>>()?;
+        Ok(v)
+    }
+
+    pub fn all(&self) -> Result<Vec<Row>, StoreError> {
+        self.list(None, None, i64::MAX as u64)
+    }
+
+    // ---- audit
+
+    /// Append an event; each entry's hash covers the previous one's, so
+    /// editing or deleting an entry breaks the chain at that point.
+    pub fn audit(
+        &self,
+        now_ms: u64,
+        actor: &str,
+        action: &str,
+        sandbox: Option<&str>,
+        detail: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let db = self.db();
+        let last: Option<(i64, String)> = db
+            .query_row(
+                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let (seq, prev) = match last {
+            Some((s, h)) => (s + 1, h),
+            None => (1, "0".repeat(64)),
+        };
+        let detail = detail.to_string();
+        let hash = audit_hash(seq, now_ms, actor, action, sandbox, &detail, &prev);
+        db.execute(
+            "INSERT INTO audit (seq, at_ms, actor, action, sandbox, detail, prev, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![seq, now_ms as i64, actor, action, sandbox, detail, prev, hash],
+        )?;
+        Ok(())
+    }
+
+    pub fn audit_entries(&self, after_seq: u64, limit: u64) -> Result<Vec<AuditEntry>, StoreError> {
+        let db = self.db();
+        let mut st = db.prepare(
+            "SELECT seq, at_ms, actor, action, sandbox, detail, prev, hash FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let v = st
+            .query_map(params![after_seq as i64, limit as i64], |r| {
+                let detail: String = r.get(5)?;
+                Ok(AuditEntry {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    at_ms: r.get::<_, i64>(1)? as u64,
+                    actor: r.get(2)?,
+                    action: r.get(3)?,
+                    sandbox: r.get(4)?,
+                    detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+                    prev: r.get(6)?,
+                    hash: r.get(7)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(v)
+    }
+
+    /// Walk the chain; the first broken link's sequence number, if any.
+    pub fn audit_verify(&self) -> Result<Option<u64>, StoreError> {
+        let mut prev = "0".repeat(64);
+        let mut after = 0;
+        loop {
+            let batch = self.audit_entries(after, 1000)?;
+            if batch.is_empty() {
+                return Ok(None);
+            }
+            for e in &batch {
+                let detail = e.detail.to_string();
+                let want = audit_hash(
+                    e.seq as i64,
+                    e.at_ms,
+                    &e.actor,
+                    &e.action,
+                    e.sandbox.as_deref(),
+                    &detail,
+                    &prev,
+                );
+                if e.prev != prev || e.hash != want || e.seq != after + 1 {
+                    return Ok(Some(e.seq));
+                }
+                prev = e.hash.clone();
+                after = e.seq;
+            }
+        }
+    }
+}
+
+fn key_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyInfo> {
+    Ok(KeyInfo {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        scope: Scope::parse(&r.get::<_, String>(2)?),
+        created_ms: r.get::<_, i64>(3)? as u64,
+        revoked_ms: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    pub seq: u64,
+    pub at_ms: u64,
+    pub actor: String,
+    pub action: String,
+    pub sandbox: Option<String>,
+    pub detail: serde_json::Value,
+    pub prev: String,
+    pub hash: String,
+}
+
+fn audit_hash(
+    seq: i64,
+    at_ms: u64,
+    actor: &str,
+    action: &str,
+    sandbox: Option<&str>,
+    detail: &str,
+    prev: &str,
+) -> String {
+    // Length-prefixed fields: no two different entries serialize alike.
+    let mut buf = Vec::new();
+    for f in [
+        seq.to_string().as_str(),
+        at_ms.to_string().as_str(),
+        actor,
+        action,
+        sandbox.unwrap_or(""),
+        detail,
+        prev,
+    ] {
+        buf.extend_from_slice(&(f.len() as u64).to_le_bytes());
+        buf.extend_from_slice(f.as_bytes());
+    }
+    sha256_hex(&buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_stored_hashed_and_revocable() {
+        let s = Store::in_memory().unwrap();
+        s.add_key("k1", "admin", "secret-1", Scope::Admin, 1)
+            .unwrap();
+        let dump: String = s
+            .db()
+            .query_row("SELECT hash FROM api_keys", [], |r| r.get(0))
+            .unwrap();
+        assert!(!dump.contains("secret-1"));
+        assert_eq!(s.find_key("secret-1").unwrap().unwrap().scope, Scope::Admin);
+        assert!(s.find_key("secret-2").unwrap().is_none());
+        assert!(s.revoke_key("k1", 2).unwrap());
+        assert!(!s.revoke_key("k1", 3).unwrap());
+        assert!(s.find_key("secret-1").unwrap().is_none());
+    }
+
+    #[test]
+    fn audit_chain_detects_edits_and_deletions() {
+        let s = Store::in_memory().unwrap();
+        for i in 0..5 {
+            s.audit(
+                i,
+                "k1",
+                "sandbox.create",
+                Some("ab"),
+                &serde_json::json!({"i": i}),
+            )
+            .unwrap();
+        }
+        assert_eq!(s.audit_verify().unwrap(), None);
+        s.db()
+            .execute("UPDATE audit SET actor = 'k2' WHERE seq = 3", [])
+            .unwrap();
+        assert_eq!(s.audit_verify().unwrap(), Some(3));
+        s.db()
+            .execute("UPDATE audit SET actor = 'k1' WHERE seq = 3", [])
+            .unwrap();
+        assert_eq!(s.audit_verify().unwrap(), None);
+        s.db()
+            .execute("DELETE FROM audit WHERE seq = 2", [])
+            .unwrap();
+        assert_eq!(s.audit_verify().unwrap(), Some(3));
+    }
+
+    #[test]
+    fn list_pages_by_creation_then_id() {
+        let s = Store::in_memory().unwrap();
+        for (id, ms, owner) in [("a", 1, "x"), ("b", 1, "y"), ("c", 2, "x"), ("d", 3, "x")] {
+            s.insert(&Row {
+                id: id.into(),
+                owner: owner.into(),
+                state: "running".into(),
+                spec: serde_json::json!({}),
+                labels: serde_json::Map::new(),
+                isolation: serde_json::Value::Null,
+                created_ms: ms,
+                expires_ms: None,
+                idempotency_key: None,
+            })
+            .unwrap();
+        }
+        let p1 = s.list(Some("x"), None, 2).unwrap();
+        assert_eq!(
+            p1.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["a", "c"]
+        );
+        let p2 = s.list(Some("x"), Some((2, "c")), 2).unwrap();
+        assert_eq!(p2.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["d"]);
+        assert_eq!(s.list(None, None, 10).unwrap().len(), 4);
+    }
+}
