@@ -1,0 +1,217 @@
+//! API tests on `app()` without sockets, with a fake engine.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use aibox_server::config::Raw;
+use aibox_server::engine::{Created, Engine};
+use aibox_server::error::ApiError;
+use aibox_server::store::{Scope, Store};
+use aibox_server::{app, AppState};
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use std::sync::{Arc, Mutex};
+use tower::ServiceExt;
+
+#[derive(Default)]
+struct Fake {
+    live: Mutex<Vec<String>>,
+}
+
+impl Engine for Fake {
+    fn create(&self, _: &aibox_types::SandboxSpec) -> Result<Created, ApiError> {
+        let id = aibox_runtime::random_id();
+        self.live.lock().unwrap().push(id.clone());
+        Ok(Created {
+            id,
+            isolation: Default::default(),
+        })
+    }
+    fn destroy(&self, id: &str) -> Result<(), ApiError> {
+        self.live.lock().unwrap().retain(|x| x != id);
+        Ok(())
+    }
+    fn running(&self) -> Vec<String> {
+        self.live.lock().unwrap().clone()
+    }
+    fn gc(&self) {}
+    fn exec(
+        &self,
+        _: &str,
+        _: aibox_protocol::ExecRequest,
+        _: Option<&[u8]>,
+    ) -> Result<aibox_runtime::Output, ApiError> {
+        Ok(aibox_runtime::Output {
+            stdout: b"ok\n".to_vec(),
+            ..Default::default()
+        })
+    }
+    fn read_file(&self, _: &str, _: &str) -> Result<Vec<u8>, ApiError> {
+        Ok(b"data".to_vec())
+    }
+    fn write_file(&self, _: &str, _: &str, _: &[u8], _: Option<u32>) -> Result<(), ApiError> {
+        Ok(())
+    }
+}
+
+fn state(max: u64) -> AppState {
+    let store = Store::in_memory().unwrap();
+    store
+        .add_key("ka", "alice", "secret-a", Scope::User, 1)
+        .unwrap();
+    store
+        .add_key("kb", "bob", "secret-b", Scope::User, 1)
+        .unwrap();
+    store
+        .add_key("kr", "old", "secret-r", Scope::User, 1)
+        .unwrap();
+    store.revoke_key("kr", 2).unwrap();
+    let config = Raw {
+        data_dir: Some("/nonexistent".into()),
+        max_sandboxes: Some(max),
+        ..Raw::default()
+    }
+    .resolve("test")
+    .unwrap();
+    AppState::new(config, store, Arc::new(Fake::default()))
+}
+
+async fn call(
+    s: &AppState,
+    method: &str,
+    uri: &str,
+    key: Option<&str>,
+    body: &str,
+) -> (StatusCode, serde_json::Value) {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json");
+    if let Some(k) = key {
+        b = b.header("authorization", format!("Bearer {k}"));
+    }
+    let resp = app(s.clone())
+        .oneshot(b.body(Body::from(body.to_string())).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn auth_failures_get_401_with_a_stable_code() {
+    let s = state(10);
+    for key in [None, Some("nope"), Some("secret-r")] {
+        let (st, v) = call(&s, "GET", "/v1/sandboxes", key, "").await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED);
+        assert_eq!(v["error"]["code"], "unauthenticated");
+    }
+}
+
+#[tokio::test]
+async fn a_key_sees_only_its_own_sandboxes() {
+    let s = state(10);
+    let (st, v) = call(&s, "POST", "/v1/sandboxes", Some("secret-a"), "{}").await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let (st, _) = call(
+        &s,
+        "GET",
+        &format!("/v1/sandboxes/{id}"),
+        Some("secret-b"),
+        "",
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _) = call(
+        &s,
+        "DELETE",
+        &format!("/v1/sandboxes/{id}"),
+        Some("secret-b"),
+        "",
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (_, v) = call(&s, "GET", "/v1/sandboxes", Some("secret-b"), "").await;
+    assert_eq!(v["sandboxes"].as_array().unwrap().len(), 0);
+    let (st, v) = call(
+        &s,
+        "POST",
+        &format!("/v1/sandboxes/{id}/exec"),
+        Some("secret-a"),
+        r#"{"cmd":["true"]}"#,
+    )
+    .await;
+    assert_eq!((st, v["stdout"].as_str()), (StatusCode::OK, Some("ok\n")));
+    let (st, _) = call(
+        &s,
+        "DELETE",
+        &format!("/v1/sandboxes/{id}"),
+        Some("secret-a"),
+        "",
+    )
+    .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn bad_input_gets_400_and_creates_nothing() {
+    let s = state(10);
+    for body in [
+        "{bad",
+        r#"{"memory":"lots"}"#,
+        r#"{"cpus":-1}"#,
+        r#"{"nope":1}"#,
+        r#"{"ttl_seconds":0}"#,
+        r#"{"mounts":[{"host":"/etc","guest":"/x","read_only":true}]}"#,
+    ] {
+        let (st, v) = call(&s, "POST", "/v1/sandboxes", Some("secret-a"), body).await;
+        assert!(
+            st == StatusCode::BAD_REQUEST || st == StatusCode::FORBIDDEN,
+            "{body}: {st} {v}"
+        );
+        assert!(v["error"]["code"].is_string(), "{v}");
+    }
+    let (_, v) = call(&s, "GET", "/v1/sandboxes", Some("secret-a"), "").await;
+    assert_eq!(v["sandboxes"].as_array().unwrap().len(), 0);
+    let (st, _) = call(&s, "GET", "/v1/sandboxes/../../etc", Some("secret-a"), "").await;
+    assert!(st.is_client_error());
+    let (st, v) = call(
+        &s,
+        "POST",
+        "/v1/sandboxes/abc123/exec",
+        Some("secret-a"),
+        r#"{"cmd":[]}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
+}
+
+#[tokio::test]
+async fn capacity_gives_503_with_retry_after_and_idempotency_returns_the_same() {
+    let s = state(1);
+    let req = |key: &str| {
+        Request::builder()
+            .method("POST")
+            .uri("/v1/sandboxes")
+            .header("content-type", "application/json")
+            .header("authorization", "Bearer secret-a")
+            .header("idempotency-key", key)
+            .body(Body::from("{}"))
+            .unwrap()
+    };
+    let r1 = app(s.clone()).oneshot(req("one")).await.unwrap();
+    assert_eq!(r1.status(), StatusCode::CREATED);
+    let b1 = r1.into_body().collect().await.unwrap().to_bytes();
+    let r2 = app(s.clone()).oneshot(req("one")).await.unwrap();
+    assert_eq!(r2.status(), StatusCode::OK);
+    let b2 = r2.into_body().collect().await.unwrap().to_bytes();
+    let id = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).unwrap()["id"].clone();
+    assert_eq!(id(&b1), id(&b2));
+    let r3 = app(s.clone()).oneshot(req("two")).await.unwrap();
+    assert_eq!(r3.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r3.headers().get("retry-after").is_some());
+}
