@@ -9,7 +9,7 @@ QUICK = "--quick" in sys.argv
 RUNS = 100 if QUICK else 400
 BENCH_DIR = tempfile.mkdtemp(prefix="aibox-bench-")
 os.chmod(BENCH_DIR, 0o711)
-env = dict(os.environ, AIBOX_RUN_DIR=os.path.join(BENCH_DIR, "run"))
+env = dict(os.environ, AIBOX_RUN_DIR=os.path.join(BENCH_DIR, "run"), AIBOX_LOCAL="1")
 env.pop("AIBOX_LOG", None)
 rows = []
 

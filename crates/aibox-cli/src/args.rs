@@ -26,7 +26,11 @@ pub enum Command {
     #[command(alias = "ls")]
     List(ListArgs),
     /// Show a sandbox's spec, isolation report, state and usage as JSON.
-    Inspect { id: String },
+    Inspect {
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Destroy sandboxes (kills every process, removes every trace).
     #[command(alias = "destroy")]
     Rm {
@@ -34,11 +38,21 @@ pub enum Command {
         /// Destroy every sandbox.
         #[arg(long)]
         all: bool,
+        #[command(flatten)]
+        target: Target,
     },
     /// Freeze every process of a sandbox.
-    Pause { id: String },
+    Pause {
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Thaw a paused sandbox.
-    Resume { id: String },
+    Resume {
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Check what isolation this host can give, with a fix for each gap.
     Doctor {
         #[arg(long)]
@@ -163,6 +177,27 @@ pub struct CreateArgs {
     /// Print the whole record as JSON instead of the id.
     #[arg(long)]
     pub json: bool,
+    /// Labels K=V (server only).
+    #[arg(short = 'l', long = "label")]
+    pub labels: Vec<String>,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// Where the sandbox verbs act: the aibox server (found through
+/// `AIBOX_URL`/`AIBOX_KEY` or the local defaults), or, with `--local` or
+/// `AIBOX_LOCAL=1`, this host's runtime directly (daemonless).
+#[derive(Args, Debug, Clone, Default)]
+pub struct Target {
+    /// Act on this host's runtime directly instead of through the server.
+    #[arg(long, global = true)]
+    pub local: bool,
+}
+
+impl Target {
+    pub fn is_local(&self) -> bool {
+        self.local || std::env::var("AIBOX_LOCAL").is_ok_and(|v| v == "1")
+    }
 }
 
 #[derive(Args, Debug)]
@@ -183,6 +218,8 @@ pub struct ExecArgs {
     /// Start in the background and print the process id.
     #[arg(short = 'd', long)]
     pub detach: bool,
+    #[command(flatten)]
+    pub target: Target,
     #[arg(last = true)]
     pub command: Vec<String>,
 }
@@ -194,6 +231,8 @@ pub struct ListArgs {
     /// Print only ids.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub target: Target,
 }
 
 fn parse_size(s: &str) -> Result<ByteSize, String> {

@@ -4,6 +4,7 @@ mod create;
 mod doctor;
 mod exec;
 mod list;
+mod remote;
 mod run;
 mod serve;
 
@@ -14,17 +15,24 @@ use aibox_types::SandboxSpec;
 pub fn dispatch(cmd: Command) -> anyhow::Result<u8> {
     match cmd {
         Command::Run(a) => run::run(a),
+        Command::Create(a) if !a.target.is_local() => remote::create(a),
         Command::Create(a) => create::create(a),
         Command::InternalCreate => create::internal_create(),
+        Command::Exec(a) if !a.target.is_local() => remote::exec(a),
         Command::Exec(a) => exec::exec(a),
+        Command::List(a) if !a.target.is_local() => remote::list(a),
         Command::List(a) => list::list(a),
-        Command::Inspect { id } => list::inspect(&id),
-        Command::Rm { ids, all } => list::rm(ids, all),
-        Command::Pause { id } => {
+        Command::Inspect { id, target } if !target.is_local() => remote::inspect(&id),
+        Command::Inspect { id, .. } => list::inspect(&id),
+        Command::Rm { ids, all, target } if !target.is_local() => remote::rm(ids, all),
+        Command::Rm { ids, all, .. } => list::rm(ids, all),
+        Command::Pause { id, target } if !target.is_local() => remote::pause(&id, true),
+        Command::Pause { id, .. } => {
             Runtime::new().get(&id)?.pause()?;
             Ok(0)
         }
-        Command::Resume { id } => {
+        Command::Resume { id, target } if !target.is_local() => remote::pause(&id, false),
+        Command::Resume { id, .. } => {
             Runtime::new().get(&id)?.resume()?;
             Ok(0)
         }

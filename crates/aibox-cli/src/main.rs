@@ -26,10 +26,17 @@ fn main() -> ExitCode {
     match commands::dispatch(args::parse()) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let code = e
-                .downcast_ref::<aibox_runtime::Error>()
-                .map(|r| r.code().as_str())
-                .unwrap_or("error");
+            let code = match (
+                e.downcast_ref::<aibox_runtime::Error>(),
+                e.downcast_ref::<aibox_client::ClientError>(),
+            ) {
+                (Some(r), _) => r.code().as_str().to_string(),
+                (_, Some(aibox_client::ClientError::Api { code, .. })) => code.clone(),
+                (_, Some(aibox_client::ClientError::NotRunning { .. })) => {
+                    "server_unreachable".into()
+                }
+                _ => "error".into(),
+            };
             let mut msg = format!("aibox: {e}");
             for cause in e.chain().skip(1) {
                 let c = cause.to_string();

@@ -61,6 +61,9 @@ pub enum Error {
     Conflict(String),
     #[error("the sandbox helper failed: {0}")]
     Helper(String),
+    /// An error the setup helper reported, with its code.
+    #[error("{message}")]
+    Reported { code: ErrorCode, message: String },
     #[error(transparent)]
     Agent(#[from] ClientError),
 }
@@ -80,6 +83,7 @@ impl Error {
             Error::Unsupported(_) => ErrorCode::InvalidArgument,
             Error::Conflict(_) => ErrorCode::Conflict,
             Error::Agent(e) => e.code(),
+            Error::Reported { code, .. } => *code,
             _ => ErrorCode::Internal,
         }
     }
@@ -338,9 +342,7 @@ impl Runtime {
             .map_err(|_| Error::Helper(String::from_utf8_lossy(&out.stderr).trim().to_string()))?;
         match reply {
             HelperReply::Ok { id } => Ok(state::Record::load(&self.dirs.sandbox(&id))?),
-            HelperReply::Error { code, message } => {
-                Err(Error::Helper(format!("{code}: {message}")))
-            }
+            HelperReply::Error { code, message } => Err(Error::Reported { code, message }),
         }
     }
 

@@ -15,6 +15,8 @@ pub struct Created {
 pub trait Engine: Send + Sync + 'static {
     fn create(&self, spec: &SandboxSpec) -> Result<Created, ApiError>;
     fn destroy(&self, id: &str) -> Result<(), ApiError>;
+    /// Freeze (true) or thaw (false) every process of the sandbox.
+    fn pause(&self, id: &str, pause: bool) -> Result<(), ApiError>;
     /// Ids of the sandboxes that are running now.
     fn running(&self) -> Vec<String>;
     /// Clean what crashed creators left (records, cgroups, slots).
@@ -56,6 +58,16 @@ impl Engine for RuntimeEngine {
             Err(aibox_runtime::Error::NotFound(_)) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    fn pause(&self, id: &str, pause: bool) -> Result<(), ApiError> {
+        let sb = self.rt.get(id)?;
+        if pause {
+            sb.pause()?;
+        } else {
+            sb.resume()?;
+        }
+        Ok(())
     }
 
     fn running(&self) -> Vec<String> {

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod keys;
 pub mod sandboxes;
 pub mod store;
 
@@ -130,18 +131,28 @@ impl AppState {
         Ok(())
     }
 
-    /// Destroy sandboxes whose TTL has passed.
+    /// Destroy running sandboxes whose TTL has passed or that were idle
+    /// too long. Paused sandboxes keep their remaining TTL and never idle out.
     pub async fn reap(&self) {
         let now = now_ms();
         let Ok(rows) = self.store().all() else { return };
         for r in rows {
-            if r.state == "running" && r.expires_ms.is_some_and(|e| e <= now) {
-                match self.destroy(&r.id).await {
-                    Ok(()) => self.audit("server", "sandbox.expired", Some(&r.id), json!({})),
-                    Err(e) => {
-                        tracing::warn!(sandbox_id = %r.id, error = %e.message, "reaping failed")
-                    }
-                }
+            if r.state != "running" {
+                continue;
+            }
+            let why = if r.expires_ms.is_some_and(|e| e <= now) {
+                "sandbox.expired"
+            } else if r
+                .idle_timeout_ms
+                .is_some_and(|t| r.last_active_ms.saturating_add(t) <= now)
+            {
+                "sandbox.idle_expired"
+            } else {
+                continue;
+            };
+            match self.destroy(&r.id).await {
+                Ok(()) => self.audit("server", why, Some(&r.id), json!({})),
+                Err(e) => tracing::warn!(sandbox_id = %r.id, error = %e.message, "reaping failed"),
             }
         }
     }
@@ -234,7 +245,12 @@ pub fn app(state: AppState) -> Router {
             get(sandboxes::get).delete(sandboxes::delete),
         )
         .route("/v1/sandboxes/{id}/exec", post(sandboxes::exec))
+        .route("/v1/sandboxes/{id}/pause", post(sandboxes::pause))
+        .route("/v1/sandboxes/{id}/resume", post(sandboxes::resume))
+        .route("/v1/sandboxes/{id}/timeout", post(sandboxes::set_timeout))
         .route("/v1/audit", get(audit_list))
+        .route("/v1/keys", post(keys::create).get(keys::list))
+        .route("/v1/keys/{id}", axum::routing::delete(keys::revoke))
         .layer(DefaultBodyLimit::max(1 << 20))
         .merge(files)
         .fallback(not_found)

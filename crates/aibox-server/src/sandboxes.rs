@@ -50,6 +50,9 @@ pub struct CreateRequest {
     pub user: Option<User>,
     /// Lifetime in seconds (default: the server's `default_ttl`).
     pub ttl_seconds: Option<u64>,
+    /// Destroy after this many seconds without API activity (exec, files).
+    pub idle_timeout_seconds: Option<u64>,
+    pub hostname: Option<String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     pub require_isolation: Option<IsolationLevel>,
@@ -63,7 +66,11 @@ pub struct SandboxView {
     pub id: String,
     pub state: String,
     pub created_at_ms: u64,
+    /// When the TTL ends (null while paused: the clock is stopped).
     pub expires_at_ms: Option<u64>,
+    /// TTL left, frozen while paused.
+    pub remaining_ms: Option<u64>,
+    pub idle_timeout_seconds: Option<u64>,
     pub labels: serde_json::Map<String, Value>,
     pub spec: Value,
     pub isolation: Value,
@@ -76,6 +83,10 @@ impl From<Row> for SandboxView {
             state: r.state,
             created_at_ms: r.created_ms,
             expires_at_ms: r.expires_ms,
+            remaining_ms: r
+                .remaining_ms
+                .or_else(|| r.expires_ms.map(|e| e.saturating_sub(now_ms()))),
+            idle_timeout_seconds: r.idle_timeout_ms.map(|m| m / 1000),
             labels: r.labels,
             spec: r.spec,
             isolation: r.isolation,
@@ -104,6 +115,10 @@ fn spec_of(state: &AppState, req: &CreateRequest) -> ApiResult<SandboxSpec> {
         spec.user = u;
     }
     spec.require_isolation = req.require_isolation;
+    spec.hostname = req.hostname.clone();
+    if req.idle_timeout_seconds == Some(0) {
+        return Err(ApiError::invalid("idle_timeout_seconds must be positive"));
+    }
     for m in &req.mounts {
         m.validate().map_err(ApiError::invalid)?;
         if !state
@@ -146,6 +161,123 @@ fn owned(state: &AppState, who: &Principal, id: &str) -> ApiResult<Row> {
         Some(r) if who.admin() || r.owner == who.id => Ok(r),
         _ => Err(ApiError::not_found(id)),
     }
+}
+
+/// The caller's sandbox, which must be running (not paused); counts as
+/// activity for the idle timeout.
+fn running(state: &AppState, who: &Principal, id: &str) -> ApiResult<Row> {
+    let row = owned(state, who, id)?;
+    match row.state.as_str() {
+        "running" => {
+            let _ = state.store().touch(&row.id, now_ms());
+            Ok(row)
+        }
+        "paused" => Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("sandbox {id} is paused: resume it first"),
+        )),
+        other => Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("sandbox {id} is {other}"),
+        )),
+    }
+}
+
+pub async fn pause(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SandboxView>> {
+    let row = owned(&state, &who, &id)?;
+    if row.state != "running" {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("sandbox {id} is {}", row.state),
+        ));
+    }
+    let engine = state.engine();
+    let sid = row.id.clone();
+    tokio::task::spawn_blocking(move || engine.pause(&sid, true))
+        .await
+        .map_err(|e| ApiError::internal("pause task", e))??;
+    let remaining = row.expires_ms.map(|e| e.saturating_sub(now_ms()));
+    state
+        .store()
+        .set_paused(&row.id, remaining)
+        .map_err(|e| ApiError::internal("pause", e))?;
+    state.audit(
+        &who.id,
+        "sandbox.pause",
+        Some(&row.id),
+        json!({"remaining_ms": remaining}),
+    );
+    let row = owned(&state, &who, &id)?;
+    Ok(Json(SandboxView::from(row)))
+}
+
+pub async fn resume(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SandboxView>> {
+    let row = owned(&state, &who, &id)?;
+    if row.state != "paused" {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("sandbox {id} is {}", row.state),
+        ));
+    }
+    let engine = state.engine();
+    let sid = row.id.clone();
+    tokio::task::spawn_blocking(move || engine.pause(&sid, false))
+        .await
+        .map_err(|e| ApiError::internal("resume task", e))??;
+    let now = now_ms();
+    state
+        .store()
+        .set_resumed(&row.id, row.remaining_ms.map(|r| now + r), now)
+        .map_err(|e| ApiError::internal("resume", e))?;
+    state.audit(&who.id, "sandbox.resume", Some(&row.id), json!({}));
+    let row = owned(&state, &who, &id)?;
+    Ok(Json(SandboxView::from(row)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutBody {
+    /// New lifetime from now, in seconds.
+    pub ttl_seconds: u64,
+}
+
+/// Set the sandbox's remaining lifetime (from now; kept frozen if paused).
+pub async fn set_timeout(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<TimeoutBody>,
+) -> ApiResult<Json<SandboxView>> {
+    let row = owned(&state, &who, &id)?;
+    let max = state.config().max_ttl;
+    if body.ttl_seconds == 0 || body.ttl_seconds > max.as_secs() {
+        return Err(ApiError::invalid(format!(
+            "ttl_seconds must be between 1 and {}",
+            max.as_secs()
+        )));
+    }
+    let ms = body.ttl_seconds * 1000;
+    let r = if row.state == "paused" {
+        state.store().set_paused(&row.id, Some(ms))
+    } else {
+        state.store().set_expiry(&row.id, Some(now_ms() + ms))
+    };
+    r.map_err(|e| ApiError::internal("set timeout", e))?;
+    state.audit(
+        &who.id,
+        "sandbox.timeout",
+        Some(&row.id),
+        json!({"ttl_seconds": body.ttl_seconds}),
+    );
+    Ok(Json(SandboxView::from(owned(&state, &who, &id)?)))
 }
 
 pub async fn create(
@@ -248,6 +380,9 @@ pub async fn create(
                 created_ms: now,
                 expires_ms: Some(now + ttl.as_millis() as u64),
                 idempotency_key: idem.clone(),
+                idle_timeout_ms: req.idle_timeout_seconds.map(|s| s * 1000),
+                last_active_ms: now,
+                remaining_ms: None,
             })
             .map_err(|e| ApiError::internal("insert", e))?;
         id
@@ -429,7 +564,7 @@ pub async fn exec(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ExecBody>,
 ) -> ApiResult<Json<Value>> {
-    let row = owned(&state, &who, &id)?;
+    let row = running(&state, &who, &id)?;
     let (argv, shell) = match body.cmd {
         Cmd::Argv(v) if v.is_empty() => return Err(ApiError::invalid("cmd must not be empty")),
         Cmd::Argv(v) => (v, None),
@@ -500,7 +635,7 @@ pub async fn read_file(
     Path(id): Path<String>,
     Query(q): Query<FileQuery>,
 ) -> ApiResult<Response> {
-    let row = owned(&state, &who, &id)?;
+    let row = running(&state, &who, &id)?;
     check_path(&q.path)?;
     let engine = state.engine();
     let data = tokio::task::spawn_blocking(move || engine.read_file(&row.id, &q.path))
@@ -516,7 +651,7 @@ pub async fn write_file(
     Query(q): Query<FileQuery>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let row = owned(&state, &who, &id)?;
+    let row = running(&state, &who, &id)?;
     check_path(&q.path)?;
     let mode = match &q.mode {
         None => None,

@@ -63,6 +63,11 @@ pub struct Row {
     pub created_ms: u64,
     pub expires_ms: Option<u64>,
     pub idempotency_key: Option<String>,
+    /// Destroy after this long without API activity.
+    pub idle_timeout_ms: Option<u64>,
+    pub last_active_ms: u64,
+    /// While paused: the TTL left when it was paused (the clock stops).
+    pub remaining_ms: Option<u64>,
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -89,6 +94,9 @@ CREATE TABLE IF NOT EXISTS sandboxes (
     created_ms BIGINT NOT NULL,
     expires_ms BIGINT,
     idempotency_key TEXT,
+    idle_timeout_ms BIGINT,
+    last_active_ms BIGINT NOT NULL DEFAULT 0,
+    remaining_ms BIGINT,
     UNIQUE (owner, idempotency_key)
 );
 CREATE TABLE IF NOT EXISTS audit (
@@ -121,11 +129,13 @@ fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
         created_ms: r.get::<_, i64>(6)? as u64,
         expires_ms: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
         idempotency_key: r.get(8)?,
+        idle_timeout_ms: r.get::<_, Option<i64>>(9)?.map(|v| v as u64),
+        last_active_ms: r.get::<_, i64>(10)? as u64,
+        remaining_ms: r.get::<_, Option<i64>>(11)?.map(|v| v as u64),
     })
 }
 
-const COLUMNS: &str =
-    "id, owner, state, spec, labels, isolation, created_ms, expires_ms, idempotency_key";
+const COLUMNS: &str = "id, owner, state, spec, labels, isolation, created_ms, expires_ms, idempotency_key, idle_timeout_ms, last_active_ms, remaining_ms";
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
@@ -210,7 +220,7 @@ impl Store {
     pub fn insert(&self, r: &Row) -> Result<(), StoreError> {
         self.db().execute(
             &format!(
-                "INSERT INTO sandboxes ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                "INSERT INTO sandboxes ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
             ),
             params![
                 r.id,
@@ -222,6 +232,9 @@ impl Store {
                 r.created_ms as i64,
                 r.expires_ms.map(|v| v as i64),
                 r.idempotency_key,
+                r.idle_timeout_ms.map(|v| v as i64),
+                r.last_active_ms as i64,
+                r.remaining_ms.map(|v| v as i64),
             ],
         )?;
         Ok(())
@@ -247,6 +260,36 @@ impl Store {
         self.db().execute(
             "UPDATE sandboxes SET expires_ms = ?2 WHERE id = ?1",
             params![id, expires_ms.map(|v| v as i64)],
+        )?;
+        Ok(())
+    }
+
+    /// Pause bookkeeping: `remaining_ms` is the TTL left, kept while paused.
+    pub fn set_paused(&self, id: &str, remaining_ms: Option<u64>) -> Result<(), StoreError> {
+        self.db().execute(
+            "UPDATE sandboxes SET state = 'paused', remaining_ms = ?2, expires_ms = NULL WHERE id = ?1",
+            params![id, remaining_ms.map(|v| v as i64)],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_resumed(
+        &self,
+        id: &str,
+        expires_ms: Option<u64>,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.db().execute(
+            "UPDATE sandboxes SET state = 'running', remaining_ms = NULL, expires_ms = ?2, last_active_ms = ?3 WHERE id = ?1",
+            params![id, expires_ms.map(|v| v as i64), now_ms as i64],
+        )?;
+        Ok(())
+    }
+
+    pub fn touch(&self, id: &str, now_ms: u64) -> Result<(), StoreError> {
+        self.db().execute(
+            "UPDATE sandboxes SET last_active_ms = ?2 WHERE id = ?1",
+            params![id, now_ms as i64],
         )?;
         Ok(())
     }
@@ -506,6 +549,9 @@ mod tests {
                 created_ms: ms,
                 expires_ms: None,
                 idempotency_key: None,
+                idle_timeout_ms: None,
+                last_active_ms: 0,
+                remaining_ms: None,
             })
             .unwrap();
         }

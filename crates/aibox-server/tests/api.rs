@@ -30,6 +30,9 @@ impl Engine for Fake {
         self.live.lock().unwrap().retain(|x| x != id);
         Ok(())
     }
+    fn pause(&self, _: &str, _: bool) -> Result<(), ApiError> {
+        Ok(())
+    }
     fn running(&self) -> Vec<String> {
         self.live.lock().unwrap().clone()
     }

@@ -6,6 +6,15 @@ use aibox_server::engine::RuntimeEngine;
 use std::sync::Arc;
 
 pub fn serve(a: ServeArgs) -> anyhow::Result<u8> {
+    // A server logs by default (to stderr; AIBOX_LOG sets the level).
+    let level = std::env::var("AIBOX_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::INFO);
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .try_init();
     let env = Raw::from_env(|k| std::env::var(k).ok())?;
     let flags = Raw {
         listen: a.listen,

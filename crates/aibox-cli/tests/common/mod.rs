@@ -88,6 +88,7 @@ impl Env {
         c.args(args)
             .env("AIBOX_RUN_DIR", &self.dirs.run)
             .env("AIBOX_DATA_DIR", &self.dirs.data)
+            .env("AIBOX_LOCAL", "1")
             .env_remove("AIBOX_LOG");
         c
     }

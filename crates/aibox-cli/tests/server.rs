@@ -1,0 +1,456 @@
+//! End-to-end tests of `aibox serve` with real sandboxes: the CLI verbs,
+//! restart adoption after SIGKILL, parallel creates, TTL/idle/pause
+//! semantics and tenancy between keys.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use aibox_client::{Body, Client, Endpoint, Method};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Server {
+    child: Child,
+    addr: String,
+    data: PathBuf,
+    key: String,
+}
+
+impl Server {
+    fn start(data: &Path) -> Server {
+        let mut child = Command::new(common::bin())
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--memory-budget",
+                "128g",
+                "--data-dir",
+            ])
+            .arg(data)
+            .env_remove("AIBOX_URL")
+            .env_remove("AIBOX_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut addr = None;
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(a) = line.strip_prefix("aibox: listening on http://") {
+                addr = Some(a.to_string());
+                break;
+            }
+        }
+        // Keep draining stderr so the server never blocks on it.
+        std::thread::spawn(move || for _ in lines {});
+        let key = std::fs::read_to_string(data.join("admin.key"))
+            .unwrap()
+            .trim()
+            .to_string();
+        Server {
+            child,
+            addr: addr.expect("server did not start"),
+            data: data.to_path_buf(),
+            key,
+        }
+    }
+
+    fn client(&self, key: &str) -> Client {
+        Client::new(Endpoint::Tcp(self.addr.clone()), Some(key.to_string())).unwrap()
+    }
+
+    fn admin(&self) -> Client {
+        self.client(&self.key)
+    }
+
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(common::bin())
+            .args(args)
+            .env("AIBOX_URL", format!("http://{}", self.addr))
+            .env("AIBOX_KEY", &self.key)
+            .env_remove("AIBOX_LOCAL")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Remove every sandbox through the API, then stop the server.
+        if let Ok(v) = self
+            .admin()
+            .json(Method::GET, "/v1/sandboxes?limit=1000", Body::Empty)
+        {
+            for s in v["sandboxes"].as_array().into_iter().flatten() {
+                let id = s["id"].as_str().unwrap_or_default();
+                let _ =
+                    self.admin()
+                        .call(Method::DELETE, &format!("/v1/sandboxes/{id}"), Body::Empty);
+            }
+        }
+        self.kill9();
+        let rt = aibox_runtime::Runtime::with(
+            aibox_runtime::Dirs {
+                run: self.data.join("run"),
+                data: self.data.clone(),
+            },
+            common::bin(),
+        );
+        for r in rt.list() {
+            if let Ok(sb) = rt.get(&r.id) {
+                let _ = sb.destroy();
+            }
+        }
+        rt.gc();
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+fn data_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "aibox-srv-{}-{name}-{}",
+        aibox_sys::geteuid(),
+        aibox_runtime::random_id()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn create(c: &Client, body: Value) -> String {
+    let v = c
+        .json(Method::POST, "/v1/sandboxes", Body::Json(body))
+        .unwrap();
+    v["id"].as_str().unwrap().to_string()
+}
+
+fn exec(c: &Client, id: &str, cmd: Value) -> Value {
+    c.json(
+        Method::POST,
+        &format!("/v1/sandboxes/{id}/exec"),
+        Body::Json(json!({ "cmd": cmd })),
+    )
+    .unwrap()
+}
+
+#[test]
+fn cli_verbs_go_through_the_server() {
+    require_sandboxes!();
+    let s = Server::start(&data_dir("cli"));
+    let o = s.cli(&["create", "--json", "-l", "team=a"]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let id = v["id"].as_str().unwrap().to_string();
+    assert_eq!(v["state"], "running");
+    assert_eq!(v["labels"]["team"], "a");
+
+    let o = s.cli(&[
+        "exec",
+        &id,
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 7",
+    ]);
+    assert_eq!(o.status.code(), Some(7));
+    assert_eq!(common::stdout(&o), "out\n");
+    assert_eq!(common::stderr(&o), "err\n");
+
+    // Raw-byte files, binary-safe, resolved inside the sandbox.
+    let data: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+    let c = s.admin();
+    c.call(
+        Method::PUT,
+        &format!("/v1/sandboxes/{id}/files?path=/workspace/blob.bin&mode=600"),
+        Body::Raw(data.clone()),
+    )
+    .unwrap();
+    let back = c
+        .call(
+            Method::GET,
+            &format!("/v1/sandboxes/{id}/files?path=/workspace/blob.bin"),
+            Body::Empty,
+        )
+        .unwrap();
+    assert_eq!(back.body.as_ref(), data.as_slice());
+    let e = c
+        .call(
+            Method::GET,
+            &format!("/v1/sandboxes/{id}/files?path=/../../etc/shadow"),
+            Body::Empty,
+        )
+        .unwrap_err();
+    assert!(matches!(e, aibox_client::ClientError::Api { .. }), "{e}");
+
+    let o = s.cli(&["ls", "-q"]);
+    assert_eq!(common::stdout(&o).trim(), id);
+    let o = s.cli(&["inspect", &id]);
+    assert!(common::stdout(&o).contains("\"isolation\""));
+    let o = s.cli(&["rm", &id]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert_eq!(common::stdout(&s.cli(&["ls", "-q"])).trim(), "");
+    let o = s.cli(&["inspect", &id]);
+    assert!(!o.status.success());
+    assert!(
+        common::stderr(&o).contains("not_found"),
+        "{}",
+        common::stderr(&o)
+    );
+
+    // No server: a clear message, not a hang.
+    let o = Command::new(common::bin())
+        .args(["ls"])
+        .env("AIBOX_URL", "http://127.0.0.1:1")
+        .env_remove("AIBOX_LOCAL")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        common::stderr(&o).contains("no aibox server"),
+        "{}",
+        common::stderr(&o)
+    );
+}
+
+#[test]
+fn restart_adoption_keeps_sandboxes_and_their_processes() {
+    require_sandboxes!();
+    let data = data_dir("adopt");
+    let mut s = Server::start(&data);
+    let c = s.admin();
+    let id = create(&c, json!({}));
+    exec(&c, &id, json!("sleep 300 >/dev/null 2>&1 &"));
+    let before = exec(&c, &id, json!("ps -eo comm | grep -c '^sleep'"));
+    assert_eq!(before["stdout"], "1\n");
+    s.kill9();
+    // Files the killed server left must not stop the new one.
+    let s2 = Server::start(&data);
+    let c2 = s2.admin();
+    let after = exec(&c2, &id, json!("ps -eo comm | grep -c '^sleep'"));
+    assert_eq!(after["stdout"], "1\n", "the background process survived");
+    let v = c2
+        .json(Method::GET, &format!("/v1/sandboxes/{id}"), Body::Empty)
+        .unwrap();
+    assert_eq!(v["state"], "running");
+    drop(s2);
+    std::mem::forget(s); // its data dir is gone with s2
+}
+
+#[test]
+fn fifty_parallel_creates() {
+    require_sandboxes!();
+    let s = Server::start(&data_dir("parallel"));
+    let started = Instant::now();
+    let s = &s;
+    let ids: Vec<String> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..50)
+            .map(|_| {
+                // Rootless hosts rarely delegate cgroups: no limits there.
+                let body = if common::is_root() {
+                    json!({"memory": "64m"})
+                } else {
+                    json!({})
+                };
+                sc.spawn(move || create(&s.admin(), body))
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    eprintln!("50 parallel creates in {:?}", started.elapsed());
+    let mut uniq = ids.clone();
+    uniq.sort();
+    uniq.dedup();
+    assert_eq!(uniq.len(), 50);
+    let v = s
+        .admin()
+        .json(Method::GET, "/v1/sandboxes?limit=1000", Body::Empty)
+        .unwrap();
+    assert_eq!(v["sandboxes"].as_array().unwrap().len(), 50);
+    for id in ids.iter().take(5) {
+        assert_eq!(
+            exec(&s.admin(), id, json!(["echo", "ok"]))["stdout"],
+            "ok\n"
+        );
+    }
+    std::thread::scope(|sc| {
+        for id in &ids {
+            let c = s.admin();
+            sc.spawn(move || {
+                c.call(Method::DELETE, &format!("/v1/sandboxes/{id}"), Body::Empty)
+                    .unwrap();
+            });
+        }
+    });
+    let v = s
+        .admin()
+        .json(Method::GET, "/v1/sandboxes", Body::Empty)
+        .unwrap();
+    assert_eq!(v["sandboxes"].as_array().unwrap().len(), 0);
+}
+
+fn gone(c: &Client, id: &str) -> bool {
+    matches!(
+        c.json(Method::GET, &format!("/v1/sandboxes/{id}"), Body::Empty),
+        Err(aibox_client::ClientError::Api { status: 404, .. })
+    )
+}
+
+fn wait_gone(c: &Client, id: &str, within: Duration) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < within {
+        if gone(c, id) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn ttl_idle_and_pause_semantics() {
+    require_sandboxes!();
+    let s = Server::start(&data_dir("ttl"));
+    let c = s.admin();
+    // TTL: gone shortly after it ends.
+    let a = create(&c, json!({"ttl_seconds": 1}));
+    assert!(wait_gone(&c, &a, Duration::from_secs(5)), "TTL reaper");
+    // Idle: activity keeps it, silence ends it.
+    let b = create(&c, json!({"idle_timeout_seconds": 2}));
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(800));
+        exec(&c, &b, json!(["true"]));
+    }
+    assert!(!gone(&c, &b), "activity resets the idle clock");
+    assert!(wait_gone(&c, &b, Duration::from_secs(6)), "idle reaper");
+    // Pause: the TTL clock stops; exec is refused with a conflict.
+    let p = create(&c, json!({"ttl_seconds": 2}));
+    if !common::is_root() {
+        let e = c
+            .json(
+                Method::POST,
+                &format!("/v1/sandboxes/{p}/pause"),
+                Body::Empty,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(e, aibox_client::ClientError::Api { status: 400, .. }),
+            "{e}"
+        );
+        eprintln!("SKIP pause semantics: no cgroup freezer for rootless sandboxes here");
+        return;
+    }
+    let v = c
+        .json(
+            Method::POST,
+            &format!("/v1/sandboxes/{p}/pause"),
+            Body::Empty,
+        )
+        .unwrap();
+    assert_eq!(v["state"], "paused");
+    assert!(v["expires_at_ms"].is_null());
+    let e = c
+        .json(
+            Method::POST,
+            &format!("/v1/sandboxes/{p}/exec"),
+            Body::Json(json!({"cmd": ["true"]})),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(e, aibox_client::ClientError::Api { status: 409, .. }),
+        "{e}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!gone(&c, &p), "paused time does not consume the TTL");
+    let v = c
+        .json(
+            Method::POST,
+            &format!("/v1/sandboxes/{p}/resume"),
+            Body::Empty,
+        )
+        .unwrap();
+    assert_eq!(v["state"], "running");
+    assert!(v["remaining_ms"].as_u64().unwrap() > 1000);
+    assert_eq!(exec(&c, &p, json!(["echo", "back"]))["stdout"], "back\n");
+    // A longer timeout, set at runtime.
+    c.json(
+        Method::POST,
+        &format!("/v1/sandboxes/{p}/timeout"),
+        Body::Json(json!({"ttl_seconds": 60})),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!gone(&c, &p));
+}
+
+#[test]
+fn keys_see_only_their_own_sandboxes() {
+    require_sandboxes!();
+    let s = Server::start(&data_dir("tenancy"));
+    let admin = s.admin();
+    let mk = |name: &str| {
+        admin
+            .json(Method::POST, "/v1/keys", Body::Json(json!({"name": name})))
+            .unwrap()
+    };
+    let (ka, kb) = (mk("alice"), mk("bob"));
+    let alice = s.client(ka["key"].as_str().unwrap());
+    let bob = s.client(kb["key"].as_str().unwrap());
+    let id = create(&alice, json!({}));
+    assert!(gone(&bob, &id), "bob cannot see alice's sandbox");
+    let e = bob
+        .json(
+            Method::POST,
+            &format!("/v1/sandboxes/{id}/exec"),
+            Body::Json(json!({"cmd": ["true"]})),
+        )
+        .unwrap_err();
+    assert!(matches!(
+        e,
+        aibox_client::ClientError::Api { status: 404, .. }
+    ));
+    let v = bob.json(Method::GET, "/v1/sandboxes", Body::Empty).unwrap();
+    assert!(v["sandboxes"].as_array().unwrap().is_empty());
+    assert!(!gone(&admin, &id), "admin sees every sandbox");
+    // Users cannot manage keys; revoked keys are refused.
+    let e = bob.json(Method::GET, "/v1/keys", Body::Empty).unwrap_err();
+    assert!(matches!(
+        e,
+        aibox_client::ClientError::Api { status: 403, .. }
+    ));
+    admin
+        .call(
+            Method::DELETE,
+            &format!("/v1/keys/{}", ka["id"].as_str().unwrap()),
+            Body::Empty,
+        )
+        .unwrap();
+    let e = alice
+        .json(Method::GET, "/v1/sandboxes", Body::Empty)
+        .unwrap_err();
+    assert!(matches!(
+        e,
+        aibox_client::ClientError::Api { status: 401, .. }
+    ));
+    // The audit log recorded it all, and its chain verifies.
+    let v = admin.json(Method::GET, "/v1/audit", Body::Empty).unwrap();
+    let actions: Vec<&str> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for want in ["key.create", "sandbox.create", "key.revoke", "auth.failure"] {
+        assert!(actions.contains(&want), "{want} in {actions:?}");
+    }
+}

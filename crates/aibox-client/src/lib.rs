@@ -1,0 +1,291 @@
+//! A small blocking client of the aibox REST API, over TCP or the server's
+//! Unix socket. Finds the server like every local tool does: `AIBOX_URL`
+//! (`http://HOST:PORT` or `unix:/path`) and `AIBOX_KEY`, else the local
+//! server's socket, else `http://127.0.0.1:7878` with the admin key file.
+
+#![forbid(unsafe_code)]
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+pub use hyper::Method;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the server is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    Tcp(String),
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Tcp(a) => write!(f, "http://{a}"),
+            Endpoint::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no aibox server is reachable at {endpoint} ({reason}); start one with `aibox serve`, or point AIBOX_URL at one")]
+    NotRunning { endpoint: Endpoint, reason: String },
+    #[error("{message} ({code})")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("invalid AIBOX_URL {0:?}: expected http://HOST:PORT or unix:/path/to.sock")]
+    BadUrl(String),
+    #[error("talking to the aibox server at {endpoint}: {reason}")]
+    Transport { endpoint: Endpoint, reason: String },
+}
+
+pub struct Client {
+    endpoint: Endpoint,
+    key: Option<String>,
+    rt: tokio::runtime::Runtime,
+}
+
+/// The parsed response: status and body.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub body: Bytes,
+}
+
+impl Response {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+pub fn parse_url(url: &str) -> Result<Endpoint, ClientError> {
+    if let Some(p) = url.strip_prefix("unix:") {
+        let p = p.trim_start_matches("//");
+        if p.starts_with('/') {
+            return Ok(Endpoint::Unix(PathBuf::from(p)));
+        }
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        let host = rest.trim_end_matches('/');
+        if !host.is_empty() && !host.contains('/') {
+            return Ok(Endpoint::Tcp(host.to_string()));
+        }
+    }
+    Err(ClientError::BadUrl(url.to_string()))
+}
+
+impl Client {
+    pub fn new(endpoint: Endpoint, key: Option<String>) -> Result<Client, ClientError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ClientError::Transport {
+                endpoint: endpoint.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Client { endpoint, key, rt })
+    }
+
+    /// The server named by the environment, or the local one.
+    pub fn from_env() -> Result<Client, ClientError> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let data = aibox_runtime::Dirs::from_env().data;
+        let admin_key = || {
+            std::fs::read_to_string(data.join("admin.key"))
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        };
+        let key = env("AIBOX_KEY");
+        let endpoint = match env("AIBOX_URL") {
+            Some(u) => parse_url(&u)?,
+            None => {
+                let sock = data.join("aibox.sock");
+                if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
+                    Endpoint::Unix(sock)
+                } else {
+                    Endpoint::Tcp("127.0.0.1:7878".into())
+                }
+            }
+        };
+        let key = match (&endpoint, key) {
+            (_, Some(k)) => Some(k),
+            (Endpoint::Unix(_), None) => None,
+            (Endpoint::Tcp(a), None)
+                if a.starts_with("127.0.0.1:")
+                    || a.starts_with("localhost:")
+                    || a.starts_with("[::1]:") =>
+            {
+                admin_key()
+            }
+            _ => None,
+        };
+        Client::new(endpoint, key)
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Send a request; bodies of `json` go as JSON, `raw` as bytes.
+    pub fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Body,
+        headers: &[(&str, &str)],
+    ) -> Result<Response, ClientError> {
+        let endpoint = self.endpoint.clone();
+        let transport = |reason: String| ClientError::Transport {
+            endpoint: endpoint.clone(),
+            reason,
+        };
+        let host = match &self.endpoint {
+            Endpoint::Tcp(a) => a.clone(),
+            Endpoint::Unix(_) => "localhost".into(),
+        };
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, host);
+        if let Some(k) = &self.key {
+            b = b.header(hyper::header::AUTHORIZATION, format!("Bearer {k}"));
+        }
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let bytes = match body {
+            Body::Empty => Bytes::new(),
+            Body::Json(v) => {
+                b = b.header(hyper::header::CONTENT_TYPE, "application/json");
+                Bytes::from(v.to_string())
+            }
+            Body::Raw(d) => {
+                b = b.header(hyper::header::CONTENT_TYPE, "application/octet-stream");
+                Bytes::from(d)
+            }
+        };
+        let req = b
+            .body(Full::new(bytes))
+            .map_err(|e| transport(e.to_string()))?;
+        self.rt.block_on(async {
+            let (status, body) = match &self.endpoint {
+                Endpoint::Tcp(addr) => {
+                    let s = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        tokio::net::TcpStream::connect(addr.as_str()),
+                    )
+                    .await
+                    .map_err(|_| not_running(&self.endpoint, "connection timed out"))?
+                    .map_err(|e| not_running(&self.endpoint, &e.to_string()))?;
+                    roundtrip(TokioIo::new(s), req).await
+                }
+                Endpoint::Unix(p) => {
+                    let s = tokio::net::UnixStream::connect(p)
+                        .await
+                        .map_err(|e| not_running(&self.endpoint, &e.to_string()))?;
+                    roundtrip(TokioIo::new(s), req).await
+                }
+            }
+            .map_err(transport)?;
+            Ok(Response { status, body })
+        })
+    }
+
+    /// Send and turn an error envelope into [`ClientError::Api`].
+    pub fn call(&self, method: Method, path: &str, body: Body) -> Result<Response, ClientError> {
+        let r = self.send(method, path, body, &[])?;
+        check(r)
+    }
+
+    pub fn json(&self, method: Method, path: &str, body: Body) -> Result<Value, ClientError> {
+        Ok(self.call(method, path, body)?.json())
+    }
+}
+
+pub enum Body {
+    Empty,
+    Json(Value),
+    Raw(Vec<u8>),
+}
+
+pub fn check(r: Response) -> Result<Response, ClientError> {
+    if r.status < 300 {
+        return Ok(r);
+    }
+    let v = r.json();
+    Err(ClientError::Api {
+        status: r.status,
+        code: v["error"]["code"].as_str().unwrap_or("unknown").to_string(),
+        message: v["error"]["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                StatusCode::from_u16(r.status)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default()
+            }),
+    })
+}
+
+fn not_running(endpoint: &Endpoint, reason: &str) -> ClientError {
+    ClientError::NotRunning {
+        endpoint: endpoint.clone(),
+        reason: reason.to_string(),
+    }
+}
+
+async fn roundtrip<IO>(io: IO, req: Request<Full<Bytes>>) -> Result<(u16, Bytes), String>
+where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            parse_url("http://127.0.0.1:7878").unwrap(),
+            Endpoint::Tcp("127.0.0.1:7878".into())
+        );
+        assert_eq!(
+            parse_url("http://127.0.0.1:7878/").unwrap(),
+            Endpoint::Tcp("127.0.0.1:7878".into())
+        );
+        assert_eq!(
+            parse_url("unix:/run/x.sock").unwrap(),
+            Endpoint::Unix("/run/x.sock".into())
+        );
+        assert_eq!(
+            parse_url("unix:///run/x.sock").unwrap(),
+            Endpoint::Unix("/run/x.sock".into())
+        );
+        for bad in ["https://x", "127.0.0.1:1", "unix:rel", "http://a/b"] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! `/v1/keys`: create, list, revoke API keys (admin only). A new key's
+//! secret is returned once, in the create response; only its hash is kept.
+
+use crate::auth::{new_secret, Principal};
+use crate::error::{ApiError, ApiResult};
+use crate::store::Scope;
+use crate::{now_ms, ApiJson, AppState};
+use aibox_types::ErrorCode;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+fn admin_only(who: &Principal) -> ApiResult<()> {
+    if who.admin() {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            "managing keys needs an admin key",
+        ))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    pub name: String,
+    #[serde(default = "user_scope")]
+    pub scope: Scope,
+}
+
+fn user_scope() -> Scope {
+    Scope::User
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    who: Principal,
+    ApiJson(req): ApiJson<NewKey>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    admin_only(&who)?;
+    let name = req.name.trim();
+    if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid("name must be 1-64 printable characters"));
+    }
+    let id = format!("k{}", aibox_runtime::random_id());
+    let secret = new_secret();
+    state
+        .store()
+        .add_key(&id, name, &secret, req.scope, now_ms())
+        .map_err(|e| ApiError::internal("add key", e))?;
+    state.audit(
+        &who.id,
+        "key.create",
+        None,
+        json!({"key": id, "scope": req.scope}),
+    );
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": id, "name": name, "scope": req.scope, "key": secret})),
+    ))
+}
+
+pub async fn list(State(state): State<AppState>, who: Principal) -> ApiResult<Json<Value>> {
+    admin_only(&who)?;
+    let keys = state
+        .store()
+        .list_keys()
+        .map_err(|e| ApiError::internal("list keys", e))?;
+    Ok(Json(json!({"keys": keys})))
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    admin_only(&who)?;
+    if !state
+        .store()
+        .revoke_key(&id, now_ms())
+        .map_err(|e| ApiError::internal("revoke key", e))?
+    {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("no live key with id {id:?}"),
+        ));
+    }
+    state.audit(&who.id, "key.revoke", None, json!({"key": id}));
+    Ok(StatusCode::NO_CONTENT)
+}
