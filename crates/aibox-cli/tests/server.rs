@@ -454,3 +454,196 @@ fn keys_see_only_their_own_sandboxes() {
         assert!(actions.contains(&want), "{want} in {actions:?}");
     }
 }
+
+#[test]
+fn files_processes_and_streams() {
+    require_sandboxes!();
+    let s = Server::start(&data_dir("files"));
+    let c = s.admin();
+    let id = create(&c, json!({}));
+    let base = format!("/v1/sandboxes/{id}");
+    let post = |p: &str, v: Value| c.json(Method::POST, &format!("{base}{p}"), Body::Json(v));
+    // mkdir -p, write, list, stat, rename, delete.
+    let st = post(
+        "/files/mkdir",
+        json!({"path": "/workspace/a/b", "mode": "750"}),
+    )
+    .unwrap();
+    assert_eq!(st["kind"], "dir");
+    c.call(
+        Method::PUT,
+        &format!("{base}/files?path=/workspace/a/b/f.txt"),
+        Body::Raw(b"x".to_vec()),
+    )
+    .unwrap();
+    let l = c
+        .json(
+            Method::GET,
+            &format!("{base}/files/list?path=/workspace/a&recursive=true"),
+            Body::Empty,
+        )
+        .unwrap();
+    assert_eq!(l["entries"].as_array().unwrap().len(), 2, "{l}");
+    c.call(
+        Method::POST,
+        &format!("{base}/files/rename"),
+        Body::Json(json!({"from": "/workspace/a/b/f.txt", "to": "/workspace/g.txt"})),
+    )
+    .unwrap();
+    let st = c
+        .json(
+            Method::GET,
+            &format!("{base}/files/stat?path=/workspace/g.txt"),
+            Body::Empty,
+        )
+        .unwrap();
+    assert_eq!(st["size"], 1);
+    c.call(
+        Method::DELETE,
+        &format!("{base}/files?path=/workspace/a&recursive=true"),
+        Body::Empty,
+    )
+    .unwrap();
+    let e = c
+        .json(
+            Method::GET,
+            &format!("{base}/files/stat?path=/workspace/a"),
+            Body::Empty,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(e, aibox_client::ClientError::Api { status: 404, .. }),
+        "{e}"
+    );
+    // Symlinks cannot lead the files API out of the sandbox.
+    exec(
+        &c,
+        &id,
+        json!(["ln", "-s", "/etc/shadow", "/workspace/link"]),
+    );
+    let r = c.call(
+        Method::GET,
+        &format!("{base}/files?path=/workspace/link"),
+        Body::Empty,
+    );
+    let host_shadow = std::fs::read("/etc/shadow").unwrap_or_default();
+    if let Ok(r) = r {
+        assert_ne!(
+            r.body.as_ref(),
+            host_shadow.as_slice(),
+            "host /etc/shadow leaked"
+        );
+    }
+    // tar round trip: download a directory, upload it elsewhere.
+    exec(
+        &c,
+        &id,
+        json!("mkdir -p /workspace/t/sub && echo one > /workspace/t/sub/1"),
+    );
+    let tar = c
+        .call(
+            Method::GET,
+            &format!("{base}/tar?path=/workspace/t"),
+            Body::Empty,
+        )
+        .unwrap();
+    c.call(
+        Method::PUT,
+        &format!("{base}/tar?path=/workspace/t2"),
+        Body::Raw(tar.body.to_vec()),
+    )
+    .unwrap();
+    assert_eq!(
+        exec(&c, &id, json!(["cat", "/workspace/t2/sub/1"]))["stdout"],
+        "one\n"
+    );
+    // Background process: start, list, stdin, wait, re-attach output.
+    let p = post(
+        "/processes",
+        json!({"cmd": "read x; echo got $x; exit 4", "stdin": true}),
+    )
+    .unwrap();
+    let pid = p["id"].as_u64().unwrap();
+    let list = c
+        .json(Method::GET, &format!("{base}/processes"), Body::Empty)
+        .unwrap();
+    assert!(list["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x["id"] == pid));
+    c.call(
+        Method::POST,
+        &format!("{base}/processes/{pid}/stdin?close=true"),
+        Body::Raw(b"hi\n".to_vec()),
+    )
+    .unwrap();
+    let w = c
+        .json(
+            Method::POST,
+            &format!("{base}/processes/{pid}/wait"),
+            Body::Empty,
+        )
+        .unwrap();
+    assert_eq!(w["exit_code"], 4);
+    let (_tx, rx) = std::sync::mpsc::channel();
+    let mut out = Vec::new();
+    c.stream(&format!("{base}/processes/{pid}/attach"), None, rx, |ev| {
+        if let aibox_client::StreamEvent::Stdout(d) = ev {
+            out.extend(d);
+        }
+    })
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out), "got hi\n");
+    // Streaming exec over WebSocket with stdin, stdout and stderr apart.
+    let (tx, rx) = std::sync::mpsc::channel();
+    tx.send(aibox_client::StreamInput::Stdin(b"ping\n".to_vec()))
+        .unwrap();
+    tx.send(aibox_client::StreamInput::Control(
+        json!({"type": "stdin_close"}),
+    ))
+    .unwrap();
+    let (mut so, mut se) = (Vec::new(), Vec::new());
+    let exit = c
+        .stream(
+            &format!("{base}/exec/ws"),
+            Some(json!({"cmd": "read l; echo out:$l; echo err >&2; exit 3"})),
+            rx,
+            |ev| match ev {
+                aibox_client::StreamEvent::Stdout(d) => so.extend(d),
+                aibox_client::StreamEvent::Stderr(d) => se.extend(d),
+                _ => {}
+            },
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit["exit_code"], 3);
+    assert_eq!(String::from_utf8_lossy(&so), "out:ping\n");
+    assert_eq!(String::from_utf8_lossy(&se), "err\n");
+    // A PTY with a size, resized live.
+    let (tx, rx) = std::sync::mpsc::channel();
+    tx.send(aibox_client::StreamInput::Control(
+        json!({"type": "resize", "rows": 50, "cols": 132}),
+    ))
+    .unwrap();
+    let mut so = Vec::new();
+    let exit = c
+        .stream(
+            &format!("{base}/exec/ws"),
+            Some(json!({"cmd": "sleep 0.5; stty size; tty", "pty": {"rows": 24, "cols": 80}})),
+            rx,
+            |ev| {
+                if let aibox_client::StreamEvent::Stdout(d) = ev {
+                    so.extend(d)
+                }
+            },
+        )
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&so);
+    assert_eq!(exit["exit_code"], 0);
+    assert!(
+        text.contains("50 132") && text.contains("/dev/pts/"),
+        "{text}"
+    );
+}

@@ -34,7 +34,7 @@ impl std::fmt::Display for Endpoint {
 pub enum ClientError {
     #[error("no aibox server is reachable at {endpoint} ({reason}); start one with `aibox serve`, or point AIBOX_URL at one")]
     NotRunning { endpoint: Endpoint, reason: String },
-    #[error("{message} ({code})")]
+    #[error("{message}")]
     Api {
         status: u16,
         code: String,
@@ -289,3 +289,133 @@ mod tests {
         }
     }
 }
+
+/// One event of a streamed exec.
+#[derive(Debug)]
+pub enum StreamEvent {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+    /// `started`, `exit` and `error` events, as sent by the server.
+    Json(Value),
+}
+
+/// What the caller sends into a streamed exec.
+#[derive(Debug)]
+pub enum StreamInput {
+    Stdin(Vec<u8>),
+    /// A JSON control message (`resize`, `signal`, `stdin_close`).
+    Control(Value),
+}
+
+impl Client {
+    /// Open a WebSocket on `path`, send `start` (if any) as the first text
+    /// message, then feed `input` to it and every event to `on_event` until
+    /// the server closes the stream. Returns the `exit` event, if one came.
+    pub fn stream(
+        &self,
+        path: &str,
+        start: Option<Value>,
+        input: std::sync::mpsc::Receiver<StreamInput>,
+        mut on_event: impl FnMut(StreamEvent),
+    ) -> Result<Option<Value>, ClientError> {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        use tokio_tungstenite::tungstenite::Message;
+        let endpoint = self.endpoint.clone();
+        let transport = move |reason: String| ClientError::Transport {
+            endpoint: endpoint.clone(),
+            reason,
+        };
+        let host = match &self.endpoint {
+            Endpoint::Tcp(a) => a.clone(),
+            Endpoint::Unix(_) => "localhost".into(),
+        };
+        let mut req = format!("ws://{host}{path}")
+            .into_client_request()
+            .map_err(|e| transport(e.to_string()))?;
+        if let Some(k) = &self.key {
+            let v = format!("Bearer {k}")
+                .parse()
+                .map_err(|_| transport("bad key".into()))?;
+            req.headers_mut().insert("authorization", v);
+        }
+        self.rt.block_on(async {
+            // Either transport; boxed so one code path drives both.
+            let ws = match &self.endpoint {
+                Endpoint::Tcp(addr) => {
+                    let s = tokio::net::TcpStream::connect(addr.as_str())
+                        .await
+                        .map_err(|e| not_running(&self.endpoint, &e.to_string()))?;
+                    tokio_tungstenite::client_async(req, Box::new(s) as Box<dyn AsyncStream>).await
+                }
+                Endpoint::Unix(p) => {
+                    let s = tokio::net::UnixStream::connect(p)
+                        .await
+                        .map_err(|e| not_running(&self.endpoint, &e.to_string()))?;
+                    tokio_tungstenite::client_async(req, Box::new(s) as Box<dyn AsyncStream>).await
+                }
+            };
+            let (mut ws, _) = ws.map_err(|e| match e {
+                tokio_tungstenite::tungstenite::Error::Http(r) => {
+                    let body = r.body().clone().unwrap_or_default();
+                    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    ClientError::Api {
+                        status: r.status().as_u16(),
+                        code: v["error"]["code"].as_str().unwrap_or("unknown").to_string(),
+                        message: v["error"]["message"].as_str().unwrap_or("").to_string(),
+                    }
+                }
+                other => transport(other.to_string()),
+            })?;
+            if let Some(s) = start {
+                ws.send(Message::Text(s.to_string().into()))
+                    .await
+                    .map_err(|e| transport(e.to_string()))?;
+            }
+            // Input comes from a blocking producer (a stdin thread): bridge it.
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<StreamInput>(16);
+            std::thread::spawn(move || {
+                for m in input {
+                    if tx.blocking_send(m).is_err() {
+                        return;
+                    }
+                }
+            });
+            let mut exit = None;
+            let mut input_open = true;
+            loop {
+                tokio::select! {
+                    m = rx.recv(), if input_open => match m {
+                        Some(StreamInput::Stdin(d)) => {
+                            ws.send(Message::Binary(d.into())).await.map_err(|e| transport(e.to_string()))?;
+                        }
+                        Some(StreamInput::Control(v)) => {
+                            ws.send(Message::Text(v.to_string().into())).await.map_err(|e| transport(e.to_string()))?;
+                        }
+                        None => input_open = false,
+                    },
+                    m = ws.next() => match m {
+                        Some(Ok(Message::Binary(b))) if !b.is_empty() => {
+                            let data = b[1..].to_vec();
+                            on_event(if b[0] == 2 { StreamEvent::Stderr(data) } else { StreamEvent::Stdout(data) });
+                        }
+                        Some(Ok(Message::Text(t))) => {
+                            let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
+                            if v["type"] == "exit" {
+                                exit = Some(v.clone());
+                            }
+                            on_event(StreamEvent::Json(v));
+                        }
+                        Some(Ok(Message::Close(_))) | None => return Ok(exit),
+                        Some(Err(e)) => return Err(transport(e.to_string())),
+                        Some(Ok(_)) => {}
+                    },
+                }
+            }
+        })
+    }
+}
+
+/// A byte stream tungstenite can run over (TCP or Unix).
+trait AsyncStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> AsyncStream for T {}

@@ -4,7 +4,7 @@
 
 use crate::error::ApiError;
 use aibox_protocol::ExecRequest;
-use aibox_runtime::{Output, Runtime};
+use aibox_runtime::{AgentClient, Output, Runtime};
 use aibox_types::{IsolationReport, SandboxSpec};
 
 pub struct Created {
@@ -30,6 +30,17 @@ pub trait Engine: Send + Sync + 'static {
         data: &[u8],
         mode: Option<u32>,
     ) -> Result<(), ApiError>;
+    /// The sandbox's agent, for every other operation.
+    fn agent(&self, id: &str) -> Result<AgentClient, ApiError> {
+        Err(ApiError::new(
+            aibox_types::ErrorCode::Internal,
+            format!("no agent for sandbox {id} in this engine"),
+        ))
+    }
+    /// Live usage (CPU, memory, pids), when the engine can measure it.
+    fn stats(&self, _id: &str) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// The namespace runtime, with its run dir owned by this server.
@@ -68,6 +79,15 @@ impl Engine for RuntimeEngine {
             sb.resume()?;
         }
         Ok(())
+    }
+
+    fn agent(&self, id: &str) -> Result<AgentClient, ApiError> {
+        Ok(self.rt.agent_client(id)?)
+    }
+
+    fn stats(&self, id: &str) -> Option<serde_json::Value> {
+        let sb = self.rt.get(id).ok()?;
+        serde_json::to_value(sb.stats()).ok()
     }
 
     fn running(&self) -> Vec<String> {

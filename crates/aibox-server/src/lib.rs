@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod agentops;
 pub mod auth;
 pub mod config;
 pub mod engine;
@@ -15,6 +16,7 @@ pub mod error;
 pub mod keys;
 pub mod sandboxes;
 pub mod store;
+pub mod ws;
 
 use crate::auth::{LocalSocket, Principal};
 use crate::config::Config;
@@ -225,13 +227,54 @@ async fn audit_list(
     Ok(Json(json!({"entries": entries})))
 }
 
+/// Every error leaves as the JSON envelope with a stable code, including
+/// the ones axum's extractors and router produce as plain text (bad query
+/// strings, bodies over the limit, wrong methods).
+async fn normalize_errors(resp: axum::response::Response) -> axum::response::Response {
+    use axum::http::{header, StatusCode};
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if status.as_u16() < 400 || is_json {
+        return resp;
+    }
+    let code = match status {
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        StatusCode::UNAUTHORIZED => ErrorCode::Unauthenticated,
+        StatusCode::TOO_MANY_REQUESTS => ErrorCode::RateLimited,
+        s if s.is_server_error() => ErrorCode::Internal,
+        _ => ErrorCode::InvalidArgument,
+    };
+    let body = axum::body::to_bytes(resp.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).trim().to_string();
+    let message = if text.is_empty() || code == ErrorCode::Internal {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        text
+    };
+    let mut out = axum::response::IntoResponse::into_response(ApiError::new(code, message));
+    *out.status_mut() = status;
+    out
+}
+
 /// The API. Tests drive it with `tower::ServiceExt::oneshot`.
 pub fn app(state: AppState) -> Router {
     let max_body = usize::try_from(state.config().max_body).unwrap_or(usize::MAX);
-    let files = Router::new()
+    let uploads = Router::new()
         .route(
             "/v1/sandboxes/{id}/files",
-            get(sandboxes::read_file).put(sandboxes::write_file),
+            get(sandboxes::read_file)
+                .put(sandboxes::write_file)
+                .delete(agentops::delete),
+        )
+        .route(
+            "/v1/sandboxes/{id}/tar",
+            get(agentops::tar_download).put(agentops::tar_upload),
         )
         .layer(DefaultBodyLimit::max(max_body));
     Router::new()
@@ -252,8 +295,35 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/keys", post(keys::create).get(keys::list))
         .route("/v1/keys/{id}", axum::routing::delete(keys::revoke))
         .layer(DefaultBodyLimit::max(1 << 20))
-        .merge(files)
+        .route("/v1/sandboxes/{id}/files/list", get(agentops::list))
+        .route("/v1/sandboxes/{id}/files/stat", get(agentops::stat))
+        .route("/v1/sandboxes/{id}/files/mkdir", post(agentops::mkdir))
+        .route("/v1/sandboxes/{id}/files/rename", post(agentops::rename))
+        .route(
+            "/v1/sandboxes/{id}/processes",
+            post(agentops::start).get(agentops::procs),
+        )
+        .route(
+            "/v1/sandboxes/{id}/processes/{pid}",
+            get(agentops::proc_get),
+        )
+        .route("/v1/sandboxes/{id}/exec/ws", get(ws::exec))
+        .route("/v1/sandboxes/{id}/processes/{pid}/attach", get(ws::attach))
+        .route(
+            "/v1/sandboxes/{id}/processes/{pid}/wait",
+            post(agentops::proc_wait),
+        )
+        .route(
+            "/v1/sandboxes/{id}/processes/{pid}/kill",
+            post(agentops::proc_kill),
+        )
+        .route(
+            "/v1/sandboxes/{id}/processes/{pid}/stdin",
+            post(agentops::proc_stdin),
+        )
+        .merge(uploads)
         .fallback(not_found)
+        .layer(axum::middleware::map_response(normalize_errors))
         .with_state(state)
 }
 

@@ -165,7 +165,7 @@ fn owned(state: &AppState, who: &Principal, id: &str) -> ApiResult<Row> {
 
 /// The caller's sandbox, which must be running (not paused); counts as
 /// activity for the idle timeout.
-fn running(state: &AppState, who: &Principal, id: &str) -> ApiResult<Row> {
+pub(crate) fn running(state: &AppState, who: &Principal, id: &str) -> ApiResult<Row> {
     let row = owned(state, who, id)?;
     match row.state.as_str() {
         "running" => {
@@ -511,12 +511,26 @@ pub async fn list(
     Ok(Json(json!({"sandboxes": out, "next": next})))
 }
 
+/// One sandbox, with live usage (CPU, memory, pids) while it runs.
 pub async fn get(
     State(state): State<AppState>,
     who: Principal,
     Path(id): Path<String>,
-) -> ApiResult<Json<SandboxView>> {
-    Ok(Json(SandboxView::from(owned(&state, &who, &id)?)))
+) -> ApiResult<Json<Value>> {
+    let row = owned(&state, &who, &id)?;
+    let usage = if row.state == "running" || row.state == "paused" {
+        let engine = state.engine();
+        let sid = row.id.clone();
+        tokio::task::spawn_blocking(move || engine.stats(&sid))
+            .await
+            .ok()
+            .flatten()
+    } else {
+        None
+    };
+    let mut v = serde_json::to_value(SandboxView::from(row)).unwrap_or(Value::Null);
+    v["usage"] = usage.unwrap_or(Value::Null);
+    Ok(Json(v))
 }
 
 pub async fn delete(
@@ -543,6 +557,20 @@ pub enum Cmd {
     Shell(String),
 }
 
+impl Cmd {
+    /// (argv, shell string); an empty command is refused.
+    pub fn split(self) -> ApiResult<(Vec<String>, Option<String>)> {
+        match self {
+            Cmd::Argv(v) if v.is_empty() || v[0].is_empty() => {
+                Err(ApiError::invalid("cmd must not be empty"))
+            }
+            Cmd::Argv(v) => Ok((v, None)),
+            Cmd::Shell(s) if s.trim().is_empty() => Err(ApiError::invalid("cmd must not be empty")),
+            Cmd::Shell(s) => Ok((vec![], Some(s))),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecBody {
@@ -565,14 +593,7 @@ pub async fn exec(
     ApiJson(body): ApiJson<ExecBody>,
 ) -> ApiResult<Json<Value>> {
     let row = running(&state, &who, &id)?;
-    let (argv, shell) = match body.cmd {
-        Cmd::Argv(v) if v.is_empty() => return Err(ApiError::invalid("cmd must not be empty")),
-        Cmd::Argv(v) => (v, None),
-        Cmd::Shell(s) if s.trim().is_empty() => {
-            return Err(ApiError::invalid("cmd must not be empty"))
-        }
-        Cmd::Shell(s) => (vec![], Some(s)),
-    };
+    let (argv, shell) = body.cmd.split()?;
     let req = ExecRequest {
         argv: argv.clone(),
         shell: shell.clone(),

@@ -174,16 +174,127 @@ pub fn pause(id: &str, pause: bool) -> anyhow::Result<u8> {
 }
 
 pub fn exec(a: ExecArgs) -> anyhow::Result<u8> {
+    use aibox_client::{StreamEvent, StreamInput};
+    use std::io::{IsTerminal, Write};
+    use std::os::fd::AsFd;
     if a.command.is_empty() {
         anyhow::bail!(aibox_runtime::Error::InvalidSpec(
             "missing command: usage is `aibox exec ID -- CMD [ARGS...]`".into()
         ));
     }
-    if a.tty || a.detach {
-        anyhow::bail!(aibox_runtime::Error::Unsupported(
-            "-t and -d are not available through the server yet: use `aibox exec --local`".into()
-        ));
+    let path = format!("{}/exec/ws", sandbox_path(&a.id)?);
+    if a.detach {
+        return exec_detached(&a);
     }
+    let stdin = std::io::stdin();
+    let tty = a.tty && stdin.is_terminal();
+    let mut env: Map<String, Value> = super::parse_env(&a.env)?
+        .into_iter()
+        .map(|(k, v)| (k, json!(v)))
+        .collect();
+    let mut start = json!({"cmd": a.command});
+    if tty {
+        let (rows, cols) = aibox_sys::get_winsize(stdin.as_fd()).unwrap_or((24, 80));
+        start["pty"] = json!({"rows": rows, "cols": cols});
+        env.entry("TERM")
+            .or_insert_with(|| json!(std::env::var("TERM").unwrap_or_else(|_| "xterm".into())));
+    }
+    start["env"] = Value::Object(env);
+    if let Some(w) = &a.workdir {
+        start["cwd"] = json!(w);
+    }
+    if let Some(u) = a.user {
+        start["user"] = json!(u);
+    }
+    if let Some(t) = a.timeout {
+        start["timeout_ms"] = json!(t.as_millis() as u64);
+    }
+    let c = client()?;
+    let (tx, rx) = std::sync::mpsc::channel::<StreamInput>();
+    if a.interactive || tty {
+        let tx2 = tx.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 16 * 1024];
+            let mut input = std::io::stdin().lock();
+            loop {
+                match input.read(&mut buf) {
+                    Ok(0) | Err(_) => {
+                        let _ = tx2.send(StreamInput::Control(json!({"type": "stdin_close"})));
+                        return;
+                    }
+                    Ok(n) => {
+                        if tx2.send(StreamInput::Stdin(buf[..n].to_vec())).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    } else {
+        let _ = tx.send(StreamInput::Control(json!({"type": "stdin_close"})));
+    }
+    if tty {
+        // Follow the terminal's size (polling: no signal handler needed).
+        let tx3 = tx.clone();
+        std::thread::spawn(move || {
+            let mut last = aibox_sys::get_winsize(std::io::stdin().as_fd()).ok();
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+                let now = aibox_sys::get_winsize(std::io::stdin().as_fd()).ok();
+                if now != last {
+                    if let Some((rows, cols)) = now {
+                        let m = json!({"type": "resize", "rows": rows, "cols": cols});
+                        if tx3.send(StreamInput::Control(m)).is_err() {
+                            return;
+                        }
+                    }
+                    last = now;
+                }
+            }
+        });
+    }
+    drop(tx);
+    let saved = if tty {
+        aibox_sys::make_raw(stdin.as_fd()).ok()
+    } else {
+        None
+    };
+    let mut failure: Option<String> = None;
+    let result = c.stream(&path, Some(start), rx, |ev| match ev {
+        StreamEvent::Stdout(d) => {
+            let mut o = std::io::stdout().lock();
+            let _ = o.write_all(&d);
+            let _ = o.flush();
+        }
+        StreamEvent::Stderr(d) => {
+            let _ = std::io::stderr().write_all(&d);
+        }
+        StreamEvent::Json(v) if v["type"] == "error" => {
+            failure = Some(format!(
+                "{} ({})",
+                v["message"].as_str().unwrap_or("error"),
+                v["code"].as_str().unwrap_or("error")
+            ));
+        }
+        StreamEvent::Json(_) => {}
+    });
+    if let Some(t) = saved {
+        let _ = aibox_sys::restore_termios(stdin.as_fd(), &t);
+    }
+    let exit = result?;
+    if let Some(f) = failure {
+        anyhow::bail!("{f}");
+    }
+    let Some(exit) = exit else {
+        anyhow::bail!("the server closed the stream before the command exited");
+    };
+    if exit["timed_out"].as_bool() == Some(true) {
+        eprintln!("aibox: command timed out");
+    }
+    Ok(exit["exit_code"].as_i64().unwrap_or(1).clamp(0, 255) as u8)
+}
+
+fn exec_detached(a: &ExecArgs) -> anyhow::Result<u8> {
     let env: Map<String, Value> = super::parse_env(&a.env)?
         .into_iter()
         .map(|(k, v)| (k, json!(v)))
@@ -198,21 +309,11 @@ pub fn exec(a: ExecArgs) -> anyhow::Result<u8> {
     if let Some(t) = a.timeout {
         body["timeout_ms"] = json!(t.as_millis() as u64);
     }
-    if a.interactive {
-        let mut input = String::new();
-        std::io::stdin().read_to_string(&mut input)?;
-        body["stdin"] = json!(input);
-    }
     let v = client()?.json(
         Method::POST,
-        &format!("{}/exec", sandbox_path(&a.id)?),
+        &format!("{}/processes", sandbox_path(&a.id)?),
         Body::Json(body),
     )?;
-    use std::io::Write;
-    std::io::stdout().write_all(v["stdout"].as_str().unwrap_or_default().as_bytes())?;
-    std::io::stderr().write_all(v["stderr"].as_str().unwrap_or_default().as_bytes())?;
-    if v["timed_out"].as_bool() == Some(true) {
-        eprintln!("aibox: command timed out");
-    }
-    Ok(v["exit_code"].as_i64().unwrap_or(1).clamp(0, 255) as u8)
+    println!("{}", v["id"]);
+    Ok(0)
 }

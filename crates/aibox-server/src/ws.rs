@@ -1,0 +1,261 @@
+//! WebSocket streams: exec with live output and stdin (optionally on a
+//! PTY with resize), and re-attaching to a background process.
+//!
+//! Frames, server → client: binary frames whose first byte says the stream
+//! (1 stdout, 2 stderr) followed by the bytes; text frames with JSON events
+//! `{"type":"started","id","pid"}`, `{"type":"exit","exit_code",...}` and
+//! `{"type":"error","code","message"}`. Client → server: binary frames are
+//! stdin; text frames are JSON: the first one starts the exec (same fields
+//! as the synchronous exec plus `pty: {rows, cols}`), later ones are
+//! `{"type":"resize","rows","cols"}`, `{"type":"signal","signal"}` or
+//! `{"type":"stdin_close"}`. Closing the socket kills a foreground command.
+
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::sandboxes::{running, Cmd};
+use crate::AppState;
+use aibox_protocol::{read_frame, write_frame, AgentMsg, ClientMsg, ExecRequest, Kind, PtySize};
+use aibox_types::User;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::os::unix::net::UnixStream;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Start {
+    cmd: Cmd,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    cwd: Option<String>,
+    user: Option<User>,
+    timeout_ms: Option<u64>,
+    pty: Option<PtySize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum Control {
+    Resize { rows: u16, cols: u16 },
+    Signal { signal: i32 },
+    StdinClose,
+}
+
+enum Event {
+    Out(u8, Vec<u8>),
+    Exit(Value),
+    Error(ApiError),
+}
+
+enum ToAgent {
+    Stdin(Vec<u8>),
+    Control(ClientMsg),
+}
+
+pub async fn exec(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    ws: WebSocketUpgrade,
+) -> ApiResult<Response> {
+    let row = running(&state, &who, &id)?;
+    Ok(ws.on_upgrade(move |socket| exec_session(state, who, row.id, socket)))
+}
+
+pub async fn attach(
+    State(state): State<AppState>,
+    who: Principal,
+    Path((id, pid)): Path<(String, u64)>,
+    ws: WebSocketUpgrade,
+) -> ApiResult<Response> {
+    let row = running(&state, &who, &id)?;
+    Ok(ws.on_upgrade(move |mut socket| async move {
+        let engine = state.engine();
+        let sid = row.id.clone();
+        let stream = tokio::task::spawn_blocking(move || -> ApiResult<UnixStream> {
+            Ok(engine.agent(&sid)?.proc_attach(pid)?)
+        })
+        .await
+        .map_err(|e| ApiError::internal("attach task", e))
+        .and_then(|r| r);
+        match stream {
+            Ok(s) => relay(s, socket, false).await,
+            Err(e) => {
+                let _ = socket.send(error_msg(&e)).await;
+            }
+        }
+    }))
+}
+
+fn error_msg(e: &ApiError) -> Message {
+    Message::Text(
+        json!({"type": "error", "code": e.code, "message": e.message})
+            .to_string()
+            .into(),
+    )
+}
+
+async fn exec_session(state: AppState, who: Principal, id: String, mut socket: WebSocket) {
+    // The first text message says what to run.
+    let start = loop {
+        match socket.recv().await {
+            Some(Ok(Message::Text(t))) => match serde_json::from_str::<Start>(&t) {
+                Ok(s) => break s,
+                Err(e) => {
+                    let _ = socket
+                        .send(error_msg(&ApiError::invalid(format!(
+                            "bad start message: {e}"
+                        ))))
+                        .await;
+                    return;
+                }
+            },
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            _ => return,
+        }
+    };
+    let (argv, shell) = match start.cmd.split() {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = socket.send(error_msg(&e)).await;
+            return;
+        }
+    };
+    let req = ExecRequest {
+        argv: argv.clone(),
+        shell: shell.clone(),
+        env: start.env.into_iter().collect(),
+        cwd: start.cwd,
+        user: start.user,
+        stdin: true,
+        timeout_ms: start.timeout_ms,
+        pty: start.pty,
+        ..Default::default()
+    };
+    let engine = state.engine();
+    let sid = id.clone();
+    let started = tokio::task::spawn_blocking(move || -> ApiResult<(UnixStream, u64, i32)> {
+        Ok(engine.agent(&sid)?.exec_start(req)?)
+    })
+    .await
+    .map_err(|e| ApiError::internal("exec task", e))
+    .and_then(|r| r);
+    let (stream, pid_id, pid) = match started {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = socket.send(error_msg(&e)).await;
+            return;
+        }
+    };
+    state.audit(
+        &who.id,
+        "sandbox.exec_stream",
+        Some(&id),
+        json!({"argv": argv, "shell": shell, "user": start.user, "pty": start.pty.is_some()}),
+    );
+    let started = json!({"type": "started", "id": pid_id, "pid": pid}).to_string();
+    if socket.send(Message::Text(started.into())).await.is_err() {
+        return;
+    }
+    relay(stream, socket, true).await;
+}
+
+/// Pump agent frames to the socket and (when `input`) the socket's input
+/// to the agent, until the process exits or either side goes away.
+async fn relay(stream: UnixStream, mut socket: WebSocket, input: bool) {
+    let (ev_tx, mut ev_rx) = tokio::sync::mpsc::channel::<Event>(64);
+    let Ok(mut reader) = stream.try_clone() else {
+        return;
+    };
+    let _ = reader.set_read_timeout(None);
+    std::thread::spawn(move || loop {
+        let ev = match read_frame(&mut reader) {
+            Ok(f) => match f.kind {
+                Kind::Stdout => Event::Out(1, f.payload),
+                Kind::Stderr => Event::Out(2, f.payload),
+                Kind::Control => match serde_json::from_slice::<AgentMsg>(&f.payload) {
+                    Ok(AgentMsg::Exit(e)) => Event::Exit(json!({
+                        "type": "exit",
+                        "exit_code": e.status(),
+                        "signal": e.signal,
+                        "timed_out": e.timed_out,
+                        "duration_ms": e.duration_ms,
+                    })),
+                    Ok(AgentMsg::Error { code, message }) => {
+                        Event::Error(ApiError::new(code, message))
+                    }
+                    _ => continue,
+                },
+                _ => continue,
+            },
+            Err(e) => Event::Error(ApiError::internal("agent stream", e)),
+        };
+        let last = !matches!(ev, Event::Out(..));
+        if ev_tx.blocking_send(ev).is_err() || last {
+            return;
+        }
+    });
+    let (to_tx, to_rx) = std::sync::mpsc::channel::<ToAgent>();
+    let mut writer = stream;
+    std::thread::spawn(move || {
+        for m in to_rx {
+            let ok = match m {
+                ToAgent::Stdin(d) => write_frame(&mut writer, Kind::Stdin, &d).is_ok(),
+                ToAgent::Control(c) => c.send(&mut writer).is_ok(),
+            };
+            if !ok {
+                return;
+            }
+        }
+        // Socket gone: dropping the stream tells the agent its client left.
+    });
+    loop {
+        tokio::select! {
+            ev = ev_rx.recv() => match ev {
+                Some(Event::Out(k, d)) => {
+                    let mut b = Vec::with_capacity(d.len() + 1);
+                    b.push(k);
+                    b.extend_from_slice(&d);
+                    if socket.send(Message::Binary(b.into())).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Event::Exit(v)) => {
+                    let _ = socket.send(Message::Text(v.to_string().into())).await;
+                    let _ = socket.send(Message::Close(None)).await;
+                    return;
+                }
+                Some(Event::Error(e)) => {
+                    let _ = socket.send(error_msg(&e)).await;
+                    return;
+                }
+                None => return,
+            },
+            msg = socket.recv() => match msg {
+                Some(Ok(Message::Binary(d))) if input => {
+                    if d.is_empty() { continue; }
+                    let _ = to_tx.send(ToAgent::Stdin(d.to_vec()));
+                }
+                Some(Ok(Message::Text(t))) if input => match serde_json::from_str::<Control>(&t) {
+                    Ok(Control::Resize { rows, cols }) => {
+                        let _ = to_tx.send(ToAgent::Control(ClientMsg::Resize(PtySize { rows, cols })));
+                    }
+                    Ok(Control::Signal { signal }) => {
+                        let _ = to_tx.send(ToAgent::Control(ClientMsg::Signal { signal }));
+                    }
+                    Ok(Control::StdinClose) => {
+                        let _ = to_tx.send(ToAgent::Stdin(Vec::new()));
+                    }
+                    Err(e) => {
+                        let _ = socket.send(error_msg(&ApiError::invalid(format!("bad control message: {e}")))).await;
+                    }
+                },
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
