@@ -86,6 +86,8 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
         let mut resp = (status, Json(body)).into_response();
+        // For the errors-by-code metric.
+        resp.extensions_mut().insert(self.code);
         if let Some(secs) = self.retry_after {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);

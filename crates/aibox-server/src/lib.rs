@@ -14,6 +14,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod keys;
+pub mod metrics;
 pub mod sandboxes;
 pub mod store;
 pub mod ws;
@@ -45,6 +46,7 @@ struct Inner {
     store: Store,
     engine: Arc<dyn Engine>,
     create_lock: tokio::sync::Mutex<()>,
+    metrics: metrics::Metrics,
 }
 
 impl AppState {
@@ -54,6 +56,7 @@ impl AppState {
             store,
             engine,
             create_lock: tokio::sync::Mutex::new(()),
+            metrics: metrics::Metrics::default(),
         }))
     }
     pub fn config(&self) -> &Config {
@@ -64,6 +67,9 @@ impl AppState {
     }
     pub fn engine(&self) -> Arc<dyn Engine> {
         self.0.engine.clone()
+    }
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.0.metrics
     }
     fn create_lock(&self) -> &tokio::sync::Mutex<()> {
         &self.0.create_lock
@@ -322,8 +328,13 @@ pub fn app(state: AppState) -> Router {
             post(agentops::proc_stdin),
         )
         .merge(uploads)
+        .route("/metrics", get(metrics::render))
         .fallback(not_found)
         .layer(axum::middleware::map_response(normalize_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .with_state(state)
 }
 

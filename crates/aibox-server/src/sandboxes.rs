@@ -389,9 +389,11 @@ pub async fn create(
     };
     let engine = state.engine();
     let spec2 = spec.clone();
+    let t = std::time::Instant::now();
     let created = tokio::task::spawn_blocking(move || engine.create(&spec2))
         .await
         .map_err(|e| ApiError::internal("create task", e))?;
+    state.metrics().observe_create(t.elapsed().as_secs_f64());
     let created = match created {
         Ok(c) => c,
         Err(e) => {
@@ -609,11 +611,13 @@ pub async fn exec(
     let engine = state.engine();
     let sid = row.id.clone();
     let stdin = body.stdin;
+    let t = std::time::Instant::now();
     let out = tokio::task::spawn_blocking(move || {
         engine.exec(&sid, req, stdin.as_deref().map(str::as_bytes))
     })
     .await
     .map_err(|e| ApiError::internal("exec task", e))??;
+    state.metrics().observe_exec(t.elapsed().as_secs_f64());
     let exit = &out.exit;
     state.audit(
         &who.id,
