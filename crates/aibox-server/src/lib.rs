@@ -15,6 +15,7 @@ pub mod engine;
 pub mod error;
 pub mod keys;
 pub mod metrics;
+pub mod openapi;
 pub mod sandboxes;
 pub mod store;
 pub mod ws;
@@ -329,6 +330,10 @@ pub fn app(state: AppState) -> Router {
         )
         .merge(uploads)
         .route("/metrics", get(metrics::render))
+        .route("/v1/openapi.json", get(openapi::spec))
+        .route("/docs", get(|| async { axum::response::Redirect::permanent("/docs/") }))
+        .route("/docs/", get(openapi::docs_index))
+        .route("/docs/{*rest}", get(openapi::docs_file))
         .fallback(not_found)
         .layer(axum::middleware::map_response(normalize_errors))
         .layer(axum::middleware::from_fn_with_state(

@@ -1,0 +1,316 @@
+//! The OpenAPI 3.1 description of `/v1` (served at `/v1/openapi.json`) and
+//! Swagger UI at `/docs`, whose files are embedded in the binary so the page
+//! works offline. The document is written out here rather than derived, so
+//! it states exactly what the handlers accept and return; the schemathesis
+//! run in the test suite holds the two together.
+
+use axum::extract::Path;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use std::sync::{Arc, OnceLock};
+
+fn reference(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn json_body(schema: Value) -> Value {
+    json!({"required": true, "content": {"application/json": {"schema": schema}}})
+}
+
+fn ok(desc: &str, schema: Value) -> Value {
+    json!({"description": desc, "content": {"application/json": {"schema": schema}}})
+}
+
+fn raw(desc: &str, media: &str) -> Value {
+    json!({"description": desc, "content": {media: {"schema": {"type": "string", "format": "binary"}}}})
+}
+
+fn empty(desc: &str) -> Value {
+    json!({"description": desc})
+}
+
+/// The error responses every authenticated operation can give.
+fn errors(mut responses: Value, codes: &[&str]) -> Value {
+    let e = json!({"description": "error", "content": {"application/json": {"schema": reference("Error")}}});
+    for c in codes.iter().chain(["400", "401", "413", "429"].iter()) {
+        responses[*c] = e.clone();
+    }
+    responses
+}
+
+fn op(summary: &str, params: Value, body: Option<Value>, responses: Value) -> Value {
+    let mut o = json!({"summary": summary, "parameters": params, "responses": responses});
+    if let Some(b) = body {
+        o["requestBody"] = b;
+    }
+    o
+}
+
+fn path_id() -> Value {
+    json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[0-9a-f]{1,64}$"}})
+}
+
+fn path_pid() -> Value {
+    json!({"name": "pid", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 0}})
+}
+
+fn query(name: &str, required: bool, schema: Value) -> Value {
+    json!({"name": name, "in": "query", "required": required, "schema": schema})
+}
+
+fn file_path() -> Value {
+    query("path", true, json!({"type": "string", "pattern": "^/"}))
+}
+
+pub fn document() -> &'static Value {
+    static DOC: OnceLock<Value> = OnceLock::new();
+    DOC.get_or_init(build)
+}
+
+fn build() -> Value {
+    let id = path_id();
+    let sandbox = reference("Sandbox");
+    let cmd = json!({"oneOf": [
+        {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        {"type": "string", "minLength": 1}
+    ]});
+    let env = json!({"type": "object", "additionalProperties": {"type": "string"}});
+    let user = json!({"type": "string", "enum": ["user", "root"]});
+    let size = json!({"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string"}]});
+    let schemas = json!({
+        "Error": {
+            "type": "object", "required": ["error"],
+            "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+                "code": {"type": "string", "description": "stable error code"},
+                "message": {"type": "string"}}}}
+        },
+        "CreateSandbox": {
+            "type": "object", "additionalProperties": false,
+            "properties": {
+                "template": {"type": "string", "minLength": 1},
+                "cpus": {"type": "number"},
+                "memory": size, "disk": size,
+                "pids": {"type": "integer", "minimum": 0},
+                "env": env,
+                "workdir": {"type": "string"},
+                "user": user,
+                "ttl_seconds": {"type": "integer", "minimum": 1},
+                "idle_timeout_seconds": {"type": "integer", "minimum": 1},
+                "hostname": {"type": "string"},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "require_isolation": {"type": "string", "enum": ["basic", "standard", "strict"]},
+                "mounts": {"type": "array", "items": {"type": "object", "required": ["host", "guest"], "properties": {
+                    "host": {"type": "string"}, "guest": {"type": "string"}, "read_only": {"type": "boolean"}}}}
+            }
+        },
+        "Sandbox": {
+            "type": "object",
+            "required": ["id", "state", "created_at_ms", "labels", "spec", "isolation"],
+            "properties": {
+                "id": {"type": "string"},
+                "state": {"type": "string", "enum": ["creating", "running", "paused"]},
+                "created_at_ms": {"type": "integer"},
+                "expires_at_ms": {"type": ["integer", "null"]},
+                "remaining_ms": {"type": ["integer", "null"]},
+                "idle_timeout_seconds": {"type": ["integer", "null"]},
+                "labels": {"type": "object"},
+                "spec": {"type": "object"},
+                "isolation": {"type": ["object", "null"]},
+                "usage": {"type": ["object", "null"]}
+            }
+        },
+        "SandboxList": {
+            "type": "object", "required": ["sandboxes", "next"],
+            "properties": {"sandboxes": {"type": "array", "items": sandbox}, "next": {"type": ["string", "null"]}}
+        },
+        "Exec": {
+            "type": "object", "required": ["cmd"], "additionalProperties": false,
+            "properties": {
+                "cmd": cmd, "env": env, "cwd": {"type": "string"}, "user": user,
+                "timeout_ms": {"type": "integer", "minimum": 0},
+                "stdin": {"type": "string"},
+                "max_output": {"type": "integer", "minimum": 0}
+            }
+        },
+        "ExecResult": {
+            "type": "object",
+            "required": ["exit_code", "stdout", "stderr", "timed_out", "duration_ms"],
+            "properties": {
+                "exit_code": {"type": "integer"}, "signal": {"type": ["integer", "null"]},
+                "stdout": {"type": "string"}, "stderr": {"type": "string"},
+                "timed_out": {"type": "boolean"},
+                "stdout_truncated": {"type": "boolean"}, "stderr_truncated": {"type": "boolean"},
+                "duration_ms": {"type": "integer"}
+            }
+        },
+        "FileStat": {
+            "type": "object", "required": ["path", "kind", "size", "mode"],
+            "properties": {
+                "path": {"type": "string"}, "kind": {"type": "string", "enum": ["file", "dir", "symlink", "other"]},
+                "size": {"type": "integer"}, "mode": {"type": "integer"}, "uid": {"type": "integer"},
+                "gid": {"type": "integer"}, "mtime": {"type": "integer"}, "target": {"type": "string"}
+            }
+        },
+        "Process": {
+            "type": "object", "required": ["id", "pid", "argv", "running"],
+            "properties": {"id": {"type": "integer"}, "pid": {"type": "integer"},
+                "argv": {"type": "array", "items": {"type": "string"}},
+                "background": {"type": "boolean"}, "running": {"type": "boolean"}, "exit": {"type": "object"}}
+        },
+        "Key": {
+            "type": "object", "required": ["id", "name", "scope", "created_ms"],
+            "properties": {"id": {"type": "string"}, "name": {"type": "string"},
+                "scope": {"type": "string", "enum": ["admin", "user"]},
+                "created_ms": {"type": "integer"}, "revoked_ms": {"type": ["integer", "null"]}}
+        }
+    });
+    let sb_ok = ok("the sandbox", sandbox.clone());
+    let paths = json!({
+        "/v1/health": {"get": {"summary": "Liveness and capacity", "security": [], "responses": {
+            "200": ok("server health", json!({"type": "object", "required": ["status"], "properties": {
+                "status": {"type": "string"}, "version": {"type": "string"},
+                "sandboxes": {"type": "object"}, "memory_budget": {"type": "integer"}}}))}}},
+        "/v1/sandboxes": {
+            "post": op("Create a sandbox", json!([{"name": "Idempotency-Key", "in": "header", "required": false,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 255}}]),
+                Some(json_body(reference("CreateSandbox"))),
+                errors(json!({"201": ok("created", sandbox.clone()), "200": ok("an earlier create with this Idempotency-Key", sandbox.clone())}),
+                    &["403", "404", "409", "422", "503"])),
+            "get": op("List sandboxes", json!([
+                    query("state", false, json!({"type": "string"})),
+                    query("label", false, json!({"type": "string", "pattern": "^[^=]+=.*$"})),
+                    query("limit", false, json!({"type": "integer", "minimum": 1, "maximum": 1000})),
+                    query("cursor", false, json!({"type": "string"}))]),
+                None, errors(json!({"200": ok("a page of sandboxes", reference("SandboxList"))}), &[]))
+        },
+        "/v1/sandboxes/{id}": {
+            "get": op("Get a sandbox with live usage", json!([id]), None, errors(json!({"200": sb_ok}), &["404"])),
+            "delete": op("Destroy a sandbox", json!([id]), None, errors(json!({"204": empty("destroyed")}), &["404", "409"]))
+        },
+        "/v1/sandboxes/{id}/exec": {"post": op("Run a command to completion", json!([id]),
+            Some(json_body(reference("Exec"))), errors(json!({"200": ok("the result", reference("ExecResult"))}), &["404", "409"]))},
+        "/v1/sandboxes/{id}/pause": {"post": op("Freeze every process (the TTL clock stops)", json!([id]), None,
+            errors(json!({"200": sb_ok}), &["404", "409"]))},
+        "/v1/sandboxes/{id}/resume": {"post": op("Thaw a paused sandbox", json!([id]), None,
+            errors(json!({"200": sb_ok}), &["404", "409"]))},
+        "/v1/sandboxes/{id}/timeout": {"post": op("Set the remaining lifetime", json!([id]),
+            Some(json_body(json!({"type": "object", "required": ["ttl_seconds"], "additionalProperties": false,
+                "properties": {"ttl_seconds": {"type": "integer", "minimum": 1}}}))),
+            errors(json!({"200": sb_ok}), &["404"]))},
+        "/v1/sandboxes/{id}/files": {
+            "get": op("Read a file (raw bytes)", json!([id, file_path()]), None,
+                errors(json!({"200": raw("file contents", "application/octet-stream")}), &["404", "409"])),
+            "put": op("Write a file atomically (raw bytes)", json!([id, file_path(),
+                    query("mode", false, json!({"type": "string", "pattern": "^[0-7]{1,4}$"}))]),
+                Some(json!({"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}})),
+                errors(json!({"200": ok("written", json!({"type": "object"}))}), &["404", "409"])),
+            "delete": op("Delete a file or directory", json!([id, file_path(), query("recursive", false, json!({"type": "boolean"}))]),
+                None, errors(json!({"204": empty("deleted")}), &["404", "409"]))
+        },
+        "/v1/sandboxes/{id}/files/list": {"get": op("List a directory", json!([id, file_path(),
+            query("recursive", false, json!({"type": "boolean"}))]), None,
+            errors(json!({"200": ok("entries", json!({"type": "object", "required": ["entries"],
+                "properties": {"entries": {"type": "array", "items": reference("FileStat")}}}))}), &["404", "409"]))},
+        "/v1/sandboxes/{id}/files/stat": {"get": op("Stat a path", json!([id, file_path()]), None,
+            errors(json!({"200": ok("metadata", reference("FileStat"))}), &["404", "409"]))},
+        "/v1/sandboxes/{id}/files/mkdir": {"post": op("mkdir -p", json!([id]),
+            Some(json_body(json!({"type": "object", "required": ["path"], "additionalProperties": false, "properties": {
+                "path": {"type": "string", "pattern": "^/"}, "mode": {"type": "string", "pattern": "^[0-7]{1,4}$"}}}))),
+            errors(json!({"201": ok("created", reference("FileStat"))}), &["404", "409"]))},
+        "/v1/sandboxes/{id}/files/rename": {"post": op("Rename a path", json!([id]),
+            Some(json_body(json!({"type": "object", "required": ["from", "to"], "additionalProperties": false, "properties": {
+                "from": {"type": "string", "pattern": "^/"}, "to": {"type": "string", "pattern": "^/"}}}))),
+            errors(json!({"204": empty("renamed")}), &["404", "409"]))},
+        "/v1/sandboxes/{id}/tar": {
+            "get": op("Download a directory as tar", json!([id, file_path()]), None,
+                errors(json!({"200": raw("tar archive", "application/x-tar")}), &["404", "409"])),
+            "put": op("Unpack a tar archive into a directory", json!([id, file_path()]),
+                Some(json!({"required": true, "content": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}}})),
+                errors(json!({"204": empty("unpacked")}), &["404", "409"]))
+        },
+        "/v1/sandboxes/{id}/processes": {
+            "post": op("Start a background process", json!([id]),
+                Some(json_body(json!({"type": "object", "required": ["cmd"], "additionalProperties": false, "properties": {
+                    "cmd": cmd, "env": env, "cwd": {"type": "string"}, "user": user,
+                    "timeout_ms": {"type": "integer", "minimum": 0}, "stdin": {"type": "boolean"}}}))),
+                errors(json!({"201": ok("started", json!({"type": "object", "required": ["id", "pid"],
+                    "properties": {"id": {"type": "integer"}, "pid": {"type": "integer"}}}))}), &["404", "409"])),
+            "get": op("List processes", json!([id]), None, errors(json!({"200": ok("processes", json!({"type": "object",
+                "required": ["processes"], "properties": {"processes": {"type": "array", "items": reference("Process")}}}))}), &["404", "409"]))
+        },
+        "/v1/sandboxes/{id}/processes/{pid}": {"get": op("Get a process", json!([id, path_pid()]), None,
+            errors(json!({"200": ok("the process", reference("Process"))}), &["404", "409"]))},
+        "/v1/sandboxes/{id}/processes/{pid}/wait": {"post": op("Wait for a process to exit", json!([id, path_pid(),
+            query("timeout_ms", false, json!({"type": "integer", "minimum": 0}))]), None,
+            errors(json!({"200": ok("its exit", json!({"type": "object"}))}), &["404", "409", "504"]))},
+        "/v1/sandboxes/{id}/processes/{pid}/kill": {"post": op("Signal a process", json!([id, path_pid()]),
+            Some(json_body(json!({"type": "object", "additionalProperties": false, "properties": {
+                "signal": {"type": "integer", "minimum": 1, "maximum": 64}}}))),
+            errors(json!({"204": empty("signalled")}), &["404", "409"]))},
+        "/v1/sandboxes/{id}/processes/{pid}/stdin": {"post": op("Write to a process's stdin", json!([id, path_pid(),
+            query("close", false, json!({"type": "boolean"}))]),
+            Some(json!({"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}})),
+            errors(json!({"204": empty("written")}), &["404", "409"]))},
+        "/v1/keys": {
+            "post": op("Create an API key (admin)", json!([]),
+                Some(json_body(json!({"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
+                    "name": {"type": "string", "minLength": 1, "maxLength": 64},
+                    "scope": {"type": "string", "enum": ["admin", "user"]}}}))),
+                errors(json!({"201": ok("the key; its secret is shown only here", json!({"type": "object",
+                    "required": ["id", "key"], "properties": {"id": {"type": "string"}, "key": {"type": "string"}}}))}), &["403"])),
+            "get": op("List API keys (admin)", json!([]), None, errors(json!({"200": ok("keys", json!({"type": "object",
+                "properties": {"keys": {"type": "array", "items": reference("Key")}}}))}), &["403"]))
+        },
+        "/v1/keys/{id}": {"delete": op("Revoke an API key (admin)", json!([{"name": "id", "in": "path", "required": true,
+            "schema": {"type": "string"}}]), None, errors(json!({"204": empty("revoked")}), &["403", "404"]))},
+        "/v1/audit": {"get": op("Read the audit log (admin)", json!([query("after", false, json!({"type": "integer", "minimum": 0}))]),
+            None, errors(json!({"200": ok("entries", json!({"type": "object", "properties": {"entries": {"type": "array"}}}))}), &["403"]))}
+    });
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "aibox",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Sandboxes for AI agents. Streams (exec with live output and PTY, process re-attach) are WebSockets at /v1/sandboxes/{id}/exec/ws and /v1/sandboxes/{id}/processes/{pid}/attach; see docs/api.md."
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": schemas
+        },
+        "paths": paths
+    })
+}
+
+pub async fn spec() -> Json<Value> {
+    Json(document().clone())
+}
+
+fn ui_config() -> Arc<utoipa_swagger_ui::Config<'static>> {
+    static CFG: OnceLock<Arc<utoipa_swagger_ui::Config<'static>>> = OnceLock::new();
+    CFG.get_or_init(|| Arc::new(utoipa_swagger_ui::Config::new(["/v1/openapi.json"])))
+        .clone()
+}
+
+pub async fn docs_index() -> Response {
+    serve_ui("").await
+}
+
+pub async fn docs_file(Path(rest): Path<String>) -> Response {
+    serve_ui(&rest).await
+}
+
+async fn serve_ui(rest: &str) -> Response {
+    match utoipa_swagger_ui::serve(rest, ui_config()) {
+        Ok(Some(file)) => (
+            [(header::CONTENT_TYPE, file.content_type)],
+            file.bytes.to_vec(),
+        )
+            .into_response(),
+        Ok(None) => StatusCode::NOT_FOUND.into_response(),
+        Err(e) => crate::error::ApiError::internal("swagger ui", e).into_response(),
+    }
+}
