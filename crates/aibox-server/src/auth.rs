@@ -17,6 +17,35 @@ pub struct Principal {
     /// Key id (`local` on the Unix socket).
     pub id: String,
     pub scope: Scope,
+    pub max_sandboxes: Option<u64>,
+    pub max_memory: Option<u64>,
+}
+
+/// Token buckets per key: `rate` requests per second, bursts of `2 × rate`.
+#[derive(Default)]
+pub struct RateLimiter {
+    buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
+}
+
+impl RateLimiter {
+    /// Ok, or the seconds to wait before the next request can pass.
+    pub fn check(&self, key: &str, rate: u64) -> Result<(), u64> {
+        if rate == 0 {
+            return Ok(());
+        }
+        let (rate, burst) = (rate as f64, 2.0 * rate as f64);
+        let now = std::time::Instant::now();
+        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, last) = b.entry(key.to_string()).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / rate).ceil().max(1.0) as u64)
+        }
+    }
 }
 
 impl Principal {
@@ -54,6 +83,8 @@ impl FromRequestParts<AppState> for Principal {
             return Ok(Principal {
                 id: "local".into(),
                 scope: Scope::Admin,
+                max_sandboxes: None,
+                max_memory: None,
             });
         }
         let header = parts
@@ -77,10 +108,24 @@ impl FromRequestParts<AppState> for Principal {
             .find_key(secret.trim())
             .map_err(|e| ApiError::internal("key lookup", e))?;
         match found {
-            Some(k) => Ok(Principal {
-                id: k.id,
-                scope: k.scope,
-            }),
+            Some(k) => {
+                if let Err(wait) = state.limiter().check(&k.id, state.config().rate_limit) {
+                    return Err(ApiError::new(
+                        ErrorCode::RateLimited,
+                        format!(
+                            "too many requests for this key (limit {}/s)",
+                            state.config().rate_limit
+                        ),
+                    )
+                    .retry_after(wait));
+                }
+                Ok(Principal {
+                    id: k.id,
+                    scope: k.scope,
+                    max_sandboxes: k.max_sandboxes,
+                    max_memory: k.max_memory,
+                })
+            }
             None => {
                 state.audit(
                     "anonymous",

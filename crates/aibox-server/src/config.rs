@@ -32,6 +32,8 @@ pub struct Config {
     pub allowed_mounts: Vec<PathBuf>,
     /// Largest request body (file uploads), in bytes.
     pub max_body: u64,
+    /// Requests per second per API key (bursts up to twice that); 0: no limit.
+    pub rate_limit: u64,
 }
 
 /// Settings as written in the TOML file, the environment or flags.
@@ -48,6 +50,7 @@ pub struct Raw {
     pub max_ttl: Option<String>,
     pub allowed_mounts: Option<Vec<String>>,
     pub max_body: Option<String>,
+    pub rate_limit: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +88,8 @@ impl Raw {
             default_ttl,
             max_ttl,
             allowed_mounts,
-            max_body
+            max_body,
+            rate_limit
         );
         self
     }
@@ -125,6 +129,15 @@ impl Raw {
             allowed_mounts: s("AIBOX_ALLOWED_MOUNTS")
                 .map(|v| v.split(':').map(str::to_string).collect()),
             max_body: s("AIBOX_MAX_BODY"),
+            rate_limit: match s("AIBOX_RATE_LIMIT") {
+                Some(v) => Some(v.parse().map_err(|_| ConfigError::Invalid {
+                    key: "rate_limit",
+                    value: v.clone(),
+                    origin: "AIBOX_RATE_LIMIT".into(),
+                    why: "not a whole number".into(),
+                })?),
+                None => None,
+            },
         })
     }
 
@@ -243,6 +256,7 @@ impl Raw {
             max_ttl,
             allowed_mounts,
             max_body,
+            rate_limit: self.rate_limit.unwrap_or(100),
         })
     }
 }

@@ -29,6 +29,10 @@ pub struct NewKey {
     pub name: String,
     #[serde(default = "user_scope")]
     pub scope: Scope,
+    /// Most sandboxes this key may have at once.
+    pub max_sandboxes: Option<u64>,
+    /// Most memory (sum of limits) its sandboxes may have, e.g. "8g".
+    pub max_memory: Option<String>,
 }
 
 fn user_scope() -> Scope {
@@ -45,11 +49,19 @@ pub async fn create(
     if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
         return Err(ApiError::invalid("name must be 1-64 printable characters"));
     }
+    let max_memory = req
+        .max_memory
+        .as_deref()
+        .map(|m| {
+            aibox_types::parse_size(m).map_err(|e| ApiError::invalid(format!("max_memory: {e}")))
+        })
+        .transpose()?;
     let id = format!("k{}", aibox_runtime::random_id());
     let secret = new_secret();
     state
         .store()
         .add_key(&id, name, &secret, req.scope, now_ms())
+        .and_then(|()| state.store().set_quota(&id, req.max_sandboxes, max_memory))
         .map_err(|e| ApiError::internal("add key", e))?;
     state.audit(
         &who.id,

@@ -48,6 +48,7 @@ struct Inner {
     engine: Arc<dyn Engine>,
     create_lock: tokio::sync::Mutex<()>,
     metrics: metrics::Metrics,
+    limiter: auth::RateLimiter,
 }
 
 impl AppState {
@@ -58,6 +59,7 @@ impl AppState {
             engine,
             create_lock: tokio::sync::Mutex::new(()),
             metrics: metrics::Metrics::default(),
+            limiter: auth::RateLimiter::default(),
         }))
     }
     pub fn config(&self) -> &Config {
@@ -68,6 +70,9 @@ impl AppState {
     }
     pub fn engine(&self) -> Arc<dyn Engine> {
         self.0.engine.clone()
+    }
+    pub fn limiter(&self) -> &auth::RateLimiter {
+        &self.0.limiter
     }
     pub fn metrics(&self) -> &metrics::Metrics {
         &self.0.metrics
@@ -331,7 +336,10 @@ pub fn app(state: AppState) -> Router {
         .merge(uploads)
         .route("/metrics", get(metrics::render))
         .route("/v1/openapi.json", get(openapi::spec))
-        .route("/docs", get(|| async { axum::response::Redirect::permanent("/docs/") }))
+        .route(
+            "/docs",
+            get(|| async { axum::response::Redirect::permanent("/docs/") }),
+        )
         .route("/docs/", get(openapi::docs_index))
         .route("/docs/{*rest}", get(openapi::docs_file))
         .fallback(not_found)

@@ -163,7 +163,8 @@ fn build() -> Value {
             "type": "object", "required": ["id", "name", "scope", "created_ms"],
             "properties": {"id": {"type": "string"}, "name": {"type": "string"},
                 "scope": {"type": "string", "enum": ["admin", "user"]},
-                "created_ms": {"type": "integer"}, "revoked_ms": {"type": ["integer", "null"]}}
+                "created_ms": {"type": "integer"}, "revoked_ms": {"type": ["integer", "null"]},
+                "max_sandboxes": {"type": ["integer", "null"]}, "max_memory": {"type": ["integer", "null"]}}
         }
     });
     let sb_ok = ok("the sandbox", sandbox.clone());
@@ -257,7 +258,9 @@ fn build() -> Value {
             "post": op("Create an API key (admin)", json!([]),
                 Some(json_body(json!({"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
                     "name": {"type": "string", "minLength": 1, "maxLength": 64},
-                    "scope": {"type": "string", "enum": ["admin", "user"]}}}))),
+                    "scope": {"type": "string", "enum": ["admin", "user"]},
+                    "max_sandboxes": {"type": "integer", "minimum": 0},
+                    "max_memory": {"type": "string"}}}))),
                 errors(json!({"201": ok("the key; its secret is shown only here", json!({"type": "object",
                     "required": ["id", "key"], "properties": {"id": {"type": "string"}, "key": {"type": "string"}}}))}), &["403"])),
             "get": op("List API keys (admin)", json!([]), None, errors(json!({"200": ok("keys", json!({"type": "object",

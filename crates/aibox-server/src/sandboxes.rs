@@ -346,6 +346,31 @@ pub async fn create(
             )
             .retry_after(5));
         }
+        let mine: Vec<&&Row> = active.iter().filter(|r| r.owner == who.id).collect();
+        if let Some(q) = who.max_sandboxes {
+            if mine.len() as u64 >= q {
+                return Err(ApiError::new(
+                    ErrorCode::ResourceExhausted,
+                    format!("this key's quota of {q} sandboxes is used up"),
+                )
+                .retry_after(5));
+            }
+        }
+        if let Some(q) = who.max_memory {
+            let used: u64 = mine.iter().map(|r| row_memory(r)).sum();
+            if used + spec.memory_bytes() > q {
+                return Err(ApiError::new(
+                    ErrorCode::ResourceExhausted,
+                    format!(
+                        "this key's memory quota is used up: {} of {} in use, {} requested",
+                        ByteSize(used),
+                        ByteSize(q),
+                        ByteSize(spec.memory_bytes())
+                    ),
+                )
+                .retry_after(5));
+            }
+        }
         let used: u64 = active.iter().map(|r| row_memory(r)).sum();
         let budget = state.config().memory_budget;
         if used + spec.memory_bytes() > budget {

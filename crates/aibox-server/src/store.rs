@@ -49,6 +49,9 @@ pub struct KeyInfo {
     pub scope: Scope,
     pub created_ms: u64,
     pub revoked_ms: Option<u64>,
+    /// Per-key quotas (None: only the server's limits apply).
+    pub max_sandboxes: Option<u64>,
+    pub max_memory: Option<u64>,
 }
 
 /// A sandbox as the server knows it.
@@ -82,7 +85,9 @@ CREATE TABLE IF NOT EXISTS api_keys (
     hash TEXT NOT NULL UNIQUE,
     scope TEXT NOT NULL,
     created_ms BIGINT NOT NULL,
-    revoked_ms BIGINT
+    revoked_ms BIGINT,
+    max_sandboxes BIGINT,
+    max_memory BIGINT
 );
 CREATE TABLE IF NOT EXISTS sandboxes (
     id TEXT PRIMARY KEY,
@@ -191,7 +196,7 @@ impl Store {
         Ok(self
             .db()
             .query_row(
-                "SELECT id, name, scope, created_ms, revoked_ms FROM api_keys WHERE hash = ?1 AND revoked_ms IS NULL",
+                "SELECT id, name, scope, created_ms, revoked_ms, max_sandboxes, max_memory FROM api_keys WHERE hash = ?1 AND revoked_ms IS NULL",
                 params![sha256_hex(secret.as_bytes())],
                 key_of,
             )
@@ -201,10 +206,27 @@ impl Store {
     pub fn list_keys(&self) -> Result<Vec<KeyInfo>, StoreError> {
         let db = self.db();
         let mut st = db.prepare(
-            "SELECT id, name, scope, created_ms, revoked_ms FROM api_keys ORDER BY created_ms, id",
+            "SELECT id, name, scope, created_ms, revoked_ms, max_sandboxes, max_memory FROM api_keys ORDER BY created_ms, id",
         )?;
         let v = st.query_map([], key_of)?.collect::<Result<_, _>>()?;
         Ok(v)
+    }
+
+    pub fn set_quota(
+        &self,
+        id: &str,
+        max_sandboxes: Option<u64>,
+        max_memory: Option<u64>,
+    ) -> Result<(), StoreError> {
+        self.db().execute(
+            "UPDATE api_keys SET max_sandboxes = ?2, max_memory = ?3 WHERE id = ?1",
+            params![
+                id,
+                max_sandboxes.map(|v| v as i64),
+                max_memory.map(|v| v as i64)
+            ],
+        )?;
+        Ok(())
     }
 
     /// Returns false when no live key has this id.
@@ -445,6 +467,8 @@ fn key_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyInfo> {
         scope: Scope::parse(&r.get::<_, String>(2)?),
         created_ms: r.get::<_, i64>(3)? as u64,
         revoked_ms: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+        max_sandboxes: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
+        max_memory: r.get::<_, Option<i64>>(6)?.map(|v| v as u64),
     })
 }
 

@@ -218,3 +218,91 @@ async fn capacity_gives_503_with_retry_after_and_idempotency_returns_the_same() 
     assert_eq!(r3.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(r3.headers().get("retry-after").is_some());
 }
+
+#[tokio::test]
+async fn rate_limit_gives_429_with_retry_after() {
+    let store = Store::in_memory().unwrap();
+    store
+        .add_key("ka", "alice", "secret-a", Scope::User, 1)
+        .unwrap();
+    let config = Raw {
+        data_dir: Some("/nonexistent".into()),
+        rate_limit: Some(2),
+        ..Raw::default()
+    }
+    .resolve("test")
+    .unwrap();
+    let s = AppState::new(config, store, Arc::new(Fake::default()));
+    let mut statuses = Vec::new();
+    let mut retry = None;
+    for _ in 0..6 {
+        let req = Request::builder()
+            .uri("/v1/sandboxes")
+            .header("authorization", "Bearer secret-a")
+            .body(Body::empty())
+            .unwrap();
+        let r = app(s.clone()).oneshot(req).await.unwrap();
+        statuses.push(r.status());
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            retry = r.headers().get("retry-after").cloned();
+        }
+    }
+    assert_eq!(
+        &statuses[..4],
+        &[StatusCode::OK; 4],
+        "a burst of 2 x rate passes"
+    );
+    assert_eq!(statuses[4], StatusCode::TOO_MANY_REQUESTS);
+    assert!(retry.is_some());
+}
+
+#[tokio::test]
+async fn per_key_quotas() {
+    let s = state(10);
+    s.store().set_quota("ka", Some(1), None).unwrap();
+    s.store().set_quota("kb", None, Some(1 << 30)).unwrap();
+    let (st, _) = call(&s, "POST", "/v1/sandboxes", Some("secret-a"), "{}").await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, v) = call(&s, "POST", "/v1/sandboxes", Some("secret-a"), "{}").await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("resource_exhausted"))
+    );
+    let (st, _) = call(
+        &s,
+        "POST",
+        "/v1/sandboxes",
+        Some("secret-b"),
+        r#"{"memory":"512m"}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, v) = call(
+        &s,
+        "POST",
+        "/v1/sandboxes",
+        Some("secret-b"),
+        r#"{"memory":"768m"}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+}
+
+#[tokio::test]
+async fn openapi_and_docs_are_served() {
+    let s = state(10);
+    let (st, v) = call(&s, "GET", "/v1/openapi.json", None, "").await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["openapi"], "3.1.0");
+    assert!(v["paths"]["/v1/sandboxes/{id}/exec"]["post"].is_object());
+    let r = app(s.clone())
+        .oneshot(
+            Request::builder()
+                .uri("/docs/")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
