@@ -19,3 +19,19 @@ if [ "${#need[@]}" -gt 0 ]; then
     exit 1
   fi
 fi
+
+# schemathesis (PyPI) fuzzes the served OpenAPI spec in the server tests.
+venv="${AIBOX_TEST_VENV:-/var/tmp/aibox-test-venv}"
+if [ ! -x "$venv/bin/schemathesis" ]; then
+  echo "setup: installing schemathesis into $venv"
+  if ! python3 -m venv "$venv" 2>/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv >/dev/null
+      python3 -m venv "$venv"
+    else
+      echo "setup: cannot create a Python venv (install python3-venv)" >&2
+      exit 1
+    fi
+  fi
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==4.32.5"
+fi

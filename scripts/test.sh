@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+export AIBOX_SCHEMATHESIS="${AIBOX_TEST_VENV:-/var/tmp/aibox-test-venv}/bin/schemathesis"
 
 log=$(mktemp /tmp/aibox-test-log.XXXXXX)
 trap 'rm -f "$log"' EXIT

@@ -32,6 +32,8 @@ impl Failure {
             std::io::ErrorKind::NotFound => ErrorCode::NotFound,
             std::io::ErrorKind::PermissionDenied => ErrorCode::PermissionDenied,
             std::io::ErrorKind::AlreadyExists => ErrorCode::AlreadyExists,
+            // Writing to a process whose stdin is closed.
+            std::io::ErrorKind::BrokenPipe => ErrorCode::Conflict,
             std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => {
                 ErrorCode::InvalidArgument
             }
@@ -40,12 +42,23 @@ impl Failure {
             {
                 ErrorCode::ResourceExhausted
             }
-            _ if e.raw_os_error() == Some(libc::ENOTDIR)
-                || e.raw_os_error() == Some(libc::EISDIR)
-                || e.raw_os_error() == Some(libc::ENOTEMPTY) =>
+            _ if matches!(
+                e.raw_os_error(),
+                Some(
+                    libc::ENOTDIR
+                        | libc::EISDIR
+                        | libc::ENOTEMPTY
+                        | libc::EXDEV
+                        | libc::ELOOP
+                        | libc::ENAMETOOLONG
+                        | libc::EINVAL
+                )
+            ) =>
             {
                 ErrorCode::InvalidArgument
             }
+            _ if e.raw_os_error() == Some(libc::EBUSY) => ErrorCode::Conflict,
+            _ if e.raw_os_error() == Some(libc::EROFS) => ErrorCode::PermissionDenied,
             _ => ErrorCode::Internal,
         };
         Failure {

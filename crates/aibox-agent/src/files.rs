@@ -5,7 +5,7 @@
 use crate::conn::{ok, uid_for, Failure, OpResult};
 use crate::stream::{FrameReader, FrameWriter, CHUNK};
 use crate::Agent;
-use aibox_protocol::{write_frame, FileKind, FileStat, Kind, Op};
+use aibox_protocol::{write_frame, FileKind, FileStat, Kind, Op, MAX_FRAME};
 use aibox_types::ErrorCode;
 use std::fs;
 use std::io::Read;
@@ -13,8 +13,8 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-/// Upper bound of entries a recursive listing returns.
-const MAX_LIST: usize = 100_000;
+/// Upper bound of a listing's encoded size: the reply must fit one frame.
+const MAX_LIST_BYTES: usize = MAX_FRAME - 64 * 1024;
 
 /// Switch this thread's fs ids for the duration of a file operation.
 struct FsIds;
@@ -88,7 +88,9 @@ pub(crate) fn handle(agent: &Agent, s: &mut UnixStream, op: Op) -> OpResult {
             let _ids = FsIds::enter(uid_for(agent, user)?)?;
             let mut f = fs::File::open(&p).map_err(|e| Failure::io(&path, &e))?;
             let st = stat(&p, &p.to_string_lossy()).map_err(|e| Failure::io(&path, &e))?;
-            if st.kind == FileKind::Dir {
+            // The opened file, not the path: a symlink to a directory is one.
+            let is_dir = f.metadata().map(|m| m.is_dir()).unwrap_or(false);
+            if st.kind == FileKind::Dir || is_dir {
                 return Err(Failure::new(
                     ErrorCode::InvalidArgument,
                     format!("{path}: is a directory"),
@@ -173,7 +175,14 @@ pub(crate) fn handle(agent: &Agent, s: &mut UnixStream, op: Op) -> OpResult {
             let p = resolve(agent, &path)?;
             let _ids = FsIds::enter(uid_for(agent, user)?)?;
             let mut out = Vec::new();
-            list(&p, recursive, 0, &mut out).map_err(|e| Failure::io(&path, &e))?;
+            let mut budget = MAX_LIST_BYTES;
+            list(&p, recursive, 0, &mut out, &mut budget).map_err(|e| Failure::io(&path, &e))?;
+            if budget == 0 {
+                return Err(Failure::new(
+                    ErrorCode::InvalidArgument,
+                    format!("{path} has too many entries to list at once: list a narrower path, or without recursion"),
+                ));
+            }
             ok(s, value(&out))
         }
         Op::Mkdir { path, mode, user } => {
@@ -232,8 +241,18 @@ pub(crate) fn handle(agent: &Agent, s: &mut UnixStream, op: Op) -> OpResult {
                 ar.set_overwrite(true);
                 // unpack() refuses entries that escape `p` ("..", absolute
                 // paths, links pointing outside) — and we are inside the jail anyway.
-                ar.unpack(&p)
-                    .map_err(|e| Failure::io(&format!("extracting into {path}"), &e))
+                ar.unpack(&p).map_err(|e| {
+                    let f = Failure::io(&format!("extracting into {path}"), &e);
+                    if f.code == ErrorCode::Internal {
+                        // What is not an I/O condition is a malformed archive.
+                        Failure::new(
+                            ErrorCode::InvalidArgument,
+                            format!("extracting into {path}: not a valid tar archive ({e})"),
+                        )
+                    } else {
+                        f
+                    }
+                })
             })();
             let _ = body.drain();
             r?;
@@ -249,7 +268,7 @@ pub(crate) fn handle(agent: &Agent, s: &mut UnixStream, op: Op) -> OpResult {
                 let mut b = tar::Builder::new(&mut w);
                 b.follow_symlinks(false);
                 let res = if md.is_dir() {
-                    b.append_dir_all(".", &p)
+                    append_tree(&mut b, Path::new("."), &p, 0)
                 } else {
                     let name = p
                         .file_name()
@@ -272,22 +291,37 @@ pub(crate) fn handle(agent: &Agent, s: &mut UnixStream, op: Op) -> OpResult {
     }
 }
 
-fn list(dir: &Path, recursive: bool, depth: usize, out: &mut Vec<FileStat>) -> std::io::Result<()> {
+/// Append `dir`'s entries to `out` while their encoded size fits `budget`
+/// (which reaches 0 when it did not: the caller reports that).
+fn list(
+    dir: &Path,
+    recursive: bool,
+    depth: usize,
+    out: &mut Vec<FileStat>,
+    budget: &mut usize,
+) -> std::io::Result<()> {
     let mut entries: Vec<_> = fs::read_dir(dir)?.flatten().collect();
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
-        if out.len() >= MAX_LIST {
-            return Ok(());
-        }
         let path = e.path();
         let Ok(st) = stat(&path, &path.to_string_lossy()) else {
             continue;
         };
+        // JSON of one entry: the path (escaped at most 6×) plus ~150 bytes.
+        let cost = st.path.len() * 6 + 150 + st.target.as_ref().map_or(0, |t| t.len() * 6);
+        if cost >= *budget {
+            *budget = 0;
+            return Ok(());
+        }
+        *budget -= cost;
         let is_dir = st.kind == FileKind::Dir;
         out.push(st);
         if recursive && is_dir && depth < 64 {
             // Unreadable subdirectories are listed but not descended into.
-            let _ = list(&path, true, depth + 1, out);
+            let _ = list(&path, true, depth + 1, out, budget);
+            if *budget == 0 {
+                return Ok(());
+            }
         }
     }
     Ok(())
@@ -301,4 +335,58 @@ fn rand_u32() -> u32 {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0))
+}
+
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+const SYSFS_MAGIC: i64 = 0x6265_6572;
+
+/// Add `dir` to the archive as `name`, best effort: what this user cannot
+/// read is left out rather than failing the whole download (as
+/// `tar --ignore-failed-read` does), and kernel pseudo-filesystems (/proc)
+/// are not descended into, since their files lie about their sizes.
+fn append_tree<W: std::io::Write>(
+    b: &mut tar::Builder<W>,
+    name: &Path,
+    dir: &Path,
+    depth: usize,
+) -> std::io::Result<()> {
+    if name != Path::new(".") {
+        b.append_dir(name, dir)?;
+    }
+    if depth > 256
+        || matches!(
+            aibox_sys::statfs_type(dir),
+            Ok(PROC_SUPER_MAGIC | SYSFS_MAGIC)
+        )
+    {
+        return Ok(());
+    }
+    let Ok(rd) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    let mut entries: Vec<_> = rd.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let path = e.path();
+        let child = name.join(e.file_name());
+        let Ok(md) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if md.is_dir() {
+            append_tree(b, &child, &path, depth + 1)?;
+            continue;
+        }
+        match b.append_path_with_name(&path, &child) {
+            Ok(()) => {}
+            // Unreadable: skipped.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {}
+            // A special file the format cannot describe (nothing was written
+            // for it: headers are built before they are written): skipped.
+            Err(_) if !md.is_file() => {}
+            // Anything else (the client went away, a file changed size
+            // while read) ends the transfer.
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

@@ -681,7 +681,10 @@ impl Watcher {
 pub fn write_stdin(p: &Proc, data: &[u8]) -> std::io::Result<()> {
     let mut guard = lock(&p.stdin);
     match (guard.as_mut(), data.is_empty()) {
-        (None, _) => Err(std::io::Error::new(
+        // Closing what is closed already (the process may have exited
+        // right after reading its last input) is done, not an error.
+        (None, true) => Ok(()),
+        (None, false) => Err(std::io::Error::new(
             std::io::ErrorKind::BrokenPipe,
             "stdin is closed",
         )),

@@ -165,10 +165,13 @@ impl AgentClient {
         req.background = false;
         let (mut s, _, _) = self.exec_start(req)?;
         if let Some(data) = stdin {
-            for chunk in data.chunks(64 * 1024) {
-                write_frame(&mut s, Kind::Stdin, chunk)?;
-            }
-            write_frame(&mut s, Kind::Stdin, &[])?;
+            // A command may exit (and the agent close its side) before it
+            // read all its input: that is its business, not an error; the
+            // outcome still comes from the output and exit frames below.
+            let _ = data
+                .chunks(64 * 1024)
+                .try_for_each(|chunk| write_frame(&mut s, Kind::Stdin, chunk))
+                .and_then(|()| write_frame(&mut s, Kind::Stdin, &[]));
         }
         let mut out = Output::default();
         pump(&mut s, |k, d| match k {
@@ -215,11 +218,53 @@ impl AgentClient {
     /// Send bytes to a background process's stdin; `close` closes it after.
     pub fn proc_stdin(&self, id: u64, data: &[u8], close: bool) -> Result<(), ClientError> {
         let mut s = self.request(Op::ProcStdin { id, close })?;
-        for chunk in data.chunks(64 * 1024).filter(|c| !c.is_empty()) {
-            write_frame(&mut s, Kind::Stdin, chunk)?;
+        // If the agent refuses midway (say the process has no stdin), it
+        // answers and hangs up: the answer, not our broken pipe, is the result.
+        let sent = data
+            .chunks(64 * 1024)
+            .filter(|c| !c.is_empty())
+            .try_for_each(|chunk| write_frame(&mut s, Kind::Stdin, chunk))
+            .and_then(|()| write_frame(&mut s, Kind::Stdin, &[]));
+        match AgentMsg::recv(&mut s) {
+            Ok(msg) => expect_ok(msg).map(drop),
+            Err(e) => Err(sent.err().map_or(e.into(), Into::into)),
         }
-        write_frame(&mut s, Kind::Stdin, &[])?;
-        expect_ok(AgentMsg::recv(&mut s)?).map(drop)
+    }
+
+    /// Stream a file into `out`; `on_stat` runs once the file is open (so a
+    /// caller can start its own reply), before any byte is written.
+    pub fn read_file_to(
+        &self,
+        path: &str,
+        user: Option<User>,
+        on_stat: &mut dyn FnMut(&FileStat),
+        out: &mut dyn Write,
+    ) -> Result<(), ClientError> {
+        let mut s = self.request(Op::FileRead {
+            path: path.into(),
+            user,
+        })?;
+        let st: FileStat = from_value(expect_ok(AgentMsg::recv(&mut s)?)?)?;
+        on_stat(&st);
+        copy_data(&mut s, out)
+    }
+
+    /// [`tar_download`](Self::tar_download) with a callback once the agent
+    /// has accepted the request (before any byte is written).
+    pub fn tar_download_to(
+        &self,
+        path: &str,
+        user: Option<User>,
+        on_start: &mut dyn FnMut(),
+        out: &mut dyn Write,
+    ) -> Result<(), ClientError> {
+        let mut s = self.request(Op::TarDownload {
+            path: path.into(),
+            user,
+        })?;
+        expect_ok(AgentMsg::recv(&mut s)?)?;
+        on_start();
+        copy_data(&mut s, out)
     }
 
     pub fn read_file(
@@ -396,6 +441,26 @@ fn send_data(s: &mut UnixStream, r: &mut dyn Read) -> Result<(), ClientError> {
             return Ok(());
         }
         write_frame(s, Kind::Data, &buf[..n])?;
+    }
+}
+
+/// Copy data frames into `out`, stopping at once (and dropping the agent
+/// connection, which ends the transfer) if `out` fails.
+fn copy_data(s: &mut UnixStream, out: &mut dyn Write) -> Result<(), ClientError> {
+    loop {
+        let f = read_frame(s)?;
+        match f.kind {
+            Kind::Data if f.payload.is_empty() => return Ok(()),
+            Kind::Data => out
+                .write_all(&f.payload)
+                .map_err(|e| ClientError::Protocol(FrameError::Io(e)))?,
+            Kind::Control => {
+                let msg: AgentMsg =
+                    serde_json::from_slice(&f.payload).map_err(FrameError::BadJson)?;
+                return expect_ok(msg).map(drop);
+            }
+            k => return Err(ClientError::Protocol(FrameError::Unexpected(k))),
+        }
     }
 }
 

@@ -12,8 +12,8 @@ use aibox_runtime::{AgentClient, ClientError};
 use aibox_types::User;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -164,12 +164,12 @@ pub async fn tar_download(
 ) -> ApiResult<Response> {
     let row = running(&state, &who, &id)?;
     let path = abs(&q.path)?;
-    let data = with_agent(&state, &row.id, move |a| {
-        let mut out = Vec::new();
-        a.tar_download(&path, &mut out, None).map(|()| out)
+    let engine = state.engine();
+    crate::streaming::respond("application/x-tar", move |start, out| {
+        let agent = engine.agent(&row.id)?;
+        Ok(agent.tar_download_to(&path, None, &mut || start(None), out)?)
     })
-    .await?;
-    Ok(([(header::CONTENT_TYPE, "application/x-tar")], data).into_response())
+    .await
 }
 
 pub async fn tar_upload(

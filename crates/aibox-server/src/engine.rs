@@ -22,7 +22,14 @@ pub trait Engine: Send + Sync + 'static {
     /// Clean what crashed creators left (records, cgroups, slots).
     fn gc(&self);
     fn exec(&self, id: &str, req: ExecRequest, stdin: Option<&[u8]>) -> Result<Output, ApiError>;
-    fn read_file(&self, id: &str, path: &str) -> Result<Vec<u8>, ApiError>;
+    /// Stream a file into `out`, calling `on_size` before the first byte.
+    fn read_file_to(
+        &self,
+        id: &str,
+        path: &str,
+        on_size: &mut dyn FnMut(u64),
+        out: &mut dyn std::io::Write,
+    ) -> Result<(), ApiError>;
     fn write_file(
         &self,
         id: &str,
@@ -102,8 +109,17 @@ impl Engine for RuntimeEngine {
         Ok(self.rt.agent_client(id)?.exec(req, stdin)?)
     }
 
-    fn read_file(&self, id: &str, path: &str) -> Result<Vec<u8>, ApiError> {
-        Ok(self.rt.agent_client(id)?.read_file(path, None)?.1)
+    fn read_file_to(
+        &self,
+        id: &str,
+        path: &str,
+        on_size: &mut dyn FnMut(u64),
+        out: &mut dyn std::io::Write,
+    ) -> Result<(), ApiError> {
+        Ok(self
+            .rt
+            .agent_client(id)?
+            .read_file_to(path, None, &mut |st| on_size(st.size), out)?)
     }
 
     fn write_file(

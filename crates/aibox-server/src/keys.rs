@@ -90,6 +90,21 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     admin_only(&who)?;
+    // Never lock everyone out: the last live admin key stays.
+    let keys = state
+        .store()
+        .list_keys()
+        .map_err(|e| ApiError::internal("list keys", e))?;
+    let live_admins: Vec<_> = keys
+        .iter()
+        .filter(|k| k.scope == Scope::Admin && k.revoked_ms.is_none())
+        .collect();
+    if live_admins.len() == 1 && live_admins[0].id == id {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "this is the last admin key: create another admin key before revoking it",
+        ));
+    }
     if !state
         .store()
         .revoke_key(&id, now_ms())

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod sandboxes;
 pub mod store;
+pub mod streaming;
 pub mod ws;
 
 use crate::auth::{LocalSocket, Principal};

@@ -34,7 +34,10 @@ fn empty(desc: &str) -> Value {
 /// The error responses every authenticated operation can give.
 fn errors(mut responses: Value, codes: &[&str]) -> Value {
     let e = json!({"description": "error", "content": {"application/json": {"schema": reference("Error")}}});
-    for c in codes.iter().chain(["400", "401", "413", "429"].iter()) {
+    for c in codes
+        .iter()
+        .chain(["400", "401", "403", "413", "429"].iter())
+    {
         responses[*c] = e.clone();
     }
     responses
@@ -228,7 +231,9 @@ fn build() -> Value {
             "get": op("Download a directory as tar", json!([id, file_path()]), None,
                 errors(json!({"200": raw("tar archive", "application/x-tar")}), &["404", "409"])),
             "put": op("Unpack a tar archive into a directory", json!([id, file_path()]),
-                Some(json!({"required": true, "content": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}}})),
+                Some(json!({"required": true, "content": {
+                    "application/x-tar": {"schema": {"type": "string", "format": "binary"}},
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}})),
                 errors(json!({"204": empty("unpacked")}), &["404", "409"]))
         },
         "/v1/sandboxes/{id}/processes": {
@@ -266,8 +271,8 @@ fn build() -> Value {
             "get": op("List API keys (admin)", json!([]), None, errors(json!({"200": ok("keys", json!({"type": "object",
                 "properties": {"keys": {"type": "array", "items": reference("Key")}}}))}), &["403"]))
         },
-        "/v1/keys/{id}": {"delete": op("Revoke an API key (admin)", json!([{"name": "id", "in": "path", "required": true,
-            "schema": {"type": "string"}}]), None, errors(json!({"204": empty("revoked")}), &["403", "404"]))},
+        "/v1/keys/{id}": {"delete": op("Revoke an API key (admin; never the last admin key)", json!([{"name": "id", "in": "path", "required": true,
+            "schema": {"type": "string"}}]), None, errors(json!({"204": empty("revoked")}), &["403", "404", "409"]))},
         "/v1/audit": {"get": op("Read the audit log (admin)", json!([query("after", false, json!({"type": "integer", "minimum": 0}))]),
             None, errors(json!({"200": ok("entries", json!({"type": "object", "properties": {"entries": {"type": "array"}}}))}), &["403"]))}
     });

@@ -8,7 +8,7 @@ use aibox_protocol::ExecRequest;
 use aibox_types::{parse_size, ByteSize, ErrorCode, IsolationLevel, MountSpec, SandboxSpec, User};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -688,10 +688,10 @@ pub async fn read_file(
     let row = running(&state, &who, &id)?;
     check_path(&q.path)?;
     let engine = state.engine();
-    let data = tokio::task::spawn_blocking(move || engine.read_file(&row.id, &q.path))
-        .await
-        .map_err(|e| ApiError::internal("read task", e))??;
-    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], data).into_response())
+    crate::streaming::respond("application/octet-stream", move |start, out| {
+        engine.read_file_to(&row.id, &q.path, &mut |size| start(Some(size)), out)
+    })
+    .await
 }
 
 pub async fn write_file(

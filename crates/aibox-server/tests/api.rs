@@ -48,8 +48,16 @@ impl Engine for Fake {
             ..Default::default()
         })
     }
-    fn read_file(&self, _: &str, _: &str) -> Result<Vec<u8>, ApiError> {
-        Ok(b"data".to_vec())
+    fn read_file_to(
+        &self,
+        _: &str,
+        _: &str,
+        on_size: &mut dyn FnMut(u64),
+        out: &mut dyn std::io::Write,
+    ) -> Result<(), ApiError> {
+        on_size(4);
+        out.write_all(b"data").unwrap();
+        Ok(())
     }
     fn write_file(&self, _: &str, _: &str, _: &[u8], _: Option<u32>) -> Result<(), ApiError> {
         Ok(())
