@@ -106,6 +106,116 @@ churn = n / (time.perf_counter() - t0)
 row("create → first exec (CLI)", f"success {ok}/{n}", lat)
 rows.append(("churn", "create + exec + destroy per second (CLI, sequential)", f"{churn:.0f}", "", "", "/s", ""))
 
+# 5. the REST server (aibox serve) on loopback, HTTP/1.1 keep-alive
+import http.client, socket
+
+srv_dir = os.path.join(BENCH_DIR, "server")
+srv = subprocess.Popen([AIBOX, "serve", "--listen", "127.0.0.1:0", "--data-dir", srv_dir,
+                        "--max-sandboxes", "2000", "--memory-budget", "1t"],
+                       env=dict(env, AIBOX_RATE_LIMIT="0", AIBOX_LOG="warn"),
+                       stderr=subprocess.PIPE, text=True)
+addr = None
+for line in srv.stderr:
+    if line.startswith("aibox: listening on http://"):
+        addr = line.strip().split("http://")[1]
+        break
+host, port = addr.rsplit(":", 1)
+key = open(os.path.join(srv_dir, "admin.key")).read().strip()
+conn = http.client.HTTPConnection(host, int(port))
+conn.connect()
+conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+def call(method, path, body=None, raw=False):
+    headers = {"Authorization": f"Bearer {key}"}
+    if body is not None and not raw:
+        body = json.dumps(body)
+        headers["Content-Type"] = "application/json"
+    conn.request(method, path, body=body, headers=headers)
+    r = conn.getresponse()
+    data = r.read()
+    if r.status >= 300:
+        raise RuntimeError(f"{method} {path}: {r.status} {data[:200]}")
+    return data if raw or not data else json.loads(data)
+
+n = 50 if QUICK else 200
+tti, ok = [], 0
+for _ in range(n):
+    s = time.perf_counter()
+    try:
+        i = call("POST", "/v1/sandboxes", {"memory": "256m"})["id"]
+        call("POST", f"/v1/sandboxes/{i}/exec", {"cmd": ["/bin/true"]})
+        tti.append((time.perf_counter() - s) * 1000)
+        ok += 1
+        call("DELETE", f"/v1/sandboxes/{i}")
+    except RuntimeError:
+        pass
+row("time to interactive (REST: create → first exec)", f"success {ok}/{n}", tti)
+
+sid = call("POST", "/v1/sandboxes", {})["id"]
+rec = json.load(open(os.path.join(srv_dir, "run", "sandboxes", sid, "sandbox.json")))
+ex = []
+for _ in range(RUNS):
+    s = time.perf_counter()
+    call("POST", f"/v1/sandboxes/{sid}/exec", {"cmd": ["/bin/true"]})
+    ex.append((time.perf_counter() - s) * 1000)
+(nsn,) = hyperfine([f"nsenter -t {rec['pid']} -a /bin/true"])
+base = statistics.median(nsn)
+row("exec /bin/true round trip", "REST POST /exec (keep-alive)", ex, base)
+row("exec /bin/true round trip", "nsenter -a (same namespaces)", nsn, base)
+
+small = os.urandom(1024)
+fio = []
+for _ in range(RUNS):
+    s = time.perf_counter()
+    call("PUT", f"/v1/sandboxes/{sid}/files?path=/workspace/small", small, raw=True)
+    assert call("GET", f"/v1/sandboxes/{sid}/files?path=/workspace/small", raw=True) == small
+    fio.append((time.perf_counter() - s) * 1000)
+row("1 KiB file write + read (REST)", "PUT then GET", fio)
+
+big = os.urandom(64 << 20)
+up, down = [], []
+for _ in range(3 if QUICK else 5):
+    s = time.perf_counter()
+    call("PUT", f"/v1/sandboxes/{sid}/files?path=/workspace/big", big, raw=True)
+    up.append(64 * 1.048576 / (time.perf_counter() - s))
+    s = time.perf_counter()
+    got = call("GET", f"/v1/sandboxes/{sid}/files?path=/workspace/big", raw=True)
+    down.append(64 * 1.048576 / (time.perf_counter() - s))
+    assert len(got) == len(big)
+rows.append(("64 MiB file transfer (REST)", "upload (PUT), median", f"{statistics.median(up):.0f}", "", "", "MB/s", ""))
+rows.append(("64 MiB file transfer (REST)", "download (GET), median", f"{statistics.median(down):.0f}", "", "", "MB/s", ""))
+call("DELETE", f"/v1/sandboxes/{sid}")
+
+m = 30 if QUICK else 100
+t0 = time.perf_counter()
+for _ in range(m):
+    i = call("POST", "/v1/sandboxes", {"memory": "256m"})["id"]
+    call("POST", f"/v1/sandboxes/{i}/exec", {"cmd": ["/bin/true"]})
+    call("DELETE", f"/v1/sandboxes/{i}")
+rows.append(("churn", "create + exec + destroy per second (REST, sequential)",
+             f"{m / (time.perf_counter() - t0):.0f}", "", "", "/s", ""))
+
+def rss_kib(p):
+    for line in open(f"/proc/{p}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+idle_n = 100 if QUICK else 1000
+rss0 = rss_kib(srv.pid)
+idle = [call("POST", "/v1/sandboxes", {"memory": "64m"})["id"] for _ in range(idle_n)]
+time.sleep(1)
+pids = [json.load(open(os.path.join(srv_dir, "run", "sandboxes", i, "sandbox.json")))["pid"] for i in idle]
+per = statistics.mean(pss(p) for p in pids) / 1024
+rss1 = rss_kib(srv.pid)
+rows.append((f"{idle_n} idle sandboxes (REST)", "server RSS before → after", f"{rss0 / 1024:.1f} → {rss1 / 1024:.1f}", "", "", "MiB", ""))
+rows.append((f"{idle_n} idle sandboxes (REST)", "per-sandbox PSS, mean", f"{per:.2f}", "", "", "MiB", ""))
+for i in idle:
+    call("DELETE", f"/v1/sandboxes/{i}")
+conn.close()
+srv.terminate()
+srv.wait()
+
 shutil.rmtree(BENCH_DIR, ignore_errors=True)
 kernel = os.uname().release
 lines = [

@@ -405,6 +405,12 @@ pub async fn serve(config: Config, engine: Arc<dyn Engine>) -> anyhow::Result<()
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
         eprintln!("aibox: listening on http://{}", l.local_addr()?);
         let router = app(state.clone());
+        // Small replies go out at once: without TCP_NODELAY a response
+        // written in two parts waits out the peer's delayed ACK (~40 ms).
+        use axum::serve::ListenerExt;
+        let l = l.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         tasks.spawn(async move { axum::serve(l, router).await });
     }
     if let Some(path) = &config.socket {
