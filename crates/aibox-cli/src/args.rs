@@ -64,6 +64,32 @@ pub enum Command {
     Version,
     /// Serve the REST API (persistent sandboxes, keys, audit).
     Serve(ServeArgs),
+    /// An interactive shell in a sandbox (server).
+    Shell {
+        id: String,
+        /// The shell to run.
+        #[arg(long, default_value = "/bin/bash")]
+        shell: String,
+    },
+    /// Copy files between the host and a sandbox: `cp SRC ID:DEST` or
+    /// `cp ID:SRC DEST` (directories go as tar).
+    Cp { src: String, dest: String },
+    /// Live usage (CPU, memory, pids) of a sandbox (server).
+    Stats {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// API keys (server, admin): ls, create NAME [--admin], rm ID.
+    Keys {
+        #[command(subcommand)]
+        cmd: KeysCmd,
+    },
+    /// The audit log (server, admin): ls, verify, export.
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
     /// (internal) create a sandbox from a JSON spec on stdin; used by
     /// multi-threaded callers of the runtime.
     #[command(hide = true)]
@@ -276,4 +302,42 @@ pub struct ServeArgs {
     /// Lifetime of a sandbox that asks for none, e.g. 10m.
     #[arg(long)]
     pub default_ttl: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCmd {
+    /// List keys.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a key and print its secret (shown only once).
+    Create {
+        name: String,
+        /// An admin key (default: a user key that sees only its own sandboxes).
+        #[arg(long)]
+        admin: bool,
+        /// Most sandboxes at once.
+        #[arg(long)]
+        max_sandboxes: Option<u64>,
+        /// Most memory (sum of limits), e.g. 8g.
+        #[arg(long)]
+        max_memory: Option<String>,
+    },
+    /// Revoke a key.
+    Rm { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCmd {
+    /// Show the latest entries.
+    Ls {
+        /// How many (from the end).
+        #[arg(short = 'n', long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Check the hash chain; exits 1 at the first broken link.
+    Verify,
+    /// Every entry as JSON lines on stdout.
+    Export,
 }

@@ -44,6 +44,11 @@ pub fn dispatch(cmd: Command) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Serve(a) => serve::serve(a),
+        Command::Shell { id, shell } => remote::shell(&id, &shell),
+        Command::Cp { src, dest } => remote::cp(&src, &dest),
+        Command::Stats { id, json } => remote::stats(&id, json),
+        Command::Keys { cmd } => remote::keys(cmd),
+        Command::Audit { cmd } => remote::audit(cmd),
         Command::Version => {
             println!(
                 "aibox {} (protocol {})",

@@ -203,6 +203,53 @@ fn cli_verbs_go_through_the_server() {
         .unwrap_err();
     assert!(matches!(e, aibox_client::ClientError::Api { .. }), "{e}");
 
+    // cp both ways, a directory (as tar) and a file.
+    let host = s.data.with_extension("cp");
+    std::fs::create_dir_all(host.join("src/sub")).unwrap();
+    std::fs::write(host.join("src/sub/a.txt"), "hello").unwrap();
+    let src = host.join("src");
+    let o = s.cli(&["cp", src.to_str().unwrap(), &format!("{id}:/workspace/in")]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let back = host.join("back");
+    let o = s.cli(&["cp", &format!("{id}:/workspace/in"), back.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(back.join("sub/a.txt")).unwrap(),
+        "hello"
+    );
+    let o = s.cli(&[
+        "cp",
+        &format!("{id}:/workspace/in/sub/a.txt"),
+        host.join("one.txt").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(host.join("one.txt")).unwrap(),
+        "hello"
+    );
+    let _ = std::fs::remove_dir_all(&host);
+    let o = s.cli(&["stats", &id]);
+    assert!(
+        common::stdout(&o).contains("memory"),
+        "{}",
+        common::stdout(&o)
+    );
+    // Keys and the audit log from the CLI.
+    let o = s.cli(&["keys", "create", "ci-user"]);
+    assert!(
+        common::stdout(&o).starts_with("aibox_"),
+        "{}",
+        common::stderr(&o)
+    );
+    assert!(common::stdout(&s.cli(&["keys", "ls"])).contains("ci-user"));
+    let o = s.cli(&["audit", "verify"]);
+    assert!(
+        o.status.success() && common::stdout(&o).contains("intact"),
+        "{}",
+        common::stdout(&o)
+    );
+    assert!(common::stdout(&s.cli(&["audit", "export"])).contains("\"key.create\""));
+
     let o = s.cli(&["ls", "-q"]);
     assert_eq!(common::stdout(&o).trim(), id);
     let o = s.cli(&["inspect", &id]);

@@ -275,6 +275,28 @@ async fn normalize_errors(resp: axum::response::Response) -> axum::response::Res
     out
 }
 
+/// Walk the audit log's hash chain.
+async fn audit_verify(State(state): State<AppState>, who: Principal) -> ApiResult<Json<Value>> {
+    if !who.admin() {
+        return Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            "the audit log needs an admin key",
+        ));
+    }
+    let store = state.clone();
+    let broken = tokio::task::spawn_blocking(move || store.store().audit_verify())
+        .await
+        .map_err(|e| ApiError::internal("audit verify task", e))?
+        .map_err(|e| ApiError::internal("audit verify", e))?;
+    let entries = state
+        .store()
+        .audit_count()
+        .map_err(|e| ApiError::internal("audit count", e))?;
+    Ok(Json(
+        json!({"ok": broken.is_none(), "broken_at": broken, "entries": entries}),
+    ))
+}
+
 /// The API. Tests drive it with `tower::ServiceExt::oneshot`.
 pub fn app(state: AppState) -> Router {
     let max_body = usize::try_from(state.config().max_body).unwrap_or(usize::MAX);
@@ -305,6 +327,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/sandboxes/{id}/resume", post(sandboxes::resume))
         .route("/v1/sandboxes/{id}/timeout", post(sandboxes::set_timeout))
         .route("/v1/audit", get(audit_list))
+        .route("/v1/audit/verify", get(audit_verify))
         .route("/v1/keys", post(keys::create).get(keys::list))
         .route("/v1/keys/{id}", axum::routing::delete(keys::revoke))
         .layer(DefaultBodyLimit::max(1 << 20))

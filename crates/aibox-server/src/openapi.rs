@@ -273,6 +273,9 @@ fn build() -> Value {
         },
         "/v1/keys/{id}": {"delete": op("Revoke an API key (admin; never the last admin key)", json!([{"name": "id", "in": "path", "required": true,
             "schema": {"type": "string"}}]), None, errors(json!({"204": empty("revoked")}), &["403", "404", "409"]))},
+        "/v1/audit/verify": {"get": op("Check the audit log's hash chain (admin)", json!([]), None,
+            errors(json!({"200": ok("verdict", json!({"type": "object", "required": ["ok"], "properties": {
+                "ok": {"type": "boolean"}, "broken_at": {"type": ["integer", "null"]}, "entries": {"type": "integer"}}}))}), &[]))},
         "/v1/audit": {"get": op("Read the audit log (admin)", json!([query("after", false, json!({"type": "integer", "minimum": 0}))]),
             None, errors(json!({"200": ok("entries", json!({"type": "object", "properties": {"entries": {"type": "array"}}}))}), &["403"]))}
     });

@@ -430,6 +430,12 @@ impl Store {
         Ok(v)
     }
 
+    pub fn audit_count(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .db()
+            .query_row("SELECT COUNT(*) FROM audit", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
     /// Walk the chain; the first broken link's sequence number, if any.
     pub fn audit_verify(&self) -> Result<Option<u64>, StoreError> {
         let mut prev = "0".repeat(64);

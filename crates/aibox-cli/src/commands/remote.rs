@@ -1,7 +1,7 @@
 //! The sandbox verbs through the aibox server (the default; `--local` acts
 //! on this host's runtime directly).
 
-use crate::args::{CreateArgs, ExecArgs, ListArgs};
+use crate::args::{AuditCmd, CreateArgs, ExecArgs, KeysCmd, ListArgs, Target};
 use aibox_client::{Body, Client, ClientError, Method};
 use serde_json::{json, Map, Value};
 use std::io::Read;
@@ -315,5 +315,248 @@ fn exec_detached(a: &ExecArgs) -> anyhow::Result<u8> {
         Body::Json(body),
     )?;
     println!("{}", v["id"]);
+    Ok(0)
+}
+
+pub fn shell(id: &str, shell: &str) -> anyhow::Result<u8> {
+    exec(ExecArgs {
+        id: id.to_string(),
+        interactive: true,
+        tty: true,
+        env: vec![],
+        workdir: None,
+        user: None,
+        timeout: None,
+        detach: false,
+        target: Target::default(),
+        command: vec![shell.to_string(), "-l".into()],
+    })
+}
+
+/// `ID:PATH` → (id, path).
+fn remote_path(s: &str) -> Option<(&str, &str)> {
+    let (id, path) = s.split_once(':')?;
+    (aibox_types::validate_id(id) && path.starts_with('/')).then_some((id, path))
+}
+
+fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub fn cp(src: &str, dest: &str) -> anyhow::Result<u8> {
+    let c = client()?;
+    match (remote_path(src), remote_path(dest)) {
+        (None, Some((id, path))) => {
+            let local = std::path::Path::new(src);
+            let md = std::fs::metadata(local)?;
+            if md.is_dir() {
+                let mut tar = tar::Builder::new(Vec::new());
+                tar.append_dir_all(".", local)?;
+                let data = tar.into_inner()?;
+                c.call(
+                    Method::PUT,
+                    &format!("{}/tar?path={}", sandbox_path(id)?, query_escape(path)),
+                    Body::Raw(data),
+                )?;
+            } else {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = md.permissions().mode() & 0o7777;
+                c.call(
+                    Method::PUT,
+                    &format!(
+                        "{}/files?path={}&mode={mode:o}",
+                        sandbox_path(id)?,
+                        query_escape(path)
+                    ),
+                    Body::Raw(std::fs::read(local)?),
+                )?;
+            }
+        }
+        (Some((id, path)), None) => {
+            let st = c.json(
+                Method::GET,
+                &format!(
+                    "{}/files/stat?path={}",
+                    sandbox_path(id)?,
+                    query_escape(path)
+                ),
+                Body::Empty,
+            )?;
+            if st["kind"] == "dir" {
+                let r = c.call(
+                    Method::GET,
+                    &format!("{}/tar?path={}", sandbox_path(id)?, query_escape(path)),
+                    Body::Empty,
+                )?;
+                std::fs::create_dir_all(dest)?;
+                tar::Archive::new(r.body.as_ref()).unpack(dest)?;
+            } else {
+                let r = c.call(
+                    Method::GET,
+                    &format!("{}/files?path={}", sandbox_path(id)?, query_escape(path)),
+                    Body::Empty,
+                )?;
+                let target = match std::fs::metadata(dest) {
+                    Ok(m) if m.is_dir() => std::path::Path::new(dest).join(
+                        std::path::Path::new(path)
+                            .file_name()
+                            .unwrap_or_else(|| std::ffi::OsStr::new("file")),
+                    ),
+                    _ => std::path::PathBuf::from(dest),
+                };
+                std::fs::write(target, &r.body)?;
+            }
+        }
+        _ => anyhow::bail!(aibox_runtime::Error::InvalidSpec(
+            "usage: aibox cp SRC ID:/DEST or aibox cp ID:/SRC DEST (sandbox paths are absolute)"
+                .into()
+        )),
+    }
+    Ok(0)
+}
+
+pub fn stats(id: &str, json_out: bool) -> anyhow::Result<u8> {
+    let v = client()?.json(Method::GET, &sandbox_path(id)?, Body::Empty)?;
+    let u = &v["usage"];
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(u)?);
+        return Ok(0);
+    }
+    let mib = |k: &str| {
+        u[k].as_u64()
+            .map(|b| format!("{:.1} MiB", b as f64 / 1048576.0))
+            .unwrap_or_else(|| "-".into())
+    };
+    println!("state      {}", v["state"].as_str().unwrap_or("-"));
+    println!(
+        "cpu        {}",
+        u["cpu_usec"]
+            .as_u64()
+            .map(|us| format!("{:.3} s", us as f64 / 1e6))
+            .unwrap_or_else(|| "-".into())
+    );
+    println!(
+        "memory     {} (peak {})",
+        mib("memory_bytes"),
+        mib("memory_peak_bytes")
+    );
+    println!(
+        "pids       {}",
+        u["pids"].as_u64().map_or("-".into(), |p| p.to_string())
+    );
+    Ok(0)
+}
+
+pub fn keys(cmd: KeysCmd) -> anyhow::Result<u8> {
+    let c = client()?;
+    match cmd {
+        KeysCmd::Ls { json: as_json } => {
+            let v = c.json(Method::GET, "/v1/keys", Body::Empty)?;
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&v["keys"])?);
+                return Ok(0);
+            }
+            println!("{:<16} {:<20} {:<6} STATE", "ID", "NAME", "SCOPE");
+            for k in v["keys"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<16} {:<20} {:<6} {}",
+                    k["id"].as_str().unwrap_or("-"),
+                    k["name"].as_str().unwrap_or("-"),
+                    k["scope"].as_str().unwrap_or("-"),
+                    if k["revoked_ms"].is_null() {
+                        "live"
+                    } else {
+                        "revoked"
+                    }
+                );
+            }
+        }
+        KeysCmd::Create {
+            name,
+            admin,
+            max_sandboxes,
+            max_memory,
+        } => {
+            let mut body = json!({"name": name, "scope": if admin { "admin" } else { "user" }});
+            if let Some(m) = max_sandboxes {
+                body["max_sandboxes"] = json!(m);
+            }
+            if let Some(m) = max_memory {
+                body["max_memory"] = json!(m);
+            }
+            let v = c.json(Method::POST, "/v1/keys", Body::Json(body))?;
+            eprintln!(
+                "key {} created; its secret is shown only now:",
+                v["id"].as_str().unwrap_or("?")
+            );
+            println!("{}", v["key"].as_str().unwrap_or_default());
+        }
+        KeysCmd::Rm { id } => {
+            c.call(
+                Method::DELETE,
+                &format!("/v1/keys/{}", query_escape(&id)),
+                Body::Empty,
+            )?;
+        }
+    }
+    Ok(0)
+}
+
+pub fn audit(cmd: AuditCmd) -> anyhow::Result<u8> {
+    let c = client()?;
+    let mut all = Vec::new();
+    let mut after = 0u64;
+    loop {
+        let v = c.json(
+            Method::GET,
+            &format!("/v1/audit?after={after}"),
+            Body::Empty,
+        )?;
+        let batch = v["entries"].as_array().cloned().unwrap_or_default();
+        if batch.is_empty() {
+            break;
+        }
+        after = batch
+            .last()
+            .and_then(|e| e["seq"].as_u64())
+            .unwrap_or(after);
+        all.extend(batch);
+    }
+    match cmd {
+        AuditCmd::Export => {
+            for e in &all {
+                println!("{e}");
+            }
+        }
+        AuditCmd::Ls { limit } => {
+            for e in all.iter().skip(all.len().saturating_sub(limit)) {
+                println!(
+                    "{:>6} {:>14} {:<16} {:<24} {:<14} {}",
+                    e["seq"],
+                    e["at_ms"],
+                    e["actor"].as_str().unwrap_or("-"),
+                    e["action"].as_str().unwrap_or("-"),
+                    e["sandbox"].as_str().unwrap_or("-"),
+                    e["detail"]
+                );
+            }
+        }
+        AuditCmd::Verify => {
+            let v = c.json(Method::GET, "/v1/audit/verify", Body::Empty)?;
+            if v["ok"].as_bool() == Some(true) {
+                println!("audit log intact: {} entries", v["entries"]);
+            } else {
+                println!("audit log broken at entry {}", v["broken_at"]);
+                return Ok(1);
+            }
+        }
+    }
     Ok(0)
 }
