@@ -200,21 +200,37 @@ where
     }
 }
 
-async fn health(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let rows = state
-        .store()
-        .all()
-        .map_err(|e| ApiError::internal("health", e))?;
-    let active = rows
-        .iter()
-        .filter(|r| ["creating", "running", "paused"].contains(&r.state.as_str()))
-        .count();
-    Ok(Json(json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "sandboxes": {"active": active, "max": state.config().max_sandboxes},
-        "memory_budget": state.config().memory_budget,
-    })))
+/// Liveness for anyone (load balancers, probes); capacity only for a key.
+async fn health(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    local: Option<Extension<LocalSocket>>,
+) -> ApiResult<Json<Value>> {
+    let mut v = json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")});
+    let authed = local.is_some()
+        || headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .is_some_and(|k| matches!(state.store().find_key(k.trim()), Ok(Some(_))));
+    if authed {
+        let rows = state
+            .store()
+            .all()
+            .map_err(|e| ApiError::internal("health", e))?;
+        let active: Vec<_> = rows
+            .iter()
+            .filter(|r| ["creating", "running", "paused"].contains(&r.state.as_str()))
+            .collect();
+        let used: u64 = active
+            .iter()
+            .filter_map(|r| serde_json::from_value::<aibox_types::SandboxSpec>(r.spec.clone()).ok())
+            .map(|s| s.memory_bytes())
+            .sum();
+        v["sandboxes"] = json!({"active": active.len(), "max": state.config().max_sandboxes});
+        v["memory"] = json!({"budget": state.config().memory_budget, "reserved": used});
+    }
+    Ok(Json(v))
 }
 
 async fn not_found() -> ApiError {

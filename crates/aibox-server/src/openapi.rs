@@ -172,10 +172,10 @@ fn build() -> Value {
     });
     let sb_ok = ok("the sandbox", sandbox.clone());
     let paths = json!({
-        "/v1/health": {"get": {"summary": "Liveness and capacity", "security": [], "responses": {
+        "/v1/health": {"get": {"summary": "Liveness for anyone; capacity (active, max, memory budget) with a key", "security": [{}, {"bearer": []}], "responses": {
             "200": ok("server health", json!({"type": "object", "required": ["status"], "properties": {
                 "status": {"type": "string"}, "version": {"type": "string"},
-                "sandboxes": {"type": "object"}, "memory_budget": {"type": "integer"}}}))}}},
+                "sandboxes": {"type": "object"}, "memory": {"type": "object"}}}))}}},
         "/v1/sandboxes": {
             "post": op("Create a sandbox", json!([{"name": "Idempotency-Key", "in": "header", "required": false,
                     "schema": {"type": "string", "minLength": 1, "maxLength": 255}}]),
