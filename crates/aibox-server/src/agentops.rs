@@ -33,7 +33,7 @@ async fn with_agent<T: Send + 'static>(
         .map_err(|e| ApiError::internal("agent task", e))?
 }
 
-fn abs(p: &str) -> ApiResult<String> {
+pub(crate) fn abs(p: &str) -> ApiResult<String> {
     if !p.starts_with('/') || p.contains('\0') {
         return Err(ApiError::invalid(format!(
             "path {p:?} must be absolute (inside the sandbox)"

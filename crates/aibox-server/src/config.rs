@@ -108,15 +108,20 @@ impl Raw {
     /// `AIBOX_LISTEN`, `AIBOX_SOCKET`, `AIBOX_DATA_DIR`, `AIBOX_MAX_SANDBOXES`, ...
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Raw, ConfigError> {
         let s = |k: &str| get(k).filter(|v| !v.is_empty());
-        let max_sandboxes = match s("AIBOX_MAX_SANDBOXES") {
-            Some(v) => Some(v.parse().map_err(|_| ConfigError::Invalid {
-                key: "max_sandboxes",
-                value: v.clone(),
-                origin: "AIBOX_MAX_SANDBOXES".into(),
-                why: "not a whole number".into(),
-            })?),
-            None => None,
+        let num = |var: &'static str, key: &'static str| -> Result<Option<u64>, ConfigError> {
+            s(var)
+                .map(|v| {
+                    v.parse().map_err(|_| ConfigError::Invalid {
+                        key,
+                        value: v.clone(),
+                        origin: var.into(),
+                        why: "not a whole number".into(),
+                    })
+                })
+                .transpose()
         };
+        let max_sandboxes = num("AIBOX_MAX_SANDBOXES", "max_sandboxes")?;
+        let rate_limit = num("AIBOX_RATE_LIMIT", "rate_limit")?;
         Ok(Raw {
             listen: s("AIBOX_LISTEN"),
             socket: s("AIBOX_SOCKET"),
@@ -129,15 +134,7 @@ impl Raw {
             allowed_mounts: s("AIBOX_ALLOWED_MOUNTS")
                 .map(|v| v.split(':').map(str::to_string).collect()),
             max_body: s("AIBOX_MAX_BODY"),
-            rate_limit: match s("AIBOX_RATE_LIMIT") {
-                Some(v) => Some(v.parse().map_err(|_| ConfigError::Invalid {
-                    key: "rate_limit",
-                    value: v.clone(),
-                    origin: "AIBOX_RATE_LIMIT".into(),
-                    why: "not a whole number".into(),
-                })?),
-                None => None,
-            },
+            rate_limit,
         })
     }
 

@@ -188,31 +188,7 @@ pub async fn pause(
     who: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<SandboxView>> {
-    let row = owned(&state, &who, &id)?;
-    if row.state != "running" {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            format!("sandbox {id} is {}", row.state),
-        ));
-    }
-    let engine = state.engine();
-    let sid = row.id.clone();
-    tokio::task::spawn_blocking(move || engine.pause(&sid, true))
-        .await
-        .map_err(|e| ApiError::internal("pause task", e))??;
-    let remaining = row.expires_ms.map(|e| e.saturating_sub(now_ms()));
-    state
-        .store()
-        .set_paused(&row.id, remaining)
-        .map_err(|e| ApiError::internal("pause", e))?;
-    state.audit(
-        &who.id,
-        "sandbox.pause",
-        Some(&row.id),
-        json!({"remaining_ms": remaining}),
-    );
-    let row = owned(&state, &who, &id)?;
-    Ok(Json(SandboxView::from(row)))
+    freeze(&state, &who, &id, true).await
 }
 
 pub async fn resume(
@@ -220,8 +196,20 @@ pub async fn resume(
     who: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<SandboxView>> {
-    let row = owned(&state, &who, &id)?;
-    if row.state != "paused" {
+    freeze(&state, &who, &id, false).await
+}
+
+/// Pause (freeze every process and stop the TTL clock, keeping what is
+/// left of it) or resume (thaw, and restart the clock with that rest).
+async fn freeze(
+    state: &AppState,
+    who: &Principal,
+    id: &str,
+    pause: bool,
+) -> ApiResult<Json<SandboxView>> {
+    let row = owned(state, who, id)?;
+    let from = if pause { "running" } else { "paused" };
+    if row.state != from {
         return Err(ApiError::new(
             ErrorCode::Conflict,
             format!("sandbox {id} is {}", row.state),
@@ -229,17 +217,27 @@ pub async fn resume(
     }
     let engine = state.engine();
     let sid = row.id.clone();
-    tokio::task::spawn_blocking(move || engine.pause(&sid, false))
+    tokio::task::spawn_blocking(move || engine.pause(&sid, pause))
         .await
-        .map_err(|e| ApiError::internal("resume task", e))??;
+        .map_err(|e| ApiError::internal("freezer task", e))??;
     let now = now_ms();
-    state
-        .store()
-        .set_resumed(&row.id, row.remaining_ms.map(|r| now + r), now)
-        .map_err(|e| ApiError::internal("resume", e))?;
-    state.audit(&who.id, "sandbox.resume", Some(&row.id), json!({}));
-    let row = owned(&state, &who, &id)?;
-    Ok(Json(SandboxView::from(row)))
+    let recorded = if pause {
+        state
+            .store()
+            .set_paused(&row.id, row.expires_ms.map(|e| e.saturating_sub(now)))
+    } else {
+        state
+            .store()
+            .set_resumed(&row.id, row.remaining_ms.map(|r| now + r), now)
+    };
+    recorded.map_err(|e| ApiError::internal("freezer state", e))?;
+    let action = if pause {
+        "sandbox.pause"
+    } else {
+        "sandbox.resume"
+    };
+    state.audit(&who.id, action, Some(&row.id), json!({}));
+    Ok(Json(SandboxView::from(owned(state, who, id)?)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -671,12 +669,7 @@ pub struct FileQuery {
 }
 
 fn check_path(p: &str) -> ApiResult<()> {
-    if !p.starts_with('/') || p.contains('\0') {
-        return Err(ApiError::invalid(
-            "path must be absolute (inside the sandbox)",
-        ));
-    }
-    Ok(())
+    crate::agentops::abs(p).map(drop)
 }
 
 pub async fn read_file(
@@ -703,15 +696,7 @@ pub async fn write_file(
 ) -> ApiResult<Json<Value>> {
     let row = running(&state, &who, &id)?;
     check_path(&q.path)?;
-    let mode = match &q.mode {
-        None => None,
-        Some(m) => Some(
-            u32::from_str_radix(m, 8)
-                .ok()
-                .filter(|m| *m <= 0o7777)
-                .ok_or_else(|| ApiError::invalid("mode must be octal, e.g. 644"))?,
-        ),
-    };
+    let mode = crate::agentops::octal(q.mode.as_deref())?;
     let engine = state.engine();
     let len = body.len();
     let path = q.path.clone();
