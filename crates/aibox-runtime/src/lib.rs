@@ -435,7 +435,10 @@ impl Runtime {
         // free slot is an orphan. Rootless sandboxes have no slots, and
         // rootless gc leaves cgroups alone.
         if let (Layout::V1(dirs), false) = (self.cgroup_layout(), self.rootless()) {
-            let held = state::held_slots(&self.dirs.slots());
+            // The cgroups first, the slots after: a slot probed *before* a
+            // cgroup was seen may have been claimed (and the cgroup made)
+            // in between, which would make a live sandbox look orphaned.
+            let mut found: Vec<(String, String, u32)> = Vec::new();
             for (_, parent) in dirs {
                 let Ok(rd) = std::fs::read_dir(parent) else {
                     continue;
@@ -450,11 +453,18 @@ impl Runtime {
                     let Ok(slot) = slot.parse::<u32>() else {
                         continue;
                     };
-                    if !held.contains(&slot) && !self.dirs.sandbox(id).exists() {
-                        self.remove_cgroup(&name);
-                        if !cleaned.iter().any(|c| c == id) {
-                            cleaned.push(id.to_string());
-                        }
+                    let id = id.to_string();
+                    if !found.iter().any(|(n, _, _)| *n == name) {
+                        found.push((name, id, slot));
+                    }
+                }
+            }
+            let held = state::held_slots(&self.dirs.slots());
+            for (name, id, slot) in found {
+                if !held.contains(&slot) && !self.dirs.sandbox(&id).exists() {
+                    self.remove_cgroup(&name);
+                    if !cleaned.contains(&id) {
+                        cleaned.push(id);
                     }
                 }
             }
