@@ -430,7 +430,13 @@ impl Cgroup {
     /// take the kernel's global threadgroup lock, so it never waits for an
     /// RCU grace period.
     pub fn join_self(&self) -> Result<(), CgroupError> {
+        self.join_self_under(Path::new("/"))
+    }
+
+    /// [`join_self`](Self::join_self) with the host's tree mounted at `root`.
+    pub fn join_self_under(&self, root: &Path) -> Result<(), CgroupError> {
         for (_, dir) in &self.dirs {
+            let dir = root.join(dir.strip_prefix("/").unwrap_or(dir));
             write(&dir.join("tasks"), "0")?;
         }
         Ok(())

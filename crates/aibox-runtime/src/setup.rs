@@ -4,16 +4,16 @@
 //!  P (caller, single-threaded)        S (clone(NEWUSER|NEWPID): PID 1)   H (fork of S)
 //!  [root: unshare(NEWNS), rprivate]
 //!  clone ─────────────────────────────► fork ─────────────────────────────► unshare(NET|IPC|UTS)
-//!  write uid_map/gid_map                wait for "G"                         loopback up, "R" ──┐
+//!  write uid_map/gid_map                wait for "M"                         loopback up, "R" ──┐
 //!  [root: idmapped binds into staging]                                      wait for EOF, exit │
-//!  cgroup: create + limits                                                                     │
-//!  [v2: add S to the cgroup]                                                                   │
+//!  "M" ───────────────────────────────► setresuid/gid(0), setgroups([])                        │
+//!  cgroup: create + limits              unshare(NS)                                            │
+//!  [root, v1: chown tasks to S's uid]   mounts (mounts::plan), pivot_root,                     │
+//!  [v2: add S to the cgroup]            all but the old root's detach                          │
 //!  expected report; check the required                                                         │
 //!  level (fail closed before anything ran)                                                     │
-//!  "G" ───────────────────────────────► [v1] join cgroup ("0" > tasks)                         │
-//!                                       setresuid/gid(0), setgroups([])                        │
-//!                                       unshare(NS|CGROUP)                                     │
-//!                                       mounts (mounts::plan), pivot_root                      │
+//!  "G" ───────────────────────────────► [v1] join cgroup via the old root                      │
+//!                                       unshare(CGROUP), detach the old root                   │
 //!                                       setns(H's pidfd, NET|IPC|UTS) ◄────────────────────────┘
 //!                                       hostname, rlimits, drop caps (bounding too),
 //!                                       no_new_privs, landlock, seccomp
@@ -286,7 +286,23 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
         } else {
             false
         };
+        // S may build its root filesystem now; the cgroup follows.
+        if send(&p2s_w, b'M', &[]).is_err() {
+            return Err(match recv(&s2p_r) {
+                Ok(msg) => child_error(msg, "namespace creation"),
+                Err(e) => sys("signalling the sandbox's init process")(e),
+            });
+        }
         let applied = make_cgroup(plan, &mut cgroup, host_uid)?;
+        if let (Some(base), "v1") = (plan.uid_base, cgroup.version.as_str()) {
+            // S joins by writing to `tasks` as the sandbox's root (host uid
+            // `base`): the file must be its own. Nothing inside can reach
+            // it once the old root is detached (there is no /sys).
+            for (_, dir) in &cgroup.dirs {
+                std::os::unix::fs::chown(dir.join("tasks"), Some(base), Some(base))
+                    .map_err(sys("handing the cgroup's tasks file to the sandbox"))?;
+            }
+        }
         if cgroup.version != "v1" {
             cgroup.add(child).map_err(SetupError::Cgroup)?;
         }
@@ -724,11 +740,11 @@ fn sandbox_pid1(
     };
     // No pdeathsig: if P dies, S sees EOF on `from_p` while it waits for
     // the release, and a failed verdict write (or the link's EOF) after.
-    let (release, net) = match setup_namespaces(plan, &from_p) {
+    let net = match setup_namespaces(plan, &from_p) {
         Ok(v) => v,
         Err(msg) => fail(msg),
     };
-    let report = match sandbox_init(plan, seccomp, net) {
+    let (report, release) = match sandbox_init(plan, seccomp, net, &from_p) {
         Ok(r) => r,
         Err(msg) => fail(msg),
     };
@@ -774,29 +790,18 @@ fn sandbox_pid1(
     aibox_sys::exit_now(code)
 }
 
-/// S, until its root filesystem is built: start the network helper, wait
-/// for P's release, join the cgroup, take the sandbox's root identity and
-/// unshare the mount and cgroup namespaces.
-fn setup_namespaces(plan: &Plan, from_p: &OwnedFd) -> Result<(Release, NetHelper), String> {
+/// S, before its root filesystem: start the network helper, wait for P's
+/// "maps written" message, take the sandbox's root identity and unshare the
+/// mount namespace (copying P's, with its idmapped staging mounts).
+fn setup_namespaces(plan: &Plan, from_p: &OwnedFd) -> Result<NetHelper, String> {
     let e = |what: &str| {
         let what = what.to_string();
         move |err: io::Error| format!("{what}: {err}")
     };
     let net = NetHelper::start().map_err(e("starting the network namespace helper"))?;
-    let release = match recv(from_p).map_err(e("wait for parent"))? {
-        Some((b'G', body)) => {
-            Release::decode(&body).ok_or("bad release message from the parent")?
-        }
+    match recv(from_p).map_err(e("wait for parent"))? {
+        Some((b'M', _)) => {}
         _ => return Err("parent aborted".into()),
-    };
-    // cgroup v1: move ourselves in by writing "0" to `tasks`: unlike moving
-    // another pid, that skips the kernel's global threadgroup lock and its
-    // RCU grace period (10-30 ms stalls on this kind of host).
-    if release.cgroup.version == "v1" {
-        release
-            .cgroup
-            .join_self()
-            .map_err(|err| format!("joining the sandbox cgroup: {err}"))?;
     }
     let inner = if plan.rootless() {
         plan.rootless_uid()
@@ -808,11 +813,39 @@ fn setup_namespaces(plan: &Plan, from_p: &OwnedFd) -> Result<(Release, NetHelper
     if !plan.rootless() {
         aibox_sys::clear_groups().map_err(e("setgroups"))?;
     }
-    // The cgroup namespace comes after we joined our cgroup, so that cgroup
-    // is the sandbox's root.
-    aibox_sys::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWCGROUP)
-        .map_err(e("unshare(mount, cgroup namespaces)"))?;
-    Ok((release, net))
+    aibox_sys::unshare(libc::CLONE_NEWNS).map_err(e("unshare(mount namespace)"))?;
+    Ok(net)
+}
+
+/// S, once its root filesystem is built but the host's is still reachable
+/// under the old root: wait for P's release (P made the cgroup meanwhile),
+/// join the cgroup and unshare the cgroup namespace (so that cgroup is the
+/// sandbox's root).
+fn join_cgroup(from_p: &OwnedFd) -> Result<Release, String> {
+    let release = match recv(from_p).map_err(|e| format!("wait for parent: {e}"))? {
+        Some((b'G', body)) => {
+            Release::decode(&body).ok_or("bad release message from the parent")?
+        }
+        _ => return Err("parent aborted".into()),
+    };
+    // cgroup v1: move ourselves in by writing "0" to `tasks`: unlike moving
+    // another pid, that skips the kernel's global threadgroup lock and its
+    // RCU grace period (10-30 ms stalls on this kind of host). The host's
+    // cgroup mounts are reached through the old root.
+    if release.cgroup.version == "v1" {
+        release
+            .cgroup
+            .join_self_under(Path::new(mounts::OLD_ROOT))
+            .map_err(|err| {
+                let cause = std::error::Error::source(&err)
+                    .map(|c| format!(": {c}"))
+                    .unwrap_or_default();
+                format!("joining the sandbox cgroup: {err}{cause}")
+            })?;
+    }
+    aibox_sys::unshare(libc::CLONE_NEWCGROUP)
+        .map_err(|e| format!("unshare(cgroup namespace): {e}"))?;
+    Ok(release)
 }
 
 fn agent_config(plan: &Plan) -> aibox_agent::Config {
@@ -834,7 +867,8 @@ fn sandbox_init(
     plan: &Plan,
     seccomp: &crate::seccomp::BpfProgram,
     net: NetHelper,
-) -> Result<IsolationReport, String> {
+    from_p: &OwnedFd,
+) -> Result<(IsolationReport, Release), String> {
     let lower = if plan.rootless() {
         plan.template.rootfs.clone()
     } else {
@@ -880,7 +914,17 @@ fn sandbox_init(
         gid5_mapped: !plan.rootless(),
         template_sealed: !plan.rootless(),
     });
-    mounts::execute(&steps).map_err(|e| format!("{e}: {}", e.source))?;
+    // Everything but the old root's detach, then the cgroup (made by P in
+    // the meantime, joined through the old root), then the detach.
+    let (before, detach) = match steps.split_last() {
+        Some((last, rest)) if *last == mounts::Step::DetachOldRoot => {
+            (rest, std::slice::from_ref(last))
+        }
+        _ => (steps.as_slice(), &[][..]),
+    };
+    mounts::execute(before).map_err(|e| format!("{e}: {}", e.source))?;
+    let release = join_cgroup(from_p)?;
+    mounts::execute(detach).map_err(|e| format!("{e}: {}", e.source))?;
     // The working directory belongs to the sandbox's user (created before
     // capabilities are dropped, since chown needs CAP_CHOWN).
     let workdir = Path::new(&plan.spec.workdir);
@@ -927,7 +971,7 @@ fn sandbox_init(
     crate::seccomp::install(seccomp).map_err(|e| format!("{e}"))?;
 
     let bounding = aibox_sys::bounding_set();
-    Ok(IsolationReport {
+    let report = IsolationReport {
         namespaces: aibox_types::NamespaceReport::all(),
         seccomp: aibox_sys::seccomp_installed().unwrap_or(false),
         seccomp_allowed_syscalls: crate::seccomp::allowed_count(),
@@ -940,7 +984,8 @@ fn sandbox_init(
         sys: "absent".into(),
         network: "none".into(),
         ..Default::default()
-    })
+    };
+    Ok((report, release))
 }
 
 #[cfg(test)]
