@@ -459,9 +459,12 @@ impl Runtime {
                     }
                 }
             }
-            let held = state::held_slots(&self.dirs.slots());
+            // Only the slots named by what was found are probed: the slot
+            // directory keeps a file for every slot ever used (thousands on
+            // a busy host), and this runs before every create.
+            let slots = self.dirs.slots();
             for (name, id, slot) in found {
-                if !held.contains(&slot) && !self.dirs.sandbox(&id).exists() {
+                if !self.dirs.sandbox(&id).exists() && !state::slot_held(&slots, slot) {
                     self.remove_cgroup(&name);
                     if !cleaned.contains(&id) {
                         cleaned.push(id);

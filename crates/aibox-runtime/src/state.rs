@@ -142,20 +142,27 @@ pub fn claim_slot(slots: &Path) -> Result<Slot, StateError> {
 }
 
 /// Slots currently held by a live sandbox (or its creator).
+/// Every held uid slot (tests compare these before and after).
 pub fn held_slots(slots: &Path) -> Vec<u32> {
-    use std::os::fd::AsFd;
     let Ok(rd) = fs::read_dir(slots) else {
         return vec![];
     };
     let mut held: Vec<u32> = rd
         .flatten()
-        .filter_map(|e| {
-            let n: u32 = e.file_name().to_string_lossy().parse().ok()?;
-            let f = fs::File::open(e.path()).ok()?;
-            // Probing takes the lock for a moment; dropping `f` releases it.
-            (!aibox_sys::try_lock_exclusive(f.as_fd()).ok()?).then_some(n)
-        })
+        .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
+        .filter(|n| slot_held(slots, *n))
         .collect();
     held.sort_unstable();
     held
+}
+
+/// Is uid slot `n` held (by a creator or a sandbox's PID 1)? Probing takes
+/// the lock for a moment when it is free; dropping the file releases it.
+pub fn slot_held(slots: &Path, n: u32) -> bool {
+    use std::os::fd::AsFd;
+    match fs::File::open(slots.join(n.to_string())) {
+        Ok(f) => !aibox_sys::try_lock_exclusive(f.as_fd()).unwrap_or(false),
+        // No slot file: nobody can hold it.
+        Err(_) => false,
+    }
 }
