@@ -764,3 +764,67 @@ fn schemathesis_finds_no_server_errors_or_schema_violations() {
         errors.join("\n")
     );
 }
+
+/// SIGKILL in the middle of creates: after a restart every sandbox the API
+/// lists runs and answers, and nothing runs that the API does not list.
+#[test]
+fn sigkill_during_creates_leaves_nothing_half_made() {
+    require_sandboxes!();
+    let data = data_dir("killcreate");
+    let mut s = Server::start(&data);
+    let addr = s.addr.clone();
+    let key = s.key.clone();
+    let workers: Vec<_> = (0..6)
+        .map(|_| {
+            let (addr, key) = (addr.clone(), key.clone());
+            std::thread::spawn(move || {
+                let c = Client::new(Endpoint::Tcp(addr), Some(key)).unwrap();
+                // Errors are expected once the server is gone.
+                for _ in 0..10 {
+                    if c.json(Method::POST, "/v1/sandboxes", Body::Json(json!({})))
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(150));
+    s.kill9();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let s2 = Server::start(&data);
+    let c = s2.admin();
+    let v = c
+        .json(Method::GET, "/v1/sandboxes?limit=1000", Body::Empty)
+        .unwrap();
+    let mut listed: Vec<String> = v["sandboxes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap().to_string())
+        .collect();
+    for id in &listed {
+        assert_eq!(
+            exec(&c, id, json!(["echo", "ok"]))["stdout"],
+            "ok\n",
+            "{id} answers"
+        );
+    }
+    let rt = aibox_runtime::Runtime::with(
+        aibox_runtime::Dirs {
+            run: data.join("run"),
+            data: data.clone(),
+        },
+        common::bin(),
+    );
+    let mut running: Vec<String> = rt.list().into_iter().map(|r| r.id).collect();
+    listed.sort();
+    running.sort();
+    assert_eq!(listed, running, "what runs is exactly what the API lists");
+    eprintln!("{} sandboxes survived the SIGKILL", listed.len());
+    drop(s2);
+    std::mem::forget(s);
+}

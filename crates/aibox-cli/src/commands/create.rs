@@ -18,6 +18,13 @@ pub fn create(a: CreateArgs) -> anyhow::Result<u8> {
 /// Reads a `SandboxSpec` as JSON on stdin, creates the sandbox in this
 /// (single-threaded) process and prints a `HelperReply` on stdout.
 pub fn internal_create() -> anyhow::Result<u8> {
+    // Die with the server that asked: a create it can no longer record
+    // must not finish behind its back (the sandbox's PID 1 then sees its
+    // link close and exits too; restart adoption cleans the rest).
+    aibox_sys::set_pdeathsig(libc::SIGKILL)?;
+    if std::os::unix::process::parent_id() == 1 {
+        anyhow::bail!("the process that asked for this sandbox is gone");
+    }
     let mut body = Vec::new();
     std::io::stdin().read_to_end(&mut body)?;
     let reply = match serde_json::from_slice(&body) {
