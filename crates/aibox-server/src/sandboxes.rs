@@ -284,6 +284,33 @@ pub async fn create(
     headers: HeaderMap,
     ApiJson(req): ApiJson<CreateRequest>,
 ) -> ApiResult<Response> {
+    let r = create_sandbox(&state, &who, &headers, req).await;
+    // Policy refusals are part of the record: who was refused what, and why.
+    if let Err(e) = &r {
+        if matches!(
+            e.code,
+            ErrorCode::PermissionDenied
+                | ErrorCode::ResourceExhausted
+                | ErrorCode::IsolationUnavailable
+        ) {
+            state.audit(
+                &who.id,
+                "policy.denied",
+                None,
+                json!({"operation": "sandbox.create", "code": e.code, "message": e.message}),
+            );
+        }
+    }
+    r
+}
+
+async fn create_sandbox(
+    state: &AppState,
+    who: &Principal,
+    headers: &HeaderMap,
+    req: CreateRequest,
+) -> ApiResult<Response> {
+    let state = state.clone();
     let spec = spec_of(&state, &req)?;
     let idem = headers
         .get("idempotency-key")

@@ -294,6 +294,14 @@ async fn per_key_quotas() {
     )
     .await;
     assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    let denied = s
+        .store()
+        .audit_entries(0, 100)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "policy.denied")
+        .count();
+    assert_eq!(denied, 2, "both refusals are in the audit log");
 }
 
 #[tokio::test]
