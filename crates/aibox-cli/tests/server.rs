@@ -354,6 +354,21 @@ fn fifty_parallel_creates() {
         .json(Method::GET, "/v1/sandboxes", Body::Empty)
         .unwrap();
     assert_eq!(v["sandboxes"].as_array().unwrap().len(), 0);
+    // And nothing still runs: every agent's listening socket is gone.
+    let run = s.data.join("run").to_string_lossy().into_owned();
+    let t = Instant::now();
+    loop {
+        let unix = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
+        let left = unix.lines().filter(|l| l.contains(&run)).count();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{left} agents still listening under {run}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn gone(c: &Client, id: &str) -> bool {

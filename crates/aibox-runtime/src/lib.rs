@@ -409,12 +409,19 @@ impl Runtime {
                 let id = e.file_name().to_string_lossy().into_owned();
                 match Record::load(&e.path()) {
                     Ok(rec) => {
-                        let creator_alive = rec.pid > 0
-                            && aibox_sys::process_start_time(rec.pid) == Some(rec.start_time);
-                        if !creator_alive {
-                            let _ = self.destroy_record(&rec);
-                            cleaned.push(id);
+                        if rec.alive() {
+                            continue;
                         }
+                        // The creator may have finished between our read and
+                        // that check (a "creating" record, then "running", then
+                        // the creator exits): read again now that it is gone.
+                        let rec = match Record::load(&e.path()) {
+                            Ok(again) if again.alive() => continue,
+                            Ok(again) => again,
+                            Err(_) => rec,
+                        };
+                        let _ = self.destroy_record(&rec);
+                        cleaned.push(id);
                     }
                     Err(_) => {
                         // A record that never got written completely: if it is
