@@ -870,16 +870,7 @@ extern "C" fn clean_child(arg: *mut libc::c_void) -> libc::c_int {
             );
             libc::_exit(127)
         };
-        let dfl = [0u64; 4]; // kernel sigaction: handler SIG_DFL, no flags, empty mask
-        for sig in 1..=64 {
-            libc::syscall(
-                libc::SYS_rt_sigaction,
-                sig,
-                dfl.as_ptr(),
-                std::ptr::null_mut::<u64>(),
-                8usize,
-            );
-        }
+        default_dispositions_raw();
         if c.new_process_group && libc::setpgid(0, 0) == -1 {
             return fail(c);
         }
@@ -895,14 +886,7 @@ extern "C" fn clean_child(arg: *mut libc::c_void) -> libc::c_int {
         if libc::chdir(c.cwd) == -1 {
             return fail(c);
         }
-        let empty: u64 = 0;
-        libc::syscall(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_SETMASK,
-            &empty as *const u64,
-            std::ptr::null_mut::<u64>(),
-            8usize,
-        );
+        set_signal_mask_raw(0, None);
         libc::execve(c.path, c.argv, c.envp);
         fail(c)
     }
@@ -940,41 +924,28 @@ pub fn spawn_clean(spec: &CleanSpawn<'_>) -> io::Result<libc::pid_t> {
         err: std::sync::atomic::AtomicI32::new(0),
     };
     let mut stack = vec![0u8; 64 * 1024];
-    let all: u64 = !0;
     let mut old: u64 = 0;
+    // Every signal blocked around the clone, so no handler of ours runs in
+    // the child (which resets them all before unblocking).
+    set_signal_mask_raw(!0, Some(&mut old));
     // SAFETY: the stack is ours and outlives the child's use of it (the
     // parent resumes only after the child exec'd or exited: CLONE_VFORK);
-    // the top is 16-byte aligned as the ABI wants. Signals are blocked
-    // around the clone so no handler of ours runs in the child.
-    let pid = unsafe {
+    // the top is 16-byte aligned as the ABI wants.
+    let (pid, clone_err) = unsafe {
         let top = stack.as_mut_ptr().add(stack.len());
         let top = (top as usize & !15) as *mut libc::c_void;
-        libc::syscall(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_SETMASK,
-            &all as *const u64,
-            &mut old as *mut u64,
-            8usize,
-        );
         let pid = libc::clone(
             clean_child,
             top,
             libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
             &child as *const CleanChild as *mut libc::c_void,
         );
-        let clone_err = io::Error::last_os_error();
-        libc::syscall(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_SETMASK,
-            &old as *const u64,
-            std::ptr::null_mut::<u64>(),
-            8usize,
-        );
-        if pid == -1 {
-            return Err(clone_err);
-        }
-        pid
+        (pid, io::Error::last_os_error())
     };
+    set_signal_mask_raw(old, None);
+    if pid == -1 {
+        return Err(clone_err);
+    }
     drop(stack);
     match child.err.load(std::sync::atomic::Ordering::SeqCst) {
         0 => Ok(pid),
@@ -1244,39 +1215,42 @@ pub fn read_signals(fd: BorrowedFd<'_>) -> Vec<libc::c_int> {
 /// is inherited by sandboxed commands). Raw rt_sigaction, since glibc
 /// refuses to touch its reserved signals. Call before creating threads.
 pub fn reset_signal_dispositions() {
-    #[repr(C)]
-    struct KernelSigaction {
-        handler: usize,
-        flags: u64,
-        restorer: usize,
-        mask: u64,
-    }
-    let dfl = KernelSigaction {
-        handler: 0,
-        flags: 0,
-        restorer: 0,
-        mask: 0,
-    };
-    let empty: u64 = 0;
-    // SAFETY: an empty 8-byte kernel sigset; the old mask is not wanted.
+    set_signal_mask_raw(0, None);
+    default_dispositions_raw();
+}
+
+/// rt_sigprocmask(SIG_SETMASK) on the kernel's 64-bit set, by raw syscall
+/// (glibc hides its reserved signals). Async-signal-safe, allocation-free:
+/// usable in a vfork child.
+fn set_signal_mask_raw(mask: u64, old: Option<&mut u64>) {
+    let old = old.map_or(std::ptr::null_mut(), |o| o as *mut u64);
+    // SAFETY: `mask` is a valid 8-byte kernel sigset; `old` is null or
+    // points at one we own.
     unsafe {
         libc::syscall(
             libc::SYS_rt_sigprocmask,
             libc::SIG_SETMASK,
-            &empty as *const u64,
-            std::ptr::null_mut::<u64>(),
+            &mask as *const u64,
+            old,
             8usize,
         );
     }
+}
+
+/// Every signal's disposition back to SIG_DFL, by raw rt_sigaction (glibc
+/// refuses to touch its reserved signals). Allocation-free, like the above.
+fn default_dispositions_raw() {
+    // kernel_sigaction: handler SIG_DFL (0), no flags, no restorer, empty mask.
+    let dfl = [0u64; 4];
     for sig in 1..=64 {
-        // SAFETY: a valid kernel_sigaction with SIG_DFL (0); SIGKILL and
-        // SIGSTOP answer EINVAL, which is fine to ignore.
+        // SAFETY: a valid kernel_sigaction; SIGKILL and SIGSTOP answer
+        // EINVAL, which is fine to ignore.
         unsafe {
             libc::syscall(
                 libc::SYS_rt_sigaction,
                 sig,
-                &dfl as *const KernelSigaction,
-                std::ptr::null_mut::<KernelSigaction>(),
+                dfl.as_ptr(),
+                std::ptr::null_mut::<u64>(),
                 8usize,
             );
         }
