@@ -90,6 +90,15 @@ pub enum Command {
         #[command(subcommand)]
         cmd: AuditCmd,
     },
+    /// Snapshots of a sandbox's filesystem: create ID, ls, rm SNAPSHOT...
+    Snapshot {
+        #[command(subcommand)]
+        cmd: SnapshotCmd,
+    },
+    /// Create a sandbox from a snapshot (its spec, with these overrides).
+    Restore(RestoreArgs),
+    /// Create N sandboxes from one snapshot, all or none.
+    Fork(ForkArgs),
     /// (internal) create a sandbox from a JSON spec on stdin; used by
     /// multi-threaded callers of the runtime.
     #[command(hide = true)]
@@ -340,4 +349,87 @@ pub enum AuditCmd {
     Verify,
     /// Every entry as JSON lines on stdout.
     Export,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SnapshotCmd {
+    /// Snapshot a sandbox's filesystem (frozen meanwhile) and print the id.
+    Create {
+        /// The sandbox.
+        id: String,
+        /// A name to find it by.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List snapshots.
+    #[command(alias = "list")]
+    Ls {
+        #[arg(long)]
+        json: bool,
+        /// Print only ids.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Delete snapshots (refused while a sandbox restored from one runs).
+    Rm {
+        ids: Vec<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// What a restore may change from the snapshot's spec.
+#[derive(Args, Debug, Clone)]
+pub struct OverrideArgs {
+    /// Memory limit, e.g. 512m.
+    #[arg(long, value_parser = parse_size)]
+    pub memory: Option<ByteSize>,
+    /// CPU limit in cores.
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Maximum number of processes and threads.
+    #[arg(long)]
+    pub pids: Option<u64>,
+    /// Size of the writable layer.
+    #[arg(long, value_parser = parse_size)]
+    pub disk: Option<ByteSize>,
+    /// Lifetime, e.g. 30m (server default otherwise).
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// Extra environment variable K=V.
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Labels K=V (server only).
+    #[arg(short = 'l', long = "label")]
+    pub labels: Vec<String>,
+    /// Print the sandbox(es) as JSON instead of ids.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// The snapshot.
+    pub snapshot: String,
+    #[command(flatten)]
+    pub over: OverrideArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ForkArgs {
+    /// The snapshot.
+    pub snapshot: String,
+    /// How many sandboxes.
+    #[arg(short = 'n', long, default_value_t = 1)]
+    pub count: u64,
+    #[command(flatten)]
+    pub over: OverrideArgs,
 }

@@ -7,6 +7,7 @@ mod list;
 mod remote;
 mod run;
 mod serve;
+mod snapshot;
 
 use crate::args::{Command, SpecArgs};
 use aibox_runtime::Runtime;
@@ -49,6 +50,9 @@ pub fn dispatch(cmd: Command) -> anyhow::Result<u8> {
         Command::Stats { id, json } => remote::stats(&id, json),
         Command::Keys { cmd } => remote::keys(cmd),
         Command::Audit { cmd } => remote::audit(cmd),
+        Command::Snapshot { cmd } => snapshot::snapshot(cmd),
+        Command::Restore(a) => snapshot::fork(&a.snapshot, 1, &a.over, true),
+        Command::Fork(a) => snapshot::fork(&a.snapshot, a.count, &a.over, false),
         Command::Version => {
             println!(
                 "aibox {} (protocol {})",

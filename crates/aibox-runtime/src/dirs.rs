@@ -106,7 +106,7 @@ impl Dirs {
         }
         let st = self.staging();
         ensure_dir(&st, 0o711)?;
-        for sub in ["lower", "scratch"] {
+        for sub in ["lower", "snap", "scratch"] {
             ensure_dir(&st.join(sub), 0o755)?;
         }
         ensure_dir(&self.data, 0o755)?;

@@ -18,9 +18,11 @@ mod dirs;
 mod ids;
 mod init;
 pub mod landlock;
+pub mod layer;
 pub mod mounts;
 pub mod seccomp;
 mod setup;
+pub mod snapshot;
 pub mod state;
 pub mod template;
 
@@ -29,6 +31,7 @@ pub use dirs::Dirs;
 pub use ids::{fill_random, random_id};
 pub use init::OneShot;
 pub use setup::SetupError;
+pub use snapshot::SnapshotMeta;
 pub use state::{Record, Status};
 
 use aibox_types::{ErrorCode, IsolationReport, SandboxSpec};
@@ -53,6 +56,8 @@ pub enum Error {
     Cgroup(#[from] cgroup::CgroupError),
     #[error("no sandbox with id {0:?}")]
     NotFound(String),
+    #[error("no snapshot with id {0:?}")]
+    SnapshotNotFound(String),
     #[error("sandbox {0} is no longer running")]
     Gone(String),
     #[error("{0}")]
@@ -78,7 +83,7 @@ impl Error {
                 ErrorCode::IsolationUnavailable
             }
             Error::Setup(SetupError::MountSource { .. }) => ErrorCode::InvalidArgument,
-            Error::NotFound(_) => ErrorCode::NotFound,
+            Error::NotFound(_) | Error::SnapshotNotFound(_) => ErrorCode::NotFound,
             Error::Gone(_) => ErrorCode::SandboxGone,
             Error::Unsupported(_) => ErrorCode::InvalidArgument,
             Error::Conflict(_) => ErrorCode::Conflict,
@@ -99,6 +104,13 @@ pub trait Backend: Send + Sync {
     fn pause(&self, rec: &Record) -> Result<(), Error>;
     fn resume(&self, rec: &Record) -> Result<(), Error>;
     fn stats(&self, rec: &Record) -> Result<Stats, Error>;
+}
+
+/// What a sandbox being created holds until its PID 1 (which inherits
+/// them) is running: the uid slot's lock and a snapshot's shared lock.
+struct Holds {
+    _slot: Option<state::Slot>,
+    _snapshot: Option<std::os::fd::OwnedFd>,
 }
 
 /// Result of a one-shot run.
@@ -159,10 +171,14 @@ impl Runtime {
         &self,
         spec: &SandboxSpec,
         persistent: bool,
-    ) -> Result<(setup::Plan, Option<state::Slot>), Error> {
+    ) -> Result<(setup::Plan, Holds), Error> {
         spec.validate().map_err(Error::InvalidSpec)?;
         self.dirs.ensure()?;
         let template = template::resolve(&self.dirs.templates(), &spec.template)?;
+        let snapshot = match &spec.snapshot {
+            Some(id) => Some(self.open_snapshot(id, &spec.template)?),
+            None => None,
+        };
         let id = random_id();
         let slot = if self.rootless() {
             None
@@ -180,8 +196,18 @@ impl Runtime {
                 .map(|s| std::os::fd::AsRawFd::as_raw_fd(&s.file)),
             cgroups: self.cgroup_layout().clone(),
             persistent,
+            snapshot_layer: snapshot.as_ref().map(|(layer, _)| layer.clone()),
+            snapshot_lock: snapshot
+                .as_ref()
+                .map(|(_, lock)| std::os::fd::AsRawFd::as_raw_fd(lock)),
         };
-        Ok((plan, slot))
+        Ok((
+            plan,
+            Holds {
+                _slot: slot,
+                _snapshot: snapshot.map(|(_, lock)| lock),
+            },
+        ))
     }
 
     fn record(&self, plan: &setup::Plan, status: Status, pid: i32) -> Record {
@@ -201,6 +227,7 @@ impl Runtime {
                 .uid_base
                 .map(|b| (b - state::SLOT_BASE) / state::SLOT_SIZE),
             socket: self.dirs.sandbox(&plan.id).join("agent.sock"),
+            scratch_fd: None,
         }
     }
 
@@ -218,7 +245,7 @@ impl Runtime {
                 "missing command: give it after `--`".into(),
             ));
         }
-        let (plan, slot) = self.prepare(spec, false)?;
+        let (plan, holds) = self.prepare(spec, false)?;
         let tty = one.tty;
         // No record for one-shot runs: this process holds the uid slot (and
         // PID 1 inherits the hold), which is all `gc` needs after a crash.
@@ -239,7 +266,7 @@ impl Runtime {
             launched.cgroup.kill_all();
         }
         let _ = launched.cgroup.remove(Duration::from_secs(5));
-        drop(slot);
+        drop(holds);
         confirmed?;
         Ok(RunOutcome {
             code,
@@ -266,9 +293,9 @@ impl Runtime {
 
     /// The helper's side of [`create`]: runs in a single-threaded process.
     pub fn create_here(&self, spec: &SandboxSpec) -> Result<Record, Error> {
-        // `_slot` keeps the uid slot held until PID 1 (which inherits the
-        // hold) is running and recorded.
-        let (plan, _slot) = self.prepare(spec, true)?;
+        // `_holds` keeps the uid slot (and a snapshot) held until PID 1
+        // (which inherits the holds) is running and recorded.
+        let (plan, _holds) = self.prepare(spec, true)?;
         let dir = self.dirs.sandbox(&plan.id);
         let mut rec = self.record(&plan, Status::Creating, aibox_sys::getpid());
         let listener = (|| -> Result<std::os::unix::net::UnixListener, state::StateError> {
@@ -303,6 +330,7 @@ impl Runtime {
         rec.start_time = launched.start_time;
         rec.isolation = launched.report.clone();
         rec.cgroup = launched.cgroup.clone();
+        rec.scratch_fd = launched.scratch_fd;
         if let Err(e) = rec.save(&dir) {
             let _ = self.destroy_record(&rec);
             return Err(e.into());
@@ -532,7 +560,7 @@ impl Backend for Runtime {
 }
 
 /// How long ago a directory entry was last modified.
-fn age(e: &std::fs::DirEntry) -> Option<Duration> {
+pub(crate) fn age(e: &std::fs::DirEntry) -> Option<Duration> {
     e.metadata().ok()?.modified().ok()?.elapsed().ok()
 }
 

@@ -30,7 +30,7 @@ pub enum Step {
         mode: u32,
     },
     Overlay {
-        lower: PathBuf,
+        lowers: Vec<PathBuf>,
         upper: PathBuf,
         work: PathBuf,
         target: PathBuf,
@@ -118,8 +118,8 @@ pub const DEV_NODES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "
 /// Inputs to [`plan`].
 #[derive(Debug, Clone)]
 pub struct Layout<'a> {
-    /// Overlay lower layer, as seen before pivot_root.
-    pub lower: &'a Path,
+    /// Overlay lower layers, topmost first, as seen before pivot_root.
+    pub lowers: &'a [PathBuf],
     /// Empty directory where the scratch tmpfs goes.
     pub scratch: &'a Path,
     /// Size of the writable layer in bytes.
@@ -162,12 +162,8 @@ pub fn plan(l: &Layout<'_>) -> Vec<Step> {
             path: root.clone(),
             mode: 0o755,
         },
-        Step::Mkdir {
-            path: scratch.join("tmp"),
-            mode: 0o1777,
-        },
         Step::Overlay {
-            lower: l.lower.to_path_buf(),
+            lowers: l.lowers.to_vec(),
             upper: scratch.join("upper"),
             work: scratch.join("work"),
             target: root.clone(),
@@ -257,14 +253,6 @@ pub fn plan(l: &Layout<'_>) -> Vec<Step> {
     for r in PROC_READ_ONLY {
         s.push(Step::ReadOnly(Path::new("/proc").join(r)));
     }
-    // /tmp lives in the same size-limited tmpfs as the overlay upper layer,
-    // so one quota covers every writable path.
-    s.push(Step::Bind {
-        src: old(&scratch.join("tmp")),
-        dst: "/tmp".into(),
-        mode: BindMode::Inherit,
-        file: false,
-    });
     for (src, dst, ro, file) in l.user_mounts {
         s.push(Step::Bind {
             src: old(src),
@@ -379,14 +367,15 @@ fn exec_step(step: &Step) -> std::io::Result<()> {
             std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(*mode))
         }
         Step::Overlay {
-            lower,
+            lowers,
             upper,
             work,
             target,
         } => {
+            let lower: Vec<String> = lowers.iter().map(|l| l.display().to_string()).collect();
             let base = format!(
                 "lowerdir={},upperdir={},workdir={}",
-                lower.display(),
+                lower.join(":"),
                 upper.display(),
                 work.display()
             );
@@ -516,7 +505,10 @@ mod tests {
             false,
         )];
         plan(&Layout {
-            lower: Path::new("/run/aibox/staging/lower"),
+            lowers: &[
+                PathBuf::from("/run/aibox/staging/snap"),
+                PathBuf::from("/run/aibox/staging/lower"),
+            ],
             scratch: Path::new("/run/aibox/staging/scratch"),
             disk_bytes: 1 << 30,
             template_binds: &binds,

@@ -82,6 +82,11 @@ pub struct Plan {
     pub cgroups: CgLayout,
     /// Create freezer and accounting cgroups (persistent sandboxes).
     pub persistent: bool,
+    /// A snapshot's layer, between the template and the upper (restore).
+    pub snapshot_layer: Option<PathBuf>,
+    /// The fd holding the snapshot's shared lock, kept by PID 1 like the
+    /// slot's (the snapshot cannot be deleted while the sandbox lives).
+    pub snapshot_lock: Option<std::os::fd::RawFd>,
 }
 
 impl Plan {
@@ -126,13 +131,15 @@ pub struct Launched {
     pub link: Option<OwnedFd>,
     /// PID 1's verdict on its setup, not yet read (one-shot runs).
     setup_pipe: Option<OwnedFd>,
+    /// PID 1's descriptor of the scratch tmpfs (persistent sandboxes).
+    pub scratch_fd: Option<i32>,
 }
 
 impl Launched {
     /// One-shot runs: after PID 1 exited, check that its setup succeeded
     /// (a setup failure also ends PID 1, with status 1).
     pub fn confirm(&mut self) -> Result<(), SetupError> {
-        confirm_setup(&mut self.setup_pipe)
+        confirm_setup(&mut self.setup_pipe).map(drop)
     }
 
     /// Agent mode: the caller has recorded the sandbox; PID 1 may now outlive us.
@@ -254,6 +261,7 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
                 keep.push(l.as_raw_fd());
             }
             keep.extend(plan.slot_lock);
+            keep.extend(plan.snapshot_lock);
             if aibox_sys::close_fds_except(&keep).is_err() {
                 aibox_sys::exit_now(1);
             }
@@ -357,13 +365,21 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
     // after it exits (see `Launched::confirm`), which keeps a wake-up off
     // its critical path.
     let mut setup_pipe = Some(s2p_r);
+    let mut scratch_fd = None;
     if !one_shot {
-        if let Err(e) = confirm_setup(&mut setup_pipe) {
-            let _ = aibox_sys::kill(g, libc::SIGKILL);
-            let _ = aibox_sys::waitpid(g);
-            cgroup.kill_all();
-            let _ = cgroup.remove(std::time::Duration::from_secs(2));
-            return Err(e);
+        match confirm_setup(&mut setup_pipe) {
+            Ok(body) => {
+                scratch_fd = std::str::from_utf8(&body)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+            }
+            Err(e) => {
+                let _ = aibox_sys::kill(g, libc::SIGKILL);
+                let _ = aibox_sys::waitpid(g);
+                cgroup.kill_all();
+                let _ = cgroup.remove(std::time::Duration::from_secs(2));
+                return Err(e);
+            }
         }
     }
     // Only persistent sandboxes are found again by pid + start time.
@@ -379,6 +395,7 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
         cgroup,
         link: Some(p2s_w),
         setup_pipe,
+        scratch_fd,
     })
 }
 
@@ -436,11 +453,14 @@ impl Release {
     }
 }
 
-/// Read PID 1's verdict on its setup: `R` (sealed as expected) or `E`.
-fn confirm_setup(pipe: &mut Option<OwnedFd>) -> Result<(), SetupError> {
-    let Some(fd) = pipe.take() else { return Ok(()) };
+/// Read PID 1's verdict on its setup: `R` (sealed as expected, with the
+/// scratch descriptor's number for a persistent sandbox) or `E`.
+fn confirm_setup(pipe: &mut Option<OwnedFd>) -> Result<Vec<u8>, SetupError> {
+    let Some(fd) = pipe.take() else {
+        return Ok(vec![]);
+    };
     match recv(&fd).map_err(sys("reading the sandbox's report"))? {
-        Some((b'R', _)) => Ok(()),
+        Some((b'R', body)) => Ok(body),
         Some((b'E', body)) => Err(SetupError::Child(
             String::from_utf8_lossy(&body).into_owned(),
         )),
@@ -462,6 +482,11 @@ fn idmap_staging(plan: &Plan, proc_dir: &Path) -> Result<bool, SetupError> {
         "idmapped mount of the template {} (the filesystem must support idmapped mounts: ext4, xfs, btrfs, tmpfs)",
         plan.template.rootfs.display()
     )))?;
+    if let Some(layer) = &plan.snapshot_layer {
+        // Stored with the sandbox's own uids (0..65536): the same mapping.
+        aibox_sys::idmapped_bind(layer, &plan.staging.join("snap"), userns.as_fd(), ro)
+            .map_err(sys(format!("idmapped mount of the snapshot {}", layer.display())))?;
+    }
     for (i, (host, _)) in plan.template.binds.iter().enumerate() {
         let dst = plan.staging.join(format!("t{i}"));
         ensure_mountpoint(&dst, false)?;
@@ -744,7 +769,8 @@ fn sandbox_pid1(
         Ok(v) => v,
         Err(msg) => fail(msg),
     };
-    let (report, release) = match sandbox_init(plan, seccomp, net, &from_p) {
+    // `scratch` stays open for PID 1's whole life (this never returns).
+    let (report, release, scratch) = match sandbox_init(plan, seccomp, net, &from_p) {
         Ok(r) => r,
         Err(msg) => fail(msg),
     };
@@ -761,7 +787,11 @@ fn sandbox_pid1(
     }
     // The verdict only: P reports what it set up, which this check has
     // just confirmed.
-    if send(&to_p, b'R', &[]).is_err() {
+    let fd_number = scratch
+        .as_ref()
+        .map(|f| f.as_raw_fd().to_string())
+        .unwrap_or_default();
+    if send(&to_p, b'R', fd_number.as_bytes()).is_err() {
         aibox_sys::exit_now(1);
     }
     drop(to_p);
@@ -868,12 +898,20 @@ fn sandbox_init(
     seccomp: &crate::seccomp::BpfProgram,
     net: NetHelper,
     from_p: &OwnedFd,
-) -> Result<(IsolationReport, Release), String> {
-    let lower = if plan.rootless() {
+) -> Result<(IsolationReport, Release, Option<OwnedFd>), String> {
+    let mut lowers = vec![];
+    if let Some(layer) = &plan.snapshot_layer {
+        lowers.push(if plan.rootless() {
+            layer.clone()
+        } else {
+            plan.staging.join("snap")
+        });
+    }
+    lowers.push(if plan.rootless() {
         plan.template.rootfs.clone()
     } else {
         plan.staging.join("lower")
-    };
+    });
     let template_binds: Vec<(PathBuf, PathBuf)> = plan
         .template
         .binds
@@ -906,7 +944,7 @@ fn sandbox_init(
         .collect();
     let scratch = plan.staging.join("scratch");
     let steps = mounts::plan(&mounts::Layout {
-        lower: &lower,
+        lowers: &lowers,
         scratch: &scratch,
         disk_bytes: plan.spec.disk_bytes(),
         template_binds: &template_binds,
@@ -923,6 +961,25 @@ fn sandbox_init(
         _ => (steps.as_slice(), &[][..]),
     };
     mounts::execute(before).map_err(|e| format!("{e}: {}", e.source))?;
+    // A persistent sandbox's PID 1 keeps the scratch tmpfs (upper and work
+    // dirs) open: once the old root is gone nothing else reaches it, and
+    // snapshots read the upper through this descriptor (close-on-exec:
+    // no command inherits it).
+    let scratch_fd = if plan.persistent {
+        let old_scratch = Path::new(mounts::OLD_ROOT)
+            .join(scratch.strip_prefix("/").unwrap_or(&scratch));
+        let f = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+                .open(&old_scratch)
+                .map_err(|e| format!("opening the scratch directory: {e}"))?
+        };
+        Some(OwnedFd::from(f))
+    } else {
+        None
+    };
     let release = join_cgroup(from_p)?;
     mounts::execute(detach).map_err(|e| format!("{e}: {}", e.source))?;
     // The working directory belongs to the sandbox's user (created before
@@ -985,7 +1042,7 @@ fn sandbox_init(
         network: "none".into(),
         ..Default::default()
     };
-    Ok((report, release))
+    Ok((report, release, scratch_fd))
 }
 
 #[cfg(test)]

@@ -55,6 +55,10 @@ pub struct Record {
     pub cgroup: Cgroup,
     pub uid_slot: Option<u32>,
     pub socket: PathBuf,
+    /// PID 1's descriptor of the scratch tmpfs (overlay upper and work
+    /// dirs): snapshots read the upper through `/proc/PID/fd/N`.
+    #[serde(default)]
+    pub scratch_fd: Option<i32>,
 }
 
 pub const RECORD: &str = "sandbox.json";

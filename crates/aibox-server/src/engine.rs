@@ -4,7 +4,7 @@
 
 use crate::error::ApiError;
 use aibox_protocol::ExecRequest;
-use aibox_runtime::{AgentClient, Output, Runtime};
+use aibox_runtime::{AgentClient, Output, Runtime, SnapshotMeta};
 use aibox_types::{IsolationReport, SandboxSpec};
 
 pub struct Created {
@@ -48,6 +48,12 @@ pub trait Engine: Send + Sync + 'static {
     fn stats(&self, _id: &str) -> Option<serde_json::Value> {
         None
     }
+    /// Snapshot sandbox `id`'s filesystem.
+    fn snapshot(&self, id: &str, name: Option<&str>) -> Result<SnapshotMeta, ApiError>;
+    /// Delete a snapshot (a conflict while a sandbox restored from it runs).
+    fn delete_snapshot(&self, snapshot: &str) -> Result<(), ApiError>;
+    /// Ids of the snapshots on disk.
+    fn snapshot_ids(&self) -> Vec<String>;
 }
 
 /// The namespace runtime, with its run dir owned by this server.
@@ -103,6 +109,19 @@ impl Engine for RuntimeEngine {
 
     fn gc(&self) {
         let _ = self.rt.gc();
+        let _ = self.rt.gc_snapshots();
+    }
+
+    fn snapshot(&self, id: &str, name: Option<&str>) -> Result<SnapshotMeta, ApiError> {
+        Ok(self.rt.snapshot(id, name)?)
+    }
+
+    fn delete_snapshot(&self, snapshot: &str) -> Result<(), ApiError> {
+        Ok(self.rt.delete_snapshot(snapshot)?)
+    }
+
+    fn snapshot_ids(&self) -> Vec<String> {
+        self.rt.snapshots().into_iter().map(|m| m.id).collect()
     }
 
     fn exec(&self, id: &str, req: ExecRequest, stdin: Option<&[u8]>) -> Result<Output, ApiError> {

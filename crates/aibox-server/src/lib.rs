@@ -17,6 +17,7 @@ pub mod keys;
 pub mod metrics;
 pub mod openapi;
 pub mod sandboxes;
+pub mod snapshots;
 pub mod store;
 pub mod streaming;
 pub mod ws;
@@ -50,6 +51,28 @@ struct Inner {
     create_lock: tokio::sync::Mutex<()>,
     metrics: metrics::Metrics,
     limiter: auth::RateLimiter,
+    /// Sandboxes being snapshotted (count per id): they are frozen and
+    /// thawed by the snapshot, so pause, resume, delete and the reaper
+    /// leave them alone meanwhile.
+    busy: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+}
+
+/// Marks a sandbox busy until dropped.
+pub struct Busy {
+    state: AppState,
+    id: String,
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let mut b = self.state.0.busy.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = b.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                b.remove(&self.id);
+            }
+        }
+    }
 }
 
 impl AppState {
@@ -61,7 +84,36 @@ impl AppState {
             create_lock: tokio::sync::Mutex::new(()),
             metrics: metrics::Metrics::default(),
             limiter: auth::RateLimiter::default(),
+            busy: Default::default(),
         }))
+    }
+
+    pub fn busy(&self, id: &str) -> Busy {
+        let mut b = self.0.busy.lock().unwrap_or_else(|p| p.into_inner());
+        *b.entry(id.to_string()).or_insert(0) += 1;
+        Busy {
+            state: self.clone(),
+            id: id.to_string(),
+        }
+    }
+
+    fn is_busy(&self, id: &str) -> bool {
+        self.0
+            .busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(id)
+    }
+
+    pub fn check_not_busy(&self, id: &str) -> ApiResult<()> {
+        if self.is_busy(id) {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("a snapshot of sandbox {id} is being taken; try again when it is done"),
+            )
+            .retry_after(1));
+        }
+        Ok(())
     }
     pub fn config(&self) -> &Config {
         &self.0.config
@@ -134,6 +186,7 @@ impl AppState {
                 );
             }
         }
+        self.adopt_snapshots().await?;
         for id in running {
             if !rows.iter().any(|r| r.id == id) {
                 tracing::warn!(sandbox_id = %id, "destroying a sandbox with no record (interrupted create)");
@@ -146,13 +199,41 @@ impl AppState {
         Ok(())
     }
 
+    /// Snapshots: forget rows whose data is gone, delete data nobody
+    /// recorded (a snapshot interrupted between its copy and its row).
+    async fn adopt_snapshots(&self) -> ApiResult<()> {
+        let engine = self.engine();
+        let on_disk = tokio::task::spawn_blocking(move || engine.snapshot_ids())
+            .await
+            .map_err(|e| ApiError::internal("adopt task", e))?;
+        let rows = self
+            .store()
+            .snapshots(None)
+            .map_err(|e| ApiError::internal("adopt", e))?;
+        for s in &rows {
+            if !on_disk.contains(&s.id) {
+                let _ = self.store().remove_snapshot(&s.id);
+                self.audit("server", "snapshot.lost", Some(&s.source), json!({"snapshot": s.id}));
+            }
+        }
+        for id in on_disk {
+            if !rows.iter().any(|s| s.id == id) {
+                tracing::warn!(snapshot_id = %id, "deleting a snapshot with no record (interrupted snapshot)");
+                let engine = self.engine();
+                let sid = id.clone();
+                let _ = tokio::task::spawn_blocking(move || engine.delete_snapshot(&sid)).await;
+            }
+        }
+        Ok(())
+    }
+
     /// Destroy running sandboxes whose TTL has passed or that were idle
     /// too long. Paused sandboxes keep their remaining TTL and never idle out.
     pub async fn reap(&self) {
         let now = now_ms();
         let Ok(rows) = self.store().all() else { return };
         for r in rows {
-            if r.state != "running" {
+            if r.state != "running" || self.is_busy(&r.id) {
                 continue;
             }
             let why = if r.expires_ms.is_some_and(|e| e <= now) {
@@ -342,6 +423,14 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/sandboxes/{id}/pause", post(sandboxes::pause))
         .route("/v1/sandboxes/{id}/resume", post(sandboxes::resume))
         .route("/v1/sandboxes/{id}/timeout", post(sandboxes::set_timeout))
+        .route("/v1/sandboxes/{id}/snapshots", post(snapshots::create))
+        .route("/v1/snapshots", get(snapshots::list))
+        .route(
+            "/v1/snapshots/{id}",
+            get(snapshots::get).delete(snapshots::delete),
+        )
+        .route("/v1/snapshots/{id}/restore", post(snapshots::restore))
+        .route("/v1/snapshots/{id}/fork", post(snapshots::fork))
         .route("/v1/audit", get(audit_list))
         .route("/v1/audit/verify", get(audit_verify))
         .route("/v1/keys", post(keys::create).get(keys::list))

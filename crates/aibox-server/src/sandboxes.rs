@@ -58,6 +58,9 @@ pub struct CreateRequest {
     pub require_isolation: Option<IsolationLevel>,
     #[serde(default)]
     pub mounts: Vec<MountSpec>,
+    /// Start from this snapshot's filesystem; its spec is the base that
+    /// the other fields override.
+    pub snapshot: Option<String>,
 }
 
 /// A sandbox as the API shows it.
@@ -94,32 +97,64 @@ impl From<Row> for SandboxView {
     }
 }
 
-fn spec_of(state: &AppState, req: &CreateRequest) -> ApiResult<SandboxSpec> {
-    let mut spec = SandboxSpec::default();
+fn spec_of(state: &AppState, who: &Principal, req: &CreateRequest) -> ApiResult<SandboxSpec> {
+    // A restore starts from the snapshot's spec (the source sandbox's).
+    let mut spec = match &req.snapshot {
+        Some(id) => {
+            let snap = crate::snapshots::owned(state, who, id)?;
+            let mut base: SandboxSpec = serde_json::from_value(snap.meta["spec"].clone())
+                .map_err(|e| ApiError::internal("snapshot spec", e))?;
+            if req.template.as_ref().is_some_and(|t| *t != base.template) {
+                return Err(ApiError::invalid(format!(
+                    "snapshot {id} was taken from template {:?}; a restore cannot change it",
+                    base.template
+                )));
+            }
+            base.snapshot = Some(snap.id);
+            base.timeout_ms = None;
+            base
+        }
+        None => SandboxSpec::default(),
+    };
     if let Some(t) = &req.template {
         spec.template = t.clone();
     }
-    spec.cpus = req.cpus;
-    spec.memory = req.memory.as_ref().map(|s| s.bytes("memory")).transpose()?;
-    spec.disk = req.disk.as_ref().map(|s| s.bytes("disk")).transpose()?;
-    spec.pids = req.pids;
-    spec.env = req
-        .env
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    if req.cpus.is_some() {
+        spec.cpus = req.cpus;
+    }
+    if let Some(m) = &req.memory {
+        spec.memory = Some(m.bytes("memory")?);
+    }
+    if let Some(d) = &req.disk {
+        spec.disk = Some(d.bytes("disk")?);
+    }
+    if req.pids.is_some() {
+        spec.pids = req.pids;
+    }
+    for (k, v) in &req.env {
+        spec.env.retain(|(old, _)| old != k);
+        spec.env.push((k.clone(), v.clone()));
+    }
     if let Some(w) = &req.workdir {
         spec.workdir = w.clone();
     }
     if let Some(u) = req.user {
         spec.user = u;
     }
-    spec.require_isolation = req.require_isolation;
-    spec.hostname = req.hostname.clone();
+    if req.require_isolation.is_some() {
+        spec.require_isolation = req.require_isolation;
+    }
+    if req.hostname.is_some() {
+        spec.hostname = req.hostname.clone();
+    }
     if req.idle_timeout_seconds == Some(0) {
         return Err(ApiError::invalid("idle_timeout_seconds must be positive"));
     }
-    for m in &req.mounts {
+    if !req.mounts.is_empty() {
+        spec.mounts = req.mounts.clone();
+    }
+    // Checked again on a restore: the operator may have narrowed the list.
+    for m in &spec.mounts {
         m.validate().map_err(ApiError::invalid)?;
         if !state
             .config()
@@ -136,7 +171,6 @@ fn spec_of(state: &AppState, req: &CreateRequest) -> ApiResult<SandboxSpec> {
             ));
         }
     }
-    spec.mounts = req.mounts.clone();
     spec.validate().map_err(ApiError::invalid)?;
     for (k, v) in &req.labels {
         if k.is_empty() || k.len() > 63 || v.len() > 255 {
@@ -149,7 +183,7 @@ fn spec_of(state: &AppState, req: &CreateRequest) -> ApiResult<SandboxSpec> {
 }
 
 /// The caller's sandbox `id`; another tenant's is reported as absent.
-fn owned(state: &AppState, who: &Principal, id: &str) -> ApiResult<Row> {
+pub(crate) fn owned(state: &AppState, who: &Principal, id: &str) -> ApiResult<Row> {
     if !aibox_types::validate_id(id) {
         return Err(ApiError::invalid(format!("{id:?} is not a sandbox id")));
     }
@@ -208,6 +242,7 @@ async fn freeze(
     pause: bool,
 ) -> ApiResult<Json<SandboxView>> {
     let row = owned(state, who, id)?;
+    state.check_not_busy(&row.id)?;
     let from = if pause { "running" } else { "paused" };
     if row.state != from {
         return Err(ApiError::new(
@@ -284,7 +319,19 @@ pub async fn create(
     headers: HeaderMap,
     ApiJson(req): ApiJson<CreateRequest>,
 ) -> ApiResult<Response> {
-    let r = create_sandbox(&state, &who, &headers, req).await;
+    let (status, view) = create_audited(&state, &who, &headers, req).await?;
+    Ok((status, Json(view)).into_response())
+}
+
+/// Create a sandbox (fresh, or restored from `req.snapshot`); policy
+/// refusals go to the audit log.
+pub(crate) async fn create_audited(
+    state: &AppState,
+    who: &Principal,
+    headers: &HeaderMap,
+    req: CreateRequest,
+) -> ApiResult<(StatusCode, SandboxView)> {
+    let r = create_sandbox(state, who, headers, req).await;
     // Policy refusals are part of the record: who was refused what, and why.
     if let Err(e) = &r {
         if matches!(
@@ -309,9 +356,9 @@ async fn create_sandbox(
     who: &Principal,
     headers: &HeaderMap,
     req: CreateRequest,
-) -> ApiResult<Response> {
+) -> ApiResult<(StatusCode, SandboxView)> {
     let state = state.clone();
-    let spec = spec_of(&state, &req)?;
+    let spec = spec_of(&state, who, &req)?;
     let idem = headers
         .get("idempotency-key")
         .map(|v| {
@@ -352,7 +399,7 @@ async fn create_sandbox(
                         "a create with this Idempotency-Key is still in progress",
                     ));
                 }
-                return Ok((StatusCode::OK, Json(SandboxView::from(r))).into_response());
+                return Ok((StatusCode::OK, SandboxView::from(r)));
             }
         }
         let rows = state
@@ -482,9 +529,9 @@ async fn create_sandbox(
         &who.id,
         "sandbox.create",
         Some(&row.id),
-        json!({"template": spec.template, "memory": spec.memory_bytes(), "ttl_s": ttl.as_secs()}),
+        json!({"template": spec.template, "memory": spec.memory_bytes(), "ttl_s": ttl.as_secs(), "snapshot": spec.snapshot}),
     );
-    Ok((StatusCode::CREATED, Json(SandboxView::from(row))).into_response())
+    Ok((StatusCode::CREATED, SandboxView::from(row)))
 }
 
 fn row_memory(r: &Row) -> u64 {
@@ -597,6 +644,7 @@ pub async fn delete(
             "the sandbox is still being created",
         ));
     }
+    state.check_not_busy(&row.id)?;
     state.destroy(&row.id).await?;
     state.audit(&who.id, "sandbox.delete", Some(&row.id), json!({}));
     Ok(StatusCode::NO_CONTENT)

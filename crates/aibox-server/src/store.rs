@@ -73,6 +73,30 @@ pub struct Row {
     pub remaining_ms: Option<u64>,
 }
 
+/// A snapshot as the server knows it: who owns it, and the runtime's
+/// description of it (`aibox_runtime::SnapshotMeta` as JSON).
+#[derive(Debug, Clone)]
+pub struct SnapshotRow {
+    pub id: String,
+    pub owner: String,
+    pub name: Option<String>,
+    pub source: String,
+    pub created_ms: u64,
+    pub meta: serde_json::Value,
+}
+
+fn snapshot_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<SnapshotRow> {
+    let meta: String = r.get(5)?;
+    Ok(SnapshotRow {
+        id: r.get(0)?,
+        owner: r.get(1)?,
+        name: r.get(2)?,
+        source: r.get(3)?,
+        created_ms: r.get::<_, i64>(4)? as u64,
+        meta: serde_json::from_str(&meta).unwrap_or(serde_json::Value::Null),
+    })
+}
+
 pub fn sha256_hex(data: &[u8]) -> String {
     let d = Sha256::digest(data);
     d.iter().map(|b| format!("{b:02x}")).collect()
@@ -103,6 +127,14 @@ CREATE TABLE IF NOT EXISTS sandboxes (
     last_active_ms BIGINT NOT NULL DEFAULT 0,
     remaining_ms BIGINT,
     UNIQUE (owner, idempotency_key)
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    name TEXT,
+    source TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    meta TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS audit (
     seq BIGINT PRIMARY KEY,
@@ -372,6 +404,46 @@ impl Store {
 
     pub fn all(&self) -> Result<Vec<Row>, StoreError> {
         self.list(None, None, i64::MAX as u64)
+    }
+
+    // ---- snapshots
+
+    pub fn insert_snapshot(&self, s: &SnapshotRow) -> Result<(), StoreError> {
+        self.db().execute(
+            "INSERT INTO snapshots (id, owner, name, source, created_ms, meta) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![s.id, s.owner, s.name, s.source, s.created_ms as i64, s.meta.to_string()],
+        )?;
+        Ok(())
+    }
+
+    pub fn get_snapshot(&self, id: &str) -> Result<Option<SnapshotRow>, StoreError> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT id, owner, name, source, created_ms, meta FROM snapshots WHERE id = ?1",
+                params![id],
+                snapshot_of,
+            )
+            .optional()?)
+    }
+
+    /// Every snapshot (owner `None`) or one owner's, oldest first.
+    pub fn snapshots(&self, owner: Option<&str>) -> Result<Vec<SnapshotRow>, StoreError> {
+        let db = self.db();
+        let mut st = db.prepare(
+            "SELECT id, owner, name, source, created_ms, meta FROM snapshots
+             WHERE (?1 IS NULL OR owner = ?1) ORDER BY created_ms, id",
+        )?;
+        let v = st
+            .query_map(params![owner], snapshot_of)?
+            .collect::<Result<_, _>>()?;
+        Ok(v)
+    }
+
+    pub fn remove_snapshot(&self, id: &str) -> Result<(), StoreError> {
+        self.db()
+            .execute("DELETE FROM snapshots WHERE id = ?1", params![id])?;
+        Ok(())
     }
 
     // ---- audit

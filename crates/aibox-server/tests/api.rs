@@ -15,11 +15,37 @@ use tower::ServiceExt;
 #[derive(Default)]
 struct Fake {
     live: Mutex<Vec<String>>,
+    /// (snapshot id, sandboxes restored from it that still run).
+    snaps: Mutex<Vec<String>>,
+    restored: Mutex<Vec<(String, String)>>,
+    /// Creates fail after this many (fork rollback).
+    fail_after: Mutex<Option<usize>>,
 }
 
 impl Engine for Fake {
-    fn create(&self, _: &aibox_types::SandboxSpec) -> Result<Created, ApiError> {
+    fn create(&self, spec: &aibox_types::SandboxSpec) -> Result<Created, ApiError> {
+        if let Some(n) = self.fail_after.lock().unwrap().as_mut() {
+            if *n == 0 {
+                return Err(ApiError::new(
+                    aibox_types::ErrorCode::Internal,
+                    "injected failure",
+                ));
+            }
+            *n -= 1;
+        }
         let id = aibox_runtime::random_id();
+        if let Some(snap) = &spec.snapshot {
+            if !self.snaps.lock().unwrap().contains(snap) {
+                return Err(ApiError::new(
+                    aibox_types::ErrorCode::NotFound,
+                    "no such snapshot",
+                ));
+            }
+            self.restored
+                .lock()
+                .unwrap()
+                .push((id.clone(), snap.clone()));
+        }
         self.live.lock().unwrap().push(id.clone());
         Ok(Created {
             id,
@@ -28,7 +54,37 @@ impl Engine for Fake {
     }
     fn destroy(&self, id: &str) -> Result<(), ApiError> {
         self.live.lock().unwrap().retain(|x| x != id);
+        self.restored.lock().unwrap().retain(|(x, _)| x != id);
         Ok(())
+    }
+    fn snapshot(
+        &self,
+        id: &str,
+        name: Option<&str>,
+    ) -> Result<aibox_runtime::SnapshotMeta, ApiError> {
+        let snap = aibox_runtime::random_id();
+        self.snaps.lock().unwrap().push(snap.clone());
+        Ok(aibox_runtime::SnapshotMeta {
+            id: snap,
+            name: name.map(str::to_string),
+            created_unix_ms: 1,
+            source: id.to_string(),
+            template: "host".into(),
+            spec: Default::default(),
+            size_bytes: 4096,
+            entries: 3,
+            consistent: true,
+        })
+    }
+    fn delete_snapshot(&self, snap: &str) -> Result<(), ApiError> {
+        if self.restored.lock().unwrap().iter().any(|(_, s)| s == snap) {
+            return Err(ApiError::new(aibox_types::ErrorCode::Conflict, "in use"));
+        }
+        self.snaps.lock().unwrap().retain(|x| x != snap);
+        Ok(())
+    }
+    fn snapshot_ids(&self) -> Vec<String> {
+        self.snaps.lock().unwrap().clone()
     }
     fn pause(&self, _: &str, _: bool) -> Result<(), ApiError> {
         Ok(())
@@ -65,6 +121,10 @@ impl Engine for Fake {
 }
 
 fn state(max: u64) -> AppState {
+    state_with(max, Arc::new(Fake::default()))
+}
+
+fn state_with(max: u64, fake: Arc<Fake>) -> AppState {
     let store = Store::in_memory().unwrap();
     store
         .add_key("ka", "alice", "secret-a", Scope::User, 1)
@@ -83,7 +143,7 @@ fn state(max: u64) -> AppState {
     }
     .resolve("test")
     .unwrap();
-    AppState::new(config, store, Arc::new(Fake::default()))
+    AppState::new(config, store, fake)
 }
 
 async fn call(
@@ -321,4 +381,111 @@ async fn openapi_and_docs_are_served() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn snapshots_restore_and_fork() {
+    let fake = Arc::new(Fake::default());
+    let s = state_with(5, fake.clone());
+    let a = Some("secret-a");
+    let (_, v) = call(&s, "POST", "/v1/sandboxes", a, r#"{"memory":"64m"}"#).await;
+    let sb = v["id"].as_str().unwrap().to_string();
+    // Bad names and ids.
+    for body in [r#"{"name":""}"#, r#"{"name":"a b"}"#, r#"{"nope":1}"#, "{bad"] {
+        let (st, v) = call(&s, "POST", &format!("/v1/sandboxes/{sb}/snapshots"), a, body).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{body}: {v}");
+    }
+    let (st, _) = call(&s, "POST", "/v1/sandboxes/0000/snapshots", a, "").await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    // A body is optional.
+    let (st, v) = call(&s, "POST", &format!("/v1/sandboxes/{sb}/snapshots"), a, "").await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (st, v) = call(
+        &s,
+        "POST",
+        &format!("/v1/sandboxes/{sb}/snapshots"),
+        a,
+        r#"{"name":"base-1"}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(v["name"], "base-1");
+    assert_eq!(v["source_sandbox"], sb.as_str());
+    let snap = v["id"].as_str().unwrap().to_string();
+    let (_, v) = call(&s, "GET", "/v1/snapshots", a, "").await;
+    assert_eq!(v["snapshots"].as_array().unwrap().len(), 2);
+    let (_, v) = call(&s, "GET", "/v1/snapshots?name=base-1", a, "").await;
+    assert_eq!(v["snapshots"].as_array().unwrap().len(), 1);
+    // Another key sees nothing and touches nothing.
+    let b = Some("secret-b");
+    let (_, v) = call(&s, "GET", "/v1/snapshots", b, "").await;
+    assert_eq!(v["snapshots"].as_array().unwrap().len(), 0);
+    for (m, path) in [
+        ("GET", format!("/v1/snapshots/{snap}")),
+        ("DELETE", format!("/v1/snapshots/{snap}")),
+        ("POST", format!("/v1/snapshots/{snap}/restore")),
+        ("POST", format!("/v1/sandboxes/{sb}/snapshots")),
+    ] {
+        let (st, v) = call(&s, m, &path, b, "").await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{m} {path}: {v}");
+    }
+    let (st, _) = call(&s, "POST", "/v1/sandboxes", b, &format!(r#"{{"snapshot":"{snap}"}}"#)).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "another key's snapshot cannot be restored");
+    // Restore: the snapshot's spec, overridden by the body.
+    let (st, v) = call(
+        &s,
+        "POST",
+        &format!("/v1/snapshots/{snap}/restore"),
+        a,
+        r#"{"labels":{"k":"v"},"cpus":0.5}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(v["spec"]["snapshot"], snap.as_str());
+    assert_eq!(v["spec"]["cpus"], 0.5);
+    assert_eq!(v["labels"]["k"], "v");
+    let restored = v["id"].as_str().unwrap().to_string();
+    for body in [r#"{"snapshot":"abc"}"#, r#"{"template":"debian"}"#, "[1]", r#"{"memory":"x"}"#] {
+        let (st, v) = call(&s, "POST", &format!("/v1/snapshots/{snap}/restore"), a, body).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{body}: {v}");
+    }
+    // In use: not deleted.
+    let (st, v) = call(&s, "DELETE", &format!("/v1/snapshots/{snap}"), a, "").await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    // Fork: count checked, capacity checked up front (3 of 5 in use).
+    for body in ["{}", r#"{"count":0}"#, r#"{"count":101}"#, r#"{"count":"2"}"#] {
+        let (st, v) = call(&s, "POST", &format!("/v1/snapshots/{snap}/fork"), a, body).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{body}: {v}");
+    }
+    let (st, v) = call(&s, "POST", &format!("/v1/snapshots/{snap}/fork"), a, r#"{"count":4}"#).await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    let (st, v) = call(&s, "POST", &format!("/v1/snapshots/{snap}/fork"), a, r#"{"count":3}"#).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let forked: Vec<String> = v["sandboxes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(forked.len(), 3);
+    // All or none: a failing create takes the others back.
+    for id in forked.iter().chain([&restored]) {
+        call(&s, "DELETE", &format!("/v1/sandboxes/{id}"), a, "").await;
+    }
+    *fake.fail_after.lock().unwrap() = Some(2);
+    let (st, _) = call(&s, "POST", &format!("/v1/snapshots/{snap}/fork"), a, r#"{"count":3}"#).await;
+    assert_eq!(st, StatusCode::INTERNAL_SERVER_ERROR);
+    *fake.fail_after.lock().unwrap() = None;
+    let (_, v) = call(&s, "GET", "/v1/sandboxes", a, "").await;
+    assert_eq!(v["sandboxes"].as_array().unwrap().len(), 1, "only the source is left: {v}");
+    assert_eq!(fake.live.lock().unwrap().len(), 1);
+    // Free again: deleted, then gone.
+    let (st, _) = call(&s, "DELETE", &format!("/v1/snapshots/{snap}"), a, "").await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, _) = call(&s, "GET", &format!("/v1/snapshots/{snap}"), a, "").await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _) = call(&s, "POST", &format!("/v1/snapshots/{snap}/restore"), a, "").await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, v) = call(&s, "GET", "/v1/snapshots/..%2F..", a, "").await;
+    assert!(st.is_client_error(), "{v}");
 }

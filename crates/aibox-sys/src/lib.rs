@@ -1257,6 +1257,165 @@ fn default_dispositions_raw() {
     }
 }
 
+// ------------------------------------------------------------- file trees
+
+/// flock(LOCK_SH | LOCK_NB): Ok(false) when someone holds it exclusively.
+pub fn try_lock_shared(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    // SAFETY: flock on a valid fd with integer flags.
+    let rc = unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// flock(LOCK_EX), waiting for it.
+pub fn lock_exclusive(fd: BorrowedFd<'_>) -> io::Result<()> {
+    loop {
+        // SAFETY: flock on a valid fd with integer flags.
+        let rc = unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// mknod(2) of an overlayfs whiteout: a character device 0:0, which the
+/// kernel lets anyone create.
+pub fn mknod_whiteout(path: &Path) -> io::Result<()> {
+    let p = cpath(path)?;
+    // SAFETY: a NUL-terminated path; mode and dev are integers.
+    cvt(unsafe { libc::mknod(p.as_ptr(), libc::S_IFCHR, 0) }).map(drop)
+}
+
+/// mkfifo(3) with `mode`.
+pub fn mkfifo(path: &Path, mode: u32) -> io::Result<()> {
+    let p = cpath(path)?;
+    // SAFETY: a NUL-terminated path and an integer mode.
+    cvt(unsafe { libc::mkfifo(p.as_ptr(), mode as libc::mode_t) }).map(drop)
+}
+
+/// The extended attribute names of `path` (not following a symlink).
+pub fn list_xattrs(path: &Path) -> io::Result<Vec<Vec<u8>>> {
+    let p = cpath(path)?;
+    let mut buf = vec![0u8; 1024];
+    loop {
+        // SAFETY: the buffer pointer and length describe `buf`.
+        let n = unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            buf.truncate(n as usize);
+            return Ok(buf
+                .split(|b| *b == 0)
+                .filter(|n| !n.is_empty())
+                .map(<[u8]>::to_vec)
+                .collect());
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ERANGE) if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
+            Some(libc::ENOTSUP) => return Ok(vec![]),
+            _ => return Err(e),
+        }
+    }
+}
+
+/// One extended attribute of `path` (not following a symlink); None when absent.
+pub fn get_xattr(path: &Path, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
+    let p = cpath(path)?;
+    let n = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut buf = vec![0u8; 256];
+    loop {
+        // SAFETY: NUL-terminated path and name; the pointer and length describe `buf`.
+        let len = unsafe {
+            libc::lgetxattr(
+                p.as_ptr(),
+                n.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if len >= 0 {
+            buf.truncate(len as usize);
+            return Ok(Some(buf));
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ERANGE) if buf.len() < 1 << 20 => buf.resize(buf.len() * 16, 0),
+            Some(libc::ENODATA) | Some(libc::ENOTSUP) => return Ok(None),
+            _ => return Err(e),
+        }
+    }
+}
+
+/// Set an extended attribute of `path` (not following a symlink).
+pub fn set_xattr(path: &Path, name: &[u8], value: &[u8]) -> io::Result<()> {
+    let p = cpath(path)?;
+    let n = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: NUL-terminated path and name; the pointer and length describe `value`.
+    cvt(unsafe {
+        libc::lsetxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// Set access and modification times (seconds, nanoseconds) of `path`
+/// without following a symlink.
+pub fn set_times_nofollow(path: &Path, atime: (i64, i64), mtime: (i64, i64)) -> io::Result<()> {
+    let p = cpath(path)?;
+    let ts = [
+        libc::timespec {
+            tv_sec: atime.0,
+            tv_nsec: atime.1,
+        },
+        libc::timespec {
+            tv_sec: mtime.0,
+            tv_nsec: mtime.1,
+        },
+    ];
+    // SAFETY: a NUL-terminated path and an array of two timespecs.
+    cvt(unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            p.as_ptr(),
+            ts.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })
+    .map(drop)
+}
+
+/// lseek(SEEK_DATA) / lseek(SEEK_HOLE) from `offset`: the next data (or
+/// hole) offset, None past the end of data. For copying sparse files.
+pub fn seek_data_hole(fd: BorrowedFd<'_>, offset: u64, data: bool) -> io::Result<Option<u64>> {
+    let whence = if data { libc::SEEK_DATA } else { libc::SEEK_HOLE };
+    // SAFETY: lseek on a valid fd with integer arguments.
+    let r = unsafe { libc::lseek(fd.as_raw_fd(), offset as libc::off_t, whence) };
+    if r >= 0 {
+        return Ok(Some(r as u64));
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ENXIO) {
+        Ok(None)
+    } else {
+        Err(e)
+    }
+}
+
 /// Fill `buf` from the kernel's CSPRNG (getrandom(2)).
 pub fn getrandom(buf: &mut [u8]) -> io::Result<()> {
     let mut filled = 0;

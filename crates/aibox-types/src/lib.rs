@@ -76,6 +76,15 @@ impl std::fmt::Display for ErrorCode {
 /// Sandbox ids: 12 lowercase hex characters, `sb-` prefixed in display only
 /// when a front end wants it. Validated wherever an id enters from outside,
 /// because it becomes a path component.
+/// A user-given name (of a snapshot): 1-63 letters, digits, '.', '_', '-'.
+pub fn validate_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
 pub fn validate_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64

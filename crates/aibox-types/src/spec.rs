@@ -153,6 +153,9 @@ pub struct SandboxSpec {
     pub require_isolation: Option<IsolationLevel>,
     pub network: NetworkMode,
     pub hostname: Option<String>,
+    /// Start from this snapshot's filesystem (restore, fork).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
 }
 
 impl Default for SandboxSpec {
@@ -171,6 +174,7 @@ impl Default for SandboxSpec {
             require_isolation: None,
             network: NetworkMode::None,
             hostname: None,
+            snapshot: None,
         }
     }
 }
@@ -218,6 +222,11 @@ impl SandboxSpec {
         if let Some(d) = self.disk {
             if d.0 < 1 << 20 {
                 return Err(format!("disk {d} is too small: the minimum is 1m"));
+            }
+        }
+        if let Some(s) = &self.snapshot {
+            if !crate::validate_id(s) {
+                return Err(format!("{s:?} is not a snapshot id"));
             }
         }
         if self.timeout_ms == Some(0) {

@@ -1,0 +1,274 @@
+//! Snapshots of a sandbox's filesystem, and restoring them.
+//!
+//! A snapshot is the sandbox's writable layer (the overlay upper directory,
+//! which holds everything it changed: /workspace, /home, /etc, /tmp, ...)
+//! written to `DATA_DIR/snapshots/<id>/layer` as a read-only layer (see
+//! [`crate::layer`]), with `meta.json` beside it. The sandbox is frozen
+//! while it is copied (when the host has a freezer), so the copy is
+//! consistent; host mounts and process state are not part of it.
+//!
+//! Restoring creates a new sandbox whose overlay has the snapshot layer
+//! between the template and a fresh upper: nothing is copied, so a restore
+//! costs about what a create costs, and forking N sandboxes from one
+//! snapshot shares the layer between all of them.
+//!
+//! Every sandbox restored from a snapshot holds a shared `flock` on the
+//! snapshot's `lock` file for its whole life (its PID 1 inherits it, as it
+//! does the uid slot's lock). Deleting takes the lock exclusively, so a
+//! snapshot in use is never deleted, and a crash never leaves a stale
+//! reference behind.
+
+use crate::layer::{self, Owners};
+use crate::state::{self, Record};
+use crate::{now_ms, random_id, Error, Runtime};
+use aibox_types::SandboxSpec;
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub created_unix_ms: u64,
+    /// The sandbox it was taken from.
+    pub source: String,
+    pub template: String,
+    /// The source sandbox's spec: what a restore starts from.
+    pub spec: SandboxSpec,
+    /// Bytes of file data in the layer.
+    pub size_bytes: u64,
+    /// Files, directories, links and whiteouts in the layer.
+    pub entries: u64,
+    /// Taken with every process of the sandbox frozen.
+    pub consistent: bool,
+}
+
+const META: &str = "meta.json";
+const LOCK: &str = "lock";
+
+fn io_err(what: String) -> impl FnOnce(std::io::Error) -> Error {
+    move |e| Error::Helper(format!("{what}: {e}"))
+}
+
+fn open_lock(dir: &Path, create: bool) -> std::io::Result<OwnedFd> {
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(create)
+        .create(create)
+        .open(dir.join(LOCK))?;
+    Ok(f.into())
+}
+
+impl Runtime {
+    pub fn snapshots_dir(&self) -> PathBuf {
+        self.dirs().data.join("snapshots")
+    }
+
+    fn snapshot_dir(&self, id: &str) -> Result<PathBuf, Error> {
+        if !aibox_types::validate_id(id) {
+            return Err(Error::SnapshotNotFound(id.to_string()));
+        }
+        Ok(self.snapshots_dir().join(id))
+    }
+
+    /// Snapshot the filesystem of sandbox `sandbox`.
+    pub fn snapshot(&self, sandbox: &str, name: Option<&str>) -> Result<SnapshotMeta, Error> {
+        if let Some(n) = name {
+            if !aibox_types::validate_name(n) {
+                return Err(Error::InvalidSpec(format!(
+                    "invalid snapshot name {n:?}: use 1-63 letters, digits, '.', '_' or '-'"
+                )));
+            }
+        }
+        let sb = self.get(sandbox)?;
+        let rec = sb.record().clone();
+        let Some(fd) = rec.scratch_fd else {
+            return Err(Error::Unsupported(format!(
+                "sandbox {sandbox} was created by an aibox without snapshots; recreate it"
+            )));
+        };
+        crate::dirs::ensure_dir(&self.snapshots_dir(), 0o700)?;
+        // One snapshot of a sandbox at a time: each freezes and thaws it.
+        let sb_dir = self.dirs().sandbox(sandbox);
+        let guard: OwnedFd = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .open(sb_dir.join("snapshot.lock"))
+            .map_err(io_err(format!("locking sandbox {sandbox}")))?
+            .into();
+        aibox_sys::lock_exclusive(guard.as_fd())
+            .map_err(io_err(format!("locking sandbox {sandbox}")))?;
+
+        let id = random_id();
+        let tmp = self.snapshots_dir().join(format!(".tmp-{id}"));
+        fs::create_dir(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
+        let result = (|| -> Result<SnapshotMeta, Error> {
+            // Held until the rename: `gc` leaves a locked .tmp alone.
+            let lock = open_lock(&tmp, true).map_err(io_err("snapshot lock".into()))?;
+            aibox_sys::lock_exclusive(lock.as_fd()).map_err(io_err("snapshot lock".into()))?;
+            let was_frozen = rec.cgroup.is_frozen();
+            let froze = !was_frozen && rec.cgroup.set_frozen(true).is_ok();
+            let copied = self.copy_upper(&rec, fd, &tmp.join("layer"));
+            if froze {
+                let _ = rec.cgroup.set_frozen(false);
+            }
+            let stats = copied?;
+            let mut spec = rec.spec.clone();
+            spec.snapshot = None;
+            let meta = SnapshotMeta {
+                id: id.clone(),
+                name: name.map(str::to_string),
+                created_unix_ms: now_ms(),
+                source: rec.id.clone(),
+                template: rec.spec.template.clone(),
+                spec,
+                size_bytes: stats.bytes,
+                entries: stats.entries,
+                consistent: was_frozen || froze,
+            };
+            let bytes = serde_json::to_vec_pretty(&meta).map_err(|e| Error::Helper(e.to_string()))?;
+            fs::write(tmp.join(META), bytes).map_err(io_err("writing snapshot metadata".into()))?;
+            fs::rename(&tmp, self.snapshots_dir().join(&id))
+                .map_err(io_err("committing the snapshot".into()))?;
+            drop(lock);
+            Ok(meta)
+        })();
+        if result.is_err() {
+            let _ = layer::remove_tree(&tmp);
+        }
+        result
+    }
+
+    /// Copy the sandbox's upper directory into a layer at `dst`.
+    fn copy_upper(&self, rec: &Record, fd: i32, dst: &Path) -> Result<layer::CopyStats, Error> {
+        // The scratch tmpfs is reachable only through PID 1's descriptor;
+        // check it is still the same process on both sides of the copy.
+        let same = || aibox_sys::process_start_time(rec.pid) == Some(rec.start_time);
+        if !same() {
+            return Err(Error::Gone(rec.id.clone()));
+        }
+        let upper = PathBuf::from(format!("/proc/{}/fd/{fd}/upper", rec.pid));
+        let owners = match rec.uid_slot {
+            Some(slot) => Owners::Shift {
+                base: state::slot_uid(slot),
+            },
+            None => Owners::Keep,
+        };
+        let parent = match &rec.spec.snapshot {
+            Some(p) => Some(self.snapshot_dir(p)?.join("layer")),
+            None => None,
+        };
+        let stats = layer::build(&upper, parent.as_deref(), dst, owners).map_err(|e| {
+            if same() {
+                Error::Helper(format!("snapshot of {}: {e}", rec.id))
+            } else {
+                Error::Gone(rec.id.clone())
+            }
+        })?;
+        if !same() {
+            return Err(Error::Gone(rec.id.clone()));
+        }
+        Ok(stats)
+    }
+
+    /// Every snapshot, oldest first.
+    pub fn snapshots(&self) -> Vec<SnapshotMeta> {
+        let Ok(rd) = fs::read_dir(self.snapshots_dir()) else {
+            return vec![];
+        };
+        let mut v: Vec<SnapshotMeta> = rd
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .filter_map(|e| serde_json::from_slice(&fs::read(e.path().join(META)).ok()?).ok())
+            .collect();
+        v.sort_by(|a, b| (a.created_unix_ms, &a.id).cmp(&(b.created_unix_ms, &b.id)));
+        v
+    }
+
+    pub fn snapshot_info(&self, id: &str) -> Result<SnapshotMeta, Error> {
+        let dir = self.snapshot_dir(id)?;
+        let bytes =
+            fs::read(dir.join(META)).map_err(|_| Error::SnapshotNotFound(id.to_string()))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Helper(format!("snapshot {id}: corrupt metadata: {e}")))
+    }
+
+    /// Delete a snapshot; refused while a sandbox restored from it runs.
+    pub fn delete_snapshot(&self, id: &str) -> Result<(), Error> {
+        let dir = self.snapshot_dir(id)?;
+        let lock = open_lock(&dir, false).map_err(|_| Error::SnapshotNotFound(id.to_string()))?;
+        let free = aibox_sys::try_lock_exclusive(lock.as_fd())
+            .map_err(io_err(format!("locking snapshot {id}")))?;
+        if !free {
+            return Err(Error::Conflict(format!(
+                "snapshot {id} is in use by a running sandbox restored from it; destroy that first"
+            )));
+        }
+        // Out of sight first (under the lock, so no restore starts), then gone.
+        let trash = self
+            .snapshots_dir()
+            .join(format!(".trash-{id}-{}", random_id()));
+        fs::rename(&dir, &trash).map_err(io_err(format!("deleting snapshot {id}")))?;
+        drop(lock);
+        layer::remove_tree(&trash).map_err(io_err(format!("deleting snapshot {id}")))
+    }
+
+    /// For a restore: the snapshot's layer, and its lock held shared (for
+    /// PID 1 to keep for the sandbox's life).
+    pub(crate) fn open_snapshot(
+        &self,
+        id: &str,
+        template: &str,
+    ) -> Result<(PathBuf, OwnedFd), Error> {
+        let dir = self.snapshot_dir(id)?;
+        let lock = open_lock(&dir, false).map_err(|_| Error::SnapshotNotFound(id.to_string()))?;
+        if !aibox_sys::try_lock_shared(lock.as_fd())
+            .map_err(io_err(format!("locking snapshot {id}")))?
+        {
+            // Being deleted.
+            return Err(Error::SnapshotNotFound(id.to_string()));
+        }
+        let meta = self.snapshot_info(id)?;
+        if meta.template != template {
+            return Err(Error::InvalidSpec(format!(
+                "snapshot {id} was taken from template {:?}, not {template:?}",
+                meta.template
+            )));
+        }
+        let layer = dir.join("layer");
+        let s = layer.to_string_lossy();
+        if s.contains(',') || s.contains(':') {
+            return Err(Error::Unsupported(format!(
+                "snapshot path {s} contains ',' or ':', which overlay options cannot carry"
+            )));
+        }
+        Ok((layer, lock))
+    }
+
+    /// Remove what interrupted snapshot writes and deletes left.
+    pub fn gc_snapshots(&self) -> Vec<String> {
+        let mut cleaned = vec![];
+        let Ok(rd) = fs::read_dir(self.snapshots_dir()) else {
+            return cleaned;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !(name.starts_with(".tmp-") || name.starts_with(".trash-")) {
+                continue;
+            }
+            let stale = match open_lock(&e.path(), false) {
+                Ok(l) => aibox_sys::try_lock_exclusive(l.as_fd()).unwrap_or(false),
+                // Not yet locked by its writer, or a crash before that.
+                Err(_) => crate::age(&e).is_some_and(|a| a > std::time::Duration::from_secs(60)),
+            };
+            if stale && layer::remove_tree(&e.path()).is_ok() {
+                cleaned.push(name);
+            }
+        }
+        cleaned
+    }
+}
