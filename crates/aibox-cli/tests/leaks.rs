@@ -126,7 +126,7 @@ fn two_hundred_cycles_leave_nothing_behind() {
     assert!(
         staging
             .iter()
-            .all(|e| ["lower", "scratch", "t0", "t1", "t2"].contains(&e.as_str())),
+            .all(|e| ["lower", "snap", "scratch", "t0", "t1", "t2"].contains(&e.as_str())),
         "{staging:?}"
     );
     drop(env);

@@ -124,7 +124,7 @@ impl Drop for Server {
             }
         }
         rt.gc();
-        let _ = std::fs::remove_dir_all(&self.data);
+        let _ = aibox_runtime::layer::remove_tree(&self.data);
     }
 }
 
@@ -842,4 +842,234 @@ fn sigkill_during_creates_leaves_nothing_half_made() {
     eprintln!("{} sandboxes survived the SIGKILL", listed.len());
     drop(s2);
     std::mem::forget(s);
+}
+
+fn sh(c: &Client, id: &str, cmd: &str, user: &str) -> Value {
+    c.json(
+        Method::POST,
+        &format!("/v1/sandboxes/{id}/exec"),
+        Body::Json(json!({ "cmd": cmd, "user": user })),
+    )
+    .unwrap()
+}
+
+fn out(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[test]
+fn snapshot_restore_and_fork_keep_the_filesystem() {
+    require_sandboxes!();
+    let data = data_dir("snap");
+    let mut s = Server::start(&data);
+    let c = s.admin();
+    let src = create(&c, json!({"disk": "256m"}));
+    let setup = sh(
+        &c,
+        &src,
+        "set -e; echo alpha > /workspace/a.txt; mkdir -p /workspace/dir/sub; echo deep > /workspace/dir/sub/f; \
+         ln -s a.txt /workspace/link; echo s > /workspace/secret; chmod 600 /workspace/secret; \
+         truncate -s 1G /workspace/sparse; echo hidden | dd of=/workspace/sparse bs=1 seek=100000000 conv=notrunc 2>/dev/null; \
+         ln /workspace/a.txt /workspace/hard; echo t > /tmp/t; sleep 300 >/dev/null 2>&1 &",
+        "user",
+    );
+    assert_eq!(setup["exit_code"], 0, "{setup}");
+    // As root: a deleted template file (a whiteout) and a replaced
+    // directory (opaque). (Rootless, the caller owns the template, and the
+    // sandbox has one identity.)
+    let root = if common::is_root() { "root" } else { "user" };
+    let setup = sh(
+        &c,
+        &src,
+        "set -e; rm /etc/hostname; rm -rf /etc/ssl; mkdir /etc/ssl; echo only > /etc/ssl/only",
+        root,
+    );
+    assert_eq!(setup["exit_code"], 0, "{setup}");
+    let snap = c
+        .json(
+            Method::POST,
+            &format!("/v1/sandboxes/{src}/snapshots"),
+            Body::Json(json!({"name": "base"})),
+        )
+        .unwrap();
+    if common::is_root() {
+        assert_eq!(snap["consistent"], true, "taken frozen: {snap}");
+    }
+    assert!(
+        snap["size_bytes"].as_u64().unwrap() < 10 << 20,
+        "holes are not stored: {snap}"
+    );
+    let snap = snap["id"].as_str().unwrap().to_string();
+    // The source keeps running, unfrozen, and changes after the snapshot
+    // are not in it.
+    let after = sh(
+        &c,
+        &src,
+        "echo changed > /workspace/a.txt; rm -r /workspace/dir; pgrep -c sleep",
+        "user",
+    );
+    assert_eq!(after["stdout"], "1\n", "{after}");
+
+    let check = "cat /workspace/a.txt /workspace/dir/sub/f /workspace/hard /tmp/t; readlink /workspace/link; \
+                 stat -c '%U %a %s' /workspace/secret /workspace/sparse; du -k /workspace/sparse | cut -f1; \
+                 dd if=/workspace/sparse bs=1 skip=100000000 count=6 2>/dev/null; echo; \
+                 stat -c %h /workspace/a.txt; ls /etc/hostname 2>&1 | grep -c 'No such'; ls /etc/ssl; \
+                 pgrep -c sleep; echo w > /workspace/new && echo writable";
+    let restored = c
+        .json(
+            Method::POST,
+            &format!("/v1/snapshots/{snap}/restore"),
+            Body::Json(json!({"labels": {"from": "snap"}})),
+        )
+        .unwrap();
+    assert_eq!(
+        restored["spec"]["disk"],
+        256 << 20,
+        "the source's spec is the base"
+    );
+    let restored = restored["id"].as_str().unwrap().to_string();
+    let got = sh(&c, &restored, check, "user");
+    let lines: Vec<&str> = got["stdout"].as_str().unwrap().lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "alpha",
+            "deep",
+            "alpha",
+            "t",
+            "a.txt",
+            "user 600 2",
+            "user 644 1073741824",
+            lines.get(7).copied().unwrap_or("?"),
+            "hidden",
+            "2",
+            "1",
+            "only",
+            "0",
+            "writable"
+        ],
+        "{got}"
+    );
+    assert!(
+        lines[7].parse::<u64>().unwrap() < 1024,
+        "restored sparse file uses {} KiB",
+        lines[7]
+    );
+
+    // Fork through the CLI: three independent sandboxes.
+    let o = s.cli(&["fork", &snap, "-n", "3", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let forks: Vec<String> = serde_json::from_slice::<Value>(&o.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(forks.len(), 3);
+    sh(
+        &c,
+        &forks[0],
+        "echo mine > /workspace/marker; rm /workspace/a.txt",
+        "user",
+    );
+    for f in &forks[1..] {
+        let v = sh(
+            &c,
+            f,
+            "cat /workspace/a.txt; ls /workspace/marker 2>&1 | grep -c 'No such'",
+            "user",
+        );
+        assert_eq!(v["stdout"], "alpha\n1\n", "forks do not share writes: {v}");
+    }
+    // A snapshot of a restored sandbox carries both layers.
+    let o = s.cli(&["snapshot", "create", &forks[0], "--name", "second"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let snap2 = out(&o);
+    let o = s.cli(&["restore", &snap2]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let chained = out(&o);
+    let v = sh(
+        &c,
+        &chained,
+        "cat /workspace/marker /workspace/dir/sub/f; ls /workspace/a.txt /etc/hostname 2>&1 | grep -c 'No such'; ls /etc/ssl",
+        "user",
+    );
+    assert_eq!(v["stdout"], "mine\ndeep\n2\nonly\n", "{v}");
+
+    // A paused sandbox stays paused through a snapshot (where there is a
+    // freezer).
+    let paused = c
+        .call(
+            Method::POST,
+            &format!("/v1/sandboxes/{src}/pause"),
+            Body::Empty,
+        )
+        .map_err(|e| eprintln!("SKIP snapshot of a paused sandbox: {e}"))
+        .is_ok();
+    if paused {
+        snapshot_while_paused(&s, &c, &data, &src);
+    }
+    let expected = if paused { 3 } else { 2 };
+
+    // In use: refused, and nothing is lost.
+    let o = s.cli(&["snapshot", "rm", &snap]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("in use"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = s.cli(&["snapshot", "ls", "-q"]);
+    assert_eq!(out(&o).lines().count(), expected, "{}", out(&o));
+
+    // Snapshots and restored sandboxes survive a server restart.
+    s.kill9();
+    let s2 = Server::start(&data);
+    let c2 = s2.admin();
+    let v = sh(&c2, &restored, "cat /workspace/a.txt", "user");
+    assert_eq!(v["stdout"], "alpha\n");
+    let o = s2.cli(&["snapshot", "ls", "--json"]);
+    let listed: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), expected, "{listed}");
+    for id in forks.iter().chain([&restored, &chained]) {
+        c2.call(Method::DELETE, &format!("/v1/sandboxes/{id}"), Body::Empty)
+            .unwrap();
+    }
+    let o = s2.cli(&["snapshot", "rm", &snap, &snap2]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let e = c2
+        .call(
+            Method::POST,
+            &format!("/v1/snapshots/{snap}/restore"),
+            Body::Empty,
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("no snapshot"), "{e}");
+    assert!(!data.join("snapshots").join(&snap).exists());
+    drop(s2);
+    std::mem::forget(s);
+}
+
+fn snapshot_while_paused(s: &Server, c: &Client, data: &Path, src: &str) {
+    let o = s.cli(&["snapshot", "create", src, "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = c
+        .json(Method::GET, &format!("/v1/sandboxes/{src}"), Body::Empty)
+        .unwrap();
+    assert_eq!(v["state"], "paused");
+    let rt = aibox_runtime::Runtime::with(
+        aibox_runtime::Dirs {
+            run: data.join("run"),
+            data: data.to_path_buf(),
+        },
+        common::bin(),
+    );
+    assert!(rt.get(src).unwrap().paused(), "the freezer is still on");
+    c.call(
+        Method::POST,
+        &format!("/v1/sandboxes/{src}/resume"),
+        Body::Empty,
+    )
+    .unwrap();
 }

@@ -132,10 +132,7 @@ struct Copier {
 }
 
 fn times(md: &fs::Metadata) -> ((i64, i64), (i64, i64)) {
-    (
-        (md.atime(), md.atime_nsec()),
-        (md.mtime(), md.mtime_nsec()),
-    )
+    ((md.atime(), md.atime_nsec()), (md.mtime(), md.mtime_nsec()))
 }
 
 impl Copier {
@@ -164,7 +161,9 @@ impl Copier {
             if !user || (overlay && !keep_overlay) {
                 continue;
             }
-            if let Some(v) = aibox_sys::get_xattr(src, &name).map_err(at("reading xattr of", src))? {
+            if let Some(v) =
+                aibox_sys::get_xattr(src, &name).map_err(at("reading xattr of", src))?
+            {
                 aibox_sys::set_xattr(dst, &name, &v).map_err(at("setting xattr on", dst))?;
             }
         }
@@ -175,8 +174,7 @@ impl Copier {
         fs::DirBuilder::new()
             .create(dst)
             .map_err(at("creating directory", dst))?;
-        fs::set_permissions(dst, fs::Permissions::from_mode(0o700))
-            .map_err(at("chmod", dst))?;
+        fs::set_permissions(dst, fs::Permissions::from_mode(0o700)).map_err(at("chmod", dst))?;
         self.dirs.push(dst.to_path_buf());
         self.set_dir_meta(dst, md);
         self.stats.entries += 1;
@@ -209,7 +207,13 @@ impl Copier {
 
     /// A non-directory entry, copied (or hard-linked to an earlier copy of
     /// the same source inode).
-    fn leaf(&mut self, src: &Path, dst: &Path, md: &fs::Metadata, k: Kind) -> Result<(), LayerError> {
+    fn leaf(
+        &mut self,
+        src: &Path,
+        dst: &Path,
+        md: &fs::Metadata,
+        k: Kind,
+    ) -> Result<(), LayerError> {
         if md.nlink() > 1 && matches!(k, Kind::File) {
             if let Some(first) = self.links.get(&(md.dev(), md.ino())) {
                 fs::hard_link(first, dst).map_err(at("linking", dst))?;
@@ -227,7 +231,9 @@ impl Copier {
                 let target = fs::read_link(src).map_err(at("reading link", src))?;
                 std::os::unix::fs::symlink(target, dst).map_err(at("creating link", dst))?;
             }
-            Kind::Whiteout => aibox_sys::mknod_whiteout(dst).map_err(at("creating whiteout", dst))?,
+            Kind::Whiteout => {
+                aibox_sys::mknod_whiteout(dst).map_err(at("creating whiteout", dst))?
+            }
             Kind::Fifo => aibox_sys::mkfifo(dst, 0o600).map_err(at("creating fifo", dst))?,
             Kind::Dir | Kind::Skip => return Ok(()),
         }
@@ -453,7 +459,9 @@ mod tests {
         let t = tmp();
         let (parent, upper, out) = (t.join("parent"), t.join("upper"), t.join("out"));
         // Parent layer: a/keep, a/gone, b/old, c (file), d/x.
-        for d in ["parent/a", "parent/b", "parent/d", "upper/a", "upper/b", "upper/c"] {
+        for d in [
+            "parent/a", "parent/b", "parent/d", "upper/a", "upper/b", "upper/c",
+        ] {
             fs::create_dir_all(t.join(d)).unwrap();
         }
         fs::write(parent.join("a/keep"), "keep").unwrap();
@@ -478,14 +486,22 @@ mod tests {
             0o555,
             "directory modes are applied last"
         );
-        assert!(is_opaque(&out.join("c")) || !xattrs, "a dir replacing a file is opaque");
+        assert!(
+            is_opaque(&out.join("c")) || !xattrs,
+            "a dir replacing a file is opaque"
+        );
         if xattrs {
-            assert!(!out.join("b/old").exists(), "opaque dir hides the parent's entries");
+            assert!(
+                !out.join("b/old").exists(),
+                "opaque dir hides the parent's entries"
+            );
             assert!(is_opaque(&out.join("b")));
         }
         assert_eq!(fs::read_to_string(out.join("b/fresh")).unwrap(), "fresh");
         if whiteouts {
-            assert!(is_whiteout(&fs::symlink_metadata(out.join("a/gone")).unwrap()));
+            assert!(is_whiteout(
+                &fs::symlink_metadata(out.join("a/gone")).unwrap()
+            ));
             assert!(is_whiteout(&fs::symlink_metadata(out.join("d")).unwrap()));
         }
         // Unchanged files are shared with the parent, not copied.
@@ -527,7 +543,10 @@ mod tests {
         let mut buf = [0u8; 6];
         back.read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"middle");
-        assert_eq!(fs::metadata(out.join("suid")).unwrap().mode() & 0o7777, 0o755);
+        assert_eq!(
+            fs::metadata(out.join("suid")).unwrap().mode() & 0o7777,
+            0o755
+        );
         assert_eq!(
             fs::metadata(out.join("a")).unwrap().ino(),
             fs::metadata(out.join("b")).unwrap().ino(),

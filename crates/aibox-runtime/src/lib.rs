@@ -167,11 +167,7 @@ impl Runtime {
         aibox_sys::geteuid() != 0
     }
 
-    fn prepare(
-        &self,
-        spec: &SandboxSpec,
-        persistent: bool,
-    ) -> Result<(setup::Plan, Holds), Error> {
+    fn prepare(&self, spec: &SandboxSpec, persistent: bool) -> Result<(setup::Plan, Holds), Error> {
         spec.validate().map_err(Error::InvalidSpec)?;
         self.dirs.ensure()?;
         let template = template::resolve(&self.dirs.templates(), &spec.template)?;

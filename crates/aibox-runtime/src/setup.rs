@@ -368,11 +368,7 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
     let mut scratch_fd = None;
     if !one_shot {
         match confirm_setup(&mut setup_pipe) {
-            Ok(body) => {
-                scratch_fd = std::str::from_utf8(&body)
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-            }
+            Ok(body) => scratch_fd = std::str::from_utf8(&body).ok().and_then(|s| s.parse().ok()),
             Err(e) => {
                 let _ = aibox_sys::kill(g, libc::SIGKILL);
                 let _ = aibox_sys::waitpid(g);
@@ -484,8 +480,12 @@ fn idmap_staging(plan: &Plan, proc_dir: &Path) -> Result<bool, SetupError> {
     )))?;
     if let Some(layer) = &plan.snapshot_layer {
         // Stored with the sandbox's own uids (0..65536): the same mapping.
-        aibox_sys::idmapped_bind(layer, &plan.staging.join("snap"), userns.as_fd(), ro)
-            .map_err(sys(format!("idmapped mount of the snapshot {}", layer.display())))?;
+        aibox_sys::idmapped_bind(layer, &plan.staging.join("snap"), userns.as_fd(), ro).map_err(
+            sys(format!(
+                "idmapped mount of the snapshot {}",
+                layer.display()
+            )),
+        )?;
     }
     for (i, (host, _)) in plan.template.binds.iter().enumerate() {
         let dst = plan.staging.join(format!("t{i}"));
@@ -966,8 +966,8 @@ fn sandbox_init(
     // snapshots read the upper through this descriptor (close-on-exec:
     // no command inherits it).
     let scratch_fd = if plan.persistent {
-        let old_scratch = Path::new(mounts::OLD_ROOT)
-            .join(scratch.strip_prefix("/").unwrap_or(&scratch));
+        let old_scratch =
+            Path::new(mounts::OLD_ROOT).join(scratch.strip_prefix("/").unwrap_or(&scratch));
         let f = {
             use std::os::unix::fs::OpenOptionsExt;
             std::fs::OpenOptions::new()

@@ -53,13 +53,19 @@ fn io_err(what: String) -> impl FnOnce(std::io::Error) -> Error {
     move |e| Error::Helper(format!("{what}: {e}"))
 }
 
-fn open_lock(dir: &Path, create: bool) -> std::io::Result<OwnedFd> {
+/// The lock file `name` in `dir`, for flock.
+fn lock_file(dir: &Path, name: &str, create: bool) -> std::io::Result<OwnedFd> {
     let f = fs::OpenOptions::new()
         .read(true)
         .write(create)
         .create(create)
-        .open(dir.join(LOCK))?;
+        .truncate(false)
+        .open(dir.join(name))?;
     Ok(f.into())
+}
+
+fn open_lock(dir: &Path, create: bool) -> std::io::Result<OwnedFd> {
+    lock_file(dir, LOCK, create)
 }
 
 impl Runtime {
@@ -92,14 +98,8 @@ impl Runtime {
         };
         crate::dirs::ensure_dir(&self.snapshots_dir(), 0o700)?;
         // One snapshot of a sandbox at a time: each freezes and thaws it.
-        let sb_dir = self.dirs().sandbox(sandbox);
-        let guard: OwnedFd = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .open(sb_dir.join("snapshot.lock"))
-            .map_err(io_err(format!("locking sandbox {sandbox}")))?
-            .into();
+        let guard = lock_file(&self.dirs().sandbox(sandbox), "snapshot.lock", true)
+            .map_err(io_err(format!("locking sandbox {sandbox}")))?;
         aibox_sys::lock_exclusive(guard.as_fd())
             .map_err(io_err(format!("locking sandbox {sandbox}")))?;
 
@@ -130,7 +130,8 @@ impl Runtime {
                 entries: stats.entries,
                 consistent: was_frozen || froze,
             };
-            let bytes = serde_json::to_vec_pretty(&meta).map_err(|e| Error::Helper(e.to_string()))?;
+            let bytes =
+                serde_json::to_vec_pretty(&meta).map_err(|e| Error::Helper(e.to_string()))?;
             fs::write(tmp.join(META), bytes).map_err(io_err("writing snapshot metadata".into()))?;
             fs::rename(&tmp, self.snapshots_dir().join(&id))
                 .map_err(io_err("committing the snapshot".into()))?;

@@ -213,7 +213,12 @@ impl AppState {
         for s in &rows {
             if !on_disk.contains(&s.id) {
                 let _ = self.store().remove_snapshot(&s.id);
-                self.audit("server", "snapshot.lost", Some(&s.source), json!({"snapshot": s.id}));
+                self.audit(
+                    "server",
+                    "snapshot.lost",
+                    Some(&s.source),
+                    json!({"snapshot": s.id}),
+                );
             }
         }
         for id in on_disk {

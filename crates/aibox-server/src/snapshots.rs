@@ -280,7 +280,12 @@ pub async fn fork(
         // All or none: what was made goes again.
         for v in &made {
             let _ = state.destroy(&v.id).await;
-            state.audit(&who.id, "sandbox.delete", Some(&v.id), json!({"reason": "fork failed"}));
+            state.audit(
+                &who.id,
+                "sandbox.delete",
+                Some(&v.id),
+                json!({"reason": "fork failed"}),
+            );
         }
         return Err(e);
     }

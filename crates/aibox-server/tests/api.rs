@@ -391,8 +391,20 @@ async fn snapshots_restore_and_fork() {
     let (_, v) = call(&s, "POST", "/v1/sandboxes", a, r#"{"memory":"64m"}"#).await;
     let sb = v["id"].as_str().unwrap().to_string();
     // Bad names and ids.
-    for body in [r#"{"name":""}"#, r#"{"name":"a b"}"#, r#"{"nope":1}"#, "{bad"] {
-        let (st, v) = call(&s, "POST", &format!("/v1/sandboxes/{sb}/snapshots"), a, body).await;
+    for body in [
+        r#"{"name":""}"#,
+        r#"{"name":"a b"}"#,
+        r#"{"nope":1}"#,
+        "{bad",
+    ] {
+        let (st, v) = call(
+            &s,
+            "POST",
+            &format!("/v1/sandboxes/{sb}/snapshots"),
+            a,
+            body,
+        )
+        .await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{body}: {v}");
     }
     let (st, _) = call(&s, "POST", "/v1/sandboxes/0000/snapshots", a, "").await;
@@ -429,8 +441,19 @@ async fn snapshots_restore_and_fork() {
         let (st, v) = call(&s, m, &path, b, "").await;
         assert_eq!(st, StatusCode::NOT_FOUND, "{m} {path}: {v}");
     }
-    let (st, _) = call(&s, "POST", "/v1/sandboxes", b, &format!(r#"{{"snapshot":"{snap}"}}"#)).await;
-    assert_eq!(st, StatusCode::NOT_FOUND, "another key's snapshot cannot be restored");
+    let (st, _) = call(
+        &s,
+        "POST",
+        "/v1/sandboxes",
+        b,
+        &format!(r#"{{"snapshot":"{snap}"}}"#),
+    )
+    .await;
+    assert_eq!(
+        st,
+        StatusCode::NOT_FOUND,
+        "another key's snapshot cannot be restored"
+    );
     // Restore: the snapshot's spec, overridden by the body.
     let (st, v) = call(
         &s,
@@ -445,21 +468,52 @@ async fn snapshots_restore_and_fork() {
     assert_eq!(v["spec"]["cpus"], 0.5);
     assert_eq!(v["labels"]["k"], "v");
     let restored = v["id"].as_str().unwrap().to_string();
-    for body in [r#"{"snapshot":"abc"}"#, r#"{"template":"debian"}"#, "[1]", r#"{"memory":"x"}"#] {
-        let (st, v) = call(&s, "POST", &format!("/v1/snapshots/{snap}/restore"), a, body).await;
+    for body in [
+        r#"{"snapshot":"abc"}"#,
+        r#"{"template":"debian"}"#,
+        "[1]",
+        r#"{"memory":"x"}"#,
+    ] {
+        let (st, v) = call(
+            &s,
+            "POST",
+            &format!("/v1/snapshots/{snap}/restore"),
+            a,
+            body,
+        )
+        .await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{body}: {v}");
     }
     // In use: not deleted.
     let (st, v) = call(&s, "DELETE", &format!("/v1/snapshots/{snap}"), a, "").await;
     assert_eq!(st, StatusCode::CONFLICT, "{v}");
     // Fork: count checked, capacity checked up front (3 of 5 in use).
-    for body in ["{}", r#"{"count":0}"#, r#"{"count":101}"#, r#"{"count":"2"}"#] {
+    for body in [
+        "{}",
+        r#"{"count":0}"#,
+        r#"{"count":101}"#,
+        r#"{"count":"2"}"#,
+    ] {
         let (st, v) = call(&s, "POST", &format!("/v1/snapshots/{snap}/fork"), a, body).await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{body}: {v}");
     }
-    let (st, v) = call(&s, "POST", &format!("/v1/snapshots/{snap}/fork"), a, r#"{"count":4}"#).await;
+    let (st, v) = call(
+        &s,
+        "POST",
+        &format!("/v1/snapshots/{snap}/fork"),
+        a,
+        r#"{"count":4}"#,
+    )
+    .await;
     assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
-    let (st, v) = call(&s, "POST", &format!("/v1/snapshots/{snap}/fork"), a, r#"{"count":3}"#).await;
+    let (st, v) = call(
+        &s,
+        "POST",
+        &format!("/v1/snapshots/{snap}/fork"),
+        a,
+        r#"{"count":3}"#,
+    )
+    .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     let forked: Vec<String> = v["sandboxes"]
         .as_array()
@@ -473,11 +527,22 @@ async fn snapshots_restore_and_fork() {
         call(&s, "DELETE", &format!("/v1/sandboxes/{id}"), a, "").await;
     }
     *fake.fail_after.lock().unwrap() = Some(2);
-    let (st, _) = call(&s, "POST", &format!("/v1/snapshots/{snap}/fork"), a, r#"{"count":3}"#).await;
+    let (st, _) = call(
+        &s,
+        "POST",
+        &format!("/v1/snapshots/{snap}/fork"),
+        a,
+        r#"{"count":3}"#,
+    )
+    .await;
     assert_eq!(st, StatusCode::INTERNAL_SERVER_ERROR);
     *fake.fail_after.lock().unwrap() = None;
     let (_, v) = call(&s, "GET", "/v1/sandboxes", a, "").await;
-    assert_eq!(v["sandboxes"].as_array().unwrap().len(), 1, "only the source is left: {v}");
+    assert_eq!(
+        v["sandboxes"].as_array().unwrap().len(),
+        1,
+        "only the source is left: {v}"
+    );
     assert_eq!(fake.live.lock().unwrap().len(), 1);
     // Free again: deleted, then gone.
     let (st, _) = call(&s, "DELETE", &format!("/v1/snapshots/{snap}"), a, "").await;

@@ -1335,14 +1335,8 @@ pub fn get_xattr(path: &Path, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
     let mut buf = vec![0u8; 256];
     loop {
         // SAFETY: NUL-terminated path and name; the pointer and length describe `buf`.
-        let len = unsafe {
-            libc::lgetxattr(
-                p.as_ptr(),
-                n.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        };
+        let len =
+            unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
         if len >= 0 {
             buf.truncate(len as usize);
             return Ok(Some(buf));
@@ -1402,7 +1396,11 @@ pub fn set_times_nofollow(path: &Path, atime: (i64, i64), mtime: (i64, i64)) -> 
 /// lseek(SEEK_DATA) / lseek(SEEK_HOLE) from `offset`: the next data (or
 /// hole) offset, None past the end of data. For copying sparse files.
 pub fn seek_data_hole(fd: BorrowedFd<'_>, offset: u64, data: bool) -> io::Result<Option<u64>> {
-    let whence = if data { libc::SEEK_DATA } else { libc::SEEK_HOLE };
+    let whence = if data {
+        libc::SEEK_DATA
+    } else {
+        libc::SEEK_HOLE
+    };
     // SAFETY: lseek on a valid fd with integer arguments.
     let r = unsafe { libc::lseek(fd.as_raw_fd(), offset as libc::off_t, whence) };
     if r >= 0 {

@@ -103,11 +103,7 @@ pub fn snapshot(cmd: SnapshotCmd) -> anyhow::Result<u8> {
             target,
         } => {
             let all: Vec<Value> = if target.is_local() {
-                Runtime::new()
-                    .snapshots()
-                    .iter()
-                    .map(local_view)
-                    .collect()
+                Runtime::new().snapshots().iter().map(local_view).collect()
             } else {
                 let v = Client::from_env()?.json(Method::GET, "/v1/snapshots", Body::Empty)?;
                 v["snapshots"].as_array().cloned().unwrap_or_default()
@@ -303,7 +299,9 @@ fn fork_local(
     for i in 0..count {
         match rt.create(&spec) {
             Ok(sb) => {
-                made.push(json!({"id": sb.id(), "spec": sb.record().spec, "isolation": sb.isolation()}));
+                made.push(
+                    json!({"id": sb.id(), "spec": sb.record().spec, "isolation": sb.isolation()}),
+                );
                 if count > 1 && std::io::stderr().is_terminal() {
                     eprint!("\rforked {}/{count} ", i + 1);
                 }
