@@ -105,8 +105,31 @@ fn build() -> Value {
                 "labels": {"type": "object", "additionalProperties": {"type": "string"}},
                 "require_isolation": {"type": "string", "enum": ["basic", "standard", "strict"]},
                 "mounts": {"type": "array", "items": {"type": "object", "required": ["host", "guest"], "properties": {
-                    "host": {"type": "string"}, "guest": {"type": "string"}, "read_only": {"type": "boolean"}}}}
+                    "host": {"type": "string"}, "guest": {"type": "string"}, "read_only": {"type": "boolean"}}}},
+                "snapshot": {"type": "string", "pattern": "^[0-9a-f]{1,64}$",
+                    "description": "start from this snapshot; its spec is the base the other fields override"}
             }
+        },
+        "Snapshot": {
+            "type": "object",
+            "required": ["id", "source_sandbox", "created_at_ms", "template", "size_bytes", "consistent", "spec"],
+            "properties": {
+                "id": {"type": "string"}, "name": {"type": ["string", "null"]},
+                "source_sandbox": {"type": "string"}, "created_at_ms": {"type": "integer"},
+                "template": {"type": "string"},
+                "size_bytes": {"type": "integer", "description": "disk space of the layer's file data"},
+                "entries": {"type": "integer"},
+                "consistent": {"type": "boolean", "description": "taken with every process frozen"},
+                "spec": {"type": "object"}
+            }
+        },
+        "SnapshotList": {
+            "type": "object", "required": ["snapshots"],
+            "properties": {"snapshots": {"type": "array", "items": reference("Snapshot")}}
+        },
+        "CreateSnapshot": {
+            "type": "object", "additionalProperties": false,
+            "properties": {"name": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,63}$"}}
         },
         "Sandbox": {
             "type": "object",
@@ -170,6 +193,21 @@ fn build() -> Value {
                 "max_sandboxes": {"type": ["integer", "null"]}, "max_memory": {"type": ["integer", "null"]}}
         }
     });
+    let mut schemas = schemas;
+    // A restore takes the create fields; a fork also `count`.
+    let mut restore = schemas["CreateSandbox"].clone();
+    restore["properties"]
+        .as_object_mut()
+        .map(|p| p.remove("snapshot"));
+    let mut fork = restore.clone();
+    fork["properties"]["count"] =
+        json!({"type": "integer", "minimum": 1, "maximum": crate::snapshots::MAX_FORK});
+    fork["required"] = json!(["count"]);
+    schemas["Restore"] = restore;
+    schemas["Fork"] = fork;
+    let snap_id = json!({"name": "id", "in": "path", "required": true,
+        "schema": {"type": "string", "pattern": "^[0-9a-f]{1,64}$"}, "description": "snapshot id"});
+    let optional_body = |schema: Value| json!({"required": false, "content": {"application/json": {"schema": schema}}});
     let sb_ok = ok("the sandbox", sandbox.clone());
     let paths = json!({
         "/v1/health": {"get": {"summary": "Liveness for anyone; capacity (active, max, memory budget) with a key", "security": [{}, {"bearer": []}], "responses": {
@@ -203,6 +241,25 @@ fn build() -> Value {
             Some(json_body(json!({"type": "object", "required": ["ttl_seconds"], "additionalProperties": false,
                 "properties": {"ttl_seconds": {"type": "integer", "minimum": 1}}}))),
             errors(json!({"200": sb_ok}), &["404"]))},
+        "/v1/sandboxes/{id}/snapshots": {"post": op("Snapshot the sandbox's filesystem (frozen while copied)", json!([id]),
+            Some(optional_body(reference("CreateSnapshot"))),
+            errors(json!({"201": ok("the snapshot", reference("Snapshot"))}), &["404", "409", "410"]))},
+        "/v1/snapshots": {"get": op("List snapshots", json!([
+                query("sandbox", false, json!({"type": "string"})),
+                query("name", false, json!({"type": "string"}))]),
+            None, errors(json!({"200": ok("snapshots, oldest first", reference("SnapshotList"))}), &[]))},
+        "/v1/snapshots/{id}": {
+            "get": op("Get a snapshot", json!([snap_id]), None, errors(json!({"200": ok("the snapshot", reference("Snapshot"))}), &["404"])),
+            "delete": op("Delete a snapshot (409 while a sandbox restored from it runs)", json!([snap_id]), None,
+                errors(json!({"204": empty("deleted")}), &["404", "409"]))
+        },
+        "/v1/snapshots/{id}/restore": {"post": op("Create a sandbox from a snapshot", json!([snap_id]),
+            Some(optional_body(reference("Restore"))),
+            errors(json!({"201": ok("created", sandbox.clone())}), &["404", "409", "422", "503"]))},
+        "/v1/snapshots/{id}/fork": {"post": op("Create `count` sandboxes from a snapshot, all or none", json!([snap_id]),
+            Some(json_body(reference("Fork"))),
+            errors(json!({"201": ok("created", json!({"type": "object", "required": ["sandboxes"],
+                "properties": {"sandboxes": {"type": "array", "items": sandbox.clone()}}}))}), &["404", "409", "422", "503"]))},
         "/v1/sandboxes/{id}/files": {
             "get": op("Read a file (raw bytes)", json!([id, file_path()]), None,
                 errors(json!({"200": raw("file contents", "application/octet-stream")}), &["404", "409"])),
