@@ -255,13 +255,29 @@ impl Copier {
 
     /// Apply the upper directory `src` onto the layer directory `dst` with
     /// overlayfs semantics.
-    fn apply(&mut self, src: &Path, dst: &Path) -> Result<(), LayerError> {
-        let rd = fs::read_dir(src).map_err(at("reading directory", src))?;
+    ///
+    /// The upper belongs to the sandbox, which may be changing it (when
+    /// there is no freezer): no symlink in it is ever followed. Directories
+    /// are held open and entries are reached through `/proc/self/fd/N/NAME`,
+    /// so the only name resolved is the last one, and it is resolved
+    /// without following (lstat, lgetxattr, readlink, O_NOFOLLOW).
+    fn apply(&mut self, src: &SrcDir, dst: &Path, depth: usize) -> Result<(), LayerError> {
+        if depth > MAX_DEPTH {
+            return Err(LayerError {
+                what: "directories nested too deeply (over 256 levels) at",
+                path: src.rel.clone(),
+                source: io::Error::from(io::ErrorKind::Unsupported),
+            });
+        }
+        let base = src.path();
+        let rd = fs::read_dir(&base).map_err(at("reading directory", &src.rel))?;
         for e in rd {
-            let e = e.map_err(at("reading directory", src))?;
-            let s = e.path();
-            let d = dst.join(e.file_name());
-            let md = fs::symlink_metadata(&s).map_err(at("stat", &s))?;
+            let e = e.map_err(at("reading directory", &src.rel))?;
+            let name = e.file_name();
+            let s = base.join(&name);
+            let rel = src.rel.join(&name);
+            let d = dst.join(&name);
+            let md = fs::symlink_metadata(&s).map_err(at("stat", &rel))?;
             let existing = fs::symlink_metadata(&d).ok();
             match kind(&md, &s) {
                 Kind::Skip => {}
@@ -270,11 +286,12 @@ impl Copier {
                         if aibox_sys::get_xattr(&s, redirect).ok().flatten().is_some() {
                             return Err(LayerError {
                                 what: "unsupported overlay redirect at",
-                                path: s,
+                                path: rel,
                                 source: io::Error::from(io::ErrorKind::Unsupported),
                             });
                         }
                     }
+                    let sub = SrcDir::open(&s, rel)?;
                     let mut opaque = is_opaque(&s);
                     match &existing {
                         Some(x) if x.is_dir() && !is_whiteout(x) => {
@@ -298,13 +315,18 @@ impl Copier {
                         aibox_sys::set_xattr(&d, OPAQUE_XATTR, b"y")
                             .map_err(at("marking opaque", &d))?;
                     }
-                    self.apply(&s, &d)?;
+                    self.apply(&sub, &d, depth + 1)?;
                 }
                 k => {
                     if existing.is_some() {
                         remove_tree(&d).map_err(at("removing", &d))?;
                     }
-                    self.leaf(&s, &d, &md, k)?;
+                    self.leaf(&s, &d, &md, k).map_err(|mut e| {
+                        if e.path == s {
+                            e.path = rel;
+                        }
+                        e
+                    })?;
                 }
             }
         }
@@ -340,6 +362,34 @@ impl Copier {
     }
 }
 
+/// Deepest directory nesting a snapshot copies.
+const MAX_DEPTH: usize = 256;
+
+/// A directory of the upper being copied, held open.
+struct SrcDir {
+    fd: std::os::fd::OwnedFd,
+    /// Its path inside the upper, for messages.
+    rel: PathBuf,
+}
+
+impl SrcDir {
+    fn open(path: &Path, rel: PathBuf) -> Result<SrcDir, LayerError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(at("opening directory", &rel))?;
+        Ok(SrcDir { fd: f.into(), rel })
+    }
+
+    /// `/proc/self/fd/N`: the directory itself, whatever its path now.
+    fn path(&self) -> PathBuf {
+        use std::os::fd::AsRawFd;
+        PathBuf::from(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
+    }
+}
+
 fn is_whiteout(md: &fs::Metadata) -> bool {
     md.file_type().is_char_device() && md.rdev() == 0
 }
@@ -354,7 +404,14 @@ fn is_opaque(dir: &Path) -> bool {
 /// larger than its disk quota).
 fn copy_data(src: &Path, dst: &Path) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut from = fs::File::open(src)?;
+    // Not a symlink, and never blocking on a fifo swapped in meanwhile.
+    let mut from = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(src)?;
+    if !from.metadata()?.is_file() {
+        return Err(io::Error::other("changed while being copied"));
+    }
     let mut to = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -436,7 +493,8 @@ pub fn build(
         c.link(p, dst)?;
     }
     c.owners = owners;
-    c.apply(upper, dst)?;
+    let root = SrcDir::open(upper, PathBuf::from("/"))?;
+    c.apply(&root, dst, 0)?;
     // The layer's root: overlay takes the root's attributes from the upper
     // layer of the sandbox that uses it, so only a sane mode matters.
     fs::set_permissions(dst, fs::Permissions::from_mode(0o755)).map_err(at("chmod", dst))?;
@@ -552,6 +610,28 @@ mod tests {
             fs::metadata(out.join("b")).unwrap().ino(),
             "hard links stay links"
         );
+        remove_tree(&t).unwrap();
+    }
+
+    #[test]
+    fn symlinks_are_copied_never_followed_and_nesting_is_bounded() {
+        let t = tmp();
+        let upper = t.join("upper");
+        fs::create_dir(&upper).unwrap();
+        std::os::unix::fs::symlink("/etc", upper.join("evil")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", upper.join("evil-file")).unwrap();
+        build(&upper, None, &t.join("out"), Owners::Keep).unwrap();
+        for l in ["evil", "evil-file"] {
+            let md = fs::symlink_metadata(t.join("out").join(l)).unwrap();
+            assert!(md.file_type().is_symlink(), "{l}");
+        }
+        let mut deep = upper.join("d");
+        for _ in 0..=MAX_DEPTH {
+            deep = deep.join("d");
+        }
+        fs::create_dir_all(&deep).unwrap();
+        let e = build(&upper, None, &t.join("out2"), Owners::Keep).unwrap_err();
+        assert!(e.to_string().contains("nested too deeply"), "{e}");
         remove_tree(&t).unwrap();
     }
 }
