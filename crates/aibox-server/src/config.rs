@@ -34,6 +34,8 @@ pub struct Config {
     pub max_body: u64,
     /// Requests per second per API key (bursts up to twice that); 0: no limit.
     pub rate_limit: u64,
+    /// Most snapshots kept at once (they live on disk until deleted).
+    pub max_snapshots: u64,
 }
 
 /// Settings as written in the TOML file, the environment or flags.
@@ -51,6 +53,7 @@ pub struct Raw {
     pub allowed_mounts: Option<Vec<String>>,
     pub max_body: Option<String>,
     pub rate_limit: Option<u64>,
+    pub max_snapshots: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +92,8 @@ impl Raw {
             max_ttl,
             allowed_mounts,
             max_body,
-            rate_limit
+            rate_limit,
+            max_snapshots
         );
         self
     }
@@ -122,6 +126,7 @@ impl Raw {
         };
         let max_sandboxes = num("AIBOX_MAX_SANDBOXES", "max_sandboxes")?;
         let rate_limit = num("AIBOX_RATE_LIMIT", "rate_limit")?;
+        let max_snapshots = num("AIBOX_MAX_SNAPSHOTS", "max_snapshots")?;
         Ok(Raw {
             listen: s("AIBOX_LISTEN"),
             socket: s("AIBOX_SOCKET"),
@@ -135,6 +140,7 @@ impl Raw {
                 .map(|v| v.split(':').map(str::to_string).collect()),
             max_body: s("AIBOX_MAX_BODY"),
             rate_limit,
+            max_snapshots,
         })
     }
 
@@ -242,6 +248,14 @@ impl Raw {
             allowed_mounts.push(p);
         }
         let max_body = size("max_body", self.max_body.as_deref(), 1 << 30)?;
+        let max_snapshots = self.max_snapshots.unwrap_or(1000);
+        if max_snapshots > 1_000_000 {
+            return Err(bad(
+                "max_snapshots",
+                &max_snapshots.to_string(),
+                "must be at most 1000000 (0 turns snapshots off)".into(),
+            ));
+        }
         Ok(Config {
             listen,
             socket,
@@ -254,6 +268,7 @@ impl Raw {
             allowed_mounts,
             max_body,
             rate_limit: self.rate_limit.unwrap_or(100),
+            max_snapshots,
         })
     }
 }

@@ -243,7 +243,7 @@ fn build() -> Value {
             errors(json!({"200": sb_ok}), &["404"]))},
         "/v1/sandboxes/{id}/snapshots": {"post": op("Snapshot the sandbox's filesystem (frozen while copied)", json!([id]),
             Some(optional_body(reference("CreateSnapshot"))),
-            errors(json!({"201": ok("the snapshot", reference("Snapshot"))}), &["404", "409", "410"]))},
+            errors(json!({"201": ok("the snapshot", reference("Snapshot"))}), &["404", "409", "410", "503"]))},
         "/v1/snapshots": {"get": op("List snapshots", json!([
                 query("sandbox", false, json!({"type": "string"})),
                 query("name", false, json!({"type": "string"}))]),

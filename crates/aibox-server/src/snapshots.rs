@@ -85,6 +85,25 @@ pub async fn create(
             format!("sandbox {id} is {}", row.state),
         ));
     }
+    let max = state.config().max_snapshots;
+    let kept = state
+        .store()
+        .snapshots(None)
+        .map_err(|e| ApiError::internal("list snapshots", e))?
+        .len() as u64;
+    if kept >= max {
+        let e = ApiError::new(
+            ErrorCode::ResourceExhausted,
+            format!("the server keeps at most {max} snapshots (max_snapshots); delete some first"),
+        );
+        state.audit(
+            &who.id,
+            "policy.denied",
+            Some(&row.id),
+            json!({"operation": "snapshot.create", "code": e.code, "message": e.message}),
+        );
+        return Err(e);
+    }
     let _busy = state.busy(&row.id);
     let engine = state.engine();
     let sid = row.id.clone();

@@ -139,6 +139,7 @@ fn state_with(max: u64, fake: Arc<Fake>) -> AppState {
     let config = Raw {
         data_dir: Some("/nonexistent".into()),
         max_sandboxes: Some(max),
+        max_snapshots: Some(2),
         ..Raw::default()
     }
     .resolve("test")
@@ -426,6 +427,10 @@ async fn snapshots_restore_and_fork() {
     let snap = v["id"].as_str().unwrap().to_string();
     let (_, v) = call(&s, "GET", "/v1/snapshots", a, "").await;
     assert_eq!(v["snapshots"].as_array().unwrap().len(), 2);
+    // max_snapshots (2 here) is a hard limit.
+    let (st, v) = call(&s, "POST", &format!("/v1/sandboxes/{sb}/snapshots"), a, "").await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["error"]["code"], "resource_exhausted");
     let (_, v) = call(&s, "GET", "/v1/snapshots?name=base-1", a, "").await;
     assert_eq!(v["snapshots"].as_array().unwrap().len(), 1);
     // Another key sees nothing and touches nothing.
