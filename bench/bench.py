@@ -195,6 +195,48 @@ for _ in range(m):
 rows.append(("churn", "create + exec + destroy per second (REST, sequential)",
              f"{m / (time.perf_counter() - t0):.0f}", "", "", "/s", ""))
 
+# Snapshots: a sandbox holding 64 MiB in one file plus 1000 small files.
+src = call("POST", "/v1/sandboxes", {"memory": "512m"})["id"]
+call("POST", f"/v1/sandboxes/{src}/exec", {"cmd": "mkdir -p /workspace/many && for i in $(seq 1000); do echo $i > /workspace/many/f$i; done && head -c 64M /dev/urandom > /workspace/big"})
+src_pid = json.load(open(os.path.join(srv_dir, "run", "sandboxes", src, "sandbox.json")))["pid"]
+k = 3 if QUICK else 10
+snap_t, cp_t, snaps = [], [], []
+for _ in range(k):
+    s = time.perf_counter()
+    snaps.append(call("POST", f"/v1/sandboxes/{src}/snapshots", {})["id"])
+    snap_t.append((time.perf_counter() - s) * 1000)
+    dst = os.path.join(BENCH_DIR, "cp-copy")
+    s = time.perf_counter()
+    subprocess.run(["cp", "-a", "--sparse=always", f"/proc/{src_pid}/root/workspace", dst], check=True)
+    cp_t.append((time.perf_counter() - s) * 1000)
+    shutil.rmtree(dst)
+base = statistics.median(cp_t)
+row("snapshot (64 MiB + 1000 files)", "REST POST /snapshots (frozen copy)", snap_t, base)
+row("snapshot (64 MiB + 1000 files)", "cp -a of the same files (host)", cp_t, base)
+for sn in snaps[1:]:
+    call("DELETE", f"/v1/snapshots/{sn}")
+snap = snaps[0]
+n = 20 if QUICK else 100
+rtti, ok = [], 0
+for _ in range(n):
+    s = time.perf_counter()
+    i = call("POST", f"/v1/snapshots/{snap}/restore", {})["id"]
+    call("POST", f"/v1/sandboxes/{i}/exec", {"cmd": ["/bin/true"]})
+    rtti.append((time.perf_counter() - s) * 1000)
+    ok += 1
+    call("DELETE", f"/v1/sandboxes/{i}")
+row("time to interactive (REST: restore → first exec)", f"success {ok}/{n}", rtti, statistics.median(tti))
+fork_t = []
+for _ in range(2 if QUICK else 5):
+    s = time.perf_counter()
+    made = call("POST", f"/v1/snapshots/{snap}/fork", {"count": 10})["sandboxes"]
+    fork_t.append((time.perf_counter() - s) * 1000)
+    for v in made:
+        call("DELETE", f"/v1/sandboxes/{v['id']}")
+row("fork 10 sandboxes from a snapshot (REST)", "whole request", fork_t)
+call("DELETE", f"/v1/snapshots/{snap}")
+call("DELETE", f"/v1/sandboxes/{src}")
+
 def rss_kib(p):
     for line in open(f"/proc/{p}/status"):
         if line.startswith("VmRSS:"):
