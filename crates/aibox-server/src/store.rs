@@ -227,11 +227,10 @@ impl Store {
     pub fn find_key(&self, secret: &str) -> Result<Option<KeyInfo>, StoreError> {
         Ok(self
             .db()
-            .query_row(
+            .prepare_cached(
                 "SELECT id, name, scope, created_ms, revoked_ms, max_sandboxes, max_memory FROM api_keys WHERE hash = ?1 AND revoked_ms IS NULL",
-                params![sha256_hex(secret.as_bytes())],
-                key_of,
-            )
+            )?
+            .query_row(params![sha256_hex(secret.as_bytes())], key_of)
             .optional()?)
     }
 
@@ -341,10 +340,9 @@ impl Store {
     }
 
     pub fn touch(&self, id: &str, now_ms: u64) -> Result<(), StoreError> {
-        self.db().execute(
-            "UPDATE sandboxes SET last_active_ms = ?2 WHERE id = ?1",
-            params![id, now_ms as i64],
-        )?;
+        self.db()
+            .prepare_cached("UPDATE sandboxes SET last_active_ms = ?2 WHERE id = ?1")?
+            .execute(params![id, now_ms as i64])?;
         Ok(())
     }
 
@@ -357,11 +355,8 @@ impl Store {
     pub fn get(&self, id: &str) -> Result<Option<Row>, StoreError> {
         Ok(self
             .db()
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM sandboxes WHERE id = ?1"),
-                params![id],
-                row_of,
-            )
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM sandboxes WHERE id = ?1"))?
+            .query_row(params![id], row_of)
             .optional()?)
     }
 
@@ -460,11 +455,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         let db = self.db();
         let last: Option<(i64, String)> = db
-            .query_row(
-                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         let (seq, prev) = match last {
             Some((s, h)) => (s + 1, h),
@@ -472,10 +464,10 @@ impl Store {
         };
         let detail = detail.to_string();
         let hash = audit_hash(seq, now_ms, actor, action, sandbox, &detail, &prev);
-        db.execute(
+        db.prepare_cached(
             "INSERT INTO audit (seq, at_ms, actor, action, sandbox, detail, prev, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![seq, now_ms as i64, actor, action, sandbox, detail, prev, hash],
-        )?;
+        )?
+        .execute(params![seq, now_ms as i64, actor, action, sandbox, detail, prev, hash])?;
         Ok(())
     }
 
