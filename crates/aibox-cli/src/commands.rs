@@ -4,6 +4,7 @@ mod create;
 mod doctor;
 mod exec;
 mod list;
+mod progress;
 mod remote;
 mod run;
 mod serve;

@@ -352,6 +352,7 @@ fn query_escape(s: &str) -> String {
 
 pub fn cp(src: &str, dest: &str) -> anyhow::Result<u8> {
     let c = client()?;
+    let _p = super::progress::Progress::start(format!("copying {src} to {dest}"));
     match (remote_path(src), remote_path(dest)) {
         (None, Some((id, path))) => {
             let local = std::path::Path::new(src);

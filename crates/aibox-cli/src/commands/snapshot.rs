@@ -1,12 +1,12 @@
 //! `aibox snapshot create|ls|rm`, `aibox restore`, `aibox fork`: through
 //! the server, or with `--local` on this host's runtime.
 
+use super::progress::Progress;
 use crate::args::{OverrideArgs, SnapshotCmd};
 use aibox_client::{Body, Client, Method};
 use aibox_runtime::{Runtime, SnapshotMeta};
 use serde_json::{json, Map, Value};
-use std::io::{IsTerminal, Write};
-use std::time::{Duration, Instant};
+use std::io::IsTerminal;
 
 fn check_id(id: &str, what: &str) -> anyhow::Result<()> {
     if !aibox_types::validate_id(id) {
@@ -15,55 +15,6 @@ fn check_id(id: &str, what: &str) -> anyhow::Result<()> {
         )));
     }
     Ok(())
-}
-
-/// "what… 1.2s" on stderr while a long operation runs (when stderr is a
-/// terminal), cleared when it ends.
-struct Progress {
-    stop: Option<std::sync::mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Progress {
-    fn start(what: String) -> Progress {
-        if !std::io::stderr().is_terminal() {
-            return Progress {
-                stop: None,
-                thread: None,
-            };
-        }
-        let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let t = Instant::now();
-            // Quick operations show nothing.
-            if rx.recv_timeout(Duration::from_millis(300)).is_ok() {
-                return;
-            }
-            loop {
-                eprint!("\r{what}… {:.1}s ", t.elapsed().as_secs_f64());
-                let _ = std::io::stderr().flush();
-                if rx.recv_timeout(Duration::from_millis(100)).is_ok() {
-                    eprint!("\r\x1b[K");
-                    return;
-                }
-            }
-        });
-        Progress {
-            stop: Some(tx),
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Progress {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 pub fn snapshot(cmd: SnapshotCmd) -> anyhow::Result<u8> {
