@@ -65,6 +65,22 @@ pub fn dispatch(cmd: Command) -> anyhow::Result<u8> {
     }
 }
 
+/// `-l K=V` labels as a JSON object.
+pub fn parse_labels(
+    items: &[String],
+) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    let mut labels = serde_json::Map::new();
+    for l in items {
+        let Some((k, v)) = l.split_once('=') else {
+            anyhow::bail!(aibox_runtime::Error::InvalidSpec(format!(
+                "invalid label {l:?}: expected K=V"
+            )));
+        };
+        labels.insert(k.to_string(), serde_json::Value::String(v.to_string()));
+    }
+    Ok(labels)
+}
+
 /// `-e K=V` / `-e K` (copied from our environment when set).
 pub fn parse_env(items: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     let mut out = Vec::new();

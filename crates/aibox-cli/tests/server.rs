@@ -749,19 +749,51 @@ fn schemathesis_finds_no_server_errors_or_schema_violations() {
         return;
     };
     let s = Server::start(&data_dir("schemathesis"));
+    // The checks: no server error, and status codes, bodies and content
+    // types as the spec says. A fork asks for up to 100 sandboxes at once;
+    // when fewer slots are free it answers 503 (documented, with
+    // Retry-After), which is the contract, not a fault: that operation
+    // alone may answer 5xx, and its answers are still checked against the
+    // spec. (Per-operation settings live in a config file, which CLI
+    // check flags would override.)
+    let mut config = String::new();
+    for off in [
+        "negative_data_rejection",
+        "positive_data_acceptance",
+        "missing_required_header",
+        "unsupported_method",
+        "use_after_free",
+        "ensure_resource_availability",
+        "ignored_auth",
+        "response_headers_conformance",
+    ] {
+        config.push_str(&format!("[checks.{off}]\nenabled = false\n"));
+    }
+    config.push_str(
+        "[[operations]]\ninclude-name = \"POST /v1/snapshots/{id}/fork\"\nchecks.not_a_server_error.enabled = false\n",
+    );
+    let config_file = s.data.with_extension("schemathesis.toml");
+    std::fs::write(&config_file, config).unwrap();
     let o = Command::new(st)
+        .arg("--config-file")
+        .arg(&config_file)
         .args(["run", &format!("http://{}/v1/openapi.json", s.addr)])
         .args(["-H", &format!("Authorization: Bearer {}", s.key)])
-        .args([
-            "-c",
-            "not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance",
-        ])
         // Revoking keys would revoke the one this run authenticates with;
         // a tar of `/` is gigabytes of host /usr (streaming is covered by
         // files_processes_and_streams).
         .args(["--exclude-name", "DELETE /v1/keys/{id}"])
         .args(["--exclude-name", "GET /v1/sandboxes/{id}/tar"])
-        .args(["-n", "15", "-w", "1", "--request-timeout", "120", "--seed", "1"])
+        .args([
+            "-n",
+            "15",
+            "-w",
+            "1",
+            "--request-timeout",
+            "120",
+            "--seed",
+            "1",
+        ])
         .env("NO_COLOR", "1")
         .output()
         .unwrap();

@@ -1138,8 +1138,17 @@ pub fn peer_closed(fd: BorrowedFd<'_>) -> bool {
 
 /// flock(LOCK_EX | LOCK_NB): Ok(false) when someone else holds the lock.
 pub fn try_lock_exclusive(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    try_flock(fd, libc::LOCK_EX)
+}
+
+/// flock(LOCK_SH | LOCK_NB): Ok(false) when someone holds it exclusively.
+pub fn try_lock_shared(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    try_flock(fd, libc::LOCK_SH)
+}
+
+fn try_flock(fd: BorrowedFd<'_>, op: libc::c_int) -> io::Result<bool> {
     // SAFETY: flock on a valid fd with integer flags.
-    let rc = unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    let rc = unsafe { libc::flock(fd.as_raw_fd(), op | libc::LOCK_NB) };
     if rc == 0 {
         return Ok(true);
     }
@@ -1258,21 +1267,6 @@ fn default_dispositions_raw() {
 }
 
 // ------------------------------------------------------------- file trees
-
-/// flock(LOCK_SH | LOCK_NB): Ok(false) when someone holds it exclusively.
-pub fn try_lock_shared(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    // SAFETY: flock on a valid fd with integer flags.
-    let rc = unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
-    if rc == 0 {
-        return Ok(true);
-    }
-    let e = io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        Ok(false)
-    } else {
-        Err(e)
-    }
-}
 
 /// flock(LOCK_EX), waiting for it.
 pub fn lock_exclusive(fd: BorrowedFd<'_>) -> io::Result<()> {

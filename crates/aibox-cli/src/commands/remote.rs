@@ -53,16 +53,10 @@ pub fn create(a: CreateArgs) -> anyhow::Result<u8> {
         body.insert("hostname".into(), json!(h));
     }
     body.insert("mounts".into(), json!(spec.mounts));
-    let mut labels = Map::new();
-    for l in &a.labels {
-        let Some((k, v)) = l.split_once('=') else {
-            anyhow::bail!(aibox_runtime::Error::InvalidSpec(format!(
-                "invalid label {l:?}: expected K=V"
-            )));
-        };
-        labels.insert(k.to_string(), json!(v));
-    }
-    body.insert("labels".into(), Value::Object(labels));
+    body.insert(
+        "labels".into(),
+        Value::Object(super::parse_labels(&a.labels)?),
+    );
     let v = client()?.json(
         Method::POST,
         "/v1/sandboxes",

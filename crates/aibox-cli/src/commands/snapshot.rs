@@ -187,15 +187,7 @@ pub fn fork(snapshot: &str, count: u64, o: &OverrideArgs, single: bool) -> anyho
             let m: Map<String, Value> = env.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
             body.insert("env".into(), Value::Object(m));
         }
-        let mut labels = Map::new();
-        for l in &o.labels {
-            let Some((k, v)) = l.split_once('=') else {
-                anyhow::bail!(aibox_runtime::Error::InvalidSpec(format!(
-                    "invalid label {l:?}: expected K=V"
-                )));
-            };
-            labels.insert(k.to_string(), json!(v));
-        }
+        let labels = super::parse_labels(&o.labels)?;
         if !labels.is_empty() {
             body.insert("labels".into(), Value::Object(labels));
         }
