@@ -2,12 +2,11 @@
 //!
 //! ```text
 //!  P (caller, single-threaded)        S (clone(NEWUSER|NEWPID): PID 1)   H (fork of S)
-//!  [root: unshare(NEWNS), rprivate]
 //!  clone ─────────────────────────────► fork ─────────────────────────────► unshare(NET|IPC|UTS)
 //!  write uid_map/gid_map                wait for "M"                         loopback up, "R" ──┐
-//!  [root: idmapped binds into staging]                                      wait for EOF, exit │
-//!  "M" ───────────────────────────────► setresuid/gid(0), setgroups([])                        │
-//!  cgroup: create + limits              unshare(NS)                                            │
+//!  [root: detached idmapped trees]                                          wait for EOF, exit │
+//!  "M" + trees ───────────────────────► setresuid/gid(0), setgroups([])                        │
+//!  cgroup: create + limits              unshare(NS), rprivate, attach trees                    │
 //!  [root, v1: chown tasks to S's uid]   mounts (mounts::plan), pivot_root,                     │
 //!  [v2: add S to the cgroup]            all but the old root's detach                          │
 //!  expected report; check the required                                                         │
@@ -218,23 +217,10 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
     let host_uid = aibox_sys::geteuid();
     let host_gid = aibox_sys::getgid();
 
-    if !plan.rootless() {
-        // A private mount namespace for P: the idmapped staging mounts below
-        // exist only here (and in the sandbox's copy), never on the host.
-        aibox_sys::unshare(libc::CLONE_NEWNS)
-            .map_err(sys("unshare(CLONE_NEWNS) for the setup process"))?;
-        aibox_sys::mount(
-            None,
-            Path::new("/"),
-            None,
-            libc::MS_REC | libc::MS_PRIVATE,
-            None,
-        )
-        .map_err(sys("making the setup mount namespace private"))?;
-    }
-    // Two pipes: P→S carries the release and then stays open as the link
-    // (its EOF tells PID 1 that P is gone); S→P carries the verdict.
-    let (p2s_r, p2s_w) = aibox_sys::pipe().map_err(sys("pipe"))?;
+    // P→S is a socket: it carries the staged mount trees with "M", then the
+    // release, and then stays open as the link (its EOF tells PID 1 that P
+    // is gone). S→P is a pipe that carries the verdict.
+    let (p2s_r, p2s_w) = aibox_sys::socketpair().map_err(sys("socketpair"))?;
     let (s2p_r, s2p_w) = aibox_sys::pipe().map_err(sys("pipe"))?;
 
     let mut cgroup = Cgroup {
@@ -289,18 +275,21 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
         std::fs::write(proc_dir.join("uid_map"), &uid_map).map_err(sys("writing uid_map"))?;
         std::fs::write(proc_dir.join("gid_map"), &gid_map).map_err(sys("writing gid_map"))?;
 
-        let idmapped = if plan.uid_base.is_some() {
-            idmap_staging(plan, &proc_dir)?
+        let (trees, idmapped) = if plan.uid_base.is_some() {
+            stage_trees(plan, &proc_dir)?
         } else {
-            false
+            (vec![], false)
         };
         // S may build its root filesystem now; the cgroup follows.
-        if send(&p2s_w, b'M', &[]).is_err() {
+        let fds: Vec<_> = trees.iter().map(|t| t.as_fd()).collect();
+        if aibox_sys::send_with_fds(p2s_w.as_fd(), &[b'M', 0, 0, 0, 0], &fds).is_err() {
             return Err(match recv(&s2p_r) {
                 Ok(msg) => child_error(msg, "namespace creation"),
                 Err(e) => sys("signalling the sandbox's init process")(e),
             });
         }
+        drop(fds);
+        drop(trees);
         let applied = make_cgroup(plan, &mut cgroup, host_uid)?;
         if let (Some(base), "v1") = (plan.uid_base, cgroup.version.as_str()) {
             // S joins by writing to `tasks` as the sandbox's root (host uid
@@ -466,40 +455,62 @@ fn confirm_setup(pipe: &mut Option<OwnedFd>) -> Result<Vec<u8>, SetupError> {
     }
 }
 
-/// Root mode: idmapped binds of the template, its host binds and the user
-/// mounts into staging, in P's private mount namespace. They appear owned by
-/// the sandbox's own uids, without copying or chowning anything.
-fn idmap_staging(plan: &Plan, proc_dir: &Path) -> Result<bool, SetupError> {
-    let userns =
-        File::open(proc_dir.join("ns/user")).map_err(sys("opening the sandbox user namespace"))?;
-    let ro =
-        aibox_sys::MOUNT_ATTR_RDONLY | aibox_sys::MOUNT_ATTR_NOSUID | aibox_sys::MOUNT_ATTR_NODEV;
-    aibox_sys::idmapped_bind(&plan.template.rootfs, &plan.staging.join("lower"), userns.as_fd(), ro).map_err(sys(format!(
-        "idmapped mount of the template {} (the filesystem must support idmapped mounts: ext4, xfs, btrfs, tmpfs)",
-        plan.template.rootfs.display()
-    )))?;
-    if let Some(layer) = &plan.snapshot_layer {
-        // Stored with the sandbox's own uids (0..65536): the same mapping.
-        aibox_sys::idmapped_bind(layer, &plan.staging.join("snap"), userns.as_fd(), ro).map_err(
-            sys(format!(
-                "idmapped mount of the snapshot {}",
-                layer.display()
-            )),
-        )?;
+/// Where S attaches the trees P stages, in the order P sends them.
+fn staged_targets(plan: &Plan) -> Vec<PathBuf> {
+    let mut v = vec![plan.staging.join("lower")];
+    if plan.snapshot_layer.is_some() {
+        v.push(plan.staging.join("snap"));
     }
-    for (i, (host, _)) in plan.template.binds.iter().enumerate() {
-        let dst = plan.staging.join(format!("t{i}"));
-        ensure_mountpoint(&dst, false)?;
-        if aibox_sys::idmapped_bind(host, &dst, userns.as_fd(), ro).is_err() {
-            // Not every filesystem supports idmapping; a plain read-only
-            // bind still works (files then show as nobody).
-            aibox_sys::mount(Some(host), &dst, None, libc::MS_BIND | libc::MS_REC, None)
-                .map_err(sys(format!("bind mount of {}", host.display())))?;
-        }
+    for i in 0..plan.template.binds.len() {
+        v.push(plan.staging.join(format!("t{i}")));
     }
     for (i, m) in plan.spec.mounts.iter().enumerate() {
-        let dst = plan.staging.join(staging_name(i, m.host.is_file()));
-        ensure_mountpoint(&dst, m.host.is_file())?;
+        v.push(plan.staging.join(staging_name(i, m.host.is_file())));
+    }
+    v
+}
+
+/// Root mode: detached, idmapped copies of the template, its host binds,
+/// a snapshot layer and the user mounts, so that they appear owned by the
+/// sandbox's own uids without copying or chowning anything. They are
+/// attached nowhere on the host: P passes them to S, which attaches them
+/// at the staging points in its own mount namespace (so P needs no mount
+/// namespace of its own, whose teardown would cost an RCU grace period).
+/// Returns them in [`staged_targets`] order, and whether the template is
+/// idmapped.
+fn stage_trees(plan: &Plan, proc_dir: &Path) -> Result<(Vec<OwnedFd>, bool), SetupError> {
+    let userns =
+        File::open(proc_dir.join("ns/user")).map_err(sys("opening the sandbox user namespace"))?;
+    let userns = Some(userns.as_fd());
+    let ro =
+        aibox_sys::MOUNT_ATTR_RDONLY | aibox_sys::MOUNT_ATTR_NOSUID | aibox_sys::MOUNT_ATTR_NODEV;
+    let mut trees = vec![aibox_sys::detached_tree(&plan.template.rootfs, userns, ro).map_err(sys(format!(
+        "idmapped mount of the template {} (the filesystem must support idmapped mounts: ext4, xfs, btrfs, tmpfs)",
+        plan.template.rootfs.display()
+    )))?];
+    if let Some(layer) = &plan.snapshot_layer {
+        // Stored with the sandbox's own uids (0..65536): the same mapping.
+        trees.push(
+            aibox_sys::detached_tree(layer, userns, ro).map_err(sys(format!(
+                "idmapped mount of the snapshot {}",
+                layer.display()
+            )))?,
+        );
+    }
+    for (i, (host, _)) in plan.template.binds.iter().enumerate() {
+        ensure_mountpoint(&plan.staging.join(format!("t{i}")), false)?;
+        // Not every filesystem supports idmapping; a plain read-only bind
+        // still works (files then show as nobody).
+        let tree = aibox_sys::detached_tree(host, userns, ro)
+            .or_else(|_| aibox_sys::detached_tree(host, None, ro))
+            .map_err(sys(format!("bind mount of {}", host.display())))?;
+        trees.push(tree);
+    }
+    for (i, m) in plan.spec.mounts.iter().enumerate() {
+        ensure_mountpoint(
+            &plan.staging.join(staging_name(i, m.host.is_file())),
+            m.host.is_file(),
+        )?;
         let attrs = aibox_sys::MOUNT_ATTR_NOSUID
             | aibox_sys::MOUNT_ATTR_NODEV
             | if m.read_only {
@@ -507,18 +518,12 @@ fn idmap_staging(plan: &Plan, proc_dir: &Path) -> Result<bool, SetupError> {
             } else {
                 0
             };
-        if aibox_sys::idmapped_bind(&m.host, &dst, userns.as_fd(), attrs).is_err() {
-            aibox_sys::mount(
-                Some(&m.host),
-                &dst,
-                None,
-                libc::MS_BIND | libc::MS_REC,
-                None,
-            )
+        let tree = aibox_sys::detached_tree(&m.host, userns, attrs)
+            .or_else(|_| aibox_sys::detached_tree(&m.host, None, attrs))
             .map_err(sys(format!("bind mount of {}", m.host.display())))?;
-        }
+        trees.push(tree);
     }
-    Ok(true)
+    Ok((trees, true))
 }
 
 /// Create the sandbox's cgroup with its limits. Rootless hosts rarely
@@ -765,12 +770,12 @@ fn sandbox_pid1(
     };
     // No pdeathsig: if P dies, S sees EOF on `from_p` while it waits for
     // the release, and a failed verdict write (or the link's EOF) after.
-    let net = match setup_namespaces(plan, &from_p) {
+    let (net, trees) = match setup_namespaces(plan, &from_p) {
         Ok(v) => v,
         Err(msg) => fail(msg),
     };
     // `scratch` stays open for PID 1's whole life (this never returns).
-    let (report, release, scratch) = match sandbox_init(plan, seccomp, net, &from_p) {
+    let (report, release, scratch) = match sandbox_init(plan, seccomp, net, trees, &from_p) {
         Ok(r) => r,
         Err(msg) => fail(msg),
     };
@@ -823,15 +828,25 @@ fn sandbox_pid1(
 /// S, before its root filesystem: start the network helper, wait for P's
 /// "maps written" message, take the sandbox's root identity and unshare the
 /// mount namespace (copying P's, with its idmapped staging mounts).
-fn setup_namespaces(plan: &Plan, from_p: &OwnedFd) -> Result<NetHelper, String> {
+fn setup_namespaces(plan: &Plan, from_p: &OwnedFd) -> Result<(NetHelper, Vec<OwnedFd>), String> {
     let e = |what: &str| {
         let what = what.to_string();
         move |err: io::Error| format!("{what}: {err}")
     };
     let net = NetHelper::start().map_err(e("starting the network namespace helper"))?;
-    match recv(from_p).map_err(e("wait for parent"))? {
-        Some((b'M', _)) => {}
+    // "M" (an empty message) with the staged trees.
+    let mut hdr = [0u8; 5];
+    let trees = match aibox_sys::recv_with_fds(from_p.as_fd(), &mut hdr) {
+        Ok(trees) if hdr == [b'M', 0, 0, 0, 0] => trees,
         _ => return Err("parent aborted".into()),
+    };
+    let expected = if plan.rootless() {
+        0
+    } else {
+        staged_targets(plan).len()
+    };
+    if trees.len() != expected {
+        return Err("the parent sent the wrong number of mount trees".into());
     }
     let inner = if plan.rootless() {
         plan.rootless_uid()
@@ -844,7 +859,7 @@ fn setup_namespaces(plan: &Plan, from_p: &OwnedFd) -> Result<NetHelper, String> 
         aibox_sys::clear_groups().map_err(e("setgroups"))?;
     }
     aibox_sys::unshare(libc::CLONE_NEWNS).map_err(e("unshare(mount namespace)"))?;
-    Ok(net)
+    Ok((net, trees))
 }
 
 /// S, once its root filesystem is built but the host's is still reachable
@@ -897,6 +912,7 @@ fn sandbox_init(
     plan: &Plan,
     seccomp: &crate::seccomp::BpfProgram,
     net: NetHelper,
+    trees: Vec<OwnedFd>,
     from_p: &OwnedFd,
 ) -> Result<(IsolationReport, Release, Option<OwnedFd>), String> {
     let mut lowers = vec![];
@@ -960,7 +976,21 @@ fn sandbox_init(
         }
         _ => (steps.as_slice(), &[][..]),
     };
-    mounts::execute(before).map_err(|e| format!("{e}: {}", e.source))?;
+    // First the namespace goes private; then the trees P staged are
+    // attached (in this namespace only); then the rest.
+    let (private, rest) = match before.split_first() {
+        Some((first, rest)) if *first == mounts::Step::MakePrivate => {
+            (std::slice::from_ref(first), rest)
+        }
+        _ => (&[][..], before),
+    };
+    mounts::execute(private).map_err(|e| format!("{e}: {}", e.source))?;
+    for (tree, target) in trees.iter().zip(staged_targets(plan)) {
+        aibox_sys::attach_tree(tree.as_fd(), &target)
+            .map_err(|e| format!("attaching {}: {e}", target.display()))?;
+    }
+    drop(trees);
+    mounts::execute(rest).map_err(|e| format!("{e}: {}", e.source))?;
     // A persistent sandbox's PID 1 keeps the scratch tmpfs (upper and work
     // dirs) open: once the old root is gone nothing else reaches it, and
     // snapshots read the upper through this descriptor (close-on-exec:

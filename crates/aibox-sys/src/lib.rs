@@ -492,18 +492,20 @@ struct MountAttr {
     userns_fd: u64,
 }
 
-/// Create an idmapped, detached copy of `src` (recursively) whose ownership is
-/// translated through the user namespace `userns`, with extra `attrs`
-/// (MOUNT_ATTR_*), and attach it at `target`.
+/// A detached copy of the mount tree at `src` (recursively), not attached
+/// anywhere: only the returned descriptor reaches it until
+/// [`attach_tree`] puts it somewhere (in any mount namespace where the
+/// caller may mount). With `userns`, its ownership is translated through
+/// that user namespace's mapping (an idmapped mount); `attrs` are extra
+/// MOUNT_ATTR_* flags.
 ///
-/// Needs CAP_SYS_ADMIN in the initial user namespace and a filesystem that
-/// supports idmapped mounts (ext4, xfs, btrfs, tmpfs ≥ 6.3, overlay …).
-pub fn idmapped_bind(
+/// Idmapping needs CAP_SYS_ADMIN in the initial user namespace and a
+/// filesystem that supports it (ext4, xfs, btrfs, tmpfs ≥ 6.3, overlay …).
+pub fn detached_tree(
     src: &Path,
-    target: &Path,
-    userns: BorrowedFd<'_>,
+    userns: Option<BorrowedFd<'_>>,
     attrs: u64,
-) -> io::Result<()> {
+) -> io::Result<OwnedFd> {
     let s = cpath(src)?;
     // SAFETY: s is NUL-terminated; flags are integers; the returned fd is new.
     let tree = cvt_long(unsafe {
@@ -517,25 +519,39 @@ pub fn idmapped_bind(
     // SAFETY: tree is a fresh fd we own.
     let tree = unsafe { OwnedFd::from_raw_fd(tree as RawFd) };
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP | attrs,
+        attr_set: attrs
+            | if userns.is_some() {
+                MOUNT_ATTR_IDMAP
+            } else {
+                0
+            },
         attr_clr: 0,
         propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
+        userns_fd: userns.map_or(0, |u| u.as_raw_fd() as u64),
     };
-    let empty = c"";
-    // SAFETY: attr is a live struct of the size passed; empty path with
-    // AT_EMPTY_PATH applies the change to the tree fd itself.
-    cvt_long(unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            empty.as_ptr(),
-            AT_EMPTY_PATH | AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    })?;
+    if attr.attr_set != 0 {
+        let empty = c"";
+        // SAFETY: attr is a live struct of the size passed; empty path with
+        // AT_EMPTY_PATH applies the change to the tree fd itself.
+        cvt_long(unsafe {
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                tree.as_raw_fd(),
+                empty.as_ptr(),
+                AT_EMPTY_PATH | AT_RECURSIVE,
+                &attr as *const MountAttr,
+                std::mem::size_of::<MountAttr>(),
+            )
+        })?;
+    }
+    Ok(tree)
+}
+
+/// Attach a detached tree (from [`detached_tree`]) at `target`, in the
+/// caller's mount namespace.
+pub fn attach_tree(tree: BorrowedFd<'_>, target: &Path) -> io::Result<()> {
     let t = cpath(target)?;
+    let empty = c"";
     // SAFETY: both paths are NUL-terminated; the tree fd is valid.
     cvt_long(unsafe {
         libc::syscall(
@@ -548,6 +564,133 @@ pub fn idmapped_bind(
         )
     })
     .map(drop)
+}
+
+/// A connected pair of Unix stream sockets (close-on-exec), which unlike
+/// a pipe can carry descriptors.
+pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: fds is a live array of two ints.
+    cvt(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
+    // SAFETY: socketpair returned two fresh fds we now own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Most descriptors one message carries.
+pub const MAX_PASSED_FDS: usize = 64;
+
+/// Send `bytes` (all of them) with `fds` attached to the first byte.
+pub fn send_with_fds(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    if fds.len() > MAX_PASSED_FDS || bytes.is_empty() {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let space = if raw.is_empty() {
+        0
+    } else {
+        // SAFETY: CMSG_SPACE is a pure size computation.
+        unsafe { libc::CMSG_SPACE(std::mem::size_of_val(raw.as_slice()) as u32) as usize }
+    };
+    let mut control = vec![0u8; space];
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut libc::c_void,
+        iov_len: bytes.len(),
+    };
+    // SAFETY: a zeroed msghdr is valid; the fields set below point at live
+    // buffers of the stated sizes.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !raw.is_empty() {
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        // SAFETY: msg_control holds CMSG_SPACE bytes for one header and
+        // the fd array, so the first header and its data are in bounds.
+        unsafe {
+            let h = libc::CMSG_FIRSTHDR(&msg);
+            (*h).cmsg_level = libc::SOL_SOCKET;
+            (*h).cmsg_type = libc::SCM_RIGHTS;
+            (*h).cmsg_len = libc::CMSG_LEN(std::mem::size_of_val(raw.as_slice()) as u32) as usize;
+            std::ptr::copy_nonoverlapping(raw.as_ptr(), libc::CMSG_DATA(h).cast(), raw.len());
+        }
+    }
+    let n = loop {
+        // SAFETY: msg describes live buffers.
+        let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    };
+    // The descriptors went with the first byte; the rest is plain data.
+    write_all_fd(sock, &bytes[n..])
+}
+
+/// Read exactly `buf.len()` bytes, collecting the descriptors that came
+/// with them. EOF before the end is `UnexpectedEof`.
+pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Vec<OwnedFd>> {
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE((MAX_PASSED_FDS * std::mem::size_of::<RawFd>()) as u32) }
+        as usize;
+    let mut control = vec![0u8; space];
+    let mut fds = Vec::new();
+    let mut got = 0;
+    while got < buf.len() {
+        let mut iov = libc::iovec {
+            iov_base: buf[got..].as_mut_ptr().cast(),
+            iov_len: buf.len() - got,
+        };
+        // SAFETY: a zeroed msghdr is valid; the fields point at live buffers.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        // SAFETY: msg describes live buffers; MSG_CMSG_CLOEXEC marks the
+        // received descriptors close-on-exec.
+        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        // SAFETY: the kernel filled msg_control with well-formed headers,
+        // walked with the CMSG_* macros within msg_controllen.
+        unsafe {
+            let mut h = libc::CMSG_FIRSTHDR(&msg);
+            while !h.is_null() {
+                if (*h).cmsg_level == libc::SOL_SOCKET && (*h).cmsg_type == libc::SCM_RIGHTS {
+                    let data = libc::CMSG_DATA(h) as *const RawFd;
+                    let count =
+                        ((*h).cmsg_len - libc::CMSG_LEN(0) as usize) / std::mem::size_of::<RawFd>();
+                    for i in 0..count {
+                        fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
+                    }
+                }
+                h = libc::CMSG_NXTHDR(&msg, h);
+            }
+        }
+        if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+            return Err(io::Error::other("too many descriptors in one message"));
+        }
+        if n == 0 {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+        }
+        got += n as usize;
+    }
+    Ok(fds)
 }
 
 /// statfs f_type of a path (e.g. to tell cgroup2 from a tmpfs of v1 mounts).
@@ -1450,6 +1593,26 @@ mod tests {
             poll_readable(&[r.as_fd()], Some(Duration::from_millis(100))).unwrap(),
             vec![true]
         );
+    }
+
+    #[test]
+    fn descriptors_pass_over_a_socketpair() {
+        let (a, b) = socketpair().unwrap();
+        let (r, w) = pipe().unwrap();
+        send_with_fds(a.as_fd(), b"hello", &[w.as_fd()]).unwrap();
+        drop(w);
+        let mut buf = [0u8; 5];
+        let fds = recv_with_fds(b.as_fd(), &mut buf).unwrap();
+        assert_eq!((&buf, fds.len()), (b"hello", 1));
+        write_all_fd(fds[0].as_fd(), b"x").unwrap();
+        assert!(poll_readable(&[r.as_fd()], Some(Duration::from_millis(100))).unwrap()[0]);
+        // No descriptors is fine; EOF is an error.
+        send_with_fds(a.as_fd(), b"ab", &[]).unwrap();
+        let mut two = [0u8; 2];
+        assert!(recv_with_fds(b.as_fd(), &mut two).unwrap().is_empty());
+        drop(a);
+        let e = recv_with_fds(b.as_fd(), &mut two).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
     }
 
     #[test]
