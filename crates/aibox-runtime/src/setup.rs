@@ -834,6 +834,12 @@ fn setup_namespaces(plan: &Plan, from_p: &OwnedFd) -> Result<(NetHelper, Vec<Own
         move |err: io::Error| format!("{what}: {err}")
     };
     let net = NetHelper::start().map_err(e("starting the network namespace helper"))?;
+    // While P writes the maps: what needs no namespace at all. Commands
+    // must not inherit signals our caller ignored or blocked, and the
+    // bounding set goes (S's own capabilities stay until it seals: the
+    // bounding set only limits what an exec can gain).
+    aibox_sys::reset_signal_dispositions();
+    aibox_sys::drop_bounding_and_ambient().map_err(e("dropping the bounding set"))?;
     // "M" (an empty message) with the staged trees.
     let mut hdr = [0u8; 5];
     let trees = match aibox_sys::recv_with_fds(from_p.as_fd(), &mut hdr) {
@@ -1034,16 +1040,13 @@ fn sandbox_init(
         .unwrap_or_else(|| format!("aibox-{}", &plan.id[..plan.id.len().min(8)]));
     net.enter()?;
     aibox_sys::sethostname(&hostname).map_err(|e| format!("sethostname: {e}"))?;
-    // Commands must not inherit signals our caller ignored or blocked.
-    aibox_sys::reset_signal_dispositions();
     aibox_sys::setrlimit(aibox_sys::RlimitResource::Core, 0, 0)
         .map_err(|e| format!("setrlimit: {e}"))?;
 
-    // Seal: capabilities, no_new_privs, landlock, seccomp (in this order:
-    // landlock and seccomp need no_new_privs; seccomp last so the calls
-    // before it need not be allowed).
-    aibox_sys::drop_bounding_and_ambient()
-        .map_err(|e| format!("dropping the bounding set: {e}"))?;
+    // Seal: capabilities (the bounding set went at the start), no_new_privs,
+    // landlock, seccomp (in this order: landlock and seccomp need
+    // no_new_privs; seccomp last so the calls before it need not be
+    // allowed).
     // PID 1 keeps only CAP_SETUID/CAP_SETGID (to start commands as `user`)
     // and CAP_KILL (to signal them), all inside its own user namespace;
     // commands get none, since the bounding set is empty when they exec.
