@@ -212,7 +212,6 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
             });
         }
     }
-    let seccomp = crate::seccomp::program();
     let one_shot = matches!(payload, Payload::OneShot(_));
     let host_uid = aibox_sys::geteuid();
     let host_gid = aibox_sys::getgid();
@@ -251,7 +250,7 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
             if aibox_sys::close_fds_except(&keep).is_err() {
                 aibox_sys::exit_now(1);
             }
-            sandbox_pid1(plan, p2s_r, s2p_w, payload, &seccomp);
+            sandbox_pid1(plan, p2s_r, s2p_w, payload);
         }
         aibox_sys::Fork::Parent(pid) => pid,
     };
@@ -311,9 +310,7 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
         // Everything PID 1 will report is decided by now (it fails hard on
         // any sealing step), so the required level is checked *before* the
         // sandbox exists: fail closed without ever running the payload.
-        let report = expected_report(
-            plan, &cgroup, &applied, idmapped, host_uid, host_gid, &seccomp,
-        );
+        let report = expected_report(plan, &cgroup, &applied, idmapped, host_uid, host_gid);
         if let Some(level) = plan.spec.require_isolation {
             let gaps = report.gaps(level);
             if !gaps.is_empty() {
@@ -584,7 +581,6 @@ fn expected_report(
     idmapped: bool,
     host_uid: u32,
     host_gid: u32,
-    seccomp: &crate::seccomp::BpfProgram,
 ) -> IsolationReport {
     let (inside, outside, gid_outside, count) = match plan.uid_base {
         Some(base) => (0, base, base, 65536),
@@ -619,7 +615,8 @@ fn expected_report(
             count,
         }],
         dedicated_uid_range: plan.uid_base.is_some(),
-        seccomp: !seccomp.is_empty(),
+        // PID 1 installs the filter or fails its setup.
+        seccomp: true,
         seccomp_allowed_syscalls: crate::seccomp::allowed_count(),
         landlock_abi: landlock,
         landlock_enforced: landlock.is_some(),
@@ -757,25 +754,19 @@ impl NetHelper {
 /// S: PID 1 of the sandbox, born in its new user and pid namespaces. Makes
 /// the remaining namespaces, builds the root filesystem, seals itself, and
 /// runs the payload. Never returns: setup errors go to P as `E` messages.
-fn sandbox_pid1(
-    plan: &Plan,
-    from_p: OwnedFd,
-    to_p: OwnedFd,
-    payload: Payload,
-    seccomp: &crate::seccomp::BpfProgram,
-) -> ! {
+fn sandbox_pid1(plan: &Plan, from_p: OwnedFd, to_p: OwnedFd, payload: Payload) -> ! {
     let fail = |msg: String| -> ! {
         let _ = send(&to_p, b'E', msg.as_bytes());
         aibox_sys::exit_now(1);
     };
     // No pdeathsig: if P dies, S sees EOF on `from_p` while it waits for
     // the release, and a failed verdict write (or the link's EOF) after.
-    let (net, trees) = match setup_namespaces(plan, &from_p) {
+    let (net, trees, seccomp) = match setup_namespaces(plan, &from_p) {
         Ok(v) => v,
         Err(msg) => fail(msg),
     };
     // `scratch` stays open for PID 1's whole life (this never returns).
-    let (report, release, scratch) = match sandbox_init(plan, seccomp, net, trees, &from_p) {
+    let (report, release, scratch) = match sandbox_init(plan, &seccomp, net, trees, &from_p) {
         Ok(r) => r,
         Err(msg) => fail(msg),
     };
@@ -828,7 +819,10 @@ fn sandbox_pid1(
 /// S, before its root filesystem: start the network helper, wait for P's
 /// "maps written" message, take the sandbox's root identity and unshare the
 /// mount namespace (copying P's, with its idmapped staging mounts).
-fn setup_namespaces(plan: &Plan, from_p: &OwnedFd) -> Result<(NetHelper, Vec<OwnedFd>), String> {
+fn setup_namespaces(
+    plan: &Plan,
+    from_p: &OwnedFd,
+) -> Result<(NetHelper, Vec<OwnedFd>, crate::seccomp::BpfProgram), String> {
     let e = |what: &str| {
         let what = what.to_string();
         move |err: io::Error| format!("{what}: {err}")
@@ -840,6 +834,7 @@ fn setup_namespaces(plan: &Plan, from_p: &OwnedFd) -> Result<(NetHelper, Vec<Own
     // bounding set only limits what an exec can gain).
     aibox_sys::reset_signal_dispositions();
     aibox_sys::drop_bounding_and_ambient().map_err(e("dropping the bounding set"))?;
+    let seccomp = crate::seccomp::program();
     // "M" (an empty message) with the staged trees.
     let mut hdr = [0u8; 5];
     let trees = match aibox_sys::recv_with_fds(from_p.as_fd(), &mut hdr) {
@@ -865,7 +860,7 @@ fn setup_namespaces(plan: &Plan, from_p: &OwnedFd) -> Result<(NetHelper, Vec<Own
         aibox_sys::clear_groups().map_err(e("setgroups"))?;
     }
     aibox_sys::unshare(libc::CLONE_NEWNS).map_err(e("unshare(mount namespace)"))?;
-    Ok((net, trees))
+    Ok((net, trees, seccomp))
 }
 
 /// S, once its root filesystem is built but the host's is still reachable
