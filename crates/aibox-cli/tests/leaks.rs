@@ -99,7 +99,30 @@ fn two_hundred_cycles_leave_nothing_behind() {
         t.elapsed()
     );
     assert_eq!(common::host_mounts(), mounts, "host mount table changed");
-    assert_eq!(common::aibox_cgroups(), cgroups, "cgroups left behind");
+    // One-shot runs keep an idle `aibox-run.<slot>` cgroup for the next
+    // run in their slot; gc removes idle ones.
+    let kept: Vec<_> = common::aibox_cgroups()
+        .into_iter()
+        .filter(|c| !cgroups.contains(c))
+        .collect();
+    assert!(
+        kept.iter().all(|c| c
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("aibox-run."))),
+        "cgroups left behind: {kept:?}"
+    );
+    rt.gc();
+    let is_run = |c: &std::path::PathBuf| {
+        c.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("aibox-run."))
+    };
+    let after = common::aibox_cgroups();
+    assert!(
+        !after.iter().any(is_run),
+        "gc left idle run cgroups: {after:?}"
+    );
+    let before: Vec<_> = cgroups.iter().filter(|c| !is_run(c)).cloned().collect();
+    assert_eq!(after, before, "cgroups left behind after gc");
     // Exited sandboxes' processes may take a moment to be reaped by init.
     let mut left = sandbox_processes();
     for _ in 0..50 {

@@ -326,14 +326,20 @@ impl Cgroup {
                         match ctrl.as_str() {
                             "memory" => {
                                 if let Some(m) = limits.memory {
-                                    write(&dir.join("memory.limit_in_bytes"), &m.to_string())?;
-                                    applied.memory = true;
                                     // memsw exists only with swap accounting. Without
                                     // it, a host without swap needs nothing more, and
                                     // otherwise swappiness 0 keeps the limit close to
                                     // real (but not exact: reported as not applied).
                                     let memsw = dir.join("memory.memsw.limit_in_bytes");
-                                    if memsw.exists() {
+                                    let has_memsw = memsw.exists();
+                                    // The kernel refuses a limit above memsw's, which a
+                                    // reused cgroup may still have from its last run.
+                                    if has_memsw {
+                                        write(&memsw, "-1")?;
+                                    }
+                                    write(&dir.join("memory.limit_in_bytes"), &m.to_string())?;
+                                    applied.memory = true;
+                                    if has_memsw {
                                         write(&memsw, &m.to_string())?;
                                         applied.swap = true;
                                     } else if swap_total() == 0 {

@@ -246,6 +246,9 @@ impl Runtime {
         // No record for one-shot runs: this process holds the uid slot (and
         // PID 1 inherits the hold), which is all `gc` needs after a crash.
         let mut launched = setup::launch(&plan, setup::Payload::OneShot(one))?;
+        // A reused cgroup counts OOM kills across runs (read while PID 1
+        // sets up, off the critical path).
+        let oom_before = launched.cgroup.stats().oom_kills.unwrap_or(0);
         let outcome = wait_one_shot(&launched, spec.timeout_ms.map(Duration::from_millis), tty);
         let (code, timed_out) = outcome;
         // Did PID 1 finish its setup (and so run the command)?
@@ -255,13 +258,15 @@ impl Runtime {
             launched.confirm()
         };
         // Only a SIGKILL can be the OOM killer's work.
-        let oom_killed = code == 137 && launched.cgroup.stats().oom_kills.unwrap_or(0) > 0;
+        let oom_killed = code == 137 && launched.cgroup.stats().oom_kills.unwrap_or(0) > oom_before;
         // PID 1 is gone, so the kernel has killed everything else in its pid
         // namespace; only a timeout (PID 1 killed by us) needs the sweep.
         if timed_out {
             launched.cgroup.kill_all();
         }
-        let _ = launched.cgroup.remove(Duration::from_secs(5));
+        if !plan.reuses_cgroup() {
+            let _ = launched.cgroup.remove(Duration::from_secs(5));
+        }
         drop(holds);
         confirmed?;
         Ok(RunOutcome {
@@ -493,9 +498,15 @@ impl Runtime {
             // Only the slots named by what was found are probed: the slot
             // directory keeps a file for every slot ever used (thousands on
             // a busy host), and this runs before every create.
+            // The slot's lock is held while its cgroup goes, so no run can
+            // claim the slot and reuse the cgroup meanwhile (a one-shot
+            // run's `aibox-run.<slot>` outlives the run).
             let slots = self.dirs.slots();
             for (name, id, slot) in found {
-                if !self.dirs.sandbox(&id).exists() && !state::slot_held(&slots, slot) {
+                if self.dirs.sandbox(&id).exists() {
+                    continue;
+                }
+                if let Some(_held) = state::hold_slot(&slots, slot) {
                     self.remove_cgroup(&name);
                     if !cleaned.contains(&id) {
                         cleaned.push(id);

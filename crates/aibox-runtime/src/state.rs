@@ -160,6 +160,23 @@ pub fn held_slots(slots: &Path) -> Vec<u32> {
     held
 }
 
+/// Take uid slot `n` if it is free (for `gc`, while it cleans what the
+/// slot's last holder left); dropping the file releases it.
+pub fn hold_slot(slots: &Path, n: u32) -> Option<fs::File> {
+    use std::os::fd::AsFd;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(slots.join(n.to_string()))
+        .ok()?;
+    aibox_sys::try_lock_exclusive(f.as_fd())
+        .unwrap_or(false)
+        .then_some(f)
+}
+
 /// Is uid slot `n` held (by a creator or a sandbox's PID 1)? Probing takes
 /// the lock for a moment when it is free; dropping the file releases it.
 pub fn slot_held(slots: &Path, n: u32) -> bool {
