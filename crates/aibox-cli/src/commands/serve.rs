@@ -47,6 +47,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         dirs,
         std::path::PathBuf::new(),
     )));
+    aibox_sys::malloc_for_server();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
