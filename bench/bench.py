@@ -269,6 +269,8 @@ conn.close()
 srv.terminate()
 srv.wait()
 
+# One-shot runs keep an idle per-slot cgroup for the next run: remove it.
+subprocess.run([AIBOX, "gc"], env=env, capture_output=True)
 shutil.rmtree(BENCH_DIR, ignore_errors=True)
 kernel = os.uname().release
 lines = [

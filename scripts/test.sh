@@ -18,6 +18,10 @@ if ! cargo test --workspace --locked -- --nocapture >"$log" 2>&1; then
   exit 1
 fi
 grep -E "^test result|SKIP|Running" "$log" | sed 's/^/   /'
+# One-shot runs leave an idle per-slot cgroup for the next run; leave the
+# host as we found it.
+target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+"$target/x86_64-unknown-linux-gnu/debug/aibox" gc >/dev/null || true
 
 if [ "$(id -u)" != 0 ]; then
   echo "== rootless pass skipped: it needs root to create the test user (this run already was rootless)"
@@ -29,7 +33,6 @@ id "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$user"
 dir=$(mktemp -d /tmp/aibox-rootless.XXXXXX)
 trap 'rm -rf "$dir" "$log"' EXIT
 chmod 755 "$dir"
-target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 cp "$target/x86_64-unknown-linux-gnu/debug/aibox" "$dir/aibox"  # .cargo/config.toml names the target
 cargo test -p aibox-cli --locked --no-run --message-format=json 2>/dev/null \
   | python3 -c '
