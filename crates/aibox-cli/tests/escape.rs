@@ -109,6 +109,36 @@ fn memory_bomb_is_oom_killed_inside_only() {
     assert!(stderr(&o).contains("out of memory"), "{}", stderr(&o));
     // The host (this test) is fine, and the next sandbox works.
     assert_eq!(stdout(&env.run(&["run", "--", "echo", "ok"])), "ok\n");
+    // One-shot runs reuse their slot's cgroup: the next run gets its own
+    // limits (a bigger one, though memsw was left at 64m) and its own OOM
+    // count (a SIGKILL is not reported as an OOM kill).
+    for _ in 0..3 {
+        let big = env.run(&[
+            "run",
+            "--",
+            "python3",
+            "-c",
+            "x = bytearray(256 << 20); print('survived')",
+        ]);
+        assert_eq!(stdout(&big), "survived\n", "{}", stderr(&big));
+        let killed = env.run(&["run", "--", "sh", "-c", "kill -9 $$"]);
+        assert_eq!(killed.status.code(), Some(137));
+        assert!(
+            !stderr(&killed).contains("out of memory"),
+            "{}",
+            stderr(&killed)
+        );
+        let bomb = env.run(&[
+            "run",
+            "--memory",
+            "64m",
+            "--",
+            "python3",
+            "-c",
+            "x = bytearray(512 << 20)",
+        ]);
+        assert!(stderr(&bomb).contains("out of memory"), "{}", stderr(&bomb));
+    }
 }
 
 #[test]

@@ -555,7 +555,18 @@ fn make_cgroup(
         accounting: plan.persistent,
     };
     let applied = if plan.cgroups.has("memory") || plan.cgroups.has("pids") {
-        match Cgroup::create(&plan.cgroups, &plan.cgroup_name(), &limits) {
+        // A reused cgroup can refuse a smaller limit while it still holds
+        // charges it cannot reclaim at once (dirty pages): then it goes
+        // (create removes it on error; its charges move to the parent) and
+        // a fresh one is made.
+        let created = Cgroup::create(&plan.cgroups, &plan.cgroup_name(), &limits).or_else(|e| {
+            if plan.reuses_cgroup() {
+                Cgroup::create(&plan.cgroups, &plan.cgroup_name(), &limits)
+            } else {
+                Err(e)
+            }
+        });
+        match created {
             Ok((cg, applied)) => {
                 *cgroup = cg;
                 applied
