@@ -21,23 +21,14 @@ fn sandbox_path(id: &str) -> anyhow::Result<String> {
 
 pub fn create(a: CreateArgs) -> anyhow::Result<u8> {
     let spec = super::spec_from(&a.spec)?;
-    let mut body = Map::new();
+    let mut body = super::limits_body(
+        spec.memory,
+        spec.disk,
+        spec.cpus,
+        spec.pids,
+        spec.timeout_ms,
+    );
     body.insert("template".into(), json!(spec.template));
-    if let Some(m) = spec.memory {
-        body.insert("memory".into(), json!(m.0));
-    }
-    if let Some(d) = spec.disk {
-        body.insert("disk".into(), json!(d.0));
-    }
-    if let Some(c) = spec.cpus {
-        body.insert("cpus".into(), json!(c));
-    }
-    if let Some(p) = spec.pids {
-        body.insert("pids".into(), json!(p));
-    }
-    if let Some(t) = spec.timeout_ms {
-        body.insert("ttl_seconds".into(), json!(t.div_ceil(1000)));
-    }
     let env: Map<String, Value> = spec
         .env
         .iter()

@@ -167,22 +167,13 @@ pub fn fork(snapshot: &str, count: u64, o: &OverrideArgs, single: bool) -> anyho
     let made: Vec<Value> = if o.target.is_local() {
         fork_local(snapshot, count, o, &env)?
     } else {
-        let mut body = Map::new();
-        if let Some(m) = o.memory {
-            body.insert("memory".into(), json!(m.0));
-        }
-        if let Some(d) = o.disk {
-            body.insert("disk".into(), json!(d.0));
-        }
-        if let Some(c) = o.cpus {
-            body.insert("cpus".into(), json!(c));
-        }
-        if let Some(p) = o.pids {
-            body.insert("pids".into(), json!(p));
-        }
-        if let Some(t) = o.timeout {
-            body.insert("ttl_seconds".into(), json!(t.as_secs().max(1)));
-        }
+        let mut body = super::limits_body(
+            o.memory,
+            o.disk,
+            o.cpus,
+            o.pids,
+            o.timeout.map(|t| t.as_millis() as u64),
+        );
         if !env.is_empty() {
             let m: Map<String, Value> = env.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
             body.insert("env".into(), Value::Object(m));
