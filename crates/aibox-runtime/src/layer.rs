@@ -261,7 +261,16 @@ impl Copier {
     /// are held open and entries are reached through `/proc/self/fd/N/NAME`,
     /// so the only name resolved is the last one, and it is resolved
     /// without following (lstat, lgetxattr, readlink, O_NOFOLLOW).
-    fn apply(&mut self, src: &SrcDir, dst: &Path, depth: usize) -> Result<(), LayerError> {
+    ///
+    /// `fresh`: `dst` was made empty in this pass, so nothing in it needs
+    /// looking up first.
+    fn apply(
+        &mut self,
+        src: &SrcDir,
+        dst: &Path,
+        depth: usize,
+        fresh: bool,
+    ) -> Result<(), LayerError> {
         if depth > MAX_DEPTH {
             return Err(LayerError {
                 what: "directories nested too deeply (over 256 levels) at",
@@ -278,7 +287,11 @@ impl Copier {
             let rel = src.rel.join(&name);
             let d = dst.join(&name);
             let md = fs::symlink_metadata(&s).map_err(at("stat", &rel))?;
-            let existing = fs::symlink_metadata(&d).ok();
+            let existing = if fresh {
+                None
+            } else {
+                fs::symlink_metadata(&d).ok()
+            };
             match kind(&md, &s) {
                 Kind::Skip => {}
                 Kind::Dir => {
@@ -293,10 +306,13 @@ impl Copier {
                     }
                     let sub = SrcDir::open(&s, rel)?;
                     let mut opaque = is_opaque(&s);
+                    let mut sub_fresh = true;
                     match &existing {
                         Some(x) if x.is_dir() && !is_whiteout(x) => {
                             if opaque {
                                 clear_dir(&d).map_err(at("clearing", &d))?;
+                            } else {
+                                sub_fresh = false;
                             }
                             self.set_dir_meta(&d, &md);
                         }
@@ -315,7 +331,7 @@ impl Copier {
                         aibox_sys::set_xattr(&d, OPAQUE_XATTR, b"y")
                             .map_err(at("marking opaque", &d))?;
                     }
-                    self.apply(&sub, &d, depth + 1)?;
+                    self.apply(&sub, &d, depth + 1, sub_fresh)?;
                 }
                 k => {
                     if existing.is_some() {
@@ -409,7 +425,8 @@ fn copy_data(src: &Path, dst: &Path) -> io::Result<()> {
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(src)?;
-    if !from.metadata()?.is_file() {
+    let md = from.metadata()?;
+    if !md.is_file() {
         return Err(io::Error::other("changed while being copied"));
     }
     let mut to = fs::OpenOptions::new()
@@ -417,9 +434,22 @@ fn copy_data(src: &Path, dst: &Path) -> io::Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(dst)?;
-    let size = from.metadata()?.len();
+    let size = md.len();
+    const CHUNK: usize = 256 << 10;
+    // Small and not sparse (most files): one read, one write.
+    if size <= CHUNK as u64 && md.blocks() * 512 >= size {
+        let mut data = vec![0u8; size as usize];
+        let mut n = 0;
+        while n < data.len() {
+            match from.read(&mut data[n..])? {
+                0 => break,
+                r => n += r,
+            }
+        }
+        return to.write_all(&data[..n]);
+    }
     to.set_len(size)?;
-    let mut buf = vec![0u8; 256 << 10];
+    let mut buf = vec![0u8; CHUNK];
     let mut pos = 0u64;
     while pos < size {
         let start = match aibox_sys::seek_data_hole(from.as_fd(), pos, true) {
@@ -494,7 +524,7 @@ pub fn build(
     }
     c.owners = owners;
     let root = SrcDir::open(upper, PathBuf::from("/"))?;
-    c.apply(&root, dst, 0)?;
+    c.apply(&root, dst, 0, parent.is_none())?;
     // The layer's root: overlay takes the root's attributes from the upper
     // layer of the sandbox that uses it, so only a sane mode matters.
     fs::set_permissions(dst, fs::Permissions::from_mode(0o755)).map_err(at("chmod", dst))?;
