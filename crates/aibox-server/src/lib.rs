@@ -11,6 +11,7 @@
 pub mod agentops;
 pub mod auth;
 pub mod config;
+pub mod egress;
 pub mod engine;
 pub mod error;
 pub mod keys;

@@ -511,6 +511,35 @@ impl Policy {
             .is_some_and(|r| r.action == Action::Allow)
     }
 
+    /// Before any lookup: may the name `host` be resolved at all? Only
+    /// name rules (and `*`) count here: the first that matches decides,
+    /// and with none, `allowlist` refuses and `full` lets it through. A
+    /// refusal comes back now (`Some`), so a name no rule allows never
+    /// reaches a DNS server, and the sandbox cannot carry data out in DNS
+    /// queries. `None`: resolve it, then call [`decide`](Self::decide).
+    pub fn precheck_name(&self, host: &Host, port: u16) -> Option<Decision> {
+        let Host::Name { name, .. } = host else {
+            return None;
+        };
+        let names_only = Policy {
+            mode: self.mode,
+            rules: self
+                .rules
+                .iter()
+                .filter(|r| !matches!(r.target, Target::Cidr(_)))
+                .cloned()
+                .collect(),
+        };
+        // A documentation address (TEST-NET-1) stands in for the lookup:
+        // only name rules are left, and it is no local address.
+        let probe = Host::Name {
+            name: name.clone(),
+            resolved: vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))],
+        };
+        let d = names_only.decide(&probe, port);
+        (!d.allowed).then_some(d)
+    }
+
     pub fn decide(&self, host: &Host, port: u16) -> Decision {
         let dest = format!("{host}:{port}");
         let how = |target: String| {
@@ -857,5 +886,28 @@ mod tests {
         let e = serde_json::from_str::<Policy>(r#"{"mode":"allowlist","rules":["x.com:0"]}"#)
             .unwrap_err();
         assert!(e.to_string().contains("invalid egress rule"), "{e}");
+    }
+
+    #[test]
+    fn names_are_looked_up_only_when_a_name_rule_allows_them() {
+        let p = policy(
+            Mode::Allowlist,
+            &["deny secret.example.com", "*.example.com", "203.0.113.0/24"],
+        );
+        let n = |h: &str| Host::parse(h).unwrap();
+        assert_eq!(p.precheck_name(&n("a.example.com"), 443), None);
+        let d = p.precheck_name(&n("secret.example.com"), 443).unwrap();
+        assert_eq!(d.rule.as_deref(), Some("deny secret.example.com"));
+        // An address rule does not open lookups of arbitrary names.
+        let d = p.precheck_name(&n("data.exfil.net"), 53).unwrap();
+        assert!(!d.allowed && d.rule.is_none());
+        // Literals need no lookup; full mode resolves what no name rule denies.
+        assert_eq!(p.precheck_name(&n("203.0.113.9"), 22), None);
+        let f = policy(Mode::Full, &["deny *.tracker.net"]);
+        assert_eq!(f.precheck_name(&n("anything.org"), 443), None);
+        assert!(f.precheck_name(&n("x.tracker.net"), 443).is_some());
+        assert!(policy(Mode::None, &["*"])
+            .precheck_name(&n("a.org"), 443)
+            .is_some());
     }
 }
