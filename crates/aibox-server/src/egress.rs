@@ -107,20 +107,10 @@ where
             )
             .await;
         };
-        let (decision, host) = match decide(policy, resolver, &host, port).await {
-            Ok(v) => v,
-            Err(msg) => return refuse(&mut client, 400, "Bad Request", &msg, None).await,
-        };
-        report(event(&host, port, &decision));
-        if !decision.allowed {
-            return forbidden(&mut client, &decision).await;
-        }
-        let mut upstream = match connect(&decision.addrs, port).await {
-            Ok(s) => s,
-            Err(e) => {
-                let msg = format!("Connection to {host}:{port} failed: {e}.\n");
-                return refuse(&mut client, 502, "Bad Gateway", &msg, None).await;
-            }
+        let Some((mut upstream, decision, host)) =
+            open_upstream(&mut client, policy, resolver, report, &host, port).await?
+        else {
+            return Ok(());
         };
         client
             .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
@@ -198,20 +188,10 @@ where
             return refuse(&mut client, 403, "Forbidden", &msg, None).await;
         }
     }
-    let (decision, host) = match decide(policy, resolver, &host_text, port).await {
-        Ok(v) => v,
-        Err(msg) => return refuse(&mut client, 400, "Bad Request", &msg, None).await,
-    };
-    report(event(&host, port, &decision));
-    if !decision.allowed {
-        return forbidden(&mut client, &decision).await;
-    }
-    let mut upstream = match connect(&decision.addrs, port).await {
-        Ok(s) => s,
-        Err(e) => {
-            let msg = format!("Connection to {host}:{port} failed: {e}.\n");
-            return refuse(&mut client, 502, "Bad Gateway", &msg, None).await;
-        }
+    let Some((mut upstream, _, _)) =
+        open_upstream(&mut client, policy, resolver, report, &host_text, port).await?
+    else {
+        return Ok(());
     };
     let mut out = format!("{} {} {}\r\n", req.method, path, req.version);
     for (k, v) in &req.headers {
@@ -226,6 +206,38 @@ where
     upstream.write_all(&extra).await?;
     let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
     Ok(())
+}
+
+/// Decide, report, and connect; or answer the client (400, 403 or 502)
+/// and return None.
+async fn open_upstream<S: AsyncWrite + Unpin>(
+    client: &mut S,
+    policy: &Policy,
+    resolver: &dyn Resolve,
+    report: &(dyn Fn(Event) + Send + Sync),
+    host: &str,
+    port: u16,
+) -> io::Result<Option<(TcpStream, Decision, Host)>> {
+    let (decision, host) = match decide(policy, resolver, host, port).await {
+        Ok(v) => v,
+        Err(msg) => {
+            refuse(client, 400, "Bad Request", &msg, None).await?;
+            return Ok(None);
+        }
+    };
+    report(event(&host, port, &decision));
+    if !decision.allowed {
+        forbidden(client, &decision).await?;
+        return Ok(None);
+    }
+    match connect(&decision.addrs, port).await {
+        Ok(s) => Ok(Some((s, decision, host))),
+        Err(e) => {
+            let msg = format!("Connection to {host}:{port} failed: {e}.\n");
+            refuse(client, 502, "Bad Gateway", &msg, None).await?;
+            Ok(None)
+        }
+    }
 }
 
 fn event(host: &Host, port: u16, d: &Decision) -> Event {
