@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod conn;
+mod egress;
 mod files;
 mod procs;
 mod stream;
@@ -35,6 +36,10 @@ pub struct Config {
     pub fixed_uid: Option<u32>,
     pub env: Vec<(String, String)>,
     pub workdir: String,
+    /// Egress: a descriptor (kept open by PID 1) of the host directory
+    /// where the host's egress proxy listens on `egress.sock`. The agent
+    /// relays connections to 127.0.0.1:EGRESS_PROXY_PORT there.
+    pub egress_dir_fd: Option<i32>,
 }
 
 pub(crate) struct Agent {
@@ -53,6 +58,9 @@ pub fn serve(listener: OwnedFd, cfg: Config) -> i32 {
         started: Instant::now(),
     });
     procs::start_reaper(agent.procs.reaper());
+    if let Some(fd) = agent.cfg.egress_dir_fd {
+        egress::start(fd);
+    }
     // Idle memory: keep only the code the serving loop touches.
     let _ = aibox_sys::release_code_pages();
     let pool = Arc::new(Pool {

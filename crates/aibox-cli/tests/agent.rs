@@ -523,3 +523,76 @@ fn protocol_garbage_gets_errors_and_the_agent_survives() {
     sb.client().ping().unwrap();
     sb.destroy().unwrap();
 }
+
+/// A sandbox with egress reaches its host's proxy socket only through the
+/// agent's relay on 127.0.0.1:3128 (no proxy here: the test stands in).
+#[test]
+fn egress_relay_reaches_the_host_proxy_socket() {
+    require_sandboxes!();
+    let env = Env::new("egress");
+    let rt = env.runtime();
+    let spec = SandboxSpec {
+        network: aibox_types::NetworkMode::Allowlist,
+        ..Default::default()
+    };
+    let sb = rt.create(&spec).unwrap();
+    let c = sb.client();
+    let o = c.exec(sh("echo $HTTP_PROXY $no_proxy"), None).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "http://127.0.0.1:3128 localhost,127.0.0.1,::1\n"
+    );
+    // No proxy listening yet: the connection is closed at once.
+    let o = c
+        .exec(
+            ExecRequest {
+                timeout_ms: Some(20_000),
+                ..sh("curl -s -m 10 http://example.test/; echo rc=$?")
+            },
+            None,
+        )
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(out.starts_with("rc=") && out.trim() != "rc=0", "{out}");
+    // The proxy's socket, as the server will make it: owned by the
+    // sandbox's root in root mode.
+    let sock = rt.dirs().sandbox(sb.id()).join("egress.sock");
+    let l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    if let Some(slot) = sb.record().uid_slot {
+        let uid = aibox_runtime::state::slot_uid(slot);
+        std::os::unix::fs::chown(&sock, Some(uid), Some(uid)).unwrap();
+    }
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).unwrap() == 1 {
+            head.push(b[0]);
+        }
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+            .unwrap();
+        String::from_utf8_lossy(&head).into_owned()
+    });
+    let o = c
+        .exec(sh("curl -s -m 10 http://example.test/path"), None)
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "hello");
+    let head = server.join().unwrap();
+    assert!(
+        head.starts_with("GET http://example.test/path HTTP/1.1"),
+        "{head}"
+    );
+    // A sandbox without egress has neither the variables nor the relay.
+    let plain = rt.create(&SandboxSpec::default()).unwrap();
+    let o = plain
+        .client()
+        .exec(
+            sh("echo ${HTTP_PROXY:-none}; curl -s -m 5 http://127.0.0.1:3128/; echo rc=$?"),
+            None,
+        )
+        .unwrap();
+    // curl: 7 = could not connect.
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "none\nrc=7\n");
+    plain.destroy().unwrap();
+    sb.destroy().unwrap();
+}

@@ -30,6 +30,16 @@ pub fn base_env(spec: &SandboxSpec, user: User) -> Vec<(String, String)> {
         ("SHELL".into(), "/bin/sh".into()),
         ("LANG".into(), "C.UTF-8".into()),
     ];
+    if spec.network != aibox_types::NetworkMode::None {
+        // Every process finds the egress proxy the agent relays to.
+        let proxy = format!("http://127.0.0.1:{}", aibox_types::EGRESS_PROXY_PORT);
+        for k in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
+            env.push((k.into(), proxy.clone()));
+        }
+        for k in ["NO_PROXY", "no_proxy"] {
+            env.push((k.into(), "localhost,127.0.0.1,::1".into()));
+        }
+    }
     for (k, v) in &spec.env {
         env.retain(|(ek, _)| ek != k);
         env.push((k.clone(), v.clone()));

@@ -196,6 +196,7 @@ impl Runtime {
             snapshot_lock: snapshot
                 .as_ref()
                 .map(|(_, lock)| std::os::fd::AsRawFd::as_raw_fd(lock)),
+            egress_dir: None,
         };
         Ok((
             plan,
@@ -239,6 +240,11 @@ impl Runtime {
         if one.argv.is_empty() || one.argv[0].is_empty() {
             return Err(Error::InvalidSpec(
                 "missing command: give it after `--`".into(),
+            ));
+        }
+        if spec.network != aibox_types::NetworkMode::None {
+            return Err(Error::Unsupported(
+                "network egress needs a persistent sandbox behind the aibox server".into(),
             ));
         }
         let (plan, holds) = self.prepare(spec, false)?;
@@ -296,7 +302,7 @@ impl Runtime {
     pub fn create_here(&self, spec: &SandboxSpec) -> Result<Record, Error> {
         // `_holds` keeps the uid slot (and a snapshot) held until PID 1
         // (which inherits the holds) is running and recorded.
-        let (plan, _holds) = self.prepare(spec, true)?;
+        let (mut plan, _holds) = self.prepare(spec, true)?;
         let dir = self.dirs.sandbox(&plan.id);
         let mut rec = self.record(&plan, Status::Creating, aibox_sys::getpid());
         let listener = (|| -> Result<std::os::unix::net::UnixListener, state::StateError> {
@@ -319,6 +325,35 @@ impl Runtime {
                 return Err(e.into());
             }
         };
+        // Egress: PID 1 keeps a handle on this directory, where the host's
+        // proxy will listen; as root, the sandbox's uid must be able to
+        // pass through it (its other files stay 0600).
+        let egress_dir = if spec.network != aibox_types::NetworkMode::None {
+            let opened = (|| -> std::io::Result<std::fs::File> {
+                use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+                if !self.rootless() {
+                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))?;
+                }
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+                    .open(&dir)
+            })();
+            match opened {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    self.abandon(&plan.id);
+                    return Err(state::StateError::Write {
+                        path: dir.clone(),
+                        source: e,
+                    }
+                    .into());
+                }
+            }
+        } else {
+            None
+        };
+        plan.egress_dir = egress_dir.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
         let launched = match setup::launch(&plan, setup::Payload::Agent(listener.into())) {
             Ok(l) => l,
             Err(e) => {

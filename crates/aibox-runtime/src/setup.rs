@@ -86,6 +86,9 @@ pub struct Plan {
     /// The fd holding the snapshot's shared lock, kept by PID 1 like the
     /// slot's (the snapshot cannot be deleted while the sandbox lives).
     pub snapshot_lock: Option<std::os::fd::RawFd>,
+    /// Egress: an O_PATH fd of the sandbox's host directory, where the
+    /// host's egress proxy listens (`egress.sock`); PID 1 keeps it.
+    pub egress_dir: Option<std::os::fd::RawFd>,
 }
 
 impl Plan {
@@ -263,6 +266,7 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
             }
             keep.extend(plan.slot_lock);
             keep.extend(plan.snapshot_lock);
+            keep.extend(plan.egress_dir);
             if aibox_sys::close_fds_except(&keep).is_err() {
                 aibox_sys::exit_now(1);
             }
@@ -931,6 +935,7 @@ fn agent_config(plan: &Plan) -> aibox_agent::Config {
         fixed_uid: plan.rootless().then(|| plan.rootless_uid()),
         env: crate::init::base_env(&plan.spec, plan.spec.user),
         workdir: plan.spec.workdir.clone(),
+        egress_dir_fd: plan.egress_dir,
     }
 }
 

@@ -57,7 +57,17 @@ pub enum NetworkMode {
     /// A private network namespace with only loopback.
     #[default]
     None,
+    /// Loopback, plus egress through the host's proxy on the allowed
+    /// destinations (see `egress`).
+    Allowlist,
+    /// Loopback, plus egress through the host's proxy to everything the
+    /// rules do not deny.
+    Full,
 }
+
+/// Where a sandbox with egress finds the proxy: its agent listens here,
+/// on the sandbox's own loopback.
+pub const EGRESS_PROXY_PORT: u16 = 3128;
 
 /// A host directory or file made visible inside the sandbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
