@@ -51,19 +51,8 @@ impl std::str::FromStr for User {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NetworkMode {
-    /// A private network namespace with only loopback.
-    #[default]
-    None,
-    /// Loopback, plus egress through the host's proxy on the allowed
-    /// destinations (see `egress`).
-    Allowlist,
-    /// Loopback, plus egress through the host's proxy to everything the
-    /// rules do not deny.
-    Full,
-}
+/// How much network a sandbox has (the mode of its egress policy).
+pub use crate::egress::Mode as NetworkMode;
 
 /// Where a sandbox with egress finds the proxy: its agent listens here,
 /// on the sandbox's own loopback.
