@@ -99,6 +99,11 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Create N sandboxes from one snapshot, all or none.
     Fork(ForkArgs),
+    /// A sandbox's network egress policy (server): show, set.
+    Network {
+        #[command(subcommand)]
+        cmd: NetworkCmd,
+    },
     /// (internal) create a sandbox from a JSON spec on stdin; used by
     /// multi-threaded callers of the runtime.
     #[command(hide = true)]
@@ -215,6 +220,15 @@ pub struct CreateArgs {
     /// Labels K=V (server only).
     #[arg(short = 'l', long = "label")]
     pub labels: Vec<String>,
+    /// Network egress: none (default), allowlist or full (server only).
+    #[arg(long)]
+    pub network: Option<String>,
+    /// Egress rule to allow, e.g. pypi.org, *.github.com:443, 10.0.0.0/8:5432.
+    #[arg(long = "allow")]
+    pub allow: Vec<String>,
+    /// Egress rule to deny (checked before the allows).
+    #[arg(long = "deny")]
+    pub deny: Vec<String>,
     #[command(flatten)]
     pub target: Target,
 }
@@ -432,4 +446,27 @@ pub struct ForkArgs {
     pub count: u64,
     #[command(flatten)]
     pub over: OverrideArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NetworkCmd {
+    /// Print the policy (mode and rules, first match wins).
+    Show { id: String },
+    /// Change the policy; new connections see it at once. Denies go
+    /// before the existing rules, allows after them.
+    Set {
+        id: String,
+        /// none, allowlist or full.
+        #[arg(long)]
+        mode: Option<String>,
+        /// Add a rule that allows, e.g. pypi.org or *.github.com:443.
+        #[arg(long = "allow")]
+        allow: Vec<String>,
+        /// Add a rule that denies.
+        #[arg(long = "deny")]
+        deny: Vec<String>,
+        /// Drop the existing rules first.
+        #[arg(long)]
+        clear: bool,
+    },
 }

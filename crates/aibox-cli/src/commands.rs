@@ -53,6 +53,7 @@ pub fn dispatch(cmd: Command) -> anyhow::Result<u8> {
         Command::Audit { cmd } => remote::audit(cmd),
         Command::Snapshot { cmd } => snapshot::snapshot(cmd),
         Command::Restore(a) => snapshot::fork(&a.snapshot, 1, &a.over, true),
+        Command::Network { cmd } => remote::network(cmd),
         Command::Fork(a) => snapshot::fork(&a.snapshot, a.count, &a.over, false),
         Command::Version => {
             println!(

@@ -21,6 +21,10 @@ struct Server {
 
 impl Server {
     fn start(data: &Path) -> Server {
+        Server::start_env(data, &[])
+    }
+
+    fn start_env(data: &Path, vars: &[(&str, &str)]) -> Server {
         let mut child = Command::new(common::bin())
             .args([
                 "serve",
@@ -33,6 +37,7 @@ impl Server {
             .arg(data)
             .env_remove("AIBOX_URL")
             .env_remove("AIBOX_LOG")
+            .envs(vars.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -1104,4 +1109,196 @@ fn snapshot_while_paused(s: &Server, c: &Client, data: &Path, src: &str) {
         Body::Empty,
     )
     .unwrap();
+}
+
+/// An upstream HTTP server on the host's loopback: answers every request
+/// with "upstream-ok".
+fn upstream() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && matches!(s.read(&mut b), Ok(1)) {
+                    head.push(b[0]);
+                }
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\nConnection: close\r\n\r\nupstream-ok",
+                );
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn egress_allowlist_goes_through_the_proxy() {
+    require_sandboxes!();
+    let up = upstream();
+    let data = data_dir("egress");
+    let mut s = Server::start_env(
+        &data,
+        &[(
+            "AIBOX_EGRESS_HOSTS",
+            "allowed.test=127.0.0.1,rebind.test=10.0.0.1,other.test=127.0.0.1",
+        )],
+    );
+    let c = s.admin();
+    let rules = json!([
+        format!("allowed.test:{up}"),
+        "rebind.test",
+        format!("127.0.0.1:{up}")
+    ]);
+    let id = create(
+        &c,
+        json!({"network": {"mode": "allowlist", "rules": rules}}),
+    );
+    let run = |c: &Client, cmd: String| -> String {
+        exec(c, &id, json!(cmd))["stdout"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    // Allowed: through the proxy (curl follows HTTP_PROXY).
+    assert_eq!(
+        run(&c, format!("curl -s -m 10 http://allowed.test:{up}/x")),
+        "upstream-ok"
+    );
+    // Refused, with a reason a model can read.
+    let out = run(
+        &c,
+        "curl -s -m 10 -w ' %{http_code}' http://other.test/".into(),
+    );
+    assert!(
+        out.ends_with(" 403") && out.contains("--allow other.test:80"),
+        "{out}"
+    );
+    // Metadata, and a name that resolves to a private address.
+    let out = run(
+        &c,
+        "curl -s -m 10 -w ' %{http_code}' http://169.254.169.254/".into(),
+    );
+    assert!(
+        out.ends_with(" 403") && out.contains("169.254.169.254:80"),
+        "{out}"
+    );
+    let out = run(
+        &c,
+        "curl -s -m 10 -w ' %{http_code}' http://rebind.test/".into(),
+    );
+    assert!(
+        out.ends_with(" 403") && out.contains("resolves to 10.0.0.1"),
+        "{out}"
+    );
+    // Without the proxy there is no way out, and no DNS.
+    let out = run(
+        &c,
+        format!("curl -s -m 5 --noproxy '*' http://127.0.0.1:{up}/; echo rc=$?"),
+    );
+    assert_eq!(out, "rc=7\n", "{out}");
+    let out = run(&c, "getent hosts allowed.test; echo rc=$?".into());
+    assert_eq!(out, "rc=2\n", "{out}");
+    // The policy is replaced at once for new connections.
+    let v = c
+        .json(
+            Method::PATCH,
+            &format!("/v1/sandboxes/{id}/network"),
+            Body::Json(json!({"mode": "allowlist", "rules": [format!("127.0.0.1:{up}")]})),
+        )
+        .unwrap();
+    assert_eq!(
+        v["spec"]["network_rules"],
+        json!([format!("allow 127.0.0.1/32:{up}")])
+    );
+    let out = run(
+        &c,
+        format!("curl -s -m 10 -w ' %{{http_code}}' http://allowed.test:{up}/"),
+    );
+    assert!(out.ends_with(" 403"), "{out}");
+    // Bad rules, and a sandbox made without network.
+    let e = c
+        .call(
+            Method::PATCH,
+            &format!("/v1/sandboxes/{id}/network"),
+            Body::Json(json!({"mode": "allowlist", "rules": ["x.com:0"]})),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("invalid egress rule"), "{e}");
+    let plain = create(&c, json!({}));
+    let e = c
+        .call(
+            Method::PATCH,
+            &format!("/v1/sandboxes/{plain}/network"),
+            Body::Json(json!({"mode": "full"})),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("without network"), "{e}");
+    // The CLI: a deny goes before the existing rules.
+    let o = s.cli(&[
+        "network",
+        "set",
+        &id,
+        "--allow",
+        &format!("allowed.test:{up}"),
+        "--deny",
+        "evil.test",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let shown = String::from_utf8_lossy(&s.cli(&["network", "show", &id]).stdout)
+        .trim()
+        .to_string();
+    assert_eq!(
+        shown,
+        format!("{id}: network allowlist\n  deny evil.test\n  allow 127.0.0.1/32:{up}\n  allow allowed.test:{up}"),
+    );
+    assert_eq!(
+        run(&c, format!("curl -s -m 10 http://allowed.test:{up}/x")),
+        "upstream-ok"
+    );
+    let o = s.cli(&[
+        "create",
+        "--network",
+        "allowlist",
+        "--allow",
+        "pypi.org",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["spec"]["network_rules"], json!(["allow pypi.org"]));
+    let o = s.cli(&["create", "--local", "--network", "full"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("proxy"));
+    // Decisions are audited and counted.
+    let audit = c.json(Method::GET, "/v1/audit", Body::Empty).unwrap();
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(actions.contains(&"egress.allow") && actions.contains(&"egress.deny"));
+    let m = c.call(Method::GET, "/metrics", Body::Empty).unwrap();
+    assert!(String::from_utf8_lossy(&m.body)
+        .contains("aibox_egress_decisions_total{decision=\"deny\"}"));
+    // After a restart the proxy serves the sandbox again, with its policy.
+    c.json(
+        Method::PATCH,
+        &format!("/v1/sandboxes/{id}/network"),
+        Body::Json(json!({"mode": "allowlist", "rules": [format!("allowed.test:{up}"), format!("127.0.0.1:{up}")]})),
+    )
+    .unwrap();
+    s.kill9();
+    let s2 = Server::start_env(&data, &[("AIBOX_EGRESS_HOSTS", "allowed.test=127.0.0.1")]);
+    let c2 = s2.admin();
+    let out = exec(
+        &c2,
+        &id,
+        json!(format!("curl -s -m 10 http://allowed.test:{up}/x")),
+    );
+    assert_eq!(out["stdout"], "upstream-ok", "{out}");
+    drop(s2);
+    std::mem::forget(s);
 }

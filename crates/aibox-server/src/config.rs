@@ -36,6 +36,9 @@ pub struct Config {
     pub rate_limit: u64,
     /// Most snapshots kept at once (they live on disk until deleted).
     pub max_snapshots: u64,
+    /// Names the egress proxy resolves to fixed addresses instead of asking
+    /// the host's resolver (tests, split-horizon setups).
+    pub egress_hosts: std::collections::HashMap<String, Vec<std::net::IpAddr>>,
 }
 
 /// Settings as written in the TOML file, the environment or flags.
@@ -54,6 +57,8 @@ pub struct Raw {
     pub max_body: Option<String>,
     pub rate_limit: Option<u64>,
     pub max_snapshots: Option<u64>,
+    /// `name=ip,name=ip`.
+    pub egress_hosts: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +98,8 @@ impl Raw {
             allowed_mounts,
             max_body,
             rate_limit,
-            max_snapshots
+            max_snapshots,
+            egress_hosts
         );
         self
     }
@@ -141,6 +147,7 @@ impl Raw {
             max_body: s("AIBOX_MAX_BODY"),
             rate_limit,
             max_snapshots,
+            egress_hosts: s("AIBOX_EGRESS_HOSTS"),
         })
     }
 
@@ -248,6 +255,30 @@ impl Raw {
             allowed_mounts.push(p);
         }
         let max_body = size("max_body", self.max_body.as_deref(), 1 << 30)?;
+        let mut egress_hosts: std::collections::HashMap<String, Vec<std::net::IpAddr>> =
+            Default::default();
+        for item in self
+            .egress_hosts
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .filter(|i| !i.trim().is_empty())
+        {
+            let parsed = item.split_once('=').and_then(|(n, ip)| {
+                Some((
+                    aibox_types::egress::normalize_name(n.trim())?,
+                    ip.trim().parse::<std::net::IpAddr>().ok()?,
+                ))
+            });
+            let Some((name, ip)) = parsed else {
+                return Err(bad(
+                    "egress_hosts",
+                    item,
+                    "entries are name=ip, separated by commas".into(),
+                ));
+            };
+            egress_hosts.entry(name).or_default().push(ip);
+        }
         let max_snapshots = self.max_snapshots.unwrap_or(1000);
         if max_snapshots > 1_000_000 {
             return Err(bad(
@@ -269,6 +300,7 @@ impl Raw {
             max_body,
             rate_limit: self.rate_limit.unwrap_or(100),
             max_snapshots,
+            egress_hosts,
         })
     }
 }

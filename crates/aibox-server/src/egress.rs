@@ -51,6 +51,21 @@ impl Resolve for SystemResolver {
     }
 }
 
+/// The host's resolver, with operator-set answers for some names
+/// (`egress_hosts`).
+pub struct HostResolver {
+    pub overrides: std::collections::HashMap<String, Vec<IpAddr>>,
+}
+
+impl Resolve for HostResolver {
+    fn lookup<'a>(&'a self, name: &'a str) -> Lookup<'a> {
+        match self.overrides.get(name) {
+            Some(ips) => Box::pin(std::future::ready(Ok(ips.clone()))),
+            None => SystemResolver.lookup(name),
+        }
+    }
+}
+
 /// Fixed answers (tests, and operators' overrides), falling back to none.
 #[derive(Default)]
 pub struct StaticResolver(pub std::collections::HashMap<String, Vec<IpAddr>>);

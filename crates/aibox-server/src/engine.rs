@@ -54,6 +54,11 @@ pub trait Engine: Send + Sync + 'static {
     fn delete_snapshot(&self, snapshot: &str) -> Result<(), ApiError>;
     /// Ids of the snapshots on disk.
     fn snapshot_ids(&self) -> Vec<String>;
+    /// Where the egress proxy of a sandbox with network listens, and the
+    /// uid that must own that socket (root mode). None: no egress.
+    fn egress_socket(&self, _id: &str) -> Option<(std::path::PathBuf, Option<u32>)> {
+        None
+    }
 }
 
 /// The namespace runtime, with its run dir owned by this server.
@@ -122,6 +127,17 @@ impl Engine for RuntimeEngine {
 
     fn snapshot_ids(&self) -> Vec<String> {
         self.rt.snapshots().into_iter().map(|m| m.id).collect()
+    }
+
+    fn egress_socket(&self, id: &str) -> Option<(std::path::PathBuf, Option<u32>)> {
+        let sb = self.rt.get(id).ok()?;
+        let rec = sb.record();
+        (rec.spec.network != aibox_types::NetworkMode::None).then(|| {
+            (
+                self.rt.dirs().sandbox(id).join("egress.sock"),
+                rec.uid_slot.map(aibox_runtime::state::slot_uid),
+            )
+        })
     }
 
     fn exec(&self, id: &str, req: ExecRequest, stdin: Option<&[u8]>) -> Result<Output, ApiError> {

@@ -56,6 +56,14 @@ struct Inner {
     /// thawed by the snapshot, so pause, resume, delete and the reaper
     /// leave them alone meanwhile.
     busy: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    /// Sandboxes with network: their egress policy (replaced atomically;
+    /// each connection takes the policy of its moment) and listener task.
+    egress: std::sync::Mutex<std::collections::HashMap<String, EgressEntry>>,
+}
+
+struct EgressEntry {
+    policy: Arc<std::sync::RwLock<aibox_types::egress::Policy>>,
+    task: tokio::task::AbortHandle,
 }
 
 /// Marks a sandbox busy until dropped.
@@ -86,7 +94,105 @@ impl AppState {
             metrics: metrics::Metrics::default(),
             limiter: auth::RateLimiter::default(),
             busy: Default::default(),
+            egress: Default::default(),
         }))
+    }
+
+    /// Serve a sandbox's egress socket with the policy of its spec (a no-op
+    /// for sandboxes without network).
+    pub async fn start_egress(&self, id: &str, spec: &aibox_types::SandboxSpec) {
+        use aibox_types::egress::Policy;
+        if spec.network == aibox_types::NetworkMode::None {
+            return;
+        }
+        let engine = self.engine();
+        let sid = id.to_string();
+        let Ok(Some((path, uid))) =
+            tokio::task::spawn_blocking(move || engine.egress_socket(&sid)).await
+        else {
+            return;
+        };
+        let _ = std::fs::remove_file(&path);
+        let listener = match tokio::net::UnixListener::bind(&path) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(sandbox_id = %id, error = %e, "cannot listen for egress");
+                return;
+            }
+        };
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+            if let Some(uid) = uid {
+                let _ = std::os::unix::fs::chown(&path, Some(uid), Some(uid));
+            }
+        }
+        let policy = Arc::new(std::sync::RwLock::new(Policy {
+            mode: spec.network,
+            rules: spec.network_rules.clone(),
+        }));
+        let (state, p2, sid) = (self.clone(), policy.clone(), id.to_string());
+        let task = tokio::spawn(async move {
+            let resolver = Arc::new(egress::HostResolver {
+                overrides: state.config().egress_hosts.clone(),
+            });
+            while let Ok((conn, _)) = listener.accept().await {
+                let (state, policy, sid, resolver) =
+                    (state.clone(), p2.clone(), sid.clone(), resolver.clone());
+                tokio::spawn(async move {
+                    let now = policy.read().unwrap_or_else(|p| p.into_inner()).clone();
+                    let report = |e: egress::Event| {
+                        state.metrics().count_egress(e.allowed);
+                        state.audit(
+                            "egress",
+                            if e.allowed { "egress.allow" } else { "egress.deny" },
+                            Some(&sid),
+                            json!({"destination": e.destination, "rule": e.rule, "reason": e.reason}),
+                        );
+                    };
+                    let _ = egress::serve(conn, &now, resolver.as_ref(), &report).await;
+                });
+            }
+        });
+        let old = self
+            .0
+            .egress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                id.to_string(),
+                EgressEntry {
+                    policy,
+                    task: task.abort_handle(),
+                },
+            );
+        if let Some(old) = old {
+            old.task.abort();
+        }
+    }
+
+    fn stop_egress(&self, id: &str) {
+        let gone = self
+            .0
+            .egress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        if let Some(e) = gone {
+            e.task.abort();
+        }
+    }
+
+    /// Replace a running sandbox's egress policy: new connections see it.
+    pub fn set_egress_policy(&self, id: &str, policy: aibox_types::egress::Policy) -> bool {
+        let map = self.0.egress.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(id) {
+            Some(e) => {
+                *e.policy.write().unwrap_or_else(|p| p.into_inner()) = policy;
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn busy(&self, id: &str) -> Busy {
@@ -147,6 +253,7 @@ impl AppState {
 
     /// Destroy a sandbox and forget it.
     pub async fn destroy(&self, id: &str) -> ApiResult<()> {
+        self.stop_egress(id);
         let engine = self.engine();
         let sid = id.to_string();
         tokio::task::spawn_blocking(move || engine.destroy(&sid))
@@ -176,6 +283,10 @@ impl AppState {
             if running.contains(&r.id) {
                 if r.state != "running" && r.state != "paused" {
                     let _ = self.store().set_state(&r.id, "running");
+                }
+                if let Ok(spec) = serde_json::from_value::<aibox_types::SandboxSpec>(r.spec.clone())
+                {
+                    self.start_egress(&r.id, &spec).await;
                 }
             } else {
                 let _ = self.store().remove(&r.id);
@@ -429,6 +540,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/sandboxes/{id}/pause", post(sandboxes::pause))
         .route("/v1/sandboxes/{id}/resume", post(sandboxes::resume))
         .route("/v1/sandboxes/{id}/timeout", post(sandboxes::set_timeout))
+        .route(
+            "/v1/sandboxes/{id}/network",
+            axum::routing::patch(sandboxes::set_network),
+        )
         .route("/v1/sandboxes/{id}/snapshots", post(snapshots::create))
         .route("/v1/snapshots", get(snapshots::list))
         .route(

@@ -75,11 +75,20 @@ struct Inner {
     errors: BTreeMap<&'static str, u64>,
     create: Histogram,
     exec: Histogram,
+    /// "allow" / "deny" → egress decisions.
+    egress: BTreeMap<&'static str, u64>,
 }
 
 impl Metrics {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn count_egress(&self, allowed: bool) {
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        *m.egress
+            .entry(if allowed { "allow" } else { "deny" })
+            .or_default() += 1;
     }
 
     pub fn observe_create(&self, secs: f64) {
@@ -171,6 +180,11 @@ pub async fn render(State(state): State<AppState>, who: Principal) -> ApiResult<
         out.push_str("# TYPE aibox_errors_total counter\n");
         for (code, n) in &m.errors {
             let _ = writeln!(out, "aibox_errors_total{{code=\"{code}\"}} {n}");
+        }
+        out.push_str("# HELP aibox_egress_decisions_total Egress proxy decisions.\n");
+        out.push_str("# TYPE aibox_egress_decisions_total counter\n");
+        for (d, n) in &m.egress {
+            let _ = writeln!(out, "aibox_egress_decisions_total{{decision=\"{d}\"}} {n}");
         }
         out.push_str("# HELP aibox_sandbox_create_duration_seconds Time to create a sandbox.\n");
         out.push_str("# TYPE aibox_sandbox_create_duration_seconds histogram\n");

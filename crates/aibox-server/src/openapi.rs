@@ -107,7 +107,16 @@ fn build() -> Value {
                 "mounts": {"type": "array", "items": {"type": "object", "required": ["host", "guest"], "properties": {
                     "host": {"type": "string"}, "guest": {"type": "string"}, "read_only": {"type": "boolean"}}}},
                 "snapshot": {"type": "string", "pattern": "^[0-9a-f]{1,64}$",
-                    "description": "start from this snapshot; its spec is the base the other fields override"}
+                    "description": "start from this snapshot; its spec is the base the other fields override"},
+                "network": reference("Network")
+            }
+        },
+        "Network": {
+            "type": "object", "required": ["mode"], "additionalProperties": false,
+            "description": "egress policy: rules are `[allow|deny] TARGET[:PORTS]`, first match wins (docs/network.md)",
+            "properties": {
+                "mode": {"type": "string", "enum": ["none", "allowlist", "full"]},
+                "rules": {"type": "array", "maxItems": 1000, "items": {"type": "string"}}
             }
         },
         "Snapshot": {
@@ -241,6 +250,8 @@ fn build() -> Value {
             Some(json_body(json!({"type": "object", "required": ["ttl_seconds"], "additionalProperties": false,
                 "properties": {"ttl_seconds": {"type": "integer", "minimum": 1}}}))),
             errors(json!({"200": sb_ok}), &["404"]))},
+        "/v1/sandboxes/{id}/network": {"patch": op("Replace the egress policy (new connections see it at once)", json!([id]),
+            Some(json_body(reference("Network"))), errors(json!({"200": sb_ok.clone()}), &["404", "409"]))},
         "/v1/sandboxes/{id}/snapshots": {"post": op("Snapshot the sandbox's filesystem (frozen while copied)", json!([id]),
             Some(optional_body(reference("CreateSnapshot"))),
             errors(json!({"201": ok("the snapshot", reference("Snapshot"))}), &["404", "409", "410", "503"]))},

@@ -61,6 +61,17 @@ pub struct CreateRequest {
     /// Start from this snapshot's filesystem; its spec is the base that
     /// the other fields override.
     pub snapshot: Option<String>,
+    /// Egress: mode and rules (default: no network).
+    pub network: Option<NetworkBody>,
+}
+
+/// A sandbox's egress policy as the API takes it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkBody {
+    pub mode: aibox_types::NetworkMode,
+    #[serde(default)]
+    pub rules: Vec<aibox_types::egress::Rule>,
 }
 
 /// A sandbox as the API shows it.
@@ -146,6 +157,10 @@ fn spec_of(state: &AppState, who: &Principal, req: &CreateRequest) -> ApiResult<
     }
     if req.hostname.is_some() {
         spec.hostname = req.hostname.clone();
+    }
+    if let Some(n) = &req.network {
+        spec.network = n.mode;
+        spec.network_rules = n.rules.clone();
     }
     if req.idle_timeout_seconds == Some(0) {
         return Err(ApiError::invalid("idle_timeout_seconds must be positive"));
@@ -530,6 +545,7 @@ async fn create_sandbox(
             return Err(ApiError::internal("recording the sandbox", e));
         }
     };
+    state.start_egress(&row.id, &spec).await;
     state.audit(
         &who.id,
         "sandbox.create",
@@ -791,4 +807,49 @@ pub async fn write_file(
         json!({"path": q.path, "bytes": len}),
     );
     Ok(Json(json!({"path": q.path, "size": len})))
+}
+
+/// Replace a sandbox's egress policy; new connections see it at once.
+pub async fn set_network(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<NetworkBody>,
+) -> ApiResult<Json<SandboxView>> {
+    let row = owned(&state, &who, &id)?;
+    let mut spec: SandboxSpec = serde_json::from_value(row.spec.clone())
+        .map_err(|e| ApiError::internal("sandbox spec", e))?;
+    if spec.network == aibox_types::NetworkMode::None && body.mode != aibox_types::NetworkMode::None
+    {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!(
+                "sandbox {id} was created without network; create it with network mode allowlist or full to give it egress"
+            ),
+        ));
+    }
+    spec.network = body.mode;
+    spec.network_rules = body.rules;
+    spec.validate().map_err(ApiError::invalid)?;
+    let value = serde_json::to_value(&spec).map_err(|e| ApiError::internal("spec", e))?;
+    state
+        .store()
+        .set_spec(&row.id, &value)
+        .map_err(|e| ApiError::internal("set network", e))?;
+    let policy = aibox_types::egress::Policy {
+        mode: spec.network,
+        rules: spec.network_rules.clone(),
+    };
+    // The listener keeps running even for mode none (it then refuses
+    // everything), so the policy can be opened again later.
+    if !state.set_egress_policy(&row.id, policy) {
+        state.start_egress(&row.id, &spec).await;
+    }
+    state.audit(
+        &who.id,
+        "sandbox.network",
+        Some(&row.id),
+        json!({"mode": spec.network, "rules": spec.network_rules}),
+    );
+    Ok(Json(SandboxView::from(owned(&state, &who, &id)?)))
 }

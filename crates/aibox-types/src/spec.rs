@@ -151,6 +151,9 @@ pub struct SandboxSpec {
     pub user: User,
     pub require_isolation: Option<IsolationLevel>,
     pub network: NetworkMode,
+    /// Egress rules, in order (see `egress`); only with `allowlist`/`full`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub network_rules: Vec<crate::egress::Rule>,
     pub hostname: Option<String>,
     /// Start from this snapshot's filesystem (restore, fork).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -172,6 +175,7 @@ impl Default for SandboxSpec {
             user: User::User,
             require_isolation: None,
             network: NetworkMode::None,
+            network_rules: Vec::new(),
             hostname: None,
             snapshot: None,
         }
@@ -222,6 +226,12 @@ impl SandboxSpec {
             if d.0 < 1 << 20 {
                 return Err(format!("disk {d} is too small: the minimum is 1m"));
             }
+        }
+        if self.network == NetworkMode::None && !self.network_rules.is_empty() {
+            return Err("network rules need network mode allowlist or full".into());
+        }
+        if self.network_rules.len() > 1000 {
+            return Err("at most 1000 network rules".into());
         }
         if let Some(s) = &self.snapshot {
             if !crate::validate_id(s) {

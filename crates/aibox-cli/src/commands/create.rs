@@ -5,6 +5,11 @@ use aibox_runtime::{HelperReply, Runtime};
 use std::io::Read;
 
 pub fn create(a: CreateArgs) -> anyhow::Result<u8> {
+    if a.network.is_some() || !a.allow.is_empty() || !a.deny.is_empty() {
+        anyhow::bail!(aibox_runtime::Error::Unsupported(
+            "network egress goes through the aibox server's proxy: drop --local".into()
+        ));
+    }
     let spec = super::spec_from(&a.spec)?;
     let sb = Runtime::new().create(&spec)?;
     if a.json {

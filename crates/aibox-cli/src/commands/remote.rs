@@ -48,6 +48,13 @@ pub fn create(a: CreateArgs) -> anyhow::Result<u8> {
         "labels".into(),
         Value::Object(super::parse_labels(&a.labels)?),
     );
+    if a.network.is_some() || !a.allow.is_empty() || !a.deny.is_empty() {
+        let mode = a.network.clone().unwrap_or_else(|| "allowlist".into());
+        body.insert(
+            "network".into(),
+            json!({"mode": mode, "rules": rules_of(&[], &a.allow, &a.deny)}),
+        );
+    }
     let v = client()?.json(
         Method::POST,
         "/v1/sandboxes",
@@ -57,6 +64,64 @@ pub fn create(a: CreateArgs) -> anyhow::Result<u8> {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!("{}", v["id"].as_str().unwrap_or_default());
+    }
+    Ok(0)
+}
+
+/// Denies first, then the rules kept, then the allows: `deny` takes
+/// precedence, as an operator adding one expects.
+fn rules_of(kept: &[Value], allow: &[String], deny: &[String]) -> Vec<Value> {
+    let mut v: Vec<Value> = deny.iter().map(|d| json!(format!("deny {d}"))).collect();
+    v.extend(kept.iter().cloned());
+    v.extend(allow.iter().map(|a| json!(format!("allow {a}"))));
+    v
+}
+
+pub fn network(cmd: crate::args::NetworkCmd) -> anyhow::Result<u8> {
+    use crate::args::NetworkCmd;
+    let c = client()?;
+    let (id, v) = match cmd {
+        NetworkCmd::Show { id } => {
+            let v = c.json(Method::GET, &sandbox_path(&id)?, Body::Empty)?;
+            (id, v)
+        }
+        NetworkCmd::Set {
+            id,
+            mode,
+            allow,
+            deny,
+            clear,
+        } => {
+            let cur = c.json(Method::GET, &sandbox_path(&id)?, Body::Empty)?;
+            let kept = if clear {
+                vec![]
+            } else {
+                cur["spec"]["network_rules"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            let mode = mode.unwrap_or_else(|| {
+                cur["spec"]["network"]
+                    .as_str()
+                    .unwrap_or("none")
+                    .to_string()
+            });
+            let body = json!({"mode": mode, "rules": rules_of(&kept, &allow, &deny)});
+            let v = c.json(
+                Method::PATCH,
+                &format!("{}/network", sandbox_path(&id)?),
+                Body::Json(body),
+            )?;
+            (id, v)
+        }
+    };
+    println!(
+        "{id}: network {}",
+        v["spec"]["network"].as_str().unwrap_or("none")
+    );
+    for r in v["spec"]["network_rules"].as_array().into_iter().flatten() {
+        println!("  {}", r.as_str().unwrap_or_default());
     }
     Ok(0)
 }
