@@ -110,9 +110,28 @@ rows.append(("churn", "create + exec + destroy per second (CLI, sequential)", f"
 import http.client, socket
 
 srv_dir = os.path.join(BENCH_DIR, "server")
+# An upstream on the host's loopback for the egress benchmarks.
+import http.server, threading
+SMALL, BIG = b"x" * 1024, os.urandom(64 << 20)
+class Up(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = BIG if self.path.endswith("/big") else SMALL
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+up_srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Up)
+up_port = up_srv.server_address[1]
+threading.Thread(target=up_srv.serve_forever, daemon=True).start()
+
 srv = subprocess.Popen([AIBOX, "serve", "--listen", "127.0.0.1:0", "--data-dir", srv_dir,
                         "--max-sandboxes", "2000", "--memory-budget", "1t"],
-                       env=dict(env, AIBOX_RATE_LIMIT="0", AIBOX_LOG="warn"),
+                       env=dict(env, AIBOX_RATE_LIMIT="0", AIBOX_LOG="warn",
+                                AIBOX_EGRESS_HOSTS="up.test=127.0.0.1"),
                        stderr=subprocess.PIPE, text=True)
 addr = None
 for line in srv.stderr:
@@ -247,6 +266,72 @@ for _ in range(2 if QUICK else 5):
 row("fork 10 sandboxes from a snapshot (REST)", "whole request", fork_t)
 call("DELETE", f"/v1/snapshots/{snap}")
 call("DELETE", f"/v1/sandboxes/{src}")
+
+# Egress: a request per connection through the sandbox's path (agent relay
+# + egress proxy) and through tinyproxy, to the same upstream; and direct.
+CLIENT = r'''
+import json, socket, sys, time
+proxy, host, port, path, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+times, size = [], 0
+for _ in range(n):
+    t = time.perf_counter()
+    if proxy == "-":
+        s = socket.create_connection(("127.0.0.1", port))
+        req = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
+    else:
+        ph, pp = proxy.split(":")
+        s = socket.create_connection((ph, int(pp)))
+        req = f"GET http://{host}:{port}{path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.sendall(req.encode())
+    got = 0
+    while True:
+        b = s.recv(1 << 20)
+        if not b:
+            break
+        got += len(b)
+    s.close()
+    times.append((time.perf_counter() - t) * 1000)
+    size = got
+print(json.dumps({"times": times, "bytes": size}))
+'''
+tp_conf = os.path.join(BENCH_DIR, "tinyproxy.conf")
+open(tp_conf, "w").write("Port 18888\nListen 127.0.0.1\nTimeout 60\nMaxClients 100\nAllow 127.0.0.1\nLogLevel Critical\n")
+tp = subprocess.Popen(["tinyproxy", "-d", "-c", tp_conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+time.sleep(0.5)
+eg = call("POST", "/v1/sandboxes", {"network": {"mode": "allowlist",
+          "rules": [f"up.test:{up_port}", f"127.0.0.1:{up_port}"]}})["id"]
+def host_client(proxy, host, path, n):
+    out = subprocess.run(["python3", "-c", CLIENT, proxy, host, str(up_port), path, str(n)],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+def sandbox_client(path, n):
+    r = call("POST", f"/v1/sandboxes/{eg}/exec", {"cmd": ["python3", "-c", CLIENT, "127.0.0.1:3128",
+             "up.test", str(up_port), path, str(n)], "timeout_ms": 120000})
+    return json.loads(r["stdout"])
+k = 100 if QUICK else 400
+lat = {"aibox": [], "tinyproxy": [], "direct": []}
+for _ in range(4):  # interleaved rounds
+    lat["aibox"] += sandbox_client("/small", k // 4)["times"]
+    lat["tinyproxy"] += host_client("127.0.0.1:18888", "127.0.0.1", "/small", k // 4)["times"]
+    lat["direct"] += host_client("-", "127.0.0.1", "/small", k // 4)["times"]
+base = statistics.median(lat["direct"])
+row("egress: 1 KiB request, new connection", "aibox (agent relay + egress proxy)", lat["aibox"], base)
+row("egress: 1 KiB request, new connection", "tinyproxy (host)", lat["tinyproxy"], base)
+row("egress: 1 KiB request, new connection", "direct (no proxy)", lat["direct"], base)
+thr = {"aibox": [], "tinyproxy": [], "direct": []}
+for _ in range(2 if QUICK else 3):
+    r = sandbox_client("/big", 1)
+    thr["aibox"].append(r["bytes"] / 1e6 / (r["times"][0] / 1000))
+    r = host_client("127.0.0.1:18888", "127.0.0.1", "/big", 1)
+    thr["tinyproxy"].append(r["bytes"] / 1e6 / (r["times"][0] / 1000))
+    r = host_client("-", "127.0.0.1", "/big", 1)
+    thr["direct"].append(r["bytes"] / 1e6 / (r["times"][0] / 1000))
+for name, label in [("aibox", "aibox (agent relay + egress proxy)"), ("tinyproxy", "tinyproxy (host)"), ("direct", "direct (no proxy)")]:
+    rows.append(("egress: 64 MiB download", label, f"{statistics.median(thr[name]):.0f}", "", "", "MB/s", ""))
+tp.terminate()
+tp.wait()
+call("DELETE", f"/v1/sandboxes/{eg}")
 
 def rss_kib(p):
     for line in open(f"/proc/{p}/status"):
