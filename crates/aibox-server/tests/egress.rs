@@ -221,29 +221,7 @@ async fn connect_tunnels_check_the_tls_server_name() {
         &[format!("allowed.test:{up}"), format!("127.0.0.1:{up}")],
     );
     let p = proxy(policy, &[("allowed.test", "127.0.0.1")]).await;
-    let hello = |sni: &str| {
-        // The same minimal ClientHello the unit tests use.
-        let name = sni.as_bytes();
-        let mut sn = ((name.len() + 3) as u16).to_be_bytes().to_vec();
-        sn.push(0);
-        sn.extend_from_slice(&(name.len() as u16).to_be_bytes());
-        sn.extend_from_slice(name);
-        let mut ext = 0u16.to_be_bytes().to_vec();
-        ext.extend_from_slice(&(sn.len() as u16).to_be_bytes());
-        ext.extend_from_slice(&sn);
-        let mut h = vec![3, 3];
-        h.extend_from_slice(&[7u8; 32]);
-        h.extend_from_slice(&[0, 0, 2, 0x13, 0x01, 1, 0]);
-        h.extend_from_slice(&(ext.len() as u16).to_be_bytes());
-        h.extend_from_slice(&ext);
-        let mut hs = vec![1];
-        hs.extend_from_slice(&(h.len() as u32).to_be_bytes()[1..]);
-        hs.extend_from_slice(&h);
-        let mut rec = vec![0x16, 3, 1];
-        rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
-        rec.extend_from_slice(&hs);
-        rec
-    };
+    let hello = egress::minimal_client_hello;
     for (sni, passes) in [
         ("allowed.test", true),
         ("ALLOWED.test", true),
