@@ -9,6 +9,7 @@ command -v runuser >/dev/null || need+=(util-linux)  # rootless tests run as an 
 command -v useradd >/dev/null || need+=(passwd)
 command -v ps >/dev/null || need+=(procps)
 command -v script >/dev/null || need+=(bsdutils)      # gives `aibox run -t` a terminal in tests
+[ -x /usr/bin/curl ] || need+=(curl)                 # egress tests run the host's curl inside sandboxes
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "setup: installing ${need[*]}"

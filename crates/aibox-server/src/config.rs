@@ -388,6 +388,13 @@ mod tests {
             ),
             (
                 Raw {
+                    egress_hosts: Some("a.test=127.0.0.1,nope".into()),
+                    ..Raw::default()
+                },
+                "egress_hosts",
+            ),
+            (
+                Raw {
                     max_sandboxes: Some(0),
                     ..Raw::default()
                 },

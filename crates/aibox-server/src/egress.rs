@@ -66,21 +66,6 @@ impl Resolve for HostResolver {
     }
 }
 
-/// Fixed answers (tests, and operators' overrides), falling back to none.
-#[derive(Default)]
-pub struct StaticResolver(pub std::collections::HashMap<String, Vec<IpAddr>>);
-
-impl Resolve for StaticResolver {
-    fn lookup<'a>(&'a self, name: &'a str) -> Lookup<'a> {
-        Box::pin(async move {
-            self.0
-                .get(name)
-                .cloned()
-                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such name"))
-        })
-    }
-}
-
 /// One decision the proxy made, for the audit log and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
