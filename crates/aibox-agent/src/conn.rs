@@ -34,6 +34,7 @@ impl Failure {
             std::io::ErrorKind::AlreadyExists => ErrorCode::AlreadyExists,
             // Writing to a process whose stdin is closed.
             std::io::ErrorKind::BrokenPipe => ErrorCode::Conflict,
+            std::io::ErrorKind::ConnectionRefused => ErrorCode::Unavailable,
             std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => {
                 ErrorCode::InvalidArgument
             }
@@ -300,9 +301,26 @@ fn port_forward(s: &mut UnixStream, port: u16) -> OpResult {
             "port must be between 1 and 65535",
         ));
     }
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let tcp = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .map_err(|e| Failure::io(&format!("connect to 127.0.0.1:{port} in the sandbox"), &e))?;
+    // IPv4 loopback first; a server bound to ::1 only (some resolve
+    // "localhost" that way) is found on the second try.
+    let v4 = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let v6 = std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
+    let timeout = Duration::from_secs(5);
+    let tcp = std::net::TcpStream::connect_timeout(&v4, timeout)
+        .or_else(|e| match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => {
+                std::net::TcpStream::connect_timeout(&v6, timeout).map_err(|_| e)
+            }
+            _ => Err(e),
+        })
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => Failure::new(
+                ErrorCode::Unavailable,
+                format!("nothing listens on port {port} inside the sandbox"),
+            ),
+            _ => Failure::io(&format!("connect to port {port} in the sandbox"), &e),
+        })?;
+    let _ = tcp.set_nodelay(true);
     ok(s, serde_json::json!({ "port": port }))?;
     let _ = s.set_read_timeout(None);
     let (Ok(mut s_rd), Ok(mut tcp_wr)) = (s.try_clone(), tcp.try_clone()) else {

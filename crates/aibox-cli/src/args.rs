@@ -104,6 +104,12 @@ pub enum Command {
         #[command(subcommand)]
         cmd: NetworkCmd,
     },
+    /// Published ports of a sandbox (server): the ports processes listen
+    /// on and their URLs, with the access token.
+    Port(PortArgs),
+    /// Forward a local TCP port to a port inside a sandbox (any TCP:
+    /// databases, SSH, dev servers). Runs until interrupted.
+    PortForward(PortForwardArgs),
     /// (internal) create a sandbox from a JSON spec on stdin; used by
     /// multi-threaded callers of the runtime.
     #[command(hide = true)]
@@ -229,6 +235,9 @@ pub struct CreateArgs {
     /// Egress rule to deny (checked before the allows).
     #[arg(long = "deny")]
     pub deny: Vec<String>,
+    /// Published ports answer without the sandbox's port token (server only).
+    #[arg(long)]
+    pub public: bool,
     #[command(flatten)]
     pub target: Target,
 }
@@ -469,4 +478,33 @@ pub enum NetworkCmd {
         #[arg(long)]
         clear: bool,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct PortArgs {
+    pub id: String,
+    /// Print the server's answer as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Let anyone who can reach the server open the ports, without the token.
+    #[arg(long, conflicts_with = "private")]
+    pub public: bool,
+    /// Require the token again.
+    #[arg(long)]
+    pub private: bool,
+    /// Replace the token: URLs handed out before stop working.
+    #[arg(long)]
+    pub rotate_token: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PortForwardArgs {
+    pub id: String,
+    /// `PORT` or `LOCAL:PORT` (LOCAL 0 picks a free port).
+    pub ports: String,
+    /// The local address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub address: std::net::IpAddr,
+    #[command(flatten)]
+    pub target: Target,
 }

@@ -4,6 +4,7 @@ mod create;
 mod doctor;
 mod exec;
 mod list;
+mod ports;
 mod progress;
 mod remote;
 mod run;
@@ -54,6 +55,8 @@ pub fn dispatch(cmd: Command) -> anyhow::Result<u8> {
         Command::Snapshot { cmd } => snapshot::snapshot(cmd),
         Command::Restore(a) => snapshot::fork(&a.snapshot, 1, &a.over, true),
         Command::Network { cmd } => remote::network(cmd),
+        Command::Port(a) => ports::port(a),
+        Command::PortForward(a) => ports::forward(a),
         Command::Fork(a) => snapshot::fork(&a.snapshot, a.count, &a.over, false),
         Command::Version => {
             println!(

@@ -1302,3 +1302,250 @@ fn egress_allowlist_goes_through_the_proxy() {
     drop(s2);
     std::mem::forget(s);
 }
+
+/// One HTTP/1.1 request to the server with this Host header; the status,
+/// the headers and the body.
+fn http_to(addr: &str, host: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let status = head.split(' ').nth(1).unwrap_or("0").parse().unwrap_or(0);
+    (status, head.to_string(), body.to_string())
+}
+
+/// A WebSocket through the server: sends a text and a binary message and
+/// returns what came back, or the HTTP status the handshake got.
+fn ws_echo(
+    addr: &str,
+    host: &str,
+    path: &str,
+    token: Option<&str>,
+) -> Result<(String, Vec<u8>), u16> {
+    use tungstenite::client::IntoClientRequest;
+    use tungstenite::Message;
+    let mut req = format!("ws://{host}{path}").into_client_request().unwrap();
+    if let Some(t) = token {
+        req.headers_mut()
+            .insert("x-aibox-token", t.parse().unwrap());
+    }
+    let tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let (mut ws, _) = match tungstenite::client(req, tcp) {
+        Ok(x) => x,
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(r))) => {
+            return Err(r.status().as_u16())
+        }
+        Err(e) => panic!("{e}"),
+    };
+    ws.send(Message::Text("hello through aibox".into()))
+        .unwrap();
+    let text = match ws.read().unwrap() {
+        Message::Text(t) => t.to_string(),
+        other => panic!("{other:?}"),
+    };
+    let blob: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    ws.send(Message::Binary(blob.clone().into())).unwrap();
+    let back = match ws.read().unwrap() {
+        Message::Binary(b) => b.to_vec(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(back, blob);
+    let _ = ws.close(None);
+    Ok((text, back))
+}
+
+#[test]
+fn published_ports_need_the_token_and_carry_websockets() {
+    require_sandboxes!();
+    let data = data_dir("ports");
+    let s = Server::start(&data);
+    let c = s.admin();
+    let id = create(&c, json!({}));
+    let script =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ws_echo.py")).unwrap();
+    c.call(
+        Method::PUT,
+        &format!("/v1/sandboxes/{id}/files?path=/tmp/ws_echo.py"),
+        Body::Raw(script),
+    )
+    .unwrap();
+    exec(
+        &c,
+        &id,
+        json!("nohup python3 /tmp/ws_echo.py 9000 >/tmp/ws.log 2>&1 &"),
+    );
+    let ports_path = format!("/v1/sandboxes/{id}/ports");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let v = loop {
+        let v = c.json(Method::GET, &ports_path, Body::Empty).unwrap();
+        if v["ports"].as_array().is_some_and(|p| !p.is_empty()) || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(v["ports"][0]["port"], 9000, "{v}");
+    assert_eq!(v["ports"][0]["reachable"], true, "{v}");
+    let server_port = s.addr.rsplit(':').next().unwrap();
+    assert_eq!(
+        v["ports"][0]["url"],
+        format!("http://9000-{id}.localhost:{server_port}/")
+    );
+    let token = v["token"].as_str().unwrap().to_string();
+    assert_eq!(token.len(), 32);
+    let host = format!("9000-{id}.localhost:{server_port}");
+    let path_base = format!("/v1/sandboxes/{id}/ports/9000");
+
+    // Host routing and path routing, with the token; the app sees its own paths.
+    let tok = [("X-Aibox-Token", token.as_str())];
+    let (st, _, body) = http_to(&s.addr, &host, "/x?a=1", &tok);
+    assert_eq!((st, body.as_str()), (200, "plain /x?a=1"));
+    let (st, _, body) = http_to(&s.addr, &s.addr, &format!("{path_base}/y/z"), &tok);
+    assert_eq!((st, body.as_str()), (200, "plain /y/z"));
+    let (st, head, _) = http_to(&s.addr, &s.addr, &path_base, &tok);
+    assert!(
+        st == 308 && head.contains(&format!("{path_base}/")),
+        "{head}"
+    );
+    // Without it, or with a wrong one: refused, with a reason.
+    for (h, p) in [
+        (host.as_str(), "/x".to_string()),
+        (s.addr.as_str(), format!("{path_base}/x")),
+    ] {
+        let (st, _, body) = http_to(&s.addr, h, &p, &[]);
+        assert!(st == 401 && body.contains("aibox port"), "{st} {body}");
+        let (st, _, body) = http_to(&s.addr, h, &p, &[("X-Aibox-Token", "0123")]);
+        assert!(
+            st == 401 && body.contains("wrong port token"),
+            "{st} {body}"
+        );
+    }
+    // A browser with ?aibox_token= gets a cookie and the URL without it;
+    // the token reaches the app in no form.
+    let (st, head, _) = http_to(
+        &s.addr,
+        &host,
+        &format!("/page?aibox_token={token}&q=1"),
+        &[("Accept", "text/html")],
+    );
+    assert!(st == 303 && head.contains("location: /page?q=1"), "{head}");
+    assert!(
+        head.contains(&format!(
+            "set-cookie: aibox_token={token}; Path=/; HttpOnly"
+        )),
+        "{head}"
+    );
+    let cookie = format!("theme=dark; aibox_token={token}");
+    let (st, _, body) = http_to(&s.addr, &host, "/c", &[("Cookie", &cookie)]);
+    assert_eq!((st, body.as_str()), (200, "plain /c"));
+    let (st, _, body) = http_to(&s.addr, &host, &format!("/q?aibox_token={token}"), &[]);
+    assert_eq!((st, body.as_str()), (200, "plain /q"));
+
+    // WebSockets through both forms.
+    let (text, _) = ws_echo(&s.addr, &host, "/ws", Some(&token)).unwrap();
+    assert_eq!(text, "hello through aibox");
+    let (text, _) = ws_echo(&s.addr, &s.addr, &format!("{path_base}/ws"), Some(&token)).unwrap();
+    assert_eq!(text, "hello through aibox");
+    assert_eq!(ws_echo(&s.addr, &host, "/ws", None).unwrap_err(), 401);
+    assert_eq!(
+        ws_echo(&s.addr, &s.addr, &format!("{path_base}/ws"), None).unwrap_err(),
+        401
+    );
+
+    // Nothing listening; a malformed host; an unknown sandbox.
+    let (st, _, body) = http_to(&s.addr, &format!("9001-{id}.localhost"), "/", &tok);
+    assert!(
+        st == 502 && body.contains("nothing listens on port 9001"),
+        "{body}"
+    );
+    let (st, _, _) = http_to(&s.addr, "0-zz.localhost", "/", &tok);
+    assert_eq!(st, 404);
+    let (st, _, _) = http_to(&s.addr, "9000-0123456789ab.localhost", "/", &tok);
+    assert_eq!(st, 404);
+
+    // Public ports need no token; rotating the token retires the old one.
+    let v = c
+        .json(
+            Method::PATCH,
+            &ports_path,
+            Body::Json(json!({"public": true})),
+        )
+        .unwrap();
+    assert_eq!(v["public"], true);
+    assert_eq!(http_to(&s.addr, &host, "/p", &[]).0, 200);
+    assert!(ws_echo(&s.addr, &host, "/ws", None).is_ok());
+    let v = c
+        .json(
+            Method::PATCH,
+            &ports_path,
+            Body::Json(json!({"public": false, "rotate_token": true})),
+        )
+        .unwrap();
+    assert_ne!(v["token"], token.as_str());
+    assert_eq!(http_to(&s.addr, &host, "/p", &tok).0, 401);
+    let new_tok = v["token"].as_str().unwrap().to_string();
+    assert_eq!(
+        http_to(&s.addr, &host, "/p", &[("X-Aibox-Token", &new_tok)]).0,
+        200
+    );
+
+    // The CLI: URLs with the token, and a local port forward.
+    let o = s.cli(&["port", &id]);
+    let shown = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        shown.contains(&format!(
+            "http://9000-{id}.localhost:{server_port}/?aibox_token={new_tok}"
+        )),
+        "{shown}"
+    );
+    let mut fwd = Command::new(common::bin())
+        .args(["port-forward", &id, "0:9000"])
+        .env("AIBOX_URL", format!("http://{}", s.addr))
+        .env("AIBOX_KEY", &s.key)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(fwd.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let local = line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_string();
+    for _ in 0..3 {
+        let (st, _, body) = http_to(&local, "anything", "/fwd", &[]);
+        assert_eq!((st, body.as_str()), (200, "plain /fwd"));
+    }
+    let _ = fwd.kill();
+    let _ = fwd.wait();
+    let o = s.cli(&["port-forward", &id, "x"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("LOCAL:PORT"));
+
+    // A paused sandbox says so.
+    c.call(
+        Method::POST,
+        &format!("/v1/sandboxes/{id}/pause"),
+        Body::Empty,
+    )
+    .unwrap();
+    let (st, _, body) = http_to(&s.addr, &host, "/", &[("X-Aibox-Token", &new_tok)]);
+    assert!(st == 409 && body.contains("paused"), "{body}");
+    c.call(
+        Method::POST,
+        &format!("/v1/sandboxes/{id}/resume"),
+        Body::Empty,
+    )
+    .unwrap();
+}

@@ -319,54 +319,14 @@ impl Client {
         mut on_event: impl FnMut(StreamEvent),
     ) -> Result<Option<Value>, ClientError> {
         use futures_util::{SinkExt, StreamExt};
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         use tokio_tungstenite::tungstenite::Message;
         let endpoint = self.endpoint.clone();
         let transport = move |reason: String| ClientError::Transport {
             endpoint: endpoint.clone(),
             reason,
         };
-        let host = match &self.endpoint {
-            Endpoint::Tcp(a) => a.clone(),
-            Endpoint::Unix(_) => "localhost".into(),
-        };
-        let mut req = format!("ws://{host}{path}")
-            .into_client_request()
-            .map_err(|e| transport(e.to_string()))?;
-        if let Some(k) = &self.key {
-            let v = format!("Bearer {k}")
-                .parse()
-                .map_err(|_| transport("bad key".into()))?;
-            req.headers_mut().insert("authorization", v);
-        }
         self.rt.block_on(async {
-            // Either transport; boxed so one code path drives both.
-            let ws = match &self.endpoint {
-                Endpoint::Tcp(addr) => {
-                    let s = tokio::net::TcpStream::connect(addr.as_str())
-                        .await
-                        .map_err(|e| not_running(&self.endpoint, &e.to_string()))?;
-                    tokio_tungstenite::client_async(req, Box::new(s) as Box<dyn AsyncStream>).await
-                }
-                Endpoint::Unix(p) => {
-                    let s = tokio::net::UnixStream::connect(p)
-                        .await
-                        .map_err(|e| not_running(&self.endpoint, &e.to_string()))?;
-                    tokio_tungstenite::client_async(req, Box::new(s) as Box<dyn AsyncStream>).await
-                }
-            };
-            let (mut ws, _) = ws.map_err(|e| match e {
-                tokio_tungstenite::tungstenite::Error::Http(r) => {
-                    let body = r.body().clone().unwrap_or_default();
-                    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    ClientError::Api {
-                        status: r.status().as_u16(),
-                        code: v["error"]["code"].as_str().unwrap_or("unknown").to_string(),
-                        message: v["error"]["message"].as_str().unwrap_or("").to_string(),
-                    }
-                }
-                other => transport(other.to_string()),
-            })?;
+            let mut ws = self.websocket(path).await?;
             if let Some(s) = start {
                 ws.send(Message::Text(s.to_string().into()))
                     .await
@@ -412,6 +372,120 @@ impl Client {
                     },
                 }
             }
+        })
+    }
+}
+
+impl Client {
+    /// A second client to the same server (each has its own runtime, so
+    /// threads can use one each).
+    pub fn duplicate(&self) -> Result<Client, ClientError> {
+        Client::new(self.endpoint.clone(), self.key.clone())
+    }
+
+    /// Open the WebSocket at `path`.
+    async fn websocket(
+        &self,
+        path: &str,
+    ) -> Result<tokio_tungstenite::WebSocketStream<Box<dyn AsyncStream>>, ClientError> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let transport = |reason: String| ClientError::Transport {
+            endpoint: self.endpoint.clone(),
+            reason,
+        };
+        let host = match &self.endpoint {
+            Endpoint::Tcp(a) => a.clone(),
+            Endpoint::Unix(_) => "localhost".into(),
+        };
+        let mut req = format!("ws://{host}{path}")
+            .into_client_request()
+            .map_err(|e| transport(e.to_string()))?;
+        if let Some(k) = &self.key {
+            let v = format!("Bearer {k}")
+                .parse()
+                .map_err(|_| transport("bad key".into()))?;
+            req.headers_mut().insert("authorization", v);
+        }
+        // Either transport; boxed so one code path drives both.
+        let ws = match &self.endpoint {
+            Endpoint::Tcp(addr) => {
+                let s = tokio::net::TcpStream::connect(addr.as_str())
+                    .await
+                    .map_err(|e| not_running(&self.endpoint, &e.to_string()))?;
+                let _ = s.set_nodelay(true);
+                tokio_tungstenite::client_async(req, Box::new(s) as Box<dyn AsyncStream>).await
+            }
+            Endpoint::Unix(p) => {
+                let s = tokio::net::UnixStream::connect(p)
+                    .await
+                    .map_err(|e| not_running(&self.endpoint, &e.to_string()))?;
+                tokio_tungstenite::client_async(req, Box::new(s) as Box<dyn AsyncStream>).await
+            }
+        };
+        let (ws, _) = ws.map_err(|e| match e {
+            tokio_tungstenite::tungstenite::Error::Http(r) => {
+                let body = r.body().clone().unwrap_or_default();
+                let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                ClientError::Api {
+                    status: r.status().as_u16(),
+                    code: v["error"]["code"].as_str().unwrap_or("unknown").to_string(),
+                    message: v["error"]["message"].as_str().unwrap_or("").to_string(),
+                }
+            }
+            other => transport(other.to_string()),
+        })?;
+        Ok(ws)
+    }
+
+    /// Carry `conn`'s bytes over the WebSocket at `path` (binary frames,
+    /// both ways) until both sides are done.
+    pub fn tunnel(&self, path: &str, conn: std::net::TcpStream) -> Result<(), ClientError> {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let transport = |reason: String| ClientError::Transport {
+            endpoint: self.endpoint.clone(),
+            reason,
+        };
+        self.rt.block_on(async {
+            let ws = self.websocket(path).await?;
+            conn.set_nonblocking(true)
+                .map_err(|e| transport(e.to_string()))?;
+            let conn =
+                tokio::net::TcpStream::from_std(conn).map_err(|e| transport(e.to_string()))?;
+            let _ = conn.set_nodelay(true);
+            let (mut rd, mut wr) = conn.into_split();
+            let (mut tx, mut rx) = ws.split();
+            let up = async {
+                let mut buf = vec![0u8; 32 * 1024];
+                loop {
+                    match rd.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if tx
+                                .send(Message::Binary(buf[..n].to_vec().into()))
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                    }
+                }
+                let _ = tx.send(Message::Close(None)).await;
+            };
+            let down = async {
+                while let Some(Ok(m)) = rx.next().await {
+                    match m {
+                        Message::Binary(b) if wr.write_all(&b).await.is_err() => break,
+                        Message::Close(_) => break,
+                        _ => {}
+                    }
+                }
+                let _ = wr.shutdown().await;
+            };
+            tokio::join!(up, down);
+            Ok(())
         })
     }
 }

@@ -19,6 +19,7 @@ mod ids;
 mod init;
 pub mod landlock;
 pub mod layer;
+pub mod listening;
 pub mod mounts;
 pub mod seccomp;
 mod setup;
@@ -726,6 +727,16 @@ impl Sandbox {
     }
     pub fn stats(&self) -> Stats {
         self.rec.cgroup.stats()
+    }
+    /// The TCP ports processes inside listen on.
+    pub fn listeners(&self) -> Result<Vec<listening::Listener>, Error> {
+        if !self.alive() {
+            return Err(Error::Gone(self.rec.id.clone()));
+        }
+        listening::listeners(self.rec.pid).map_err(|e| Error::Reported {
+            code: ErrorCode::Internal,
+            message: format!("reading sandbox {}'s sockets: {e}", self.rec.id),
+        })
     }
     /// Kill every process, remove the cgroups, the record and the socket.
     pub fn destroy(self) -> Result<(), Error> {

@@ -39,6 +39,10 @@ pub struct Config {
     /// Names the egress proxy resolves to fixed addresses instead of asking
     /// the host's resolver (tests, split-horizon setups).
     pub egress_hosts: std::collections::HashMap<String, Vec<std::net::IpAddr>>,
+    /// Published ports answer at `{port}-{id}.{port_domain}` on the TCP
+    /// listener (a wildcard DNS name, or `localhost`, which resolves
+    /// every subdomain to loopback by itself).
+    pub port_domain: String,
 }
 
 /// Settings as written in the TOML file, the environment or flags.
@@ -59,6 +63,7 @@ pub struct Raw {
     pub max_snapshots: Option<u64>,
     /// `name=ip,name=ip`.
     pub egress_hosts: Option<String>,
+    pub port_domain: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +104,8 @@ impl Raw {
             max_body,
             rate_limit,
             max_snapshots,
-            egress_hosts
+            egress_hosts,
+            port_domain
         );
         self
     }
@@ -148,6 +154,7 @@ impl Raw {
             rate_limit,
             max_snapshots,
             egress_hosts: s("AIBOX_EGRESS_HOSTS"),
+            port_domain: s("AIBOX_PORT_DOMAIN"),
         })
     }
 
@@ -287,6 +294,18 @@ impl Raw {
                 "must be at most 1000000 (0 turns snapshots off)".into(),
             ));
         }
+        let port_domain = match self.port_domain.as_deref() {
+            None => "localhost".to_string(),
+            Some(v) => aibox_types::egress::normalize_name(v)
+                .filter(|n| n.parse::<std::net::IpAddr>().is_err())
+                .ok_or_else(|| {
+                    bad(
+                        "port_domain",
+                        v,
+                        "expected a DNS name such as localhost or sandboxes.example.com".into(),
+                    )
+                })?,
+        };
         Ok(Config {
             listen,
             socket,
@@ -301,6 +320,7 @@ impl Raw {
             rate_limit: self.rate_limit.unwrap_or(100),
             max_snapshots,
             egress_hosts,
+            port_domain,
         })
     }
 }

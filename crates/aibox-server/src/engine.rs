@@ -48,6 +48,10 @@ pub trait Engine: Send + Sync + 'static {
     fn stats(&self, _id: &str) -> Option<serde_json::Value> {
         None
     }
+    /// The TCP ports processes in the sandbox listen on.
+    fn listeners(&self, _id: &str) -> Result<Vec<aibox_runtime::listening::Listener>, ApiError> {
+        Ok(Vec::new())
+    }
     /// Snapshot sandbox `id`'s filesystem.
     fn snapshot(&self, id: &str, name: Option<&str>) -> Result<SnapshotMeta, ApiError>;
     /// Delete a snapshot (a conflict while a sandbox restored from it runs).
@@ -106,6 +110,10 @@ impl Engine for RuntimeEngine {
     fn stats(&self, id: &str) -> Option<serde_json::Value> {
         let sb = self.rt.get(id).ok()?;
         serde_json::to_value(sb.stats()).ok()
+    }
+
+    fn listeners(&self, id: &str) -> Result<Vec<aibox_runtime::listening::Listener>, ApiError> {
+        Ok(self.rt.get(id)?.listeners()?)
     }
 
     fn running(&self) -> Vec<String> {

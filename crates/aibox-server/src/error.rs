@@ -54,6 +54,7 @@ impl ApiError {
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::PayloadTooLarge | ErrorCode::FrameTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::SandboxGone => StatusCode::GONE,
+            ErrorCode::Unavailable => StatusCode::BAD_GATEWAY,
             ErrorCode::ProtocolError | ErrorCode::VersionMismatch | ErrorCode::Internal => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

@@ -17,6 +17,7 @@ pub mod error;
 pub mod keys;
 pub mod metrics;
 pub mod openapi;
+pub mod ports;
 pub mod sandboxes;
 pub mod snapshots;
 pub mod store;
@@ -460,6 +461,9 @@ async fn audit_list(
 async fn normalize_errors(resp: axum::response::Response) -> axum::response::Response {
     use axum::http::{header, StatusCode};
     let status = resp.status();
+    if resp.extensions().get::<ports::Proxied>().is_some() {
+        return resp;
+    }
     let is_json = resp
         .headers()
         .get(header::CONTENT_TYPE)
@@ -544,6 +548,10 @@ pub fn app(state: AppState) -> Router {
             "/v1/sandboxes/{id}/network",
             axum::routing::patch(sandboxes::set_network),
         )
+        .route(
+            "/v1/sandboxes/{id}/ports",
+            get(ports::list).patch(ports::update),
+        )
         .route("/v1/sandboxes/{id}/snapshots", post(snapshots::create))
         .route("/v1/snapshots", get(snapshots::list))
         .route(
@@ -583,7 +591,20 @@ pub fn app(state: AppState) -> Router {
             "/v1/sandboxes/{id}/processes/{pid}/stdin",
             post(agentops::proc_stdin),
         )
+        .route("/v1/sandboxes/{id}/forward/{port}", get(ports::forward))
         .merge(uploads)
+        .route(
+            "/v1/sandboxes/{id}/ports/{port}",
+            axum::routing::any(ports::path_route),
+        )
+        .route(
+            "/v1/sandboxes/{id}/ports/{port}/",
+            axum::routing::any(ports::path_route),
+        )
+        .route(
+            "/v1/sandboxes/{id}/ports/{port}/{*rest}",
+            axum::routing::any(ports::path_route),
+        )
         .route("/metrics", get(metrics::render))
         .route("/v1/openapi.json", get(openapi::spec))
         .route(
@@ -594,6 +615,10 @@ pub fn app(state: AppState) -> Router {
         .route("/docs/{*rest}", get(openapi::docs_file))
         .fallback(not_found)
         .layer(axum::middleware::map_response(normalize_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ports::host_route,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
@@ -626,8 +651,20 @@ pub fn bootstrap_admin_key(store: &Store, data_dir: &std::path::Path) -> anyhow:
 }
 
 /// Run the server until SIGINT/SIGTERM. Sandboxes keep running after it.
-pub async fn serve(config: Config, engine: Arc<dyn Engine>) -> anyhow::Result<()> {
+pub async fn serve(mut config: Config, engine: Arc<dyn Engine>) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
+    // Bound first, so the port is known (`--listen 127.0.0.1:0`) when
+    // published ports' URLs are made.
+    let tcp = match config.listen {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+            config.listen = Some(l.local_addr()?);
+            Some(l)
+        }
+        None => None,
+    };
     std::fs::create_dir_all(&config.data_dir)?;
     std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o711))?;
     let store = Store::open(&config.data_dir.join("state.db"))?;
@@ -648,10 +685,7 @@ pub async fn serve(config: Config, engine: Arc<dyn Engine>) -> anyhow::Result<()
     });
 
     let mut tasks = tokio::task::JoinSet::new();
-    if let Some(addr) = config.listen {
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    if let Some(l) = tcp {
         eprintln!("aibox: listening on http://{}", l.local_addr()?);
         let router = app(state.clone());
         // Small replies go out at once: without TCP_NODELAY a response

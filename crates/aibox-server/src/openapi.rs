@@ -108,7 +108,8 @@ fn build() -> Value {
                     "host": {"type": "string"}, "guest": {"type": "string"}, "read_only": {"type": "boolean"}}}},
                 "snapshot": {"type": "string", "pattern": "^[0-9a-f]{1,64}$",
                     "description": "start from this snapshot; its spec is the base the other fields override"},
-                "network": reference("Network")
+                "network": reference("Network"),
+                "public": {"type": "boolean", "description": "published ports answer without the port token"}
             }
         },
         "Network": {
@@ -153,8 +154,25 @@ fn build() -> Value {
                 "labels": {"type": "object"},
                 "spec": {"type": "object"},
                 "isolation": {"type": ["object", "null"]},
-                "usage": {"type": ["object", "null"]}
+                "usage": {"type": ["object", "null"]},
+                "public_ports": {"type": "boolean"}
             }
+        },
+        "Ports": {
+            "type": "object", "required": ["id", "public", "token", "ports"],
+            "properties": {
+                "id": {"type": "string"},
+                "public": {"type": "boolean"},
+                "token": {"type": "string", "description": "send as X-Aibox-Token, the aibox_token cookie or ?aibox_token="},
+                "url_template": {"type": ["string", "null"]},
+                "ports": {"type": "array", "items": {"type": "object", "required": ["port", "address", "reachable"], "properties": {
+                    "port": {"type": "integer"}, "address": {"type": "string"}, "reachable": {"type": "boolean"},
+                    "url": {"type": ["string", "null"]}, "path_url": {"type": ["string", "null"]}}}}
+            }
+        },
+        "PortsPatch": {
+            "type": "object", "additionalProperties": false,
+            "properties": {"public": {"type": "boolean"}, "rotate_token": {"type": "boolean"}}
         },
         "SandboxList": {
             "type": "object", "required": ["sandboxes", "next"],
@@ -252,6 +270,12 @@ fn build() -> Value {
             errors(json!({"200": sb_ok}), &["404"]))},
         "/v1/sandboxes/{id}/network": {"patch": op("Replace the egress policy (new connections see it at once)", json!([id]),
             Some(json_body(reference("Network"))), errors(json!({"200": sb_ok.clone()}), &["404", "409"]))},
+        "/v1/sandboxes/{id}/ports": {
+            "get": op("Listening ports, their URLs and the port token", json!([id]), None,
+                errors(json!({"200": ok("ports", reference("Ports"))}), &["404"])),
+            "patch": op("Make published ports public or private, or rotate the token", json!([id]),
+                Some(json_body(reference("PortsPatch"))), errors(json!({"200": ok("ports", reference("Ports"))}), &["404"]))
+        },
         "/v1/sandboxes/{id}/snapshots": {"post": op("Snapshot the sandbox's filesystem (frozen while copied)", json!([id]),
             Some(optional_body(reference("CreateSnapshot"))),
             errors(json!({"201": ok("the snapshot", reference("Snapshot"))}), &["404", "409", "410", "503"]))},
@@ -352,7 +376,7 @@ fn build() -> Value {
         "info": {
             "title": "aibox",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Sandboxes for AI agents. Streams (exec with live output and PTY, process re-attach) are WebSockets at /v1/sandboxes/{id}/exec/ws and /v1/sandboxes/{id}/processes/{pid}/attach; see docs/api.md."
+            "description": "Sandboxes for AI agents. Streams (exec with live output and PTY, process re-attach, raw TCP to a port) are WebSockets at /v1/sandboxes/{id}/exec/ws, /v1/sandboxes/{id}/processes/{pid}/attach and /v1/sandboxes/{id}/forward/{port}; published ports answer at http://{port}-{id}.localhost:{server port}/ and /v1/sandboxes/{id}/ports/{port}/ (any method, proxied to the sandbox); see docs/api.md and docs/network.md."
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],

@@ -63,6 +63,9 @@ pub struct CreateRequest {
     pub snapshot: Option<String>,
     /// Egress: mode and rules (default: no network).
     pub network: Option<NetworkBody>,
+    /// Published ports answer without the sandbox's port token.
+    #[serde(default)]
+    pub public: bool,
 }
 
 /// A sandbox's egress policy as the API takes it.
@@ -88,6 +91,8 @@ pub struct SandboxView {
     pub labels: serde_json::Map<String, Value>,
     pub spec: Value,
     pub isolation: Value,
+    /// Published ports answer without the port token.
+    pub public_ports: bool,
 }
 
 impl From<Row> for SandboxView {
@@ -104,6 +109,7 @@ impl From<Row> for SandboxView {
             labels: r.labels,
             spec: r.spec,
             isolation: r.isolation,
+            public_ports: r.public_ports,
         }
     }
 }
@@ -500,6 +506,8 @@ async fn create_sandbox(
                 idle_timeout_ms: req.idle_timeout_seconds.map(|s| s * 1000),
                 last_active_ms: now,
                 remaining_ms: None,
+                port_token: crate::ports::new_token(),
+                public_ports: req.public,
             })
             .map_err(|e| ApiError::internal("insert", e))?;
         id

@@ -71,6 +71,10 @@ pub struct Row {
     pub last_active_ms: u64,
     /// While paused: the TTL left when it was paused (the clock stops).
     pub remaining_ms: Option<u64>,
+    /// The access token of the sandbox's published ports.
+    pub port_token: String,
+    /// Published ports answer without the token.
+    pub public_ports: bool,
 }
 
 /// A snapshot as the server knows it: who owns it, and the runtime's
@@ -126,6 +130,8 @@ CREATE TABLE IF NOT EXISTS sandboxes (
     idle_timeout_ms BIGINT,
     last_active_ms BIGINT NOT NULL DEFAULT 0,
     remaining_ms BIGINT,
+    port_token TEXT NOT NULL DEFAULT '',
+    public_ports BIGINT NOT NULL DEFAULT 0,
     UNIQUE (owner, idempotency_key)
 );
 CREATE TABLE IF NOT EXISTS snapshots (
@@ -169,10 +175,36 @@ fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
         idle_timeout_ms: r.get::<_, Option<i64>>(9)?.map(|v| v as u64),
         last_active_ms: r.get::<_, i64>(10)? as u64,
         remaining_ms: r.get::<_, Option<i64>>(11)?.map(|v| v as u64),
+        port_token: r.get(12)?,
+        public_ports: r.get::<_, i64>(13)? != 0,
     })
 }
 
-const COLUMNS: &str = "id, owner, state, spec, labels, isolation, created_ms, expires_ms, idempotency_key, idle_timeout_ms, last_active_ms, remaining_ms";
+/// Columns added after the first release, for databases made before them.
+const ADDED_COLUMNS: [(&str, &str, &str); 2] = [
+    ("sandboxes", "port_token", "TEXT NOT NULL DEFAULT ''"),
+    ("sandboxes", "public_ports", "BIGINT NOT NULL DEFAULT 0"),
+];
+
+fn migrate(db: &Connection) -> Result<(), StoreError> {
+    for (table, column, decl) in ADDED_COLUMNS {
+        let present: i64 = db.query_row(
+            &format!("SELECT COUNT(*) FROM pragma_table_info('{table}') WHERE name = ?1"),
+            params![column],
+            |r| r.get(0),
+        )?;
+        if present == 0 {
+            db.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+        }
+    }
+    // Sandboxes from before published ports get a token of their own.
+    db.execute_batch(
+        "UPDATE sandboxes SET port_token = lower(hex(randomblob(16))) WHERE port_token = ''",
+    )?;
+    Ok(())
+}
+
+const COLUMNS: &str = "id, owner, state, spec, labels, isolation, created_ms, expires_ms, idempotency_key, idle_timeout_ms, last_active_ms, remaining_ms, port_token, public_ports";
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
@@ -180,6 +212,7 @@ impl Store {
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "NORMAL")?;
         db.execute_batch(SCHEMA)?;
+        migrate(&db)?;
         Ok(Store { db: Mutex::new(db) })
     }
 
@@ -273,7 +306,7 @@ impl Store {
     pub fn insert(&self, r: &Row) -> Result<(), StoreError> {
         self.db().execute(
             &format!(
-                "INSERT INTO sandboxes ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                "INSERT INTO sandboxes ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
             ),
             params![
                 r.id,
@@ -288,6 +321,8 @@ impl Store {
                 r.idle_timeout_ms.map(|v| v as i64),
                 r.last_active_ms as i64,
                 r.remaining_ms.map(|v| v as i64),
+                r.port_token,
+                i64::from(r.public_ports),
             ],
         )?;
         Ok(())
@@ -305,6 +340,14 @@ impl Store {
         self.db().execute(
             "UPDATE sandboxes SET state = ?2 WHERE id = ?1",
             params![id, state],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_ports(&self, id: &str, token: &str, public: bool) -> Result<(), StoreError> {
+        self.db().execute(
+            "UPDATE sandboxes SET port_token = ?2, public_ports = ?3 WHERE id = ?1",
+            params![id, token, i64::from(public)],
         )?;
         Ok(())
     }
@@ -638,6 +681,36 @@ mod tests {
     }
 
     #[test]
+    fn a_database_from_before_published_ports_is_migrated() {
+        let dir = std::env::temp_dir().join(format!("aibox-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.db");
+        {
+            let db = Connection::open(&path).unwrap();
+            db.execute_batch(
+                "CREATE TABLE sandboxes (id TEXT PRIMARY KEY, owner TEXT NOT NULL, state TEXT NOT NULL,
+                 spec TEXT NOT NULL, labels TEXT NOT NULL, isolation TEXT NOT NULL,
+                 created_ms BIGINT NOT NULL, expires_ms BIGINT, idempotency_key TEXT,
+                 idle_timeout_ms BIGINT, last_active_ms BIGINT NOT NULL DEFAULT 0,
+                 remaining_ms BIGINT, UNIQUE (owner, idempotency_key));
+                 INSERT INTO sandboxes (id, owner, state, spec, labels, isolation, created_ms)
+                 VALUES ('a', 'admin', 'running', '{}', '{}', 'null', 1);",
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let r = s.get("a").unwrap().unwrap();
+        assert_eq!(r.port_token.len(), 32, "{:?}", r.port_token);
+        assert!(!r.public_ports);
+        drop(s);
+        // Opening again changes nothing.
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.get("a").unwrap().unwrap().port_token, r.port_token);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn list_pages_by_creation_then_id() {
         let s = Store::in_memory().unwrap();
         for (id, ms, owner) in [("a", 1, "x"), ("b", 1, "y"), ("c", 2, "x"), ("d", 3, "x")] {
@@ -654,6 +727,8 @@ mod tests {
                 idle_timeout_ms: None,
                 last_active_ms: 0,
                 remaining_ms: None,
+                port_token: String::new(),
+                public_ports: false,
             })
             .unwrap();
         }

@@ -41,6 +41,9 @@ pub enum ErrorCode {
     RateLimited,
     /// The request body is larger than the server accepts.
     PayloadTooLarge,
+    /// Nothing answers where the request was to go (e.g. no process
+    /// listens on a published port inside the sandbox).
+    Unavailable,
     Internal,
 }
 
@@ -63,6 +66,7 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }
     }

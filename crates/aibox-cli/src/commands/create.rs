@@ -10,6 +10,11 @@ pub fn create(a: CreateArgs) -> anyhow::Result<u8> {
             "network egress goes through the aibox server's proxy: drop --local".into()
         ));
     }
+    if a.public {
+        anyhow::bail!(aibox_runtime::Error::Unsupported(
+            "published ports are served by the aibox server: drop --local (`aibox port-forward --local` reaches a port without it)".into()
+        ));
+    }
     let spec = super::spec_from(&a.spec)?;
     let sb = Runtime::new().create(&spec)?;
     if a.json {

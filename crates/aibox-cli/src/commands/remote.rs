@@ -6,11 +6,11 @@ use aibox_client::{Body, Client, ClientError, Method};
 use serde_json::{json, Map, Value};
 use std::io::Read;
 
-fn client() -> Result<Client, ClientError> {
+pub(crate) fn client() -> Result<Client, ClientError> {
     Client::from_env()
 }
 
-fn sandbox_path(id: &str) -> anyhow::Result<String> {
+pub(crate) fn sandbox_path(id: &str) -> anyhow::Result<String> {
     if !aibox_types::validate_id(id) {
         anyhow::bail!(aibox_runtime::Error::InvalidSpec(format!(
             "{id:?} is not a sandbox id"
@@ -54,6 +54,9 @@ pub fn create(a: CreateArgs) -> anyhow::Result<u8> {
             "network".into(),
             json!({"mode": mode, "rules": rules_of(&[], &a.allow, &a.deny)}),
         );
+    }
+    if a.public {
+        body.insert("public".into(), json!(true));
     }
     let v = client()?.json(
         Method::POST,

@@ -1,0 +1,685 @@
+//! Published ports: whatever listens on a TCP port inside a sandbox is
+//! reachable through the server, at `http://{port}-{id}.{port_domain}:{listen
+//! port}/` (host routing: the app sees itself at the root of its own host)
+//! and at `/v1/sandboxes/{id}/ports/{port}/` (path routing: one host, for
+//! setups without wildcard DNS). Both carry any HTTP/1.1 traffic,
+//! WebSocket upgrades included, over the agent's `port_forward` stream.
+//!
+//! Access needs the sandbox's port token (`X-Aibox-Token` header,
+//! `aibox_token` cookie or `?aibox_token=` query) unless the sandbox's
+//! ports are public. A browser that opens a URL with the token in its
+//! query is sent on to the same URL without it, the token moved into an
+//! httpOnly cookie for that host or path. The token never reaches the app.
+//!
+//! Raw TCP (databases, SSH) goes through `GET /v1/sandboxes/{id}/forward/
+//! {port}`, a WebSocket carrying the bytes, authenticated with an API key:
+//! that is what `aibox port-forward` uses.
+
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::sandboxes::{owned, running};
+use crate::{now_ms, ApiJson, AppState};
+use aibox_types::ErrorCode;
+use axum::body::Body;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub const TOKEN_HEADER: &str = "x-aibox-token";
+pub const TOKEN_COOKIE: &str = "aibox_token";
+pub const TOKEN_QUERY: &str = "aibox_token";
+
+/// Marks a response that came from inside a sandbox: it leaves as it is.
+#[derive(Debug, Clone, Copy)]
+pub struct Proxied;
+
+/// A fresh port token: 128 random bits in hex.
+pub fn new_token() -> String {
+    let mut b = [0u8; 16];
+    if aibox_runtime::fill_random(&mut b).is_err() {
+        // getrandom(2) cannot fail once the pool is ready; never fall back.
+        std::process::abort();
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+// ---- the API: GET and PATCH /v1/sandboxes/{id}/ports
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortsPatch {
+    /// Reachable without the token (true) or only with it (false).
+    pub public: Option<bool>,
+    /// Replace the token: URLs handed out before stop working.
+    #[serde(default)]
+    pub rotate_token: bool,
+}
+
+/// The URL of `port` of sandbox `id` in both forms (None without a TCP
+/// listener).
+fn urls(state: &AppState, id: &str, port: u16) -> (Option<String>, Option<String>) {
+    let Some(listen) = state.config().listen else {
+        return (None, None);
+    };
+    let host = match listen.ip() {
+        ip if ip.is_unspecified() || ip.is_loopback() => "localhost".to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    let lp = listen.port();
+    let domain = &state.config().port_domain;
+    (
+        Some(format!("http://{port}-{id}.{domain}:{lp}/")),
+        Some(format!(
+            "http://{host}:{lp}/v1/sandboxes/{id}/ports/{port}/"
+        )),
+    )
+}
+
+async fn view(state: &AppState, row: &crate::store::Row) -> ApiResult<Value> {
+    let engine = state.engine();
+    let id = row.id.clone();
+    let listeners = if row.state == "running" || row.state == "paused" {
+        tokio::task::spawn_blocking(move || engine.listeners(&id))
+            .await
+            .map_err(|e| ApiError::internal("listeners task", e))??
+    } else {
+        Vec::new()
+    };
+    let networked = row.spec["network"].as_str().is_some_and(|m| m != "none");
+    let mut ports = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for l in listeners {
+        // The agent's own egress relay is not the user's.
+        if networked && l.port == aibox_types::EGRESS_PROXY_PORT && l.address.is_loopback() {
+            continue;
+        }
+        if !seen.insert(l.port) {
+            continue;
+        }
+        let (url, path_url) = urls(state, &row.id, l.port);
+        ports.push(json!({
+            "port": l.port,
+            "address": l.address.to_string(),
+            // The agent connects to loopback: a socket bound to another
+            // address only cannot be reached through the server.
+            "reachable": l.address.is_loopback() || l.address.is_unspecified(),
+            "url": url,
+            "path_url": path_url,
+        }));
+    }
+    let (template, _) = urls(state, &row.id, 0);
+    Ok(json!({
+        "id": row.id,
+        "public": row.public_ports,
+        "token": row.port_token,
+        "url_template": template.map(|t| t.replacen("0-", "{port}-", 1)),
+        "ports": ports,
+    }))
+}
+
+/// `GET /v1/sandboxes/{id}/ports`: the listening ports, their URLs and
+/// the token.
+pub async fn list(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let row = owned(&state, &who, &id)?;
+    Ok(Json(view(&state, &row).await?))
+}
+
+/// `PATCH /v1/sandboxes/{id}/ports`: make the ports public or private,
+/// or rotate the token.
+pub async fn update(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiJson(patch): ApiJson<PortsPatch>,
+) -> ApiResult<Json<Value>> {
+    let mut row = owned(&state, &who, &id)?;
+    if let Some(p) = patch.public {
+        row.public_ports = p;
+    }
+    if patch.rotate_token {
+        row.port_token = new_token();
+    }
+    state
+        .store()
+        .set_ports(&row.id, &row.port_token, row.public_ports)
+        .map_err(|e| ApiError::internal("set ports", e))?;
+    state.audit(
+        &who.id,
+        "sandbox.ports",
+        Some(&row.id),
+        json!({"public": row.public_ports, "token_rotated": patch.rotate_token}),
+    );
+    Ok(Json(view(&state, &row).await?))
+}
+
+// ---- raw TCP: GET /v1/sandboxes/{id}/forward/{port} (WebSocket)
+
+pub async fn forward(
+    State(state): State<AppState>,
+    who: Principal,
+    Path((id, port)): Path<(String, u16)>,
+    ws: WebSocketUpgrade,
+) -> ApiResult<Response> {
+    let row = running(&state, &who, &id)?;
+    // Connect before upgrading, so a closed port is a plain HTTP error.
+    let stream = open(&state, &row.id, port).await?;
+    Ok(ws.on_upgrade(move |socket| pipe_ws(socket, stream)))
+}
+
+async fn pipe_ws(mut socket: WebSocket, stream: tokio::net::UnixStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut rd, mut wr) = stream.into_split();
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut upstream_open = true;
+    loop {
+        tokio::select! {
+            n = rd.read(&mut buf), if upstream_open => match n {
+                Ok(0) | Err(_) => {
+                    upstream_open = false;
+                    let _ = socket.send(Message::Close(None)).await;
+                }
+                Ok(n) => {
+                    if socket.send(Message::Binary(buf[..n].to_vec().into())).await.is_err() {
+                        return;
+                    }
+                }
+            },
+            m = socket.recv() => match m {
+                Some(Ok(Message::Binary(b))) => {
+                    if wr.write_all(&b).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(Message::Text(t))) => {
+                    if wr.write_all(t.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                    let _ = wr.shutdown().await;
+                    if !upstream_open {
+                        return;
+                    }
+                    // Drain what the service still sends, then stop.
+                    loop {
+                        match rd.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => {
+                                if socket.send(Message::Binary(buf[..n].to_vec().into())).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// A byte stream to `port` inside sandbox `id`.
+async fn open(state: &AppState, id: &str, port: u16) -> ApiResult<tokio::net::UnixStream> {
+    if port == 0 {
+        return Err(ApiError::invalid("port must be between 1 and 65535"));
+    }
+    let engine = state.engine();
+    let sid = id.to_string();
+    let std = tokio::task::spawn_blocking(move || -> ApiResult<_> {
+        Ok(engine.agent(&sid)?.port_forward(port)?)
+    })
+    .await
+    .map_err(|e| ApiError::internal("port forward task", e))?
+    .map_err(|e| match e.code {
+        ErrorCode::Unavailable => ApiError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "nothing listens on port {port} inside sandbox {id}: start the server there, bound to 127.0.0.1 or 0.0.0.0"
+            ),
+        ),
+        _ => e,
+    })?;
+    std.set_nonblocking(true)
+        .map_err(|e| ApiError::internal("port forward socket", e))?;
+    tokio::net::UnixStream::from_std(std).map_err(|e| ApiError::internal("port forward socket", e))
+}
+
+// ---- HTTP: host and path routing
+
+/// Middleware in front of the API: requests for `{port}-{id}.{domain}`
+/// go to the sandbox; everything else on to the API.
+pub async fn host_route(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().host())
+        .unwrap_or("");
+    match port_host(host, &state.config().port_domain) {
+        Some(Ok((port, id))) => proxy(state, id, port, None, req).await,
+        Some(Err(e)) => e.into_response(),
+        None => next.run(req).await,
+    }
+}
+
+/// `{port}-{id}.{domain}[:p]` → (port, id); None when the host is not
+/// one of ours; an error when it is but its label is malformed.
+fn port_host(host: &str, domain: &str) -> Option<ApiResult<(u16, String)>> {
+    let host = match host.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+    .to_ascii_lowercase();
+    let host = host.strip_suffix('.').unwrap_or(&host);
+    let label = host.strip_suffix(domain)?.strip_suffix('.')?;
+    let parsed = label.split_once('-').and_then(|(port, id)| {
+        let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+        aibox_types::validate_id(id).then(|| (port, id.to_string()))
+    });
+    Some(parsed.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::NotFound,
+            format!("{label:?} is not PORT-SANDBOXID: published ports answer at http://PORT-SANDBOXID.{domain}/"),
+        )
+    }))
+}
+
+/// `/v1/sandboxes/{id}/ports/{port}[/{*rest}]`.
+pub async fn path_route(State(state): State<AppState>, req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    let parsed = path
+        .strip_prefix("/v1/sandboxes/")
+        .and_then(|r| r.split_once("/ports/"))
+        .and_then(|(id, rest)| {
+            let (port, tail) = match rest.split_once('/') {
+                Some((p, t)) => (p, Some(t)),
+                None => (rest, None),
+            };
+            Some((id.to_string(), port.parse::<u16>().ok()?, tail))
+        });
+    let Some((id, port, tail)) = parsed else {
+        return ApiError::invalid("expected /v1/sandboxes/ID/ports/PORT/PATH").into_response();
+    };
+    if !aibox_types::validate_id(&id) {
+        return ApiError::invalid(format!("{id:?} is not a sandbox id")).into_response();
+    }
+    let prefix = format!("/v1/sandboxes/{id}/ports/{port}");
+    if tail.is_none() {
+        // Relative links resolve against a directory: add the slash.
+        let q = req
+            .uri()
+            .query()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
+        return (
+            StatusCode::PERMANENT_REDIRECT,
+            [(header::LOCATION, format!("{prefix}/{q}"))],
+        )
+            .into_response();
+    }
+    proxy(state, id, port, Some(prefix), req).await
+}
+
+async fn proxy(
+    state: AppState,
+    id: String,
+    port: u16,
+    prefix: Option<String>,
+    req: Request,
+) -> Response {
+    match proxy_inner(state, id, port, prefix, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The token the request carries, and whether it came in the query.
+fn presented_token(req: &Request) -> Vec<(String, bool)> {
+    let mut found = Vec::new();
+    if let Some(v) = req
+        .headers()
+        .get(TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        found.push((v.trim().to_string(), false));
+    }
+    for c in req.headers().get_all(header::COOKIE) {
+        for pair in c.to_str().unwrap_or("").split(';') {
+            if let Some((k, v)) = pair.trim().split_once('=') {
+                if k == TOKEN_COOKIE {
+                    found.push((v.to_string(), false));
+                }
+            }
+        }
+    }
+    for pair in req.uri().query().unwrap_or("").split('&') {
+        if let Some(v) = pair
+            .strip_prefix(TOKEN_QUERY)
+            .and_then(|r| r.strip_prefix('='))
+        {
+            found.push((v.to_string(), true));
+        }
+    }
+    found
+}
+
+/// Compare in time independent of where the first difference is.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// The query without our token.
+fn clean_query(q: Option<&str>) -> Option<String> {
+    let kept: Vec<&str> = q?
+        .split('&')
+        .filter(|p| {
+            !(p.strip_prefix(TOKEN_QUERY)
+                .is_some_and(|r| r.is_empty() || r.starts_with('=')))
+        })
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("&"))
+}
+
+/// Headers that describe one hop, not the message (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+];
+
+fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    let listed: Vec<String> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty() && t != "upgrade")
+        .collect();
+    for name in listed {
+        h.remove(name.as_str());
+    }
+    for name in HOP_BY_HOP {
+        h.remove(name);
+    }
+    if keep_upgrade {
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        h.remove(header::UPGRADE);
+    }
+}
+
+fn is_upgrade(h: &HeaderMap) -> bool {
+    h.contains_key(header::UPGRADE)
+        && h.get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str()
+                .unwrap_or("")
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        })
+}
+
+async fn proxy_inner(
+    state: AppState,
+    id: String,
+    port: u16,
+    prefix: Option<String>,
+    mut req: Request,
+) -> ApiResult<Response> {
+    let row = state
+        .store()
+        .get(&id)
+        .map_err(|e| ApiError::internal("get", e))?
+        .ok_or_else(|| ApiError::not_found(&id))?;
+    match row.state.as_str() {
+        "running" => {}
+        "paused" => {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("sandbox {id} is paused: resume it to reach its ports"),
+            ))
+        }
+        other => {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("sandbox {id} is {other}"),
+            ))
+        }
+    }
+    let presented = presented_token(&req);
+    let valid = presented
+        .iter()
+        .find(|(t, _)| same(t, &row.port_token))
+        .map(|(_, in_query)| *in_query);
+    if !row.public_ports && valid.is_none() {
+        return Err(ApiError::new(
+            ErrorCode::Unauthenticated,
+            if presented.is_empty() {
+                format!("port {port} of sandbox {id} needs the sandbox's port token: send it as the X-Aibox-Token header or add ?aibox_token=TOKEN (`aibox port {id}` prints URLs with it)")
+            } else {
+                format!("wrong port token for sandbox {id}")
+            },
+        ));
+    }
+    let now = now_ms();
+    if now.saturating_sub(row.last_active_ms) >= 1000 {
+        let _ = state.store().touch(&row.id, now);
+    }
+    let query = clean_query(req.uri().query());
+    let path = match &prefix {
+        Some(p) => req.uri().path()[p.len()..].to_string(),
+        None => req.uri().path().to_string(),
+    };
+    // A browser that followed a URL with the token: keep the token in a
+    // cookie and show the URL without it (no token in history or Referer).
+    let browser = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if valid == Some(true) && req.method() == Method::GET && browser {
+        let visible = format!(
+            "{}{path}{}",
+            prefix.as_deref().unwrap_or(""),
+            query.as_ref().map(|q| format!("?{q}")).unwrap_or_default()
+        );
+        let scope = prefix
+            .as_ref()
+            .map(|_| format!("/v1/sandboxes/{id}/ports/"))
+            .unwrap_or_else(|| "/".into());
+        let cookie = format!(
+            "{TOKEN_COOKIE}={}; Path={scope}; HttpOnly; SameSite=Lax",
+            row.port_token
+        );
+        return Ok((
+            StatusCode::SEE_OTHER,
+            [(header::LOCATION, visible), (header::SET_COOKIE, cookie)],
+        )
+            .into_response());
+    }
+
+    let upgrade = is_upgrade(req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (parts, body) = req.into_parts();
+    let mut headers = parts.headers;
+    let original_host = headers.get(header::HOST).cloned();
+    strip_hop_by_hop(&mut headers, upgrade);
+    headers.remove(TOKEN_HEADER);
+    let cookies: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && p.split_once('=').map(|(k, _)| k) != Some(TOKEN_COOKIE))
+        .map(str::to_string)
+        .collect();
+    headers.remove(header::COOKIE);
+    if !cookies.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&cookies.join("; ")) {
+            headers.insert(header::COOKIE, v);
+        }
+    }
+    if let Some(h) = original_host {
+        headers.insert(HeaderName::from_static("x-forwarded-host"), h);
+    }
+    headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static("http"),
+    );
+    if let Some(p) = &prefix {
+        if let Ok(v) = HeaderValue::from_str(p) {
+            headers.insert(HeaderName::from_static("x-forwarded-prefix"), v);
+        }
+    }
+    let uri: Uri = format!(
+        "{path}{}",
+        query.map(|q| format!("?{q}")).unwrap_or_default()
+    )
+    .parse()
+    .map_err(|_| ApiError::invalid("the request path cannot be forwarded"))?;
+    let mut out = hyper::Request::new(if upgrade { Body::empty() } else { body });
+    *out.method_mut() = parts.method;
+    *out.uri_mut() = uri;
+    *out.headers_mut() = headers;
+
+    let stream = open(&state, &id, port).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake::<_, Body>(TokioIo::new(stream))
+        .await
+        .map_err(|e| bad_gateway(&id, port, &e))?;
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    let mut resp = sender
+        .send_request(out)
+        .await
+        .map_err(|e| bad_gateway(&id, port, &e))?;
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_upgrade) = client_upgrade {
+            let upstream = hyper::upgrade::on(&mut resp);
+            tokio::spawn(async move {
+                if let (Ok(a), Ok(b)) = (client_upgrade.await, upstream.await) {
+                    let (mut a, mut b) = (TokioIo::new(a), TokioIo::new(b));
+                    let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+                }
+            });
+        }
+    } else {
+        strip_hop_by_hop(resp.headers_mut(), false);
+    }
+    let mut resp = resp.map(Body::new);
+    // Our side of the hop speaks HTTP/1.1 whatever the app spoke.
+    *resp.version_mut() = axum::http::Version::HTTP_11;
+    resp.extensions_mut().insert(Proxied);
+    Ok(resp)
+}
+
+fn bad_gateway(id: &str, port: u16, e: &hyper::Error) -> ApiError {
+    ApiError::new(
+        ErrorCode::Unavailable,
+        format!("the server on port {port} of sandbox {id} did not answer over HTTP: {e}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_hosts() {
+        let ok = |h: &str| port_host(h, "localhost").map(|r| r.map_err(|e| e.message));
+        assert_eq!(
+            ok("8000-0123456789ab.localhost:7878"),
+            Some(Ok((8000, "0123456789ab".into())))
+        );
+        assert_eq!(
+            ok("3000-0123456789ab.LOCALHOST."),
+            Some(Ok((3000, "0123456789ab".into())))
+        );
+        assert_eq!(ok("localhost:7878"), None);
+        assert_eq!(ok("127.0.0.1:7878"), None);
+        assert_eq!(ok("example.com"), None);
+        assert_eq!(ok("notlocalhost"), None);
+        assert_eq!(
+            port_host("80-0123456789ab.box1:99", "box1").map(|r| r.map_err(|e| e.message)),
+            Some(Ok((80, "0123456789ab".into())))
+        );
+        for bad in [
+            "0-0123456789ab.localhost",
+            "99999-0123456789ab.localhost",
+            "x-0123456789ab.localhost",
+            "8000-../etc.localhost",
+            "8000.localhost",
+            "a.b.localhost",
+        ] {
+            assert!(matches!(ok(bad), Some(Err(_))), "{bad}");
+        }
+        assert_eq!(
+            port_host("80-0123456789ab.sb.example.com", "sb.example.com")
+                .map(|r| r.map_err(|e| e.message)),
+            Some(Ok((80, "0123456789ab".into())))
+        );
+    }
+
+    #[test]
+    fn query_tokens_are_removed() {
+        assert_eq!(clean_query(None), None);
+        assert_eq!(clean_query(Some("aibox_token=x")), None);
+        assert_eq!(
+            clean_query(Some("a=1&aibox_token=x&b=2")),
+            Some("a=1&b=2".into())
+        );
+        assert_eq!(
+            clean_query(Some("aibox_tokens=1")),
+            Some("aibox_tokens=1".into())
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("5"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("x-app", HeaderValue::from_static("1"));
+        let mut plain = h.clone();
+        strip_hop_by_hop(&mut plain, false);
+        assert_eq!(plain.len(), 1, "{plain:?}");
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h.get(header::CONNECTION).unwrap(), "upgrade");
+        assert!(h.contains_key(header::UPGRADE) && h.contains_key("x-app"));
+        assert!(!h.contains_key("x-secret"));
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same("abc", "abc"));
+        assert!(!same("abc", "abd"));
+        assert!(!same("abc", "ab"));
+    }
+}
