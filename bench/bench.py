@@ -331,7 +331,94 @@ for name, label in [("aibox", "aibox (agent relay + egress proxy)"), ("tinyproxy
     rows.append(("egress: 64 MiB download", label, f"{statistics.median(thr[name]):.0f}", "", "", "MB/s", ""))
 tp.terminate()
 tp.wait()
+# Raw TCP through the L4 path (root: veth + nftables, each connection
+# decided by the server and spliced), the same client without the proxy.
+iso = call("GET", f"/v1/sandboxes/{eg}")["isolation"]
+if iso.get("network") == "l4":
+    # The upstream must be reachable from the link: a TEST-NET-2 address
+    # on the host's loopback device.
+    subprocess.run(["ip", "addr", "add", "198.51.100.9/32", "dev", "lo"], check=False)
+    l4_srv = http.server.ThreadingHTTPServer(("198.51.100.9", 0), Up)
+    l4_port = l4_srv.server_address[1]
+    threading.Thread(target=l4_srv.serve_forever, daemon=True).start()
+    call("PATCH", f"/v1/sandboxes/{eg}/network", {"mode": "allowlist",
+         "rules": [f"up.test:{up_port}", f"127.0.0.1:{up_port}", f"198.51.100.9:{l4_port}"]})
+    l4_lat = {"l4": [], "direct": []}
+    for _ in range(4):
+        r = call("POST", f"/v1/sandboxes/{eg}/exec", {"cmd": ["python3", "-c", CLIENT.replace('("127.0.0.1", port)', '("198.51.100.9", port)'),
+                 "-", "198.51.100.9", str(l4_port), "/small", str(k // 4)], "timeout_ms": 120000})
+        l4_lat["l4"] += json.loads(r["stdout"])["times"]
+        out = subprocess.run(["python3", "-c", CLIENT.replace('("127.0.0.1", port)', '("198.51.100.9", port)'),
+                              "-", "198.51.100.9", str(l4_port), "/small", str(k // 4)],
+                             check=True, capture_output=True, text=True).stdout
+        l4_lat["direct"] += json.loads(out)["times"]
+    b4 = statistics.median(l4_lat["direct"])
+    row("egress: raw TCP (L4), 1 KiB, new connection", "aibox (veth + nftables + per-connection check)", l4_lat["l4"], b4)
+    row("egress: raw TCP (L4), 1 KiB, new connection", "direct from the host", l4_lat["direct"], b4)
+    l4_srv.shutdown()
+    subprocess.run(["ip", "addr", "del", "198.51.100.9/32", "dev", "lo"], check=False)
 call("DELETE", f"/v1/sandboxes/{eg}")
+
+# Published ports: a 1 KiB answer from a server inside a sandbox through the
+# server's host routing, against the same server run on the host.
+PORTSRV = r'''
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        b = b"x" * 1024
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(b)))
+        self.end_headers()
+        self.wfile.write(b)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1])), H).serve_forever()
+'''
+ps = call("POST", "/v1/sandboxes", {})["id"]
+call("POST", f"/v1/sandboxes/{ps}/processes", {"cmd": ["python3", "-c", PORTSRV, "8000"]})
+host_srv = subprocess.Popen(["python3", "-c", PORTSRV, "18080"])
+for _ in range(200):
+    if call("GET", f"/v1/sandboxes/{ps}/ports")["ports"]:
+        break
+    time.sleep(0.05)
+ports = call("GET", f"/v1/sandboxes/{ps}/ports")
+time.sleep(0.3)
+def get_many(port, host, headers, n, keep):
+    times = []
+    c = None
+    for _ in range(n):
+        t = time.perf_counter()
+        if c is None:
+            c = http.client.HTTPConnection("127.0.0.1", port)
+            c.connect()
+            c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        c.request("GET", "/", headers=dict(headers, Host=host))
+        r = c.getresponse()
+        r.read()
+        assert r.status == 200, r.status
+        if not keep:
+            c.close()
+            c = None
+        times.append((time.perf_counter() - t) * 1000)
+    return times
+phost = f"8000-{ps}.localhost:{port}"
+tok = {"X-Aibox-Token": ports["token"]}
+pl = {k2: [] for k2 in ["aibox-new", "host-new", "aibox-keep", "host-keep"]}
+m = 100 if QUICK else 400
+for _ in range(4):
+    pl["aibox-new"] += get_many(int(port), phost, tok, m // 4, False)
+    pl["host-new"] += get_many(18080, "127.0.0.1:18080", {}, m // 4, False)
+    pl["aibox-keep"] += get_many(int(port), phost, tok, m // 4, True)
+    pl["host-keep"] += get_many(18080, "127.0.0.1:18080", {}, m // 4, True)
+bn, bk = statistics.median(pl["host-new"]), statistics.median(pl["host-keep"])
+row("published port: 1 KiB GET, new connection", "aibox (host routing, token)", pl["aibox-new"], bn)
+row("published port: 1 KiB GET, new connection", "same server on the host", pl["host-new"], bn)
+row("published port: 1 KiB GET, keep-alive", "aibox (host routing, token)", pl["aibox-keep"], bk)
+row("published port: 1 KiB GET, keep-alive", "same server on the host", pl["host-keep"], bk)
+host_srv.terminate()
+host_srv.wait()
+call("DELETE", f"/v1/sandboxes/{ps}")
 
 def rss_kib(p):
     for line in open(f"/proc/{p}/status"):

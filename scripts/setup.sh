@@ -10,6 +10,10 @@ command -v useradd >/dev/null || need+=(passwd)
 command -v ps >/dev/null || need+=(procps)
 command -v script >/dev/null || need+=(bsdutils)      # gives `aibox run -t` a terminal in tests
 [ -x /usr/bin/curl ] || need+=(curl)                 # egress tests run the host's curl inside sandboxes
+if [ "$(id -u)" = 0 ]; then                          # L4 egress (veth + nftables) needs root anyway
+  [ -x /usr/sbin/nft ] || need+=(nftables)
+  [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need+=(iproute2)
+fi
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "setup: installing ${need[*]}"

@@ -9,8 +9,12 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 export AIBOX_SCHEMATHESIS="${AIBOX_TEST_VENV:-/var/tmp/aibox-test-venv}/bin/schemathesis"
 
+# A sandbox in full network mode (root) turns on IPv4 forwarding; put back
+# what the host had.
+fwd=$(cat /proc/sys/net/ipv4/ip_forward 2>/dev/null || echo "")
+restore_fwd() { [ -n "$fwd" ] && [ "$(id -u)" = 0 ] && echo "$fwd" >/proc/sys/net/ipv4/ip_forward || true; }
 log=$(mktemp /tmp/aibox-test-log.XXXXXX)
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log"; restore_fwd' EXIT
 echo "== cargo test (as $(id -un))"
 if ! cargo test --workspace --locked -- --nocapture >"$log" 2>&1; then
   cat "$log"
@@ -31,7 +35,7 @@ fi
 user=aibox-test
 id "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$user"
 dir=$(mktemp -d /tmp/aibox-rootless.XXXXXX)
-trap 'rm -rf "$dir" "$log"' EXIT
+trap 'rm -rf "$dir" "$log"; restore_fwd' EXIT
 chmod 755 "$dir"
 cp "$target/x86_64-unknown-linux-gnu/debug/aibox" "$dir/aibox"  # .cargo/config.toml names the target
 cargo test -p aibox-cli --locked --no-run --message-format=json 2>/dev/null \

@@ -679,7 +679,15 @@ fn expected_report(
         proc_masked: true,
         sys: "absent".into(),
         network: "none".into(),
+        egress: None,
     };
+    if plan.spec.network != aibox_types::NetworkMode::None {
+        // What the runtime itself gives: the relay to the server's proxy.
+        // The server upgrades this when it adds the L4 path.
+        let e = aibox_types::egress::proxy_report(plan.spec.network, None);
+        r.network = e.enforcement.to_string();
+        r.egress = Some(e);
+    }
     r.level = Some(r.achieved_level());
     r
 }

@@ -48,6 +48,10 @@ pub trait Engine: Send + Sync + 'static {
     fn stats(&self, _id: &str) -> Option<serde_json::Value> {
         None
     }
+    /// The host pid of the sandbox's PID 1.
+    fn pid(&self, _id: &str) -> Option<i32> {
+        None
+    }
     /// The TCP ports processes in the sandbox listen on.
     fn listeners(&self, _id: &str) -> Result<Vec<aibox_runtime::listening::Listener>, ApiError> {
         Ok(Vec::new())
@@ -110,6 +114,10 @@ impl Engine for RuntimeEngine {
     fn stats(&self, id: &str) -> Option<serde_json::Value> {
         let sb = self.rt.get(id).ok()?;
         serde_json::to_value(sb.stats()).ok()
+    }
+
+    fn pid(&self, id: &str) -> Option<i32> {
+        self.rt.get(id).ok().map(|sb| sb.record().pid)
     }
 
     fn listeners(&self, id: &str) -> Result<Vec<aibox_runtime::listening::Listener>, ApiError> {

@@ -11,10 +11,12 @@
 pub mod agentops;
 pub mod auth;
 pub mod config;
+pub mod dns;
 pub mod egress;
 pub mod engine;
 pub mod error;
 pub mod keys;
+pub mod l4;
 pub mod metrics;
 pub mod openapi;
 pub mod ports;
@@ -64,7 +66,10 @@ struct Inner {
 
 struct EgressEntry {
     policy: Arc<std::sync::RwLock<aibox_types::egress::Policy>>,
-    task: tokio::task::AbortHandle,
+    /// The proxy's listener, and the L4 path's TCP and DNS servers.
+    tasks: Vec<tokio::task::AbortHandle>,
+    /// The L4 path: its link and the ports its table sends to.
+    l4: Option<(l4::Link, u16, u16)>,
 }
 
 /// Marks a sandbox busy until dropped.
@@ -99,28 +104,29 @@ impl AppState {
         }))
     }
 
-    /// Serve a sandbox's egress socket with the policy of its spec (a no-op
-    /// for sandboxes without network).
-    pub async fn start_egress(&self, id: &str, spec: &aibox_types::SandboxSpec) {
-        use aibox_types::egress::Policy;
+    /// Serve a sandbox's egress socket with the policy of its spec, and
+    /// give it the L4 path when the host can and the spec does not ask for
+    /// the proxy alone. The report says what it got (None: no network).
+    /// Fails only when the spec demands L4 and it cannot be had.
+    pub async fn start_egress(
+        &self,
+        id: &str,
+        spec: &aibox_types::SandboxSpec,
+    ) -> ApiResult<Option<aibox_types::egress::EgressReport>> {
+        use aibox_types::egress::{l4_report, proxy_report, Enforcement, Policy};
         if spec.network == aibox_types::NetworkMode::None {
-            return;
+            return Ok(None);
         }
         let engine = self.engine();
         let sid = id.to_string();
         let Ok(Some((path, uid))) =
             tokio::task::spawn_blocking(move || engine.egress_socket(&sid)).await
         else {
-            return;
+            return Ok(None);
         };
         let _ = std::fs::remove_file(&path);
-        let listener = match tokio::net::UnixListener::bind(&path) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(sandbox_id = %id, error = %e, "cannot listen for egress");
-                return;
-            }
-        };
+        let listener = tokio::net::UnixListener::bind(&path)
+            .map_err(|e| ApiError::internal("listening for egress", e))?;
         {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
@@ -132,47 +138,178 @@ impl AppState {
             mode: spec.network,
             rules: spec.network_rules.clone(),
         }));
-        let (state, p2, sid) = (self.clone(), policy.clone(), id.to_string());
-        let task = tokio::spawn(async move {
-            let resolver = Arc::new(egress::HostResolver {
-                overrides: state.config().egress_hosts.clone(),
-            });
+        let resolver: Arc<dyn egress::Resolve> = Arc::new(egress::HostResolver {
+            overrides: self.config().egress_hosts.clone(),
+        });
+        let (state, sid) = (self.clone(), id.to_string());
+        let report: l4::Report = Arc::new(move |e: egress::Event| {
+            state.metrics().count_egress(e.allowed);
+            state.audit(
+                "egress",
+                if e.allowed {
+                    "egress.allow"
+                } else {
+                    "egress.deny"
+                },
+                Some(&sid),
+                json!({"destination": e.destination, "rule": e.rule, "reason": e.reason}),
+            );
+        });
+        let (p2, r2, res2) = (policy.clone(), report.clone(), resolver.clone());
+        let proxy = tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
-                let (state, policy, sid, resolver) =
-                    (state.clone(), p2.clone(), sid.clone(), resolver.clone());
+                let (policy, report, resolver) = (p2.clone(), r2.clone(), res2.clone());
                 tokio::spawn(async move {
                     let now = policy.read().unwrap_or_else(|p| p.into_inner()).clone();
-                    let report = |e: egress::Event| {
-                        state.metrics().count_egress(e.allowed);
-                        state.audit(
-                            "egress",
-                            if e.allowed { "egress.allow" } else { "egress.deny" },
-                            Some(&sid),
-                            json!({"destination": e.destination, "rule": e.rule, "reason": e.reason}),
-                        );
-                    };
-                    let _ = egress::serve(conn, &now, resolver.as_ref(), &report).await;
+                    let _ = egress::serve(conn, &now, resolver.as_ref(), &*report).await;
                 });
             }
         });
+        let mut entry = EgressEntry {
+            policy: policy.clone(),
+            tasks: vec![proxy.abort_handle()],
+            l4: None,
+        };
+        let wanted = spec.network_enforcement;
+        let outcome = match wanted {
+            Some(Enforcement::Proxy) => Err(None),
+            _ => match l4::support() {
+                Err(why) => Err(Some(why)),
+                Ok(()) => self
+                    .start_l4(id, spec.network, &policy, &resolver, &report)
+                    .await
+                    .map_err(Some),
+            },
+        };
+        let result = match outcome {
+            Ok((link, tcp, dns, tasks)) => {
+                entry.tasks.extend(tasks);
+                entry.l4 = Some((link, tcp, dns));
+                Ok(Some(l4_report(spec.network)))
+            }
+            Err(why) if wanted == Some(Enforcement::L4) => Err(ApiError::new(
+                ErrorCode::IsolationUnavailable,
+                format!(
+                    "L4 egress was required but cannot be given: {}",
+                    why.unwrap_or_default()
+                ),
+            )),
+            Err(why) => Ok(Some(proxy_report(spec.network, why.as_deref()))),
+        };
         let old = self
             .0
             .egress
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                id.to_string(),
-                EgressEntry {
-                    policy,
-                    task: task.abort_handle(),
-                },
-            );
+            .insert(id.to_string(), entry);
         if let Some(old) = old {
-            old.task.abort();
+            old.tasks.iter().for_each(|t| t.abort());
         }
+        result
     }
 
-    fn stop_egress(&self, id: &str) {
+    /// The L4 path of one sandbox: its link (made, or found again after a
+    /// restart), the TCP and DNS servers on the link's host address, the
+    /// nftables table sending to them, and its resolv.conf.
+    async fn start_l4(
+        &self,
+        id: &str,
+        mode: aibox_types::NetworkMode,
+        policy: &Arc<std::sync::RwLock<aibox_types::egress::Policy>>,
+        resolver: &Arc<dyn egress::Resolve>,
+        report: &l4::Report,
+    ) -> Result<(l4::Link, u16, u16, Vec<tokio::task::AbortHandle>), String> {
+        let engine = self.engine();
+        let sid = id.to_string();
+        let link = tokio::task::spawn_blocking(move || -> Result<l4::Link, String> {
+            if let Some(l) = l4::find(&sid) {
+                return Ok(l);
+            }
+            let pid = engine
+                .pid(&sid)
+                .ok_or_else(|| format!("sandbox {sid} has no process to attach a link to"))?;
+            l4::attach(&sid, pid)
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        let tcp = tokio::net::TcpListener::bind((link.host_ip, 0))
+            .await
+            .map_err(|e| format!("listening on {}: {e}", link.host_ip))?;
+        let udp = tokio::net::UdpSocket::bind((link.host_ip, 0))
+            .await
+            .map_err(|e| format!("listening on {}: {e}", link.host_ip))?;
+        let tcp_port = tcp.local_addr().map_err(|e| e.to_string())?.port();
+        let dns_port = udp.local_addr().map_err(|e| e.to_string())?.port();
+        let names = Arc::new(l4::Names::default());
+        let tasks = vec![
+            tokio::spawn(l4::serve_tcp(
+                tcp,
+                policy.clone(),
+                names.clone(),
+                report.clone(),
+            ))
+            .abort_handle(),
+            tokio::spawn(l4::serve_dns(
+                udp,
+                policy.clone(),
+                names,
+                resolver.clone(),
+                report.clone(),
+            ))
+            .abort_handle(),
+        ];
+        let script = l4::ruleset(&link, mode, tcp_port, dns_port);
+        let engine = self.engine();
+        let (sid, host_ip) = (id.to_string(), link.host_ip);
+        let applied = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            if mode == aibox_types::NetworkMode::Full {
+                l4::enable_forwarding();
+            }
+            l4::apply(&script)?;
+            let conf = format!(
+                "# aibox: DNS answers only names this sandbox may reach\nnameserver {host_ip}\n"
+            );
+            engine
+                .agent(&sid)
+                .map_err(|e| e.message)?
+                .write_file(
+                    "/etc/resolv.conf",
+                    &mut conf.as_bytes(),
+                    Some(0o644),
+                    Some(aibox_types::User::Root),
+                    false,
+                )
+                .map(|_| ())
+                .map_err(|e| format!("writing /etc/resolv.conf: {e}"))
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        if let Err(e) = applied {
+            tasks.iter().for_each(|t| t.abort());
+            let sid = id.to_string();
+            let _ = tokio::task::spawn_blocking(move || l4::detach(&sid)).await;
+            return Err(e);
+        }
+        Ok((link, tcp_port, dns_port, tasks))
+    }
+
+    /// Put what egress a sandbox got into its isolation report.
+    pub fn record_egress(
+        &self,
+        row: &crate::store::Row,
+        report: Option<aibox_types::egress::EgressReport>,
+    ) {
+        let Some(report) = report else { return };
+        let mut iso = row.isolation.clone();
+        if !iso.is_object() {
+            return;
+        }
+        iso["network"] = json!(report.enforcement);
+        iso["egress"] = json!(report);
+        let _ = self.store().set_isolation(&row.id, &iso);
+    }
+
+    async fn stop_egress(&self, id: &str) {
         let gone = self
             .0
             .egress
@@ -180,20 +317,44 @@ impl AppState {
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
         if let Some(e) = gone {
-            e.task.abort();
+            e.tasks.iter().for_each(|t| t.abort());
+            if e.l4.is_some() {
+                let sid = id.to_string();
+                let _ = tokio::task::spawn_blocking(move || l4::detach(&sid)).await;
+            }
         }
     }
 
-    /// Replace a running sandbox's egress policy: new connections see it.
-    pub fn set_egress_policy(&self, id: &str, policy: aibox_types::egress::Policy) -> bool {
-        let map = self.0.egress.lock().unwrap_or_else(|p| p.into_inner());
-        match map.get(id) {
-            Some(e) => {
-                *e.policy.write().unwrap_or_else(|p| p.into_inner()) = policy;
-                true
-            }
-            None => false,
+    /// Replace a running sandbox's egress policy: new connections see it
+    /// (and a new mode is applied to its nftables table).
+    pub async fn set_egress_policy(
+        &self,
+        id: &str,
+        policy: aibox_types::egress::Policy,
+    ) -> ApiResult<bool> {
+        let l4 = {
+            let map = self.0.egress.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(e) = map.get(id) else {
+                return Ok(false);
+            };
+            let mut p = e.policy.write().unwrap_or_else(|p| p.into_inner());
+            let mode_changed = p.mode != policy.mode;
+            *p = policy.clone();
+            e.l4.clone().filter(|_| mode_changed)
+        };
+        if let Some((link, tcp, dns)) = l4 {
+            let script = l4::ruleset(&link, policy.mode, tcp, dns);
+            tokio::task::spawn_blocking(move || {
+                if policy.mode == aibox_types::NetworkMode::Full {
+                    l4::enable_forwarding();
+                }
+                l4::apply(&script)
+            })
+            .await
+            .map_err(|e| ApiError::internal("network task", e))?
+            .map_err(|e| ApiError::internal("applying the network mode", e))?;
         }
+        Ok(true)
     }
 
     pub fn busy(&self, id: &str) -> Busy {
@@ -254,7 +415,7 @@ impl AppState {
 
     /// Destroy a sandbox and forget it.
     pub async fn destroy(&self, id: &str) -> ApiResult<()> {
-        self.stop_egress(id);
+        self.stop_egress(id).await;
         let engine = self.engine();
         let sid = id.to_string();
         tokio::task::spawn_blocking(move || engine.destroy(&sid))
@@ -276,6 +437,8 @@ impl AppState {
         })
         .await
         .map_err(|e| ApiError::internal("adopt task", e))?;
+        let keep: std::collections::HashSet<String> = running.iter().cloned().collect();
+        let _ = tokio::task::spawn_blocking(move || l4::gc(&keep)).await;
         let rows = self
             .store()
             .all()
@@ -287,7 +450,12 @@ impl AppState {
                 }
                 if let Ok(spec) = serde_json::from_value::<aibox_types::SandboxSpec>(r.spec.clone())
                 {
-                    self.start_egress(&r.id, &spec).await;
+                    match self.start_egress(&r.id, &spec).await {
+                        Ok(report) => self.record_egress(r, report),
+                        Err(e) => {
+                            tracing::error!(sandbox_id = %r.id, error = %e.message, "egress after restart")
+                        }
+                    }
                 }
             } else {
                 let _ = self.store().remove(&r.id);

@@ -117,7 +117,9 @@ fn build() -> Value {
             "description": "egress policy: rules are `[allow|deny] TARGET[:PORTS]`, first match wins (docs/network.md)",
             "properties": {
                 "mode": {"type": "string", "enum": ["none", "allowlist", "full"]},
-                "rules": {"type": "array", "maxItems": 1000, "items": {"type": "string"}}
+                "rules": {"type": "array", "maxItems": 1000, "items": {"type": "string"}},
+                "enforcement": {"type": "string", "enum": ["proxy", "l4"],
+                    "description": "create only: `l4` fails the create when the host cannot give it (needs root and nftables); default: the best available"}
             }
         },
         "Snapshot": {

@@ -75,6 +75,9 @@ pub struct NetworkBody {
     pub mode: aibox_types::NetworkMode,
     #[serde(default)]
     pub rules: Vec<aibox_types::egress::Rule>,
+    /// `proxy` or `l4` (create only; default: the best the host offers,
+    /// and `l4` fails the create when the host cannot give it).
+    pub enforcement: Option<aibox_types::egress::Enforcement>,
 }
 
 /// A sandbox as the API shows it.
@@ -167,6 +170,14 @@ fn spec_of(state: &AppState, who: &Principal, req: &CreateRequest) -> ApiResult<
     if let Some(n) = &req.network {
         spec.network = n.mode;
         spec.network_rules = n.rules.clone();
+        if n.enforcement.is_some() {
+            if n.mode == aibox_types::NetworkMode::None {
+                return Err(ApiError::invalid(
+                    "network enforcement needs network mode allowlist or full",
+                ));
+            }
+            spec.network_enforcement = n.enforcement;
+        }
     }
     if req.idle_timeout_seconds == Some(0) {
         return Err(ApiError::invalid("idle_timeout_seconds must be positive"));
@@ -553,7 +564,18 @@ async fn create_sandbox(
             return Err(ApiError::internal("recording the sandbox", e));
         }
     };
-    state.start_egress(&row.id, &spec).await;
+    match state.start_egress(&row.id, &spec).await {
+        Ok(report) => state.record_egress(&row, report),
+        Err(e) => {
+            let _ = state.destroy(&row.id).await;
+            return Err(e);
+        }
+    }
+    let row = state
+        .store()
+        .get(&row.id)
+        .map_err(|e| ApiError::internal("get", e))?
+        .unwrap_or(row);
     state.audit(
         &who.id,
         "sandbox.create",
@@ -836,6 +858,14 @@ pub async fn set_network(
             ),
         ));
     }
+    if body
+        .enforcement
+        .is_some_and(|e| Some(e) != spec.network_enforcement)
+    {
+        return Err(ApiError::invalid(
+            "network enforcement is chosen when the sandbox is created",
+        ));
+    }
     spec.network = body.mode;
     spec.network_rules = body.rules;
     spec.validate().map_err(ApiError::invalid)?;
@@ -850,8 +880,9 @@ pub async fn set_network(
     };
     // The listener keeps running even for mode none (it then refuses
     // everything), so the policy can be opened again later.
-    if !state.set_egress_policy(&row.id, policy) {
-        state.start_egress(&row.id, &spec).await;
+    if !state.set_egress_policy(&row.id, policy).await? {
+        let report = state.start_egress(&row.id, &spec).await?;
+        state.record_egress(&row, report);
     }
     state.audit(
         &who.id,

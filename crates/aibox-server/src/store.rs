@@ -390,6 +390,14 @@ impl Store {
         Ok(())
     }
 
+    pub fn set_isolation(&self, id: &str, isolation: &serde_json::Value) -> Result<(), StoreError> {
+        self.db().execute(
+            "UPDATE sandboxes SET isolation = ?2 WHERE id = ?1",
+            params![id, isolation.to_string()],
+        )?;
+        Ok(())
+    }
+
     pub fn touch(&self, id: &str, now_ms: u64) -> Result<(), StoreError> {
         self.db()
             .prepare_cached("UPDATE sandboxes SET last_active_ms = ?2 WHERE id = ?1")?

@@ -1279,6 +1279,56 @@ pub fn peer_closed(fd: BorrowedFd<'_>) -> bool {
     rc == 1 && p.revents & (libc::POLLRDHUP | libc::POLLHUP) != 0
 }
 
+/// The destination a TCP connection had before netfilter redirected it to
+/// this socket (`SO_ORIGINAL_DST`, IPv4).
+pub fn original_dst(fd: BorrowedFd<'_>) -> io::Result<std::net::SocketAddrV4> {
+    /// From <linux/netfilter_ipv4.h>.
+    const SO_ORIGINAL_DST: libc::c_int = 80;
+    // SAFETY: an all-zero sockaddr_in is a valid value.
+    let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: sa and len describe a writable sockaddr_in of that size.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_IP,
+            SO_ORIGINAL_DST,
+            (&mut sa as *mut libc::sockaddr_in).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(std::net::SocketAddrV4::new(
+        std::net::Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)),
+        u16::from_be(sa.sin_port),
+    ))
+}
+
+/// Close a TCP socket with a reset instead of a FIN (SO_LINGER 0), so
+/// the peer sees its connection refused rather than ended.
+pub fn set_linger_zero(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid linger struct of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// flock(LOCK_EX | LOCK_NB): Ok(false) when someone else holds the lock.
 pub fn try_lock_exclusive(fd: BorrowedFd<'_>) -> io::Result<bool> {
     try_flock(fd, libc::LOCK_EX)

@@ -62,6 +62,82 @@ impl fmt::Display for Mode {
     }
 }
 
+/// Where egress is enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Enforcement {
+    /// HTTP and HTTPS through the server's egress proxy; the sandbox has
+    /// no route out, so nothing else leaves. Works without root.
+    Proxy,
+    /// The proxy, plus any TCP through a virtual link whose packets
+    /// nftables hands to the server, which applies the same rules to each
+    /// connection; DNS answered only for allowed names. Needs root.
+    L4,
+}
+
+impl fmt::Display for Enforcement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Enforcement::Proxy => "proxy",
+            Enforcement::L4 => "l4",
+        })
+    }
+}
+
+/// What egress a sandbox really has, for its isolation report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EgressReport {
+    pub mode: Mode,
+    pub enforcement: Enforcement,
+    /// HTTP(S) through the proxy (`HTTP_PROXY` set inside).
+    pub http_proxy: bool,
+    /// Other TCP is possible, checked per connection against the rules.
+    pub tcp: bool,
+    /// A resolver inside answers allowed names (else DNS fails).
+    pub dns: bool,
+    /// UDP beyond DNS (full mode with L4 only).
+    pub udp: bool,
+    /// One sentence saying the above, with why L4 is missing if it is.
+    pub summary: String,
+}
+
+/// The report of a sandbox whose egress is the proxy alone; `why` says
+/// why L4 is not there (None: not asked for).
+pub fn proxy_report(mode: Mode, why: Option<&str>) -> EgressReport {
+    EgressReport {
+        mode,
+        enforcement: Enforcement::Proxy,
+        http_proxy: true,
+        tcp: false,
+        dns: false,
+        udp: false,
+        summary: format!(
+            "Only HTTP and HTTPS leave, through the aibox egress proxy (HTTP_PROXY); other TCP, UDP and DNS lookups fail{}",
+            why.map(|w| format!(" ({w})")).unwrap_or_else(|| ".".into())
+        ),
+    }
+}
+
+/// The report of a sandbox with the L4 path.
+pub fn l4_report(mode: Mode) -> EgressReport {
+    EgressReport {
+        mode,
+        enforcement: Enforcement::L4,
+        http_proxy: true,
+        tcp: true,
+        dns: true,
+        udp: mode == Mode::Full,
+        summary: format!(
+            "HTTP and HTTPS go through the aibox egress proxy; any other TCP connection is checked against the same rules by the server; DNS answers only names the rules allow{}",
+            if mode == Mode::Full {
+                "; other UDP is forwarded (NAT), never to local addresses."
+            } else {
+                "; no other UDP leaves."
+            }
+        ),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
@@ -540,6 +616,54 @@ impl Policy {
         (!d.allowed).then_some(d)
     }
 
+    /// May the name be resolved for a connection on some port? (The
+    /// resolver inside a sandbox does not know the port yet.) Exact: the
+    /// decision only changes at the ends of the rules' port ranges, so
+    /// one port per stretch between them is checked.
+    pub fn may_resolve(&self, name: &str) -> bool {
+        let host = Host::Name {
+            name: name.to_string(),
+            resolved: vec![],
+        };
+        let mut ports: Vec<u16> = vec![1];
+        for r in &self.rules {
+            ports.push(r.ports.lo.max(1));
+            if let Some(after) = r.ports.hi.checked_add(1) {
+                ports.push(after);
+            }
+        }
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+            .into_iter()
+            .any(|p| self.precheck_name(&host, p).is_none())
+    }
+
+    /// A TCP connection to `ip:port` that did not come through the proxy:
+    /// allowed when a name the sandbox resolved to `ip` is allowed on
+    /// this port, or when the address itself is.
+    pub fn decide_connection(&self, names: &[String], ip: IpAddr, port: u16) -> Decision {
+        let mut first = None;
+        for n in names {
+            let d = self.decide(
+                &Host::Name {
+                    name: n.clone(),
+                    resolved: vec![ip],
+                },
+                port,
+            );
+            if d.allowed {
+                return d;
+            }
+            first.get_or_insert(d);
+        }
+        let by_address = self.decide(&Host::Ip(ip), port);
+        match first {
+            Some(d) if !by_address.allowed => d,
+            _ => by_address,
+        }
+    }
+
     pub fn decide(&self, host: &Host, port: u16) -> Decision {
         let dest = format!("{host}:{port}");
         let how = |target: String| {
@@ -656,6 +780,50 @@ mod tests {
 
     fn ip(s: &str) -> Host {
         Host::parse(s).unwrap()
+    }
+
+    #[test]
+    fn names_resolve_when_some_port_allows_them() {
+        let p = policy(
+            Mode::Allowlist,
+            &[
+                "deny a.test:1-442",
+                "a.test:443",
+                "deny *.b.test",
+                "b.test:22",
+                "10.0.0.0/8",
+            ],
+        );
+        assert!(p.may_resolve("a.test"));
+        assert!(p.may_resolve("b.test"));
+        assert!(!p.may_resolve("x.b.test"));
+        assert!(!p.may_resolve("c.test"));
+        let p = policy(Mode::Allowlist, &["deny a.test", "a.test:443"]);
+        assert!(!p.may_resolve("a.test"));
+        let p = policy(Mode::Full, &["deny a.test"]);
+        assert!(!p.may_resolve("a.test") && p.may_resolve("anything.test"));
+        assert!(!policy(Mode::None, &[]).may_resolve("a.test"));
+    }
+
+    #[test]
+    fn connections_are_judged_by_the_names_that_led_to_them() {
+        let p = policy(Mode::Allowlist, &["git.test:22", "192.0.2.7:5432"]);
+        let ip: IpAddr = "198.51.100.1".parse().unwrap();
+        let names = vec!["git.test".to_string()];
+        assert!(p.decide_connection(&names, ip, 22).allowed);
+        let d = p.decide_connection(&names, ip, 23);
+        assert!(
+            !d.allowed && d.reason.contains("git.test:23"),
+            "{}",
+            d.reason
+        );
+        assert!(!p.decide_connection(&[], ip, 22).allowed);
+        let db: IpAddr = "192.0.2.7".parse().unwrap();
+        assert!(p.decide_connection(&[], db, 5432).allowed);
+        assert!(p.decide_connection(&names, db, 5432).allowed);
+        // A name never makes a local address reachable.
+        let local: IpAddr = "10.1.1.1".parse().unwrap();
+        assert!(!p.decide_connection(&names, local, 22).allowed);
     }
 
     #[test]

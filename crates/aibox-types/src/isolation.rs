@@ -143,8 +143,12 @@ pub struct IsolationReport {
     pub proc_masked: bool,
     /// "absent" or "read-only".
     pub sys: String,
-    /// "none": loopback only.
+    /// "none": loopback only; "proxy": HTTP(S) egress through the
+    /// server's proxy; "l4": the proxy and checked TCP (see `egress`).
     pub network: String,
+    /// How egress is enforced (sandboxes with network only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<crate::egress::EgressReport>,
 }
 
 impl IsolationReport {

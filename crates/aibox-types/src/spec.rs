@@ -154,6 +154,9 @@ pub struct SandboxSpec {
     /// Egress rules, in order (see `egress`); only with `allowlist`/`full`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub network_rules: Vec<crate::egress::Rule>,
+    /// How egress must be enforced; None: the best the host offers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_enforcement: Option<crate::egress::Enforcement>,
     pub hostname: Option<String>,
     /// Start from this snapshot's filesystem (restore, fork).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -176,6 +179,7 @@ impl Default for SandboxSpec {
             require_isolation: None,
             network: NetworkMode::None,
             network_rules: Vec::new(),
+            network_enforcement: None,
             hostname: None,
             snapshot: None,
         }

@@ -143,6 +143,19 @@ pub fn doctor(json: bool) -> anyhow::Result<u8> {
         fix: (!cg_ok).then(|| hint("cgroup", rootless)),
     });
 
+    let l4 = aibox_server::l4::support();
+    checks.push(Check {
+        name: "network egress",
+        ok: true,
+        detail: match &l4 {
+            Ok(()) => "HTTP(S) through the egress proxy, and any TCP checked per connection with DNS filtered (veth + nftables)".into(),
+            Err(why) => format!("HTTP(S) through the egress proxy only ({why})"),
+        },
+        fix: l4.err().map(|_| {
+            "for non-HTTP egress (SSH, databases) run `aibox serve` as root with nftables, iproute2 and util-linux installed".to_string()
+        }),
+    });
+
     // The probe: a real sandbox with the default isolation.
     let probe = Runtime::new().run(
         &SandboxSpec::default(),

@@ -1,0 +1,509 @@
+//! L4 egress (root): any TCP, checked per connection against the same
+//! rules as the HTTP proxy, and DNS answered only for allowed names.
+//!
+//! Each sandbox with network gets a veth pair: `abx<id>` on the host with
+//! `10.87.x.1/30`, `eth0` inside with `.2` and a default route through it.
+//! An nftables table of its own (`inet abx<id>`) then
+//! * hands every TCP connection from the sandbox to a listener of the
+//!   server on the host side (DNAT), which reads where it was going
+//!   (`SO_ORIGINAL_DST`), decides with the policy — by the names the
+//!   sandbox resolved to that address, else by the address — and either
+//!   connects and splices, or resets the connection;
+//! * hands every DNS query (UDP port 53, whatever server it names) to the
+//!   server's resolver for the sandbox, which answers only names the rules
+//!   allow, from the host's resolver, and remembers the answers for the
+//!   TCP check;
+//! * drops everything else from the sandbox: to the host, and forwarded
+//!   (in `full` mode, UDP and ICMP are forwarded with NAT, never to a
+//!   local address).
+//!
+//! The server never routes a sandbox's TCP itself: each connection is a
+//! new one from the host, so the local-address protections (and DNS
+//! rebinding checks) of the proxy apply unchanged.
+
+use crate::egress::{Event, Resolve};
+use aibox_types::egress::{Mode, Policy};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+/// The block links are carved from: 16384 /30s.
+const SUBNET: (u8, u8) = (10, 87);
+/// How long an answer is remembered for the TCP check (clients cache
+/// answers far longer than their TTL).
+const REMEMBER: Duration = Duration::from_secs(3600);
+/// Most names remembered per sandbox.
+const MAX_NAMES: usize = 4096;
+const DNS_TTL: u32 = 60;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The host side of a sandbox's link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub ifname: String,
+    pub host_ip: Ipv4Addr,
+    pub guest_ip: Ipv4Addr,
+}
+
+pub fn ifname(id: &str) -> String {
+    format!("abx{id}")
+}
+
+fn tool(name: &str) -> Option<std::path::PathBuf> {
+    ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+        .iter()
+        .map(|d| std::path::Path::new(d).join(name))
+        .find(|p| p.exists())
+}
+
+/// Can this host give sandboxes L4 egress? Err says why not.
+pub fn support() -> Result<(), String> {
+    static CACHE: OnceLock<Result<(), String>> = OnceLock::new();
+    CACHE
+        .get_or_init(|| {
+            if aibox_runtime::Runtime::new().rootless() {
+                return Err("L4 egress needs the server to run as root".into());
+            }
+            for t in ["ip", "nft", "nsenter"] {
+                if tool(t).is_none() {
+                    return Err(format!(
+                        "L4 egress needs `{t}` (Debian: iproute2, nftables, util-linux)"
+                    ));
+                }
+            }
+            run("nft", &["list", "tables"], None)
+                .map(|_| ())
+                .map_err(|e| format!("nftables does not work here: {e}"))
+        })
+        .clone()
+}
+
+/// Run a tool; its stderr is the error.
+fn run(name: &str, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+    use std::io::Write;
+    let path = tool(name).ok_or_else(|| format!("{name} is not installed"))?;
+    let mut child = Command::new(path)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{name}: {e}"))?;
+    if let (Some(input), Some(mut w)) = (stdin, child.stdin.take()) {
+        w.write_all(input.as_bytes())
+            .map_err(|e| format!("{name}: {e}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("{name}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{name} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Addresses of the links that exist now, by interface name.
+fn links() -> HashMap<String, Ipv4Addr> {
+    let out = run("ip", &["-4", "-o", "addr", "show"], None).unwrap_or_default();
+    out.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let name = f.nth(1)?.to_string();
+            let addr = f.nth(1)?.split('/').next()?.parse().ok()?;
+            name.starts_with("abx").then_some((name, addr))
+        })
+        .collect()
+}
+
+/// The link of sandbox `id`, if it has one (after a server restart).
+pub fn find(id: &str) -> Option<Link> {
+    let name = ifname(id);
+    let host_ip = *links().get(&name)?;
+    Some(Link {
+        guest_ip: Ipv4Addr::from(u32::from(host_ip) + 1),
+        host_ip,
+        ifname: name,
+    })
+}
+
+/// Make the veth pair into the network namespace of `pid` and address it.
+pub fn attach(id: &str, pid: i32) -> Result<Link, String> {
+    // One at a time: the free /30 is chosen from what exists.
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let name = ifname(id);
+    let used: std::collections::HashSet<Ipv4Addr> = links().into_values().collect();
+    let host_ip = (1u32..16384)
+        .map(|i| Ipv4Addr::new(SUBNET.0, SUBNET.1, ((i * 4) >> 8) as u8, (i * 4 + 1) as u8))
+        .find(|ip| !used.contains(ip))
+        .ok_or("every L4 link address is in use")?;
+    let guest_ip = Ipv4Addr::from(u32::from(host_ip) + 1);
+    let pid_s = pid.to_string();
+    run(
+        "ip",
+        &[
+            "link", "add", &name, "type", "veth", "peer", "name", "eth0", "netns", &pid_s,
+        ],
+        None,
+    )?;
+    let done = (|| {
+        // No IPv6 on the link: nothing would route it, and it would only
+        // chatter (router solicitations) into the drop rules.
+        let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
+        run(
+            "ip",
+            &["-batch", "-"],
+            Some(&format!(
+                "addr add {host_ip}/30 dev {name}\nlink set {name} up\n"
+            )),
+        )?;
+        let netns = format!("--net=/proc/{pid}/ns/net");
+        let ip = tool("ip").ok_or("ip is not installed")?;
+        let ip = ip.to_string_lossy();
+        run(
+            "nsenter",
+            &[&netns, "--", &ip, "-batch", "-"],
+            Some(&format!(
+                "addr add {guest_ip}/30 dev eth0\nlink set eth0 up\nroute add default via {host_ip}\n"
+            )),
+        )
+    })();
+    if let Err(e) = done {
+        let _ = run("ip", &["link", "del", &name], None);
+        return Err(e);
+    }
+    Ok(Link {
+        ifname: name,
+        host_ip,
+        guest_ip,
+    })
+}
+
+/// The nftables table of one sandbox (replaced as a whole, atomically).
+pub fn ruleset(link: &Link, mode: Mode, tcp_port: u16, dns_port: u16) -> String {
+    let Link {
+        ifname: i,
+        host_ip: h,
+        guest_ip: g,
+    } = link;
+    // Local destinations never get forwarded packets (full mode).
+    let local = "{ 0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10, 127.0.0.0/8, 169.254.0.0/16, 172.16.0.0/12, 192.0.0.0/24, 192.168.0.0/16, 224.0.0.0/3 }";
+    let forward = if mode == Mode::Full {
+        format!(
+            "iifname \"{i}\" ip daddr {local} drop\n    iifname \"{i}\" ip saddr {g} meta l4proto {{ udp, icmp }} accept\n    iifname \"{i}\" drop\n    oifname \"{i}\" ct state established,related accept\n    oifname \"{i}\" drop"
+        )
+    } else {
+        format!("iifname \"{i}\" drop\n    oifname \"{i}\" drop")
+    };
+    let nat = if mode == Mode::Full {
+        format!("iifname \"{i}\" ip saddr {g} masquerade")
+    } else {
+        String::new()
+    };
+    format!(
+        "table inet {i}
+delete table inet {i}
+table inet {i} {{
+  chain pre {{
+    type nat hook prerouting priority dstnat; policy accept;
+    iifname \"{i}\" udp dport 53 dnat ip to {h}:{dns_port}
+    iifname \"{i}\" meta l4proto tcp dnat ip to {h}:{tcp_port}
+  }}
+  chain input {{
+    type filter hook input priority filter; policy accept;
+    iifname \"{i}\" ip daddr {h} tcp dport {tcp_port} accept
+    iifname \"{i}\" ip daddr {h} udp dport {dns_port} accept
+    iifname \"{i}\" drop
+  }}
+  chain forward {{
+    type filter hook forward priority filter; policy accept;
+    {forward}
+  }}
+  chain post {{
+    type nat hook postrouting priority srcnat; policy accept;
+    {nat}
+  }}
+}}
+"
+    )
+}
+
+pub fn apply(script: &str) -> Result<(), String> {
+    run("nft", &["-f", "-"], Some(script)).map(|_| ())
+}
+
+/// Full mode forwards UDP: the host must route.
+pub fn enable_forwarding() {
+    let path = "/proc/sys/net/ipv4/ip_forward";
+    if std::fs::read_to_string(path).is_ok_and(|v| v.trim() == "0") {
+        tracing::warn!("enabling IPv4 forwarding for a sandbox in full network mode");
+        let _ = std::fs::write(path, "1");
+    }
+}
+
+/// Remove a sandbox's table and link (the link usually went with its
+/// network namespace already).
+pub fn detach(id: &str) {
+    let name = ifname(id);
+    let _ = run("nft", &["delete", "table", "inet", &name], None);
+    let _ = run("ip", &["link", "del", &name], None);
+}
+
+/// Remove tables and links of sandboxes not in `keep`.
+pub fn gc(keep: &std::collections::HashSet<String>) {
+    if support().is_err() {
+        return;
+    }
+    let tables = run("nft", &["list", "tables"], None).unwrap_or_default();
+    let mut ids: Vec<String> = tables
+        .lines()
+        .filter_map(|l| l.strip_prefix("table inet abx"))
+        .map(str::to_string)
+        .collect();
+    ids.extend(
+        links()
+            .into_keys()
+            .filter_map(|n| n.strip_prefix("abx").map(str::to_string)),
+    );
+    for id in ids {
+        if aibox_types::validate_id(&id) && !keep.contains(&id) {
+            detach(&id);
+        }
+    }
+}
+
+/// What the sandbox resolved: address → names, for the TCP check.
+#[derive(Default)]
+pub struct Names(Mutex<HashMap<Ipv4Addr, Vec<(String, Instant)>>>);
+
+impl Names {
+    fn remember(&self, name: &str, addrs: &[Ipv4Addr]) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if m.len() >= MAX_NAMES {
+            m.retain(|_, v| {
+                v.retain(|(_, t)| now.duration_since(*t) < REMEMBER);
+                !v.is_empty()
+            });
+        }
+        for ip in addrs {
+            let v = m.entry(*ip).or_default();
+            v.retain(|(n, _)| n != name);
+            v.push((name.to_string(), now));
+        }
+    }
+
+    pub fn of(&self, ip: Ipv4Addr) -> Vec<String> {
+        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        m.get(&ip)
+            .map(|v| {
+                v.iter()
+                    .filter(|(_, t)| now.duration_since(*t) < REMEMBER)
+                    .map(|(n, _)| n.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+pub type Report = Arc<dyn Fn(Event) + Send + Sync>;
+
+/// Answer the sandbox's DNS queries.
+pub async fn serve_dns(
+    sock: tokio::net::UdpSocket,
+    policy: Arc<RwLock<Policy>>,
+    names: Arc<Names>,
+    resolver: Arc<dyn Resolve>,
+    report: Report,
+) {
+    let sock = Arc::new(sock);
+    let mut buf = vec![0u8; 1500];
+    loop {
+        let Ok((n, peer)) = sock.recv_from(&mut buf).await else {
+            continue;
+        };
+        let msg = buf[..n].to_vec();
+        let (sock, policy, names, resolver, report) = (
+            sock.clone(),
+            policy.clone(),
+            names.clone(),
+            resolver.clone(),
+            report.clone(),
+        );
+        tokio::spawn(async move {
+            let answer = answer(&msg, &policy, &names, resolver.as_ref(), &report).await;
+            if let Some(a) = answer {
+                let _ = sock.send_to(&a, peer).await;
+            }
+        });
+    }
+}
+
+async fn answer(
+    msg: &[u8],
+    policy: &RwLock<Policy>,
+    names: &Names,
+    resolver: &dyn Resolve,
+    report: &Report,
+) -> Option<Vec<u8>> {
+    use crate::dns;
+    let q = dns::parse_query(msg)?;
+    let reply = |rcode, addrs: &[Ipv4Addr]| Some(dns::response(msg, &q, rcode, addrs, DNS_TTL));
+    if !q.is_internet() {
+        return reply(dns::NOTIMP, &[]);
+    }
+    let Some(name) = aibox_types::egress::normalize_name(&q.name) else {
+        return reply(dns::NXDOMAIN, &[]);
+    };
+    let allowed = policy
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .may_resolve(&name);
+    if !allowed {
+        report(Event {
+            destination: format!("dns:{name}"),
+            allowed: false,
+            rule: None,
+            reason: format!(
+                "DNS lookup of {name} refused: no rule of this sandbox allows connections to it. An operator can allow it with `aibox network set SANDBOX --allow {name}`."
+            ),
+        });
+        return reply(dns::REFUSED, &[]);
+    }
+    if q.qtype != dns::TYPE_A {
+        // No IPv6 route, and nothing but addresses is looked up.
+        return reply(dns::NOERROR, &[]);
+    }
+    match resolver.lookup(&name).await {
+        Ok(found) => {
+            let v4: Vec<Ipv4Addr> = found
+                .into_iter()
+                .filter_map(|ip| match aibox_types::egress::canonical(ip) {
+                    IpAddr::V4(v4) => Some(v4),
+                    IpAddr::V6(_) => None,
+                })
+                .take(16)
+                .collect();
+            names.remember(&name, &v4);
+            reply(dns::NOERROR, &v4)
+        }
+        Err(_) => reply(dns::NXDOMAIN, &[]),
+    }
+}
+
+/// Take the sandbox's TCP connections, decide each, splice the allowed.
+pub async fn serve_tcp(
+    listener: tokio::net::TcpListener,
+    policy: Arc<RwLock<Policy>>,
+    names: Arc<Names>,
+    report: Report,
+) {
+    loop {
+        let Ok((conn, _)) = listener.accept().await else {
+            continue;
+        };
+        let (policy, names, report) = (policy.clone(), names.clone(), report.clone());
+        tokio::spawn(async move {
+            let _ = connection(conn, &policy, &names, &report).await;
+        });
+    }
+}
+
+async fn connection(
+    mut conn: tokio::net::TcpStream,
+    policy: &RwLock<Policy>,
+    names: &Names,
+    report: &Report,
+) -> std::io::Result<()> {
+    use std::os::fd::AsFd;
+    let dst = aibox_sys::original_dst(conn.as_fd())?;
+    let ip = *dst.ip();
+    let known = names.of(ip);
+    let d = policy
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .decide_connection(&known, IpAddr::V4(ip), dst.port());
+    let shown = match known.first() {
+        Some(n) => format!("{n}:{} ({ip}, tcp)", dst.port()),
+        None => format!("{dst} (tcp)"),
+    };
+    report(Event {
+        destination: shown,
+        allowed: d.allowed,
+        rule: d.rule.clone(),
+        reason: d.reason.clone(),
+    });
+    let refuse = |conn: tokio::net::TcpStream| {
+        // A reset, so the client sees the connection refused.
+        let _ = aibox_sys::set_linger_zero(conn.as_fd());
+        drop(conn);
+    };
+    if !d.allowed {
+        refuse(conn);
+        return Ok(());
+    }
+    let up = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio::net::TcpStream::connect(SocketAddr::from((ip, dst.port()))),
+    )
+    .await;
+    let mut up = match up {
+        Ok(Ok(s)) => s,
+        _ => {
+            refuse(conn);
+            return Ok(());
+        }
+    };
+    let _ = up.set_nodelay(true);
+    let _ = conn.set_nodelay(true);
+    tokio::io::copy_bidirectional(&mut conn, &mut up).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ruleset_confines_the_link() {
+        let link = Link {
+            ifname: "abx0123456789ab".into(),
+            host_ip: Ipv4Addr::new(10, 87, 0, 5),
+            guest_ip: Ipv4Addr::new(10, 87, 0, 6),
+        };
+        let r = ruleset(&link, Mode::Allowlist, 4000, 5000);
+        assert!(r.contains("udp dport 53 dnat ip to 10.87.0.5:5000"));
+        assert!(r.contains("meta l4proto tcp dnat ip to 10.87.0.5:4000"));
+        assert!(r.contains("iifname \"abx0123456789ab\" drop"));
+        assert!(
+            !r.contains("masquerade")
+                && !r.contains("accept\n    iifname \"abx0123456789ab\" ip saddr")
+        );
+        let r = ruleset(&link, Mode::Full, 4000, 5000);
+        assert!(r.contains("ip saddr 10.87.0.6 masquerade"));
+        assert!(r.contains("meta l4proto { udp, icmp } accept"));
+        assert!(r.starts_with("table inet abx0123456789ab\ndelete table inet abx0123456789ab\n"));
+    }
+
+    #[test]
+    fn names_are_remembered_by_address() {
+        let n = Names::default();
+        let ip = Ipv4Addr::new(198, 51, 100, 7);
+        n.remember("a.test", &[ip]);
+        n.remember("b.test", &[ip]);
+        n.remember("a.test", &[ip]);
+        assert_eq!(n.of(ip), ["b.test", "a.test"]);
+        assert!(n.of(Ipv4Addr::new(198, 51, 100, 8)).is_empty());
+    }
+}
