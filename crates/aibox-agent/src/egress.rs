@@ -8,28 +8,143 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 
-/// Start the relay thread (if the port can be bound).
+/// Start the relay threads (for each port that can be bound): the proxy
+/// port, and the two ports nftables inside sends raw TCP and DNS to when
+/// the server set up per-connection checks in this namespace (rootless
+/// L4). Without those rules nothing reaches the latter two but what a
+/// process sends there itself, which the server judges the same way.
 pub fn start(dir_fd: i32) {
+    start_proxy_relay(dir_fd);
+    start_tcp_relay(dir_fd);
+    start_dns_relay(dir_fd);
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) {
+    let _ = std::thread::Builder::new()
+        .name(name.into())
+        .stack_size(128 * 1024)
+        .spawn(f);
+}
+
+fn upstream(dir_fd: i32) -> std::io::Result<UnixStream> {
+    UnixStream::connect(format!("/proc/self/fd/{dir_fd}/egress.sock"))
+}
+
+/// TCP connections nftables redirected here: ask the server about the
+/// original destination, then carry the bytes or reset the connection.
+fn start_tcp_relay(dir_fd: i32) {
+    let Ok(listener) = TcpListener::bind(("127.0.0.1", aibox_types::L4_TCP_PORT)) else {
+        return;
+    };
+    spawn("l4-tcp", move || {
+        for conn in listener.incoming().flatten() {
+            spawn("l4-conn", move || tcp_conn(conn, dir_fd));
+        }
+    });
+}
+
+fn tcp_conn(client: TcpStream, dir_fd: i32) {
+    use std::io::BufRead;
+    use std::os::fd::AsFd;
+    let reset = |c: &TcpStream| {
+        let _ = aibox_sys::set_linger_zero(c.as_fd());
+    };
+    let Ok(dst) = aibox_sys::original_dst(client.as_fd()) else {
+        reset(&client);
+        return;
+    };
+    let Ok(mut up) = upstream(dir_fd) else {
+        reset(&client);
+        return;
+    };
+    if up
+        .write_all(format!("AIBOX-TCP {dst}\r\n\r\n").as_bytes())
+        .is_err()
+    {
+        reset(&client);
+        return;
+    }
+    // One line back: "OK" or "DENY <reason>".
+    let mut line = String::new();
+    let Ok(reader) = up.try_clone() else {
+        reset(&client);
+        return;
+    };
+    let mut reader = std::io::BufReader::new(reader);
+    if reader.read_line(&mut line).is_err() || line.trim_end() != "OK" {
+        reset(&client);
+        return;
+    }
+    let _ = client.set_nodelay(true);
+    let (Ok(c2), Ok(u2)) = (client.try_clone(), up.try_clone()) else {
+        return;
+    };
+    // Bytes the server sent after its line are already in the reader.
+    let buffered = reader.buffer().to_vec();
+    let back = std::thread::Builder::new()
+        .name("l4-back".into())
+        .stack_size(128 * 1024)
+        .spawn(move || {
+            let mut c2 = c2;
+            if c2.write_all(&buffered).is_ok() {
+                pump(u2, c2);
+            }
+        });
+    pump(client, up);
+    if let Ok(t) = back {
+        let _ = t.join();
+    }
+}
+
+/// DNS queries nftables redirected here: each goes to the server, whose
+/// answer goes back from where the query was sent.
+fn start_dns_relay(dir_fd: i32) {
+    let Ok(sock) = std::net::UdpSocket::bind(("127.0.0.1", aibox_types::L4_DNS_PORT)) else {
+        return;
+    };
+    spawn("l4-dns", move || {
+        let mut buf = [0u8; 1500];
+        loop {
+            let Ok((n, peer)) = sock.recv_from(&mut buf) else {
+                continue;
+            };
+            let (msg, Ok(sock)) = (buf[..n].to_vec(), sock.try_clone()) else {
+                continue;
+            };
+            spawn("l4-query", move || {
+                if let Some(answer) = dns_query(&msg, dir_fd) {
+                    let _ = sock.send_to(&answer, peer);
+                }
+            });
+        }
+    });
+}
+
+fn dns_query(msg: &[u8], dir_fd: i32) -> Option<Vec<u8>> {
+    let mut up = upstream(dir_fd).ok()?;
+    let _ = up.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+    up.write_all(format!("AIBOX-DNS {}\r\n\r\n", msg.len()).as_bytes())
+        .ok()?;
+    up.write_all(msg).ok()?;
+    let mut answer = Vec::new();
+    up.read_to_end(&mut answer).ok()?;
+    (!answer.is_empty()).then_some(answer)
+}
+
+fn start_proxy_relay(dir_fd: i32) {
     let addr = ("127.0.0.1", aibox_types::EGRESS_PROXY_PORT);
     let Ok(listener) = TcpListener::bind(addr) else {
         return;
     };
-    let _ = std::thread::Builder::new()
-        .name("egress".into())
-        .stack_size(128 * 1024)
-        .spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let _ = std::thread::Builder::new()
-                    .name("egress-conn".into())
-                    .stack_size(128 * 1024)
-                    .spawn(move || relay(conn, dir_fd));
-            }
-        });
+    spawn("egress", move || {
+        for conn in listener.incoming().flatten() {
+            spawn("egress-conn", move || relay(conn, dir_fd));
+        }
+    });
 }
 
 fn relay(client: TcpStream, dir_fd: i32) {
-    let path = format!("/proc/self/fd/{dir_fd}/egress.sock");
-    let Ok(upstream) = UnixStream::connect(&path) else {
+    let Ok(upstream) = upstream(dir_fd) else {
         // No proxy on the host (no server, or it is restarting): the
         // client sees the connection closed at once.
         let _ = client.shutdown(Shutdown::Both);

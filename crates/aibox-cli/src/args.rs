@@ -114,6 +114,15 @@ pub enum Command {
     /// multi-threaded callers of the runtime.
     #[command(hide = true)]
     InternalCreate,
+    /// (internal) run a network tool in the network namespace of a
+    /// sandbox this user owns, with CAP_NET_ADMIN there; used by the
+    /// server to set up rootless per-connection egress checks.
+    #[command(hide = true)]
+    InternalNetns {
+        pid: i32,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
 }
 
 /// `aibox run` parsed on its own: building only this subcommand's parser

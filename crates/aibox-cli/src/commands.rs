@@ -21,6 +21,7 @@ pub fn dispatch(cmd: Command) -> anyhow::Result<u8> {
         Command::Create(a) if !a.target.is_local() => remote::create(a),
         Command::Create(a) => create::create(a),
         Command::InternalCreate => create::internal_create(),
+        Command::InternalNetns { pid, command } => create::internal_netns(pid, &command),
         Command::Exec(a) if !a.target.is_local() => remote::exec(a),
         Command::Exec(a) => exec::exec(a),
         Command::List(a) if !a.target.is_local() => remote::list(a),

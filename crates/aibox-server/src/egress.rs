@@ -77,10 +77,26 @@ pub struct Event {
 
 /// Serve one client connection. `report` is called once per decision.
 pub async fn serve<S>(
+    client: S,
+    policy: &Policy,
+    resolver: &dyn Resolve,
+    report: &(dyn Fn(Event) + Send + Sync),
+) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    serve_with(client, policy, resolver, report, None).await
+}
+
+/// [`serve`], and when `l4` is given (the sandbox has per-connection
+/// checks through its agent), also the agent's `AIBOX-TCP ip:port` and
+/// `AIBOX-DNS length` requests (see `l4`).
+pub async fn serve_with<S>(
     mut client: S,
     policy: &Policy,
     resolver: &dyn Resolve,
     report: &(dyn Fn(Event) + Send + Sync),
+    l4: Option<&crate::l4::Names>,
 ) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -93,6 +109,22 @@ where
         Ok(Err(e)) => return Err(e),
         Err(_) => return Ok(()),
     };
+    if let Some(rest) = head.strip_prefix("AIBOX-") {
+        let Some(names) = l4 else {
+            // Not a sandbox with per-connection checks: nothing but HTTP.
+            return refuse(
+                &mut client,
+                403,
+                "Forbidden",
+                "this sandbox's egress is HTTP(S) through the proxy only\n",
+                None,
+            )
+            .await;
+        };
+        let line = rest.lines().next().unwrap_or("");
+        return crate::l4::agent_request(client, line, extra, policy, names, resolver, report)
+            .await;
+    }
     let Some(req) = Request::parse(&head) else {
         return refuse(&mut client, 400, "Bad Request", "malformed request\n", None).await;
     };

@@ -58,32 +58,125 @@ fn tool(name: &str) -> Option<std::path::PathBuf> {
         .find(|p| p.exists())
 }
 
-/// Can this host give sandboxes L4 egress? Err says why not.
-pub fn support() -> Result<(), String> {
-    static CACHE: OnceLock<Result<(), String>> = OnceLock::new();
+/// Where per-connection checks happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// A veth link into the host, with a table in the host's nftables
+    /// (root).
+    Host,
+    /// nftables inside the sandbox's own namespace sends TCP and DNS to
+    /// the agent, which asks the server over the egress socket (rootless:
+    /// the server owns the sandbox's user namespace, so it may configure
+    /// its network namespace).
+    Agent,
+}
+
+/// Can this host give sandboxes L4 egress, and how? Err says why not.
+pub fn support() -> Result<Path, String> {
+    static CACHE: OnceLock<Result<Path, String>> = OnceLock::new();
     CACHE
         .get_or_init(|| {
-            if aibox_runtime::Runtime::new().rootless() {
-                return Err("L4 egress needs the server to run as root".into());
-            }
-            for t in ["ip", "nft", "nsenter"] {
+            for t in ["ip", "nft"] {
                 if tool(t).is_none() {
                     return Err(format!(
-                        "L4 egress needs `{t}` (Debian: iproute2, nftables, util-linux)"
+                        "per-connection egress checks need `{t}` (Debian: iproute2, nftables)"
                     ));
                 }
             }
+            if aibox_runtime::Runtime::new().rootless() {
+                return Ok(Path::Agent);
+            }
             run("nft", &["list", "tables"], None)
-                .map(|_| ())
+                .map(|_| Path::Host)
                 .map_err(|e| format!("nftables does not work here: {e}"))
         })
         .clone()
 }
 
+/// The sandbox-side address of the agent path's link (a veth pair whose
+/// both ends stay inside: it only gives connections a route, so nftables
+/// sees them).
+pub const INSIDE_ADDR: Ipv4Addr = Ipv4Addr::new(10, 255, 255, 1);
+
+/// Set up the agent path in the network namespace of `pid` (again after a
+/// restart: the link is kept, the table replaced).
+pub fn attach_inside(pid: i32) -> Result<(), String> {
+    if in_sandbox(pid, "ip", &["-o", "link", "show", "abx0"], None).is_err() {
+        in_sandbox(
+            pid,
+            "ip",
+            &["-batch", "-"],
+            Some(&format!(
+                "link add abx0 type veth peer name abx1\naddr add {INSIDE_ADDR}/32 dev abx0\nlink set abx0 up\nlink set abx1 up\nroute add default dev abx0\n"
+            )),
+        )?;
+    }
+    in_sandbox(pid, "nft", &["-f", "-"], Some(&inside_ruleset())).map(|_| ())
+}
+
+/// Run a network tool in the network namespace of the sandbox whose PID 1
+/// is `pid`, through our own binary: it joins the sandbox's user and
+/// network namespaces and runs the tool with CAP_NET_ADMIN there (nsenter
+/// cannot without root: our uid inside is not 0, so exec would drop the
+/// capabilities).
+fn in_sandbox(
+    pid: i32,
+    tool_name: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Result<String, String> {
+    let me = std::env::current_exe().map_err(|e| format!("finding the aibox binary: {e}"))?;
+    let t = tool(tool_name).ok_or_else(|| format!("{tool_name} is not installed"))?;
+    let (me, t, target) = (
+        me.to_string_lossy().into_owned(),
+        t.to_string_lossy().into_owned(),
+        pid.to_string(),
+    );
+    let mut argv = vec!["internal-netns", target.as_str(), "--", t.as_str()];
+    argv.extend_from_slice(args);
+    run_path(&me, &argv, stdin)
+}
+
+/// The table inside a sandbox for the agent path.
+pub fn inside_ruleset() -> String {
+    let (tcp, dns) = (aibox_types::L4_TCP_PORT, aibox_types::L4_DNS_PORT);
+    format!(
+        "table inet aibox
+delete table inet aibox
+table inet aibox {{
+  chain nat_out {{
+    type nat hook output priority -100; policy accept;
+    meta l4proto tcp ip daddr != 127.0.0.0/8 redirect to :{tcp}
+    udp dport 53 redirect to :{dns}
+  }}
+  chain out {{
+    type filter hook output priority 0; policy accept;
+    oifname \"lo\" accept
+    ct status dnat accept
+    drop
+  }}
+}}
+"
+    )
+}
+
+/// The report of a sandbox with the agent path.
+pub fn agent_report(mode: Mode) -> aibox_types::egress::EgressReport {
+    let mut r = aibox_types::egress::l4_report(mode);
+    r.udp = false;
+    r.summary = "HTTP and HTTPS go through the aibox egress proxy; any other TCP connection is handed by nftables inside the sandbox to its agent and checked against the same rules by the server; DNS answers only names the rules allow; no other UDP leaves (without root there is no NAT).".into();
+    r
+}
+
 /// Run a tool; its stderr is the error.
 fn run(name: &str, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
-    use std::io::Write;
     let path = tool(name).ok_or_else(|| format!("{name} is not installed"))?;
+    run_path(&path.to_string_lossy(), args, stdin)
+}
+
+fn run_path(path: &str, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+    use std::io::Write;
+    let name = path.rsplit('/').next().unwrap_or(path);
     let mut child = Command::new(path)
         .args(args)
         .stdin(if stdin.is_some() {
@@ -138,9 +231,11 @@ pub fn find(id: &str) -> Option<Link> {
 
 /// Make the veth pair into the network namespace of `pid` and address it.
 pub fn attach(id: &str, pid: i32) -> Result<Link, String> {
-    // One at a time: the free /30 is chosen from what exists.
+    // One at a time on this host (every server here draws from the same
+    // block): the free /30 is chosen from what exists.
     static LOCK: Mutex<()> = Mutex::new(());
     let _g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let _host = host_lock()?;
     let name = ifname(id);
     let used: std::collections::HashSet<Ipv4Addr> = links().into_values().collect();
     let host_ip = (1u32..16384)
@@ -167,16 +262,15 @@ pub fn attach(id: &str, pid: i32) -> Result<Link, String> {
                 "addr add {host_ip}/30 dev {name}\nlink set {name} up\n"
             )),
         )?;
-        let netns = format!("--net=/proc/{pid}/ns/net");
-        let ip = tool("ip").ok_or("ip is not installed")?;
-        let ip = ip.to_string_lossy();
-        run(
-            "nsenter",
-            &[&netns, "--", &ip, "-batch", "-"],
+        in_sandbox(
+            pid,
+            "ip",
+            &["-batch", "-"],
             Some(&format!(
                 "addr add {guest_ip}/30 dev eth0\nlink set eth0 up\nroute add default via {host_ip}\n"
             )),
         )
+        .map(|_| ())
     })();
     if let Err(e) = done {
         let _ = run("ip", &["link", "del", &name], None);
@@ -187,6 +281,31 @@ pub fn attach(id: &str, pid: i32) -> Result<Link, String> {
         host_ip,
         guest_ip,
     })
+}
+
+/// A lock every server on this host takes while it picks an address.
+fn host_lock() -> Result<std::fs::File, String> {
+    use std::os::fd::AsFd;
+    let path = if std::path::Path::new("/run").is_dir() {
+        "/run/aibox-l4.lock"
+    } else {
+        "/tmp/aibox-l4.lock"
+    };
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("{path}: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match aibox_sys::try_lock_exclusive(f.as_fd()) {
+            Ok(true) => return Ok(f),
+            Ok(false) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+            Ok(false) => return Err(format!("{path} stayed locked for 10 s")),
+            Err(e) => return Err(format!("{path}: {e}")),
+        }
+    }
 }
 
 /// The nftables table of one sandbox (replaced as a whole, atomically).
@@ -259,25 +378,23 @@ pub fn detach(id: &str) {
     let _ = run("ip", &["link", "del", &name], None);
 }
 
-/// Remove tables and links of sandboxes not in `keep`.
-pub fn gc(keep: &std::collections::HashSet<String>) {
-    if support().is_err() {
+/// Remove the tables of links that are gone. A link lives exactly as long
+/// as its sandbox's network namespace (the pair dies with it), so a table
+/// without its link is stale, whichever server made it; live links are
+/// never touched (other servers on this host may own them).
+pub fn gc() {
+    if support() != Ok(Path::Host) {
         return;
     }
     let tables = run("nft", &["list", "tables"], None).unwrap_or_default();
-    let mut ids: Vec<String> = tables
+    let live = links();
+    for name in tables
         .lines()
-        .filter_map(|l| l.strip_prefix("table inet abx"))
-        .map(str::to_string)
-        .collect();
-    ids.extend(
-        links()
-            .into_keys()
-            .filter_map(|n| n.strip_prefix("abx").map(str::to_string)),
-    );
-    for id in ids {
-        if aibox_types::validate_id(&id) && !keep.contains(&id) {
-            detach(&id);
+        .filter_map(|l| l.strip_prefix("table inet "))
+        .filter(|n| n.starts_with("abx"))
+    {
+        if !live.contains_key(name) {
+            let _ = run("nft", &["delete", "table", "inet", name], None);
         }
     }
 }
@@ -342,7 +459,8 @@ pub async fn serve_dns(
             report.clone(),
         );
         tokio::spawn(async move {
-            let answer = answer(&msg, &policy, &names, resolver.as_ref(), &report).await;
+            let now = policy.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let answer = answer(&msg, &now, &names, resolver.as_ref(), &*report).await;
             if let Some(a) = answer {
                 let _ = sock.send_to(&a, peer).await;
             }
@@ -352,10 +470,10 @@ pub async fn serve_dns(
 
 async fn answer(
     msg: &[u8],
-    policy: &RwLock<Policy>,
+    policy: &Policy,
     names: &Names,
     resolver: &dyn Resolve,
-    report: &Report,
+    report: &(dyn Fn(Event) + Send + Sync),
 ) -> Option<Vec<u8>> {
     use crate::dns;
     let q = dns::parse_query(msg)?;
@@ -366,10 +484,7 @@ async fn answer(
     let Some(name) = aibox_types::egress::normalize_name(&q.name) else {
         return reply(dns::NXDOMAIN, &[]);
     };
-    let allowed = policy
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .may_resolve(&name);
+    let allowed = policy.may_resolve(&name);
     if !allowed {
         report(Event {
             destination: format!("dns:{name}"),
@@ -421,19 +536,39 @@ pub async fn serve_tcp(
 }
 
 async fn connection(
-    mut conn: tokio::net::TcpStream,
+    conn: tokio::net::TcpStream,
     policy: &RwLock<Policy>,
     names: &Names,
     report: &Report,
 ) -> std::io::Result<()> {
     use std::os::fd::AsFd;
     let dst = aibox_sys::original_dst(conn.as_fd())?;
+    let now = policy.read().unwrap_or_else(|p| p.into_inner()).clone();
+    match open(dst, &now, names, &**report).await {
+        Some(mut up) => {
+            let mut conn = conn;
+            let _ = conn.set_nodelay(true);
+            tokio::io::copy_bidirectional(&mut conn, &mut up).await?;
+        }
+        // A reset, so the client sees the connection refused.
+        None => {
+            let _ = aibox_sys::set_linger_zero(conn.as_fd());
+        }
+    }
+    Ok(())
+}
+
+/// Decide a connection to `dst` (by the names the sandbox resolved to its
+/// address, else by the address), report it, and connect when allowed.
+async fn open(
+    dst: std::net::SocketAddrV4,
+    policy: &Policy,
+    names: &Names,
+    report: &(dyn Fn(Event) + Send + Sync),
+) -> Option<tokio::net::TcpStream> {
     let ip = *dst.ip();
     let known = names.of(ip);
-    let d = policy
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .decide_connection(&known, IpAddr::V4(ip), dst.port());
+    let d = policy.decide_connection(&known, IpAddr::V4(ip), dst.port());
     let shown = match known.first() {
         Some(n) => format!("{n}:{} ({ip}, tcp)", dst.port()),
         None => format!("{dst} (tcp)"),
@@ -444,30 +579,69 @@ async fn connection(
         rule: d.rule.clone(),
         reason: d.reason.clone(),
     });
-    let refuse = |conn: tokio::net::TcpStream| {
-        // A reset, so the client sees the connection refused.
-        let _ = aibox_sys::set_linger_zero(conn.as_fd());
-        drop(conn);
-    };
     if !d.allowed {
-        refuse(conn);
-        return Ok(());
+        return None;
     }
     let up = tokio::time::timeout(
         CONNECT_TIMEOUT,
         tokio::net::TcpStream::connect(SocketAddr::from((ip, dst.port()))),
     )
     .await;
-    let mut up = match up {
-        Ok(Ok(s)) => s,
-        _ => {
-            refuse(conn);
-            return Ok(());
-        }
-    };
+    let up = up.ok()?.ok()?;
     let _ = up.set_nodelay(true);
-    let _ = conn.set_nodelay(true);
-    tokio::io::copy_bidirectional(&mut conn, &mut up).await?;
+    Some(up)
+}
+
+/// A request of a sandbox's agent, on its egress socket (rootless L4):
+/// `AIBOX-TCP ip:port` (answered `OK` then the bytes, or `DENY reason`)
+/// or `AIBOX-DNS length` followed by a DNS message (answered with the
+/// response message).
+pub async fn agent_request<S>(
+    mut client: S,
+    line: &str,
+    mut extra: Vec<u8>,
+    policy: &Policy,
+    names: &Names,
+    resolver: &dyn Resolve,
+    report: &(dyn Fn(Event) + Send + Sync),
+) -> std::io::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if let Some(dst) = line.strip_prefix("TCP ") {
+        let Ok(dst) = dst.trim().parse::<std::net::SocketAddrV4>() else {
+            return client.write_all(b"DENY malformed destination\n").await;
+        };
+        return match open(dst, policy, names, report).await {
+            Some(mut up) => {
+                client.write_all(b"OK\n").await?;
+                if !extra.is_empty() {
+                    up.write_all(&extra).await?;
+                }
+                tokio::io::copy_bidirectional(&mut client, &mut up).await?;
+                Ok(())
+            }
+            None => client.write_all(b"DENY\n").await,
+        };
+    }
+    if let Some(len) = line.strip_prefix("DNS ") {
+        let Some(len) = len.trim().parse::<usize>().ok().filter(|l| *l <= 4096) else {
+            return Ok(());
+        };
+        while extra.len() < len {
+            let mut b = [0u8; 1024];
+            let n = client.read(&mut b).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            extra.extend_from_slice(&b[..n]);
+        }
+        if let Some(a) = answer(&extra[..len], policy, names, resolver, report).await {
+            client.write_all(&a).await?;
+        }
+        return client.shutdown().await;
+    }
     Ok(())
 }
 

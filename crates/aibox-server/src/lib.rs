@@ -155,13 +155,53 @@ impl AppState {
                 json!({"destination": e.destination, "rule": e.rule, "reason": e.reason}),
             );
         });
-        let (p2, r2, res2) = (policy.clone(), report.clone(), resolver.clone());
+        let wanted = spec.network_enforcement;
+        // Per-connection checks: on a link from the host (root), or
+        // through the agent (without root); else the proxy alone.
+        let mut l4_host = None;
+        let mut agent_names = None;
+        let outcome: Result<aibox_types::egress::EgressReport, Option<String>> = match wanted {
+            Some(Enforcement::Proxy) => Err(None),
+            _ => match l4::support() {
+                Err(why) => Err(Some(why)),
+                Ok(l4::Path::Host) => self
+                    .start_l4(id, spec.network, &policy, &resolver, &report)
+                    .await
+                    .map(|started| {
+                        l4_host = Some(started);
+                        l4_report(spec.network)
+                    })
+                    .map_err(Some),
+                Ok(l4::Path::Agent) => self
+                    .start_agent_l4(id)
+                    .await
+                    .map(|names| {
+                        agent_names = Some(names);
+                        l4::agent_report(spec.network)
+                    })
+                    .map_err(Some),
+            },
+        };
+        let (p2, r2, res2, n2) = (
+            policy.clone(),
+            report.clone(),
+            resolver.clone(),
+            agent_names.clone(),
+        );
         let proxy = tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
-                let (policy, report, resolver) = (p2.clone(), r2.clone(), res2.clone());
+                let (policy, report, resolver, names) =
+                    (p2.clone(), r2.clone(), res2.clone(), n2.clone());
                 tokio::spawn(async move {
                     let now = policy.read().unwrap_or_else(|p| p.into_inner()).clone();
-                    let _ = egress::serve(conn, &now, resolver.as_ref(), &*report).await;
+                    let _ = egress::serve_with(
+                        conn,
+                        &now,
+                        resolver.as_ref(),
+                        &*report,
+                        names.as_deref(),
+                    )
+                    .await;
                 });
             }
         });
@@ -170,23 +210,12 @@ impl AppState {
             tasks: vec![proxy.abort_handle()],
             l4: None,
         };
-        let wanted = spec.network_enforcement;
-        let outcome = match wanted {
-            Some(Enforcement::Proxy) => Err(None),
-            _ => match l4::support() {
-                Err(why) => Err(Some(why)),
-                Ok(()) => self
-                    .start_l4(id, spec.network, &policy, &resolver, &report)
-                    .await
-                    .map_err(Some),
-            },
-        };
+        if let Some((link, tcp, dns, tasks)) = l4_host {
+            entry.tasks.extend(tasks);
+            entry.l4 = Some((link, tcp, dns));
+        }
         let result = match outcome {
-            Ok((link, tcp, dns, tasks)) => {
-                entry.tasks.extend(tasks);
-                entry.l4 = Some((link, tcp, dns));
-                Ok(Some(l4_report(spec.network)))
-            }
+            Ok(report) => Ok(Some(report)),
             Err(why) if wanted == Some(Enforcement::L4) => Err(ApiError::new(
                 ErrorCode::IsolationUnavailable,
                 format!(
@@ -266,21 +295,7 @@ impl AppState {
                 l4::enable_forwarding();
             }
             l4::apply(&script)?;
-            let conf = format!(
-                "# aibox: DNS answers only names this sandbox may reach\nnameserver {host_ip}\n"
-            );
-            engine
-                .agent(&sid)
-                .map_err(|e| e.message)?
-                .write_file(
-                    "/etc/resolv.conf",
-                    &mut conf.as_bytes(),
-                    Some(0o644),
-                    Some(aibox_types::User::Root),
-                    false,
-                )
-                .map(|_| ())
-                .map_err(|e| format!("writing /etc/resolv.conf: {e}"))
+            write_resolv_conf(engine.as_ref(), &sid, host_ip)
         })
         .await
         .map_err(|e| e.to_string())?;
@@ -307,6 +322,24 @@ impl AppState {
         iso["network"] = json!(report.enforcement);
         iso["egress"] = json!(report);
         let _ = self.store().set_isolation(&row.id, &iso);
+    }
+
+    /// Per-connection checks through the agent (rootless): nftables in the
+    /// sandbox's namespace sends its TCP and DNS to the agent, which asks
+    /// the server on the egress socket.
+    async fn start_agent_l4(&self, id: &str) -> Result<Arc<l4::Names>, String> {
+        let engine = self.engine();
+        let sid = id.to_string();
+        tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let pid = engine
+                .pid(&sid)
+                .ok_or_else(|| format!("sandbox {sid} has no process"))?;
+            l4::attach_inside(pid)?;
+            write_resolv_conf(engine.as_ref(), &sid, l4::INSIDE_ADDR)
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        Ok(Arc::new(l4::Names::default()))
     }
 
     async fn stop_egress(&self, id: &str) {
@@ -437,8 +470,7 @@ impl AppState {
         })
         .await
         .map_err(|e| ApiError::internal("adopt task", e))?;
-        let keep: std::collections::HashSet<String> = running.iter().cloned().collect();
-        let _ = tokio::task::spawn_blocking(move || l4::gc(&keep)).await;
+        let _ = tokio::task::spawn_blocking(l4::gc).await;
         let rows = self
             .store()
             .all()
@@ -681,6 +713,27 @@ async fn audit_verify(State(state): State<AppState>, who: Principal) -> ApiResul
     Ok(Json(
         json!({"ok": broken.is_none(), "broken_at": broken, "entries": entries}),
     ))
+}
+
+/// Point the sandbox's resolver at `ip` (whatever it names, DNS is
+/// redirected to the server's answers; the name is for tools that read it).
+fn write_resolv_conf(engine: &dyn Engine, id: &str, ip: std::net::Ipv4Addr) -> Result<(), String> {
+    let conf = format!("# aibox: DNS answers only names this sandbox may reach\nnameserver {ip}\n");
+    let agent = engine.agent(id).map_err(|e| e.message)?;
+    let write = |user| {
+        agent.write_file(
+            "/etc/resolv.conf",
+            &mut conf.as_bytes(),
+            Some(0o644),
+            user,
+            false,
+        )
+    };
+    // A rootless sandbox has one identity, which owns its files.
+    write(Some(aibox_types::User::Root))
+        .or_else(|_| write(None))
+        .map(|_| ())
+        .map_err(|e| format!("writing /etc/resolv.conf: {e}"))
 }
 
 /// The API. Tests drive it with `tower::ServiceExt::oneshot`.

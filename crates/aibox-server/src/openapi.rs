@@ -119,7 +119,7 @@ fn build() -> Value {
                 "mode": {"type": "string", "enum": ["none", "allowlist", "full"]},
                 "rules": {"type": "array", "maxItems": 1000, "items": {"type": "string"}},
                 "enforcement": {"type": "string", "enum": ["proxy", "l4"],
-                    "description": "create only: `l4` fails the create when the host cannot give it (needs root and nftables); default: the best available"}
+                    "description": "create only: `l4` fails the create when the host cannot give it (needs nftables and iproute2); default: the best available"}
             }
         },
         "Snapshot": {

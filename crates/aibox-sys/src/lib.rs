@@ -402,6 +402,40 @@ pub fn set_caps(keep: &[u32]) -> io::Result<()> {
     cvt_long(unsafe { libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) }).map(drop)
 }
 
+pub const CAP_NET_ADMIN: u32 = 12;
+
+/// Keep only `cap`, in every set including the ambient one, so a program
+/// this process executes has it whatever its uid.
+pub fn keep_ambient(cap: u32) -> io::Result<()> {
+    let mut data = [CapData::default(); 2];
+    let (word, bit) = ((cap / 32) as usize, 1u32 << (cap % 32));
+    if word >= 2 {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    data[word] = CapData {
+        effective: bit,
+        permitted: bit,
+        inheritable: bit,
+    };
+    let mut hdr = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    // SAFETY: header and a two-element data array, the layout capset(2) v3 expects.
+    cvt_long(unsafe { libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) })?;
+    // SAFETY: prctl with integer arguments.
+    cvt(unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_RAISE,
+            cap as libc::c_ulong,
+            0,
+            0,
+        )
+    })
+    .map(drop)
+}
+
 /// Read the bounding set as a bitmask (PR_CAPBSET_READ for each cap).
 pub fn bounding_set() -> u64 {
     let mut mask = 0u64;

@@ -69,9 +69,10 @@ pub enum Enforcement {
     /// HTTP and HTTPS through the server's egress proxy; the sandbox has
     /// no route out, so nothing else leaves. Works without root.
     Proxy,
-    /// The proxy, plus any TCP through a virtual link whose packets
-    /// nftables hands to the server, which applies the same rules to each
-    /// connection; DNS answered only for allowed names. Needs root.
+    /// The proxy, plus any TCP, which nftables hands to the server (over
+    /// a link into the host as root, through the agent without), which
+    /// applies the same rules to each connection; DNS answered only for
+    /// allowed names. Needs nftables and iproute2.
     L4,
 }
 

@@ -11,7 +11,10 @@ mod units;
 pub use isolation::{
     CgroupReport, IsolationLevel, IsolationReport, LimitReport, NamespaceReport, UidMapping,
 };
-pub use spec::{MountSpec, NetworkMode, SandboxSpec, User, DEFAULT_WORKDIR, EGRESS_PROXY_PORT};
+pub use spec::{
+    MountSpec, NetworkMode, SandboxSpec, User, DEFAULT_WORKDIR, EGRESS_PROXY_PORT, L4_DNS_PORT,
+    L4_TCP_PORT,
+};
 pub use units::{parse_duration, parse_size, ByteSize, UnitError};
 
 use serde::{Deserialize, Serialize};

@@ -57,6 +57,11 @@ pub use crate::egress::Mode as NetworkMode;
 /// Where a sandbox with egress finds the proxy: its agent listens here,
 /// on the sandbox's own loopback.
 pub const EGRESS_PROXY_PORT: u16 = 3128;
+/// Where nftables inside a sandbox sends its TCP connections when egress
+/// is checked per connection by the agent (rootless L4).
+pub const L4_TCP_PORT: u16 = 3129;
+/// Where nftables inside a sandbox sends its DNS queries (rootless L4).
+pub const L4_DNS_PORT: u16 = 3153;
 
 /// A host directory or file made visible inside the sandbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

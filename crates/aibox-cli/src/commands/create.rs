@@ -53,3 +53,24 @@ pub fn internal_create() -> anyhow::Result<u8> {
     println!("{}", serde_json::to_string(&reply)?);
     Ok(0)
 }
+
+/// Join the user and network namespaces of `pid`, keep only CAP_NET_ADMIN
+/// (ambient, so it survives exec whatever our uid is there), and exec
+/// `command`. Only works on namespaces this user owns.
+pub fn internal_netns(pid: i32, command: &[String]) -> anyhow::Result<u8> {
+    use std::os::fd::AsFd;
+    use std::os::unix::process::CommandExt;
+    let user = std::fs::File::open(format!("/proc/{pid}/ns/user"))?;
+    let net = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
+    aibox_sys::setns(user.as_fd(), libc::CLONE_NEWUSER)
+        .map_err(|e| anyhow::anyhow!("joining the user namespace of {pid}: {e}"))?;
+    aibox_sys::setns(net.as_fd(), libc::CLONE_NEWNET)
+        .map_err(|e| anyhow::anyhow!("joining the network namespace of {pid}: {e}"))?;
+    aibox_sys::keep_ambient(aibox_sys::CAP_NET_ADMIN)
+        .map_err(|e| anyhow::anyhow!("keeping CAP_NET_ADMIN: {e}"))?;
+    let Some((prog, args)) = command.split_first() else {
+        anyhow::bail!("no command");
+    };
+    let e = std::process::Command::new(prog).args(args).exec();
+    anyhow::bail!("cannot run {prog}: {e}")
+}

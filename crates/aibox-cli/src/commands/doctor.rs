@@ -148,7 +148,8 @@ pub fn doctor(json: bool) -> anyhow::Result<u8> {
         name: "network egress",
         ok: true,
         detail: match &l4 {
-            Ok(()) => "HTTP(S) through the egress proxy, and any TCP checked per connection with DNS filtered (veth + nftables)".into(),
+            Ok(aibox_server::l4::Path::Host) => "HTTP(S) through the egress proxy, and any TCP checked per connection with DNS filtered (veth + nftables on the host)".into(),
+            Ok(aibox_server::l4::Path::Agent) => "HTTP(S) through the egress proxy, and any TCP checked per connection with DNS filtered (nftables inside each sandbox, through its agent; no UDP without root)".into(),
             Err(why) => format!("HTTP(S) through the egress proxy only ({why})"),
         },
         fix: l4.err().map(|_| {
