@@ -365,6 +365,7 @@ PORTSRV = r'''
 import http.server, sys
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go as two writes
     def do_GET(self):
         b = b"x" * 1024
         self.send_response(200)

@@ -9,6 +9,8 @@ command -v bwrap >/dev/null || need+=(bubblewrap)
 command -v hyperfine >/dev/null || need+=(hyperfine)
 command -v nsenter >/dev/null || need+=(util-linux)
 command -v tinyproxy >/dev/null || need+=(tinyproxy)
+[ -x /usr/sbin/nft ] || need+=(nftables)    # L4 egress
+[ -x /usr/sbin/ip ] || need+=(iproute2)
 if [ "${#need[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}" >/dev/null \
     || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}" >/dev/null; }

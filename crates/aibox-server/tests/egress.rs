@@ -263,3 +263,108 @@ async fn connect_tunnels_check_the_tls_server_name() {
         .iter()
         .any(|e| !e.allowed && e.reason.contains("names evil.test")));
 }
+
+/// The agent's requests (rootless L4): answered only for sandboxes set up
+/// for them, and decided by the same rules and names memory.
+#[tokio::test]
+async fn agent_tcp_and_dns_requests_follow_the_rules() {
+    use aibox_server::{dns, l4};
+    let up = upstream().await;
+    let policy = Arc::new(rules(
+        Mode::Allowlist,
+        &[format!("db.test:{up}"), format!("127.0.0.1:{up}")],
+    ));
+    let names = Arc::new(Names {
+        map: [("db.test".to_string(), vec!["127.0.0.1".parse().unwrap()])].into(),
+        ..Default::default()
+    });
+    let memory = Arc::new(l4::Names::default());
+    let events = Arc::new(Mutex::new(Vec::<Event>::new()));
+    let serve = |with_l4: bool| {
+        let (policy, names, memory, events) = (
+            policy.clone(),
+            names.clone(),
+            memory.clone(),
+            events.clone(),
+        );
+        async move {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = l.local_addr().unwrap().port();
+            tokio::spawn(async move {
+                while let Ok((s, _)) = l.accept().await {
+                    let (policy, names, memory, events) = (
+                        policy.clone(),
+                        names.clone(),
+                        memory.clone(),
+                        events.clone(),
+                    );
+                    tokio::spawn(async move {
+                        let report = move |e: Event| events.lock().unwrap().push(e);
+                        let m = with_l4.then_some(memory.as_ref());
+                        let _ = egress::serve_with(s, &policy, names.as_ref(), &report, m).await;
+                    });
+                }
+            });
+            port
+        }
+    };
+    let (plain, agent) = (serve(false).await, serve(true).await);
+    let talk = |port: u16, req: Vec<u8>| async move {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        s.write_all(&req).await.unwrap();
+        let mut out = Vec::new();
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out)).await;
+        out
+    };
+    // A sandbox with the proxy alone gets HTTP only.
+    let out = talk(
+        plain,
+        format!("AIBOX-TCP 127.0.0.1:{up}\r\n\r\n").into_bytes(),
+    )
+    .await;
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 403"));
+    // DNS: allowed names get their address, others a refusal.
+    let query = |name: &str| {
+        let mut q = vec![0xab, 0xcd, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        for l in name.split('.') {
+            q.push(l.len() as u8);
+            q.extend_from_slice(l.as_bytes());
+        }
+        q.extend_from_slice(&[0, 0, 1, 0, 1]);
+        let mut req = format!("AIBOX-DNS {}\r\n\r\n", q.len()).into_bytes();
+        req.extend_from_slice(&q);
+        req
+    };
+    let a = talk(agent, query("db.test")).await;
+    let q = dns::parse_query(&query("db.test")[b"AIBOX-DNS 25\r\n\r\n".len()..]).unwrap();
+    assert_eq!(q.name, "db.test");
+    assert_eq!(&a[..2], &[0xab, 0xcd]);
+    assert_eq!(a[3] & 0xf, dns::NOERROR);
+    assert_eq!(&a[a.len() - 4..], &[127, 0, 0, 1]);
+    let a = talk(agent, query("evil.test")).await;
+    assert_eq!(a[3] & 0xf, dns::REFUSED);
+    assert!(!names
+        .asked
+        .lock()
+        .unwrap()
+        .contains(&"evil.test".to_string()));
+    // TCP: the allowed destination, spliced; another port, refused.
+    let mut req = format!("AIBOX-TCP 127.0.0.1:{up}\r\n\r\n").into_bytes();
+    req.extend_from_slice(b"ping");
+    let out = talk(agent, req).await;
+    assert_eq!(String::from_utf8_lossy(&out), "OK\nping");
+    let out = talk(agent, b"AIBOX-TCP 127.0.0.1:1\r\n\r\n".to_vec()).await;
+    assert_eq!(String::from_utf8_lossy(&out), "DENY\n");
+    let out = talk(agent, b"AIBOX-TCP nonsense\r\n\r\n".to_vec()).await;
+    assert!(String::from_utf8_lossy(&out).starts_with("DENY"));
+    let ev = events.lock().unwrap();
+    assert!(ev
+        .iter()
+        .any(|e| e.destination == "dns:evil.test" && !e.allowed));
+    assert!(
+        ev.iter()
+            .any(|e| e.destination == format!("db.test:{up} (127.0.0.1, tcp)") && e.allowed),
+        "{ev:?}"
+    );
+}
