@@ -401,9 +401,33 @@ pub fn gc() {
 
 /// What the sandbox resolved: address → names, for the TCP check.
 #[derive(Default)]
-pub struct Names(Mutex<HashMap<Ipv4Addr, Vec<(String, Instant)>>>);
+pub struct Names(
+    Mutex<HashMap<Ipv4Addr, Vec<(String, Instant)>>>,
+    /// Names refused lately: a resolver asks several times (A, AAAA,
+    /// retries), and one refusal is one event.
+    Mutex<HashMap<String, Instant>>,
+);
+
+/// Repeated refusals of one name within this are one event.
+const REFUSAL_WINDOW: Duration = Duration::from_secs(2);
 
 impl Names {
+    /// Should a refusal of `name` be reported now?
+    fn first_refusal(&self, name: &str) -> bool {
+        let mut m = self.1.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if m.len() >= MAX_NAMES {
+            m.retain(|_, t| now.duration_since(*t) < REFUSAL_WINDOW);
+        }
+        match m.get(name) {
+            Some(t) if now.duration_since(*t) < REFUSAL_WINDOW => false,
+            _ => {
+                m.insert(name.to_string(), now);
+                true
+            }
+        }
+    }
+
     fn remember(&self, name: &str, addrs: &[Ipv4Addr]) {
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
@@ -486,14 +510,16 @@ async fn answer(
     };
     let allowed = policy.may_resolve(&name);
     if !allowed {
-        report(Event {
+        if names.first_refusal(&name) {
+            report(Event {
             destination: format!("dns:{name}"),
             allowed: false,
             rule: None,
             reason: format!(
                 "DNS lookup of {name} refused: no rule of this sandbox allows connections to it. An operator can allow it with `aibox network set SANDBOX --allow {name}`."
             ),
-        });
+            });
+        }
         return reply(dns::REFUSED, &[]);
     }
     if q.qtype != dns::TYPE_A {
@@ -668,6 +694,14 @@ mod tests {
         assert!(r.contains("ip saddr 10.87.0.6 masquerade"));
         assert!(r.contains("meta l4proto { udp, icmp } accept"));
         assert!(r.starts_with("table inet abx0123456789ab\ndelete table inet abx0123456789ab\n"));
+    }
+
+    #[test]
+    fn repeated_refusals_are_one_event() {
+        let n = Names::default();
+        assert!(n.first_refusal("a.test"));
+        assert!(!n.first_refusal("a.test"));
+        assert!(n.first_refusal("b.test"));
     }
 
     #[test]
