@@ -1468,6 +1468,28 @@ fn published_ports_need_the_token_and_carry_websockets() {
         401
     );
 
+    // Keep-alive connections to the app are used again: an app that
+    // names the connection each request came on sees one for a burst.
+    let app = "import http.server\nclass H(http.server.BaseHTTPRequestHandler):\n protocol_version = 'HTTP/1.1'\n def do_GET(self):\n  b = str(self.client_address[1]).encode()\n  self.send_response(200); self.send_header('Content-Length', str(len(b))); self.end_headers(); self.wfile.write(b)\n def log_message(self, *a): pass\nhttp.server.ThreadingHTTPServer(('127.0.0.1', 9100), H).serve_forever()";
+    c.json(
+        Method::POST,
+        &format!("/v1/sandboxes/{id}/processes"),
+        Body::Json(json!({"cmd": ["python3", "-c", app]})),
+    )
+    .unwrap();
+    let app_host = format!("9100-{id}.localhost:{server_port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http_to(&s.addr, &app_host, "/", &tok).0 != 200 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let seen: std::collections::HashSet<String> = (0..10)
+        .map(|_| http_to(&s.addr, &app_host, "/", &tok).2)
+        .collect();
+    assert!(
+        seen.len() < 10,
+        "every request took a new connection: {seen:?}"
+    );
+
     // Nothing listening; a malformed host; an unknown sandbox.
     let (st, _, body) = http_to(&s.addr, &format!("9001-{id}.localhost"), "/", &tok);
     assert!(

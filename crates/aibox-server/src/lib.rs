@@ -62,6 +62,8 @@ struct Inner {
     /// Sandboxes with network: their egress policy (replaced atomically;
     /// each connection takes the policy of its moment) and listener task.
     egress: std::sync::Mutex<std::collections::HashMap<String, EgressEntry>>,
+    /// Idle keep-alive connections to published ports.
+    port_pool: ports::Pool,
 }
 
 struct EgressEntry {
@@ -101,6 +103,7 @@ impl AppState {
             limiter: auth::RateLimiter::default(),
             busy: Default::default(),
             egress: Default::default(),
+            port_pool: Default::default(),
         }))
     }
 
@@ -426,6 +429,9 @@ impl AppState {
     pub fn engine(&self) -> Arc<dyn Engine> {
         self.0.engine.clone()
     }
+    pub fn port_pool(&self) -> &ports::Pool {
+        &self.0.port_pool
+    }
     pub fn limiter(&self) -> &auth::RateLimiter {
         &self.0.limiter
     }
@@ -449,6 +455,7 @@ impl AppState {
     /// Destroy a sandbox and forget it.
     pub async fn destroy(&self, id: &str) -> ApiResult<()> {
         self.stop_egress(id).await;
+        self.port_pool().forget(id);
         let engine = self.engine();
         let sid = id.to_string();
         tokio::task::spawn_blocking(move || engine.destroy(&sid))

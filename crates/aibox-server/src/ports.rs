@@ -35,6 +35,53 @@ pub const TOKEN_HEADER: &str = "x-aibox-token";
 pub const TOKEN_COOKIE: &str = "aibox_token";
 pub const TOKEN_QUERY: &str = "aibox_token";
 
+/// Idle keep-alive connections to apps in sandboxes, by (sandbox, port).
+#[derive(Default)]
+pub struct Pool(std::sync::Mutex<PoolMap>);
+
+type PoolMap = std::collections::HashMap<
+    (String, u16),
+    Vec<(
+        hyper::client::conn::http1::SendRequest<Body>,
+        std::time::Instant,
+    )>,
+>;
+
+/// Idle connections kept per port.
+const POOL_IDLE: usize = 8;
+/// An idle connection is used again only this soon: apps close idle
+/// keep-alive connections after a while (gunicorn after 2 s), and one
+/// closed just as a request goes out would fail that request.
+const POOL_FRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Pool {
+    fn take(&self, id: &str, port: u16) -> Option<hyper::client::conn::http1::SendRequest<Body>> {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let v = m.get_mut(&(id.to_string(), port))?;
+        while let Some((s, since)) = v.pop() {
+            if since.elapsed() < POOL_FRESH && s.is_ready() && !s.is_closed() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    fn put(&self, id: &str, port: u16, s: hyper::client::conn::http1::SendRequest<Body>) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let v = m.entry((id.to_string(), port)).or_default();
+        v.retain(|(_, since)| since.elapsed() < POOL_FRESH);
+        if v.len() < POOL_IDLE {
+            v.push((s, std::time::Instant::now()));
+        }
+    }
+
+    /// Drop the connections of a sandbox that is going away.
+    pub fn forget(&self, id: &str) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.retain(|(sid, _), _| sid != id);
+    }
+}
+
 /// Marks a response that came from inside a sandbox: it leaves as it is.
 #[derive(Debug, Clone, Copy)]
 pub struct Proxied;
@@ -563,18 +610,75 @@ async fn proxy_inner(
     *out.uri_mut() = uri;
     *out.headers_mut() = headers;
 
-    let stream = open(&state, &id, port).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
-        .handshake::<_, Body>(TokioIo::new(stream))
-        .await
-        .map_err(|e| bad_gateway(&id, port, &e))?;
-    tokio::spawn(async move {
-        let _ = conn.with_upgrades().await;
-    });
-    let mut resp = sender
-        .send_request(out)
-        .await
-        .map_err(|e| bad_gateway(&id, port, &e))?;
+    // A keep-alive connection to the app from an earlier request, when one
+    // is idle; else a new one through the agent.
+    let pooled = if upgrade {
+        None
+    } else {
+        state.port_pool().take(&id, port)
+    };
+    let mut out = Some(out);
+    let mut resp = None;
+    let mut sender = None;
+    if let Some(mut s) = pooled {
+        if let Some(req) = out.take() {
+            // A request without a body can go again on a new connection if
+            // the app closed this one just as it went out.
+            use axum::body::HttpBody as _;
+            let again = (matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+                && req.body().is_end_stream())
+            .then(|| {
+                let mut r = hyper::Request::new(Body::empty());
+                *r.method_mut() = req.method().clone();
+                *r.uri_mut() = req.uri().clone();
+                *r.headers_mut() = req.headers().clone();
+                r
+            });
+            match s.try_send_request(req).await {
+                Ok(r) => {
+                    resp = Some(r);
+                    sender = Some(s);
+                }
+                // Not sent (the connection had closed), or lost on the way:
+                // a new connection below, when the request allows.
+                Err(mut e) => out = e.take_message().or(again),
+            }
+        }
+    }
+    let mut resp = match (resp, out) {
+        (Some(r), _) => r,
+        (None, Some(req)) => {
+            let stream = open(&state, &id, port).await?;
+            let (mut s, conn) = hyper::client::conn::http1::Builder::new()
+                .handshake::<_, Body>(TokioIo::new(stream))
+                .await
+                .map_err(|e| bad_gateway(&id, port, &e))?;
+            tokio::spawn(async move {
+                let _ = conn.with_upgrades().await;
+            });
+            let r = s
+                .send_request(req)
+                .await
+                .map_err(|e| bad_gateway(&id, port, &e))?;
+            sender = Some(s);
+            r
+        }
+        (None, None) => {
+            return Err(ApiError::new(
+                ErrorCode::Unavailable,
+                format!("the connection to port {port} of sandbox {id} closed"),
+            ))
+        }
+    };
+    // Back into the pool once the response has been read to its end.
+    if let (false, Some(mut s)) = (upgrade, sender) {
+        let (state, id) = (state.clone(), id.clone());
+        tokio::spawn(async move {
+            if s.ready().await.is_ok() {
+                state.port_pool().put(&id, port, s);
+            }
+        });
+    }
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_upgrade) = client_upgrade {
             let upstream = hyper::upgrade::on(&mut resp);
