@@ -104,6 +104,11 @@ pub enum Command {
         #[command(subcommand)]
         cmd: NetworkCmd,
     },
+    /// Templates (OCI images): import, ls, inspect, rm, prune, export.
+    Template {
+        #[command(subcommand)]
+        cmd: TemplateCmd,
+    },
     /// Published ports of a sandbox (server): the ports processes listen
     /// on and their URLs, with the access token.
     Port(PortArgs),
@@ -516,4 +521,33 @@ pub struct PortForwardArgs {
     pub address: std::net::IpAddr,
     #[command(flatten)]
     pub target: Target,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TemplateCmd {
+    /// Import an image: an OCI layout directory (`DIR` or `DIR:TAG`) or a
+    /// `docker save` / `podman save` archive.
+    Import {
+        source: String,
+        /// The template's name (default: the archive's tag).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List templates with their size.
+    #[command(alias = "list")]
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a template's layers and config as JSON.
+    Inspect { name: String },
+    /// Forget templates (their layers go with `prune`).
+    Rm { names: Vec<String> },
+    /// Remove layers no template uses.
+    Prune,
+    /// Write a template as an OCI layout directory.
+    Export {
+        name: String,
+        dir: std::path::PathBuf,
+    },
 }

@@ -10,6 +10,7 @@ mod remote;
 mod run;
 mod serve;
 mod snapshot;
+mod template;
 
 use crate::args::{Command, SpecArgs};
 use aibox_runtime::Runtime;
@@ -56,6 +57,7 @@ pub fn dispatch(cmd: Command) -> anyhow::Result<u8> {
         Command::Snapshot { cmd } => snapshot::snapshot(cmd),
         Command::Restore(a) => snapshot::fork(&a.snapshot, 1, &a.over, true),
         Command::Network { cmd } => remote::network(cmd),
+        Command::Template { cmd } => template::template(cmd),
         Command::Port(a) => ports::port(a),
         Command::PortForward(a) => ports::forward(a),
         Command::Fork(a) => snapshot::fork(&a.snapshot, a.count, &a.over, false),

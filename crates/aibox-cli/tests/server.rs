@@ -1786,3 +1786,114 @@ fn l4_egress_checks_raw_tcp_and_dns_by_the_rules() {
         assert!(!String::from_utf8_lossy(&links.stdout).contains(&format!("abx{id}")));
     }
 }
+
+#[test]
+fn templates_over_rest_import_list_use_and_remove() {
+    require_sandboxes!();
+    if !Path::new("/bin/busybox").exists() {
+        eprintln!("SKIP templates_over_rest: /bin/busybox is missing (scripts/setup.sh installs busybox-static)");
+        return;
+    }
+    let data = data_dir("templates");
+    let s = Server::start(&data);
+    let c = s.admin();
+    // An OCI layout, sent as a tar.
+    let layout = data.with_extension("layout");
+    let archive = data.with_extension("tar");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/make_image.py");
+    assert!(Command::new("python3")
+        .arg(&script)
+        .arg(&layout)
+        .status()
+        .unwrap()
+        .success());
+    assert!(Command::new("tar")
+        .arg("-cf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&layout)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    let body = std::fs::read(&archive).unwrap();
+    // Only admins import.
+    let kv = c
+        .json(Method::POST, "/v1/keys", Body::Json(json!({"name": "t"})))
+        .unwrap();
+    let user = s.client(kv["key"].as_str().unwrap());
+    let e = user
+        .call(
+            Method::POST,
+            "/v1/templates/import?name=rest/bb:1",
+            Body::Raw(body.clone()),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("admin"), "{e}");
+    let v = c
+        .json(
+            Method::POST,
+            "/v1/templates/import?name=rest/bb:1",
+            Body::Raw(body),
+        )
+        .unwrap();
+    assert_eq!(v["name"], "rest/bb:1");
+    assert_eq!(v["layers"].as_array().unwrap().len(), 2);
+    // Garbage is a 400, not a crash.
+    let e = c
+        .call(
+            Method::POST,
+            "/v1/templates/import?name=x:1",
+            Body::Raw(b"not a tar".to_vec()),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(e, aibox_client::ClientError::Api { status: 400, .. }),
+        "{e}"
+    );
+    let list = user
+        .json(Method::GET, "/v1/templates", Body::Empty)
+        .unwrap();
+    let names: Vec<&str> = list["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, ["host", "rest/bb:1"]);
+    assert!(list["store"]["bytes"].as_u64().unwrap() > 1_000_000);
+    let one = c
+        .json(Method::GET, "/v1/templates/rest/bb:1", Body::Empty)
+        .unwrap();
+    assert_eq!(one["config"]["workdir"], "/data");
+    let e = c
+        .call(Method::GET, "/v1/templates/no/such:1", Body::Empty)
+        .unwrap_err();
+    assert!(e.to_string().contains("no template"), "{e}");
+    // A sandbox on it; the template cannot go while it runs.
+    let id = create(&c, json!({"template": "rest/bb:1"}));
+    let out = exec(&c, &id, json!("cat /etc/motd; pwd"));
+    assert_eq!(out["stdout"], "hello from layer 2\n/data\n", "{out}");
+    let e = c
+        .call(Method::DELETE, "/v1/templates/rest/bb:1", Body::Empty)
+        .unwrap_err();
+    assert!(e.to_string().contains(&id), "{e}");
+    c.call(Method::DELETE, &format!("/v1/sandboxes/{id}"), Body::Empty)
+        .unwrap();
+    c.call(Method::DELETE, "/v1/templates/rest/bb:1", Body::Empty)
+        .unwrap();
+    let pruned = c
+        .json(Method::POST, "/v1/templates/prune", Body::Empty)
+        .unwrap();
+    assert_eq!(pruned["layers"], 2, "{pruned}");
+    let e = c
+        .json(
+            Method::POST,
+            "/v1/sandboxes",
+            Body::Json(json!({"template": "rest/bb:1"})),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("unknown template"), "{e}");
+    let _ = std::fs::remove_dir_all(&layout);
+    let _ = std::fs::remove_file(&archive);
+}

@@ -21,6 +21,7 @@ pub mod landlock;
 pub mod layer;
 pub mod listening;
 pub mod mounts;
+pub mod oci;
 pub mod seccomp;
 mod setup;
 pub mod snapshot;
@@ -72,6 +73,8 @@ pub enum Error {
     Reported { code: ErrorCode, message: String },
     #[error(transparent)]
     Agent(#[from] ClientError),
+    #[error(transparent)]
+    Oci(#[from] oci::OciError),
 }
 
 impl Error {
@@ -80,6 +83,9 @@ impl Error {
         match self {
             Error::InvalidSpec(_) => ErrorCode::InvalidArgument,
             Error::Template(template::TemplateError::NotFound(_)) => ErrorCode::TemplateNotFound,
+            Error::Template(template::TemplateError::Oci { source, .. }) | Error::Oci(source) => {
+                source.code()
+            }
             Error::Setup(SetupError::Isolation { .. } | SetupError::LimitsUnavailable(_)) => {
                 ErrorCode::IsolationUnavailable
             }
@@ -135,7 +141,7 @@ pub struct Runtime {
     helper: PathBuf,
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -168,10 +174,33 @@ impl Runtime {
         aibox_sys::geteuid() != 0
     }
 
+    /// The template store (OCI images).
+    pub fn templates(&self) -> oci::Store {
+        oci::Store::new(&self.dirs.templates())
+    }
+
+    /// Forget a template, unless a sandbox of this runtime runs on it.
+    pub fn remove_template(&self, name: &str) -> Result<(), Error> {
+        let users: Vec<String> = self
+            .list()
+            .into_iter()
+            .filter(|r| r.spec.template == name)
+            .map(|r| r.id)
+            .collect();
+        if !users.is_empty() {
+            return Err(Error::Conflict(format!(
+                "template {name} is used by running sandboxes: {}",
+                users.join(", ")
+            )));
+        }
+        Ok(self.templates().remove(name)?)
+    }
+
     fn prepare(&self, spec: &SandboxSpec, persistent: bool) -> Result<(setup::Plan, Holds), Error> {
         spec.validate().map_err(Error::InvalidSpec)?;
         self.dirs.ensure()?;
         let template = template::resolve(&self.dirs.templates(), &spec.template)?;
+        let spec = &with_image_defaults(spec, template.config.as_ref());
         let snapshot = match &spec.snapshot {
             Some(id) => Some(self.open_snapshot(id, &spec.template)?),
             None => None,
@@ -691,6 +720,29 @@ fn wait_one_shot(l: &setup::Launched, timeout: Option<Duration>, tty: bool) -> (
         Ok(s) => (s.code(), false),
         Err(_) => (125, false),
     }
+}
+
+/// The spec with an image's defaults under it: the image's environment
+/// (the spec's variables win), and its working directory unless the spec
+/// names one.
+fn with_image_defaults(spec: &SandboxSpec, image: Option<&oci::ImageConfig>) -> SandboxSpec {
+    let mut s = spec.clone();
+    let Some(c) = image else { return s };
+    let mut env: Vec<(String, String)> = c
+        .env
+        .iter()
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| !spec.env.iter().any(|(sk, _)| sk == k))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    env.extend(spec.env.iter().cloned());
+    s.env = env;
+    if spec.workdir == aibox_types::DEFAULT_WORKDIR {
+        if let Some(w) = c.workdir.as_ref().filter(|w| w.starts_with('/')) {
+            s.workdir = w.clone();
+        }
+    }
+    s
 }
 
 /// A persistent sandbox.

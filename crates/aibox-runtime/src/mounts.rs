@@ -29,6 +29,12 @@ pub enum Step {
         path: PathBuf,
         mode: u32,
     },
+    /// A directory with `mode` when there is none (an existing one is left
+    /// as it is, with no copy-up).
+    MkdirIfMissing {
+        path: PathBuf,
+        mode: u32,
+    },
     Overlay {
         lowers: Vec<PathBuf>,
         upper: PathBuf,
@@ -134,6 +140,9 @@ pub struct Layout<'a> {
     /// The template binds are already read-only/nosuid/nodev (idmapped
     /// staging mounts made with those attributes).
     pub template_sealed: bool,
+    /// The template may lack the directories mounts go on (an image, not
+    /// the host template): create them in the writable layer.
+    pub make_mountpoints: bool,
 }
 
 fn old(p: &Path) -> PathBuf {
@@ -177,6 +186,14 @@ pub fn plan(l: &Layout<'_>) -> Vec<Step> {
             put_old: root.join(OLD_ROOT.trim_start_matches('/')),
         },
     ];
+    if l.make_mountpoints {
+        for (d, mode) in [("/dev", 0o755), ("/proc", 0o555), ("/tmp", 0o1777)] {
+            s.push(Step::MkdirIfMissing {
+                path: d.into(),
+                mode,
+            });
+        }
+    }
     for (src, dst) in l.template_binds {
         s.push(Step::Bind {
             src: old(src),
@@ -366,6 +383,13 @@ fn exec_step(step: &Step) -> std::io::Result<()> {
             // DirBuilder honours the umask; the sticky bit needs an explicit chmod.
             std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(*mode))
         }
+        Step::MkdirIfMissing { path, mode } => {
+            if std::fs::symlink_metadata(path).is_ok() {
+                return Ok(());
+            }
+            std::fs::DirBuilder::new().mode(*mode).create(path)?;
+            std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(*mode))
+        }
         Step::Overlay {
             lowers,
             upper,
@@ -515,6 +539,7 @@ mod tests {
             user_mounts: &user,
             gid5_mapped: true,
             template_sealed: false,
+            make_mountpoints: false,
         })
     }
 

@@ -474,7 +474,9 @@ fn confirm_setup(pipe: &mut Option<OwnedFd>) -> Result<Vec<u8>, SetupError> {
 
 /// Where S attaches the trees P stages, in the order P sends them.
 fn staged_targets(plan: &Plan) -> Vec<PathBuf> {
-    let mut v = vec![plan.staging.join("lower")];
+    let mut v: Vec<PathBuf> = (0..plan.template.layers.len())
+        .map(|i| plan.staging.join(lower_name(i)))
+        .collect();
     if plan.snapshot_layer.is_some() {
         v.push(plan.staging.join("snap"));
     }
@@ -485,6 +487,15 @@ fn staged_targets(plan: &Plan) -> Vec<PathBuf> {
         v.push(plan.staging.join(staging_name(i, m.host.is_file())));
     }
     v
+}
+
+/// The staging point of template layer `i` (0: the top).
+fn lower_name(i: usize) -> String {
+    if i == 0 {
+        "lower".into()
+    } else {
+        format!("lower{i}")
+    }
 }
 
 /// Root mode: detached, idmapped copies of the template, its host binds,
@@ -501,10 +512,16 @@ fn stage_trees(plan: &Plan, proc_dir: &Path) -> Result<(Vec<OwnedFd>, bool), Set
     let userns = Some(userns.as_fd());
     let ro =
         aibox_sys::MOUNT_ATTR_RDONLY | aibox_sys::MOUNT_ATTR_NOSUID | aibox_sys::MOUNT_ATTR_NODEV;
-    let mut trees = vec![aibox_sys::detached_tree(&plan.template.rootfs, userns, ro).map_err(sys(format!(
-        "idmapped mount of the template {} (the filesystem must support idmapped mounts: ext4, xfs, btrfs, tmpfs)",
-        plan.template.rootfs.display()
-    )))?];
+    let mut trees = Vec::new();
+    for (i, layer) in plan.template.layers.iter().enumerate() {
+        if i > 0 {
+            ensure_mountpoint(&plan.staging.join(lower_name(i)), false)?;
+        }
+        trees.push(aibox_sys::detached_tree(layer, userns, ro).map_err(sys(format!(
+            "idmapped mount of the template layer {} (the filesystem must support idmapped mounts: ext4, xfs, btrfs, tmpfs)",
+            layer.display()
+        )))?);
+    }
     if let Some(layer) = &plan.snapshot_layer {
         // Stored with the sandbox's own uids (0..65536): the same mapping.
         trees.push(
@@ -964,11 +981,13 @@ fn sandbox_init(
             plan.staging.join("snap")
         });
     }
-    lowers.push(if plan.rootless() {
-        plan.template.rootfs.clone()
-    } else {
-        plan.staging.join("lower")
-    });
+    for (i, layer) in plan.template.layers.iter().enumerate() {
+        lowers.push(if plan.rootless() {
+            layer.clone()
+        } else {
+            plan.staging.join(lower_name(i))
+        });
+    }
     let template_binds: Vec<(PathBuf, PathBuf)> = plan
         .template
         .binds
@@ -1008,6 +1027,7 @@ fn sandbox_init(
         user_mounts: &user_mounts,
         gid5_mapped: !plan.rootless(),
         template_sealed: !plan.rootless(),
+        make_mountpoints: plan.template.config.is_some(),
     });
     // Everything but the old root's detach, then the cgroup (made by P in
     // the meantime, joined through the old root), then the detach.

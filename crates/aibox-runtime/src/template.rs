@@ -15,8 +15,14 @@ use std::time::UNIX_EPOCH;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
-    #[error("unknown template {0:?}: the only template available is \"host\"")]
+    #[error("unknown template {0:?}: `aibox template ls` lists the templates here (import or pull one first)")]
     NotFound(String),
+    #[error("template {name:?}: {source}")]
+    Oci {
+        name: String,
+        #[source]
+        source: crate::oci::OciError,
+    },
     #[error("failed to build the host template at {path}")]
     Build {
         path: PathBuf,
@@ -31,10 +37,12 @@ const HOST_FORMAT: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
     pub name: String,
-    /// The lower layer.
-    pub rootfs: PathBuf,
+    /// The lower layers, top first.
+    pub layers: Vec<PathBuf>,
     /// Host directories bind-mounted read-only: (host path, path in sandbox).
     pub binds: Vec<(PathBuf, PathBuf)>,
+    /// An image's defaults (env, workdir, user, command).
+    pub config: Option<crate::oci::ImageConfig>,
 }
 
 /// Top-level directories that come from the host when they are real
@@ -43,7 +51,22 @@ const USR_LINKS: [&str; 6] = ["bin", "sbin", "lib", "lib32", "lib64", "libx32"];
 
 pub fn resolve(templates_dir: &Path, name: &str) -> Result<Template, TemplateError> {
     if name != "host" {
-        return Err(TemplateError::NotFound(name.to_string()));
+        let store = crate::oci::Store::new(templates_dir);
+        return match store.lowers(name) {
+            Ok((meta, layers)) => Ok(Template {
+                name: name.into(),
+                layers,
+                binds: Vec::new(),
+                config: Some(meta.config),
+            }),
+            Err(crate::oci::OciError::NotFound(_)) => {
+                Err(TemplateError::NotFound(name.to_string()))
+            }
+            Err(source) => Err(TemplateError::Oci {
+                name: name.into(),
+                source,
+            }),
+        };
     }
     let key = host_key();
     let dir = templates_dir.join("host").join(&key);
@@ -66,8 +89,9 @@ pub fn resolve(templates_dir: &Path, name: &str) -> Result<Template, TemplateErr
     }
     Ok(Template {
         name: name.into(),
-        rootfs,
+        layers: vec![rootfs],
         binds,
+        config: None,
     })
 }
 
@@ -242,14 +266,14 @@ mod tests {
     fn host_template_has_no_host_secrets() {
         let tmp = std::env::temp_dir().join(format!("aibox-tpl-{}", crate::ids::random_id()));
         let t = resolve(&tmp, "host").unwrap();
-        let passwd = fs::read_to_string(t.rootfs.join("etc/passwd")).unwrap();
+        let passwd = fs::read_to_string(t.layers[0].join("etc/passwd")).unwrap();
         assert!(passwd.contains("user:x:1000:1000"));
-        assert!(!t.rootfs.join("etc/shadow").exists());
-        assert!(!t.rootfs.join("etc/machine-id").exists());
-        assert!(!t.rootfs.join("etc/ssh").exists());
+        assert!(!t.layers[0].join("etc/shadow").exists());
+        assert!(!t.layers[0].join("etc/machine-id").exists());
+        assert!(!t.layers[0].join("etc/ssh").exists());
         assert_eq!(t.binds[0], (PathBuf::from("/usr"), PathBuf::from("/usr")));
         // A second resolve reuses the same base.
-        assert_eq!(resolve(&tmp, "host").unwrap().rootfs, t.rootfs);
+        assert_eq!(resolve(&tmp, "host").unwrap().layers, t.layers);
         fs::remove_dir_all(tmp).unwrap();
     }
 }

@@ -48,6 +48,30 @@ pub trait Engine: Send + Sync + 'static {
     fn stats(&self, _id: &str) -> Option<serde_json::Value> {
         None
     }
+    /// The OCI templates, and the store's (layers, bytes).
+    fn templates(&self) -> Result<(Vec<aibox_runtime::oci::ImageMeta>, (u64, u64)), ApiError> {
+        Ok((Vec::new(), (0, 0)))
+    }
+    fn remove_template(&self, name: &str) -> Result<(), ApiError> {
+        Err(ApiError::new(
+            aibox_types::ErrorCode::TemplateNotFound,
+            format!("no template named {name:?}"),
+        ))
+    }
+    fn prune_templates(&self) -> Result<(u64, u64), ApiError> {
+        Ok((0, 0))
+    }
+    /// Import an image archive as a template.
+    fn import_template(
+        &self,
+        _archive: &std::path::Path,
+        _name: Option<&str>,
+    ) -> Result<aibox_runtime::oci::ImageMeta, ApiError> {
+        Err(ApiError::new(
+            aibox_types::ErrorCode::InvalidArgument,
+            "this engine has no template store",
+        ))
+    }
     /// The host pid of the sandbox's PID 1.
     fn pid(&self, _id: &str) -> Option<i32> {
         None
@@ -114,6 +138,35 @@ impl Engine for RuntimeEngine {
     fn stats(&self, id: &str) -> Option<serde_json::Value> {
         let sb = self.rt.get(id).ok()?;
         serde_json::to_value(sb.stats()).ok()
+    }
+
+    fn templates(&self) -> Result<(Vec<aibox_runtime::oci::ImageMeta>, (u64, u64)), ApiError> {
+        let store = self.rt.templates();
+        Ok((store.images(), store.usage()))
+    }
+
+    fn remove_template(&self, name: &str) -> Result<(), ApiError> {
+        Ok(self.rt.remove_template(name)?)
+    }
+
+    fn prune_templates(&self) -> Result<(u64, u64), ApiError> {
+        Ok(self
+            .rt
+            .templates()
+            .prune()
+            .map_err(aibox_runtime::Error::from)?)
+    }
+
+    fn import_template(
+        &self,
+        archive: &std::path::Path,
+        name: Option<&str>,
+    ) -> Result<aibox_runtime::oci::ImageMeta, ApiError> {
+        Ok(self
+            .rt
+            .templates()
+            .import_archive(archive, name, &mut |_, _, _| {})
+            .map_err(aibox_runtime::Error::from)?)
     }
 
     fn pid(&self, id: &str) -> Option<i32> {

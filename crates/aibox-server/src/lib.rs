@@ -7,6 +7,8 @@
 //! the server; on start it re-adopts what runs and cleans what is half-made.
 
 #![forbid(unsafe_code)]
+// The OpenAPI document is one large `json!` literal.
+#![recursion_limit = "256"]
 
 pub mod agentops;
 pub mod auth;
@@ -24,6 +26,7 @@ pub mod sandboxes;
 pub mod snapshots;
 pub mod store;
 pub mod streaming;
+pub mod templates;
 pub mod ws;
 
 use crate::auth::{LocalSocket, Principal};
@@ -788,6 +791,12 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/snapshots/{id}/restore", post(snapshots::restore))
         .route("/v1/snapshots/{id}/fork", post(snapshots::fork))
+        .route("/v1/templates", get(templates::list))
+        .route("/v1/templates/prune", post(templates::prune))
+        .route(
+            "/v1/templates/{*name}",
+            get(templates::get).delete(templates::delete),
+        )
         .route("/v1/audit", get(audit_list))
         .route("/v1/audit/verify", get(audit_verify))
         .route("/v1/keys", post(keys::create).get(keys::list))
@@ -820,6 +829,7 @@ pub fn app(state: AppState) -> Router {
             post(agentops::proc_stdin),
         )
         .route("/v1/sandboxes/{id}/forward/{port}", get(ports::forward))
+        .route("/v1/templates/import", post(templates::import))
         .merge(uploads)
         .route(
             "/v1/sandboxes/{id}/ports/{port}",

@@ -172,6 +172,15 @@ fn build() -> Value {
                     "url": {"type": ["string", "null"]}, "path_url": {"type": ["string", "null"]}}}}
             }
         },
+        "Template": {
+            "type": "object", "required": ["name"],
+            "properties": {
+                "name": {"type": "string"}, "builtin": {"type": "boolean"},
+                "digest": {"type": "string"}, "size": {"type": "integer"},
+                "layers": {"type": "array", "items": {"type": "object"}},
+                "config": {"type": "object"}, "created_ms": {"type": "integer"}, "source": {"type": "string"}
+            }
+        },
         "PortsPatch": {
             "type": "object", "additionalProperties": false,
             "properties": {"public": {"type": "boolean"}, "rotate_token": {"type": "boolean"}}
@@ -278,6 +287,21 @@ fn build() -> Value {
             "patch": op("Make published ports public or private, or rotate the token", json!([id]),
                 Some(json_body(reference("PortsPatch"))), errors(json!({"200": ok("ports", reference("Ports"))}), &["404"]))
         },
+        "/v1/templates": {"get": op("List templates: the built-in host and the OCI images in the store", json!([]), None,
+            errors(json!({"200": ok("templates", json!({"type": "object", "required": ["templates", "store"], "properties": {
+                "templates": {"type": "array", "items": reference("Template")}, "store": {"type": "object"}}}))}), &[]))},
+        "/v1/templates/{name}": {
+            "get": op("Get a template (its name may hold / and :)", json!([{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}]), None,
+                errors(json!({"200": ok("the template", reference("Template"))}), &["404"])),
+            "delete": op("Forget a template (admin; 409 while a sandbox uses it)", json!([{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}]), None,
+                errors(json!({"204": empty("removed")}), &["404", "409"]))
+        },
+        "/v1/templates/prune": {"post": op("Remove layers no template uses (admin)", json!([]), None,
+            errors(json!({"200": ok("removed", json!({"type": "object", "properties": {"layers": {"type": "integer"}, "bytes": {"type": "integer"}}}))}), &[]))},
+        "/v1/templates/import": {"post": op("Import an image archive (docker save, podman save, or an OCI layout as a tar; admin)",
+            json!([query("name", false, json!({"type": "string"}))]),
+            Some(json!({"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}})),
+            errors(json!({"201": ok("the template", reference("Template"))}), &["409"]))},
         "/v1/sandboxes/{id}/snapshots": {"post": op("Snapshot the sandbox's filesystem (frozen while copied)", json!([id]),
             Some(optional_body(reference("CreateSnapshot"))),
             errors(json!({"201": ok("the snapshot", reference("Snapshot"))}), &["404", "409", "410", "503"]))},
