@@ -14,6 +14,9 @@ command -v script >/dev/null || need+=(bsdutils)      # gives `aibox run -t` a t
 if [ "$(id -u)" = 0 ]; then                          # L4 egress (veth + nftables) needs root anyway
   [ -x /usr/sbin/nft ] || need+=(nftables)
   [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need+=(iproute2)
+  command -v docker-registry >/dev/null || need+=(docker-registry)   # OCI pull tests: a registry on loopback,
+  command -v skopeo >/dev/null || need+=(skopeo)                     # filled by skopeo
+  command -v umoci >/dev/null || need+=(umoci)
 fi
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

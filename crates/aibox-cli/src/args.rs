@@ -525,6 +525,18 @@ pub struct PortForwardArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum TemplateCmd {
+    /// Pull an image from a registry (`busybox`, `ghcr.io/org/img:tag`,
+    /// `127.0.0.1:5000/team/tools@sha256:...`).
+    Pull {
+        reference: String,
+        /// The template's name (default: the reference, with `:latest`
+        /// when it names no tag).
+        #[arg(long)]
+        name: Option<String>,
+        /// Allow plain HTTP for this registry (loopback registries always may).
+        #[arg(long)]
+        insecure: bool,
+    },
     /// Import an image: an OCI layout directory (`DIR` or `DIR:TAG`) or a
     /// `docker save` / `podman save` archive.
     Import {

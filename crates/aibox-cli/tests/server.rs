@@ -796,6 +796,8 @@ fn schemathesis_finds_no_server_errors_or_schema_violations() {
         // files_processes_and_streams).
         .args(["--exclude-name", "DELETE /v1/keys/{id}"])
         .args(["--exclude-name", "GET /v1/sandboxes/{id}/tar"])
+        // Pulling reaches registries by design (covered by tests/templates.rs).
+        .args(["--exclude-name", "POST /v1/templates/pull"])
         .args([
             "-n",
             "15",
@@ -1839,6 +1841,34 @@ fn templates_over_rest_import_list_use_and_remove() {
         .unwrap();
     assert_eq!(v["name"], "rest/bb:1");
     assert_eq!(v["layers"].as_array().unwrap().len(), 2);
+    // Pulls: a bad reference is a 400, an unreachable registry a 502.
+    let e = c
+        .call(
+            Method::POST,
+            "/v1/templates/pull",
+            Body::Json(json!({"reference": "UPPER/case"})),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(e, aibox_client::ClientError::Api { status: 400, .. }),
+        "{e}"
+    );
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let e = c
+        .call(
+            Method::POST,
+            "/v1/templates/pull",
+            Body::Json(json!({"reference": format!("127.0.0.1:{dead}/x:1")})),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(e, aibox_client::ClientError::Api { status: 502, .. }),
+        "{e}"
+    );
     // Garbage is a 400, not a crash.
     let e = c
         .call(

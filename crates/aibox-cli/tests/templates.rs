@@ -137,3 +137,227 @@ fn imported_images_run_with_their_layers_and_config() {
     let _ = std::fs::remove_dir_all(&src);
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// A child process killed when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn pulls_from_a_registry_on_loopback() {
+    require_sandboxes!();
+    for tool in ["/usr/bin/docker-registry", "/usr/bin/skopeo"] {
+        if !Path::new(tool).exists() {
+            eprintln!("SKIP pulls_from_a_registry_on_loopback: {tool} is missing (scripts/setup.sh installs docker-registry and skopeo as root)");
+            return;
+        }
+    }
+    let env = Env::new("pull");
+    let base = env.dirs.run.with_extension("registry");
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    let layout = base.join("layout");
+    if !image(&layout) {
+        return;
+    }
+    // Debian's docker-registry on a free loopback port, filled by skopeo.
+    let port = free_port();
+    let storage = base.join("storage");
+    let config = base.join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            storage.display()
+        ),
+    )
+    .unwrap();
+    let _registry = Child(
+        std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the registry did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let tag = format!("t{}", aibox_runtime::random_id());
+    let reference = format!("127.0.0.1:{port}/test/busybox:{tag}");
+    let o = std::process::Command::new("skopeo")
+        .args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:1", layout.display()))
+        .arg(format!("docker://{reference}"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let o = env.run(&["template", "pull", &reference]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).starts_with(&format!("{reference} (2 layers")),
+        "{}",
+        stdout(&o)
+    );
+    let o = env.run(&[
+        "run",
+        "--template",
+        &reference,
+        "--",
+        "sh",
+        "-c",
+        "cat /etc/motd; ls /opq; pwd",
+    ]);
+    assert_eq!(
+        stdout(&o),
+        "hello from layer 2\nnew\n/data\n",
+        "{}",
+        stderr(&o)
+    );
+    // Pulled again: every layer is already here.
+    let o = env.run(&[
+        "template",
+        "pull",
+        &reference,
+        "--name",
+        &format!("again:{tag}"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stderr(&o).matches("(present)").count(), 2, "{}", stderr(&o));
+    // Missing tags and unreachable registries are clear errors.
+    let o = env.run(&[
+        "template",
+        "pull",
+        &format!("127.0.0.1:{port}/test/busybox:nope"),
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("has no image"),
+        "{}",
+        stderr(&o)
+    );
+    let o = env.run(&[
+        "template",
+        "pull",
+        &format!("127.0.0.1:{}/x:1", free_port()),
+    ]);
+    assert!(stderr(&o).contains("[unavailable]"), "{}", stderr(&o));
+    // A registry that serves a layer not matching its digest is refused,
+    // and nothing of it is kept.
+    for n in [reference.as_str(), &format!("again:{tag}")] {
+        assert!(env.run(&["template", "rm", n]).status.success());
+    }
+    let tampered = format!("127.0.0.1:{port}/test/tampered:{tag}");
+    let o = std::process::Command::new("skopeo")
+        .args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:1", layout.display()))
+        .arg(format!("docker://{tampered}"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // skopeo pushes both layers gzipped: the small one's blob is made the
+    // big one's bytes (a valid layer, under the wrong digest).
+    let blobs = storage.join("docker/registry/v2/blobs/sha256");
+    let mut layers: Vec<(u64, std::path::PathBuf)> = Vec::new();
+    for d in std::fs::read_dir(&blobs).unwrap().flatten() {
+        for b in std::fs::read_dir(d.path()).unwrap().flatten() {
+            let data = b.path().join("data");
+            let bytes = std::fs::read(&data).unwrap();
+            if bytes.starts_with(&[0x1f, 0x8b]) {
+                layers.push((bytes.len() as u64, data));
+            }
+        }
+    }
+    layers.sort();
+    assert_eq!(layers.len(), 2, "{layers:?}");
+    std::fs::copy(&layers[1].1, &layers[0].1).unwrap();
+    let o = env.run(&["template", "prune"]);
+    assert!(o.status.success());
+    let o = env.run(&["template", "pull", &tampered]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("digest mismatch"),
+        "{}",
+        stderr(&o)
+    );
+    let ls = stdout(&env.run(&["template", "ls"]));
+    assert!(!ls.contains("tampered"), "{ls}");
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+#[test]
+fn pulls_through_token_authentication() {
+    require_sandboxes!();
+    let env = Env::new("token");
+    let base = env.dirs.run.with_extension("token");
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    if !image(&base) {
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake_registry.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .arg(&base)
+        .args(["alice", "s3cret"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let _registry = Child(child);
+    let reference = format!("127.0.0.1:{}/private/bb:1", line.trim());
+    let name = format!("private:{}", aibox_runtime::random_id());
+    // No credentials, wrong ones: refused, and the error says what to do.
+    let o = env.run(&["template", "pull", &reference, "--name", &name]);
+    assert!(stderr(&o).contains("[permission_denied]"), "{}", stderr(&o));
+    let o = env
+        .aibox(&["template", "pull", &reference, "--name", &name])
+        .env("AIBOX_REGISTRY_USER", "alice")
+        .env("AIBOX_REGISTRY_PASSWORD", "wrong")
+        .output()
+        .unwrap();
+    assert!(stderr(&o).contains("[permission_denied]"), "{}", stderr(&o));
+    // From a docker config file, as `docker login` leaves it.
+    let home = base.join("home");
+    std::fs::create_dir_all(home.join(".docker")).unwrap();
+    let registry = reference.split('/').next().unwrap();
+    std::fs::write(
+        home.join(".docker/config.json"),
+        format!(r#"{{"auths": {{"{registry}": {{"auth": "YWxpY2U6czNjcmV0"}}}}}}"#),
+    )
+    .unwrap();
+    let o = env
+        .aibox(&["template", "pull", &reference, "--name", &name])
+        .env("HOME", &home)
+        .env_remove("DOCKER_CONFIG")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = env.run(&["run", "--template", &name, "--", "cat", "/etc/motd"]);
+    assert_eq!(stdout(&o), "hello from layer 2\n", "{}", stderr(&o));
+    assert!(env.run(&["template", "rm", &name]).status.success());
+    let _ = std::fs::remove_dir_all(&base);
+}

@@ -22,6 +22,7 @@ pub mod layer;
 pub mod listening;
 pub mod mounts;
 pub mod oci;
+pub mod registry;
 pub mod seccomp;
 mod setup;
 pub mod snapshot;

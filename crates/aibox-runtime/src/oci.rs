@@ -50,6 +50,12 @@ pub enum OciError {
     Limit(String),
     #[error("no template named {0:?}")]
     NotFound(String),
+    #[error("the registry has no image {0}")]
+    ImageNotFound(String),
+    #[error("cannot reach the registry: {0}")]
+    Unreachable(String),
+    #[error("{0}")]
+    Denied(String),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -66,6 +72,9 @@ impl OciError {
                 ErrorCode::InvalidArgument
             }
             OciError::NotFound(_) => ErrorCode::TemplateNotFound,
+            OciError::ImageNotFound(_) => ErrorCode::NotFound,
+            OciError::Unreachable(_) => ErrorCode::Unavailable,
+            OciError::Denied(_) => ErrorCode::PermissionDenied,
             OciError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
                 ErrorCode::NotFound
             }
@@ -221,13 +230,24 @@ pub struct Store {
 
 /// A lock on the whole store: imports share it, prune takes it alone (so
 /// a layer unpacked for an image not yet recorded is never pruned).
-struct StoreLock(#[allow(dead_code)] fs::File);
+pub struct StoreLock(#[allow(dead_code)] fs::File);
 
 impl Store {
     pub fn new(templates_dir: &Path) -> Store {
         Store {
             root: templates_dir.join("oci"),
         }
+    }
+
+    /// Held while an image is added: `prune` waits for it.
+    pub fn lock_shared(&self) -> Result<StoreLock, OciError> {
+        self.lock(false)
+    }
+
+    /// The record of a layer the store has, unpacked.
+    pub fn present_layer(&self, digest: &str) -> Option<LayerMeta> {
+        let l = self.layer(digest)?;
+        self.layer_path(digest).ok()?.is_dir().then_some(l)
     }
 
     fn lock(&self, exclusive: bool) -> Result<StoreLock, OciError> {

@@ -72,6 +72,18 @@ pub trait Engine: Send + Sync + 'static {
             "this engine has no template store",
         ))
     }
+    /// Pull an image from a registry as template `name`.
+    fn pull_template(
+        &self,
+        _reference: aibox_runtime::registry::Reference,
+        _name: &str,
+        _insecure: bool,
+    ) -> Result<aibox_runtime::oci::ImageMeta, ApiError> {
+        Err(ApiError::new(
+            aibox_types::ErrorCode::InvalidArgument,
+            "this engine has no template store",
+        ))
+    }
     /// The host pid of the sandbox's PID 1.
     fn pid(&self, _id: &str) -> Option<i32> {
         None
@@ -166,6 +178,17 @@ impl Engine for RuntimeEngine {
             .rt
             .templates()
             .import_archive(archive, name, &mut |_, _, _| {})
+            .map_err(aibox_runtime::Error::from)?)
+    }
+
+    fn pull_template(
+        &self,
+        reference: aibox_runtime::registry::Reference,
+        name: &str,
+        insecure: bool,
+    ) -> Result<aibox_runtime::oci::ImageMeta, ApiError> {
+        Ok(aibox_runtime::registry::Client::new(reference, insecure)
+            .pull(&self.rt.templates(), name, &mut |_, _, _| {})
             .map_err(aibox_runtime::Error::from)?)
     }
 

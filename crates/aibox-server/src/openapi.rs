@@ -296,6 +296,10 @@ fn build() -> Value {
             "delete": op("Forget a template (admin; 409 while a sandbox uses it)", json!([{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}]), None,
                 errors(json!({"204": empty("removed")}), &["404", "409"]))
         },
+        "/v1/templates/pull": {"post": op("Pull an image from a registry as a template (admin; plain HTTP only for loopback or with insecure)", json!([]),
+            Some(json_body(json!({"type": "object", "required": ["reference"], "additionalProperties": false, "properties": {
+                "reference": {"type": "string"}, "name": {"type": "string"}, "insecure": {"type": "boolean"}}}))),
+            errors(json!({"201": ok("the template", reference("Template"))}), &["404", "502"]))},
         "/v1/templates/prune": {"post": op("Remove layers no template uses (admin)", json!([]), None,
             errors(json!({"200": ok("removed", json!({"type": "object", "properties": {"layers": {"type": "integer"}, "bytes": {"type": "integer"}}}))}), &[]))},
         "/v1/templates/import": {"post": op("Import an image archive (docker save, podman save, or an OCI layout as a tar; admin)",

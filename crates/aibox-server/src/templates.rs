@@ -192,3 +192,56 @@ pub async fn import(
     );
     Ok((StatusCode::CREATED, Json(view(&meta))))
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullBody {
+    pub reference: String,
+    pub name: Option<String>,
+    /// Plain HTTP for this (non-loopback) registry.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+/// `POST /v1/templates/pull`: fetch an image from a registry (admin).
+pub async fn pull(
+    State(state): State<AppState>,
+    who: Principal,
+    crate::ApiJson(body): crate::ApiJson<PullBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    admin(&who, "pulling a template")?;
+    let r = aibox_runtime::registry::Reference::parse(&body.reference)
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let name = body
+        .name
+        .clone()
+        .unwrap_or_else(|| default_name(&body.reference));
+    if !aibox_runtime::oci::valid_name(&name) {
+        return Err(ApiError::invalid(format!(
+            "{name:?} is not a valid template name"
+        )));
+    }
+    let engine = state.engine();
+    let (n2, insecure) = (name.clone(), body.insecure);
+    let meta = tokio::task::spawn_blocking(move || engine.pull_template(r, &n2, insecure))
+        .await
+        .map_err(|e| ApiError::internal("pull task", e))??;
+    state.audit(
+        &who.id,
+        "template.pull",
+        None,
+        json!({"reference": body.reference, "name": meta.name, "digest": meta.digest}),
+    );
+    Ok((StatusCode::CREATED, Json(view(&meta))))
+}
+
+/// A template name for a reference: as written, with `:latest` when it
+/// names neither a tag nor a digest.
+pub fn default_name(reference: &str) -> String {
+    let last = reference.rsplit('/').next().unwrap_or(reference);
+    if last.contains(':') || reference.contains('@') {
+        reference.to_string()
+    } else {
+        format!("{reference}:latest")
+    }
+}

@@ -12,6 +12,38 @@ pub fn template(cmd: TemplateCmd) -> anyhow::Result<u8> {
     let rt = Runtime::new();
     let store = rt.templates();
     match cmd {
+        TemplateCmd::Pull {
+            reference,
+            name,
+            insecure,
+        } => {
+            let r = aibox_runtime::registry::Reference::parse(&reference)?;
+            let name = name.unwrap_or_else(|| aibox_server::templates::default_name(&reference));
+            let tty = std::io::stderr().is_terminal();
+            let mut last = String::new();
+            let mut progress = |what: &str, done: u64, total: u64| {
+                if tty {
+                    eprint!("\r\x1b[K{what} {}/{}", ByteSize(done), ByteSize(total));
+                } else if what != last {
+                    eprintln!("{what} ({})", ByteSize(total));
+                    last = what.to_string();
+                }
+            };
+            let meta = aibox_runtime::registry::Client::new(r, insecure)
+                .pull(&store, &name, &mut progress)
+                .map_err(aibox_runtime::Error::from)?;
+            if tty {
+                eprint!("\r\x1b[K");
+            }
+            println!(
+                "{} ({} layers, {}) {}",
+                meta.name,
+                meta.layers.len(),
+                ByteSize(meta.size()),
+                meta.digest
+            );
+            Ok(0)
+        }
         TemplateCmd::Import { source, name } => {
             let (path, tag) = split_source(&source);
             let mut shown = String::new();
