@@ -19,7 +19,7 @@ def pct(ts, p):
     return ts[min(len(ts) - 1, int(len(ts) * p))]
 
 
-def hyperfine(cmds, rounds=8):
+def hyperfine(cmds, rounds=8, run_env=None):
     """Times of each command, in ms. The runs are split into rounds that take
     turns (A B C, A B C, ...), so drift on a busy VM hits every side alike
     instead of whichever block ran during it."""
@@ -28,7 +28,7 @@ def hyperfine(cmds, rounds=8):
         out = tempfile.mktemp(suffix=".json")
         subprocess.run(["hyperfine", "-N", "-w", "10", "-r", str(max(RUNS // rounds, 2)),
                         "--export-json", out, *cmds],
-                       check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                       check=True, env=run_env or env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for acc, r in zip(times, json.load(open(out))["results"]):
             acc.extend(t * 1000 for t in r["times"])
         os.unlink(out)
@@ -441,6 +441,74 @@ for i in idle:
 conn.close()
 srv.terminate()
 srv.wait()
+
+# 6. templates: pull + unpack of one image from a registry on loopback,
+# aibox versus skopeo copy + umoci unpack; and a run from a ~1 GiB template
+# versus from the built-in host template.
+MAKE_IMAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "crates", "aibox-cli", "tests", "make_image.py")
+tdata = os.path.join(BENCH_DIR, "tdata")
+tenv = dict(env, AIBOX_DATA_DIR=tdata)
+reg_port = 0
+with socket.socket() as so:
+    so.bind(("127.0.0.1", 0))
+    reg_port = so.getsockname()[1]
+reg_dir = os.path.join(BENCH_DIR, "registry")
+os.makedirs(reg_dir)
+open(os.path.join(reg_dir, "config.yml"), "w").write(
+    f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {reg_dir}/data\nhttp:\n  addr: 127.0.0.1:{reg_port}\n")
+reg = subprocess.Popen(["docker-registry", "serve", os.path.join(reg_dir, "config.yml")],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+for _ in range(200):
+    try:
+        socket.create_connection(("127.0.0.1", reg_port)).close()
+        break
+    except OSError:
+        time.sleep(0.05)
+img = os.path.join(BENCH_DIR, "img")
+subprocess.run(["python3", MAKE_IMAGE, img, "1", "--extra", "/usr/lib/python3"], check=True)
+ref = f"127.0.0.1:{reg_port}/bench/py:1"
+subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", f"oci:{img}:1", f"docker://{ref}"],
+               check=True, capture_output=True)
+img_bytes = sum(os.path.getsize(os.path.join(img, "blobs/sha256", f)) for f in os.listdir(os.path.join(img, "blobs/sha256")))
+pulls = {"aibox": [], "skopeo": []}
+for i in range(3 if QUICK else 5):
+    t = time.perf_counter()
+    subprocess.run([AIBOX, "template", "pull", ref, "--name", "bench/py:1"], check=True, env=tenv, capture_output=True)
+    pulls["aibox"].append((time.perf_counter() - t) * 1000)
+    subprocess.run([AIBOX, "template", "rm", "bench/py:1"], check=True, env=tenv, capture_output=True)
+    subprocess.run([AIBOX, "template", "prune"], check=True, env=tenv, capture_output=True)
+    d = os.path.join(BENCH_DIR, f"sk{i}")
+    os.makedirs(d)
+    t = time.perf_counter()
+    subprocess.run(["skopeo", "copy", "--src-tls-verify=false", f"docker://{ref}", f"oci:{d}/layout:1"], check=True, capture_output=True)
+    subprocess.run(["umoci", "unpack", "--image", f"{d}/layout:1", f"{d}/bundle"], check=True, capture_output=True)
+    pulls["skopeo"].append((time.perf_counter() - t) * 1000)
+    shutil.rmtree(d, ignore_errors=True)
+what = f"pull + unpack, {img_bytes / 1e6:.0f} MB image (3 layers) from a loopback registry"
+pb = statistics.median(pulls["skopeo"])
+row(what, "aibox template pull", pulls["aibox"], pb)
+row(what, "skopeo copy + umoci unpack", pulls["skopeo"], pb)
+reg.terminate()
+reg.wait()
+# A ~1 GiB template (a plain layer of 16 x 64 MiB files) against host.
+bigsrc = os.path.join(BENCH_DIR, "big")
+os.makedirs(bigsrc)
+for k in range(16):
+    with open(os.path.join(bigsrc, f"f{k}"), "wb") as f:
+        f.write(os.urandom(64 << 20))
+bigimg = os.path.join(BENCH_DIR, "bigimg")
+subprocess.run(["python3", MAKE_IMAGE, bigimg, "1", "--extra-plain", bigsrc], check=True)
+shutil.rmtree(bigsrc, ignore_errors=True)
+subprocess.run([AIBOX, "template", "import", bigimg, "--name", "bench/big:1"], check=True, env=tenv, capture_output=True)
+shutil.rmtree(bigimg, ignore_errors=True)
+big, host = hyperfine([f"{AIBOX} run --template bench/big:1 -- /bin/true", f"{AIBOX} run -- /bin/true"], rounds=4, run_env=tenv)
+big_size = json.loads(subprocess.run([AIBOX, "template", "inspect", "bench/big:1"], check=True, env=tenv,
+                                     capture_output=True, text=True).stdout)
+gib = sum(l["unpacked_bytes"] for l in big_size["layers"]) / (1 << 30)
+row("one-shot run by template size", f"aibox run, {gib:.2f} GiB OCI template", big, statistics.median(host))
+row("one-shot run by template size", "aibox run, host template", host, statistics.median(host))
+subprocess.run([AIBOX, "template", "rm", "bench/big:1"], env=tenv, capture_output=True)
+subprocess.run([AIBOX, "template", "prune"], env=tenv, capture_output=True)
 
 # One-shot runs keep an idle per-slot cgroup for the next run: remove it.
 subprocess.run([AIBOX, "gc"], env=env, capture_output=True)

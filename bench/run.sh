@@ -11,6 +11,10 @@ command -v nsenter >/dev/null || need+=(util-linux)
 command -v tinyproxy >/dev/null || need+=(tinyproxy)
 [ -x /usr/sbin/nft ] || need+=(nftables)    # L4 egress
 [ -x /usr/sbin/ip ] || need+=(iproute2)
+command -v docker-registry >/dev/null || need+=(docker-registry)   # template pull
+command -v skopeo >/dev/null || need+=(skopeo)
+command -v umoci >/dev/null || need+=(umoci)
+[ -x /bin/busybox ] || need+=(busybox-static)
 if [ "${#need[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}" >/dev/null \
     || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}" >/dev/null; }

@@ -1,10 +1,19 @@
 """Build a small OCI image layout around the host's static busybox, for the
 template tests: two layers (gzip, then plain tar) whose second whites out a
 file and makes a directory opaque, and a config with Env and WorkingDir.
-Usage: make_image.py OUTDIR [TAG]"""
+Usage: make_image.py OUTDIR [TAG] [--extra DIR] [--extra-plain DIR]
+(--extra adds DIR's tree as a third layer under /extra, gzipped;
+--extra-plain the same as a plain tar: for benchmarks)"""
 import gzip, hashlib, io, json, os, sys, tarfile
 
-out, tag = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else "1")
+args = sys.argv[1:]
+extra, extra_plain = None, False
+for flag in ("--extra", "--extra-plain"):
+    if flag in args:
+        i = args.index(flag)
+        extra, extra_plain = args[i + 1], flag == "--extra-plain"
+        del args[i:i + 2]
+out, tag = args[0], (args[1] if len(args) > 1 else "1")
 blobs = os.path.join(out, "blobs", "sha256")
 os.makedirs(blobs, exist_ok=True)
 
@@ -35,7 +44,7 @@ def layer(entries):
 
 
 busybox = open("/bin/busybox", "rb").read()
-tools = ["sh", "cat", "ls", "id", "env", "pwd", "echo", "test", "sleep", "wc"]
+tools = ["sh", "cat", "ls", "id", "env", "pwd", "echo", "test", "sleep", "wc", "true"]
 base = [("bin", "dir", None), ("bin/busybox", "exe", busybox)]
 base += [("bin/" + t, "link", "busybox") for t in tools]
 base += [
@@ -54,13 +63,25 @@ top = [
     ("opq/.wh..wh..opq", "file", b""),
     ("opq/new", "file", b"new\n"),
 ]
-l1 = gzip.compress(layer(base), mtime=0)
-l2 = layer(top)
+t1, l2 = layer(base), layer(top)
+l1 = gzip.compress(t1, mtime=0)
+diff_ids = ["sha256:" + hashlib.sha256(t).hexdigest() for t in (t1, l2)]
 layers = [dict(put(l1), mediaType="application/vnd.oci.image.layer.v1.tar+gzip"),
           dict(put(l2), mediaType="application/vnd.oci.image.layer.v1.tar")]
+if extra:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        t.add(extra, arcname="extra")
+    data = buf.getvalue()
+    diff_ids.append("sha256:" + hashlib.sha256(data).hexdigest())
+    if extra_plain:
+        layers.append(dict(put(data), mediaType="application/vnd.oci.image.layer.v1.tar"))
+    else:
+        layers.append(dict(put(gzip.compress(data, compresslevel=6, mtime=0)),
+                           mediaType="application/vnd.oci.image.layer.v1.tar+gzip"))
 config = {"architecture": "amd64", "os": "linux",
           "config": {"Env": ["PATH=/bin", "IMG_VAR=from-image"], "WorkingDir": "/data", "Cmd": ["sh"]},
-          "rootfs": {"type": "layers", "diff_ids": []}}
+          "rootfs": {"type": "layers", "diff_ids": diff_ids}}
 cfg = dict(put(json.dumps(config).encode()), mediaType="application/vnd.oci.image.config.v1+json")
 manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "config": cfg, "layers": layers}

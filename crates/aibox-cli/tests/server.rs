@@ -25,13 +25,18 @@ impl Server {
     }
 
     fn start_env(data: &Path, vars: &[(&str, &str)]) -> Server {
+        // A budget the test sets wins over the default one here.
+        let budget = vars
+            .iter()
+            .find(|(k, _)| *k == "AIBOX_MEMORY_BUDGET")
+            .map_or("128g", |(_, v)| *v);
         let mut child = Command::new(common::bin())
             .args([
                 "serve",
                 "--listen",
                 "127.0.0.1:0",
                 "--memory-budget",
-                "128g",
+                budget,
                 "--data-dir",
             ])
             .arg(data)
@@ -758,6 +763,7 @@ fn schemathesis_finds_no_server_errors_or_schema_violations() {
         &data_dir("schemathesis"),
         &[
             ("AIBOX_MAX_SANDBOXES", "1000"),
+            ("AIBOX_MEMORY_BUDGET", "1t"),
             ("AIBOX_DEFAULT_TTL", "30s"),
         ],
     );

@@ -57,7 +57,7 @@ fn imported_images_run_with_their_layers_and_config() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         stdout(&o),
-        "hello from layer 2\ngroup\nmotd\npasswd\nnew\nfrom-image\n/data\n1000\n"
+        "hello from layer 2\ngroup\nhostname\nhosts\nmotd\npasswd\nnew\nfrom-image\n/data\n1000\n"
     );
     // The caller's settings win over the image's.
     let o = env.run(&[

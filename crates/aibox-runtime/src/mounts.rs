@@ -35,6 +35,11 @@ pub enum Step {
         path: PathBuf,
         mode: u32,
     },
+    /// A file with this content when there is none (mode 0644).
+    FileIfMissing {
+        path: PathBuf,
+        content: &'static str,
+    },
     Overlay {
         lowers: Vec<PathBuf>,
         upper: PathBuf,
@@ -187,12 +192,26 @@ pub fn plan(l: &Layout<'_>) -> Vec<Step> {
         },
     ];
     if l.make_mountpoints {
-        for (d, mode) in [("/dev", 0o755), ("/proc", 0o555), ("/tmp", 0o1777)] {
+        for (d, mode) in [
+            ("/dev", 0o755),
+            ("/proc", 0o555),
+            ("/tmp", 0o1777),
+            ("/etc", 0o755),
+        ] {
             s.push(Step::MkdirIfMissing {
                 path: d.into(),
                 mode,
             });
         }
+        // What every program expects to find (an image may not ship them).
+        s.push(Step::FileIfMissing {
+            path: "/etc/hosts".into(),
+            content: "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+        });
+        s.push(Step::FileIfMissing {
+            path: "/etc/hostname".into(),
+            content: "aibox\n",
+        });
     }
     for (src, dst) in l.template_binds {
         s.push(Step::Bind {
@@ -382,6 +401,13 @@ fn exec_step(step: &Step) -> std::io::Result<()> {
             }
             // DirBuilder honours the umask; the sticky bit needs an explicit chmod.
             std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(*mode))
+        }
+        Step::FileIfMissing { path, content } => {
+            if std::fs::symlink_metadata(path).is_ok() {
+                return Ok(());
+            }
+            std::fs::write(path, content)?;
+            std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
         }
         Step::MkdirIfMissing { path, mode } => {
             if std::fs::symlink_metadata(path).is_ok() {

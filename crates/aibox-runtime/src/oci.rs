@@ -835,6 +835,41 @@ struct Manifest {
 #[serde(default)]
 struct ConfigFile {
     config: Option<RawConfig>,
+    rootfs: Option<RootFs>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+struct RootFs {
+    diff_ids: Vec<String>,
+}
+
+/// The config's `rootfs.diff_ids` must name the layers as unpacked (when
+/// it names any): the digests of their uncompressed tars, in order.
+pub fn check_diff_ids(config: &[u8], layers: &[LayerMeta]) -> Result<(), OciError> {
+    let c: ConfigFile = serde_json::from_slice(config)
+        .map_err(|e| OciError::Invalid(format!("image config: {e}")))?;
+    let ids = c.rootfs.map(|r| r.diff_ids).unwrap_or_default();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    if ids.len() != layers.len() {
+        return Err(OciError::Invalid(format!(
+            "the image config lists {} layers, the manifest {}",
+            ids.len(),
+            layers.len()
+        )));
+    }
+    for (want, l) in ids.iter().zip(layers) {
+        if *want != l.diff_id {
+            return Err(OciError::Digest {
+                what: format!("the uncompressed layer {}", l.digest),
+                expected: want.clone(),
+                actual: l.diff_id.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -980,7 +1015,8 @@ impl Store {
                 manifest.layers.len()
             )));
         }
-        let config = parse_config(&layout_blob(dir, &manifest.config.digest, MAX_JSON)?)?;
+        let config_bytes = layout_blob(dir, &manifest.config.digest, MAX_JSON)?;
+        let config = parse_config(&config_bytes)?;
         let mut layers = Vec::new();
         let total = manifest.layers.len();
         for (i, l) in manifest.layers.iter().enumerate() {
@@ -991,6 +1027,7 @@ impl Store {
             let size = l.size;
             layers.push(self.add_layer(&l.digest, &mut f, &mut |n| progress(&label, n, size))?);
         }
+        check_diff_ids(&config_bytes, &layers)?;
         let meta = ImageMeta {
             name: name.to_string(),
             digest: manifest_desc.0,
@@ -1114,6 +1151,7 @@ impl Store {
             let label = format!("layer {}/{total} {}", i + 1, &digest[7..19]);
             layers.push(self.add_layer(&digest, &mut f, &mut |n| progress(&label, n, size))?);
         }
+        check_diff_ids(&config_bytes, &layers)?;
         let meta = ImageMeta {
             name,
             digest: format!("sha256:{}", sha256_hex(&config_bytes)),
@@ -1569,6 +1607,34 @@ mod tests {
         assert!(valid_name("localhost:5000/team/tools:1.2"));
         assert!(digest_hex("sha256:abc").is_err());
         assert!(digest_hex(&format!("sha512:{}", "a".repeat(64))).is_err());
+        let _ = crate::layer::remove_tree(&base);
+    }
+
+    #[test]
+    fn a_config_that_names_other_layers_is_refused() {
+        let base = tmp("diffids");
+        let src = base.join("src");
+        let t = tar_of(&[("a", "f:x")]);
+        let wrong = format!("sha256:{}", sha256_hex(b"something else"));
+        layout(
+            &src,
+            &[gzip(&t)],
+            serde_json::json!({"rootfs": {"type": "layers", "diff_ids": [wrong]}}),
+        );
+        let store = Store::new(&base.join("t"));
+        let r = store.import_layout(&src, None, "x:1", &mut |_, _, _| {});
+        assert!(matches!(r, Err(OciError::Digest { .. })), "{r:?}");
+        assert!(store.get("x:1").is_none());
+        let right = format!("sha256:{}", sha256_hex(&t));
+        let src2 = base.join("src2");
+        layout(
+            &src2,
+            &[gzip(&t)],
+            serde_json::json!({"rootfs": {"type": "layers", "diff_ids": [right]}}),
+        );
+        store
+            .import_layout(&src2, None, "x:1", &mut |_, _, _| {})
+            .unwrap();
         let _ = crate::layer::remove_tree(&base);
     }
 

@@ -557,6 +557,7 @@ impl Client {
             let mut body = self.blob(d)?.into_reader();
             metas.push(store.add_layer(d, &mut body, &mut |n| progress(&label, n, *size))?);
         }
+        oci::check_diff_ids(&config_bytes, &metas)?;
         let meta = ImageMeta {
             name: name.to_string(),
             digest,
