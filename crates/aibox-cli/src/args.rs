@@ -562,4 +562,7 @@ pub enum TemplateCmd {
         name: String,
         dir: std::path::PathBuf,
     },
+    /// Make a snapshot a template: its layer on top of the template it was
+    /// taken from.
+    Promote { snapshot: String, name: String },
 }

@@ -1914,14 +1914,61 @@ fn templates_over_rest_import_list_use_and_remove() {
         .call(Method::DELETE, "/v1/templates/rest/bb:1", Body::Empty)
         .unwrap_err();
     assert!(e.to_string().contains(&id), "{e}");
-    c.call(Method::DELETE, &format!("/v1/sandboxes/{id}"), Body::Empty)
+    // Its snapshot becomes a template (admins only).
+    exec(&c, &id, json!("echo from-snapshot > /data/note"));
+    let snap = c
+        .json(
+            Method::POST,
+            &format!("/v1/sandboxes/{id}/snapshots"),
+            Body::Json(json!({})),
+        )
         .unwrap();
-    c.call(Method::DELETE, "/v1/templates/rest/bb:1", Body::Empty)
+    let sid = snap["id"].as_str().unwrap().to_string();
+    let promote = format!("/v1/snapshots/{sid}/template");
+    let e = user
+        .call(
+            Method::POST,
+            &promote,
+            Body::Json(json!({"name": "rest/promoted:1"})),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            aibox_client::ClientError::Api {
+                status: 403 | 404,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let v = c
+        .json(
+            Method::POST,
+            &promote,
+            Body::Json(json!({"name": "rest/promoted:1"})),
+        )
         .unwrap();
+    assert_eq!(v["layers"].as_array().unwrap().len(), 3, "{v}");
+    let pid = create(&c, json!({"template": "rest/promoted:1"}));
+    let out = exec(&c, &pid, json!("cat /data/note /etc/motd"));
+    assert_eq!(
+        out["stdout"], "from-snapshot\nhello from layer 2\n",
+        "{out}"
+    );
+    for p in [
+        format!("/v1/sandboxes/{pid}"),
+        "/v1/templates/rest/promoted:1".to_string(),
+        format!("/v1/snapshots/{sid}"),
+        format!("/v1/sandboxes/{id}"),
+        "/v1/templates/rest/bb:1".to_string(),
+    ] {
+        c.call(Method::DELETE, &p, Body::Empty).unwrap();
+    }
     let pruned = c
         .json(Method::POST, "/v1/templates/prune", Body::Empty)
         .unwrap();
-    assert_eq!(pruned["layers"], 2, "{pruned}");
+    assert_eq!(pruned["layers"], 3, "{pruned}");
     let e = c
         .json(
             Method::POST,

@@ -131,7 +131,77 @@ fn imported_images_run_with_their_layers_and_config() {
     ]);
     assert!(!o.status.success() && stderr(&o).contains("not a valid template name"));
 
-    for n in [&name, &copy] {
+    // A snapshot becomes a template: its layer on top of the image's.
+    let o = env.run(&["create", "--template", &name]);
+    let id = stdout(&o).trim().to_string();
+    let o = env.run(&["exec", &id, "--", "sh", "-c", "echo kept > /data/note"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let snap = stdout(&env.run(&["snapshot", "create", &id]))
+        .trim()
+        .to_string();
+    let promoted = format!("{name}-promoted");
+    let o = env.run(&["template", "promote", &snap, &promoted]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("(3 layers)"), "{}", stdout(&o));
+    let o = env.run(&[
+        "run",
+        "--template",
+        &promoted,
+        "--",
+        "sh",
+        "-c",
+        "cat /data/note /etc/motd",
+    ]);
+    assert_eq!(stdout(&o), "kept\nhello from layer 2\n", "{}", stderr(&o));
+    assert!(env.run(&["rm", &id]).status.success());
+    assert!(env.run(&["snapshot", "rm", &snap]).status.success());
+    // One taken from the host template sits on the host template.
+    let o = env.run(&["create"]);
+    let hid = stdout(&o).trim().to_string();
+    env.run(&[
+        "exec",
+        &hid,
+        "--",
+        "sh",
+        "-c",
+        "echo host-kept > /workspace/note",
+    ]);
+    let hsnap = stdout(&env.run(&["snapshot", "create", &hid]))
+        .trim()
+        .to_string();
+    let on_host = format!("{name}-onhost");
+    let o = env.run(&["template", "promote", &hsnap, &on_host]);
+    assert!(
+        stdout(&o).contains("on host"),
+        "{} {}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let o = env.run(&[
+        "run",
+        "--template",
+        &on_host,
+        "--",
+        "sh",
+        "-c",
+        "cat /workspace/note; python3 -c 'print(7)'",
+    ]);
+    assert_eq!(stdout(&o), "host-kept\n7\n", "{}", stderr(&o));
+    let o = env.run(&[
+        "template",
+        "export",
+        &on_host,
+        out.with_extension("x").to_str().unwrap(),
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("cannot be exported"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(env.run(&["rm", &hid]).status.success());
+    assert!(env.run(&["snapshot", "rm", &hsnap]).status.success());
+
+    for n in [&name, &copy, &promoted, &on_host] {
         assert!(env.run(&["template", "rm", n]).status.success());
     }
     let _ = std::fs::remove_dir_all(&src);

@@ -146,6 +146,10 @@ pub struct ImageMeta {
     pub created_ms: u64,
     /// Where it came from (a registry reference, a layout path, an archive).
     pub source: String,
+    /// `host`: the layers go on top of the built-in host template (a
+    /// promoted snapshot of a sandbox made from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
 }
 
 impl ImageMeta {
@@ -332,7 +336,7 @@ impl Store {
             }
             v.push(p);
         }
-        if v.is_empty() {
+        if v.is_empty() && m.base.is_none() {
             // An image without layers: one empty lower.
             let empty = self.root.join("empty");
             fs::create_dir_all(&empty).map_err(io_at("creating the empty layer"))?;
@@ -1035,6 +1039,7 @@ impl Store {
             config,
             created_ms: crate::now_ms(),
             source: dir.display().to_string(),
+            base: None,
         };
         self.save(&meta)?;
         Ok(meta)
@@ -1159,6 +1164,7 @@ impl Store {
             config,
             created_ms: crate::now_ms(),
             source: archive.display().to_string(),
+            base: None,
         };
         self.save(&meta)?;
         Ok(meta)
@@ -1168,6 +1174,11 @@ impl Store {
     /// it can be imported on another machine.
     pub fn export_layout(&self, name: &str, dir: &Path) -> Result<String, OciError> {
         let (meta, _) = self.lowers(name)?;
+        if let Some(base) = &meta.base {
+            return Err(OciError::Invalid(format!(
+                "template {name} is built on the {base} template, which is this host's own and cannot be exported"
+            )));
+        }
         let blobs = dir.join("blobs/sha256");
         fs::create_dir_all(&blobs).map_err(io_at(format!("creating {}", blobs.display())))?;
         let write_blob = |data: &[u8]| -> Result<(String, u64), OciError> {
@@ -1226,6 +1237,29 @@ impl Store {
         fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
             .map_err(io_at("writing oci-layout"))?;
         Ok(m_digest)
+    }
+}
+
+impl Store {
+    /// Add a layer made from a directory tree already in overlayfs's
+    /// format (a snapshot's): packed to a tar, then unpacked like any
+    /// layer, so it gets the same checks.
+    pub fn add_tree(&self, tree: &Path) -> Result<LayerMeta, OciError> {
+        fs::create_dir_all(&self.root).map_err(io_at("creating the template store"))?;
+        let tmp = self.root.join(format!(".pack-{}.tar", crate::random_id()));
+        let r = (|| {
+            let digest = {
+                let f = fs::File::create(&tmp).map_err(io_at("writing a layer"))?;
+                let mut w = HashingWriter::new(io::BufWriter::new(f));
+                pack(tree, &mut w)?;
+                w.flush().map_err(io_at("writing a layer"))?;
+                w.digest()
+            };
+            let mut f = fs::File::open(&tmp).map_err(io_at("reading a layer"))?;
+            self.add_layer(&digest, &mut f, &mut |_| {})
+        })();
+        let _ = fs::remove_file(&tmp);
+        r
     }
 }
 

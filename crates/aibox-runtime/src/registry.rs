@@ -568,6 +568,7 @@ impl Client {
                 "{}/{}:{}",
                 self.reference.registry, self.reference.repository, self.reference.reference
             ),
+            base: None,
         };
         store.save(&meta)?;
         Ok(meta)

@@ -250,6 +250,61 @@ impl Runtime {
         Ok((layer, lock))
     }
 
+    /// Make snapshot `id` a template named `name`: the snapshot's layer on
+    /// top of the layers of the template it was taken from (for `host`,
+    /// on top of the host template itself).
+    pub fn promote_snapshot(&self, id: &str, name: &str) -> Result<crate::oci::ImageMeta, Error> {
+        if !crate::oci::valid_name(name) {
+            return Err(Error::InvalidSpec(format!(
+                "{name:?} is not a valid template name"
+            )));
+        }
+        let dir = self.snapshot_dir(id)?;
+        let lock = open_lock(&dir, false).map_err(|_| Error::SnapshotNotFound(id.to_string()))?;
+        if !aibox_sys::try_lock_shared(lock.as_fd())
+            .map_err(io_err(format!("locking snapshot {id}")))?
+        {
+            return Err(Error::SnapshotNotFound(id.to_string()));
+        }
+        let meta = self.snapshot_info(id)?;
+        let store = self.templates();
+        let _store_lock = store.lock_shared()?;
+        let (mut layers, config, base) = if meta.template == "host" {
+            (
+                Vec::new(),
+                crate::oci::ImageConfig::default(),
+                Some("host".to_string()),
+            )
+        } else {
+            let b = store.get(&meta.template).ok_or_else(|| {
+                Error::InvalidSpec(format!(
+                    "snapshot {id} was taken from template {:?}, which is gone",
+                    meta.template
+                ))
+            })?;
+            (b.layers, b.config, b.base)
+        };
+        if layers.len() >= crate::oci::MAX_LAYERS {
+            return Err(Error::InvalidSpec(format!(
+                "template {:?} already has {} layers, the most a template may have",
+                meta.template,
+                layers.len()
+            )));
+        }
+        layers.push(store.add_tree(&dir.join("layer"))?);
+        let image = crate::oci::ImageMeta {
+            name: name.to_string(),
+            digest: layers.last().map(|l| l.digest.clone()).unwrap_or_default(),
+            layers,
+            config,
+            created_ms: crate::now_ms(),
+            source: format!("snapshot {id} of sandbox {}", meta.source),
+            base,
+        };
+        store.save(&image)?;
+        Ok(image)
+    }
+
     /// Remove what interrupted snapshot writes and deletes left.
     pub fn gc_snapshots(&self) -> Vec<String> {
         let mut cleaned = vec![];

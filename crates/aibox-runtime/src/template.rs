@@ -53,12 +53,20 @@ pub fn resolve(templates_dir: &Path, name: &str) -> Result<Template, TemplateErr
     if name != "host" {
         let store = crate::oci::Store::new(templates_dir);
         return match store.lowers(name) {
-            Ok((meta, layers)) => Ok(Template {
-                name: name.into(),
-                layers,
-                binds: Vec::new(),
-                config: Some(meta.config),
-            }),
+            Ok((meta, mut layers)) => {
+                let mut binds = Vec::new();
+                if meta.base.as_deref() == Some("host") {
+                    let host = resolve(templates_dir, "host")?;
+                    layers.extend(host.layers);
+                    binds = host.binds;
+                }
+                Ok(Template {
+                    name: name.into(),
+                    layers,
+                    binds,
+                    config: Some(meta.config),
+                })
+            }
             Err(crate::oci::OciError::NotFound(_)) => {
                 Err(TemplateError::NotFound(name.to_string()))
             }

@@ -72,6 +72,17 @@ pub trait Engine: Send + Sync + 'static {
             "this engine has no template store",
         ))
     }
+    /// Make a snapshot a template.
+    fn promote_snapshot(
+        &self,
+        _snapshot: &str,
+        _name: &str,
+    ) -> Result<aibox_runtime::oci::ImageMeta, ApiError> {
+        Err(ApiError::new(
+            aibox_types::ErrorCode::InvalidArgument,
+            "this engine has no template store",
+        ))
+    }
     /// Pull an image from a registry as template `name`.
     fn pull_template(
         &self,
@@ -179,6 +190,14 @@ impl Engine for RuntimeEngine {
             .templates()
             .import_archive(archive, name, &mut |_, _, _| {})
             .map_err(aibox_runtime::Error::from)?)
+    }
+
+    fn promote_snapshot(
+        &self,
+        snapshot: &str,
+        name: &str,
+    ) -> Result<aibox_runtime::oci::ImageMeta, ApiError> {
+        Ok(self.rt.promote_snapshot(snapshot, name)?)
     }
 
     fn pull_template(

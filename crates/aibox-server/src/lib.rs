@@ -791,6 +791,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/snapshots/{id}/restore", post(snapshots::restore))
         .route("/v1/snapshots/{id}/fork", post(snapshots::fork))
+        .route("/v1/snapshots/{id}/template", post(templates::promote))
         .route("/v1/templates", get(templates::list))
         .route("/v1/templates/prune", post(templates::prune))
         .route("/v1/templates/pull", post(templates::pull))

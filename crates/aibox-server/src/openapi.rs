@@ -300,6 +300,9 @@ fn build() -> Value {
             Some(json_body(json!({"type": "object", "required": ["reference"], "additionalProperties": false, "properties": {
                 "reference": {"type": "string"}, "name": {"type": "string"}, "insecure": {"type": "boolean"}}}))),
             errors(json!({"201": ok("the template", reference("Template"))}), &["404", "502"]))},
+        "/v1/snapshots/{id}/template": {"post": op("Make a snapshot a template (admin): its layer on top of the template it was taken from", json!([snap_id.clone()]),
+            Some(json_body(json!({"type": "object", "required": ["name"], "additionalProperties": false, "properties": {"name": {"type": "string"}}}))),
+            errors(json!({"201": ok("the template", reference("Template"))}), &["404"]))},
         "/v1/templates/prune": {"post": op("Remove layers no template uses (admin)", json!([]), None,
             errors(json!({"200": ok("removed", json!({"type": "object", "properties": {"layers": {"type": "integer"}, "bytes": {"type": "integer"}}}))}), &[]))},
         "/v1/templates/import": {"post": op("Import an image archive (docker save, podman save, or an OCI layout as a tar; admin)",

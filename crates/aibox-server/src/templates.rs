@@ -245,3 +245,39 @@ pub fn default_name(reference: &str) -> String {
         format!("{reference}:latest")
     }
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteBody {
+    pub name: String,
+}
+
+/// `POST /v1/snapshots/{id}/template`: make a snapshot a template (admin:
+/// a template is visible to every tenant).
+pub async fn promote(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    crate::ApiJson(body): crate::ApiJson<PromoteBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    admin(&who, "making a template")?;
+    let snap = crate::snapshots::owned(&state, &who, &id)?;
+    if !aibox_runtime::oci::valid_name(&body.name) {
+        return Err(ApiError::invalid(format!(
+            "{:?} is not a valid template name",
+            body.name
+        )));
+    }
+    let engine = state.engine();
+    let (sid, name) = (snap.id.clone(), body.name.clone());
+    let meta = tokio::task::spawn_blocking(move || engine.promote_snapshot(&sid, &name))
+        .await
+        .map_err(|e| ApiError::internal("promote task", e))??;
+    state.audit(
+        &who.id,
+        "template.promote",
+        Some(&snap.source),
+        json!({"snapshot": snap.id, "name": meta.name}),
+    );
+    Ok((StatusCode::CREATED, Json(view(&meta))))
+}

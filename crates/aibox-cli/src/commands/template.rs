@@ -61,10 +61,14 @@ pub fn template(cmd: TemplateCmd) -> anyhow::Result<u8> {
                         "name the template: aibox template import DIR --name NAME".into(),
                     )
                 })?;
-                store.import_layout(path, tag, &name, &mut progress)?
+                store
+                    .import_layout(path, tag, &name, &mut progress)
+                    .map_err(aibox_runtime::Error::from)?
             } else {
                 let _p = Progress::start(format!("importing {}", path.display()));
-                store.import_archive(path, name.as_deref(), &mut progress)?
+                store
+                    .import_archive(path, name.as_deref(), &mut progress)
+                    .map_err(aibox_runtime::Error::from)?
             };
             if tty {
                 eprint!("\r\x1b[K");
@@ -106,9 +110,9 @@ pub fn template(cmd: TemplateCmd) -> anyhow::Result<u8> {
             Ok(0)
         }
         TemplateCmd::Inspect { name } => {
-            let m = store
-                .get(&name)
-                .ok_or_else(|| aibox_runtime::oci::OciError::NotFound(name.clone()))?;
+            let m = store.get(&name).ok_or_else(|| {
+                aibox_runtime::Error::from(aibox_runtime::oci::OciError::NotFound(name.clone()))
+            })?;
             println!("{}", serde_json::to_string_pretty(&m)?);
             Ok(0)
         }
@@ -131,13 +135,29 @@ pub fn template(cmd: TemplateCmd) -> anyhow::Result<u8> {
             Ok(code)
         }
         TemplateCmd::Prune => {
-            let (n, bytes) = store.prune()?;
+            let (n, bytes) = store.prune().map_err(aibox_runtime::Error::from)?;
             println!("removed {n} layers, {}", ByteSize(bytes));
+            Ok(0)
+        }
+        TemplateCmd::Promote { snapshot, name } => {
+            let _p = Progress::start(format!("promoting {snapshot}"));
+            let meta = rt.promote_snapshot(&snapshot, &name)?;
+            println!(
+                "{} ({} layers{})",
+                meta.name,
+                meta.layers.len(),
+                meta.base
+                    .as_deref()
+                    .map(|b| format!(" on {b}"))
+                    .unwrap_or_default()
+            );
             Ok(0)
         }
         TemplateCmd::Export { name, dir } => {
             let _p = Progress::start(format!("exporting {name}"));
-            let digest = store.export_layout(&name, &dir)?;
+            let digest = store
+                .export_layout(&name, &dir)
+                .map_err(aibox_runtime::Error::from)?;
             println!("{digest}");
             Ok(0)
         }
