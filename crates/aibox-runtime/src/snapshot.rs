@@ -218,6 +218,19 @@ impl Runtime {
         layer::remove_tree(&trash).map_err(io_err(format!("deleting snapshot {id}")))
     }
 
+    /// A snapshot's directory with its lock held shared: it cannot be
+    /// deleted meanwhile (one being deleted is reported as absent).
+    fn hold_snapshot(&self, id: &str) -> Result<(PathBuf, OwnedFd), Error> {
+        let dir = self.snapshot_dir(id)?;
+        let lock = open_lock(&dir, false).map_err(|_| Error::SnapshotNotFound(id.to_string()))?;
+        if !aibox_sys::try_lock_shared(lock.as_fd())
+            .map_err(io_err(format!("locking snapshot {id}")))?
+        {
+            return Err(Error::SnapshotNotFound(id.to_string()));
+        }
+        Ok((dir, lock))
+    }
+
     /// For a restore: the snapshot's layer, and its lock held shared (for
     /// PID 1 to keep for the sandbox's life).
     pub(crate) fn open_snapshot(
@@ -225,14 +238,7 @@ impl Runtime {
         id: &str,
         template: &str,
     ) -> Result<(PathBuf, OwnedFd), Error> {
-        let dir = self.snapshot_dir(id)?;
-        let lock = open_lock(&dir, false).map_err(|_| Error::SnapshotNotFound(id.to_string()))?;
-        if !aibox_sys::try_lock_shared(lock.as_fd())
-            .map_err(io_err(format!("locking snapshot {id}")))?
-        {
-            // Being deleted.
-            return Err(Error::SnapshotNotFound(id.to_string()));
-        }
+        let (dir, lock) = self.hold_snapshot(id)?;
         let meta = self.snapshot_info(id)?;
         if meta.template != template {
             return Err(Error::InvalidSpec(format!(
@@ -259,13 +265,7 @@ impl Runtime {
                 "{name:?} is not a valid template name"
             )));
         }
-        let dir = self.snapshot_dir(id)?;
-        let lock = open_lock(&dir, false).map_err(|_| Error::SnapshotNotFound(id.to_string()))?;
-        if !aibox_sys::try_lock_shared(lock.as_fd())
-            .map_err(io_err(format!("locking snapshot {id}")))?
-        {
-            return Err(Error::SnapshotNotFound(id.to_string()));
-        }
+        let (dir, _lock) = self.hold_snapshot(id)?;
         let meta = self.snapshot_info(id)?;
         let store = self.templates();
         let _store_lock = store.lock_shared()?;
