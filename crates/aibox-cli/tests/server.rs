@@ -1149,10 +1149,67 @@ fn upstream() -> u16 {
     port
 }
 
+/// A child process killed when dropped (also when an assertion fails).
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An HTTPS server on the host's loopback (a self-signed certificate for
+/// allowed.test) answering "tls-ok"; its port and the process.
+fn tls_upstream(dir: &Path) -> Option<(u16, Reaped)> {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=allowed.test",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !made {
+        return None;
+    }
+    let code = format!(
+        "import http.server, ssl\nclass H(http.server.BaseHTTPRequestHandler):\n def do_GET(self):\n  self.send_response(200); self.send_header('Content-Length', '6'); self.end_headers(); self.wfile.write(b'tls-ok')\n def log_message(self, *a): pass\ns = http.server.HTTPServer(('127.0.0.1', 0), H)\nc = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); c.load_cert_chain('{}', '{}')\ns.socket = c.wrap_socket(s.socket, server_side=True)\nprint(s.server_address[1], flush=True)\ns.serve_forever()",
+        cert.display(),
+        key.display()
+    );
+    let mut child = Command::new("python3")
+        .args(["-c", &code])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let out = child.stdout.take();
+    let child = Reaped(child);
+    let mut line = String::new();
+    BufReader::new(out?).read_line(&mut line).ok()?;
+    Some((line.trim().parse().ok()?, child))
+}
+
 #[test]
 fn egress_allowlist_goes_through_the_proxy() {
     require_sandboxes!();
     let up = upstream();
+    let tls_dir = data_dir("egress-tls");
+    let tls = tls_upstream(&tls_dir);
     let data = data_dir("egress");
     let mut s = Server::start_env(
         &data,
@@ -1162,10 +1219,13 @@ fn egress_allowlist_goes_through_the_proxy() {
         )],
     );
     let c = s.admin();
+    let tls_port = tls.as_ref().map_or(1, |t| t.0);
     let rules = json!([
         format!("allowed.test:{up}"),
         "rebind.test",
-        format!("127.0.0.1:{up}")
+        format!("127.0.0.1:{up}"),
+        format!("allowed.test:{tls_port}"),
+        format!("127.0.0.1:{tls_port}")
     ]);
     // The proxy alone (as without root): L4 has its own test.
     let id = create(
@@ -1183,6 +1243,26 @@ fn egress_allowlist_goes_through_the_proxy() {
         run(&c, format!("curl -s -m 10 http://allowed.test:{up}/x")),
         "upstream-ok"
     );
+    // HTTPS through CONNECT; and a TLS handshake naming another host than
+    // the CONNECT did is cut off.
+    match &tls {
+        Some((port, _)) => {
+            assert_eq!(
+                run(&c, format!("curl -sk -m 10 https://allowed.test:{port}/")),
+                "tls-ok"
+            );
+            let out = run(
+                &c,
+                format!("echo | openssl s_client -proxy 127.0.0.1:3128 -connect allowed.test:{port} -servername evil.test 2>&1; echo rc=$?"),
+            );
+            assert!(
+                out.contains("no peer certificate") && !out.contains("rc=0"),
+                "{out}"
+            );
+        }
+        None => eprintln!("SKIP egress over HTTPS: openssl could not make a certificate"),
+    }
+    let _ = std::fs::remove_dir_all(&tls_dir);
     // Refused, with a reason a model can read.
     let out = run(
         &c,
