@@ -173,11 +173,17 @@ pub fn digest_hex(d: &str) -> Result<&str, OciError> {
         })
 }
 
-fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
+    hex(&Sha256::digest(data))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `sha256:<hex>` of what a hasher has seen so far.
+fn digest_of(h: &Sha256) -> String {
+    format!("sha256:{}", hex(&h.clone().finalize()))
 }
 
 /// A reader that hashes what passes through it.
@@ -205,11 +211,7 @@ impl<R> Hashing<R> {
         }
     }
     fn digest(&self) -> String {
-        let d = self.hash.clone().finalize();
-        format!(
-            "sha256:{}",
-            d.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        )
+        digest_of(&self.hash)
     }
 }
 
@@ -1278,11 +1280,7 @@ impl<W: Write> HashingWriter<W> {
         }
     }
     fn digest(&self) -> String {
-        let d = self.hash.clone().finalize();
-        format!(
-            "sha256:{}",
-            d.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        )
+        digest_of(&self.hash)
     }
 }
 

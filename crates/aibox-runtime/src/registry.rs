@@ -12,7 +12,7 @@
 //! Plain HTTP is used only for loopback registries or those the caller
 //! names as insecure; everything else is HTTPS (Mozilla's roots).
 
-use crate::oci::{self, ImageMeta, OciError, Store};
+use crate::oci::{self, sha256_hex, ImageMeta, OciError, Store};
 use serde::Deserialize;
 use std::io::Read;
 use std::time::Duration;
@@ -573,14 +573,6 @@ impl Client {
         store.save(&meta)?;
         Ok(meta)
     }
-}
-
-fn sha256_hex(b: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(b)
-        .iter()
-        .map(|x| format!("{x:02x}"))
-        .collect()
 }
 
 #[cfg(test)]
