@@ -10,6 +10,7 @@ command -v useradd >/dev/null || need+=(passwd)
 command -v ps >/dev/null || need+=(procps)
 command -v script >/dev/null || need+=(bsdutils)      # gives `aibox run -t` a terminal in tests
 [ -x /usr/bin/curl ] || need+=(curl)                 # egress tests run the host's curl inside sandboxes
+[ -x /usr/bin/openssl ] || need+=(openssl)             # the HTTPS egress test makes a certificate and a TLS handshake
 [ -x /bin/busybox ] || need+=(busybox-static)        # OCI template tests build images around a static busybox
 if [ "$(id -u)" = 0 ]; then                          # L4 egress (veth + nftables) needs root anyway
   [ -x /usr/sbin/nft ] || need+=(nftables)
