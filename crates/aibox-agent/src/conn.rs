@@ -129,7 +129,7 @@ pub(crate) fn uid_for(agent: &Agent, user: Option<User>) -> Result<Option<u32>, 
     match (agent.cfg.fixed_uid, user) {
         (Some(fixed), Some(u)) if u.uid() != fixed => Err(Failure::new(
             ErrorCode::InvalidArgument,
-            format!("this rootless sandbox has a single identity (uid {fixed}); user {:?} is not available", u.name()),
+            format!("this rootless sandbox has a single identity (uid {fixed}); user {u} is not available"),
         )),
         (Some(_), _) => Ok(None),
         (None, Some(u)) => Ok(Some(u.uid())),
@@ -156,13 +156,13 @@ fn dispatch(agent: &Arc<Agent>, s: &mut UnixStream, op: Op) -> OpResult {
             let cwd = req.cwd.clone().unwrap_or_else(|| agent.cfg.workdir.clone());
             let mut env = agent.cfg.env.clone();
             if let Some(u) = req.user {
-                for (k, v) in [
-                    ("HOME", u.home()),
-                    ("USER", u.name()),
-                    ("LOGNAME", u.name()),
-                ] {
+                let passwd = matches!(u, User::Id(_))
+                    .then(|| std::fs::read_to_string("/etc/passwd").ok())
+                    .flatten();
+                let (name, home) = u.identity(passwd.as_deref());
+                for (k, v) in [("HOME", home), ("USER", name.clone()), ("LOGNAME", name)] {
                     env.retain(|(ek, _)| ek != k);
-                    env.push((k.into(), v.into()));
+                    env.push((k.into(), v));
                 }
             }
             let (p, watcher) = agent

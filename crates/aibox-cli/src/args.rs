@@ -70,6 +70,8 @@ pub enum Command {
         /// The shell to run.
         #[arg(long, default_value = "/bin/bash")]
         shell: String,
+        #[command(flatten)]
+        target: Target,
     },
     /// Copy files between the host and a sandbox: `cp SRC ID:DEST` or
     /// `cp ID:SRC DEST` (directories go as tar).
@@ -523,6 +525,42 @@ pub struct PortForwardArgs {
     pub target: Target,
 }
 
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// The build context: the directory COPY takes files from.
+    #[arg(default_value = ".")]
+    pub context: std::path::PathBuf,
+    /// The recipe (default: CONTEXT/aibox.toml, else CONTEXT/Dockerfile).
+    #[arg(short = 'f', long)]
+    pub file: Option<std::path::PathBuf>,
+    /// The template's name (default: `name` in the aibox.toml).
+    #[arg(short = 't', long = "name", visible_alias = "tag")]
+    pub name: Option<String>,
+    /// Run every step, ignoring the build cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Leave a failed step's sandbox running for `aibox shell`.
+    #[arg(long)]
+    pub keep_failed: bool,
+    /// Network of RUN steps: none, allowlist or full (default: the recipe's).
+    #[arg(long)]
+    pub network: Option<String>,
+    /// Allow egress to a domain, host:port or CIDR (repeatable).
+    #[arg(long)]
+    pub allow: Vec<String>,
+    /// Memory limit of each step's sandbox.
+    #[arg(long, value_parser = parse_size)]
+    pub memory: Option<aibox_types::ByteSize>,
+    /// CPU limit of each step's sandbox.
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Print the build's events as JSON lines.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub target: Target,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum TemplateCmd {
     /// Pull an image from a registry (`busybox`, `ghcr.io/org/img:tag`,
@@ -555,8 +593,16 @@ pub enum TemplateCmd {
     Inspect { name: String },
     /// Forget templates (their layers go with `prune`).
     Rm { names: Vec<String> },
-    /// Remove layers no template uses.
-    Prune,
+    /// Remove layers no template (nor the build cache) uses.
+    Prune {
+        /// Forget the build cache first, so its layers go too.
+        #[arg(long)]
+        build_cache: bool,
+    },
+    /// Build a template from an aibox.toml or a Dockerfile (FROM, RUN, COPY,
+    /// ENV, WORKDIR, USER, CMD, ENTRYPOINT): each step runs in a sandbox,
+    /// unchanged steps come from the build cache.
+    Build(BuildArgs),
     /// Write a template as an OCI layout directory.
     Export {
         name: String,

@@ -141,6 +141,31 @@ impl Client {
         body: Body,
         headers: &[(&str, &str)],
     ) -> Result<Response, ClientError> {
+        self.send_inner(method, path, body, headers, None)
+    }
+
+    /// Like [`send`](Self::send), but a successful response's body goes
+    /// to `on_chunk` as it arrives (for streamed replies such as a
+    /// build's log); an error response is collected as usual.
+    pub fn send_streaming(
+        &self,
+        method: Method,
+        path: &str,
+        body: Body,
+        headers: &[(&str, &str)],
+        on_chunk: &mut dyn FnMut(&[u8]),
+    ) -> Result<Response, ClientError> {
+        self.send_inner(method, path, body, headers, Some(on_chunk))
+    }
+
+    fn send_inner(
+        &self,
+        method: Method,
+        path: &str,
+        body: Body,
+        headers: &[(&str, &str)],
+        mut on_chunk: Option<OnChunk<'_>>,
+    ) -> Result<Response, ClientError> {
         let endpoint = self.endpoint.clone();
         let transport = |reason: String| ClientError::Transport {
             endpoint: endpoint.clone(),
@@ -184,13 +209,13 @@ impl Client {
                     .await
                     .map_err(|_| not_running(&self.endpoint, "connection timed out"))?
                     .map_err(|e| not_running(&self.endpoint, &e.to_string()))?;
-                    roundtrip(TokioIo::new(s), req).await
+                    roundtrip(TokioIo::new(s), req, on_chunk.take()).await
                 }
                 Endpoint::Unix(p) => {
                     let s = tokio::net::UnixStream::connect(p)
                         .await
                         .map_err(|e| not_running(&self.endpoint, &e.to_string()))?;
-                    roundtrip(TokioIo::new(s), req).await
+                    roundtrip(TokioIo::new(s), req, on_chunk.take()).await
                 }
             }
             .map_err(transport)?;
@@ -208,6 +233,9 @@ impl Client {
         Ok(self.call(method, path, body)?.json())
     }
 }
+
+/// Where a streamed response's body goes.
+type OnChunk<'a> = &'a mut dyn FnMut(&[u8]);
 
 pub enum Body {
     Empty,
@@ -241,7 +269,11 @@ fn not_running(endpoint: &Endpoint, reason: &str) -> ClientError {
     }
 }
 
-async fn roundtrip<IO>(io: IO, req: Request<Full<Bytes>>) -> Result<(u16, Bytes), String>
+async fn roundtrip<IO>(
+    io: IO,
+    req: Request<Full<Bytes>>,
+    on_chunk: Option<OnChunk<'_>>,
+) -> Result<(u16, Bytes), String>
 where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -253,6 +285,15 @@ where
     });
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
+    if let (Some(f), true) = (on_chunk, status < 300) {
+        let mut body = resp.into_body();
+        while let Some(frame) = body.frame().await {
+            if let Ok(d) = frame.map_err(|e| e.to_string())?.into_data() {
+                f(&d);
+            }
+        }
+        return Ok((status, Bytes::new()));
+    }
     let body = resp
         .into_body()
         .collect()

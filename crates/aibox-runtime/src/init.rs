@@ -17,16 +17,26 @@ pub struct OneShot {
     pub stdin: bool,
 }
 
+/// A user's name and home, from the sandbox's /etc/passwd for a uid
+/// other than `user` and `root` (read from inside the sandbox).
+pub fn identity(user: User) -> (String, String) {
+    let passwd = matches!(user, User::Id(_))
+        .then(|| std::fs::read_to_string("/etc/passwd").ok())
+        .flatten();
+    user.identity(passwd.as_deref())
+}
+
 /// The environment every command starts with (the host's is never inherited).
 pub fn base_env(spec: &SandboxSpec, user: User) -> Vec<(String, String)> {
+    let (name, home) = identity(user);
     let mut env: Vec<(String, String)> = vec![
         (
             "PATH".into(),
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
         ),
-        ("HOME".into(), user.home().into()),
-        ("USER".into(), user.name().into()),
-        ("LOGNAME".into(), user.name().into()),
+        ("HOME".into(), home),
+        ("USER".into(), name.clone()),
+        ("LOGNAME".into(), name),
         ("SHELL".into(), "/bin/sh".into()),
         ("LANG".into(), "C.UTF-8".into()),
     ];

@@ -12,6 +12,7 @@
 //! Isolation backends implement [`Backend`]; namespaces are the first.
 #![forbid(unsafe_code)]
 
+pub mod build;
 pub mod cgroup;
 pub mod client;
 mod dirs;
@@ -22,6 +23,7 @@ pub mod layer;
 pub mod listening;
 pub mod mounts;
 pub mod oci;
+pub mod recipe;
 pub mod registry;
 pub mod seccomp;
 mod setup;
@@ -76,6 +78,9 @@ pub enum Error {
     Agent(#[from] ClientError),
     #[error(transparent)]
     Oci(#[from] oci::OciError),
+    /// A template build step failed.
+    #[error("{0}")]
+    Build(Box<build::StepFailure>),
 }
 
 impl Error {
@@ -97,6 +102,7 @@ impl Error {
             Error::Conflict(_) => ErrorCode::Conflict,
             Error::Agent(e) => e.code(),
             Error::Reported { code, .. } => *code,
+            Error::Build(_) => ErrorCode::BuildFailed,
             _ => ErrorCode::Internal,
         }
     }
@@ -201,7 +207,7 @@ impl Runtime {
         spec.validate().map_err(Error::InvalidSpec)?;
         self.dirs.ensure()?;
         let template = template::resolve(&self.dirs.templates(), &spec.template)?;
-        let spec = &with_image_defaults(spec, template.config.as_ref());
+        let spec = &with_image_defaults(spec, &template)?;
         let snapshot = match &spec.snapshot {
             Some(id) => Some(self.open_snapshot(id, &spec.template)?),
             None => None,
@@ -724,11 +730,16 @@ fn wait_one_shot(l: &setup::Launched, timeout: Option<Duration>, tty: bool) -> (
 }
 
 /// The spec with an image's defaults under it: the image's environment
-/// (the spec's variables win), and its working directory unless the spec
-/// names one.
-fn with_image_defaults(spec: &SandboxSpec, image: Option<&oci::ImageConfig>) -> SandboxSpec {
+/// (the spec's variables win), its working directory unless the spec
+/// names one, and its `USER` unless the spec asks for root.
+fn with_image_defaults(
+    spec: &SandboxSpec,
+    template: &template::Template,
+) -> Result<SandboxSpec, Error> {
     let mut s = spec.clone();
-    let Some(c) = image else { return s };
+    let Some(c) = template.config.as_ref() else {
+        return Ok(s);
+    };
     let mut env: Vec<(String, String)> = c
         .env
         .iter()
@@ -743,7 +754,12 @@ fn with_image_defaults(spec: &SandboxSpec, image: Option<&oci::ImageConfig>) -> 
             s.workdir = w.clone();
         }
     }
-    s
+    if spec.user == aibox_types::User::User {
+        if let Some(u) = c.user.as_deref().filter(|u| !u.is_empty()) {
+            s.user = template::image_user(u, &template.layers)?;
+        }
+    }
+    Ok(s)
 }
 
 /// A persistent sandbox.

@@ -177,7 +177,7 @@ pub(crate) fn sha256_hex(data: &[u8]) -> String {
     hex(&Sha256::digest(data))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -303,7 +303,15 @@ impl Store {
         serde_json::from_slice(&text).ok()
     }
 
+    /// The templates, without the build cache's hidden images.
     pub fn images(&self) -> Vec<ImageMeta> {
+        let mut v = self.all_images();
+        v.retain(|m| !m.name.starts_with(crate::build::CACHE_PREFIX));
+        v
+    }
+
+    /// Every image record, the build cache's included.
+    fn all_images(&self) -> Vec<ImageMeta> {
         let mut v: Vec<ImageMeta> = fs::read_dir(self.images_dir())
             .into_iter()
             .flatten()
@@ -368,12 +376,23 @@ impl Store {
         }
     }
 
-    /// Remove layers no template uses; returns (layers, bytes) removed.
-    /// Layers of running sandboxes stay usable: their mounts hold them.
-    pub fn prune(&self) -> Result<(u64, u64), OciError> {
+    /// Remove layers no template (nor the build cache) uses; with
+    /// `build_cache`, forget the build cache first. Returns (layers, bytes)
+    /// removed. Layers of running sandboxes stay usable: their mounts
+    /// hold them.
+    pub fn prune(&self, build_cache: bool) -> Result<(u64, u64), OciError> {
         let _lock = self.lock(true)?;
-        let used: std::collections::HashSet<String> = self
-            .images()
+        let mut images = self.all_images();
+        if build_cache {
+            for m in images
+                .iter()
+                .filter(|m| m.name.starts_with(crate::build::CACHE_PREFIX))
+            {
+                let _ = fs::remove_file(self.image_file(&m.name));
+            }
+            images.retain(|m| !m.name.starts_with(crate::build::CACHE_PREFIX));
+        }
+        let used: std::collections::HashSet<String> = images
             .iter()
             .flat_map(|m| m.layers.iter())
             .filter_map(|l| digest_hex(&l.digest).ok().map(str::to_string))
@@ -1589,9 +1608,9 @@ mod tests {
         assert_eq!(m2.config, m.config);
         // Removing a template keeps shared layers until prune.
         store.remove("test/img:1").unwrap();
-        assert_eq!(store.prune().unwrap().0, 0);
+        assert_eq!(store.prune(false).unwrap().0, 0);
         store.remove("other:latest").unwrap();
-        assert_eq!(store.prune().unwrap().0, 2);
+        assert_eq!(store.prune(false).unwrap().0, 2);
         assert!(matches!(
             store.remove("other:latest"),
             Err(OciError::NotFound(_))

@@ -145,7 +145,12 @@ impl Runtime {
     }
 
     /// Copy the sandbox's upper directory into a layer at `dst`.
-    fn copy_upper(&self, rec: &Record, fd: i32, dst: &Path) -> Result<layer::CopyStats, Error> {
+    pub(crate) fn copy_upper(
+        &self,
+        rec: &Record,
+        fd: i32,
+        dst: &Path,
+    ) -> Result<layer::CopyStats, Error> {
         // The scratch tmpfs is reachable only through PID 1's descriptor;
         // check it is still the same process on both sides of the copy.
         let same = || aibox_sys::process_start_time(rec.pid) == Some(rec.start_time);

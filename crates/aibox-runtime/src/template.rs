@@ -103,8 +103,48 @@ pub fn resolve(templates_dir: &Path, name: &str) -> Result<Template, TemplateErr
     })
 }
 
+/// An image's `USER` (`name`, `uid`, `name:group`, `uid:gid`) as a
+/// sandbox user; names are looked up in the image's own /etc/passwd
+/// (`layers` top first). The group is the uid's number in a sandbox.
+pub fn image_user(user: &str, layers: &[PathBuf]) -> Result<aibox_types::User, crate::Error> {
+    use aibox_types::{User, MAX_UID};
+    let name = user.split_once(':').map_or(user, |(u, _)| u);
+    let uid = match name.parse::<u32>() {
+        Ok(n) => n,
+        Err(_) => {
+            let passwd = layers.iter().find_map(|l| {
+                let p = l.join("etc/passwd");
+                let md = fs::symlink_metadata(&p).ok()?;
+                // A whiteout (or anything but a file) hides lower layers.
+                Some(if md.is_file() {
+                    fs::read_to_string(&p).ok()
+                } else {
+                    None
+                })
+            });
+            let entry = passwd
+                .flatten()
+                .and_then(|text| aibox_types::passwd_entry(&text, |n, _| n == name));
+            match entry {
+                Some(e) => e.uid,
+                None => {
+                    return Err(crate::Error::InvalidSpec(format!(
+                        "the image's USER {user:?} is not in its /etc/passwd; pass --user root or a uid"
+                    )))
+                }
+            }
+        }
+    };
+    if uid > MAX_UID {
+        return Err(crate::Error::InvalidSpec(format!(
+            "the image's USER {user:?} is uid {uid}, beyond what a sandbox maps (0-{MAX_UID})"
+        )));
+    }
+    Ok(User::from_uid(uid))
+}
+
 /// A cache key that changes when the host files we copy change.
-fn host_key() -> String {
+pub(crate) fn host_key() -> String {
     let mtime = |p: &str| {
         fs::metadata(p)
             .and_then(|m| m.modified())

@@ -58,8 +58,19 @@ pub trait Engine: Send + Sync + 'static {
             format!("no template named {name:?}"),
         ))
     }
-    fn prune_templates(&self) -> Result<(u64, u64), ApiError> {
+    fn prune_templates(&self, _build_cache: bool) -> Result<(u64, u64), ApiError> {
         Ok((0, 0))
+    }
+    /// Build a template (see `aibox_runtime::build`).
+    fn build_template(
+        &self,
+        _recipe: &aibox_runtime::recipe::Recipe,
+        _opts: &aibox_runtime::build::BuildOptions,
+        _hooks: &mut dyn aibox_runtime::build::Hooks,
+    ) -> Result<aibox_runtime::oci::ImageMeta, aibox_runtime::Error> {
+        Err(aibox_runtime::Error::Unsupported(
+            "this engine cannot build templates".into(),
+        ))
     }
     /// Import an image archive as a template.
     fn import_template(
@@ -172,12 +183,21 @@ impl Engine for RuntimeEngine {
         Ok(self.rt.remove_template(name)?)
     }
 
-    fn prune_templates(&self) -> Result<(u64, u64), ApiError> {
+    fn prune_templates(&self, build_cache: bool) -> Result<(u64, u64), ApiError> {
         Ok(self
             .rt
             .templates()
-            .prune()
+            .prune(build_cache)
             .map_err(aibox_runtime::Error::from)?)
+    }
+
+    fn build_template(
+        &self,
+        recipe: &aibox_runtime::recipe::Recipe,
+        opts: &aibox_runtime::build::BuildOptions,
+        hooks: &mut dyn aibox_runtime::build::Hooks,
+    ) -> Result<aibox_runtime::oci::ImageMeta, aibox_runtime::Error> {
+        self.rt.build(recipe, opts, hooks)
     }
 
     fn import_template(

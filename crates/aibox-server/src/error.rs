@@ -46,7 +46,9 @@ impl ApiError {
             ErrorCode::InvalidArgument => StatusCode::BAD_REQUEST,
             ErrorCode::NotFound | ErrorCode::TemplateNotFound => StatusCode::NOT_FOUND,
             ErrorCode::AlreadyExists | ErrorCode::Conflict => StatusCode::CONFLICT,
-            ErrorCode::IsolationUnavailable => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::IsolationUnavailable | ErrorCode::BuildFailed => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,

@@ -348,7 +348,7 @@ impl AppState {
         Ok(Arc::new(l4::Names::default()))
     }
 
-    async fn stop_egress(&self, id: &str) {
+    pub(crate) async fn stop_egress(&self, id: &str) {
         let gone = self
             .0
             .egress
@@ -794,6 +794,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/snapshots/{id}/template", post(templates::promote))
         .route("/v1/templates", get(templates::list))
         .route("/v1/templates/prune", post(templates::prune))
+        .route("/v1/templates/build", post(templates::build))
         .route("/v1/templates/pull", post(templates::pull))
         .route(
             "/v1/templates/{*name}",

@@ -80,7 +80,7 @@ fn build() -> Value {
         {"type": "string", "minLength": 1}
     ]});
     let env = json!({"type": "object", "additionalProperties": {"type": "string"}});
-    let user = json!({"type": "string", "enum": ["user", "root"]});
+    let user = json!({"type": "string", "pattern": "^(user|root|[0-9]{1,5}(:[0-9]{1,5})?)$", "description": "`user` (uid 1000), `root` (uid 0 in the sandbox) or a numeric uid"});
     let size = json!({"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string"}]});
     let schemas = json!({
         "Error": {

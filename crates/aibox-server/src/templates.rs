@@ -97,11 +97,25 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /v1/templates/prune`: remove layers no template uses.
-pub async fn prune(State(state): State<AppState>, who: Principal) -> ApiResult<Json<Value>> {
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PruneQuery {
+    /// Forget the build cache first, so its layers go too.
+    #[serde(default)]
+    pub build_cache: bool,
+}
+
+/// `POST /v1/templates/prune[?build_cache=true]`: remove layers no
+/// template (nor the build cache) uses.
+pub async fn prune(
+    State(state): State<AppState>,
+    who: Principal,
+    Query(q): Query<PruneQuery>,
+) -> ApiResult<Json<Value>> {
     admin(&who, "pruning templates")?;
+    let build_cache = q.build_cache;
     let engine = state.engine();
-    let (layers, bytes) = tokio::task::spawn_blocking(move || engine.prune_templates())
+    let (layers, bytes) = tokio::task::spawn_blocking(move || engine.prune_templates(build_cache))
         .await
         .map_err(|e| ApiError::internal("prune task", e))??;
     state.audit(
@@ -120,30 +134,20 @@ pub struct ImportQuery {
     pub name: Option<String>,
 }
 
-/// `POST /v1/templates/import?name=`: the body is an image archive
-/// (`docker save`, `podman save`, or an OCI layout as a tar), streamed to
-/// disk before it is unpacked.
-pub async fn import(
-    State(state): State<AppState>,
-    who: Principal,
-    Query(q): Query<ImportQuery>,
+/// Stream a request body to a file under the data dir (at most the
+/// server's `max_body`); returns the path and the bytes written.
+async fn save_upload(
+    state: &AppState,
     body: Body,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    prefix: &str,
+) -> ApiResult<(std::path::PathBuf, u64)> {
     use futures_util::StreamExt;
     use tokio::io::AsyncWriteExt;
-    admin(&who, "importing a template")?;
-    if let Some(n) = &q.name {
-        if !aibox_runtime::oci::valid_name(n) {
-            return Err(ApiError::invalid(format!(
-                "{n:?} is not a valid template name"
-            )));
-        }
-    }
     let dir = state.config().data_dir.join("uploads");
     tokio::fs::create_dir_all(&dir)
         .await
         .map_err(|e| ApiError::internal("upload dir", e))?;
-    let path = dir.join(format!("import-{}.tar", aibox_runtime::random_id()));
+    let path = dir.join(format!("{prefix}-{}.tar", aibox_runtime::random_id()));
     let max = state.config().max_body;
     let written = async {
         let mut f = tokio::fs::File::create(&path)
@@ -157,7 +161,7 @@ pub async fn import(
             if n > max {
                 return Err(ApiError::new(
                     ErrorCode::PayloadTooLarge,
-                    format!("the archive is larger than the server's max_body ({max} bytes)"),
+                    format!("the upload is larger than the server's max_body ({max} bytes)"),
                 ));
             }
             f.write_all(&chunk)
@@ -170,9 +174,36 @@ pub async fn import(
         Ok::<u64, ApiError>(n)
     }
     .await;
+    match written {
+        Ok(n) => Ok((path, n)),
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&path).await;
+            Err(e)
+        }
+    }
+}
+
+/// `POST /v1/templates/import?name=`: the body is an image archive
+/// (`docker save`, `podman save`, or an OCI layout as a tar), streamed to
+/// disk before it is unpacked.
+pub async fn import(
+    State(state): State<AppState>,
+    who: Principal,
+    Query(q): Query<ImportQuery>,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    admin(&who, "importing a template")?;
+    if let Some(n) = &q.name {
+        if !aibox_runtime::oci::valid_name(n) {
+            return Err(ApiError::invalid(format!(
+                "{n:?} is not a valid template name"
+            )));
+        }
+    }
+    let (path, written) = save_upload(&state, body, "import").await?;
     let result = match written {
-        Ok(0) => Err(ApiError::invalid("empty body: send the image archive")),
-        Ok(_) => {
+        0 => Err(ApiError::invalid("empty body: send the image archive")),
+        _ => {
             let engine = state.engine();
             let (p, name) = (path.clone(), q.name.clone());
             tokio::task::spawn_blocking(move || engine.import_template(&p, name.as_deref()))
@@ -180,7 +211,6 @@ pub async fn import(
                 .map_err(|e| ApiError::internal("import task", e))
                 .and_then(|r| r)
         }
-        Err(e) => Err(e),
     };
     let _ = tokio::fs::remove_file(&path).await;
     let meta = result?;
@@ -280,4 +310,288 @@ pub async fn promote(
         json!({"snapshot": snap.id, "name": meta.name}),
     );
     Ok((StatusCode::CREATED, Json(view(&meta))))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildQuery {
+    /// The template to write (default: the recipe's `name`).
+    pub name: Option<String>,
+    /// The recipe's path in the context (default: `aibox.toml`, else `Dockerfile`).
+    pub file: Option<String>,
+    #[serde(default)]
+    pub no_cache: bool,
+    /// Leave a failed step's sandbox running (it becomes one of the
+    /// caller's sandboxes, with the default TTL).
+    #[serde(default)]
+    pub keep_failed: bool,
+    /// RUN steps' network: `none`, `allowlist` or `full` (default: the recipe's).
+    pub network: Option<String>,
+    /// Egress rules, comma-separated (`pypi.org,deny 10.0.0.0/8`).
+    pub allow: Option<String>,
+    pub memory: Option<String>,
+    pub cpus: Option<f64>,
+}
+
+/// Relays a build's progress into the response stream, and gives its
+/// step sandboxes their egress (and a record when one is kept).
+struct Relay {
+    state: AppState,
+    owner: String,
+    handle: tokio::runtime::Handle,
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+}
+
+impl Relay {
+    fn send(&self, v: &impl serde::Serialize) {
+        let mut line = serde_json::to_vec(v).unwrap_or_default();
+        line.push(b'\n');
+        // A client that went away does not stop the build.
+        let _ = self.tx.blocking_send(line);
+    }
+}
+
+impl aibox_runtime::build::Hooks for Relay {
+    fn event(&mut self, e: aibox_runtime::build::Event) {
+        self.send(&e);
+    }
+
+    fn started(&mut self, sb: &aibox_runtime::Sandbox) -> Result<(), aibox_runtime::Error> {
+        let spec = sb.record().spec.clone();
+        self.handle
+            .block_on(self.state.start_egress(sb.id(), &spec))
+            .map(drop)
+            .map_err(|e| aibox_runtime::Error::Unsupported(e.message))
+    }
+
+    fn finished(&mut self, sb: &aibox_runtime::Sandbox, kept: bool) {
+        if !kept {
+            self.handle.block_on(self.state.stop_egress(sb.id()));
+            return;
+        }
+        let now = crate::now_ms();
+        let rec = sb.record();
+        let row = crate::store::Row {
+            id: rec.id.clone(),
+            owner: self.owner.clone(),
+            state: "running".into(),
+            spec: serde_json::to_value(&rec.spec).unwrap_or(Value::Null),
+            labels: [("aibox.build".to_string(), json!("failed-step"))]
+                .into_iter()
+                .collect(),
+            isolation: serde_json::to_value(&rec.isolation).unwrap_or(Value::Null),
+            created_ms: now,
+            expires_ms: Some(now + self.state.config().default_ttl.as_millis() as u64),
+            idempotency_key: None,
+            idle_timeout_ms: None,
+            last_active_ms: now,
+            remaining_ms: None,
+            port_token: crate::ports::new_token(),
+            public_ports: false,
+        };
+        if let Err(e) = self.state.store().insert(&row) {
+            tracing::error!(sandbox_id = %rec.id, error = %e, "recording a kept build sandbox");
+        }
+        self.state.audit(
+            &self.owner,
+            "sandbox.create",
+            Some(&rec.id),
+            json!({"template": rec.spec.template, "build": "kept failed step"}),
+        );
+    }
+}
+
+/// `POST /v1/templates/build?name=&file=`: the body is the build context
+/// as a tar, holding the recipe (an aibox.toml or a Dockerfile). The reply
+/// streams the build's events as JSON lines (`step`, `output`, `layer`,
+/// `note`), ending with `done` (the template) or `error` (code, message,
+/// and for a failed step its number, exit code and kept sandbox).
+pub async fn build(
+    State(state): State<AppState>,
+    who: Principal,
+    Query(q): Query<BuildQuery>,
+    body: Body,
+) -> ApiResult<axum::response::Response> {
+    use aibox_types::egress::{Mode, Rule};
+    admin(&who, "building a template")?;
+    let network = match q.network.as_deref() {
+        None if q.allow.is_none() => None,
+        None | Some("allowlist") => Some(Mode::Allowlist),
+        Some("full") => Some(Mode::Full),
+        Some("none") => Some(Mode::None),
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "network {other:?}: expected none, allowlist or full"
+            )))
+        }
+    };
+    let rules: Vec<Rule> = q
+        .allow
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .filter(|r| !r.trim().is_empty())
+        .map(|r| r.parse::<Rule>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let memory = q
+        .memory
+        .as_deref()
+        .map(aibox_types::parse_size)
+        .transpose()
+        .map_err(|e| ApiError::invalid(format!("memory: {e}")))?
+        .map(aibox_types::ByteSize);
+    let (upload, n) = save_upload(&state, body, "build").await?;
+    let context = state
+        .config()
+        .data_dir
+        .join("uploads")
+        .join(format!("context-{}", aibox_runtime::random_id()));
+    let cleanup = {
+        let (u, c) = (upload.clone(), context.clone());
+        move || {
+            let _ = std::fs::remove_file(&u);
+            let _ = aibox_runtime::layer::remove_tree(&c);
+        }
+    };
+    if n == 0 {
+        cleanup();
+        return Err(ApiError::invalid(
+            "empty body: send the build context as a tar",
+        ));
+    }
+    // Unpack the context and read the recipe before anything streams, so
+    // their errors are plain error replies.
+    let prepared = {
+        let (upload, context, file) = (upload.clone(), context.clone(), q.file.clone());
+        tokio::task::spawn_blocking(move || -> ApiResult<(String, aibox_runtime::recipe::Recipe)> {
+            std::fs::create_dir_all(&context).map_err(|e| ApiError::internal("context dir", e))?;
+            let f = std::fs::File::open(&upload).map_err(|e| ApiError::internal("context", e))?;
+            let mut ar = tar::Archive::new(f);
+            ar.set_preserve_permissions(true);
+            ar.unpack(&context)
+                .map_err(|e| ApiError::invalid(format!("the build context is not a valid tar: {e}")))?;
+            let file = match file {
+                Some(f) => f,
+                None if context.join("aibox.toml").is_file() => "aibox.toml".into(),
+                None => "Dockerfile".into(),
+            };
+            let rel = std::path::Path::new(&file);
+            if rel.is_absolute()
+                || rel
+                    .components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
+                return Err(ApiError::invalid(format!(
+                    "file {file:?} must be a path inside the build context"
+                )));
+            }
+            // Through no symlink out of the context.
+            let inside = std::fs::canonicalize(context.join(rel))
+                .ok()
+                .zip(std::fs::canonicalize(&context).ok())
+                .is_some_and(|(f, c)| f.starts_with(c));
+            if !inside && context.join(rel).exists() {
+                return Err(ApiError::invalid(format!(
+                    "file {file:?} leads outside the build context"
+                )));
+            }
+            let text = std::fs::read_to_string(context.join(rel)).map_err(|e| {
+                ApiError::invalid(format!(
+                    "no recipe {file:?} in the build context ({e}): send an aibox.toml or a Dockerfile, or name it with file="
+                ))
+            })?;
+            let recipe = aibox_runtime::recipe::parse(&file, &text)
+                .map_err(|e| ApiError::invalid(e.to_string()))?;
+            Ok((file, recipe))
+        })
+        .await
+        .map_err(|e| ApiError::internal("build task", e))
+        .and_then(|r| r)
+    };
+    let (file, recipe) = match prepared {
+        Ok(v) => v,
+        Err(e) => {
+            cleanup();
+            return Err(e);
+        }
+    };
+    let Some(name) = q.name.clone().or_else(|| recipe.name.clone()) else {
+        cleanup();
+        return Err(ApiError::invalid(
+            "name the template: name= (or `name` in the aibox.toml)",
+        ));
+    };
+    if !aibox_runtime::oci::valid_name(&name) {
+        cleanup();
+        return Err(ApiError::invalid(format!(
+            "{name:?} is not a valid template name"
+        )));
+    }
+    let opts = aibox_runtime::build::BuildOptions {
+        name: name.clone(),
+        context: context.clone(),
+        file: file.clone(),
+        no_cache: q.no_cache,
+        keep_failed: q.keep_failed,
+        network: network.map(|m| (m, rules)),
+        memory,
+        cpus: q.cpus,
+        disk: None,
+        ignore: aibox_runtime::build::ignore_patterns(&context),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(256);
+    let mut relay = Relay {
+        state: state.clone(),
+        owner: who.id.clone(),
+        handle: tokio::runtime::Handle::current(),
+        tx,
+    };
+    let engine = state.engine();
+    let owner = who.id.clone();
+    tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let result = engine.build_template(&recipe, &opts, &mut relay);
+        cleanup();
+        match result {
+            Ok(meta) => {
+                relay.state.audit(
+                    &owner,
+                    "template.build",
+                    None,
+                    json!({"name": meta.name, "digest": meta.digest, "layers": meta.layers.len(), "seconds": started.elapsed().as_secs_f64()}),
+                );
+                relay.send(&json!({"type": "done", "template": view(&meta)}));
+            }
+            Err(e) => {
+                let mut v =
+                    json!({"type": "error", "code": e.code().as_str(), "message": e.to_string()});
+                if let aibox_runtime::Error::Build(f) = &e {
+                    v["step"] = json!(f.step);
+                    v["of"] = json!(f.of);
+                    v["instruction"] = json!(f.instruction);
+                    v["exit_code"] = json!(f.exit_code);
+                    v["sandbox"] = json!(f.sandbox);
+                }
+                relay.state.audit(
+                    &owner,
+                    "template.build_failed",
+                    None,
+                    json!({"name": opts.name, "code": e.code().as_str(), "message": e.to_string()}),
+                );
+                relay.send(&v);
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|line| (Ok::<_, std::io::Error>(axum::body::Bytes::from(line)), rx))
+    });
+    axum::response::Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/x-ndjson")
+        .header("cache-control", "no-store")
+        .body(Body::from_stream(stream))
+        .map_err(|e| ApiError::internal("build response", e))
 }

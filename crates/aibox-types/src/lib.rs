@@ -12,8 +12,8 @@ pub use isolation::{
     CgroupReport, IsolationLevel, IsolationReport, LimitReport, NamespaceReport, UidMapping,
 };
 pub use spec::{
-    MountSpec, NetworkMode, SandboxSpec, User, DEFAULT_WORKDIR, EGRESS_PROXY_PORT, L4_DNS_PORT,
-    L4_TCP_PORT,
+    passwd_entry, MountSpec, NetworkMode, PasswdEntry, SandboxSpec, User, DEFAULT_WORKDIR,
+    EGRESS_PROXY_PORT, L4_DNS_PORT, L4_TCP_PORT, MAX_UID,
 };
 pub use units::{parse_duration, parse_size, ByteSize, UnitError};
 
@@ -47,6 +47,8 @@ pub enum ErrorCode {
     /// Nothing answers where the request was to go (e.g. no process
     /// listens on a published port inside the sandbox).
     Unavailable,
+    /// A template build step failed (its command exited non-zero).
+    BuildFailed,
     Internal,
 }
 
@@ -70,6 +72,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::BuildFailed => "build_failed",
             ErrorCode::Internal => "internal",
         }
     }

@@ -6,48 +6,149 @@ use std::path::PathBuf;
 
 pub const DEFAULT_WORKDIR: &str = "/workspace";
 
-/// Identity commands run as inside the sandbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// Identity commands run as inside the sandbox. Written as `"user"`,
+/// `"root"` or a numeric uid (`"1001"`; its group is the same number,
+/// `"1001:1001"` is accepted too): an image's `USER` becomes one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum User {
     /// uid/gid 1000, named `user`, home /home/user.
     #[default]
     User,
     /// uid 0 inside the sandbox (no capabilities, and not root on the host).
     Root,
+    /// Another uid (and the gid of the same number), named by the
+    /// sandbox's own /etc/passwd.
+    Id(u32),
 }
 
+/// The largest uid a sandbox can use (its user namespace maps 0..65536;
+/// 65535 is the kernel's "no id").
+pub const MAX_UID: u32 = 65534;
+
 impl User {
+    pub fn from_uid(uid: u32) -> User {
+        match uid {
+            0 => User::Root,
+            1000 => User::User,
+            n => User::Id(n),
+        }
+    }
     pub fn uid(self) -> u32 {
         match self {
             User::User => 1000,
             User::Root => 0,
+            User::Id(n) => n,
         }
     }
-    pub fn name(self) -> &'static str {
+    /// Name and home directory: fixed for `user` and `root`, else from
+    /// `passwd` (the text of the sandbox's /etc/passwd), else the number
+    /// and `/`.
+    pub fn identity(self, passwd: Option<&str>) -> (String, String) {
         match self {
-            User::User => "user",
-            User::Root => "root",
+            User::User => ("user".into(), "/home/user".into()),
+            User::Root => ("root".into(), "/root".into()),
+            User::Id(n) => passwd
+                .and_then(|text| passwd_entry(text, |_, uid| uid == n))
+                .map(|e| (e.name, e.home))
+                .unwrap_or_else(|| (n.to_string(), "/".into())),
         }
     }
-    pub fn home(self) -> &'static str {
-        match self {
-            User::User => "/home/user",
-            User::Root => "/root",
-        }
+    pub fn name(self) -> String {
+        self.identity(None).0
     }
+    pub fn home(self) -> String {
+        self.identity(None).1
+    }
+}
+
+/// One line of an /etc/passwd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswdEntry {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: String,
+}
+
+/// The first entry of `text` (an /etc/passwd) that `pick(name, uid)` accepts.
+pub fn passwd_entry(text: &str, pick: impl Fn(&str, u32) -> bool) -> Option<PasswdEntry> {
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        if f.len() < 7 {
+            return None;
+        }
+        let (uid, gid) = (f[2].parse().ok()?, f[3].parse().ok()?);
+        pick(f[0], uid).then(|| PasswdEntry {
+            name: f[0].to_string(),
+            uid,
+            gid,
+            home: f[5].to_string(),
+        })
+    })
 }
 
 impl std::str::FromStr for User {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
-            "user" | "1000" => Ok(User::User),
-            "root" | "0" => Ok(User::Root),
-            other => Err(format!(
-                "unknown user {other:?}: expected \"user\" or \"root\""
-            )),
+            "user" => return Ok(User::User),
+            "root" => return Ok(User::Root),
+            _ => {}
         }
+        let bad = || {
+            format!(
+                "unknown user {s:?}: expected \"user\", \"root\" or a numeric uid (0-{MAX_UID})"
+            )
+        };
+        let (u, g) = s.split_once(':').unwrap_or((s, s));
+        let uid: u32 = u.parse().map_err(|_| bad())?;
+        if uid > MAX_UID || u.starts_with('+') {
+            return Err(bad());
+        }
+        if g != u {
+            return Err(format!(
+                "user {s:?}: a sandbox user's group is the number of its uid ({uid}:{uid})"
+            ));
+        }
+        Ok(User::from_uid(uid))
+    }
+}
+
+impl std::fmt::Display for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            User::User => f.write_str("user"),
+            User::Root => f.write_str("root"),
+            User::Id(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl Serialize for User {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for User {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = User;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("\"user\", \"root\" or a numeric uid")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<User, E> {
+                v.parse().map_err(E::custom)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<User, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<User, E> {
+                self.visit_str(&v.to_string())
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -321,5 +422,47 @@ mod tests {
         assert!(serde_json::from_str::<SandboxSpec>(r#"{"memroy": 5}"#).is_err());
         let s: SandboxSpec = serde_json::from_str(r#"{"memory": "512m"}"#).unwrap();
         assert_eq!(s.memory_bytes(), 512 << 20);
+    }
+
+    #[test]
+    fn users_parse_serialize_and_name_themselves() {
+        for (text, user) in [
+            ("user", User::User),
+            ("root", User::Root),
+            ("0", User::Root),
+            ("1000", User::User),
+            ("1001", User::Id(1001)),
+            ("65534:65534", User::Id(65534)),
+        ] {
+            assert_eq!(text.parse::<User>().unwrap(), user, "{text}");
+            let json = serde_json::to_string(&user).unwrap();
+            assert_eq!(serde_json::from_str::<User>(&json).unwrap(), user);
+        }
+        assert_eq!(
+            serde_json::from_str::<User>("1001").unwrap(),
+            User::Id(1001)
+        );
+        for bad in [
+            "",
+            "admin",
+            "-1",
+            "+5",
+            "65535",
+            "99999999999",
+            "1001:1002",
+            "1:x",
+        ] {
+            assert!(bad.parse::<User>().is_err(), "{bad}");
+        }
+        let passwd = "root:x:0:0:root:/root:/bin/sh\napp:x:1001:1001::/srv/app:/bin/sh\nbroken\n";
+        assert_eq!(
+            User::Id(1001).identity(Some(passwd)),
+            ("app".to_string(), "/srv/app".to_string())
+        );
+        assert_eq!(
+            User::Id(42).identity(Some(passwd)),
+            ("42".to_string(), "/".to_string())
+        );
+        assert_eq!(passwd_entry(passwd, |n, _| n == "app").unwrap().uid, 1001);
     }
 }

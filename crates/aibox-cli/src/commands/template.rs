@@ -134,8 +134,11 @@ pub fn template(cmd: TemplateCmd) -> anyhow::Result<u8> {
             }
             Ok(code)
         }
-        TemplateCmd::Prune => {
-            let (n, bytes) = store.prune().map_err(aibox_runtime::Error::from)?;
+        TemplateCmd::Build(a) => super::build::build(a),
+        TemplateCmd::Prune { build_cache } => {
+            let (n, bytes) = store
+                .prune(build_cache)
+                .map_err(aibox_runtime::Error::from)?;
             println!("removed {n} layers, {}", ByteSize(bytes));
             Ok(0)
         }
