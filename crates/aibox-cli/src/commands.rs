@@ -177,3 +177,18 @@ pub fn spec_from(a: &SpecArgs) -> anyhow::Result<SandboxSpec> {
     }
     Ok(spec)
 }
+
+/// 1.5G, 300.0M, 12.0K, 512B.
+pub(crate) fn human(bytes: u64) -> String {
+    for (unit, size) in [
+        ("T", 1u64 << 40),
+        ("G", 1 << 30),
+        ("M", 1 << 20),
+        ("K", 1 << 10),
+    ] {
+        if bytes >= size {
+            return format!("{:.1}{unit}", bytes as f64 / size as f64);
+        }
+    }
+    format!("{bytes}B")
+}

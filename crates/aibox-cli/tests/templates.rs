@@ -431,3 +431,257 @@ fn pulls_through_token_authentication() {
     assert!(env.run(&["template", "rm", &name]).status.success());
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// Import the busybox test image as a fresh template; its name.
+fn busybox_template(env: &Env, what: &str) -> Option<String> {
+    let src = env.dirs.run.with_extension(format!("{what}-image"));
+    let _ = std::fs::remove_dir_all(&src);
+    std::fs::create_dir_all(&src).unwrap();
+    if !image(&src) {
+        return None;
+    }
+    let name = format!("test/{what}:{}", aibox_runtime::random_id());
+    let o = env.run(&["template", "import", src.to_str().unwrap(), "--name", &name]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&src);
+    Some(name)
+}
+
+#[test]
+fn builds_run_steps_in_sandboxes_and_reuse_the_cache() {
+    require_sandboxes!();
+    let env = Env::new("build");
+    let Some(base) = busybox_template(&env, "buildbase") else {
+        return;
+    };
+    let ctx = env.dirs.run.with_extension("ctx");
+    let _ = std::fs::remove_dir_all(&ctx);
+    std::fs::create_dir_all(ctx.join("app/sub")).unwrap();
+    std::fs::write(ctx.join("app/hello.txt"), "hello v1\n").unwrap();
+    std::fs::write(ctx.join("app/sub/deep.txt"), "deep\n").unwrap();
+    std::fs::write(ctx.join("app/debug.log"), "ignored\n").unwrap();
+    std::fs::write(
+        ctx.join(".dockerignore"),
+        "# not for the image\napp/*.log\n",
+    )
+    .unwrap();
+    // A token of this run's own: the cache (in the shared data dir)
+    // starts without its steps.
+    let token = aibox_runtime::random_id();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "# a comment\nFROM {base}\nRUN echo built > /etc/built && rm /etc/motd # {token}\nCOPY app /srv/app/\nENV STAGE=two \\\n    OTHER=\"x y\"\nWORKDIR /srv/app\nUSER user\nRUN id -u > /tmp/uid && echo \"$STAGE\" > /tmp/stage\nCMD [\"sh\"]\n"
+        ),
+    )
+    .unwrap();
+    let name = format!("test/built:{}", aibox_runtime::random_id());
+    let build = |extra: &[&str]| {
+        let mut args = vec!["template", "build", "-t", &name];
+        args.extend_from_slice(extra);
+        args.push(ctx.to_str().unwrap());
+        env.run(&args)
+    };
+    let o = build(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log = stderr(&o);
+    assert!(
+        log.contains("[1/8] FROM") && log.contains("[8/8] CMD"),
+        "{log}"
+    );
+    assert!(log.contains("-> layer sha256:"), "{log}");
+    assert!(!log.contains("(cached)"), "{log}");
+    assert!(
+        stdout(&o).starts_with(&format!("{name} (5 layers")),
+        "{}",
+        stdout(&o)
+    );
+
+    // Layers (a whiteout too), COPY, ENV, WORKDIR and USER took effect.
+    let o = env.run(&[
+        "run",
+        "--template",
+        &name,
+        "--",
+        "sh",
+        "-c",
+        "cat /etc/built /srv/app/hello.txt /srv/app/sub/deep.txt /tmp/uid /tmp/stage; ls /etc/motd /srv/app/debug.log 2>&1 | wc -l; echo \"$STAGE|$OTHER\"; pwd; id -u",
+    ]);
+    assert_eq!(
+        stdout(&o),
+        "built\nhello v1\ndeep\n1000\ntwo\n2\ntwo|x y\n/srv/app\n1000\n",
+        "{}",
+        stderr(&o)
+    );
+    let info: serde_json::Value =
+        serde_json::from_str(&stdout(&env.run(&["template", "inspect", &name]))).unwrap();
+    assert_eq!(info["config"]["user"], "user");
+    assert_eq!(info["config"]["cmd"], serde_json::json!(["sh"]));
+    assert!(info["source"].as_str().unwrap().starts_with("build of"));
+    // The build cache is not a template.
+    let ls = stdout(&env.run(&["template", "ls"]));
+    assert!(ls.contains(&name) && !ls.contains(".build/"), "{ls}");
+
+    // Again: every step from the cache, the same digest.
+    let o = build(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stderr(&o).matches("(cached)").count(), 7, "{}", stderr(&o));
+    let digest = info["digest"].as_str().unwrap().to_string();
+    assert!(stdout(&o).contains(&digest), "{}", stdout(&o));
+    // A changed file reruns its COPY and what follows, not what precedes.
+    std::fs::write(ctx.join("app/hello.txt"), "hello v2\n").unwrap();
+    let o = build(&[]);
+    let log = stderr(&o);
+    assert!(
+        log.contains(&format!("rm /etc/motd # {token}  (cached)")),
+        "{log}"
+    );
+    assert!(!log.contains("COPY app /srv/app/  (cached)"), "{log}");
+    assert!(!log.contains("/tmp/stage  (cached)"), "{log}");
+    let o = env.run(&[
+        "run",
+        "--template",
+        &name,
+        "--",
+        "cat",
+        "/srv/app/hello.txt",
+    ]);
+    assert_eq!(stdout(&o), "hello v2\n");
+    // A changed ignored file changes nothing.
+    std::fs::write(ctx.join("app/debug.log"), "other\n").unwrap();
+    let o = build(&[]);
+    assert_eq!(stderr(&o).matches("(cached)").count(), 7, "{}", stderr(&o));
+    // --no-cache runs everything.
+    let o = build(&["--no-cache"]);
+    assert!(
+        o.status.success() && !stderr(&o).contains("(cached)"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A failing step names itself and its exit code; --keep-failed keeps
+    // its sandbox, with what the step wrote.
+    std::fs::write(
+        ctx.join("Dockerfile.fail"),
+        format!("FROM {base}\nRUN echo partial > /partial; echo to-stderr >&2; exit 7\n"),
+    )
+    .unwrap();
+    let recipe = ctx.join("Dockerfile.fail");
+    let fail = |extra: &[&str]| {
+        let mut args = vec!["template", "build", "-f", recipe.to_str().unwrap()];
+        args.extend_from_slice(&["-t", "test/failed:1"]);
+        args.extend_from_slice(extra);
+        args.push(ctx.to_str().unwrap());
+        env.run(&args)
+    };
+    let o = fail(&[]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("to-stderr"), "{err}");
+    assert!(
+        err.contains("step 2/2 `RUN echo partial > /partial; echo to-stderr >&2; exit 7` failed: exit code 7"),
+        "{err}"
+    );
+    assert!(!err.contains("kept"), "{err}");
+    assert!(
+        env.runtime().list().is_empty(),
+        "a failed step's sandbox is gone"
+    );
+    let o = fail(&["--keep-failed"]);
+    let err = stderr(&o);
+    let id = err
+        .split("aibox shell --local ")
+        .nth(1)
+        .and_then(|s| s.split('`').next())
+        .unwrap_or_else(|| panic!("{err}"))
+        .to_string();
+    let o = env.run(&["exec", &id, "--", "cat", "/partial"]);
+    assert_eq!(stdout(&o), "partial\n", "{}", stderr(&o));
+    assert!(env.run(&["rm", &id]).status.success());
+    let ls = stdout(&env.run(&["template", "ls"]));
+    assert!(!ls.contains("test/failed"), "{ls}");
+
+    // Bad recipes and contexts: clear errors, nothing built.
+    std::fs::write(ctx.parent().unwrap().join("secret-outside"), "s").unwrap();
+    let _ = std::fs::remove_file(ctx.join("escape"));
+    std::os::unix::fs::symlink(ctx.parent().unwrap(), ctx.join("escape")).unwrap();
+    for (recipe, want) in [
+        (
+            format!("FROM {base}\nADD x /y\n"),
+            "Dockerfile.bad:2: ADD is not supported",
+        ),
+        (
+            format!("FROM {base}\nARG V=1\n"),
+            "Dockerfile.bad:2: ARG is not supported",
+        ),
+        (
+            format!("FROM {base}\nCOPY ../secret-outside /x\n"),
+            "outside the build context",
+        ),
+        (
+            format!("FROM {base}\nCOPY escape/secret-outside /x\n"),
+            "leads outside the build context",
+        ),
+        (
+            format!("FROM {base}\nCOPY nothing-here /x\n"),
+            "no such file in the build context",
+        ),
+        (
+            format!("FROM {base}\nUSER nobody-here\n"),
+            "is not in its /etc/passwd",
+        ),
+        ("FROM no/such:1\nRUN true\n".to_string(), "no/such:1"),
+        (
+            "RUN true\n".to_string(),
+            "the first instruction must be FROM",
+        ),
+    ] {
+        std::fs::write(ctx.join("Dockerfile.bad"), &recipe).unwrap();
+        let f = ctx.join("Dockerfile.bad");
+        let o = env.run(&[
+            "template",
+            "build",
+            "-f",
+            f.to_str().unwrap(),
+            "-t",
+            "test/bad:1",
+            ctx.to_str().unwrap(),
+        ]);
+        assert!(!o.status.success(), "{recipe}");
+        assert!(stderr(&o).contains(want), "{recipe}: {}", stderr(&o));
+    }
+    let o = env.run(&["template", "build", "-t", "../bad", ctx.to_str().unwrap()]);
+    assert!(
+        stderr(&o).contains("not a valid template name"),
+        "{}",
+        stderr(&o)
+    );
+    let o = env.run(&[
+        "template",
+        "build",
+        "--allow",
+        "example.com",
+        "-t",
+        "x:1",
+        ctx.to_str().unwrap(),
+    ]);
+    assert!(
+        stderr(&o).contains("needs the aibox server"),
+        "{}",
+        stderr(&o)
+    );
+
+    // prune --build-cache drops the cache's layers, never a template's.
+    let o = env.run(&["template", "prune", "--build-cache"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = env.run(&["run", "--template", &name, "--", "cat", "/etc/built"]);
+    assert_eq!(stdout(&o), "built\n", "{}", stderr(&o));
+    let o = build(&[]);
+    assert!(!stderr(&o).contains("(cached)"), "{}", stderr(&o));
+
+    for n in [&name, &base] {
+        assert!(env.run(&["template", "rm", n]).status.success());
+    }
+    let _ = std::fs::remove_file(ctx.parent().unwrap().join("secret-outside"));
+    let _ = std::fs::remove_dir_all(&ctx);
+}

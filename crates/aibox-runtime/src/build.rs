@@ -561,6 +561,7 @@ impl Runtime {
             cpus: opts.cpus,
             disk: opts.disk,
             hostname: Some("aibox-build".into()),
+            build_caps: true,
             ..Default::default()
         }
     }

@@ -27,8 +27,16 @@ use std::path::{Component, Path, PathBuf};
 /// Most layers an image may have (overlayfs stacks at most ~500, and the
 /// mount options must fit a page).
 pub const MAX_LAYERS: usize = 128;
-/// Most entries in one layer.
+/// Most entries in one layer (`AIBOX_MAX_LAYER_ENTRIES` lowers or raises it).
 pub const MAX_ENTRIES: u64 = 2_000_000;
+
+fn max_entries() -> u64 {
+    std::env::var("AIBOX_MAX_LAYER_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(MAX_ENTRIES)
+}
 /// Most bytes one layer may unpack to.
 pub const MAX_LAYER_BYTES: u64 = 64 << 30;
 /// Largest JSON document (manifest, index, config) read.
@@ -669,12 +677,13 @@ fn unpack(r: &mut dyn Read, dir: &Path) -> Result<Stats, OciError> {
     let mut ar = tar::Archive::new(r);
     let mut stats = Stats::default();
     let mut dir_modes: Vec<(PathBuf, u32)> = Vec::new();
+    let max = max_entries();
     for entry in ar.entries().map_err(not_tar("a layer"))? {
         let mut e = entry.map_err(not_tar("a layer"))?;
         stats.entries += 1;
-        if stats.entries > MAX_ENTRIES {
+        if stats.entries > max {
             return Err(OciError::Limit(format!(
-                "a layer has more than {MAX_ENTRIES} entries"
+                "a layer has more than {max} entries (a file-count bomb?); AIBOX_MAX_LAYER_ENTRIES sets the limit"
             )));
         }
         let raw = e.path_bytes().into_owned();
@@ -1339,6 +1348,12 @@ fn pack(src: &Path, out: &mut dyn Write) -> Result<(), OciError> {
                 h.set_mode(0o600);
                 b.append_data(&mut h, &wh, io::empty())
                     .map_err(io_at("packing"))?;
+                continue;
+            }
+            let ft = md.file_type();
+            if ft.is_char_device() || ft.is_block_device() || ft.is_socket() || ft.is_fifo() {
+                // Unpacking skips device nodes anyway; sockets and fifos
+                // mean nothing in a template.
                 continue;
             }
             b.append_path_with_name(&p, &rel)

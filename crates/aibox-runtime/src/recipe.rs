@@ -548,6 +548,12 @@ fn toml_step(n: usize, k: &str, v: &toml::Value) -> Result<Step, String> {
     };
     let text = match &instr {
         Instr::Run { shell: Some(s), .. } => format!("RUN {s}"),
+        Instr::Env { vars } => {
+            let kv: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+            format!("ENV {}", kv.join(" "))
+        }
+        Instr::Workdir { path } => format!("WORKDIR {path}"),
+        Instr::User { user } => format!("USER {user}"),
         _ => format!("{} {}", k.to_ascii_uppercase(), v),
     };
     Ok(Step {

@@ -123,6 +123,15 @@ impl Plan {
     }
 
     /// The uid the caller's identity appears as inside a rootless sandbox.
+    /// The bounding set a sandbox keeps: none, but for a build step.
+    fn kept_caps(&self) -> &'static [u32] {
+        if self.spec.build_caps {
+            &aibox_types::BUILD_CAPS
+        } else {
+            &[]
+        }
+    }
+
     fn rootless_uid(&self) -> u32 {
         self.spec.user.uid()
     }
@@ -829,7 +838,7 @@ fn sandbox_pid1(plan: &Plan, from_p: OwnedFd, to_p: OwnedFd, payload: Payload) -
     let same = report.namespaces == aibox_types::NamespaceReport::all()
         && report.seccomp
         && report.no_new_privs
-        && report.bounding_caps.is_empty()
+        && report.bounding_caps == plan.kept_caps()
         && report.landlock_abi == release.landlock_abi
         && report.landlock_enforced == release.landlock_abi.is_some()
         && report.overlay_rootfs
@@ -889,7 +898,8 @@ fn setup_namespaces(
     // bounding set goes (S's own capabilities stay until it seals: the
     // bounding set only limits what an exec can gain).
     aibox_sys::reset_signal_dispositions();
-    aibox_sys::drop_bounding_and_ambient().map_err(e("dropping the bounding set"))?;
+    aibox_sys::drop_bounding_and_ambient(plan.kept_caps())
+        .map_err(e("dropping the bounding set"))?;
     let seccomp = crate::seccomp::program();
     // "M" (an empty message) with the staged trees.
     let mut hdr = [0u8; 5];
@@ -1105,12 +1115,14 @@ fn sandbox_init(
     // PID 1 keeps only CAP_SETUID/CAP_SETGID (to start commands as `user`)
     // and CAP_KILL (to signal them), all inside its own user namespace;
     // commands get none, since the bounding set is empty when they exec.
-    aibox_sys::set_caps(&[
+    // (A build step's PID 1 keeps BUILD_CAPS too, for root's commands.)
+    let mut caps = vec![
         aibox_sys::CAP_SETUID,
         aibox_sys::CAP_SETGID,
         aibox_sys::CAP_KILL,
-    ])
-    .map_err(|e| format!("capset: {e}"))?;
+    ];
+    caps.extend_from_slice(plan.kept_caps());
+    aibox_sys::set_caps(&caps).map_err(|e| format!("capset: {e}"))?;
     aibox_sys::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
     let landlock = crate::landlock::apply().map_err(|e| format!("{e}: {}", e.source))?;
     crate::seccomp::install(seccomp).map_err(|e| format!("{e}"))?;

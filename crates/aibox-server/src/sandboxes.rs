@@ -132,6 +132,8 @@ fn spec_of(state: &AppState, who: &Principal, req: &CreateRequest) -> ApiResult<
             }
             base.snapshot = Some(snap.id);
             base.timeout_ms = None;
+            // A kept build step's capabilities stay with the build.
+            base.build_caps = false;
             base
         }
         None => SandboxSpec::default(),

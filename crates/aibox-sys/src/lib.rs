@@ -338,9 +338,10 @@ pub fn last_cap() -> u32 {
         .unwrap_or(40)
 }
 
-/// Drop every capability from the bounding set and clear the ambient set.
-pub fn drop_bounding_and_ambient() -> io::Result<()> {
-    for cap in 0..=last_cap() {
+/// Drop every capability but `keep` from the bounding set and clear the
+/// ambient set.
+pub fn drop_bounding_and_ambient(keep: &[u32]) -> io::Result<()> {
+    for cap in (0..=last_cap()).filter(|c| !keep.contains(c)) {
         // SAFETY: prctl with integer arguments.
         let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
         if rc == -1 {

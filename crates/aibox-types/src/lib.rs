@@ -12,8 +12,8 @@ pub use isolation::{
     CgroupReport, IsolationLevel, IsolationReport, LimitReport, NamespaceReport, UidMapping,
 };
 pub use spec::{
-    passwd_entry, MountSpec, NetworkMode, PasswdEntry, SandboxSpec, User, DEFAULT_WORKDIR,
-    EGRESS_PROXY_PORT, L4_DNS_PORT, L4_TCP_PORT, MAX_UID,
+    passwd_entry, MountSpec, NetworkMode, PasswdEntry, SandboxSpec, User, BUILD_CAPS,
+    DEFAULT_WORKDIR, EGRESS_PROXY_PORT, L4_DNS_PORT, L4_TCP_PORT, MAX_UID,
 };
 pub use units::{parse_duration, parse_size, ByteSize, UnitError};
 

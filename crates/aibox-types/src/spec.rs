@@ -267,6 +267,12 @@ pub struct SandboxSpec {
     /// Start from this snapshot's filesystem (restore, fork).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<String>,
+    /// A template build step: root's commands keep the capabilities an
+    /// image build needs (chown, setuid... see `BUILD_CAPS`), all of them
+    /// confined to the sandbox's own user namespace. Set by the runtime's
+    /// builder only, never from a request.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub build_caps: bool,
 }
 
 impl Default for SandboxSpec {
@@ -288,9 +294,15 @@ impl Default for SandboxSpec {
             network_enforcement: None,
             hostname: None,
             snapshot: None,
+            build_caps: false,
         }
     }
 }
+
+/// The capabilities a build step's root keeps (inside its user namespace):
+/// CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID,
+/// NET_BIND_SERVICE, SYS_CHROOT — what package managers and `useradd` use.
+pub const BUILD_CAPS: [u32; 9] = [0, 1, 3, 4, 5, 6, 7, 10, 18];
 
 /// Default limits applied when the caller gives none.
 pub const DEFAULT_MEMORY: u64 = 1 << 30;

@@ -6,7 +6,6 @@ use crate::args::BuildArgs;
 use aibox_runtime::build::{self, BuildOptions, Event, Hooks};
 use aibox_runtime::Runtime;
 use aibox_types::egress::{Mode, Rule};
-use aibox_types::ByteSize;
 use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -300,7 +299,7 @@ impl Printer {
                 "  -> layer {} ({}, {} entries) in {:.2}s",
                 &v["digest"].as_str().unwrap_or_default()
                     [..19.min(v["digest"].as_str().unwrap_or_default().len())],
-                ByteSize(v["bytes"].as_u64().unwrap_or(0)),
+                super::human(v["bytes"].as_u64().unwrap_or(0)),
                 v["entries"],
                 v["seconds"].as_f64().unwrap_or(0.0)
             ),
@@ -318,7 +317,7 @@ impl Printer {
             "{} ({} layers, {}) {}",
             t["name"].as_str().unwrap_or_default(),
             t["layers"].as_array().map_or(0, |l| l.len()),
-            ByteSize(size),
+            super::human(size),
             t["digest"].as_str().unwrap_or_default()
         );
     }

@@ -80,7 +80,7 @@ pub fn snapshot(cmd: SnapshotCmd) -> anyhow::Result<u8> {
                     s["id"].as_str().unwrap_or("-"),
                     s["name"].as_str().unwrap_or("-"),
                     s["source_sandbox"].as_str().unwrap_or("-"),
-                    human(s["size_bytes"].as_u64().unwrap_or(0)),
+                    super::human(s["size_bytes"].as_u64().unwrap_or(0)),
                     format!(
                         "{}s",
                         now.saturating_sub(s["created_at_ms"].as_u64().unwrap_or(now)) / 1000
@@ -122,21 +122,6 @@ pub fn snapshot(cmd: SnapshotCmd) -> anyhow::Result<u8> {
             Ok(failed)
         }
     }
-}
-
-/// 1.5G, 300.0M, 12.0K, 512B.
-fn human(bytes: u64) -> String {
-    for (unit, size) in [
-        ("T", 1u64 << 40),
-        ("G", 1 << 30),
-        ("M", 1 << 20),
-        ("K", 1 << 10),
-    ] {
-        if bytes >= size {
-            return format!("{:.1}{unit}", bytes as f64 / size as f64);
-        }
-    }
-    format!("{bytes}B")
 }
 
 /// A local snapshot in the server's shape.

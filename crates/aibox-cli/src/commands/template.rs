@@ -4,7 +4,6 @@
 use super::progress::Progress;
 use crate::args::TemplateCmd;
 use aibox_runtime::Runtime;
-use aibox_types::ByteSize;
 use std::io::IsTerminal;
 use std::path::Path;
 
@@ -23,9 +22,13 @@ pub fn template(cmd: TemplateCmd) -> anyhow::Result<u8> {
             let mut last = String::new();
             let mut progress = |what: &str, done: u64, total: u64| {
                 if tty {
-                    eprint!("\r\x1b[K{what} {}/{}", ByteSize(done), ByteSize(total));
+                    eprint!(
+                        "\r\x1b[K{what} {}/{}",
+                        super::human(done),
+                        super::human(total)
+                    );
                 } else if what != last {
-                    eprintln!("{what} ({})", ByteSize(total));
+                    eprintln!("{what} ({})", super::human(total));
                     last = what.to_string();
                 }
             };
@@ -39,7 +42,7 @@ pub fn template(cmd: TemplateCmd) -> anyhow::Result<u8> {
                 "{} ({} layers, {}) {}",
                 meta.name,
                 meta.layers.len(),
-                ByteSize(meta.size()),
+                super::human(meta.size()),
                 meta.digest
             );
             Ok(0)
@@ -50,7 +53,7 @@ pub fn template(cmd: TemplateCmd) -> anyhow::Result<u8> {
             let tty = std::io::stderr().is_terminal();
             let mut progress = |what: &str, done: u64, total: u64| {
                 if tty && what != shown {
-                    eprint!("\r\x1b[K{what} {}", ByteSize(total));
+                    eprint!("\r\x1b[K{what} {}", super::human(total));
                     shown = what.to_string();
                 }
                 let _ = done;
@@ -77,7 +80,7 @@ pub fn template(cmd: TemplateCmd) -> anyhow::Result<u8> {
                 "{} ({} layers, {})",
                 meta.name,
                 meta.layers.len(),
-                ByteSize(meta.size())
+                super::human(meta.size())
             );
             Ok(0)
         }
@@ -101,12 +104,12 @@ pub fn template(cmd: TemplateCmd) -> anyhow::Result<u8> {
                     "{:<40} {:>6} {:>10}  {}",
                     m.name,
                     m.layers.len(),
-                    ByteSize(m.size()).to_string(),
+                    super::human(m.size()).to_string(),
                     &m.digest[..19.min(m.digest.len())]
                 );
             }
             let (layers, bytes) = store.usage();
-            println!("store: {layers} layers, {}", ByteSize(bytes));
+            println!("store: {layers} layers, {}", super::human(bytes));
             Ok(0)
         }
         TemplateCmd::Inspect { name } => {
@@ -139,7 +142,7 @@ pub fn template(cmd: TemplateCmd) -> anyhow::Result<u8> {
             let (n, bytes) = store
                 .prune(build_cache)
                 .map_err(aibox_runtime::Error::from)?;
-            println!("removed {n} layers, {}", ByteSize(bytes));
+            println!("removed {n} layers, {}", super::human(bytes));
             Ok(0)
         }
         TemplateCmd::Promote { snapshot, name } => {
