@@ -6,6 +6,7 @@
 mod common;
 
 use aibox_client::{Body, Client, Endpoint, Method};
+use common::{stderr, stdout};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -2059,4 +2060,197 @@ fn templates_over_rest_import_list_use_and_remove() {
     assert!(e.to_string().contains("unknown template"), "{e}");
     let _ = std::fs::remove_dir_all(&layout);
     let _ = std::fs::remove_file(&archive);
+}
+
+/// A build context as a tar: (path, content) pairs.
+fn context_tar(files: &[(&str, &str)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, content) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(content.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, path, content.as_bytes()).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn builds_through_the_server_stream_and_get_the_builds_network() {
+    require_sandboxes!();
+    let up = upstream();
+    let data = data_dir("build");
+    let s = Server::start_env(&data, &[("AIBOX_EGRESS_HOSTS", "allowed.test=127.0.0.1")]);
+    let c = s.admin();
+    let ctx = data.with_extension("ctx");
+    let _ = std::fs::remove_dir_all(&ctx);
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("note.txt"), "from the context\n").unwrap();
+    let token = aibox_runtime::random_id();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM host\nRUN curl -s -m 10 --fail http://allowed.test:{up}/x > /opt/fetched # {token}\nCOPY note.txt /opt/\nRUN cat /opt/fetched /opt/note.txt > /opt/both\n"),
+    )
+    .unwrap();
+    // (The name resolves to loopback, which must be allowed by address too.)
+    let allow = format!("allowed.test:{up}");
+    let lo = format!("127.0.0.1:{up}");
+    let o = s.cli(&[
+        "template",
+        "build",
+        "-t",
+        "srv/built:1",
+        "--allow",
+        &allow,
+        "--allow",
+        &lo,
+        ctx.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("[2/4] RUN curl"), "{}", stderr(&o));
+    assert!(
+        stdout(&o).starts_with("srv/built:1 (3 layers on host")
+            || stdout(&o).starts_with("srv/built:1 (3 layers"),
+        "{}",
+        stdout(&o)
+    );
+    let id = create(&c, json!({"template": "srv/built:1"}));
+    let out = exec(&c, &id, json!("cat /opt/both"));
+    assert_eq!(out["stdout"], "upstream-okfrom the context\n", "{out}");
+    c.call(Method::DELETE, &format!("/v1/sandboxes/{id}"), Body::Empty)
+        .unwrap();
+    let t = c
+        .json(Method::GET, "/v1/templates/srv/built:1", Body::Empty)
+        .unwrap();
+    assert_eq!(t["layers"].as_array().unwrap().len(), 3, "{t}");
+
+    // The events as JSON lines, the cache used, `done` last.
+    let o = s.cli(&[
+        "template",
+        "build",
+        "--json",
+        "-t",
+        "srv/built:1",
+        "--allow",
+        &allow,
+        "--allow",
+        &lo,
+        ctx.to_str().unwrap(),
+    ]);
+    let lines: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.last().unwrap()["type"], "done", "{lines:?}");
+    assert_eq!(
+        lines.iter().filter(|l| l["cached"] == true).count(),
+        3,
+        "{lines:?}"
+    );
+
+    // Without the allowlist (no network at all) the fetch fails: the step
+    // and its exit code (curl's 6, the name does not resolve), and its
+    // sandbox kept on request.
+    let o = s.cli(&[
+        "template",
+        "build",
+        "--no-cache",
+        "--keep-failed",
+        "-t",
+        "srv/nonet:1",
+        ctx.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("step 2/4") && err.contains("failed: exit code 6"),
+        "{err}"
+    );
+    let kept = err
+        .split("`aibox shell ")
+        .nth(1)
+        .and_then(|s| s.split('`').next())
+        .unwrap_or_else(|| panic!("{err}"))
+        .to_string();
+    let ls = stdout(&s.cli(&["ls"]));
+    assert!(ls.contains(&kept), "{ls}");
+    assert_eq!(exec(&c, &kept, json!("id -u"))["stdout"], "0\n");
+    c.call(
+        Method::DELETE,
+        &format!("/v1/sandboxes/{kept}"),
+        Body::Empty,
+    )
+    .unwrap();
+    assert!(c
+        .json(Method::GET, "/v1/templates/srv/nonet:1", Body::Empty)
+        .is_err());
+
+    // Bad requests are plain errors, before anything streams.
+    let post = |c: &Client, q: &str, body: Vec<u8>| {
+        c.call(
+            Method::POST,
+            &format!("/v1/templates/build?{q}"),
+            Body::Raw(body),
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    assert!(post(&c, "name=x:1", vec![]).contains("empty body"));
+    assert!(
+        post(&c, "name=x:1", b"not a tar at all, just text".repeat(40)).contains("not a valid tar")
+    );
+    assert!(post(&c, "name=x:1", context_tar(&[("other.txt", "x")])).contains("no recipe"));
+    assert!(post(
+        &c,
+        "name=x:1",
+        context_tar(&[("Dockerfile", "FROM host\nADD a /b\n")])
+    )
+    .contains("Dockerfile:2: ADD is not supported"));
+    assert!(post(
+        &c,
+        "name=../x",
+        context_tar(&[("Dockerfile", "FROM host\n")])
+    )
+    .contains("not a valid template name"));
+    assert!(post(
+        &c,
+        "name=x:1&file=../etc/passwd",
+        context_tar(&[("Dockerfile", "FROM host\n")])
+    )
+    .contains("inside the build context"));
+    assert!(post(
+        &c,
+        "name=x:1&network=wide",
+        context_tar(&[("Dockerfile", "FROM host\n")])
+    )
+    .contains("expected none"));
+    let kv = c
+        .json(
+            Method::POST,
+            "/v1/keys",
+            Body::Json(json!({"name": "builder"})),
+        )
+        .unwrap();
+    let user = s.client(kv["key"].as_str().unwrap());
+    assert!(post(
+        &user,
+        "name=x:1",
+        context_tar(&[("Dockerfile", "FROM host\n")])
+    )
+    .contains("admin"));
+    // An aibox.toml names its template and network itself.
+    let toml = format!("from = \"host\"\nname = \"srv/toml:1\"\n[network]\nallow = [\"{allow}\", \"{lo}\"]\n[[step]]\nrun = \"curl -s -m 10 --fail http://allowed.test:{up}/x > /fetched\"\n");
+    let mut got = Vec::new();
+    c.send_streaming(
+        Method::POST,
+        "/v1/templates/build",
+        Body::Raw(context_tar(&[("aibox.toml", &toml)])),
+        &[],
+        &mut |chunk| got.extend_from_slice(chunk),
+    )
+    .unwrap();
+    let last: Value =
+        serde_json::from_str(String::from_utf8_lossy(&got).lines().last().unwrap()).unwrap();
+    assert_eq!(last["type"], "done", "{}", String::from_utf8_lossy(&got));
+    assert_eq!(last["template"]["name"], "srv/toml:1");
+    let _ = std::fs::remove_dir_all(&ctx);
 }
