@@ -18,6 +18,7 @@ if [ "$(id -u)" = 0 ]; then                          # L4 egress (veth + nftable
   command -v docker-registry >/dev/null || need+=(docker-registry)   # OCI pull tests: a registry on loopback,
   command -v skopeo >/dev/null || need+=(skopeo)                     # filled by skopeo
   command -v umoci >/dev/null || need+=(umoci)
+  command -v debootstrap >/dev/null || need+=(debootstrap)          # FROM debootstrap:bookworm (the Debian test image)
 fi
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
