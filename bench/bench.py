@@ -510,6 +510,41 @@ row("one-shot run by template size", "aibox run, host template", host, statistic
 subprocess.run([AIBOX, "template", "rm", "bench/big:1"], env=tenv, capture_output=True)
 subprocess.run([AIBOX, "template", "prune"], env=tenv, capture_output=True)
 
+# 7. builds: the same Dockerfile (FROM scratch, busybox, two RUN and two
+# COPY steps) built by aibox and by buildah (overlay storage, chroot
+# isolation: its lightest), cold (no cache) and again with a warm cache.
+bctx = os.path.join(BENCH_DIR, "bctx")
+os.makedirs(os.path.join(bctx, "app"))
+shutil.copy("/bin/busybox", os.path.join(bctx, "busybox"))
+with open(os.path.join(bctx, "app", "data"), "wb") as f:
+    f.write(os.urandom(1 << 20))
+open(os.path.join(bctx, "Dockerfile"), "w").write(
+    "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n"
+    "COPY app /app\nRUN [\"/bin/sh\", \"-c\", \"cd /app && for i in 1 2 3; do cat data > out$i; done\"]\n"
+    "ENV MODE=bench\nWORKDIR /app\n")
+bh = ["buildah", "--root", os.path.join(BENCH_DIR, "buildah"), "--runroot", os.path.join(BENCH_DIR, "buildah-run"),
+      "--storage-driver", "overlay"]
+builds = {"aibox cold": [], "buildah cold": [], "aibox warm": [], "buildah warm": []}
+def timed(key, cmd):
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, env=tenv, capture_output=True)
+    builds[key].append((time.perf_counter() - t) * 1000)
+for i in range(3 if QUICK else 5):
+    timed("aibox cold", [AIBOX, "template", "build", "--no-cache", "-t", "bench/b:1", bctx])
+    timed("buildah cold", bh + ["build", "--isolation", "chroot", "--layers", "--no-cache", "-q", "-t", "bench/b:1", bctx])
+for i in range(10 if QUICK else 30):
+    timed("aibox warm", [AIBOX, "template", "build", "-t", "bench/b:1", bctx])
+    timed("buildah warm", bh + ["build", "--isolation", "chroot", "--layers", "-q", "-t", "bench/b:1", bctx])
+for kind in ["cold", "warm"]:
+    what = f"template build, 7 steps, {kind} cache"
+    base = statistics.median(builds[f"buildah {kind}"])
+    row(what, "aibox template build", builds[f"aibox {kind}"], base)
+    row(what, "buildah build (overlay, chroot)", builds[f"buildah {kind}"], base)
+subprocess.run(bh + ["rmi", "--all", "--force"], capture_output=True)
+subprocess.run(["umount", "-R", os.path.join(BENCH_DIR, "buildah", "overlay")], capture_output=True)
+subprocess.run([AIBOX, "template", "rm", "bench/b:1"], env=tenv, capture_output=True)
+subprocess.run([AIBOX, "template", "prune", "--build-cache"], env=tenv, capture_output=True)
+
 # One-shot runs keep an idle per-slot cgroup for the next run: remove it.
 subprocess.run([AIBOX, "gc"], env=env, capture_output=True)
 shutil.rmtree(BENCH_DIR, ignore_errors=True)

@@ -15,6 +15,8 @@ command -v docker-registry >/dev/null || need+=(docker-registry)   # template pu
 command -v skopeo >/dev/null || need+=(skopeo)
 command -v umoci >/dev/null || need+=(umoci)
 [ -x /bin/busybox ] || need+=(busybox-static)
+command -v buildah >/dev/null || need+=(buildah)    # template build, the peer
+command -v crun >/dev/null || need+=(crun)
 if [ "${#need[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}" >/dev/null \
     || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}" >/dev/null; }

@@ -805,6 +805,7 @@ fn schemathesis_finds_no_server_errors_or_schema_violations() {
         .args(["--exclude-name", "GET /v1/sandboxes/{id}/tar"])
         // Pulling reaches registries by design (covered by tests/templates.rs).
         .args(["--exclude-name", "POST /v1/templates/pull"])
+        .args(["--exclude-name", "POST /v1/templates/build"])
         .args([
             "-n",
             "15",

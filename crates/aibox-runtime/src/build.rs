@@ -364,7 +364,9 @@ impl Runtime {
             };
             (key, image)
         };
-        let (key, meta) = if image == "host" {
+        let (key, meta) = if image == "scratch" {
+            base(key_of(&["scratch"]), vec![], ImageConfig::default(), None)
+        } else if image == "host" {
             let key = key_of(&["host", &crate::template::host_key()]);
             base(key, vec![], ImageConfig::default(), Some("host".into()))
         } else if let Some(suite) = image.strip_prefix("debootstrap:") {
