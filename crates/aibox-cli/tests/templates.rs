@@ -282,6 +282,9 @@ fn pulls_from_a_registry_on_loopback() {
     let tag = format!("t{}", aibox_runtime::random_id());
     let reference = format!("127.0.0.1:{port}/test/busybox:{tag}");
     let o = std::process::Command::new("skopeo")
+        // Its own (empty) credentials file: the default one under
+        // /run/containers may be another user's.
+        .env("REGISTRY_AUTH_FILE", base.join("auth.json"))
         .args(["copy", "--dest-tls-verify=false"])
         .arg(format!("oci:{}:1", layout.display()))
         .arg(format!("docker://{reference}"))
@@ -345,6 +348,9 @@ fn pulls_from_a_registry_on_loopback() {
     }
     let tampered = format!("127.0.0.1:{port}/test/tampered:{tag}");
     let o = std::process::Command::new("skopeo")
+        // Its own (empty) credentials file: the default one under
+        // /run/containers may be another user's.
+        .env("REGISTRY_AUTH_FILE", base.join("auth.json"))
         .args(["copy", "--dest-tls-verify=false"])
         .arg(format!("oci:{}:1", layout.display()))
         .arg(format!("docker://{tampered}"))
@@ -741,6 +747,9 @@ fn debian_from_debootstrap_goes_through_a_registry() {
     let (_registry, port, _) = start_registry(&base);
     let reference = format!("127.0.0.1:{port}/test/debian:{tag}");
     let o = std::process::Command::new("skopeo")
+        // Its own (empty) credentials file: the default one under
+        // /run/containers may be another user's.
+        .env("REGISTRY_AUTH_FILE", base.join("auth.json"))
         .args(["copy", "--dest-tls-verify=false"])
         .arg(format!("oci:{}", layout.display()))
         .arg(format!("docker://{reference}"))
