@@ -554,6 +554,9 @@ pub struct BuildArgs {
     /// CPU limit of each step's sandbox.
     #[arg(long)]
     pub cpus: Option<f64>,
+    /// Size of each step's writable layer (default 1g, like a sandbox's).
+    #[arg(long, value_parser = parse_size)]
+    pub disk: Option<aibox_types::ByteSize>,
     /// Print the build's events as JSON lines.
     #[arg(long)]
     pub json: bool,

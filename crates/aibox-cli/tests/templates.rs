@@ -736,7 +736,15 @@ fn debian_from_debootstrap_goes_through_a_registry() {
             return;
         }
     }
-    assert!(build.status.success(), "{}", stderr(&build));
+    let err = stderr(&build);
+    if !build.status.success()
+        && (err.contains("Failed getting release file") || err.contains("Couldn't download"))
+    {
+        eprintln!("SKIP debian_from_debootstrap_goes_through_a_registry: the Debian mirror is unreachable: {err}");
+        let _ = std::fs::remove_dir_all(&ctx);
+        return;
+    }
+    assert!(build.status.success(), "{err}");
     // Exported, pushed by skopeo to a registry, pulled back by aibox.
     let base = env.dirs.run.with_extension("debian-registry");
     let _ = std::fs::remove_dir_all(&base);

@@ -181,6 +181,17 @@ impl Runtime {
             .network
             .clone()
             .unwrap_or_else(|| (recipe.network, recipe.rules.clone()));
+        // Limits and rules are checked before any step runs.
+        SandboxSpec {
+            memory: opts.memory,
+            cpus: opts.cpus,
+            disk: opts.disk,
+            network,
+            network_rules: rules.clone(),
+            ..Default::default()
+        }
+        .validate()
+        .map_err(Error::InvalidSpec)?;
         for note in &recipe.ignored {
             hooks.event(Event::Note {
                 message: note.clone(),

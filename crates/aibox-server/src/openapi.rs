@@ -315,6 +315,7 @@ fn build() -> Value {
                 query("network", false, json!({"type": "string", "enum": ["none", "allowlist", "full"]})),
                 query("allow", false, json!({"type": "string", "description": "egress rules, comma-separated"})),
                 query("memory", false, json!({"type": "string"})),
+                query("disk", false, json!({"type": "string"})),
                 query("cpus", false, json!({"type": "number"}))]),
             Some(json!({"required": true, "content": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}}})),
             errors(json!({"200": {"description": "the build's events, one JSON object per line",

@@ -331,6 +331,8 @@ pub struct BuildQuery {
     pub allow: Option<String>,
     pub memory: Option<String>,
     pub cpus: Option<f64>,
+    /// Size of each step's writable layer.
+    pub disk: Option<String>,
 }
 
 /// Relays a build's progress into the response stream, and gives its
@@ -441,6 +443,13 @@ pub async fn build(
         .transpose()
         .map_err(|e| ApiError::invalid(format!("memory: {e}")))?
         .map(aibox_types::ByteSize);
+    let disk = q
+        .disk
+        .as_deref()
+        .map(aibox_types::parse_size)
+        .transpose()
+        .map_err(|e| ApiError::invalid(format!("disk: {e}")))?
+        .map(aibox_types::ByteSize);
     let (upload, n) = save_upload(&state, body, "build").await?;
     let context = state
         .config()
@@ -537,7 +546,7 @@ pub async fn build(
         network: network.map(|m| (m, rules)),
         memory,
         cpus: q.cpus,
-        disk: None,
+        disk,
         ignore: aibox_runtime::build::ignore_patterns(&context),
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(256);

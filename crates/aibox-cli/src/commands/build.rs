@@ -69,7 +69,7 @@ pub fn build(a: BuildArgs) -> anyhow::Result<u8> {
             network: None,
             memory: a.memory,
             cpus: a.cpus,
-            disk: None,
+            disk: a.disk,
             ignore: build::ignore_patterns(&a.context),
         };
         return match Runtime::new().build(&recipe, &opts, &mut printer) {
@@ -145,6 +145,9 @@ pub fn build(a: BuildArgs) -> anyhow::Result<u8> {
     }
     if let Some(c) = a.cpus {
         query.push(format!("cpus={c}"));
+    }
+    if let Some(d) = a.disk {
+        query.push(format!("disk={}", d.0));
     }
     let client = super::remote::client()?;
     let mut pending = Vec::new();
