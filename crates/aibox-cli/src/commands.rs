@@ -13,7 +13,7 @@ mod serve;
 mod snapshot;
 mod template;
 
-use crate::args::{Command, ExecArgs, SpecArgs};
+use crate::args::{Command, SpecArgs};
 use aibox_runtime::Runtime;
 use aibox_types::SandboxSpec;
 
@@ -50,18 +50,9 @@ pub fn dispatch(cmd: Command) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Serve(a) => serve::serve(a),
-        Command::Shell { id, shell, target } if target.is_local() => exec::exec(ExecArgs {
-            id,
-            interactive: true,
-            tty: true,
-            env: vec![],
-            workdir: None,
-            user: None,
-            timeout: None,
-            detach: false,
-            target,
-            command: vec![shell, "-l".into()],
-        }),
+        Command::Shell { id, shell, target } if target.is_local() => {
+            exec::exec(remote::shell_args(&id, &shell, target))
+        }
         Command::Shell { id, shell, .. } => remote::shell(&id, &shell),
         Command::Cp { src, dest } => remote::cp(&src, &dest),
         Command::Stats { id, json } => remote::stats(&id, json),

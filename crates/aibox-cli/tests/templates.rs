@@ -226,6 +226,18 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// `skopeo copy SRC DEST` (to a loopback registry, over plain HTTP), with
+/// its own (empty) credentials file under `base`: the default one under
+/// /run/containers may be another user's.
+fn skopeo_copy(base: &Path, src: &str, dest: &str) {
+    let o = std::process::Command::new("skopeo")
+        .env("REGISTRY_AUTH_FILE", base.join("auth.json"))
+        .args(["copy", "--dest-tls-verify=false", src, dest])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 /// Debian's docker-registry on a free loopback port, storing under
 /// `base`: the process (killed when dropped), its port, its storage.
 fn start_registry(base: &Path) -> (Child, u16, std::path::PathBuf) {
@@ -281,16 +293,11 @@ fn pulls_from_a_registry_on_loopback() {
     let (_registry, port, storage) = start_registry(&base);
     let tag = format!("t{}", aibox_runtime::random_id());
     let reference = format!("127.0.0.1:{port}/test/busybox:{tag}");
-    let o = std::process::Command::new("skopeo")
-        // Its own (empty) credentials file: the default one under
-        // /run/containers may be another user's.
-        .env("REGISTRY_AUTH_FILE", base.join("auth.json"))
-        .args(["copy", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}:1", layout.display()))
-        .arg(format!("docker://{reference}"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
+    skopeo_copy(
+        &base,
+        &format!("oci:{}:1", layout.display()),
+        &format!("docker://{reference}"),
+    );
 
     let o = env.run(&["template", "pull", &reference]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -347,16 +354,11 @@ fn pulls_from_a_registry_on_loopback() {
         assert!(env.run(&["template", "rm", n]).status.success());
     }
     let tampered = format!("127.0.0.1:{port}/test/tampered:{tag}");
-    let o = std::process::Command::new("skopeo")
-        // Its own (empty) credentials file: the default one under
-        // /run/containers may be another user's.
-        .env("REGISTRY_AUTH_FILE", base.join("auth.json"))
-        .args(["copy", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}:1", layout.display()))
-        .arg(format!("docker://{tampered}"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
+    skopeo_copy(
+        &base,
+        &format!("oci:{}:1", layout.display()),
+        &format!("docker://{tampered}"),
+    );
     // skopeo pushes both layers gzipped: the small one's blob is made the
     // big one's bytes (a valid layer, under the wrong digest).
     let blobs = storage.join("docker/registry/v2/blobs/sha256");
@@ -754,16 +756,11 @@ fn debian_from_debootstrap_goes_through_a_registry() {
     assert!(o.status.success(), "{}", stderr(&o));
     let (_registry, port, _) = start_registry(&base);
     let reference = format!("127.0.0.1:{port}/test/debian:{tag}");
-    let o = std::process::Command::new("skopeo")
-        // Its own (empty) credentials file: the default one under
-        // /run/containers may be another user's.
-        .env("REGISTRY_AUTH_FILE", base.join("auth.json"))
-        .args(["copy", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}", layout.display()))
-        .arg(format!("docker://{reference}"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
+    skopeo_copy(
+        &base,
+        &format!("oci:{}", layout.display()),
+        &format!("docker://{reference}"),
+    );
     assert!(env.run(&["template", "rm", &name]).status.success());
     let o = env.run(&["template", "pull", &reference]);
     assert!(o.status.success(), "{}", stderr(&o));

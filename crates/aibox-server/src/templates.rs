@@ -416,17 +416,8 @@ pub async fn build(
 ) -> ApiResult<axum::response::Response> {
     use aibox_types::egress::{Mode, Rule};
     admin(&who, "building a template")?;
-    let network = match q.network.as_deref() {
-        None if q.allow.is_none() => None,
-        None | Some("allowlist") => Some(Mode::Allowlist),
-        Some("full") => Some(Mode::Full),
-        Some("none") => Some(Mode::None),
-        Some(other) => {
-            return Err(ApiError::invalid(format!(
-                "network {other:?}: expected none, allowlist or full"
-            )))
-        }
-    };
+    let network =
+        Mode::from_options(q.network.as_deref(), q.allow.is_some()).map_err(ApiError::invalid)?;
     let rules: Vec<Rule> = q
         .allow
         .as_deref()
@@ -436,20 +427,14 @@ pub async fn build(
         .map(|r| r.parse::<Rule>())
         .collect::<Result<_, _>>()
         .map_err(|e| ApiError::invalid(e.to_string()))?;
-    let memory = q
-        .memory
-        .as_deref()
-        .map(aibox_types::parse_size)
-        .transpose()
-        .map_err(|e| ApiError::invalid(format!("memory: {e}")))?
-        .map(aibox_types::ByteSize);
-    let disk = q
-        .disk
-        .as_deref()
-        .map(aibox_types::parse_size)
-        .transpose()
-        .map_err(|e| ApiError::invalid(format!("disk: {e}")))?
-        .map(aibox_types::ByteSize);
+    let size = |what: &str, v: Option<&str>| {
+        v.map(aibox_types::parse_size)
+            .transpose()
+            .map(|b| b.map(aibox_types::ByteSize))
+            .map_err(|e| ApiError::invalid(format!("{what}: {e}")))
+    };
+    let memory = size("memory", q.memory.as_deref())?;
+    let disk = size("disk", q.disk.as_deref())?;
     let (upload, n) = save_upload(&state, body, "build").await?;
     let context = state
         .config()

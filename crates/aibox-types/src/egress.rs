@@ -62,6 +62,23 @@ impl fmt::Display for Mode {
     }
 }
 
+impl Mode {
+    /// A build's or a request's network from its options: the mode named
+    /// (`none`, `allowlist`, `full`), else `allowlist` when rules are
+    /// given, else nothing said (`None`).
+    pub fn from_options(mode: Option<&str>, has_rules: bool) -> Result<Option<Mode>, String> {
+        match mode {
+            None if !has_rules => Ok(None),
+            None | Some("allowlist") => Ok(Some(Mode::Allowlist)),
+            Some("full") => Ok(Some(Mode::Full)),
+            Some("none") => Ok(Some(Mode::None)),
+            Some(other) => Err(format!(
+                "network {other:?}: expected none, allowlist or full"
+            )),
+        }
+    }
+}
+
 /// Where egress is enforced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

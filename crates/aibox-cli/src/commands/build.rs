@@ -42,17 +42,7 @@ pub fn build(a: BuildArgs) -> anyhow::Result<u8> {
         .ok_or_else(|| {
             invalid("name the template: -t NAME (or `name` in the aibox.toml)".into())
         })?;
-    let network = match a.network.as_deref() {
-        None if a.allow.is_empty() => None,
-        None | Some("allowlist") => Some(Mode::Allowlist),
-        Some("full") => Some(Mode::Full),
-        Some("none") => Some(Mode::None),
-        Some(o) => {
-            return Err(invalid(format!(
-                "--network {o}: expected none, allowlist or full"
-            )))
-        }
-    };
+    let network = Mode::from_options(a.network.as_deref(), !a.allow.is_empty()).map_err(invalid)?;
     let mut printer = Printer { json: a.json };
     if a.target.is_local() {
         if network.unwrap_or(recipe.network) != Mode::None {

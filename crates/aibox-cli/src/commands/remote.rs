@@ -372,7 +372,12 @@ fn exec_detached(a: &ExecArgs) -> anyhow::Result<u8> {
 }
 
 pub fn shell(id: &str, shell: &str) -> anyhow::Result<u8> {
-    exec(ExecArgs {
+    exec(shell_args(id, shell, Target::default()))
+}
+
+/// `aibox shell`: an interactive login shell through exec.
+pub fn shell_args(id: &str, shell: &str, target: Target) -> ExecArgs {
+    ExecArgs {
         id: id.to_string(),
         interactive: true,
         tty: true,
@@ -381,9 +386,9 @@ pub fn shell(id: &str, shell: &str) -> anyhow::Result<u8> {
         user: None,
         timeout: None,
         detach: false,
-        target: Target::default(),
+        target,
         command: vec![shell.to_string(), "-l".into()],
-    })
+    }
 }
 
 /// `ID:PATH` → (id, path).
