@@ -94,6 +94,16 @@ impl Client {
 
     /// The server named by the environment, or the local one.
     pub fn from_env() -> Result<Client, ClientError> {
+        let (endpoint, key) = endpoint_from_env()?;
+        Client::new(endpoint, key)
+    }
+}
+
+/// The server `AIBOX_URL` names (else the local one: the data dir's socket
+/// when it answers, else 127.0.0.1:7878) and its key (`AIBOX_KEY`, else
+/// the local admin key for a local server).
+pub fn endpoint_from_env() -> Result<(Endpoint, Option<String>), ClientError> {
+    {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let data = aibox_runtime::Dirs::from_env().data;
         let admin_key = || {
@@ -126,8 +136,11 @@ impl Client {
             }
             _ => None,
         };
-        Client::new(endpoint, key)
+        Ok((endpoint, key))
     }
+}
+
+impl Client {
 
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
@@ -153,7 +166,7 @@ impl Client {
         path: &str,
         body: Body,
         headers: &[(&str, &str)],
-        on_chunk: &mut dyn FnMut(&[u8]),
+        on_chunk: &mut (dyn FnMut(&[u8]) + Send),
     ) -> Result<Response, ClientError> {
         self.send_inner(method, path, body, headers, Some(on_chunk))
     }
@@ -164,63 +177,17 @@ impl Client {
         path: &str,
         body: Body,
         headers: &[(&str, &str)],
-        mut on_chunk: Option<OnChunk<'_>>,
+        on_chunk: Option<OnChunk<'_>>,
     ) -> Result<Response, ClientError> {
-        let endpoint = self.endpoint.clone();
-        let transport = |reason: String| ClientError::Transport {
-            endpoint: endpoint.clone(),
-            reason,
-        };
-        let host = match &self.endpoint {
-            Endpoint::Tcp(a) => a.clone(),
-            Endpoint::Unix(_) => "localhost".into(),
-        };
-        let mut b = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(hyper::header::HOST, host);
-        if let Some(k) = &self.key {
-            b = b.header(hyper::header::AUTHORIZATION, format!("Bearer {k}"));
-        }
-        for (k, v) in headers {
-            b = b.header(*k, *v);
-        }
-        let bytes = match body {
-            Body::Empty => Bytes::new(),
-            Body::Json(v) => {
-                b = b.header(hyper::header::CONTENT_TYPE, "application/json");
-                Bytes::from(v.to_string())
-            }
-            Body::Raw(d) => {
-                b = b.header(hyper::header::CONTENT_TYPE, "application/octet-stream");
-                Bytes::from(d)
-            }
-        };
-        let req = b
-            .body(Full::new(bytes))
-            .map_err(|e| transport(e.to_string()))?;
-        self.rt.block_on(async {
-            let (status, body) = match &self.endpoint {
-                Endpoint::Tcp(addr) => {
-                    let s = tokio::time::timeout(
-                        Duration::from_secs(5),
-                        tokio::net::TcpStream::connect(addr.as_str()),
-                    )
-                    .await
-                    .map_err(|_| not_running(&self.endpoint, "connection timed out"))?
-                    .map_err(|e| not_running(&self.endpoint, &e.to_string()))?;
-                    roundtrip(TokioIo::new(s), req, on_chunk.take()).await
-                }
-                Endpoint::Unix(p) => {
-                    let s = tokio::net::UnixStream::connect(p)
-                        .await
-                        .map_err(|e| not_running(&self.endpoint, &e.to_string()))?;
-                    roundtrip(TokioIo::new(s), req, on_chunk.take()).await
-                }
-            }
-            .map_err(transport)?;
-            Ok(Response { status, body })
-        })
+        self.rt.block_on(send_async(
+            &self.endpoint,
+            self.key.as_deref(),
+            method,
+            path,
+            body,
+            headers,
+            on_chunk,
+        ))
     }
 
     /// Send and turn an error envelope into [`ClientError::Api`].
@@ -235,7 +202,73 @@ impl Client {
 }
 
 /// Where a streamed response's body goes.
-type OnChunk<'a> = &'a mut dyn FnMut(&[u8]);
+type OnChunk<'a> = &'a mut (dyn FnMut(&[u8]) + Send);
+
+/// One request on a connection of its own (the async core of [`Client`],
+/// for callers that already run in a tokio runtime); a successful
+/// response's body goes to `on_chunk` when one is given.
+pub async fn send_async(
+    endpoint: &Endpoint,
+    key: Option<&str>,
+    method: Method,
+    path: &str,
+    body: Body,
+    headers: &[(&str, &str)],
+    on_chunk: Option<OnChunk<'_>>,
+) -> Result<Response, ClientError> {
+    let transport = |reason: String| ClientError::Transport {
+        endpoint: endpoint.clone(),
+        reason,
+    };
+    let host = match endpoint {
+        Endpoint::Tcp(a) => a.clone(),
+        Endpoint::Unix(_) => "localhost".into(),
+    };
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, host);
+    if let Some(k) = key {
+        b = b.header(hyper::header::AUTHORIZATION, format!("Bearer {k}"));
+    }
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let bytes = match body {
+        Body::Empty => Bytes::new(),
+        Body::Json(v) => {
+            b = b.header(hyper::header::CONTENT_TYPE, "application/json");
+            Bytes::from(v.to_string())
+        }
+        Body::Raw(d) => {
+            b = b.header(hyper::header::CONTENT_TYPE, "application/octet-stream");
+            Bytes::from(d)
+        }
+    };
+    let req = b
+        .body(Full::new(bytes))
+        .map_err(|e| transport(e.to_string()))?;
+    let (status, body) = match endpoint {
+        Endpoint::Tcp(addr) => {
+            let s = tokio::time::timeout(
+                Duration::from_secs(5),
+                tokio::net::TcpStream::connect(addr.as_str()),
+            )
+            .await
+            .map_err(|_| not_running(endpoint, "connection timed out"))?
+            .map_err(|e| not_running(endpoint, &e.to_string()))?;
+            roundtrip(TokioIo::new(s), req, on_chunk).await
+        }
+        Endpoint::Unix(p) => {
+            let s = tokio::net::UnixStream::connect(p)
+                .await
+                .map_err(|e| not_running(endpoint, &e.to_string()))?;
+            roundtrip(TokioIo::new(s), req, on_chunk).await
+        }
+    }
+    .map_err(transport)?;
+    Ok(Response { status, body })
+}
 
 pub enum Body {
     Empty,
