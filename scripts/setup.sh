@@ -31,10 +31,10 @@ if [ "${#need[@]}" -gt 0 ]; then
   fi
 fi
 
-# schemathesis (PyPI) fuzzes the served OpenAPI spec in the server tests.
+# A Python venv for the test tools from PyPI: schemathesis fuzzes the served
+# OpenAPI spec; the official MCP SDK (`mcp`) is the client of the MCP tests.
 venv="${AIBOX_TEST_VENV:-/var/tmp/aibox-test-venv}"
-if [ ! -x "$venv/bin/schemathesis" ]; then
-  echo "setup: installing schemathesis into $venv"
+if [ ! -x "$venv/bin/python" ]; then
   if ! python3 -m venv "$venv" 2>/dev/null; then
     if [ "$(id -u)" = 0 ]; then
       DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv >/dev/null
@@ -44,5 +44,12 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
       exit 1
     fi
   fi
+fi
+if [ ! -x "$venv/bin/schemathesis" ]; then
+  echo "setup: installing schemathesis into $venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==4.32.5"
+fi
+if ! "$venv/bin/python" -c "import mcp" 2>/dev/null; then
+  echo "setup: installing the MCP SDK into $venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "mcp==1.27.0"
 fi

@@ -64,6 +64,10 @@ pub enum Command {
     Version,
     /// Serve the REST API (persistent sandboxes, keys, audit).
     Serve(ServeArgs),
+    /// An MCP server on stdin/stdout for agents (Claude, Cursor, VS Code...),
+    /// acting through the aibox server that AIBOX_URL/AIBOX_KEY name (else
+    /// the local one).
+    Mcp,
     /// An interactive shell in a sandbox (server).
     Shell {
         id: String,

@@ -50,6 +50,7 @@ pub fn dispatch(cmd: Command) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Serve(a) => serve::serve(a),
+        Command::Mcp => mcp(),
         Command::Shell { id, shell, target } if target.is_local() => {
             exec::exec(remote::shell_args(&id, &shell, target))
         }
@@ -74,6 +75,23 @@ pub fn dispatch(cmd: Command) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// `aibox mcp`: MCP over stdio, through the aibox server. stdout carries
+/// protocol frames only.
+fn mcp() -> anyhow::Result<u8> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let api = aibox_mcp::HttpApi::from_env().map_err(anyhow::Error::msg)?;
+        api.check().await.map_err(anyhow::Error::msg)?;
+        aibox_mcp::serve_stdio(std::sync::Arc::new(api))
+            .await
+            .map_err(anyhow::Error::msg)
+    })?;
+    Ok(0)
 }
 
 /// The limit fields of a create or restore body: only those given.

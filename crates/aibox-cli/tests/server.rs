@@ -2255,3 +2255,149 @@ fn builds_through_the_server_stream_and_get_the_builds_network() {
     assert_eq!(last["template"]["name"], "srv/toml:1");
     let _ = std::fs::remove_dir_all(&ctx);
 }
+
+/// The test venv's Python when it has the official MCP SDK.
+fn mcp_python() -> Option<PathBuf> {
+    let venv = std::env::var_os("AIBOX_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/aibox-test-venv"));
+    let py = venv.join("bin/python");
+    let ok = Command::new(&py)
+        .args(["-c", "import mcp"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some(py)
+}
+
+#[test]
+fn mcp_with_the_official_python_sdk_over_stdio_and_http() {
+    require_sandboxes!();
+    let Some(py) = mcp_python() else {
+        eprintln!("SKIP mcp_with_the_official_python_sdk_over_stdio_and_http: the Python MCP SDK is missing from the test venv (scripts/setup.sh installs it)");
+        return;
+    };
+    let s = Server::start(&data_dir("mcp"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp_client.py");
+    let url = format!("http://{}", s.addr);
+    for (mode, arg) in [
+        ("stdio", common::bin().display().to_string()),
+        ("http", format!("{url}/mcp")),
+    ] {
+        let o = Command::new(&py)
+            .arg(&script)
+            .args([mode, &arg])
+            .env("AIBOX_URL", &url)
+            .env("AIBOX_KEY", &s.key)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{mode}: {}\n{}", stdout(&o), stderr(&o));
+        assert!(stdout(&o).contains(&format!("OK {mode}")), "{}", stdout(&o));
+    }
+    // Without a valid key, /mcp answers 401 like the REST API.
+    let r = s
+        .client("not-a-key")
+        .send(
+            Method::POST,
+            "/mcp",
+            Body::Json(json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}})),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(r.status, 401);
+}
+
+#[test]
+fn mcp_stdio_writes_protocol_frames_only() {
+    require_sandboxes!();
+    let s = Server::start(&data_dir("mcp-frames"));
+    let mut child = Command::new(common::bin())
+        .arg("mcp")
+        .env("AIBOX_URL", format!("http://{}", s.addr))
+        .env("AIBOX_KEY", &s.key)
+        .env("AIBOX_LOG", "debug")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    use std::io::Write;
+    let send = |stdin: &mut std::process::ChildStdin, v: Value| {
+        writeln!(stdin, "{v}").unwrap();
+        stdin.flush().unwrap();
+    };
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}),
+    );
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    );
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+    );
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+        "name": "run_command", "arguments": {"command": "echo to-stdout; echo to-stderr >&2"}}}),
+    );
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {
+        "name": "run_code", "arguments": {"language": 7}}}),
+    );
+    let mut seen = std::collections::HashMap::new();
+    let mut lines = out.lines();
+    while seen.len() < 4 {
+        let line = lines.next().expect("stdout ended early").unwrap();
+        let v: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("not a protocol frame on stdout ({e}): {line:?}"));
+        assert_eq!(v["jsonrpc"], "2.0", "{line}");
+        if let Some(id) = v["id"].as_u64() {
+            seen.insert(id, v);
+        }
+    }
+    assert_eq!(seen[&1]["result"]["serverInfo"]["name"], "aibox");
+    assert!(seen[&2]["result"]["tools"].as_array().unwrap().len() >= 12);
+    let r = &seen[&3]["result"];
+    assert_eq!(r["structuredContent"]["stdout"], "to-stdout\n", "{r}");
+    assert_eq!(r["isError"], false);
+    // Wrong argument types: a tool error, not a protocol error.
+    let r = &seen[&4];
+    assert!(r["error"].is_null(), "{r}");
+    assert_eq!(r["result"]["isError"], true, "{r}");
+    let sid = seen[&3]["result"]["structuredContent"]["sandbox_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Closing stdin ends the session: its sandbox goes with it.
+    drop(stdin);
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let gone = s
+        .admin()
+        .call(Method::GET, &format!("/v1/sandboxes/{sid}"), Body::Empty)
+        .is_err();
+    assert!(
+        gone,
+        "the session's sandbox is destroyed when the session ends"
+    );
+
+    // No server: a clear error on stderr, nothing on stdout.
+    let o = Command::new(common::bin())
+        .arg("mcp")
+        .env("AIBOX_URL", "http://127.0.0.1:1")
+        .env("AIBOX_KEY", "x")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(o.stdout.is_empty(), "{}", stdout(&o));
+    assert!(stderr(&o).contains("no aibox server"), "{}", stderr(&o));
+}

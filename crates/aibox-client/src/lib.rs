@@ -141,7 +141,6 @@ pub fn endpoint_from_env() -> Result<(Endpoint, Option<String>), ClientError> {
 }
 
 impl Client {
-
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
     }

@@ -19,6 +19,7 @@ pub mod engine;
 pub mod error;
 pub mod keys;
 pub mod l4;
+pub mod mcp;
 pub mod metrics;
 pub mod openapi;
 pub mod ports;
@@ -638,6 +639,10 @@ async fn health(
             .sum();
         v["sandboxes"] = json!({"active": active.len(), "max": state.config().max_sandboxes});
         v["memory"] = json!({"budget": state.config().memory_budget, "reserved": used});
+        v["limits"] = json!({
+            "default_ttl_seconds": state.config().default_ttl.as_secs(),
+            "max_ttl_seconds": state.config().max_ttl.as_secs(),
+        });
     }
     Ok(Json(v))
 }
@@ -746,8 +751,32 @@ fn write_resolv_conf(engine: &dyn Engine, id: &str, ip: std::net::Ipv4Addr) -> R
         .map_err(|e| format!("writing /etc/resolv.conf: {e}"))
 }
 
-/// The API. Tests drive it with `tower::ServiceExt::oneshot`.
+/// The API, and the MCP server at `/mcp` (streamable HTTP) on top of it.
+/// Tests drive it with `tower::ServiceExt::oneshot`.
 pub fn app(state: AppState) -> Router {
+    let api = rest(state.clone());
+    let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1", "[::1]"]
+        .iter()
+        .map(|h| h.to_string())
+        .collect();
+    if let Some(addr) = state.config().listen {
+        hosts.push(addr.ip().to_string());
+        hosts.push(addr.to_string());
+    }
+    let service = aibox_mcp::http_service(Arc::new(mcp::InProcess::new(api.clone())), hosts);
+    api.route_service(
+        "/mcp",
+        tower::ServiceBuilder::new()
+            .layer(axum::middleware::from_fn_with_state(
+                state,
+                mcp::authenticate,
+            ))
+            .service(service),
+    )
+}
+
+/// The REST API alone.
+fn rest(state: AppState) -> Router {
     let max_body = usize::try_from(state.config().max_body).unwrap_or(usize::MAX);
     let uploads = Router::new()
         .route(

@@ -32,7 +32,7 @@ impl std::fmt::Display for ByteSize {
             (1 << 10, "k"),
         ];
         for (mult, unit) in UNITS {
-            if self.0 >= mult && self.0 % mult == 0 {
+            if self.0 >= mult && self.0.is_multiple_of(mult) {
                 return write!(f, "{}{unit}", self.0 / mult);
             }
         }

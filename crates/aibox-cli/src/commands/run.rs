@@ -59,7 +59,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
 }
 
 fn humantime(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
