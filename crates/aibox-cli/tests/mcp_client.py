@@ -96,6 +96,10 @@ async def main():
             # Widening without a way to ask the user: refused, with the reason.
             r, sc, t = await call(s, "create_sandbox", {"allow_network": ["pypi.org"]})
             check(r.isError and "cannot ask the user" in t, f"no elicitation: {t}")
+            r, sc, t = await call(s, "create_sandbox", {"mounts": ["/etc:/host-etc:ro"]})
+            check(r.isError and "mount host paths" in t and "approval" in t, f"mount: {t}")
+            r, sc, t = await call(s, "create_sandbox", {"mounts": ["relative:x"]})
+            check(r.isError and "mount" in t, f"bad mount: {t}")
             r, sc, t = await call(s, "create_sandbox", {"ttl_seconds": 100000})
             check(r.isError and "approval" in t, f"long TTL: {t}")
             r, sc, t = await call(s, "expose_port", {"port": 8123, "public": True})

@@ -126,6 +126,10 @@ pub struct CreateArgs {
     /// Environment variables for every command.
     #[serde(default)]
     pub env: std::collections::BTreeMap<String, String>,
+    /// Host directories to mount: `HOST:GUEST`, `HOST:GUEST:ro` or `HOST:GUEST:rw` (absolute
+    /// paths; only under what the server allows). Asks the user first.
+    #[serde(default)]
+    pub mounts: Vec<String>,
     /// Keep the sandbox when this MCP session ends (default: destroyed with the session).
     #[serde(default)]
     pub keep: bool,
@@ -353,6 +357,14 @@ impl AiboxMcp {
             if !a.allow_network.is_empty() {
                 wider.push(format!("allow network egress to {}", a.allow_network.join(", ")));
             }
+            let mut mounts = Vec::new();
+            for m in &a.mounts {
+                let spec: aibox_types::MountSpec = m.parse().map_err(|e| Fail(format!("mount {m:?}: {e}")))?;
+                mounts.push(spec);
+            }
+            if !mounts.is_empty() {
+                wider.push(format!("mount host paths {}", a.mounts.join(", ")));
+            }
             if let Some(t) = a.ttl_seconds {
                 let d = self.default_ttl(&auth).await;
                 if t > d {
@@ -374,6 +386,9 @@ impl AiboxMcp {
             }
             if !a.allow_network.is_empty() {
                 body["network"] = json!({"mode": "allowlist", "rules": a.allow_network});
+            }
+            if !mounts.is_empty() {
+                body["mounts"] = json!(mounts);
             }
             let v = self.api(&auth, "POST", "/v1/sandboxes", Body::Json(body)).await?;
             let id = v["id"].as_str().ok_or("the server returned no sandbox id")?.to_string();
