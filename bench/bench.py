@@ -427,6 +427,43 @@ def rss_kib(p):
             return int(line.split()[1])
     return 0
 
+# The MCP server: a run_command tool call over stdio (aibox mcp, raw
+# JSON-RPC frames) against the same exec through REST (keep-alive).
+mcp = subprocess.Popen([AIBOX, "mcp"], env=dict(env, AIBOX_URL=f"http://{addr}", AIBOX_KEY=key),
+                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+def rpc(i, method, params=None):
+    msg = {"jsonrpc": "2.0", "method": method}
+    if i is not None:
+        msg["id"] = i
+    if params is not None:
+        msg["params"] = params
+    mcp.stdin.write(json.dumps(msg) + "\n")
+    mcp.stdin.flush()
+    if i is None:
+        return None
+    while True:
+        r = json.loads(mcp.stdout.readline())
+        if r.get("id") == i:
+            return r
+rpc(1, "initialize", {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}})
+rpc(None, "notifications/initialized")
+first = rpc(2, "tools/call", {"name": "run_command", "arguments": {"command": "/bin/true"}})
+msid = first["result"]["structuredContent"]["sandbox_id"]
+mcp_t, rest_t = [], []
+for k in range(RUNS // 2):
+    s = time.perf_counter()
+    r = rpc(3 + k, "tools/call", {"name": "run_command", "arguments": {"command": "/bin/true", "sandbox_id": msid}})
+    mcp_t.append((time.perf_counter() - s) * 1000)
+    assert r["result"]["structuredContent"]["exit_code"] == 0, r
+    s = time.perf_counter()
+    call("POST", f"/v1/sandboxes/{msid}/exec", {"cmd": "/bin/true"})
+    rest_t.append((time.perf_counter() - s) * 1000)
+mcp.stdin.close()
+mcp.wait()
+rb = statistics.median(rest_t)
+row("run_command /bin/true (shell line), warm sandbox", "MCP tool call over stdio (aibox mcp)", mcp_t, rb)
+row("run_command /bin/true (shell line), warm sandbox", "REST POST /exec (keep-alive)", rest_t, rb)
+
 idle_n = 100 if QUICK else 1000
 rss0 = rss_kib(srv.pid)
 idle = [call("POST", "/v1/sandboxes", {"memory": "64m"})["id"] for _ in range(idle_n)]

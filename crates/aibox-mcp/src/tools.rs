@@ -939,7 +939,11 @@ fn parse_uri(uri: &str) -> Option<(String, String)> {
 }
 
 /// A prompt: name, description, arguments (name, description, required).
-type PromptSpec = (&'static str, &'static str, &'static [(&'static str, &'static str, bool)]);
+type PromptSpec = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str, bool)],
+);
 
 const PROMPTS: [PromptSpec; 3] = [
     (
