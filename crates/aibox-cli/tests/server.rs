@@ -2274,7 +2274,7 @@ fn mcp_python() -> Option<PathBuf> {
 fn mcp_with_the_official_python_sdk_over_stdio_and_http() {
     require_sandboxes!();
     let Some(py) = mcp_python() else {
-        eprintln!("SKIP mcp_with_the_official_python_sdk_over_stdio_and_http: the Python MCP SDK is missing from the test venv (scripts/setup.sh installs it)");
+        eprintln!("SKIP mcp_with_the_official_python_sdk_over_stdio_and_http: the test venv cannot import the Python MCP SDK (missing, or its Python is not readable by this user; scripts/setup.sh installs it)");
         return;
     };
     let s = Server::start(&data_dir("mcp"));
