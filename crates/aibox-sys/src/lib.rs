@@ -1232,40 +1232,59 @@ pub fn new_session() -> io::Result<()> {
     cvt(unsafe { libc::setsid() }).map(drop)
 }
 
-/// Drop this process's resident pages of its own executable's code
-/// (`r-xp` mappings of /proc/self/exe). Code is never written, so the pages
-/// come back from the page cache on the next touch. A long-lived idle
-/// process (the agent) then holds only the code it actually runs, instead of
-/// everything its setup phase touched. Writable or relocated mappings are
-/// never touched.
+/// Drop the resident pages of this binary's read-only mappings (code and
+/// constants) that hold nothing of ours: what the serving loop needs comes
+/// back on first use, the rest (setup code, tables) stops counting against
+/// an idle sandbox. A read-only mapping with private (copied-on-write)
+/// pages — relocations written at startup — is left alone, since
+/// discarding those pages would undo the writes.
 pub fn release_code_pages() -> io::Result<usize> {
     let exe = std::fs::read_link("/proc/self/exe")?;
-    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    let smaps = std::fs::read_to_string("/proc/self/smaps")?;
     let mut released = 0;
-    for line in maps.lines() {
-        let mut f = line.split_whitespace();
-        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
-            continue;
+    // (start, end, perms, path) of the mapping being read, and whether it
+    // has anonymous pages.
+    let mut current: Option<(usize, usize, bool)> = None;
+    let mut flush = |m: Option<(usize, usize, bool)>, anon: bool| -> io::Result<()> {
+        let Some((start, end, candidate)) = m else {
+            return Ok(());
         };
-        let path = f.nth(3).unwrap_or("");
-        if perms != "r-xp" || Path::new(path) != exe {
-            continue;
+        if !candidate || anon {
+            return Ok(());
         }
-        let Some((a, b)) = range.split_once('-') else {
-            continue;
-        };
-        let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
-        else {
-            continue;
-        };
-        // SAFETY: the range is a private, read-only, executable file mapping
-        // of our own binary; MADV_DONTNEED only drops its resident pages,
-        // which the kernel re-reads unchanged from the file on access.
+        // SAFETY: the range is a private, read-only file mapping of our own
+        // binary with no private pages; MADV_DONTNEED only drops resident
+        // pages, which the kernel re-reads unchanged from the file on access.
         cvt(unsafe {
             libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED)
         })?;
         released += end - start;
+        Ok(())
+    };
+    let mut anon = false;
+    for line in smaps.lines() {
+        let mut f = line.split_whitespace();
+        let Some(first) = f.next() else {
+            continue;
+        };
+        if let Some((a, b)) = first.split_once('-') {
+            if let (Ok(start), Ok(end)) =
+                (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+            {
+                flush(current.take(), anon)?;
+                anon = false;
+                let perms = f.next().unwrap_or("");
+                let path = f.nth(3).unwrap_or("");
+                let candidate = (perms == "r-xp" || perms == "r--p") && Path::new(path) == exe;
+                current = Some((start, end, candidate));
+                continue;
+            }
+        }
+        if first == "Anonymous:" {
+            anon = f.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(1) > 0;
+        }
     }
+    flush(current.take(), anon)?;
     Ok(released)
 }
 
