@@ -32,7 +32,8 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 
 # A Python venv for the test tools from PyPI: schemathesis fuzzes the served
-# OpenAPI spec; the official MCP SDK (`mcp`) is the client of the MCP tests.
+# OpenAPI spec; the official MCP SDK (`mcp`) is the client of the MCP tests;
+# the Python SDK's own suite runs in it too.
 venv="${AIBOX_TEST_VENV:-/var/tmp/aibox-test-venv}"
 if [ ! -x "$venv/bin/python" ]; then
   if ! python3 -m venv "$venv" 2>/dev/null; then
@@ -52,4 +53,11 @@ fi
 if ! "$venv/bin/python" -c "import mcp" 2>/dev/null; then
   echo "setup: installing the MCP SDK into $venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "mcp==1.27.0"
+fi
+# The Python SDK's dependencies and test tools (sdk/python), and what builds
+# its wheel and sdist.
+if ! "$venv/bin/python" -c "import httpx, websockets, pytest, pytest_asyncio, build, wheel" 2>/dev/null; then
+  echo "setup: installing the Python SDK's dependencies into $venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "httpx>=0.27" "websockets==15.0.1" \
+    "pytest>=8" "pytest-asyncio==1.2.0" "build==1.3.0" "setuptools==80.9.0" "wheel==0.45.1"
 fi

@@ -27,6 +27,16 @@ grep -E "^test result|SKIP|Running" "$log" | sed 's/^/   /'
 target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 "$target/x86_64-unknown-linux-gnu/debug/aibox" gc >/dev/null || true
 
+# The SDKs' own suites, against a live server each starts.
+venv="${AIBOX_TEST_VENV:-/var/tmp/aibox-test-venv}"
+echo "== Python SDK (pytest)"
+if ! AIBOX_BIN="$target/x86_64-unknown-linux-gnu/debug/aibox" "$venv/bin/python" -m pytest -q -p no:cacheprovider sdk/python/tests >"$log" 2>&1; then
+  cat "$log"
+  echo "== FAILED: Python SDK"
+  exit 1
+fi
+tail -n 1 "$log" | sed 's/^/   /'
+
 if [ "$(id -u)" != 0 ]; then
   echo "== rootless pass skipped: it needs root to create the test user (this run already was rootless)"
   exit 0

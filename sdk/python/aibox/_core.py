@@ -1,0 +1,294 @@
+"""What the sync and async clients share: finding the server, errors, results."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from urllib.parse import quote
+
+
+class AiboxError(Exception):
+    """An error from aibox. `code` is the API's stable error code."""
+
+    code: str = "internal"
+
+    def __init__(self, message: str, code: Optional[str] = None, status: Optional[int] = None,
+                 retry_after: Optional[float] = None):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.status = status
+        self.retry_after = retry_after
+
+
+class InvalidArgumentError(AiboxError):
+    code = "invalid_argument"
+
+
+class AuthenticationError(AiboxError):
+    code = "unauthenticated"
+
+
+class PermissionDeniedError(AiboxError):
+    code = "permission_denied"
+
+
+class NotFoundError(AiboxError):
+    code = "not_found"
+
+
+class TemplateNotFoundError(NotFoundError):
+    code = "template_not_found"
+
+
+class SandboxGoneError(NotFoundError):
+    code = "sandbox_gone"
+
+
+class ConflictError(AiboxError):
+    code = "conflict"
+
+
+class IsolationUnavailableError(AiboxError):
+    code = "isolation_unavailable"
+
+
+class RateLimitError(AiboxError):
+    code = "rate_limited"
+
+
+class CapacityError(AiboxError):
+    """The server (or this key's quota) is full; retry after `retry_after` seconds."""
+    code = "resource_exhausted"
+
+
+class PayloadTooLargeError(AiboxError):
+    code = "payload_too_large"
+
+
+class TimeoutError(AiboxError):  # noqa: A001 - the API's own name
+    code = "timeout"
+
+
+class UnavailableError(AiboxError):
+    code = "unavailable"
+
+
+class BuildFailedError(AiboxError):
+    code = "build_failed"
+
+
+class ServerError(AiboxError):
+    code = "internal"
+
+
+class ConnectionError(AiboxError):  # noqa: A001
+    """No aibox server answers where the client looked."""
+    code = "connection"
+
+
+class CommandExitError(AiboxError):
+    """A command exited non-zero (raised by `CommandResult.check()`)."""
+    code = "command_failed"
+
+    def __init__(self, result: "CommandResult"):
+        super().__init__(f"command exited with {result.exit_code}: {result.stderr[-500:]}")
+        self.result = result
+
+
+ERRORS = {c.code: c for c in [
+    InvalidArgumentError, AuthenticationError, PermissionDeniedError, NotFoundError,
+    TemplateNotFoundError, SandboxGoneError, ConflictError, IsolationUnavailableError,
+    RateLimitError, CapacityError, PayloadTooLargeError, TimeoutError, UnavailableError,
+    BuildFailedError, ServerError,
+]}
+ERRORS["protocol_error"] = ServerError
+ERRORS["version_mismatch"] = ServerError
+ERRORS["frame_too_large"] = PayloadTooLargeError
+
+
+def error_from(status: int, body: bytes, headers: Mapping[str, str]) -> AiboxError:
+    """The typed exception for an error reply."""
+    try:
+        err = json.loads(body)["error"]
+        code, message = err["code"], err["message"]
+    except (ValueError, KeyError, TypeError):
+        code, message = ("not_found" if status == 404 else "internal"), body.decode("utf-8", "replace")[:500] or f"HTTP {status}"
+    retry = headers.get("retry-after")
+    cls = ERRORS.get(code, AiboxError)
+    return cls(message, code=code, status=status, retry_after=float(retry) if retry else None)
+
+
+def data_dir() -> str:
+    """The aibox data directory, as the CLI finds it."""
+    env = os.environ.get("AIBOX_DATA_DIR")
+    if env:
+        return env
+    if os.geteuid() == 0:
+        return "/var/lib/aibox"
+    xdg = os.environ.get("XDG_DATA_HOME")
+    if xdg:
+        return os.path.join(xdg, "aibox")
+    home = os.environ.get("HOME")
+    if home:
+        return os.path.join(home, ".local/share/aibox")
+    return f"/tmp/aibox-{os.geteuid()}/data"
+
+
+@dataclass
+class Endpoint:
+    """Where the server is: `base_url` (http://host:port) or a Unix socket."""
+    base_url: str
+    uds: Optional[str]
+    key: Optional[str]
+
+    @property
+    def ws_base(self) -> str:
+        return "ws://localhost" if self.uds else "ws" + self.base_url[len("http"):]
+
+    def headers(self) -> Dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"} if self.key else {}
+
+
+def resolve(url: Optional[str] = None, key: Optional[str] = None) -> Endpoint:
+    """`url`/`key`, else `AIBOX_URL`/`AIBOX_KEY`, else the local server: the data
+    directory's socket when it answers, else http://127.0.0.1:7878 with the local
+    admin key."""
+    url = url or os.environ.get("AIBOX_URL") or None
+    key = key or os.environ.get("AIBOX_KEY") or None
+    data = data_dir()
+    if url is None:
+        sock = os.path.join(data, "aibox.sock")
+        if _answers(sock):
+            return Endpoint("http://localhost", sock, key)
+        url = "http://127.0.0.1:7878"
+    if url.startswith("unix:"):
+        return Endpoint("http://localhost", url[len("unix:"):], key)
+    if not url.startswith(("http://", "https://")):
+        raise InvalidArgumentError(f"invalid aibox URL {url!r}: expected http://HOST:PORT or unix:/path")
+    url = url.rstrip("/")
+    if key is None and url.split("://", 1)[1].startswith(("127.0.0.1:", "localhost:", "[::1]:")):
+        try:
+            key = open(os.path.join(data, "admin.key")).read().strip() or None
+        except OSError:
+            pass
+    return Endpoint(url, None, key)
+
+
+def _answers(path: str) -> bool:
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.settimeout(1)
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def q(s: str) -> str:
+    return quote(s, safe="/")
+
+
+@dataclass
+class CommandResult:
+    """A finished command."""
+    stdout: str
+    stderr: str
+    exit_code: Optional[int]
+    signal: Optional[int] = None
+    timed_out: bool = False
+    duration_ms: int = 0
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def check(self) -> "CommandResult":
+        """Raise `CommandExitError` unless the command exited 0."""
+        if not self.ok:
+            raise CommandExitError(self)
+        return self
+
+    @classmethod
+    def from_json(cls, v: Mapping[str, Any], stdout: str = "", stderr: str = "") -> "CommandResult":
+        return cls(
+            stdout=v.get("stdout", stdout), stderr=v.get("stderr", stderr),
+            exit_code=v.get("exit_code"), signal=v.get("signal"),
+            timed_out=bool(v.get("timed_out")), duration_ms=int(v.get("duration_ms") or 0),
+            stdout_truncated=bool(v.get("stdout_truncated")), stderr_truncated=bool(v.get("stderr_truncated")),
+        )
+
+
+@dataclass
+class EntryInfo:
+    """A file or directory in a sandbox."""
+    path: str
+    name: str
+    kind: str
+    size: int
+    mode: int
+    mtime: Optional[float] = None
+    target: Optional[str] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_json(cls, v: Mapping[str, Any]) -> "EntryInfo":
+        path = v.get("path", "")
+        return cls(path=path, name=v.get("name") or os.path.basename(path), kind=v.get("kind", ""),
+                   size=int(v.get("size") or 0), mode=int(v.get("mode") or 0), mtime=v.get("mtime"),
+                   target=v.get("target"), raw=dict(v))
+
+
+Network = Union[None, List[str], Mapping[str, Any]]
+
+
+def create_body(template: Optional[str], memory: Union[None, int, str], cpus: Optional[float],
+                disk: Union[None, int, str], env: Optional[Mapping[str, str]], workdir: Optional[str],
+                user: Optional[str], timeout: Optional[int], idle_timeout: Optional[int],
+                labels: Optional[Mapping[str, str]], network: Network, public: bool,
+                snapshot: Optional[str] = None) -> Dict[str, Any]:
+    body: Dict[str, Any] = {}
+    for k, v in [("template", template), ("memory", memory), ("cpus", cpus), ("disk", disk),
+                 ("workdir", workdir), ("user", user), ("ttl_seconds", timeout),
+                 ("idle_timeout_seconds", idle_timeout), ("snapshot", snapshot)]:
+        if v is not None:
+            body[k] = v
+    if env:
+        body["env"] = dict(env)
+    if labels:
+        body["labels"] = dict(labels)
+    if network is not None:
+        body["network"] = {"mode": "allowlist", "rules": list(network)} if isinstance(network, (list, tuple)) else dict(network)
+    if public:
+        body["public"] = True
+    return body
+
+
+def exec_body(cmd: Union[str, List[str]], env: Optional[Mapping[str, str]], cwd: Optional[str],
+              user: Optional[str], timeout: Optional[float]) -> Dict[str, Any]:
+    body: Dict[str, Any] = {"cmd": cmd}
+    if env:
+        body["env"] = dict(env)
+    if cwd:
+        body["cwd"] = cwd
+    if user:
+        body["user"] = user
+    if timeout is not None:
+        body["timeout_ms"] = max(1, int(timeout * 1000))
+    return body
+
+
+def split_ws_message(msg: Union[str, bytes]) -> Tuple[str, Any]:
+    """A WebSocket message of an exec stream: ("stdout"|"stderr", bytes) or ("event", dict)."""
+    if isinstance(msg, (bytes, bytearray)):
+        if not msg:
+            return "stdout", b""
+        return ("stderr" if msg[0] == 2 else "stdout"), bytes(msg[1:])
+    return "event", json.loads(msg)
