@@ -464,6 +464,17 @@ rb = statistics.median(rest_t)
 row("run_command /bin/true (shell line), warm sandbox", "MCP tool call over stdio (aibox mcp)", mcp_t, rb)
 row("run_command /bin/true (shell line), warm sandbox", "REST POST /exec (keep-alive)", rest_t, rb)
 
+# The Python SDK over raw HTTP (httpx, keep-alive) for the same small exec.
+venv_py = os.path.join(os.environ.get("AIBOX_TEST_VENV", "/var/tmp/aibox-test-venv"), "bin", "python")
+here = os.path.dirname(os.path.abspath(__file__))
+o = subprocess.run([venv_py, os.path.join(here, "sdk_overhead.py"), f"http://{addr}", key, str(RUNS // 2)],
+                   env=dict(env, PYTHONPATH=os.path.join(here, "..", "sdk", "python")),
+                   capture_output=True, text=True, check=True)
+ov = json.loads(o.stdout)
+rb = statistics.median(ov["raw"])
+row("exec /bin/true from Python, warm sandbox", "aibox SDK sb.commands.run", ov["sdk"], rb)
+row("exec /bin/true from Python, warm sandbox", "raw httpx POST /exec (keep-alive)", ov["raw"], rb)
+
 idle_n = 100 if QUICK else 1000
 rss0 = rss_kib(srv.pid)
 idle = [call("POST", "/v1/sandboxes", {"memory": "64m"})["id"] for _ in range(idle_n)]

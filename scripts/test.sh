@@ -36,6 +36,18 @@ if ! AIBOX_BIN="$target/x86_64-unknown-linux-gnu/debug/aibox" "$venv/bin/python"
   exit 1
 fi
 tail -n 1 "$log" | sed 's/^/   /'
+echo "== TypeScript SDK (node --test)"
+if command -v node >/dev/null && [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ] && command -v npm >/dev/null; then
+  if ! (cd sdk/typescript && npm ci --no-audit --no-fund >/dev/null 2>&1 \
+        && AIBOX_BIN="$target/x86_64-unknown-linux-gnu/debug/aibox" npm test) >"$log" 2>&1; then
+    cat "$log"
+    echo "== FAILED: TypeScript SDK"
+    exit 1
+  fi
+  grep -E "^# (tests|pass|fail)" "$log" | tr '\n' ' ' | sed 's/^/   /'; echo
+else
+  echo "   SKIP TypeScript SDK: needs Node.js 20+ and npm"
+fi
 
 if [ "$(id -u)" != 0 ]; then
   echo "== rootless pass skipped: it needs root to create the test user (this run already was rootless)"

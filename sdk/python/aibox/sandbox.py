@@ -120,6 +120,11 @@ class CommandHandle:
     def info(self) -> Dict[str, Any]:
         return self.sandbox._http.json("GET", self._path())
 
+    def wait_exit(self, timeout: Optional[float] = None) -> CommandResult:
+        """Wait for the exit status only (no output); `timeout` seconds at most."""
+        params = {"timeout_ms": str(int(timeout * 1000))} if timeout is not None else None
+        return CommandResult.from_json(self.sandbox._http.json("POST", self._path() + "/wait", params=params))
+
 
 class Commands:
     def __init__(self, sandbox: "Sandbox"):
@@ -252,6 +257,22 @@ class Snapshot:
     def delete(self) -> None:
         self._http.request("DELETE", f"/v1/snapshots/{self.id}")
 
+    def to_template(self, name: str) -> Dict[str, Any]:
+        """Make this snapshot a template named `name` (admin key)."""
+        return self._http.json("POST", f"/v1/snapshots/{self.id}/template", json_body={"name": name})
+
+    @staticmethod
+    def list(*, sandbox_id: Optional[str] = None, name: Optional[str] = None,
+             url: Optional[str] = None, key: Optional[str] = None) -> List["Snapshot"]:
+        http = _Http(resolve(url, key))
+        params = {k: v for k, v in [("sandbox", sandbox_id), ("name", name)] if v}
+        return [Snapshot(s, http) for s in http.json("GET", "/v1/snapshots", params=params)["snapshots"]]
+
+    @staticmethod
+    def get(snapshot_id: str, *, url: Optional[str] = None, key: Optional[str] = None) -> "Snapshot":
+        http = _Http(resolve(url, key))
+        return Snapshot(http.json("GET", f"/v1/snapshots/{snapshot_id}"), http)
+
 
 class Sandbox:
     """An aibox sandbox. `Sandbox.create()` starts one; as a context manager it
@@ -342,6 +363,21 @@ class Sandbox:
         snap = self.snapshot()
         return snap.fork(count)
 
+    def set_network(self, mode: str, rules: Optional[List[str]] = None) -> None:
+        """Change the egress policy (`none`, `allowlist`, `full`) for new connections."""
+        self.info = self._http.json("PATCH", f"/v1/sandboxes/{self.id}/network",
+                                    json_body={"mode": mode, "rules": list(rules or [])})
+
+    def ports(self) -> Dict[str, Any]:
+        """What listens inside, with URLs and the access token."""
+        return self._http.json("GET", f"/v1/sandboxes/{self.id}/ports")
+
+    def set_ports(self, *, public: Optional[bool] = None, rotate_token: bool = False) -> Dict[str, Any]:
+        body: Dict[str, Any] = {"rotate_token": rotate_token}
+        if public is not None:
+            body["public"] = public
+        return self._http.json("PATCH", f"/v1/sandboxes/{self.id}/ports", json_body=body)
+
     def get_url(self, port: int) -> str:
         """The URL of `port` inside the sandbox (with its access token unless public)."""
         v = self._http.json("GET", f"/v1/sandboxes/{self.id}/ports")
@@ -398,6 +434,51 @@ class Templates:
 
     def delete(self, name: str) -> None:
         self._http.request("DELETE", f"/v1/templates/{q(name)}")
+
+    def prune(self, build_cache: bool = False) -> Dict[str, Any]:
+        return self._http.json("POST", "/v1/templates/prune",
+                               params={"build_cache": "true"} if build_cache else None)
+
+    def import_archive(self, path: str, name: Optional[str] = None) -> Dict[str, Any]:
+        """Import a `docker save`/`podman save` archive or an OCI layout tar."""
+        with open(path, "rb") as f:
+            data = f.read()
+        return self._http.json("POST", "/v1/templates/import", content=data, params={"name": name} if name else None)
+
+    def build(self, context: str, name: str, *, file: Optional[str] = None, no_cache: bool = False,
+              allow: Optional[List[str]] = None,
+              on_event: Optional[Callable[[Dict[str, Any]], None]] = None) -> Dict[str, Any]:
+        """Build a template from a directory holding an aibox.toml or a Dockerfile;
+        `on_event` gets each step, output and layer event as it comes."""
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as t:
+            for entry in sorted(os.listdir(context)):
+                t.add(os.path.join(context, entry), arcname=entry)
+        params: Dict[str, str] = {"name": name}
+        if file:
+            params["file"] = file
+        if no_cache:
+            params["no_cache"] = "true"
+        if allow:
+            params["allow"] = ",".join(allow)
+        done: Optional[Dict[str, Any]] = None
+        with self._http.client.stream("POST", "/v1/templates/build", content=buf.getvalue(), params=params) as r:
+            if r.status_code >= 300:
+                r.read()
+                raise error_from(r.status_code, r.content, r.headers)
+            for line in r.iter_lines():
+                if not line.strip():
+                    continue
+                ev = json.loads(line)
+                if ev.get("type") == "done":
+                    done = ev["template"]
+                elif ev.get("type") == "error":
+                    raise error_from(422, json.dumps({"error": {"code": ev.get("code"), "message": ev.get("message")}}).encode(), {})
+                elif on_event:
+                    on_event(ev)
+        if done is None:
+            raise ConnectionError("the build ended without a result")
+        return done
 
     def close(self) -> None:
         self._http.close()

@@ -169,3 +169,38 @@ def test_package_builds(tmp_path):
     import zipfile
     whl = next(n for n in names if n.endswith(".whl"))
     assert "aibox/py.typed" in zipfile.ZipFile(out / whl).namelist()
+
+
+def test_more_of_the_surface(server, tmp_path):
+    with Sandbox.create() as sb:
+        h = sb.commands.run("sleep 0.2; exit 4", background=True)
+        assert h.wait_exit(timeout=10).exit_code == 4
+        assert h.info()["id"] == h.pid
+        assert sb.ports()["ports"] == []
+        tok = sb.ports()["token"]
+        assert sb.set_ports(rotate_token=True)["token"] != tok
+        assert sb.set_ports(public=True)["public"] is True
+        with pytest.raises(aibox.ConflictError):
+            sb.set_network("allowlist", ["example.com"])
+        snap = sb.snapshot(name="listed")
+        assert any(s.id == snap.id for s in aibox.Snapshot.list(sandbox_id=sb.id))
+        assert aibox.Snapshot.get(snap.id).info["name"] == "listed"
+        t = snap.to_template(f"sdk/from-snapshot:{snap.id}")
+        assert t["name"].startswith("sdk/from-snapshot")
+        tm = aibox.Templates()
+        tm.delete(t["name"])
+        snap.delete()
+        (tmp_path / "ctx").mkdir()
+        (tmp_path / "ctx" / "Dockerfile").write_text("FROM host\nRUN echo built > /opt/sdk-built\n")
+        events = []
+        built = tm.build(str(tmp_path / "ctx"), "sdk/built:1", no_cache=True, on_event=events.append)
+        assert built["name"] == "sdk/built:1" and any(e["type"] == "step" for e in events)
+        with Sandbox.create("sdk/built:1") as b:
+            assert b.files.read("/opt/sdk-built") == "built\n"
+        (tmp_path / "ctx" / "Dockerfile").write_text("FROM host\nRUN exit 5\n")
+        with pytest.raises(aibox.BuildFailedError) as e:
+            tm.build(str(tmp_path / "ctx"), "sdk/bad:1")
+        assert "exit code 5" in e.value.message
+        tm.delete("sdk/built:1")
+        assert "layers" in tm.prune()
+        tm.close()

@@ -1,0 +1,598 @@
+/**
+ * aibox: self-hosted sandboxes for AI agents.
+ *
+ *     import { Sandbox } from "@aibox/sdk";
+ *     await using sb = await Sandbox.create();
+ *     console.log((await sb.commands.run("echo hi")).stdout);
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import WebSocket from "ws";
+
+/** An error from aibox; `code` is the API's stable error code. */
+export class AiboxError extends Error {
+  code: string;
+  status?: number;
+  retryAfter?: number;
+  constructor(message: string, code = "internal", status?: number, retryAfter?: number) {
+    super(message);
+    this.name = new.target.name;
+    this.code = code;
+    this.status = status;
+    this.retryAfter = retryAfter;
+  }
+}
+export class InvalidArgumentError extends AiboxError {}
+export class AuthenticationError extends AiboxError {}
+export class PermissionDeniedError extends AiboxError {}
+export class NotFoundError extends AiboxError {}
+export class TemplateNotFoundError extends NotFoundError {}
+export class SandboxGoneError extends NotFoundError {}
+export class ConflictError extends AiboxError {}
+export class IsolationUnavailableError extends AiboxError {}
+export class RateLimitError extends AiboxError {}
+/** The server (or the key's quota) is full; retry after `retryAfter` seconds. */
+export class CapacityError extends AiboxError {}
+export class PayloadTooLargeError extends AiboxError {}
+export class TimeoutError extends AiboxError {}
+export class UnavailableError extends AiboxError {}
+export class BuildFailedError extends AiboxError {}
+export class ServerError extends AiboxError {}
+/** No aibox server answers where the client looked. */
+export class ConnectionError extends AiboxError {}
+/** A command exited non-zero (from `CommandResult.check()`). */
+export class CommandExitError extends AiboxError {
+  result: CommandResult;
+  constructor(result: CommandResult) {
+    super(`command exited with ${result.exitCode}: ${result.stderr.slice(-500)}`, "command_failed");
+    this.result = result;
+  }
+}
+
+const ERRORS: Record<string, new (m: string, c?: string, s?: number, r?: number) => AiboxError> = {
+  invalid_argument: InvalidArgumentError,
+  unauthenticated: AuthenticationError,
+  permission_denied: PermissionDeniedError,
+  not_found: NotFoundError,
+  template_not_found: TemplateNotFoundError,
+  sandbox_gone: SandboxGoneError,
+  conflict: ConflictError,
+  isolation_unavailable: IsolationUnavailableError,
+  rate_limited: RateLimitError,
+  resource_exhausted: CapacityError,
+  payload_too_large: PayloadTooLargeError,
+  frame_too_large: PayloadTooLargeError,
+  timeout: TimeoutError,
+  unavailable: UnavailableError,
+  build_failed: BuildFailedError,
+  internal: ServerError,
+  protocol_error: ServerError,
+  version_mismatch: ServerError,
+};
+
+function errorFrom(status: number, text: string, retryAfter?: string | null): AiboxError {
+  let code = status === 404 ? "not_found" : "internal";
+  let message = text || `HTTP ${status}`;
+  try {
+    const e = JSON.parse(text).error;
+    if (e?.code) {
+      code = e.code;
+      message = e.message;
+    }
+  } catch {
+    /* not an error envelope */
+  }
+  const Cls = ERRORS[code] ?? AiboxError;
+  return new Cls(message, code, status, retryAfter ? Number(retryAfter) : undefined);
+}
+
+export interface ConnectionOptions {
+  /** http://HOST:PORT (default: AIBOX_URL, else http://127.0.0.1:7878). */
+  url?: string;
+  /** The API key (default: AIBOX_KEY, else the local admin key for a local server). */
+  key?: string;
+}
+
+function dataDir(): string {
+  const env = process.env;
+  if (env.AIBOX_DATA_DIR) return env.AIBOX_DATA_DIR;
+  if (process.getuid?.() === 0) return "/var/lib/aibox";
+  if (env.XDG_DATA_HOME) return join(env.XDG_DATA_HOME, "aibox");
+  if (env.HOME) return join(env.HOME, ".local/share/aibox");
+  return `/tmp/aibox-${process.getuid?.()}/data`;
+}
+
+class Http {
+  readonly base: string;
+  readonly key?: string;
+  constructor(opts: ConnectionOptions = {}) {
+    let url = opts.url ?? process.env.AIBOX_URL ?? "http://127.0.0.1:7878";
+    if (!/^https?:\/\//.test(url)) {
+      throw new InvalidArgumentError(`invalid aibox URL ${JSON.stringify(url)}: expected http://HOST:PORT`, "invalid_argument");
+    }
+    url = url.replace(/\/+$/, "");
+    let key = opts.key ?? process.env.AIBOX_KEY;
+    if (!key && /^https?:\/\/(127\.0\.0\.1|localhost|\[::1\]):/.test(url)) {
+      try {
+        key = readFileSync(join(dataDir(), "admin.key"), "utf8").trim() || undefined;
+      } catch {
+        /* no local key */
+      }
+    }
+    this.base = url;
+    this.key = key;
+  }
+
+  headers(extra: Record<string, string> = {}): Record<string, string> {
+    return this.key ? { authorization: `Bearer ${this.key}`, ...extra } : extra;
+  }
+
+  async request(method: string, path: string, opts: { json?: unknown; body?: Uint8Array | string; query?: Record<string, string | undefined> } = {}): Promise<Response> {
+    const q = Object.entries(opts.query ?? {}).filter(([, v]) => v !== undefined) as [string, string][];
+    const url = this.base + path + (q.length ? "?" + new URLSearchParams(q).toString() : "");
+    const headers: Record<string, string> = {};
+    let body: BodyInit | undefined;
+    if (opts.json !== undefined) {
+      headers["content-type"] = "application/json";
+      body = JSON.stringify(opts.json);
+    } else if (opts.body !== undefined) {
+      headers["content-type"] = "application/octet-stream";
+      body = opts.body as BodyInit;
+    }
+    let r: Response;
+    try {
+      r = await fetch(url, { method, headers: this.headers(headers), body });
+    } catch (e) {
+      throw new ConnectionError(`no aibox server is reachable at ${this.base} (${(e as Error).cause ?? e}); start one with \`aibox serve\`, or set AIBOX_URL`, "connection");
+    }
+    if (r.status >= 300) throw errorFrom(r.status, await r.text(), r.headers.get("retry-after"));
+    return r;
+  }
+
+  async json<T = any>(method: string, path: string, opts: Parameters<Http["request"]>[2] = {}): Promise<T> {
+    const r = await this.request(method, path, opts);
+    const text = await r.text();
+    return (text ? JSON.parse(text) : null) as T;
+  }
+
+  websocket(path: string): WebSocket {
+    return new WebSocket(this.base.replace(/^http/, "ws") + path, { headers: this.headers(), maxPayload: 0 });
+  }
+}
+
+/** A finished command. */
+export class CommandResult {
+  constructor(
+    readonly stdout: string,
+    readonly stderr: string,
+    readonly exitCode: number | null,
+    readonly signal: number | null = null,
+    readonly timedOut = false,
+    readonly durationMs = 0,
+    readonly stdoutTruncated = false,
+    readonly stderrTruncated = false,
+  ) {}
+  get ok(): boolean {
+    return this.exitCode === 0;
+  }
+  /** Throw `CommandExitError` unless the command exited 0. */
+  check(): this {
+    if (!this.ok) throw new CommandExitError(this);
+    return this;
+  }
+  static from(v: any, stdout = "", stderr = ""): CommandResult {
+    return new CommandResult(v.stdout ?? stdout, v.stderr ?? stderr, v.exit_code ?? null, v.signal ?? null,
+      !!v.timed_out, v.duration_ms ?? 0, !!v.stdout_truncated, !!v.stderr_truncated);
+  }
+}
+
+export interface EntryInfo {
+  path: string;
+  name: string;
+  kind: string;
+  size: number;
+  mode: number;
+  mtime?: number;
+  target?: string;
+}
+
+function entry(v: any): EntryInfo {
+  return { ...v, name: v.name ?? String(v.path).split("/").pop() };
+}
+
+export interface RunOptions {
+  env?: Record<string, string>;
+  cwd?: string;
+  user?: string;
+  /** Seconds before the command is killed. */
+  timeout?: number;
+  stdin?: string | Uint8Array;
+  onStdout?: (data: string) => void;
+  onStderr?: (data: string) => void;
+  background?: boolean;
+}
+
+function execBody(cmd: string | string[], o: RunOptions): Record<string, unknown> {
+  const b: Record<string, unknown> = { cmd };
+  if (o.env) b.env = o.env;
+  if (o.cwd) b.cwd = o.cwd;
+  if (o.user) b.user = o.user;
+  if (o.timeout !== undefined) b.timeout_ms = Math.max(1, Math.round(o.timeout * 1000));
+  return b;
+}
+
+/** Run an exec (or attach) WebSocket to its exit, collecting the output. */
+function stream(ws: WebSocket, start: unknown, o: Pick<RunOptions, "onStdout" | "onStderr">, stdin?: Uint8Array): Promise<CommandResult> {
+  return new Promise((resolve, reject) => {
+    const out: string[] = [];
+    const err: string[] = [];
+    const dec = { out: new TextDecoder(), err: new TextDecoder() };
+    let settled = false;
+    ws.on("open", () => {
+      if (start !== undefined) {
+        ws.send(JSON.stringify(start));
+        if (stdin?.length) ws.send(stdin);
+        ws.send(JSON.stringify({ type: "stdin_close" }));
+      }
+    });
+    ws.on("message", (data: Buffer, isBinary: boolean) => {
+      if (isBinary) {
+        if (!data.length) return;
+        const stderr = data[0] === 2;
+        const text = (stderr ? dec.err : dec.out).decode(data.subarray(1), { stream: true });
+        (stderr ? err : out).push(text);
+        if (text) (stderr ? o.onStderr : o.onStdout)?.(text);
+        return;
+      }
+      const ev = JSON.parse(data.toString());
+      if (ev.type === "exit") {
+        settled = true;
+        resolve(CommandResult.from(ev, out.join(""), err.join("")));
+        ws.close();
+      } else if (ev.type === "error") {
+        settled = true;
+        reject(errorFrom(500, JSON.stringify({ error: ev })));
+        ws.close();
+      }
+    });
+    ws.on("unexpected-response", (_req: unknown, res: any) => {
+      let text = "";
+      res.on("data", (c: Buffer) => (text += c));
+      res.on("end", () => {
+        settled = true;
+        reject(errorFrom(res.statusCode, text));
+      });
+    });
+    ws.on("error", (e: Error) => {
+      if (!settled) reject(new ConnectionError(`the command's stream failed: ${e.message}`, "connection"));
+      settled = true;
+    });
+    ws.on("close", () => {
+      if (!settled) reject(new ConnectionError("the command's stream ended without its exit status", "connection"));
+    });
+  });
+}
+
+const bytes = (d: string | Uint8Array): Uint8Array => (typeof d === "string" ? new TextEncoder().encode(d) : d);
+
+/** A command running in the background. */
+export class CommandHandle {
+  constructor(readonly sandbox: Sandbox, readonly pid: number) {}
+  private path(): string {
+    return `/v1/sandboxes/${this.sandbox.id}/processes/${this.pid}`;
+  }
+  /** Wait for the exit; the whole output (buffered from the start) comes too. */
+  wait(o: Pick<RunOptions, "onStdout" | "onStderr"> = {}): Promise<CommandResult> {
+    return stream(this.sandbox.http.websocket(this.path() + "/attach"), undefined, o);
+  }
+  /** Wait for the exit status only; `timeout` seconds at most. */
+  async waitExit(timeout?: number): Promise<CommandResult> {
+    return CommandResult.from(await this.sandbox.http.json("POST", this.path() + "/wait", {
+      query: { timeout_ms: timeout === undefined ? undefined : String(Math.round(timeout * 1000)) },
+    }));
+  }
+  async kill(signal = 15): Promise<void> {
+    await this.sandbox.http.request("POST", this.path() + "/kill", { json: { signal } });
+  }
+  async sendStdin(data: string | Uint8Array, close = false): Promise<void> {
+    await this.sandbox.http.request("POST", this.path() + "/stdin", { body: bytes(data), query: { close: close ? "true" : undefined } });
+  }
+  info(): Promise<any> {
+    return this.sandbox.http.json("GET", this.path());
+  }
+}
+
+export class Commands {
+  constructor(private readonly sb: Sandbox) {}
+
+  /** Run `cmd` (a shell line or an argv array) and wait; with `onStdout`/`onStderr`
+   * the output streams as it comes; `background: true` returns a handle at once. */
+  run(cmd: string | string[], o: RunOptions & { background: true }): Promise<CommandHandle>;
+  run(cmd: string | string[], o?: RunOptions): Promise<CommandResult>;
+  async run(cmd: string | string[], o: RunOptions = {}): Promise<CommandResult | CommandHandle> {
+    const body = execBody(cmd, o);
+    const base = `/v1/sandboxes/${this.sb.id}`;
+    if (o.background) {
+      if (o.stdin !== undefined) body.stdin = true;
+      const v = await this.sb.http.json("POST", base + "/processes", { json: body });
+      const h = new CommandHandle(this.sb, Number(v.id));
+      if (o.stdin !== undefined) await h.sendStdin(o.stdin, true);
+      return h;
+    }
+    if (o.onStdout || o.onStderr) {
+      return stream(this.sb.http.websocket(base + "/exec/ws"), body, o, o.stdin === undefined ? undefined : bytes(o.stdin));
+    }
+    if (o.stdin !== undefined) body.stdin = typeof o.stdin === "string" ? o.stdin : new TextDecoder().decode(o.stdin);
+    return CommandResult.from(await this.sb.http.json("POST", base + "/exec", { json: body }));
+  }
+
+  async list(): Promise<any[]> {
+    const v = await this.sb.http.json("GET", `/v1/sandboxes/${this.sb.id}/processes`);
+    return v.processes ?? v;
+  }
+
+  connect(pid: number): CommandHandle {
+    return new CommandHandle(this.sb, pid);
+  }
+}
+
+export class Files {
+  constructor(private readonly sb: Sandbox) {}
+  private base(): string {
+    return `/v1/sandboxes/${this.sb.id}/files`;
+  }
+  read(path: string): Promise<string>;
+  read(path: string, opts: { format: "bytes" }): Promise<Uint8Array>;
+  read(path: string, opts: { format: "text" }): Promise<string>;
+  async read(path: string, opts: { format?: "text" | "bytes" } = {}): Promise<string | Uint8Array> {
+    const format = opts.format ?? "text";
+    if (format !== "text" && format !== "bytes") throw new InvalidArgumentError(`format ${format}: expected "text" or "bytes"`, "invalid_argument");
+    const r = await this.sb.http.request("GET", this.base(), { query: { path } });
+    const b = new Uint8Array(await r.arrayBuffer());
+    return format === "bytes" ? b : new TextDecoder().decode(b);
+  }
+  /** Write the whole file atomically (parents are created). */
+  async write(path: string, data: string | Uint8Array, opts: { mode?: number } = {}): Promise<void> {
+    const parent = path.replace(/\/[^/]*$/, "");
+    if (parent && parent !== "/") await this.makeDir(parent);
+    await this.sb.http.request("PUT", this.base(), { body: bytes(data), query: { path, mode: opts.mode === undefined ? undefined : opts.mode.toString(8) } });
+  }
+  async list(path = "/workspace", opts: { recursive?: boolean } = {}): Promise<EntryInfo[]> {
+    const v = await this.sb.http.json("GET", this.base() + "/list", { query: { path, recursive: String(!!opts.recursive) } });
+    return (v.entries ?? []).map(entry);
+  }
+  async stat(path: string): Promise<EntryInfo> {
+    return entry(await this.sb.http.json("GET", this.base() + "/stat", { query: { path } }));
+  }
+  async exists(path: string): Promise<boolean> {
+    try {
+      await this.stat(path);
+      return true;
+    } catch (e) {
+      if (e instanceof NotFoundError) return false;
+      throw e;
+    }
+  }
+  async remove(path: string, opts: { recursive?: boolean } = {}): Promise<void> {
+    await this.sb.http.request("DELETE", this.base(), { query: { path, recursive: opts.recursive ? "true" : undefined } });
+  }
+  async rename(from: string, to: string): Promise<void> {
+    await this.sb.http.request("POST", this.base() + "/rename", { json: { from, to } });
+  }
+  async makeDir(path: string): Promise<void> {
+    await this.sb.http.request("POST", this.base() + "/mkdir", { json: { path } });
+  }
+  /** Unpack a tar archive into `path` (created). */
+  async uploadTar(path: string, tar: Uint8Array): Promise<void> {
+    await this.makeDir(path);
+    await this.sb.http.request("PUT", `/v1/sandboxes/${this.sb.id}/tar`, { body: tar, query: { path } });
+  }
+  /** `path` as a tar archive. */
+  async downloadTar(path: string): Promise<Uint8Array> {
+    const r = await this.sb.http.request("GET", `/v1/sandboxes/${this.sb.id}/tar`, { query: { path } });
+    return new Uint8Array(await r.arrayBuffer());
+  }
+}
+
+export interface CreateOptions extends ConnectionOptions {
+  template?: string;
+  memory?: number | string;
+  cpus?: number;
+  disk?: number | string;
+  env?: Record<string, string>;
+  workdir?: string;
+  user?: string;
+  /** Lifetime in seconds (TTL). */
+  timeout?: number;
+  idleTimeout?: number;
+  labels?: Record<string, string>;
+  /** Egress rules to allow, or `{ mode, rules }`. */
+  network?: string[] | { mode: string; rules?: string[] };
+  public?: boolean;
+}
+
+export class Snapshot {
+  readonly id: string;
+  constructor(readonly info: any, private readonly http: Http) {
+    this.id = info.id;
+  }
+  async restore(create: Record<string, unknown> = {}): Promise<Sandbox> {
+    return new Sandbox(await this.http.json("POST", `/v1/snapshots/${this.id}/restore`, { json: create }), this.http);
+  }
+  async fork(count: number, create: Record<string, unknown> = {}): Promise<Sandbox[]> {
+    const v = await this.http.json("POST", `/v1/snapshots/${this.id}/fork`, { json: { count, ...create } });
+    return v.sandboxes.map((s: any) => new Sandbox(s, this.http));
+  }
+  async delete(): Promise<void> {
+    await this.http.request("DELETE", `/v1/snapshots/${this.id}`);
+  }
+  /** Make this snapshot a template (admin key). */
+  toTemplate(name: string): Promise<any> {
+    return this.http.json("POST", `/v1/snapshots/${this.id}/template`, { json: { name } });
+  }
+  static async list(opts: ConnectionOptions & { sandboxId?: string; name?: string } = {}): Promise<Snapshot[]> {
+    const http = new Http(opts);
+    const v = await http.json("GET", "/v1/snapshots", { query: { sandbox: opts.sandboxId, name: opts.name } });
+    return v.snapshots.map((s: any) => new Snapshot(s, http));
+  }
+  static async get(id: string, opts: ConnectionOptions = {}): Promise<Snapshot> {
+    const http = new Http(opts);
+    return new Snapshot(await http.json("GET", `/v1/snapshots/${id}`), http);
+  }
+}
+
+/** An aibox sandbox. `await using sb = await Sandbox.create()` destroys it at scope exit. */
+export class Sandbox {
+  readonly id: string;
+  info: any;
+  readonly commands: Commands;
+  readonly files: Files;
+  /** @internal */
+  readonly http: Http;
+
+  constructor(info: any, http: Http) {
+    this.info = info;
+    this.id = info.id;
+    this.http = http;
+    this.commands = new Commands(this);
+    this.files = new Files(this);
+  }
+
+  static async create(o: CreateOptions = {}): Promise<Sandbox> {
+    const http = new Http(o);
+    const body: Record<string, unknown> = {};
+    const set = (k: string, v: unknown) => v !== undefined && (body[k] = v);
+    set("template", o.template);
+    set("memory", o.memory);
+    set("cpus", o.cpus);
+    set("disk", o.disk);
+    set("env", o.env);
+    set("workdir", o.workdir);
+    set("user", o.user);
+    set("ttl_seconds", o.timeout);
+    set("idle_timeout_seconds", o.idleTimeout);
+    set("labels", o.labels);
+    if (o.network) body.network = Array.isArray(o.network) ? { mode: "allowlist", rules: o.network } : o.network;
+    if (o.public) body.public = true;
+    return new Sandbox(await http.json("POST", "/v1/sandboxes", { json: body }), http);
+  }
+
+  static async connect(id: string, o: ConnectionOptions = {}): Promise<Sandbox> {
+    const http = new Http(o);
+    return new Sandbox(await http.json("GET", `/v1/sandboxes/${id}`), http);
+  }
+
+  static async list(o: ConnectionOptions & { labels?: Record<string, string> } = {}): Promise<any[]> {
+    const http = new Http(o);
+    const out: any[] = [];
+    const label = o.labels ? Object.entries(o.labels).map(([k, v]) => `${k}=${v}`)[0] : undefined;
+    let cursor: string | undefined;
+    do {
+      const page = await http.json("GET", "/v1/sandboxes", { query: { limit: "1000", label, cursor } });
+      out.push(...page.sandboxes);
+      cursor = page.next ?? undefined;
+    } while (cursor);
+    return out;
+  }
+
+  async refresh(): Promise<any> {
+    this.info = await this.http.json("GET", `/v1/sandboxes/${this.id}`);
+    return this.info;
+  }
+  async isRunning(): Promise<boolean> {
+    try {
+      return (await this.refresh()).state === "running";
+    } catch (e) {
+      if (e instanceof NotFoundError) return false;
+      throw e;
+    }
+  }
+  async pause(): Promise<void> {
+    this.info = await this.http.json("POST", `/v1/sandboxes/${this.id}/pause`);
+  }
+  async resume(): Promise<void> {
+    this.info = await this.http.json("POST", `/v1/sandboxes/${this.id}/resume`);
+  }
+  /** The sandbox now lives `seconds` more. */
+  async setTimeout(seconds: number): Promise<void> {
+    this.info = await this.http.json("POST", `/v1/sandboxes/${this.id}/timeout`, { json: { ttl_seconds: seconds } });
+  }
+  async setNetwork(mode: string, rules: string[] = []): Promise<void> {
+    this.info = await this.http.json("PATCH", `/v1/sandboxes/${this.id}/network`, { json: { mode, rules } });
+  }
+  async snapshot(name?: string): Promise<Snapshot> {
+    return new Snapshot(await this.http.json("POST", `/v1/sandboxes/${this.id}/snapshots`, { json: name ? { name } : {} }), this.http);
+  }
+  /** `count` new sandboxes with this one's files as they are now. */
+  async fork(count = 1): Promise<Sandbox[]> {
+    return (await this.snapshot()).fork(count);
+  }
+  ports(): Promise<any> {
+    return this.http.json("GET", `/v1/sandboxes/${this.id}/ports`);
+  }
+  setPorts(o: { public?: boolean; rotateToken?: boolean }): Promise<any> {
+    return this.http.json("PATCH", `/v1/sandboxes/${this.id}/ports`, { json: { public: o.public, rotate_token: !!o.rotateToken } });
+  }
+  /** The URL of `port` inside the sandbox (with its access token unless public). */
+  async getUrl(port: number): Promise<string> {
+    const v = await this.ports();
+    let url: string = v.ports?.find((p: any) => p.port === port)?.url ?? String(v.url_template).replace("{port}", String(port));
+    if (!v.public && v.token && !url.includes("aibox_token=")) url += (url.includes("?") ? "&" : "?") + `aibox_token=${v.token}`;
+    return url;
+  }
+  /** Destroy the sandbox (idempotent). */
+  async kill(): Promise<void> {
+    try {
+      await this.http.request("DELETE", `/v1/sandboxes/${this.id}`);
+    } catch (e) {
+      if (!(e instanceof NotFoundError)) throw e;
+    }
+  }
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.kill();
+  }
+}
+
+/** The server's templates. */
+export class Templates {
+  private readonly http: Http;
+  constructor(o: ConnectionOptions = {}) {
+    this.http = new Http(o);
+  }
+  async list(): Promise<any[]> {
+    return (await this.http.json("GET", "/v1/templates")).templates;
+  }
+  get(name: string): Promise<any> {
+    return this.http.json("GET", `/v1/templates/${encodeURI(name)}`);
+  }
+  pull(reference: string, o: { name?: string; insecure?: boolean } = {}): Promise<any> {
+    return this.http.json("POST", "/v1/templates/pull", { json: { reference, name: o.name, insecure: !!o.insecure } });
+  }
+  async delete(name: string): Promise<void> {
+    await this.http.request("DELETE", `/v1/templates/${encodeURI(name)}`);
+  }
+  prune(o: { buildCache?: boolean } = {}): Promise<any> {
+    return this.http.json("POST", "/v1/templates/prune", { query: { build_cache: o.buildCache ? "true" : undefined } });
+  }
+  /** Import a `docker save` archive or an OCI layout tar. */
+  importArchive(archive: Uint8Array, name?: string): Promise<any> {
+    return this.http.json("POST", "/v1/templates/import", { body: archive, query: { name } });
+  }
+  /** Build from a build context as a tar (holding an aibox.toml or a Dockerfile). */
+  async build(context: Uint8Array, name: string, o: { file?: string; noCache?: boolean; allow?: string[]; onEvent?: (e: any) => void } = {}): Promise<any> {
+    const r = await this.http.request("POST", "/v1/templates/build", {
+      body: context,
+      query: { name, file: o.file, no_cache: o.noCache ? "true" : undefined, allow: o.allow?.join(",") },
+    });
+    let done: any;
+    for (const line of (await r.text()).split("\n")) {
+      if (!line.trim()) continue;
+      const ev = JSON.parse(line);
+      if (ev.type === "done") done = ev.template;
+      else if (ev.type === "error") throw errorFrom(422, JSON.stringify({ error: { code: ev.code, message: ev.message } }));
+      else o.onEvent?.(ev);
+    }
+    if (!done) throw new ConnectionError("the build ended without a result", "connection");
+    return done;
+  }
+}

@@ -1,0 +1,257 @@
+// The TypeScript SDK against a live server this suite starts.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, chmodSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createRequire } from "node:module";
+import * as aibox from "../dist/esm/index.js";
+
+const { Sandbox, Templates, Snapshot } = aibox;
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, "..", "..", "..");
+const bin = process.env.AIBOX_BIN ?? join(root, "target/x86_64-unknown-linux-gnu/debug/aibox");
+let server, data;
+
+before(async () => {
+  assert.ok(existsSync(bin), `no aibox binary at ${bin}`);
+  data = mkdtempSync(join(tmpdir(), "aibox-ts-"));
+  chmodSync(data, 0o755);
+  const env = { ...process.env, AIBOX_LOG: "warn" };
+  delete env.AIBOX_URL;
+  delete env.AIBOX_KEY;
+  server = spawn(bin, ["serve", "--listen", "127.0.0.1:0", "--socket", "none", "--data-dir", data], { env, stdio: ["ignore", "ignore", "pipe"] });
+  const addr = await new Promise((resolve, reject) => {
+    let buf = "";
+    server.stderr.on("data", (c) => {
+      buf += c;
+      const m = buf.match(/listening on (http:\/\/[0-9.:]+)/);
+      if (m) resolve(m[1]);
+    });
+    server.on("exit", () => reject(new Error("the server exited: " + buf)));
+  });
+  process.env.AIBOX_URL = addr;
+  process.env.AIBOX_KEY = readFileSync(join(data, "admin.key"), "utf8").trim();
+});
+
+after(async () => {
+  for (const s of await Sandbox.list()) await (await Sandbox.connect(s.id)).kill();
+  server.kill();
+  await new Promise((r) => server.on("exit", r));
+  rmSync(data, { recursive: true, force: true });
+});
+
+test("contract and disposal", async () => {
+  let id;
+  {
+    // What `const sb = await Sandbox.create()` does at scope exit
+    // (test/using.test.ts checks the syntax itself, compiled by tsc).
+    const sb = await Sandbox.create(); // killed by after()
+    id = sb.id;
+    assert.equal((await sb.commands.run("echo hi")).stdout, "hi\n");
+    await sb[Symbol.asyncDispose]();
+  }
+  await assert.rejects(Sandbox.connect(id), aibox.NotFoundError);
+});
+
+test("await using (TypeScript)", async () => {
+  const { awaitUsingDisposes } = await import("../dist-test/test/using.js");
+  await awaitUsingDisposes();
+});
+
+test("commands", async () => {
+  const sb = await Sandbox.create({ env: { GREETING: "hello" } }); // killed by after()
+  const r = await sb.commands.run("echo $GREETING; echo oops >&2; exit 3");
+  assert.deepEqual([r.stdout, r.stderr, r.exitCode, r.ok], ["hello\n", "oops\n", 3, false]);
+  assert.throws(() => r.check(), aibox.CommandExitError);
+  assert.equal((await sb.commands.run(["printf", "%s-%s", "a b", "c"])).stdout, "a b-c");
+  assert.equal((await sb.commands.run("pwd", { cwd: "/tmp" })).stdout, "/tmp\n");
+  assert.equal((await sb.commands.run("cat", { stdin: "from stdin" })).stdout, "from stdin");
+  assert.equal((await sb.commands.run("id -u", { user: "root" })).stdout, "0\n");
+  const t = await sb.commands.run("sleep 5", { timeout: 0.5 });
+  assert.ok(t.timedOut);
+});
+
+test("streaming", async () => {
+  const sb = await Sandbox.create(); // killed by after()
+  const out = [], err = [];
+  const r = await sb.commands.run("for i in 1 2 3; do echo $i; sleep 0.1; done; echo e >&2", {
+    onStdout: (s) => out.push(s), onStderr: (s) => err.push(s),
+  });
+  assert.equal(out.join(""), "1\n2\n3\n");
+  assert.ok(out.length >= 2);
+  assert.equal(err.join(""), "e\n");
+  assert.equal(r.exitCode, 0);
+  assert.equal((await sb.commands.run("cat", { stdin: "piped", onStdout: () => {} })).stdout, "piped");
+});
+
+test("background processes", async () => {
+  const sb = await Sandbox.create(); // killed by after()
+  let h = await sb.commands.run("sleep 0.3; echo done", { background: true });
+  assert.ok(h instanceof aibox.CommandHandle);
+  assert.equal((await h.wait()).stdout, "done\n");
+  h = await sb.commands.run("sleep 60", { background: true });
+  await h.kill(9);
+  assert.equal((await h.wait()).signal, 9);
+  h = await sb.commands.run("cat", { background: true, stdin: "via stdin" });
+  assert.equal((await h.wait()).stdout, "via stdin");
+  h = await sb.commands.run("sleep 0.2; exit 4", { background: true });
+  assert.equal((await h.waitExit(10)).exitCode, 4);
+  assert.equal((await h.info()).id, h.pid);
+  assert.ok(Array.isArray(await sb.commands.list()));
+});
+
+test("files", async () => {
+  const sb = await Sandbox.create(); // killed by after()
+  await sb.files.write("/workspace/a/b.txt", "text ✓");
+  assert.equal(await sb.files.read("/workspace/a/b.txt"), "text ✓");
+  const bin = new Uint8Array(256).map((_, i) => i);
+  await sb.files.write("/workspace/bin.dat", bin, { mode: 0o600 });
+  assert.deepEqual(await sb.files.read("/workspace/bin.dat", { format: "bytes" }), bin);
+  const st = await sb.files.stat("/workspace/bin.dat");
+  assert.equal(st.size, 256);
+  assert.equal(st.mode & 0o777, 0o600);
+  const names = (await sb.files.list("/workspace")).map((e) => e.name);
+  assert.ok(names.includes("a") && names.includes("bin.dat"));
+  await sb.files.rename("/workspace/bin.dat", "/workspace/moved.dat");
+  assert.ok(await sb.files.exists("/workspace/moved.dat"));
+  await sb.files.remove("/workspace/a", { recursive: true });
+  assert.ok(!(await sb.files.exists("/workspace/a")));
+  await assert.rejects(sb.files.read("/no/such"), aibox.NotFoundError);
+  const tar = await sb.files.downloadTar("/workspace");
+  assert.ok(tar.length >= 1024);
+  await sb.files.uploadTar("/workspace/copy", tar);
+  assert.ok(await sb.files.exists("/workspace/copy/moved.dat"));
+});
+
+test("lifecycle", async () => {
+  const sb = await Sandbox.create({ timeout: 120, labels: { suite: "ts" } }); // killed by after()
+  assert.ok((await Sandbox.list({ labels: { suite: "ts" } })).some((s) => s.id === sb.id));
+  await sb.setTimeout(600);
+  if (process.getuid() === 0) {
+    await sb.pause();
+    assert.equal((await sb.refresh()).state, "paused");
+    await sb.resume();
+  }
+  await sb.files.write("/workspace/state.txt", "v1");
+  const snap = await sb.snapshot("ts");
+  const restored = await snap.restore();
+  assert.equal((await restored.commands.run("cat /workspace/state.txt")).stdout, "v1");
+  const forks = await sb.fork(2);
+  assert.equal(forks.length, 2);
+  for (const s of [restored, ...forks]) await s.kill();
+  assert.ok((await Snapshot.list({ sandboxId: sb.id })).some((s) => s.id === snap.id));
+  assert.equal((await Snapshot.get(snap.id)).info.name, "ts");
+  await snap.delete();
+  await assert.rejects(sb.setNetwork("allowlist", ["example.com"]), aibox.ConflictError);
+  const p = await sb.ports();
+  assert.deepEqual(p.ports, []);
+  assert.notEqual((await sb.setPorts({ rotateToken: true })).token, p.token);
+  const url = await sb.getUrl(8123);
+  assert.ok(url.includes(`8123-${sb.id}.`) && url.includes("aibox_token="));
+});
+
+test("errors", async () => {
+  await assert.rejects(Sandbox.connect("ffffffffffff"), aibox.NotFoundError);
+  await assert.rejects(Sandbox.create({ key: "wrong" }), aibox.AuthenticationError);
+  await assert.rejects(Sandbox.create({ memory: "1k" }), (e) => e instanceof aibox.InvalidArgumentError && e.code === "invalid_argument" && /memory/.test(e.message));
+  await assert.rejects(Sandbox.create({ template: "no/such:template" }), aibox.TemplateNotFoundError);
+  await assert.rejects(Sandbox.create({ url: "http://127.0.0.1:1" }), aibox.ConnectionError);
+  await assert.rejects(Sandbox.create({ url: "ftp://x" }), aibox.InvalidArgumentError);
+  const sb = await Sandbox.create();
+  await sb.kill();
+  await sb.kill();
+  await assert.rejects(sb.commands.run("true"), aibox.NotFoundError);
+});
+
+test("templates", async () => {
+  const t = new Templates();
+  assert.ok((await t.list()).some((x) => x.name === "host"));
+  await assert.rejects(t.get("no/such:1"), aibox.NotFoundError);
+  assert.ok("layers" in (await t.prune()));
+});
+
+test("CommonJS build", () => {
+  const require = createRequire(import.meta.url);
+  const cjs = require("../dist/cjs/index.cjs");
+  assert.equal(typeof cjs.Sandbox.create, "function");
+  assert.ok(existsSync(join(here, "../dist/esm/index.d.ts")) && existsSync(join(here, "../dist/cjs/index.d.cts")));
+});
+
+test("npm pack", () => {
+  const out = execFileSync("npm", ["pack", "--dry-run", "--json"], { cwd: join(here, ".."), encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+  const files = JSON.parse(out)[0].files.map((f) => f.path);
+  for (const f of ["dist/esm/index.js", "dist/esm/index.d.ts", "dist/cjs/index.cjs", "package.json"]) assert.ok(files.includes(f), f);
+});
+
+// Every operation of the served OpenAPI spec is covered by this SDK, or
+// listed as not applicable with the reason.
+const NA = "n/a: ";
+const COVERAGE = {
+  "GET /v1/health": NA + "server liveness, for operators and probes",
+  "GET /v1/audit": NA + "the audit log is an operator's (aibox audit)",
+  "GET /v1/audit/verify": NA + "the audit log is an operator's (aibox audit verify)",
+  "GET /v1/keys": NA + "key management is an operator's (aibox keys)",
+  "POST /v1/keys": NA + "key management is an operator's (aibox keys)",
+  "DELETE /v1/keys/{id}": NA + "key management is an operator's (aibox keys)",
+  "GET /v1/sandboxes": "Sandbox.list",
+  "POST /v1/sandboxes": "Sandbox.create",
+  "DELETE /v1/sandboxes/{id}": "Sandbox#kill",
+  "GET /v1/sandboxes/{id}": "Sandbox#refresh",
+  "POST /v1/sandboxes/{id}/exec": "Commands#run",
+  "DELETE /v1/sandboxes/{id}/files": "Files#remove",
+  "GET /v1/sandboxes/{id}/files": "Files#read",
+  "PUT /v1/sandboxes/{id}/files": "Files#write",
+  "GET /v1/sandboxes/{id}/files/list": "Files#list",
+  "POST /v1/sandboxes/{id}/files/mkdir": "Files#makeDir",
+  "POST /v1/sandboxes/{id}/files/rename": "Files#rename",
+  "GET /v1/sandboxes/{id}/files/stat": "Files#stat",
+  "PATCH /v1/sandboxes/{id}/network": "Sandbox#setNetwork",
+  "POST /v1/sandboxes/{id}/pause": "Sandbox#pause",
+  "POST /v1/sandboxes/{id}/resume": "Sandbox#resume",
+  "GET /v1/sandboxes/{id}/ports": "Sandbox#ports",
+  "PATCH /v1/sandboxes/{id}/ports": "Sandbox#setPorts",
+  "GET /v1/sandboxes/{id}/processes": "Commands#list",
+  "POST /v1/sandboxes/{id}/processes": "Commands#run",
+  "GET /v1/sandboxes/{id}/processes/{pid}": "CommandHandle#info",
+  "POST /v1/sandboxes/{id}/processes/{pid}/kill": "CommandHandle#kill",
+  "POST /v1/sandboxes/{id}/processes/{pid}/stdin": "CommandHandle#sendStdin",
+  "POST /v1/sandboxes/{id}/processes/{pid}/wait": "CommandHandle#waitExit",
+  "POST /v1/sandboxes/{id}/snapshots": "Sandbox#snapshot",
+  "GET /v1/sandboxes/{id}/tar": "Files#downloadTar",
+  "PUT /v1/sandboxes/{id}/tar": "Files#uploadTar",
+  "POST /v1/sandboxes/{id}/timeout": "Sandbox#setTimeout",
+  "GET /v1/snapshots": "Snapshot.list",
+  "GET /v1/snapshots/{id}": "Snapshot.get",
+  "DELETE /v1/snapshots/{id}": "Snapshot#delete",
+  "POST /v1/snapshots/{id}/fork": "Snapshot#fork",
+  "POST /v1/snapshots/{id}/restore": "Snapshot#restore",
+  "POST /v1/snapshots/{id}/template": "Snapshot#toTemplate",
+  "GET /v1/templates": "Templates#list",
+  "POST /v1/templates/build": "Templates#build",
+  "POST /v1/templates/import": "Templates#importArchive",
+  "POST /v1/templates/prune": "Templates#prune",
+  "POST /v1/templates/pull": "Templates#pull",
+  "GET /v1/templates/{name}": "Templates#get",
+  "DELETE /v1/templates/{name}": "Templates#delete",
+};
+
+test("parity with the served OpenAPI spec", async () => {
+  const spec = await (await fetch(process.env.AIBOX_URL + "/v1/openapi.json")).json();
+  const ops = new Set();
+  for (const [p, o] of Object.entries(spec.paths)) {
+    for (const m of Object.keys(o)) if (["get", "post", "put", "patch", "delete"].includes(m)) ops.add(`${m.toUpperCase()} ${p}`);
+  }
+  const missing = [...ops].filter((o) => !(o in COVERAGE));
+  assert.deepEqual(missing, [], "not covered by the TypeScript SDK");
+  const stale = Object.keys(COVERAGE).filter((o) => !ops.has(o));
+  assert.deepEqual(stale, [], "listed but not served");
+  for (const [op, target] of Object.entries(COVERAGE)) {
+    if (target.startsWith(NA)) continue;
+    const [cls, method] = target.split(/[.#]/);
+    const owner = target.includes("#") ? aibox[cls].prototype : aibox[cls];
+    assert.equal(typeof owner?.[method], "function", `${op}: ${target} is missing`);
+  }
+});
