@@ -102,6 +102,13 @@ class AsyncCommandHandle:
         await self.sandbox._http.request("POST", self._path() + "/stdin", content=raw,
                                          params={"close": "true"} if close else None)
 
+    async def wait_exit(self, timeout: Optional[float] = None) -> CommandResult:
+        params = {"timeout_ms": str(int(timeout * 1000))} if timeout is not None else None
+        return CommandResult.from_json(await self.sandbox._http.json("POST", self._path() + "/wait", params=params))
+
+    async def info(self) -> Dict[str, Any]:
+        return await self.sandbox._http.json("GET", self._path())
+
 
 class AsyncCommands:
     def __init__(self, sandbox: "AsyncSandbox"):
@@ -131,6 +138,10 @@ class AsyncCommands:
 
     def connect(self, pid: int) -> AsyncCommandHandle:
         return AsyncCommandHandle(self._sb, pid)
+
+    async def list(self) -> List[Dict[str, Any]]:
+        v = await self._sb._http.json("GET", f"/v1/sandboxes/{self._sb.id}/processes")
+        return list(v.get("processes", v) if isinstance(v, dict) else v)
 
 
 class AsyncFiles:
@@ -183,14 +194,37 @@ class AsyncFiles:
     async def make_dir(self, path: str) -> None:
         await self._sb._http.request("POST", self._base() + "/mkdir", json_body={"path": path})
 
+    async def upload_dir(self, local: str, remote: str) -> None:
+        """Copy a local directory's contents into `remote` (created)."""
+        import io
+        import tarfile
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as t:
+            for name in sorted(os.listdir(local)):
+                t.add(os.path.join(local, name), arcname=name)
+        await self.make_dir(remote)
+        await self._sb._http.request("PUT", f"/v1/sandboxes/{self._sb.id}/tar", content=buf.getvalue(),
+                                     params={"path": remote})
+
+    async def download_dir(self, remote: str, local: str) -> None:
+        """Copy `remote`'s contents into the local directory `local` (created)."""
+        import io
+        import tarfile
+        r = await self._sb._http.request("GET", f"/v1/sandboxes/{self._sb.id}/tar", params={"path": remote})
+        os.makedirs(local, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(r.content), mode="r") as t:
+            kw = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            t.extractall(local, **kw)
+
 
 class AsyncSandbox:
     """`async with await AsyncSandbox.create() as sb: ...`"""
 
-    def __init__(self, info: Dict[str, Any], http: _AsyncHttp):
+    def __init__(self, info: Dict[str, Any], http: _AsyncHttp, owns_http: bool = True):
         self.info = info
         self.id: str = info["id"]
         self._http = http
+        self._owns_http = owns_http
         self.commands = AsyncCommands(self)
         self.files = AsyncFiles(self)
 
@@ -236,6 +270,49 @@ class AsyncSandbox:
     async def snapshot(self, name: Optional[str] = None) -> Dict[str, Any]:
         return await self._http.json("POST", f"/v1/sandboxes/{self.id}/snapshots", json_body={"name": name} if name else {})
 
+    async def fork(self, count: int = 1) -> List["AsyncSandbox"]:
+        """`count` new sandboxes with this one's files as they are now."""
+        snap = await self.snapshot()
+        v = await self._http.json("POST", f"/v1/snapshots/{snap['id']}/fork", json_body={"count": count})
+        return [AsyncSandbox(s, self._http, owns_http=False) for s in v["sandboxes"]]
+
+    async def set_network(self, mode: str, rules: Optional[List[str]] = None) -> None:
+        self.info = await self._http.json("PATCH", f"/v1/sandboxes/{self.id}/network",
+                                          json_body={"mode": mode, "rules": list(rules or [])})
+
+    async def ports(self) -> Dict[str, Any]:
+        return await self._http.json("GET", f"/v1/sandboxes/{self.id}/ports")
+
+    async def set_ports(self, *, public: Optional[bool] = None, rotate_token: bool = False) -> Dict[str, Any]:
+        body: Dict[str, Any] = {"rotate_token": rotate_token}
+        if public is not None:
+            body["public"] = public
+        return await self._http.json("PATCH", f"/v1/sandboxes/{self.id}/ports", json_body=body)
+
+    async def get_url(self, port: int) -> str:
+        v = await self.ports()
+        url = next((p["url"] for p in v.get("ports", []) if p["port"] == port), None)
+        if url is None:
+            url = v["url_template"].replace("{port}", str(port))
+        if not v.get("public") and v.get("token") and "aibox_token=" not in url:
+            url += ("&" if "?" in url else "?") + f"aibox_token={v['token']}"
+        return url
+
+    @staticmethod
+    async def list(*, url: Optional[str] = None, key: Optional[str] = None) -> List[Dict[str, Any]]:
+        http = _AsyncHttp(resolve(url, key))
+        try:
+            out: List[Dict[str, Any]] = []
+            params: Dict[str, str] = {"limit": "1000"}
+            while True:
+                page = await http.json("GET", "/v1/sandboxes", params=params)
+                out.extend(page["sandboxes"])
+                if not page.get("next"):
+                    return out
+                params["cursor"] = page["next"]
+        finally:
+            await http.aclose()
+
     async def kill(self) -> None:
         try:
             await self._http.request("DELETE", f"/v1/sandboxes/{self.id}")
@@ -246,7 +323,8 @@ class AsyncSandbox:
         try:
             await self.kill()
         finally:
-            await self._http.aclose()
+            if self._owns_http:
+                await self._http.aclose()
 
     async def __aenter__(self) -> "AsyncSandbox":
         return self

@@ -26,7 +26,34 @@ async def test_async_surface(server):
         await sb.set_timeout(300)
         snap = await sb.snapshot()
         assert snap["id"]
+        forks = await sb.fork(2)
+        assert len(forks) == 2
+        for f in forks:
+            assert await f.commands.run("true") is not None
+            await f.kill()
+        h = await sb.commands.run("exit 6", background=True)
+        assert (await h.wait_exit(10)).exit_code == 6
+        assert (await h.info())["id"] == h.pid
+        assert isinstance(await sb.commands.list(), list)
+        assert "aibox_token=" in await sb.get_url(8000)
+        assert (await sb.set_ports(public=True))["public"] is True
+        with pytest.raises(aibox.ConflictError):
+            await sb.set_network("full")
+        assert any(s["id"] == sb.id for s in await AsyncSandbox.list())
         with pytest.raises(aibox.NotFoundError):
             await sb.files.read("/nope")
     with pytest.raises(aibox.NotFoundError):
         await AsyncSandbox.connect(sb.id)
+
+
+@pytest.mark.asyncio
+async def test_async_dirs(server, tmp_path):
+    (tmp_path / "up").mkdir()
+    (tmp_path / "up" / "f.txt").write_text("async dir")
+    async with await AsyncSandbox.create() as sb:
+        await sb.files.upload_dir(str(tmp_path / "up"), "/workspace/up")
+        assert (await sb.commands.run("cat /workspace/up/f.txt")).stdout == "async dir"
+        await sb.files.download_dir("/workspace/up", str(tmp_path / "down"))
+        assert (tmp_path / "down" / "f.txt").read_text() == "async dir"
+        with pytest.raises(aibox.InvalidArgumentError):
+            await sb.files.read("/workspace/up/f.txt", format="xml")

@@ -5,8 +5,8 @@
  *     await using sb = await Sandbox.create();
  *     console.log((await sb.commands.run("echo hi")).stdout);
  */
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
+import { lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
+import { dirname, join, relative, resolve as resolvePath, sep } from "node:path";
 import WebSocket from "ws";
 
 /** An error from aibox; `code` is the API's stable error code. */
@@ -391,6 +391,122 @@ export class Files {
   async downloadTar(path: string): Promise<Uint8Array> {
     const r = await this.sb.http.request("GET", `/v1/sandboxes/${this.sb.id}/tar`, { query: { path } });
     return new Uint8Array(await r.arrayBuffer());
+  }
+  /** Copy a local directory's contents into `remote` (created). */
+  async uploadDir(local: string, remote: string): Promise<void> {
+    await this.uploadTar(remote, tarOf(local));
+  }
+  /** Copy `remote`'s contents into the local directory `local` (created); entries
+   * that would land outside it are refused. */
+  async downloadDir(remote: string, local: string): Promise<void> {
+    untar(await this.downloadTar(remote), local);
+  }
+}
+
+/** A ustar archive of `dir`'s files, directories and symlinks. */
+function tarOf(dir: string): Uint8Array {
+  const blocks: Uint8Array[] = [];
+  const header = (name: string, type: string, size: number, mode: number, link = ""): Uint8Array => {
+    const h = new Uint8Array(512);
+    const put = (off: number, len: number, v: string) => h.set(new TextEncoder().encode(v).subarray(0, len), off);
+    const oct = (off: number, len: number, n: number) => put(off, len, n.toString(8).padStart(len - 1, "0") + "\0");
+    let prefix = "";
+    if (name.length > 100) {
+      const cut = name.lastIndexOf("/", 155);
+      if (cut > 0 && name.length - cut - 1 <= 100) {
+        prefix = name.slice(0, cut);
+        name = name.slice(cut + 1);
+      }
+    }
+    put(0, 100, name);
+    oct(100, 8, mode & 0o7777);
+    oct(108, 8, 0);
+    oct(116, 8, 0);
+    oct(124, 12, size);
+    oct(136, 12, Math.floor(Date.now() / 1000));
+    put(148, 8, "        ");
+    put(156, 1, type);
+    put(157, 100, link);
+    put(257, 6, "ustar\0");
+    put(263, 2, "00");
+    put(345, 155, prefix);
+    const sum = h.reduce((a, b) => a + b, 0);
+    put(148, 8, sum.toString(8).padStart(6, "0") + "\0 ");
+    return h;
+  };
+  // Names a ustar header cannot hold go first as a GNU long-name entry.
+  const entry = (name: string, type: string, size: number, mode: number, link = "") => {
+    const fits = name.length <= 100 || (name.lastIndexOf("/", 155) > 0 && name.length - name.lastIndexOf("/", 155) - 1 <= 100);
+    if (!fits) {
+      const long = new TextEncoder().encode(name + "\0");
+      blocks.push(header("././@LongLink", "L", long.length, 0o644), long, new Uint8Array((512 - (long.length % 512)) % 512));
+    }
+    blocks.push(header(name, type, size, mode, link));
+  };
+  const walk = (abs: string) => {
+    for (const name of readdirSync(abs).sort()) {
+      const p = join(abs, name);
+      const rel = relative(dir, p).split(sep).join("/");
+      const st = lstatSync(p);
+      if (st.isSymbolicLink()) entry(rel, "2", 0, 0o777, readlinkSync(p));
+      else if (st.isDirectory()) {
+        entry(rel + "/", "5", 0, st.mode);
+        walk(p);
+      } else if (st.isFile()) {
+        const data = readFileSync(p);
+        entry(rel, "0", data.length, st.mode);
+        blocks.push(data, new Uint8Array((512 - (data.length % 512)) % 512));
+      }
+    }
+  };
+  walk(dir);
+  blocks.push(new Uint8Array(1024));
+  const out = new Uint8Array(blocks.reduce((n, b) => n + b.length, 0));
+  let off = 0;
+  for (const b of blocks) {
+    out.set(b, off);
+    off += b.length;
+  }
+  return out;
+}
+
+/** Unpack a tar archive (files, directories, symlinks) into `dir`. */
+function untar(tar: Uint8Array, dir: string): void {
+  const root = resolvePath(dir);
+  mkdirSync(root, { recursive: true });
+  const str = (off: number, len: number) => new TextDecoder().decode(tar.subarray(off, off + len)).replace(/\0.*$/s, "");
+  let off = 0;
+  let longName: string | undefined;
+  while (off + 512 <= tar.length) {
+    if (tar.subarray(off, off + 512).every((b) => b === 0)) break;
+    const size = parseInt(str(off + 124, 12).trim() || "0", 8);
+    const type = str(off + 156, 1) || "0";
+    const prefix = str(off + 345, 155);
+    let name = longName ?? (prefix ? prefix + "/" : "") + str(off, 100);
+    longName = undefined;
+    const mode = parseInt(str(off + 100, 8).trim() || "644", 8);
+    const link = str(off + 157, 100);
+    const data = tar.subarray(off + 512, off + 512 + size);
+    off += 512 + Math.ceil(size / 512) * 512;
+    if (type === "L") {
+      longName = new TextDecoder().decode(data).replace(/\0.*$/s, "");
+      continue;
+    }
+    if (type === "x" || type === "g") continue;
+    name = name.replace(/^\.\//, "");
+    if (!name || name === ".") continue;
+    const target = resolvePath(root, name);
+    if (target !== root && !target.startsWith(root + sep)) {
+      throw new InvalidArgumentError(`the archive's entry ${JSON.stringify(name)} leads outside ${dir}`, "invalid_argument");
+    }
+    if (type === "5") mkdirSync(target, { recursive: true });
+    else if (type === "2") {
+      mkdirSync(dirname(target), { recursive: true });
+      symlinkSync(link, target);
+    } else if (type === "0" || type === "7") {
+      mkdirSync(dirname(target), { recursive: true });
+      writeFileSync(target, data, { mode: mode & 0o777 });
+    }
   }
 }
 

@@ -2,7 +2,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, chmodSync, existsSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, chmodSync, existsSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -120,6 +120,19 @@ test("files", async () => {
   await sb.files.remove("/workspace/a", { recursive: true });
   assert.ok(!(await sb.files.exists("/workspace/a")));
   await assert.rejects(sb.files.read("/no/such"), aibox.NotFoundError);
+  const up = mkdtempSync(join(tmpdir(), "aibox-ts-up-"));
+  mkdirSync(join(up, "sub", "deep"), { recursive: true });
+  writeFileSync(join(up, "sub", "deep", "f.txt"), "uploaded ✓");
+  writeFileSync(join(up, "x".repeat(120)), "long name");
+  await sb.files.uploadDir(up, "/workspace/up");
+  assert.equal((await sb.commands.run("cat /workspace/up/sub/deep/f.txt")).stdout, "uploaded ✓");
+  assert.equal(await sb.files.read("/workspace/up/" + "x".repeat(120)), "long name");
+  const down = join(up, "..", "aibox-ts-down-" + process.pid);
+  await sb.files.downloadDir("/workspace/up", down);
+  assert.equal(readFileSync(join(down, "sub", "deep", "f.txt"), "utf8"), "uploaded ✓");
+  assert.equal(readFileSync(join(down, "x".repeat(120)), "utf8"), "long name");
+  rmSync(up, { recursive: true, force: true });
+  rmSync(down, { recursive: true, force: true });
   const tar = await sb.files.downloadTar("/workspace");
   assert.ok(tar.length >= 1024);
   await sb.files.uploadTar("/workspace/copy", tar);
@@ -181,8 +194,12 @@ test("CommonJS build", () => {
 });
 
 test("npm pack", () => {
-  const out = execFileSync("npm", ["pack", "--dry-run", "--json"], { cwd: join(here, ".."), encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
-  const files = JSON.parse(out)[0].files.map((f) => f.path);
+  const dest = mkdtempSync(join(tmpdir(), "aibox-ts-pack-"));
+  const out = execFileSync("npm", ["pack", "--json", "--pack-destination", dest], { cwd: join(here, ".."), encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+  const info = JSON.parse(out)[0];
+  assert.ok(existsSync(join(dest, info.filename)), info.filename);
+  rmSync(dest, { recursive: true, force: true });
+  const files = info.files.map((f) => f.path);
   for (const f of ["dist/esm/index.js", "dist/esm/index.d.ts", "dist/cjs/index.cjs", "package.json"]) assert.ok(files.includes(f), f);
 });
 
