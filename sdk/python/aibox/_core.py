@@ -292,3 +292,45 @@ def split_ws_message(msg: Union[str, bytes]) -> Tuple[str, Any]:
             return "stdout", b""
         return ("stderr" if msg[0] == 2 else "stdout"), bytes(msg[1:])
     return "event", json.loads(msg)
+
+
+def tar_dir(local: str) -> bytes:
+    """A local directory's contents as a tar archive."""
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for name in sorted(os.listdir(local)):
+            t.add(os.path.join(local, name), arcname=name)
+    return buf.getvalue()
+
+
+def extract_tar(data: bytes, local: str) -> None:
+    """Unpack a tar archive into `local` (created); nothing may land outside it."""
+    import io
+    import tarfile
+    os.makedirs(local, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r") as t:
+        kw = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        t.extractall(local, **kw)
+
+
+def port_url(ports: Mapping[str, Any], port: int) -> str:
+    """The URL of `port` from a `GET .../ports` reply, with the token unless public."""
+    url = next((p["url"] for p in ports.get("ports", []) if p["port"] == port), None)
+    if url is None:
+        url = ports["url_template"].replace("{port}", str(port))
+    if not ports.get("public") and ports.get("token") and "aibox_token=" not in url:
+        url += ("&" if "?" in url else "?") + f"aibox_token={ports['token']}"
+    return url
+
+
+def ports_body(public: Optional[bool], rotate_token: bool) -> Dict[str, Any]:
+    body: Dict[str, Any] = {"rotate_token": rotate_token}
+    if public is not None:
+        body["public"] = public
+    return body
+
+
+def processes(v: Any) -> List[Dict[str, Any]]:
+    return list(v.get("processes", v) if isinstance(v, dict) else v)

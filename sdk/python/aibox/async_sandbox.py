@@ -8,6 +8,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 import httpx
 
 from ._core import (
+    extract_tar, port_url, ports_body, processes, tar_dir,
     CommandResult, ConnectionError, EntryInfo, Endpoint, InvalidArgumentError, Network,
     NotFoundError, create_body, error_from, exec_body, resolve, split_ws_message,
 )
@@ -141,7 +142,7 @@ class AsyncCommands:
 
     async def list(self) -> List[Dict[str, Any]]:
         v = await self._sb._http.json("GET", f"/v1/sandboxes/{self._sb.id}/processes")
-        return list(v.get("processes", v) if isinstance(v, dict) else v)
+        return processes(v)
 
 
 class AsyncFiles:
@@ -196,25 +197,14 @@ class AsyncFiles:
 
     async def upload_dir(self, local: str, remote: str) -> None:
         """Copy a local directory's contents into `remote` (created)."""
-        import io
-        import tarfile
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as t:
-            for name in sorted(os.listdir(local)):
-                t.add(os.path.join(local, name), arcname=name)
         await self.make_dir(remote)
-        await self._sb._http.request("PUT", f"/v1/sandboxes/{self._sb.id}/tar", content=buf.getvalue(),
-                                     params={"path": remote})
+        await self._sb._http.request("PUT", f"/v1/sandboxes/{self._sb.id}/tar", content=tar_dir(local),
+                               params={"path": remote})
 
     async def download_dir(self, remote: str, local: str) -> None:
         """Copy `remote`'s contents into the local directory `local` (created)."""
-        import io
-        import tarfile
         r = await self._sb._http.request("GET", f"/v1/sandboxes/{self._sb.id}/tar", params={"path": remote})
-        os.makedirs(local, exist_ok=True)
-        with tarfile.open(fileobj=io.BytesIO(r.content), mode="r") as t:
-            kw = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-            t.extractall(local, **kw)
+        extract_tar(r.content, local)
 
 
 class AsyncSandbox:
@@ -284,19 +274,11 @@ class AsyncSandbox:
         return await self._http.json("GET", f"/v1/sandboxes/{self.id}/ports")
 
     async def set_ports(self, *, public: Optional[bool] = None, rotate_token: bool = False) -> Dict[str, Any]:
-        body: Dict[str, Any] = {"rotate_token": rotate_token}
-        if public is not None:
-            body["public"] = public
-        return await self._http.json("PATCH", f"/v1/sandboxes/{self.id}/ports", json_body=body)
+        return await self._http.json("PATCH", f"/v1/sandboxes/{self.id}/ports", json_body=ports_body(public, rotate_token))
 
     async def get_url(self, port: int) -> str:
         v = await self.ports()
-        url = next((p["url"] for p in v.get("ports", []) if p["port"] == port), None)
-        if url is None:
-            url = v["url_template"].replace("{port}", str(port))
-        if not v.get("public") and v.get("token") and "aibox_token=" not in url:
-            url += ("&" if "?" in url else "?") + f"aibox_token={v['token']}"
-        return url
+        return port_url(v, port)
 
     @staticmethod
     async def list(*, url: Optional[str] = None, key: Optional[str] = None) -> List[Dict[str, Any]]:

@@ -1,15 +1,14 @@
 """The synchronous client."""
 from __future__ import annotations
 
-import io
 import json
 import os
-import tarfile
 from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
 import httpx
 
 from ._core import (
+    extract_tar, port_url, ports_body, processes, tar_dir,
     CommandResult, ConnectionError, EntryInfo, Endpoint, InvalidArgumentError, Network,
     create_body, error_from, exec_body, q, resolve, split_ws_message,
 )
@@ -158,7 +157,7 @@ class Commands:
 
     def list(self) -> List[Dict[str, Any]]:
         v = self._sb._http.json("GET", f"/v1/sandboxes/{self._sb.id}/processes")
-        return list(v.get("processes", v) if isinstance(v, dict) else v)
+        return processes(v)
 
     def connect(self, pid: int) -> CommandHandle:
         return CommandHandle(self._sb, pid)
@@ -221,21 +220,14 @@ class Files:
 
     def upload_dir(self, local: str, remote: str) -> None:
         """Copy a local directory's contents into `remote` (created)."""
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as t:
-            for name in sorted(os.listdir(local)):
-                t.add(os.path.join(local, name), arcname=name)
         self.make_dir(remote)
-        self._sb._http.request("PUT", f"/v1/sandboxes/{self._sb.id}/tar", content=buf.getvalue(),
+        self._sb._http.request("PUT", f"/v1/sandboxes/{self._sb.id}/tar", content=tar_dir(local),
                                params={"path": remote})
 
     def download_dir(self, remote: str, local: str) -> None:
         """Copy `remote`'s contents into the local directory `local` (created)."""
         r = self._sb._http.request("GET", f"/v1/sandboxes/{self._sb.id}/tar", params={"path": remote})
-        os.makedirs(local, exist_ok=True)
-        with tarfile.open(fileobj=io.BytesIO(r.content), mode="r") as t:
-            kw = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-            t.extractall(local, **kw)
+        extract_tar(r.content, local)
 
 
 class Snapshot:
@@ -373,20 +365,12 @@ class Sandbox:
         return self._http.json("GET", f"/v1/sandboxes/{self.id}/ports")
 
     def set_ports(self, *, public: Optional[bool] = None, rotate_token: bool = False) -> Dict[str, Any]:
-        body: Dict[str, Any] = {"rotate_token": rotate_token}
-        if public is not None:
-            body["public"] = public
-        return self._http.json("PATCH", f"/v1/sandboxes/{self.id}/ports", json_body=body)
+        return self._http.json("PATCH", f"/v1/sandboxes/{self.id}/ports", json_body=ports_body(public, rotate_token))
 
     def get_url(self, port: int) -> str:
         """The URL of `port` inside the sandbox (with its access token unless public)."""
         v = self._http.json("GET", f"/v1/sandboxes/{self.id}/ports")
-        url = next((p["url"] for p in v.get("ports", []) if p["port"] == port), None)
-        if url is None:
-            url = v["url_template"].replace("{port}", str(port))
-        if not v.get("public") and v.get("token") and "aibox_token=" not in url:
-            url += ("&" if "?" in url else "?") + f"aibox_token={v['token']}"
-        return url
+        return port_url(v, port)
 
     def kill(self) -> None:
         """Destroy the sandbox (idempotent)."""
@@ -450,10 +434,6 @@ class Templates:
               on_event: Optional[Callable[[Dict[str, Any]], None]] = None) -> Dict[str, Any]:
         """Build a template from a directory holding an aibox.toml or a Dockerfile;
         `on_event` gets each step, output and layer event as it comes."""
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as t:
-            for entry in sorted(os.listdir(context)):
-                t.add(os.path.join(context, entry), arcname=entry)
         params: Dict[str, str] = {"name": name}
         if file:
             params["file"] = file
@@ -462,7 +442,7 @@ class Templates:
         if allow:
             params["allow"] = ",".join(allow)
         done: Optional[Dict[str, Any]] = None
-        with self._http.client.stream("POST", "/v1/templates/build", content=buf.getvalue(), params=params) as r:
+        with self._http.client.stream("POST", "/v1/templates/build", content=tar_dir(context), params=params) as r:
             if r.status_code >= 300:
                 r.read()
                 raise error_from(r.status_code, r.content, r.headers)
