@@ -474,6 +474,13 @@ ov = json.loads(o.stdout)
 rb = statistics.median(ov["raw"])
 row("exec /bin/true from Python, warm sandbox", "aibox SDK sb.commands.run", ov["sdk"], rb)
 row("exec /bin/true from Python, warm sandbox", "raw httpx POST /exec (keep-alive)", ov["raw"], rb)
+if shutil.which("node") and os.path.exists(os.path.join(here, "..", "sdk", "typescript", "dist", "esm", "index.js")):
+    o = subprocess.run(["node", os.path.join(here, "sdk_overhead.mjs"), f"http://{addr}", key, str(RUNS // 2)],
+                       env=env, capture_output=True, text=True, check=True)
+    ov = json.loads(o.stdout)
+    rb = statistics.median(ov["raw"])
+    row("exec /bin/true from Node.js, warm sandbox", "@aibox/sdk sb.commands.run", ov["sdk"], rb)
+    row("exec /bin/true from Node.js, warm sandbox", "raw fetch POST /exec (keep-alive)", ov["raw"], rb)
 
 idle_n = 100 if QUICK else 1000
 rss0 = rss_kib(srv.pid)

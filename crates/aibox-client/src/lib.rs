@@ -200,6 +200,18 @@ impl Client {
     }
 }
 
+/// Percent-encode a query value (`/` kept).
+pub fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// Where a streamed response's body goes.
 type OnChunk<'a> = &'a mut (dyn FnMut(&[u8]) + Send);
 

@@ -166,17 +166,16 @@ impl Session {
 
     /// Destroy the session's sandboxes that were not kept.
     pub async fn cleanup(&self) {
-        for (id, auth) in self.take_unkept() {
-            let _ = self
-                .api
-                .send(
-                    auth.as_deref(),
-                    "DELETE",
-                    &format!("/v1/sandboxes/{id}"),
-                    Body::Empty,
-                )
-                .await;
-        }
+        destroy(self.api.clone(), self.take_unkept()).await;
+    }
+}
+
+async fn destroy(api: Arc<dyn Api>, sandboxes: Vec<(String, Option<String>)>) {
+    for (id, auth) in sandboxes {
+        let path = format!("/v1/sandboxes/{id}");
+        let _ = api
+            .send(auth.as_deref(), "DELETE", &path, Body::Empty)
+            .await;
     }
 }
 
@@ -186,20 +185,8 @@ impl Drop for Session {
         if left.is_empty() {
             return;
         }
-        let api = self.api.clone();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                for (id, auth) in left {
-                    let _ = api
-                        .send(
-                            auth.as_deref(),
-                            "DELETE",
-                            &format!("/v1/sandboxes/{id}"),
-                            Body::Empty,
-                        )
-                        .await;
-                }
-            });
+            rt.spawn(destroy(self.api.clone(), left));
         }
     }
 }

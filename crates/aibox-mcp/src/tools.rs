@@ -50,18 +50,6 @@ fn result(text: String, structured: Value) -> CallToolResult {
     r
 }
 
-/// Percent-encode a query value.
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 fn valid_id(id: &str) -> Result<(), Fail> {
     if !id.is_empty()
         && id.len() <= 64
@@ -554,7 +542,7 @@ impl AiboxMcp {
             self.api(
                 &auth,
                 "PUT",
-                &format!("/v1/sandboxes/{id}/files?path={}", enc(&path)),
+                &format!("/v1/sandboxes/{id}/files?path={}", aibox_client::query_escape(&path)),
                 Body::Bytes(a.code.into_bytes()),
             )
             .await?;
@@ -583,7 +571,7 @@ impl AiboxMcp {
             let r = self
                 .session
                 .api
-                .send(auth.as_deref(), "GET", &format!("/v1/sandboxes/{id}/files?path={}", enc(&a.path)), Body::Empty)
+                .send(auth.as_deref(), "GET", &format!("/v1/sandboxes/{id}/files?path={}", aibox_client::query_escape(&a.path)), Body::Empty)
                 .await
                 .map_err(Fail)?;
             if r.status >= 300 {
@@ -640,7 +628,10 @@ impl AiboxMcp {
                 self.api(
                     &auth,
                     "PUT",
-                    &format!("/v1/sandboxes/{id}/files?path={}", enc(&a.path)),
+                    &format!(
+                        "/v1/sandboxes/{id}/files?path={}",
+                        aibox_client::query_escape(&a.path)
+                    ),
                     Body::Bytes(a.content.into_bytes()),
                 )
                 .await?;
@@ -673,7 +664,7 @@ impl AiboxMcp {
                         "GET",
                         &format!(
                             "/v1/sandboxes/{id}/files/list?path={}&recursive={}",
-                            enc(&path),
+                            aibox_client::query_escape(&path),
                             a.recursive
                         ),
                         Body::Empty,
@@ -1105,7 +1096,10 @@ impl ServerHandler for AiboxMcp {
             .send(
                 auth.as_deref(),
                 "GET",
-                &format!("/v1/sandboxes/{id}/files?path={}", enc(&path)),
+                &format!(
+                    "/v1/sandboxes/{id}/files?path={}",
+                    aibox_client::query_escape(&path)
+                ),
                 Body::Empty,
             )
             .await
@@ -1185,7 +1179,6 @@ mod tests {
         );
         assert_eq!(parse_uri("aibox://../etc"), None);
         assert_eq!(parse_uri("http://x/y"), None);
-        assert_eq!(enc("/a b&c"), "/a%20b%26c");
         let long = "é".repeat(MAX_TEXT);
         let (c, cut_) = cut(&long);
         assert!(cut_ && c.len() <= MAX_TEXT && c.is_char_boundary(c.len()));

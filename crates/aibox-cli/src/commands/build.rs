@@ -112,10 +112,10 @@ pub fn build(a: BuildArgs) -> anyhow::Result<u8> {
         .collect::<Result<_, _>>()?;
     let tar = pack_context(&a.context, &file)?;
     let mut query = vec![
-        format!("name={}", escape(&name)),
+        format!("name={}", aibox_client::query_escape(&name)),
         format!(
             "file={}",
-            escape(&recipe_path_in_context(&a.context, &file))
+            aibox_client::query_escape(&recipe_path_in_context(&a.context, &file))
         ),
     ];
     if a.no_cache {
@@ -128,7 +128,10 @@ pub fn build(a: BuildArgs) -> anyhow::Result<u8> {
         query.push(format!("network={m}"));
     }
     if !rules.is_empty() {
-        query.push(format!("allow={}", escape(&rules.join(","))));
+        query.push(format!(
+            "allow={}",
+            aibox_client::query_escape(&rules.join(","))
+        ));
     }
     if let Some(m) = a.memory {
         query.push(format!("memory={}", m.0));
@@ -190,17 +193,6 @@ pub fn build(a: BuildArgs) -> anyhow::Result<u8> {
             Ok(1)
         }
     }
-}
-
-fn escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Where the recipe is in the tar sent: its path in the context, or

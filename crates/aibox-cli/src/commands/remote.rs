@@ -2,7 +2,7 @@
 //! on this host's runtime directly).
 
 use crate::args::{AuditCmd, CreateArgs, ExecArgs, KeysCmd, ListArgs, Target};
-use aibox_client::{Body, Client, ClientError, Method};
+use aibox_client::{query_escape, Body, Client, ClientError, Method};
 use serde_json::{json, Map, Value};
 use std::io::Read;
 
@@ -395,17 +395,6 @@ pub fn shell_args(id: &str, shell: &str, target: Target) -> ExecArgs {
 fn remote_path(s: &str) -> Option<(&str, &str)> {
     let (id, path) = s.split_once(':')?;
     (aibox_types::validate_id(id) && path.starts_with('/')).then_some((id, path))
-}
-
-fn query_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 pub fn cp(src: &str, dest: &str) -> anyhow::Result<u8> {
