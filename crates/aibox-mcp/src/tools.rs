@@ -1014,6 +1014,16 @@ impl ServerHandler for AiboxMcp {
         )
     }
 
+    /// Up to 2025-11-25: the revisions with sessions, which the default
+    /// sandbox and elicitation rest on (a 2026-07-28 client negotiates down).
+    fn supported_protocol_versions(
+        &self,
+    ) -> std::borrow::Cow<'static, [rmcp::model::ProtocolVersion]> {
+        std::borrow::Cow::Borrowed(rmcp::model::ProtocolVersion::known_up_to(
+            &rmcp::model::ProtocolVersion::V_2025_11_25,
+        ))
+    }
+
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
