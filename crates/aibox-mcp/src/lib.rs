@@ -154,10 +154,14 @@ impl Session {
         }
     }
 
+    /// The session's sandboxes: (id, auth, kept).
+    pub fn owned(&self) -> std::sync::MutexGuard<'_, Vec<(String, Option<String>, bool)>> {
+        self.owned.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The sandboxes to destroy now (not kept), forgotten.
     fn take_unkept(&self) -> Vec<(String, Option<String>)> {
-        let mut owned = self.owned.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::take(&mut *owned)
+        std::mem::take(&mut *self.owned())
             .into_iter()
             .filter(|(_, _, kept)| !kept)
             .map(|(id, auth, _)| (id, auth))

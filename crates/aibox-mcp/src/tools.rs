@@ -262,8 +262,31 @@ impl AiboxMcp {
         Ok(serde_json::from_slice(&r.body).unwrap_or(Value::Null))
     }
 
+    /// A file's bytes; an error reply becomes its readable message.
+    async fn fetch_file(
+        &self,
+        auth: &Option<String>,
+        id: &str,
+        path: &str,
+    ) -> Result<Vec<u8>, Fail> {
+        let url = format!(
+            "/v1/sandboxes/{id}/files?path={}",
+            aibox_client::query_escape(path)
+        );
+        let r = self
+            .session
+            .api
+            .send(auth.as_deref(), "GET", &url, Body::Empty)
+            .await
+            .map_err(Fail)?;
+        if r.status >= 300 {
+            return Err(Fail(error_text(&r)));
+        }
+        Ok(r.body)
+    }
+
     fn own(&self, id: &str, auth: &Option<String>, keep: bool) {
-        let mut owned = self.session.owned.lock().unwrap_or_else(|e| e.into_inner());
+        let mut owned = self.session.owned();
         owned.push((id.to_string(), auth.clone(), keep));
     }
 
@@ -568,17 +591,9 @@ impl AiboxMcp {
         done(async {
             absolute(&a.path)?;
             let id = self.target(a.sandbox_id, &auth).await?;
-            let r = self
-                .session
-                .api
-                .send(auth.as_deref(), "GET", &format!("/v1/sandboxes/{id}/files?path={}", aibox_client::query_escape(&a.path)), Body::Empty)
-                .await
-                .map_err(Fail)?;
-            if r.status >= 300 {
-                return Err(Fail(error_text(&r)));
-            }
-            let size = r.body.len();
-            Ok(match String::from_utf8(r.body) {
+            let body = self.fetch_file(&auth, &id, &a.path).await?;
+            let size = body.len();
+            Ok(match String::from_utf8(body) {
                 Ok(text) => {
                     let (t, truncated) = cut(&text);
                     result(
@@ -731,11 +746,7 @@ impl AiboxMcp {
                         *default = None;
                     }
                 }
-                self.session
-                    .owned
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .retain(|(o, _, _)| o != &id);
+                self.session.owned().retain(|(o, _, _)| o != &id);
                 Ok(result(
                     format!("destroyed sandbox {id}"),
                     json!({"sandbox_id": id}),
@@ -757,7 +768,7 @@ impl AiboxMcp {
         done(
             async {
                 let id = self.target(a.sandbox_id, &auth).await?;
-                let mut owned = self.session.owned.lock().unwrap_or_else(|e| e.into_inner());
+                let mut owned = self.session.owned();
                 for o in owned.iter_mut().filter(|o| o.0 == id) {
                     o.2 = true;
                 }
@@ -981,7 +992,7 @@ fn prompt_text(name: &str, args: &serde_json::Map<String, Value>) -> Option<Stri
     };
     Some(match name {
         "run_untrusted_snippet" => format!(
-            "Run this {} code in an aibox sandbox, never on the host. Create a fresh sandbox with create_sandbox (no network), run it with run_code, then destroy the sandbox with destroy_sandbox. Report what the code printed, its exit code, and anything it tried to do that looks unsafe (network, files outside /workspace and /tmp, processes).\n\n```\n{}\n```",
+            "Run this {} code in an aibox sandbox, never on the host. Create a fresh sandbox with create_sandbox (no network), run it with run_code, then destroy the sandbox with destroy_sandbox. Report what the code printed, its exit code, and anything it tried to do that looks risky (network, files outside /workspace and /tmp, processes).\n\n```\n{}\n```",
             arg("language", "python"),
             arg("code", "")
         ),
@@ -1099,25 +1110,11 @@ impl ServerHandler for AiboxMcp {
                 None,
             ));
         };
-        let auth = auth_of(&ctx);
-        let r = self
-            .session
-            .api
-            .send(
-                auth.as_deref(),
-                "GET",
-                &format!(
-                    "/v1/sandboxes/{id}/files?path={}",
-                    aibox_client::query_escape(&path)
-                ),
-                Body::Empty,
-            )
+        let body = self
+            .fetch_file(&auth_of(&ctx), &id, &path)
             .await
-            .map_err(|e| ErrorData::internal_error(e, None))?;
-        if r.status >= 300 {
-            return Err(ErrorData::resource_not_found(error_text(&r), None));
-        }
-        let contents = match String::from_utf8(r.body) {
+            .map_err(|Fail(m)| ErrorData::resource_not_found(m, None))?;
+        let contents = match String::from_utf8(body) {
             Ok(t) => ResourceContents::text(t, request.uri.clone()),
             Err(e) => ResourceContents::blob(base64(e.as_bytes()), request.uri.clone()),
         };
