@@ -236,6 +236,7 @@ pub async fn start(
         a.exec_start(req).map(|(_stream, id, pid)| (id, pid))
     })
     .await?;
+    state.metrics().count_exec();
     state.audit(
         &who.id,
         "process.start",

@@ -91,6 +91,20 @@ impl FromRequestParts<AppState> for Principal {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
+        if header.is_none() {
+            // A dashboard session (cookie + CSRF token).
+            if let Some(found) = crate::ui::session_key(state, &parts.method, &parts.headers) {
+                let (k, _) = found.inspect_err(|e| {
+                    state.audit(
+                        "anonymous",
+                        "auth.failure",
+                        None,
+                        serde_json::json!({"reason": e.message}),
+                    );
+                })?;
+                return limited(state, k);
+            }
+        }
         let Some(secret) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
             state.audit(
                 "anonymous",
@@ -108,24 +122,7 @@ impl FromRequestParts<AppState> for Principal {
             .find_key(secret.trim())
             .map_err(|e| ApiError::internal("key lookup", e))?;
         match found {
-            Some(k) => {
-                if let Err(wait) = state.limiter().check(&k.id, state.config().rate_limit) {
-                    return Err(ApiError::new(
-                        ErrorCode::RateLimited,
-                        format!(
-                            "too many requests for this key (limit {}/s)",
-                            state.config().rate_limit
-                        ),
-                    )
-                    .retry_after(wait));
-                }
-                Ok(Principal {
-                    id: k.id,
-                    scope: k.scope,
-                    max_sandboxes: k.max_sandboxes,
-                    max_memory: k.max_memory,
-                })
-            }
+            Some(k) => limited(state, k),
             None => {
                 state.audit(
                     "anonymous",
@@ -140,4 +137,24 @@ impl FromRequestParts<AppState> for Principal {
             }
         }
     }
+}
+
+/// The key's principal, once its rate limit lets the request pass.
+fn limited(state: &AppState, k: crate::store::KeyInfo) -> Result<Principal, ApiError> {
+    if let Err(wait) = state.limiter().check(&k.id, state.config().rate_limit) {
+        return Err(ApiError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "too many requests for this key (limit {}/s)",
+                state.config().rate_limit
+            ),
+        )
+        .retry_after(wait));
+    }
+    Ok(Principal {
+        id: k.id,
+        scope: k.scope,
+        max_sandboxes: k.max_sandboxes,
+        max_memory: k.max_memory,
+    })
 }

@@ -100,6 +100,7 @@ pub trait Engine: Send + Sync + 'static {
         _reference: aibox_runtime::registry::Reference,
         _name: &str,
         _insecure: bool,
+        _progress: &mut dyn FnMut(&str, u64, u64),
     ) -> Result<aibox_runtime::oci::ImageMeta, ApiError> {
         Err(ApiError::new(
             aibox_types::ErrorCode::InvalidArgument,
@@ -225,9 +226,10 @@ impl Engine for RuntimeEngine {
         reference: aibox_runtime::registry::Reference,
         name: &str,
         insecure: bool,
+        progress: &mut dyn FnMut(&str, u64, u64),
     ) -> Result<aibox_runtime::oci::ImageMeta, ApiError> {
         Ok(aibox_runtime::registry::Client::new(reference, insecure)
-            .pull(&self.rt.templates(), name, &mut |_, _, _| {})
+            .pull(&self.rt.templates(), name, progress)
             .map_err(aibox_runtime::Error::from)?)
     }
 

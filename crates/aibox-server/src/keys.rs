@@ -115,6 +115,7 @@ pub async fn revoke(
             format!("no live key with id {id:?}"),
         ));
     }
+    state.sessions().close_key(&id);
     state.audit(&who.id, "key.revoke", None, json!({"key": id}));
     Ok(StatusCode::NO_CONTENT)
 }

@@ -28,6 +28,7 @@ pub mod snapshots;
 pub mod store;
 pub mod streaming;
 pub mod templates;
+pub mod ui;
 pub mod ws;
 
 use crate::auth::{LocalSocket, Principal};
@@ -68,6 +69,8 @@ struct Inner {
     egress: std::sync::Mutex<std::collections::HashMap<String, EgressEntry>>,
     /// Idle keep-alive connections to published ports.
     port_pool: ports::Pool,
+    /// Dashboard sessions.
+    sessions: ui::Sessions,
 }
 
 struct EgressEntry {
@@ -108,6 +111,7 @@ impl AppState {
             busy: Default::default(),
             egress: Default::default(),
             port_pool: Default::default(),
+            sessions: Default::default(),
         }))
     }
 
@@ -436,6 +440,11 @@ impl AppState {
     pub fn port_pool(&self) -> &ports::Pool {
         &self.0.port_pool
     }
+
+    pub fn sessions(&self) -> &ui::Sessions {
+        &self.0.sessions
+    }
+
     pub fn limiter(&self) -> &auth::RateLimiter {
         &self.0.limiter
     }
@@ -617,12 +626,18 @@ async fn health(
     local: Option<Extension<LocalSocket>>,
 ) -> ApiResult<Json<Value>> {
     let mut v = json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")});
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "));
     let authed = local.is_some()
-        || headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .is_some_and(|k| matches!(state.store().find_key(k.trim()), Ok(Some(_))));
+        || match bearer {
+            Some(k) => matches!(state.store().find_key(k.trim()), Ok(Some(_))),
+            None => matches!(
+                ui::session_key(&state, &axum::http::Method::GET, &headers),
+                Some(Ok(_))
+            ),
+        };
     if authed {
         let rows = state
             .store()
@@ -639,6 +654,7 @@ async fn health(
             .sum();
         v["sandboxes"] = json!({"active": active.len(), "max": state.config().max_sandboxes});
         v["memory"] = json!({"budget": state.config().memory_budget, "reserved": used});
+        v["activity"] = state.metrics().activity();
         v["limits"] = json!({
             "default_ttl_seconds": state.config().default_ttl.as_secs(),
             "max_ttl_seconds": state.config().max_ttl.as_secs(),
@@ -651,10 +667,32 @@ async fn not_found() -> ApiError {
     ApiError::new(ErrorCode::NotFound, "no such endpoint")
 }
 
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    /// Oldest first, after this sequence number (the export order).
+    after: Option<u64>,
+    /// Newest first, before this sequence number (with any filter below).
+    before: Option<u64>,
+    actor: Option<String>,
+    /// A prefix: `sandbox.` selects every sandbox event.
+    action: Option<String>,
+    sandbox: Option<String>,
+    since_ms: Option<u64>,
+    until_ms: Option<u64>,
+    /// `asc` (default) or `desc`: newest first.
+    order: Option<String>,
+    limit: Option<u64>,
+}
+
+/// `GET /v1/audit`: `?after=SEQ` pages through the log oldest first (as
+/// `aibox audit export` does); any of `before`, `actor`, `action`,
+/// `sandbox`, `since_ms`, `until_ms`, or `order=desc` selects entries
+/// newest first.
 async fn audit_list(
     State(state): State<AppState>,
     who: Principal,
-    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+    axum::extract::Query(q): axum::extract::Query<AuditQuery>,
 ) -> ApiResult<Json<Value>> {
     if !who.admin() {
         return Err(ApiError::new(
@@ -662,11 +700,53 @@ async fn audit_list(
             "the audit log needs an admin key",
         ));
     }
-    let after = q.get("after").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let entries = state
-        .store()
-        .audit_entries(after, 1000)
-        .map_err(|e| ApiError::internal("audit", e))?;
+    let limit = q.limit.unwrap_or(1000);
+    if limit == 0 || limit > 1000 {
+        return Err(ApiError::invalid("limit must be between 1 and 1000"));
+    }
+    let empty = |v: &Option<String>| v.as_deref().is_some_and(str::is_empty);
+    if empty(&q.actor) || empty(&q.action) || empty(&q.sandbox) {
+        return Err(ApiError::invalid(
+            "actor, action and sandbox filters must not be empty",
+        ));
+    }
+    let filter = store::AuditFilter {
+        before: q.before,
+        actor: q.actor,
+        action: q.action,
+        sandbox: q.sandbox,
+        since_ms: q.since_ms,
+        until_ms: q.until_ms,
+    };
+    let desc = match q.order.as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(o) => {
+            return Err(ApiError::invalid(format!(
+                "order must be asc or desc, not {o:?}"
+            )))
+        }
+    };
+    let searched = desc
+        || filter.before.is_some()
+        || filter.actor.is_some()
+        || filter.action.is_some()
+        || filter.sandbox.is_some()
+        || filter.since_ms.is_some()
+        || filter.until_ms.is_some();
+    if searched && q.after.is_some() {
+        return Err(ApiError::invalid(
+            "after pages oldest first and cannot be combined with filters or order=desc; use before",
+        ));
+    }
+    let entries = if searched {
+        state.store().audit_search(&filter, limit)
+    } else if q.after.is_some() {
+        state.store().audit_entries(q.after.unwrap_or(0), limit)
+    } else {
+        state.store().audit_entries(0, limit)
+    }
+    .map_err(|e| ApiError::internal("audit", e))?;
     Ok(Json(json!({"entries": entries})))
 }
 
@@ -876,6 +956,11 @@ fn rest(state: AppState) -> Router {
             axum::routing::any(ports::path_route),
         )
         .route("/metrics", get(metrics::render))
+        .route("/", get(ui::index))
+        .route("/ui/assets/{*path}", get(ui::asset))
+        .route("/ui/login", post(ui::login))
+        .route("/ui/logout", post(ui::logout))
+        .route("/ui/session", get(ui::session))
         .route("/v1/openapi.json", get(openapi::spec))
         .route(
             "/docs",

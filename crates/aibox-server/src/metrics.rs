@@ -77,6 +77,30 @@ struct Inner {
     exec: Histogram,
     /// "allow" / "deny" → egress decisions.
     egress: BTreeMap<&'static str, u64>,
+    /// (minute since the epoch, creates, execs), oldest first.
+    activity: std::collections::VecDeque<(u64, u64, u64)>,
+}
+
+/// Minutes of create and exec counts kept for the dashboard.
+pub const ACTIVITY_MINUTES: u64 = 30;
+
+impl Inner {
+    fn bump(&mut self, create: bool) {
+        let minute = crate::now_ms() / 60_000;
+        if self.activity.back().is_none_or(|(m, _, _)| *m != minute) {
+            self.activity.push_back((minute, 0, 0));
+            while self.activity.len() as u64 > ACTIVITY_MINUTES {
+                self.activity.pop_front();
+            }
+        }
+        if let Some(last) = self.activity.back_mut() {
+            if create {
+                last.1 += 1;
+            } else {
+                last.2 += 1;
+            }
+        }
+    }
 }
 
 impl Metrics {
@@ -92,11 +116,37 @@ impl Metrics {
     }
 
     pub fn observe_create(&self, secs: f64) {
-        self.lock().create.observe(secs);
+        let mut m = self.lock();
+        m.create.observe(secs);
+        m.bump(true);
     }
 
     pub fn observe_exec(&self, secs: f64) {
-        self.lock().exec.observe(secs);
+        let mut m = self.lock();
+        m.exec.observe(secs);
+        m.bump(false);
+    }
+
+    /// An exec that is not timed (streamed, on a terminal, in the background).
+    pub fn count_exec(&self) {
+        self.lock().bump(false);
+    }
+
+    /// Creates and execs per minute over the last [`ACTIVITY_MINUTES`]
+    /// minutes, oldest first, the current minute last.
+    pub fn activity(&self) -> serde_json::Value {
+        let m = self.lock();
+        let now = crate::now_ms() / 60_000;
+        let first = now + 1 - ACTIVITY_MINUTES;
+        let mut creates = vec![0; ACTIVITY_MINUTES as usize];
+        let mut execs = vec![0; ACTIVITY_MINUTES as usize];
+        for (minute, c, e) in &m.activity {
+            if let Some(i) = minute.checked_sub(first).filter(|i| *i < ACTIVITY_MINUTES) {
+                creates[i as usize] = *c;
+                execs[i as usize] = *e;
+            }
+        }
+        serde_json::json!({"minute_ms": first * 60_000, "creates": creates, "execs": execs})
     }
 }
 

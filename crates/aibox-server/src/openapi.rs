@@ -296,7 +296,7 @@ fn build() -> Value {
             "delete": op("Forget a template (admin; 409 while a sandbox uses it)", json!([{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}]), None,
                 errors(json!({"204": empty("removed")}), &["404", "409"]))
         },
-        "/v1/templates/pull": {"post": op("Pull an image from a registry as a template (admin; plain HTTP only for loopback or with insecure)", json!([]),
+        "/v1/templates/pull": {"post": op("Pull an image from a registry as a template (admin; plain HTTP only for loopback or with insecure). With `Accept: application/x-ndjson` the reply is 200 with JSON lines: `progress` {layer, done, total}, then `done` {template} or `error` {code, message}", json!([]),
             Some(json_body(json!({"type": "object", "required": ["reference"], "additionalProperties": false, "properties": {
                 "reference": {"type": "string"}, "name": {"type": "string"}, "insecure": {"type": "boolean"}}}))),
             errors(json!({"201": ok("the template", reference("Template"))}), &["404", "502"]))},
@@ -416,7 +416,16 @@ fn build() -> Value {
         "/v1/audit/verify": {"get": op("Check the audit log's hash chain (admin)", json!([]), None,
             errors(json!({"200": ok("verdict", json!({"type": "object", "required": ["ok"], "properties": {
                 "ok": {"type": "boolean"}, "broken_at": {"type": ["integer", "null"]}, "entries": {"type": "integer"}}}))}), &[]))},
-        "/v1/audit": {"get": op("Read the audit log (admin)", json!([query("after", false, json!({"type": "integer", "minimum": 0}))]),
+        "/v1/audit": {"get": op("Read the audit log (admin): `after` pages oldest first; any of before, actor, action (a prefix), sandbox, since_ms, until_ms or order=desc selects newest first (not with after)", json!([
+                query("after", false, json!({"type": "integer", "minimum": 0})),
+                query("before", false, json!({"type": "integer", "minimum": 0})),
+                query("actor", false, json!({"type": "string", "minLength": 1})),
+                query("action", false, json!({"type": "string", "minLength": 1})),
+                query("sandbox", false, json!({"type": "string", "minLength": 1})),
+                query("since_ms", false, json!({"type": "integer", "minimum": 0})),
+                query("until_ms", false, json!({"type": "integer", "minimum": 0})),
+                query("order", false, json!({"type": "string", "enum": ["asc", "desc"]})),
+                query("limit", false, json!({"type": "integer", "minimum": 1, "maximum": 1000}))]),
             None, errors(json!({"200": ok("entries", json!({"type": "object", "properties": {"entries": {"type": "array"}}}))}), &["403"]))}
     });
     json!({

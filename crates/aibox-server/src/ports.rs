@@ -385,10 +385,23 @@ async fn proxy(
     prefix: Option<String>,
     req: Request,
 ) -> Response {
-    match proxy_inner(state, id, port, prefix, req).await {
+    let path_routed = prefix.is_some();
+    let mut resp = match proxy_inner(state, id, port, prefix, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
+    };
+    if path_routed {
+        // The app answers on the dashboard's origin: its pages run in a
+        // sandboxed (opaque) origin, so their scripts cannot use the
+        // dashboard's session. Host-routed apps have origins of their own.
+        resp.headers_mut().append(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads",
+            ),
+        );
     }
+    resp
 }
 
 /// The token the request carries, and whether it came in the query.
@@ -578,7 +591,11 @@ async fn proxy_inner(
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .map(str::trim)
-        .filter(|p| !p.is_empty() && p.split_once('=').map(|(k, _)| k) != Some(TOKEN_COOKIE))
+        .filter(|p| {
+            let name = p.split_once('=').map(|(k, _)| k);
+            // Neither the port token nor a dashboard session reaches the app.
+            !p.is_empty() && name != Some(TOKEN_COOKIE) && name != Some(crate::ui::SESSION_COOKIE)
+        })
         .map(str::to_string)
         .collect();
     headers.remove(header::COOKIE);

@@ -27,7 +27,7 @@ pub enum Scope {
 }
 
 impl Scope {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Scope::Admin => "admin",
             Scope::User => "user",
@@ -264,6 +264,17 @@ impl Store {
                 "SELECT id, name, scope, created_ms, revoked_ms, max_sandboxes, max_memory FROM api_keys WHERE hash = ?1 AND revoked_ms IS NULL",
             )?
             .query_row(params![sha256_hex(secret.as_bytes())], key_of)
+            .optional()?)
+    }
+
+    /// The live key with this id.
+    pub fn key_by_id(&self, id: &str) -> Result<Option<KeyInfo>, StoreError> {
+        Ok(self
+            .db()
+            .prepare_cached(
+                "SELECT id, name, scope, created_ms, revoked_ms, max_sandboxes, max_memory FROM api_keys WHERE id = ?1 AND revoked_ms IS NULL",
+            )?
+            .query_row(params![id], key_of)
             .optional()?)
     }
 
@@ -536,19 +547,49 @@ impl Store {
             "SELECT seq, at_ms, actor, action, sandbox, detail, prev, hash FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )?;
         let v = st
-            .query_map(params![after_seq as i64, limit as i64], |r| {
-                let detail: String = r.get(5)?;
-                Ok(AuditEntry {
-                    seq: r.get::<_, i64>(0)? as u64,
-                    at_ms: r.get::<_, i64>(1)? as u64,
-                    actor: r.get(2)?,
-                    action: r.get(3)?,
-                    sandbox: r.get(4)?,
-                    detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
-                    prev: r.get(6)?,
-                    hash: r.get(7)?,
-                })
-            })?
+            .query_map(params![after_seq as i64, limit as i64], audit_row)?
+            .collect::<Result<_, _>>()?;
+        Ok(v)
+    }
+
+    /// Entries matching a filter, newest first, older than `before` (a
+    /// sequence number) when given.
+    pub fn audit_search(&self, f: &AuditFilter, limit: u64) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut sql = String::from(
+            "SELECT seq, at_ms, actor, action, sandbox, detail, prev, hash FROM audit WHERE 1=1",
+        );
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        // Each condition's `?` becomes its numbered parameter.
+        let mut add = |cond: &str, v: rusqlite::types::Value| {
+            args.push(v);
+            sql.push_str(" AND ");
+            sql.push_str(&cond.replace('?', &format!("?{}", args.len())));
+        };
+        if let Some(b) = f.before {
+            add("seq < ?", (b as i64).into());
+        }
+        if let Some(a) = &f.actor {
+            add("actor = ?", a.clone().into());
+        }
+        if let Some(a) = &f.action {
+            // A prefix: `sandbox.` finds every sandbox event.
+            add("instr(action, ?) = 1", a.clone().into());
+        }
+        if let Some(id) = &f.sandbox {
+            add("sandbox = ?", id.clone().into());
+        }
+        if let Some(t) = f.since_ms {
+            add("at_ms >= ?", (t as i64).into());
+        }
+        if let Some(t) = f.until_ms {
+            add("at_ms < ?", (t as i64).into());
+        }
+        args.push((limit as i64).into());
+        sql.push_str(&format!(" ORDER BY seq DESC LIMIT ?{}", args.len()));
+        let db = self.db();
+        let mut st = db.prepare(&sql)?;
+        let v = st
+            .query_map(rusqlite::params_from_iter(args), audit_row)?
             .collect::<Result<_, _>>()?;
         Ok(v)
     }
@@ -611,6 +652,32 @@ pub struct AuditEntry {
     pub detail: serde_json::Value,
     pub prev: String,
     pub hash: String,
+}
+
+/// What `GET /v1/audit` can select on.
+#[derive(Debug, Default, Clone)]
+pub struct AuditFilter {
+    pub before: Option<u64>,
+    pub actor: Option<String>,
+    /// A prefix of the action.
+    pub action: Option<String>,
+    pub sandbox: Option<String>,
+    pub since_ms: Option<u64>,
+    pub until_ms: Option<u64>,
+}
+
+fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
+    let detail: String = r.get(5)?;
+    Ok(AuditEntry {
+        seq: r.get::<_, i64>(0)? as u64,
+        at_ms: r.get::<_, i64>(1)? as u64,
+        actor: r.get(2)?,
+        action: r.get(3)?,
+        sandbox: r.get(4)?,
+        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+        prev: r.get(6)?,
+        hash: r.get(7)?,
+    })
 }
 
 fn audit_hash(

@@ -234,11 +234,16 @@ pub struct PullBody {
 }
 
 /// `POST /v1/templates/pull`: fetch an image from a registry (admin).
+/// With `Accept: application/x-ndjson` the reply streams the pull as JSON
+/// lines: `progress` `{layer, done, total}` (at most ~10 a second per
+/// layer, and each layer's last), then `done` `{template}` or `error`
+/// `{code, message}`; otherwise it answers once, with the template.
 pub async fn pull(
     State(state): State<AppState>,
     who: Principal,
+    headers: axum::http::HeaderMap,
     crate::ApiJson(body): crate::ApiJson<PullBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<axum::response::Response> {
     admin(&who, "pulling a template")?;
     let r = aibox_runtime::registry::Reference::parse(&body.reference)
         .map_err(|e| ApiError::invalid(e.to_string()))?;
@@ -251,18 +256,75 @@ pub async fn pull(
             "{name:?} is not a valid template name"
         )));
     }
+    let streamed = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/x-ndjson"));
     let engine = state.engine();
-    let (n2, insecure) = (name.clone(), body.insecure);
-    let meta = tokio::task::spawn_blocking(move || engine.pull_template(r, &n2, insecure))
+    let insecure = body.insecure;
+    let finish = move |state: &AppState, meta: &aibox_runtime::oci::ImageMeta| {
+        state.audit(
+            &who.id,
+            "template.pull",
+            None,
+            json!({"reference": body.reference, "name": meta.name, "digest": meta.digest}),
+        );
+    };
+    if !streamed {
+        let meta = tokio::task::spawn_blocking(move || {
+            engine.pull_template(r, &name, insecure, &mut |_, _, _| {})
+        })
         .await
         .map_err(|e| ApiError::internal("pull task", e))??;
-    state.audit(
-        &who.id,
-        "template.pull",
-        None,
-        json!({"reference": body.reference, "name": meta.name, "digest": meta.digest}),
-    );
-    Ok((StatusCode::CREATED, Json(view(&meta))))
+        finish(&state, &meta);
+        return Ok(axum::response::IntoResponse::into_response((
+            StatusCode::CREATED,
+            Json(view(&meta)),
+        )));
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(256);
+    let send = move |v: Value| {
+        let mut line = serde_json::to_vec(&v).unwrap_or_default();
+        line.push(b'\n');
+        // A client that went away does not stop the pull.
+        let _ = tx.blocking_send(line);
+    };
+    tokio::task::spawn_blocking(move || {
+        let mut last: std::collections::HashMap<String, std::time::Instant> = Default::default();
+        let mut progress = |layer: &str, done: u64, total: u64| {
+            let now = std::time::Instant::now();
+            let due = last
+                .get(layer)
+                .is_none_or(|t| now.duration_since(*t).as_millis() >= 100);
+            if due || done >= total {
+                last.insert(layer.to_string(), now);
+                send(json!({"type": "progress", "layer": layer, "done": done, "total": total}));
+            }
+        };
+        match engine.pull_template(r, &name, insecure, &mut progress) {
+            Ok(meta) => {
+                finish(&state, &meta);
+                send(json!({"type": "done", "template": view(&meta)}));
+            }
+            Err(e) => send(json!({"type": "error", "code": e.code.as_str(), "message": e.message})),
+        }
+    });
+    ndjson(rx)
+}
+
+/// A response streaming the channel's JSON lines.
+fn ndjson(rx: tokio::sync::mpsc::Receiver<Vec<u8>>) -> ApiResult<axum::response::Response> {
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|line| (Ok::<_, std::io::Error>(axum::body::Bytes::from(line)), rx))
+    });
+    axum::response::Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/x-ndjson")
+        .header("cache-control", "no-store")
+        .body(Body::from_stream(stream))
+        .map_err(|e| ApiError::internal("stream response", e))
 }
 
 /// A template name for a reference: as written, with `:latest` when it
@@ -577,15 +639,5 @@ pub async fn build(
             }
         }
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|line| (Ok::<_, std::io::Error>(axum::body::Bytes::from(line)), rx))
-    });
-    axum::response::Response::builder()
-        .status(StatusCode::OK)
-        .header("content-type", "application/x-ndjson")
-        .header("cache-control", "no-store")
-        .body(Body::from_stream(stream))
-        .map_err(|e| ApiError::internal("build response", e))
+    ndjson(rx)
 }

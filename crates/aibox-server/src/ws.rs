@@ -150,6 +150,7 @@ async fn exec_session(state: AppState, who: Principal, id: String, mut socket: W
             return;
         }
     };
+    state.metrics().count_exec();
     state.audit(
         &who.id,
         "sandbox.exec_stream",
@@ -210,7 +211,10 @@ async fn relay(stream: UnixStream, mut socket: WebSocket, input: bool) {
                 return;
             }
         }
-        // Socket gone: dropping the stream tells the agent its client left.
+        // Socket gone: end our half of the stream, so the agent reads EOF
+        // and knows its client left (the reader thread still holds a clone,
+        // so dropping this one alone would not close it).
+        let _ = writer.shutdown(std::net::Shutdown::Write);
     });
     loop {
         tokio::select! {
