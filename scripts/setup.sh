@@ -19,6 +19,8 @@ if [ "$(id -u)" = 0 ]; then                          # L4 egress (veth + nftable
   command -v skopeo >/dev/null || need+=(skopeo)                     # filled by skopeo
   command -v umoci >/dev/null || need+=(umoci)
   command -v debootstrap >/dev/null || need+=(debootstrap)          # FROM debootstrap:bookworm (the Debian test image)
+  [ -x /usr/bin/chromium ] || need+=(chromium)                       # the dashboard's end-to-end tests (playwright-core drives it)
+  [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)  # legible screenshots
 fi
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

@@ -48,6 +48,21 @@ if command -v node >/dev/null && [ "$(node -p 'process.versions.node.split(".")[
 else
   echo "   SKIP TypeScript SDK: needs Node.js 20+ and npm"
 fi
+echo "== dashboard (headless Chromium via playwright-core)"
+if command -v node >/dev/null && [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ] && command -v npm >/dev/null; then
+  # The vendored xterm.js in the binary must be what ui/package-lock.json pins.
+  if ! (cd ui && npm ci --no-audit --no-fund >/dev/null 2>&1 && node vendor.mjs --check \
+        && AIBOX_BIN="$target/x86_64-unknown-linux-gnu/debug/aibox" npm test) >"$log" 2>&1; then
+    cat "$log"
+    echo "== FAILED: dashboard (screenshots in ui/artifacts/)"
+    exit 1
+  fi
+  grep -E "^SKIP" "$log" | sed 's/^/   /' || true
+  grep -E "^# (tests|pass|fail|skipped)" "$log" | tr '\n' ' ' | sed 's/^/   /'; echo
+  echo "   screenshots: ui/artifacts/"
+else
+  echo "   SKIP dashboard: needs Node.js 20+ and npm"
+fi
 
 if [ "$(id -u)" != 0 ]; then
   echo "== rootless pass skipped: it needs root to create the test user (this run already was rootless)"

@@ -2,8 +2,9 @@
 // by playwright-core. Screenshots go to ui/artifacts/ (AIBOX_UI_ARTIFACTS).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, chmodSync, existsSync } from 'node:fs';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, chmodSync, existsSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -48,9 +49,9 @@ async function accessible(what) {
 
 /** A test that leaves a screenshot of the page when it fails. */
 function check(name, fn) {
-  test(name, { skip }, async () => {
+  test(name, { skip }, async (t) => {
     try {
-      await fn();
+      await fn(t);
     } catch (e) {
       if (page) await shot(`FAILED-${name.replace(/[^a-z0-9]+/gi, '-').slice(0, 60)}`).catch(() => {});
       throw e;
@@ -354,6 +355,59 @@ check('templates: build with streamed logs, a failing pull shown', async () => {
   await page.getByRole('button', { name: 'Pull' }).click();
   await page.getByRole('alert').filter({ hasText: /unavailable|unreachable|connect/i }).waitFor({ timeout: 30000 });
   await shot('10-templates-pull-error');
+});
+
+/** A free loopback port. */
+function freePort() {
+  return new Promise((resolve) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+check('templates: pull from a registry with per-layer progress', async (t) => {
+  const missing = ['/usr/bin/docker-registry', '/usr/bin/skopeo', '/bin/busybox', '/usr/bin/python3'].find((p) => !existsSync(p));
+  if (missing) {
+    console.log(`SKIP registry pull in the dashboard: ${missing} is missing (scripts/setup.sh installs it as root)`);
+    t.skip(`${missing} is missing`);
+    return;
+  }
+  const dir = join(data, 'registry');
+  mkdirSync(dir, { recursive: true });
+  const port = await freePort();
+  writeFileSync(join(dir, 'config.yml'), `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${dir}/storage\nhttp:\n  addr: 127.0.0.1:${port}\n`);
+  const registry = spawn('docker-registry', ['serve', join(dir, 'config.yml')], { stdio: 'ignore' });
+  try {
+    execFileSync('python3', [join(root, 'crates/aibox-cli/tests/make_image.py'), join(dir, 'layout')]);
+    const reference = `127.0.0.1:${port}/ui/busybox:1`;
+    for (let i = 0; ; i++) {
+      try {
+        execFileSync('skopeo', ['copy', '--dest-tls-verify=false', `oci:${join(dir, 'layout')}:1`, `docker://${reference}`],
+          { env: { ...process.env, REGISTRY_AUTH_FILE: join(dir, 'auth.json') }, stdio: 'pipe' });
+        break;
+      } catch (e) {
+        if (i > 50) throw e; // the registry is still starting
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    await go('#/templates', 'Templates');
+    const pull = page.getByRole('form', { name: 'Pull a template' });
+    await pull.getByLabel('Image reference').fill(reference);
+    await pull.getByLabel('Template name').fill('ui/pulled:1');
+    await pull.getByRole('button', { name: 'Pull' }).click();
+    await page.getByText(/^Pulled ui\/pulled:1 \(/).waitFor({ timeout: 60000 });
+    const bars = page.locator('progress[aria-label^="layer "]');
+    assert.equal(await bars.count(), 2, 'one progress bar per layer');
+    for (const bar of await bars.all()) {
+      assert.equal(await bar.evaluate((b) => b.value === b.max && b.max > 0), true);
+    }
+    await page.getByRole('cell', { name: 'ui/pulled:1', exact: true }).waitFor();
+    await shot('10b-templates-pull');
+  } finally {
+    registry.kill();
+  }
 });
 
 check('audit log filters and chain check; keys; settings; logout', async () => {

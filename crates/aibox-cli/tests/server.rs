@@ -1546,6 +1546,23 @@ fn published_ports_need_the_token_and_carry_websockets() {
     assert_eq!((st, body.as_str()), (200, "plain /c"));
     let (st, _, body) = http_to(&s.addr, &host, &format!("/q?aibox_token={token}"), &[]);
     assert_eq!((st, body.as_str()), (200, "plain /q"));
+    // Nor does a dashboard session's cookie; path-routed pages (on the
+    // dashboard's origin) run sandboxed, host-routed ones on their own origin.
+    let cookie = format!("theme=dark; aibox_session=aibox_x; aibox_token={token}");
+    let (st, head, body) = http_to(&s.addr, &host, "/cookies", &[("Cookie", &cookie)]);
+    assert_eq!((st, body.as_str()), (200, "cookies theme=dark"));
+    assert!(!head.contains("content-security-policy"), "{head}");
+    let (st, head, body) = http_to(
+        &s.addr,
+        &s.addr,
+        &format!("{path_base}/cookies"),
+        &[("Cookie", &cookie)],
+    );
+    assert_eq!((st, body.as_str()), (200, "cookies theme=dark"));
+    assert!(
+        head.contains("content-security-policy: sandbox allow-scripts"),
+        "{head}"
+    );
 
     // WebSockets through both forms.
     let (text, _) = ws_echo(&s.addr, &host, "/ws", Some(&token)).unwrap();

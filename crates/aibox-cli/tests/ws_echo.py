@@ -33,7 +33,8 @@ def serve(c):
                 headers[k.strip().lower()] = v.strip()
         key = headers.get(b"sec-websocket-key")
         if key is None:
-            body = b"plain " + lines[0].split(b" ")[1]
+            path = lines[0].split(b" ")[1]
+            body = b"cookies " + headers.get(b"cookie", b"") if path == b"/cookies" else b"plain " + path
             c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
             return
         accept = base64.b64encode(hashlib.sha1(key + GUID).digest())

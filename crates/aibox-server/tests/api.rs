@@ -559,3 +559,162 @@ async fn snapshots_restore_and_fork() {
     let (st, v) = call(&s, "GET", "/v1/snapshots/..%2F..", a, "").await;
     assert!(st.is_client_error(), "{v}");
 }
+
+#[tokio::test]
+async fn audit_filters_select_newest_first() {
+    let s = state(10);
+    s.store()
+        .add_key("kadm", "root", "secret-admin", Scope::Admin, 1)
+        .unwrap();
+    let admin = Some("secret-admin");
+    let mut ids = Vec::new();
+    for key in ["secret-a", "secret-b", "secret-a"] {
+        let (st, v) = call(&s, "POST", "/v1/sandboxes", Some(key), "{}").await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    let entries = |v: &serde_json::Value| -> Vec<(u64, String, String)> {
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["seq"].as_u64().unwrap(),
+                    e["actor"].as_str().unwrap().to_string(),
+                    e["action"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let (st, v) = call(&s, "GET", "/v1/audit?action=sandbox.&actor=ka", admin, "").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let got = entries(&v);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got[0].0 > got[1].0, "newest first: {got:?}");
+    assert!(got
+        .iter()
+        .all(|(_, a, act)| a == "ka" && act == "sandbox.create"));
+    // Paging back with before; one sandbox; everything newest first.
+    let (_, v) = call(
+        &s,
+        "GET",
+        &format!("/v1/audit?action=sandbox.create&before={}", got[0].0),
+        admin,
+        "",
+    )
+    .await;
+    assert_eq!(entries(&v).len(), 2, "{v}");
+    let (_, v) = call(
+        &s,
+        "GET",
+        &format!("/v1/audit?sandbox={}", ids[1]),
+        admin,
+        "",
+    )
+    .await;
+    assert_eq!(
+        entries(&v).iter().map(|e| e.1.as_str()).collect::<Vec<_>>(),
+        ["kb"]
+    );
+    let (_, v) = call(&s, "GET", "/v1/audit?order=desc&limit=1", admin, "").await;
+    let (_, all) = call(&s, "GET", "/v1/audit", admin, "").await;
+    assert_eq!(entries(&v)[0], *entries(&all).last().unwrap());
+    let (_, v) = call(&s, "GET", "/v1/audit?since_ms=99999999999999", admin, "").await;
+    assert!(entries(&v).is_empty());
+    // Bad input: 400 with a reason; the log needs an admin key.
+    for q in [
+        "after=1&actor=ka",
+        "order=sideways",
+        "limit=0",
+        "limit=1001",
+        "actor=",
+        "since_ms=x",
+        "nope=1",
+    ] {
+        let (st, v) = call(&s, "GET", &format!("/v1/audit?{q}"), admin, "").await;
+        assert_eq!(
+            (st, v["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_argument")),
+            "{q}: {v}"
+        );
+    }
+    let (st, _) = call(&s, "GET", "/v1/audit?order=desc", Some("secret-a"), "").await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn health_counts_creates_and_execs_per_minute() {
+    let s = state(10);
+    let (_, v) = call(&s, "POST", "/v1/sandboxes", Some("secret-a"), "{}").await;
+    let id = v["id"].as_str().unwrap().to_string();
+    for _ in 0..3 {
+        let (st, _) = call(
+            &s,
+            "POST",
+            &format!("/v1/sandboxes/{id}/exec"),
+            Some("secret-a"),
+            r#"{"cmd":["true"]}"#,
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK);
+    }
+    let (_, v) = call(&s, "GET", "/v1/health", Some("secret-a"), "").await;
+    let a = &v["activity"];
+    assert_eq!(a["creates"].as_array().unwrap().len(), 30, "{v}");
+    let sum = |k: &str| {
+        a[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert_eq!((sum("creates"), sum("execs")), (1, 3), "{v}");
+    let (_, anon) = call(&s, "GET", "/v1/health", None, "").await;
+    assert!(anon.get("activity").is_none(), "{anon}");
+}
+
+#[tokio::test]
+async fn a_streamed_pull_ends_in_an_error_line() {
+    let s = state(10);
+    s.store()
+        .add_key("kadm", "root", "secret-admin", Scope::Admin, 1)
+        .unwrap();
+    let req = Request::builder()
+        .method("POST")
+        .uri("/v1/templates/pull")
+        .header("content-type", "application/json")
+        .header("accept", "application/x-ndjson")
+        .header("authorization", "Bearer secret-admin")
+        .body(Body::from(r#"{"reference":"127.0.0.1:1/x/y:1"}"#))
+        .unwrap();
+    let resp = app(s.clone()).oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "application/x-ndjson");
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let last: serde_json::Value = serde_json::from_slice(
+        bytes
+            .split(|b| *b == b'\n')
+            .rfind(|l| !l.is_empty())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(last["type"], "error", "{last}");
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap()
+            .contains("no template store"),
+        "{last}"
+    );
+    // A bad reference is refused before anything streams.
+    let (st, v) = call(
+        &s,
+        "POST",
+        "/v1/templates/pull",
+        Some("secret-admin"),
+        r#"{"reference":"UPPER CASE"}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+}
