@@ -491,6 +491,27 @@ per = statistics.mean(pss(p) for p in pids) / 1024
 rss1 = rss_kib(srv.pid)
 rows.append((f"{idle_n} idle sandboxes (REST)", "server RSS before → after", f"{rss0 / 1024:.1f} → {rss1 / 1024:.1f}", "", "", "MiB", ""))
 rows.append((f"{idle_n} idle sandboxes (REST)", "per-sandbox PSS, mean", f"{per:.2f}", "", "", "MiB", ""))
+# The dashboard with 500 sandboxes listed (100 in a quick run), in headless
+# Chromium, against the list call it makes.
+listed = min(500, idle_n)
+for i in idle[listed:]:
+    call("DELETE", f"/v1/sandboxes/{i}")
+idle = idle[:listed]
+ui_ready = os.path.exists(os.path.join(here, "..", "ui", "node_modules", "playwright-core"))
+if shutil.which("node") and os.path.exists("/usr/bin/chromium") and ui_ready:
+    o = subprocess.run(["node", os.path.join(here, "dashboard.mjs"), f"http://{addr}", key, str(10 if QUICK else 20)],
+                       env=env, capture_output=True, text=True)
+    if o.returncode == 0:
+        d = json.loads(o.stdout)
+        what = f"dashboard, {d['rows']} sandboxes listed ({d['bytes'] // 1024} KiB of JSON)"
+        base = statistics.median(d["list_api"])
+        row(what, "GET /v1/sandboxes from Node (the page's call)", d["list_api"], base)
+        row(what, "Sandboxes page: route change → every row drawn", d["list_page"], base)
+        row(what, "Overview page: route change → cards drawn", d["overview_page"], base)
+    else:
+        print("dashboard bench failed:", o.stderr[-2000:], file=sys.stderr)
+else:
+    print("SKIP dashboard bench: needs node, /usr/bin/chromium and ui/node_modules (npm ci in ui/)", file=sys.stderr)
 for i in idle:
     call("DELETE", f"/v1/sandboxes/{i}")
 conn.close()

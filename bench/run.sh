@@ -22,8 +22,9 @@ if [ "${#need[@]}" -gt 0 ]; then
     || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}" >/dev/null; }
 fi
 ./scripts/setup.sh >/dev/null   # the test venv: the Python SDK's dependencies
-if command -v npm >/dev/null; then   # the TypeScript SDK, built
+if command -v npm >/dev/null; then   # the TypeScript SDK, built; playwright-core for the dashboard
   (cd sdk/typescript && npm ci --no-audit --no-fund >/dev/null 2>&1 && npm run build >/dev/null 2>&1) || true
+  (cd ui && npm ci --no-audit --no-fund >/dev/null 2>&1) || true
 fi
 cargo build --release --locked -p aibox-cli
 target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')

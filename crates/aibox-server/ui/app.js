@@ -191,7 +191,7 @@ async function loginPage(root) {
   const error = h('p', { class: 'error', role: 'alert' });
   const form = h('form', { class: 'panel login' },
     heading('Log in to aibox'),
-    h('p', {}, 'Paste an API key. The admin key of a local server is in ', h('code', {}, 'DATA_DIR/admin.key'), '; ', h('code', {}, 'aibox key create NAME'), ' makes others.'),
+    h('p', {}, 'Paste an API key. The admin key of a local server is in ', h('code', {}, 'DATA_DIR/admin.key'), '; ', h('code', {}, 'aibox keys create NAME'), ' makes others.'),
     h('div', { class: 'stack' }, field('API key', input)),
     h('p', {}, h('button', { class: 'primary', type: 'submit' }, 'Log in')),
     error);
