@@ -445,18 +445,60 @@ check('the sandbox list stays complete with many sandboxes', async () => {
   const made = await Promise.all(Array.from({ length: n }, (_, i) => json('POST', '/v1/sandboxes', { ttl_seconds: 600, memory: '32m', labels: { batch: i % 2 ? 'odd' : 'even' } })));
   assert.ok(made.every((r) => r.status === 201), JSON.stringify(made.find((r) => r.status !== 201)));
   // A new browser profile: log in again.
-  page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+  page = await (await browser.newContext({ bypassCSP: true, viewport: { width: 1280, height: 900 } })).newPage();
   await page.goto(`${base}/#/sandboxes`);
   await page.getByLabel('API key').fill(adminKey);
   await page.keyboard.press('Enter');
   await page.getByRole('heading', { level: 1, name: 'Overview' }).waitFor();
   await go('#/sandboxes', 'Sandboxes');
-  await page.getByText(`${n + 1} sandboxes`).waitFor();
+  await page.getByText(`${n + 1} sandboxes`, { exact: true }).waitFor();
   assert.equal(await page.locator('tbody tr').count(), n + 1);
   await page.getByLabel('Label').fill('batch=odd');
   await page.getByRole('button', { name: 'Apply' }).click();
-  await page.getByText(`${n / 2} sandboxes`).waitFor();
+  await page.getByText(`${n / 2} sandboxes`, { exact: true }).waitFor();
   await page.getByLabel('Search').fill(made[1].body.id);
-  await page.getByText(`1 sandbox of ${n / 2}`).waitFor();
+  await page.getByText(`1 sandbox of ${n / 2}`, { exact: true }).waitFor();
+  await page.getByLabel('Search').fill('');
+  await page.getByText(`${n / 2} sandboxes`, { exact: true }).waitFor();
+  // Newest first by default; a header sorts by its column, again reverses.
+  const ids = () => page.locator('tbody tr td:nth-child(2)').allTextContents();
+  const odd = made.filter((_, i) => i % 2).map((r) => r.body.id);
+  await page.getByRole('button', { name: 'ID', exact: true }).click();
+  assert.deepEqual(await ids(), odd.slice().sort());
+  assert.equal(await page.getByRole('columnheader', { name: /^ID/ }).getAttribute('aria-sort'), 'ascending');
+  await page.getByRole('button', { name: /^ID/ }).click();
+  assert.deepEqual(await ids(), odd.slice().sort().reverse());
   await shot('14-many-sandboxes');
+  // Select every shown sandbox and delete them at once (after a confirm).
+  await page.getByLabel('Select every sandbox shown').check();
+  page.once('dialog', (d) => d.accept());
+  await page.getByRole('button', { name: `Delete selected (${n / 2})` }).click();
+  await page.getByText('0 sandboxes', { exact: true }).waitFor({ timeout: 60000 });
+  const left = (await json('GET', '/v1/sandboxes?limit=1000')).body.sandboxes;
+  assert.equal(left.length, n / 2 + 1);
+  assert.ok(left.every((s) => !odd.includes(s.id)));
+  // One by one: select a single row.
+  await page.getByLabel('Label').fill('batch=even');
+  await page.getByRole('button', { name: 'Apply' }).click();
+  await page.getByText(`${n / 2} sandboxes`, { exact: true }).waitFor();
+  const even = made.find((_, i) => i % 2 === 0).body.id;
+  await page.getByLabel(`Select ${even}`).check();
+  page.once('dialog', (d) => d.accept());
+  await page.getByRole('button', { name: 'Delete selected (1)' }).click();
+  await page.getByText(`${n / 2 - 1} sandboxes`, { exact: true }).waitFor();
+  assert.equal((await json('GET', `/v1/sandboxes/${even}`)).status, 404);
+});
+
+check('sandbox tabs follow the arrow keys', async () => {
+  const id = (await json('POST', '/v1/sandboxes', { ttl_seconds: 600, memory: '32m' })).body.id;
+  await go(`#/sandboxes/${id}`, `Sandbox ${id}`);
+  await page.getByRole('tab', { name: 'Overview' }).focus();
+  await page.keyboard.press('ArrowRight');
+  await page.waitForURL(new RegExp(`#/sandboxes/${id}/terminal$`));
+  await page.getByText(/connected: process/).waitFor();
+  await page.keyboard.press('End');
+  await page.waitForURL(new RegExp(`#/sandboxes/${id}/snapshots$`));
+  await page.getByRole('button', { name: 'Take snapshot' }).waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement.getAttribute('role')), 'tab');
+  await accessible('snapshots tab');
 });

@@ -652,7 +652,14 @@ async fn health(
             .filter_map(|r| serde_json::from_value::<aibox_types::SandboxSpec>(r.spec.clone()).ok())
             .map(|s| s.memory_bytes())
             .sum();
-        v["sandboxes"] = json!({"active": active.len(), "max": state.config().max_sandboxes});
+        let count = |s: &str| active.iter().filter(|r| r.state == s).count();
+        v["sandboxes"] = json!({
+            "active": active.len(),
+            "max": state.config().max_sandboxes,
+            "running": count("running"),
+            "paused": count("paused"),
+            "creating": count("creating"),
+        });
         v["memory"] = json!({"budget": state.config().memory_budget, "reserved": used});
         v["activity"] = state.metrics().activity();
         v["limits"] = json!({

@@ -670,6 +670,15 @@ async fn health_counts_creates_and_execs_per_minute() {
             .sum::<u64>()
     };
     assert_eq!((sum("creates"), sum("execs")), (1, 3), "{v}");
+    assert_eq!(
+        (
+            v["sandboxes"]["active"].as_u64(),
+            v["sandboxes"]["running"].as_u64(),
+            v["sandboxes"]["paused"].as_u64()
+        ),
+        (Some(1), Some(1), Some(0)),
+        "{v}"
+    );
     let (_, anon) = call(&s, "GET", "/v1/health", None, "").await;
     assert!(anon.get("activity").is_none(), "{anon}");
 }

@@ -242,16 +242,17 @@ async function overviewPage(root) {
   const events = h('div');
   root.append(heading('Overview'), cards, h('h2', {}, admin() ? 'Recent events' : 'Your newest sandboxes'), events);
   every(5000, async () => {
-    const [health, list] = await Promise.all([api('GET', '/v1/health'), api('GET', '/v1/sandboxes?limit=1000')]);
-    const mine = list.sandboxes;
-    const count = (s) => mine.filter((x) => x.state === s).length;
+    // Admins see every sandbox: health counts them. Others count their own.
+    const [health, list] = await Promise.all([api('GET', '/v1/health'), admin() ? null : api('GET', '/v1/sandboxes?limit=1000')]);
+    const mine = list ? list.sandboxes : [];
+    const count = (s) => (list ? mine.filter((x) => x.state === s).length : health.sandboxes[s] ?? 0);
     const mem = health.memory || {};
     const act = health.activity || { creates: [], execs: [] };
     const last = (a) => a[a.length - 1] || 0;
     const sum = (a) => a.reduce((x, y) => x + y, 0);
     cards.replaceChildren(
       card('Active sandboxes', `${health.sandboxes.active} / ${health.sandboxes.max}`,
-        h('div', { class: 'muted' }, `${admin() ? 'listed' : 'yours'}: ${count('running')} running, ${count('paused')} paused`)),
+        h('div', { class: 'muted' }, `${admin() ? 'all' : 'yours'}: ${count('running')} running, ${count('paused')} paused`)),
       card('Memory reserved', `${bytes(mem.reserved)} / ${bytes(mem.budget)}`,
         h('meter', { min: 0, max: mem.budget || 1, value: mem.reserved || 0, 'aria-label': 'memory reserved of the budget' })),
       card('Creates per minute', String(last(act.creates)),
@@ -270,22 +271,36 @@ async function overviewPage(root) {
 
 // ---- sandboxes
 
-function sandboxRow(s) {
-  const labels = Object.entries(s.labels || {}).map(([k, v]) => `${k}=${v}`).join(' ');
-  return h('tr', {},
+function expires(s) {
+  if (s.state === 'paused') return `${duration(s.remaining_ms)} (paused)`;
+  return s.expires_at_ms ? `in ${duration(s.expires_at_ms - Date.now())}` : '—';
+}
+
+const labelText = (s) => Object.entries(s.labels || {}).map(([k, v]) => `${k}=${v}`).join(' ');
+
+function sandboxCells(s) {
+  return [
     h('td', {}, h('a', { href: `#/sandboxes/${s.id}`, class: 'mono' }, s.id)),
     h('td', {}, badge(s.state)),
     h('td', {}, s.spec.template || 'host'),
     h('td', { class: 'num' }, bytes(s.spec.memory)),
     h('td', { class: 'num' }, s.spec.cpus ?? '—'),
     h('td', {}, ago(s.created_at_ms)),
-    h('td', {}, s.state === 'paused' ? `${duration(s.remaining_ms)} (paused)` : s.expires_at_ms ? `in ${duration(s.expires_at_ms - Date.now())}` : '—'),
-    h('td', { class: 'mono' }, labels));
+    h('td', {}, expires(s)),
+    h('td', { class: 'mono' }, labelText(s)),
+  ];
 }
 
 function sandboxTable(list) {
-  return table(['ID', 'State', 'Template', 'Memory', 'CPUs', 'Created', 'Expires', 'Labels'], list.map(sandboxRow), 'Sandboxes');
+  return table(['ID', 'State', 'Template', 'Memory', 'CPUs', 'Created', 'Expires', 'Labels'], list.map((s) => h('tr', {}, sandboxCells(s))), 'Sandboxes');
 }
+
+/** Columns of the Sandboxes page: title and sort key (null: not sortable). */
+const COLUMNS = [
+  ['ID', (s) => s.id], ['State', (s) => s.state], ['Template', (s) => s.spec.template || 'host'],
+  ['Memory', (s) => s.spec.memory || 0], ['CPUs', (s) => s.spec.cpus || 0], ['Created', (s) => s.created_at_ms],
+  ['Expires', (s) => (s.state === 'paused' ? Date.now() + s.remaining_ms : s.expires_at_ms ?? Infinity)], ['Labels', labelText],
+];
 
 async function sandboxesPage(root, _m, query) {
   const state = h('select', { name: 'state' }, ['', 'running', 'paused', 'creating', 'stopped'].map((s) => h('option', { value: s, selected: query.get('state') === s }, s || 'any')));
@@ -293,15 +308,45 @@ async function sandboxesPage(root, _m, query) {
   const text = h('input', { name: 'q', type: 'search', placeholder: 'id, template, label', value: query.get('q') || '' });
   const count = h('p', { class: 'muted', role: 'status' });
   const body = h('div');
+  const remove = h('button', { class: 'danger', disabled: true }, 'Delete selected');
   let all = [];
   let next = null;
+  let shown = [];
+  const sort = { col: 'Created', desc: true };
+  const selected = new Set();
+  const bulk = () => {
+    remove.disabled = selected.size === 0;
+    remove.textContent = `Delete selected (${selected.size})`;
+  };
   const show = () => {
     const q = text.value.trim().toLowerCase();
-    const shown = q ? all.filter((s) => s.id.includes(q) || (s.spec.template || 'host').toLowerCase().includes(q)
-      || Object.entries(s.labels || {}).some(([k, v]) => `${k}=${v}`.toLowerCase().includes(q))) : all;
+    shown = q ? all.filter((s) => s.id.includes(q) || (s.spec.template || 'host').toLowerCase().includes(q)
+      || labelText(s).toLowerCase().includes(q)) : all.slice();
+    const key = COLUMNS.find(([c]) => c === sort.col)[1];
+    shown.sort((a, b) => {
+      const x = key(a);
+      const y = key(b);
+      return (x < y ? -1 : x > y ? 1 : 0) * (sort.desc ? -1 : 1);
+    });
+    for (const id of [...selected]) if (!all.some((s) => s.id === id)) selected.delete(id);
     count.textContent = `${shown.length} sandbox${shown.length === 1 ? '' : 'es'}${q ? ` of ${all.length}` : ''}${next ? ' (more on the server)' : ''}`;
-    body.replaceChildren(sandboxTable(shown));
+    const toggleAll = h('input', { type: 'checkbox', 'aria-label': 'Select every sandbox shown', checked: shown.length > 0 && shown.every((s) => selected.has(s.id)) });
+    toggleAll.addEventListener('change', () => {
+      for (const s of shown) if (toggleAll.checked) selected.add(s.id); else selected.delete(s.id);
+      show();
+    });
+    const head = h('tr', {}, h('th', { scope: 'col' }, toggleAll), COLUMNS.map(([c]) => h('th', {
+      scope: 'col', class: ['Memory', 'CPUs'].includes(c) ? 'num' : '', 'aria-sort': sort.col === c ? (sort.desc ? 'descending' : 'ascending') : 'none',
+    }, h('button', { class: 'sort', onclick: () => { sort.desc = sort.col === c ? !sort.desc : c === 'Created'; sort.col = c; show(); } },
+      c, sort.col === c ? (sort.desc ? ' ↓' : ' ↑') : ''))));
+    const rows = shown.map((s) => {
+      const box = h('input', { type: 'checkbox', 'aria-label': `Select ${s.id}`, checked: selected.has(s.id) });
+      box.addEventListener('change', () => { if (box.checked) selected.add(s.id); else selected.delete(s.id); toggleAll.checked = shown.every((x) => selected.has(x.id)); bulk(); });
+      return h('tr', {}, h('td', {}, box), sandboxCells(s));
+    });
+    body.replaceChildren(h('table', {}, h('caption', { class: 'sr-only' }, 'Sandboxes'), h('thead', {}, head), h('tbody', {}, rows)));
     if (next) body.append(h('p', {}, h('button', { onclick: (e) => act(e.target, () => load(true)) }, 'Load more')));
+    bulk();
   };
   const load = async (more = false) => {
     const params = new URLSearchParams({ limit: '1000' });
@@ -313,6 +358,20 @@ async function sandboxesPage(root, _m, query) {
     next = page.next;
     show();
   };
+  remove.addEventListener('click', () => act(remove, async () => {
+    const ids = [...selected];
+    if (!confirm(`Delete ${ids.length} sandbox${ids.length === 1 ? '' : 'es'}? Their processes and files are gone for good.`)) return;
+    const failed = [];
+    const work = ids.slice();
+    await Promise.all(Array.from({ length: 6 }, async () => {
+      for (let id = work.shift(); id; id = work.shift()) {
+        try { await api('DELETE', `/v1/sandboxes/${id}`); selected.delete(id); } catch (e) { failed.push(`${id}: ${e.message}`); }
+      }
+    }));
+    notify(`Deleted ${ids.length - failed.length} of ${ids.length}`, failed.length > 0);
+    if (failed.length) notify(failed.slice(0, 3).join('; '), true);
+    await load();
+  }));
   const filters = h('form', { class: 'filters', role: 'search', 'aria-label': 'Filter sandboxes' },
     h('label', {}, 'State', state), h('label', {}, 'Label', label), h('label', {}, 'Search', text),
     h('button', { type: 'submit' }, 'Apply'));
@@ -321,7 +380,7 @@ async function sandboxesPage(root, _m, query) {
   let debounce;
   text.addEventListener('input', () => { clearTimeout(debounce); debounce = setTimeout(show, 120); });
   root.append(heading('Sandboxes', h('a', { class: 'button primary', href: '#/sandboxes/new' }, 'New sandbox'),
-    h('button', { onclick: (e) => act(e.target, () => load()) }, 'Refresh')), filters, count, body);
+    h('button', { onclick: (e) => act(e.target, () => load()) }, 'Refresh')), filters, h('div', { class: 'actions' }, count, remove), body);
   await load();
 }
 
@@ -413,7 +472,16 @@ async function sandboxPage(root, [id, tab = 'overview'], query) {
   renderHead();
   const tabs = h('div', { class: 'tabs', role: 'tablist', 'aria-label': 'Sandbox views' },
     TABS.map(([t, label]) => h('a', { role: 'tab', id: `tab-${t}`, href: `#/sandboxes/${id}/${t}`, 'aria-selected': String(t === tab), 'aria-controls': 'tabpanel' }, label)));
-  const panel = h('div', { id: 'tabpanel', role: 'tabpanel', 'aria-labelledby': `tab-${tab}` });
+  // Arrow keys move between tabs (the WAI-ARIA tabs pattern); Tab goes on to the panel.
+  tabs.addEventListener('keydown', (e) => {
+    const i = TABS.findIndex(([t]) => t === tab);
+    const j = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: TABS.length - 1 }[e.key];
+    if (j === undefined) return;
+    e.preventDefault();
+    location.hash = `#/sandboxes/${id}/${TABS[(j + TABS.length) % TABS.length][0]}`;
+  });
+  for (const a of tabs.children) a.tabIndex = a.getAttribute('aria-selected') === 'true' ? 0 : -1;
+  const panel = h('div', { id: 'tabpanel', role: 'tabpanel', tabindex: '0', 'aria-labelledby': `tab-${tab}` });
   root.append(head, tabs, panel);
   const pages = { overview: sbOverview, terminal: sbTerminal, files: sbFiles, processes: sbProcesses, ports: sbPorts, snapshots: sbSnapshots };
   await pages[tab](panel, sb, query, (fresh) => { sb = fresh; renderHead(); });
@@ -966,6 +1034,8 @@ const routes = [
 ];
 
 let generation = 0;
+let lastKeyNav = false; // the route changed by arrow keys on the tabs
+document.addEventListener('keydown', (e) => { if (e.target.getAttribute && e.target.getAttribute('role') === 'tab') lastKeyNav = true; });
 
 async function route() {
   for (const stop of leaving.splice(0)) { try { stop(); } catch { /* already stopped */ } }
@@ -996,7 +1066,10 @@ async function route() {
     }
     if (mine === generation) {
       const h1 = main.querySelector('h1');
-      if (h1 && !main.contains(document.activeElement)) h1.focus({ preventScroll: true });
+      const tab = main.querySelector('[role=tab][aria-selected=true]');
+      if (tab && lastKeyNav) tab.focus({ preventScroll: true });
+      else if (h1 && !main.contains(document.activeElement)) h1.focus({ preventScroll: true });
+      lastKeyNav = false;
       main.dataset.ready = path;
     }
     return;

@@ -40,7 +40,8 @@ export function openTerminal(panel, id, { h }) {
       const ev = JSON.parse(m.data);
       if (ev.type === 'started') {
         status.textContent = `connected: process ${ev.id}, pid ${ev.pid}`;
-        term.focus();
+        // Into the shell, unless the user is moving along the tabs.
+        if (document.activeElement?.getAttribute('role') !== 'tab') term.focus();
       } else if (ev.type === 'exit') {
         status.textContent = ev.signal ? `the shell was killed by signal ${ev.signal}` : `the shell exited with code ${ev.exit_code}`;
         again.hidden = false;
