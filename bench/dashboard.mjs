@@ -17,7 +17,7 @@ const { chromium } = require('playwright-core');
 const out = { list_api: [], list_page: [], overview_page: [], rows: 0, bytes: 0 };
 for (let i = 0; i < runs + 1; i++) {
   const t = performance.now();
-  const r = await fetch(`${url}/v1/sandboxes?limit=1000`, { headers: { Authorization: `Bearer ${key}` } });
+  const r = await fetch(`${url}/v1/sandboxes?limit=1000&view=summary`, { headers: { Authorization: `Bearer ${key}` } });
   const body = await r.text();
   if (i > 0) out.list_api.push(performance.now() - t);
   out.bytes = body.length;

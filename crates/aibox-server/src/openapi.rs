@@ -156,6 +156,8 @@ fn build() -> Value {
                 "labels": {"type": "object"},
                 "spec": {"type": "object"},
                 "isolation": {"type": ["object", "null"]},
+                "limits": {"type": "object", "description": "the limits in effect (defaults included): memory, disk (bytes), pids, cpus (null: unlimited)",
+                    "properties": {"memory": {"type": "integer"}, "disk": {"type": "integer"}, "pids": {"type": "integer"}, "cpus": {"type": ["number", "null"]}}},
                 "usage": {"type": ["object", "null"]},
                 "public_ports": {"type": "boolean"}
             }
@@ -262,8 +264,9 @@ fn build() -> Value {
                     query("state", false, json!({"type": "string"})),
                     query("label", false, json!({"type": "string", "pattern": "^[^=]+=.*$"})),
                     query("limit", false, json!({"type": "integer", "minimum": 1, "maximum": 1000})),
-                    query("cursor", false, json!({"type": "string"}))]),
-                None, errors(json!({"200": ok("a page of sandboxes", reference("SandboxList"))}), &[]))
+                    query("cursor", false, json!({"type": "string"})),
+                    query("view", false, json!({"type": "string", "enum": ["full", "summary"]}))]),
+                None, errors(json!({"200": ok("a page of sandboxes (view=summary: isolation is only {backend, level})", reference("SandboxList"))}), &[]))
         },
         "/v1/sandboxes/{id}": {
             "get": op("Get a sandbox with live usage", json!([id]), None, errors(json!({"200": sb_ok}), &["404"])),

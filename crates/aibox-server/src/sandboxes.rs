@@ -93,6 +93,8 @@ pub struct SandboxView {
     pub idle_timeout_seconds: Option<u64>,
     pub labels: serde_json::Map<String, Value>,
     pub spec: Value,
+    /// The limits in effect, defaults included.
+    pub limits: Value,
     pub isolation: Value,
     /// Published ports answer without the port token.
     pub public_ports: bool,
@@ -110,6 +112,11 @@ impl From<Row> for SandboxView {
                 .or_else(|| r.expires_ms.map(|e| e.saturating_sub(now_ms()))),
             idle_timeout_seconds: r.idle_timeout_ms.map(|m| m / 1000),
             labels: r.labels,
+            limits: serde_json::from_value::<SandboxSpec>(r.spec.clone())
+                .map(|s| {
+                    json!({"memory": s.memory_bytes(), "disk": s.disk_bytes(), "pids": s.pids_limit(), "cpus": s.cpus})
+                })
+                .unwrap_or(Value::Null),
             spec: r.spec,
             isolation: r.isolation,
             public_ports: r.public_ports,
@@ -602,6 +609,9 @@ pub struct ListQuery {
     pub limit: Option<u64>,
     /// The `next` cursor of the previous page.
     pub cursor: Option<String>,
+    /// `full` (default) or `summary`: isolation reports cut to
+    /// `{backend, level}` (a list of many sandboxes is half the size).
+    pub view: Option<String>,
 }
 
 pub async fn list(
@@ -613,6 +623,15 @@ pub async fn list(
     if limit == 0 || limit > 1000 {
         return Err(ApiError::invalid("limit must be between 1 and 1000"));
     }
+    let summary = match q.view.as_deref() {
+        None | Some("full") => false,
+        Some("summary") => true,
+        Some(v) => {
+            return Err(ApiError::invalid(format!(
+                "view must be full or summary, not {v:?}"
+            )))
+        }
+    };
     let label = match &q.label {
         None => None,
         Some(l) => match l.split_once('=') {
@@ -649,7 +668,12 @@ pub async fn list(
                 .as_ref()
                 .is_none_or(|(k, v)| r.labels.get(k).and_then(Value::as_str) == Some(v.as_str()));
             if state_ok && label_ok && !r.id.starts_with("pending-") {
-                out.push(SandboxView::from(r));
+                let mut v = SandboxView::from(r);
+                if summary && v.isolation.is_object() {
+                    v.isolation =
+                        json!({"backend": v.isolation["backend"], "level": v.isolation["level"]});
+                }
+                out.push(v);
                 if out.len() as u64 == limit {
                     next = cursor.as_ref().map(|(m, i)| format!("{m}.{i}"));
                     break 'pages;

@@ -727,3 +727,45 @@ async fn a_streamed_pull_ends_in_an_error_line() {
     .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
 }
+
+#[tokio::test]
+async fn lists_have_a_summary_view_and_every_sandbox_its_limits() {
+    let s = state(10);
+    let (st, v) = call(
+        &s,
+        "POST",
+        "/v1/sandboxes",
+        Some("secret-a"),
+        r#"{"memory":"256m"}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(v["limits"]["memory"], 256 << 20, "{v}");
+    assert!(
+        v["limits"]["disk"].as_u64().unwrap() > 0 && v["limits"]["pids"].as_u64().unwrap() > 0,
+        "{v}"
+    );
+    let (_, full) = call(&s, "GET", "/v1/sandboxes", Some("secret-a"), "").await;
+    let (_, summary) = call(
+        &s,
+        "GET",
+        "/v1/sandboxes?view=summary",
+        Some("secret-a"),
+        "",
+    )
+    .await;
+    let (f, m) = (&full["sandboxes"][0], &summary["sandboxes"][0]);
+    assert_eq!(f["id"], m["id"]);
+    assert_eq!(m["limits"], f["limits"]);
+    let keys = |v: &serde_json::Value| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>());
+    assert_eq!(
+        keys(&m["isolation"]).unwrap_or_default().len() <= 2,
+        true,
+        "{m}"
+    );
+    let (st, v) = call(&s, "GET", "/v1/sandboxes?view=tiny", Some("secret-a"), "").await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_argument"))
+    );
+}

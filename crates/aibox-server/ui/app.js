@@ -243,7 +243,7 @@ async function overviewPage(root) {
   root.append(heading('Overview'), cards, h('h2', {}, admin() ? 'Recent events' : 'Your newest sandboxes'), events);
   every(5000, async () => {
     // Admins see every sandbox: health counts them. Others count their own.
-    const [health, list] = await Promise.all([api('GET', '/v1/health'), admin() ? null : api('GET', '/v1/sandboxes?limit=1000')]);
+    const [health, list] = await Promise.all([api('GET', '/v1/health'), admin() ? null : api('GET', '/v1/sandboxes?limit=1000&view=summary')]);
     const mine = list ? list.sandboxes : [];
     const count = (s) => (list ? mine.filter((x) => x.state === s).length : health.sandboxes[s] ?? 0);
     const mem = health.memory || {};
@@ -283,8 +283,8 @@ function sandboxCells(s) {
     h('td', {}, h('a', { href: `#/sandboxes/${s.id}`, class: 'mono' }, s.id)),
     h('td', {}, badge(s.state)),
     h('td', {}, s.spec.template || 'host'),
-    h('td', { class: 'num' }, bytes(s.spec.memory)),
-    h('td', { class: 'num' }, s.spec.cpus ?? '—'),
+    h('td', { class: 'num' }, bytes(s.limits?.memory)),
+    h('td', { class: 'num' }, s.limits?.cpus ?? '—'),
     h('td', {}, ago(s.created_at_ms)),
     h('td', {}, expires(s)),
     h('td', { class: 'mono' }, labelText(s)),
@@ -298,7 +298,7 @@ function sandboxTable(list) {
 /** Columns of the Sandboxes page: title and sort key (null: not sortable). */
 const COLUMNS = [
   ['ID', (s) => s.id], ['State', (s) => s.state], ['Template', (s) => s.spec.template || 'host'],
-  ['Memory', (s) => s.spec.memory || 0], ['CPUs', (s) => s.spec.cpus || 0], ['Created', (s) => s.created_at_ms],
+  ['Memory', (s) => s.limits?.memory || 0], ['CPUs', (s) => s.limits?.cpus || 0], ['Created', (s) => s.created_at_ms],
   ['Expires', (s) => (s.state === 'paused' ? Date.now() + s.remaining_ms : s.expires_at_ms ?? Infinity)], ['Labels', labelText],
 ];
 
@@ -349,7 +349,7 @@ async function sandboxesPage(root, _m, query) {
     bulk();
   };
   const load = async (more = false) => {
-    const params = new URLSearchParams({ limit: '1000' });
+    const params = new URLSearchParams({ limit: '1000', view: 'summary' });
     if (state.value) params.set('state', state.value);
     if (label.value.trim()) params.set('label', label.value.trim());
     if (more && next) params.set('cursor', next);
@@ -529,7 +529,7 @@ async function sbOverview(panel, sb, _q, update) {
   const info = h('dl', { class: 'kv' });
   const fill = (s) => info.replaceChildren(...[
     ['State', s.state], ['Template', spec.template || 'host'], ['Created', when(s.created_at_ms)],
-    ['Memory limit', bytes(spec.memory)], ['CPUs', spec.cpus ?? 'unlimited'], ['Disk', bytes(spec.disk)],
+    ['Memory limit', bytes(s.limits?.memory)], ['CPUs', s.limits?.cpus ?? 'unlimited'], ['Disk', bytes(s.limits?.disk)], ['Process limit', s.limits?.pids ?? '—'],
     ['Network', `${spec.network || 'none'}${(spec.network_rules || []).length ? `: ${spec.network_rules.join(', ')}` : ''}`],
     ['User', spec.user ?? 'root'], ['Labels', Object.entries(s.labels || {}).map(([k, v]) => `${k}=${v}`).join(' ') || '—'],
     ['Processes', s.usage ? s.usage.pids ?? '—' : '—'], ['Memory now', s.usage ? bytes(s.usage.memory_bytes) : '—'],
@@ -548,10 +548,11 @@ async function sbOverview(panel, sb, _q, update) {
       const t = performance.now();
       if (prev && u.cpu_usec !== null && prev.cpu !== null) {
         const pct = Math.max(0, ((u.cpu_usec - prev.cpu) / ((t - prev.t) * 1000)) * 100);
-        cpu.push(pct, 100 * (spec.cpus || 1), `${pct.toFixed(1)}%`);
+        cpu.push(pct, 100 * (s.limits?.cpus || 1), `${pct.toFixed(1)}%`);
       }
       prev = { t, cpu: u.cpu_usec };
-      mem.push(u.memory_bytes || 0, spec.memory, `${bytes(u.memory_bytes)}${spec.memory ? ` of ${bytes(spec.memory)}` : ''}`);
+      const limit = s.limits?.memory;
+      mem.push(u.memory_bytes || 0, limit, `${bytes(u.memory_bytes)}${limit ? ` of ${bytes(limit)}` : ''}`);
     }
     fill(s);
     if (s.state !== sb.state) update(s);
