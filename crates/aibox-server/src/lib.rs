@@ -1049,6 +1049,11 @@ pub async fn serve(mut config: Config, engine: Arc<dyn Engine>) -> anyhow::Resul
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(l) = tcp {
         eprintln!("aibox: listening on http://{}", l.local_addr()?);
+        eprintln!(
+            "aibox: dashboard at http://{}/ (log in with an API key; the admin key is in {})",
+            l.local_addr()?,
+            config.data_dir.join("admin.key").display()
+        );
         let router = app(state.clone());
         // Small replies go out at once: without TCP_NODELAY a response
         // written in two parts waits out the peer's delayed ACK (~40 ms).
