@@ -19,6 +19,7 @@ if [ "$(id -u)" = 0 ]; then                          # L4 egress (veth + nftable
   command -v skopeo >/dev/null || need+=(skopeo)                     # filled by skopeo
   command -v umoci >/dev/null || need+=(umoci)
   command -v debootstrap >/dev/null || need+=(debootstrap)          # FROM debootstrap:bookworm (the Debian test image)
+  [ -x /usr/bin/qemu-system-x86_64 ] || need+=(qemu-system-x86)          # microVM guests boot under its microvm machine (TCG here)
   [ -x /usr/bin/chromium ] || need+=(chromium)                       # the dashboard's end-to-end tests (playwright-core drives it)
   [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)  # legible screenshots
 fi

@@ -15,6 +15,7 @@
 mod conn;
 mod egress;
 mod files;
+pub mod guest;
 mod procs;
 mod stream;
 

@@ -58,6 +58,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// MicroVMs: build the guest kernel and initramfs, boot-probe them.
+    Vm {
+        #[command(subcommand)]
+        cmd: VmCmd,
+    },
     /// Clean up what crashed processes left behind.
     Gc,
     /// Print version information.
@@ -618,4 +623,38 @@ pub enum TemplateCmd {
     /// Make a snapshot a template: its layer on top of the template it was
     /// taken from.
     Promote { snapshot: String, name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VmCmd {
+    /// Build (or reuse) the guest artifacts from Debian packages: the
+    /// kernel, and an initramfs with this binary as /init plus the
+    /// modules it needs; prints the manifest.
+    Artifacts {
+        /// Where they go (default DATA_DIR/vm).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// The kernel package (a metapackage resolves to its kernel).
+        #[arg(long, default_value = aibox_runtime::vm::DEFAULT_KERNEL_PACKAGE)]
+        package: String,
+        /// Build again even when the kernel and this binary are unchanged.
+        #[arg(long)]
+        rebuild: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Boot the artifacts under QEMU's microvm machine and time boot to
+    /// the guest's ready line.
+    Probe {
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// tcg (emulation, works everywhere) or kvm.
+        #[arg(long, default_value = "tcg")]
+        accel: String,
+        /// Seconds to wait for the guest.
+        #[arg(long, default_value_t = 90)]
+        timeout: u64,
+        #[arg(long)]
+        json: bool,
+    },
 }

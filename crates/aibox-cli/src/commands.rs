@@ -12,6 +12,7 @@ mod run;
 mod serve;
 mod snapshot;
 mod template;
+mod vm;
 
 use crate::args::{Command, SpecArgs};
 use aibox_runtime::Runtime;
@@ -43,6 +44,7 @@ pub fn dispatch(cmd: Command) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Doctor { json } => doctor::doctor(json),
+        Command::Vm { cmd } => vm::vm(cmd),
         Command::Gc => {
             for id in Runtime::new().gc() {
                 println!("cleaned {id}");

@@ -11,6 +11,10 @@ use std::process::ExitCode;
 pub const EXIT_AIBOX_ERROR: u8 = 125;
 
 fn main() -> ExitCode {
+    // In a microVM this binary is the initramfs's /init.
+    if aibox_agent::guest::is_guest_init() {
+        aibox_agent::guest::main();
+    }
     // Logging only when asked for: `aibox run` is on a hot path, and
     // diagnostics go through error values, not logs.
     if let Some(level) = std::env::var("AIBOX_LOG")

@@ -30,6 +30,7 @@ mod setup;
 pub mod snapshot;
 pub mod state;
 pub mod template;
+pub mod vm;
 
 pub use client::{AgentClient, ClientError, Output};
 pub use dirs::Dirs;

@@ -1687,6 +1687,52 @@ pub fn getrandom(buf: &mut [u8]) -> io::Result<()> {
     Ok(())
 }
 
+// ---- microVM guest and host
+
+/// Load a kernel module from an open `.ko` file (finit_module(2)), with
+/// no parameters.
+pub fn finit_module(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let params = c"";
+    // SAFETY: a valid fd and a NUL-terminated (empty) parameter string.
+    cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_finit_module,
+            fd.as_raw_fd(),
+            params.as_ptr(),
+            0 as libc::c_int,
+        )
+    })
+    .map(drop)
+}
+
+/// Power the machine off now (reboot(2), `RB_POWER_OFF`): the end of a
+/// guest's init. Returns only on failure.
+pub fn power_off() -> io::Error {
+    // SAFETY: reboot takes no pointers.
+    unsafe { libc::sync() };
+    // SAFETY: as above.
+    unsafe { libc::reboot(libc::RB_POWER_OFF) };
+    io::Error::last_os_error()
+}
+
+/// Whether KVM answers at `path`: its API version, once `KVM_CREATE_VM`
+/// has also succeeded (a VM that is made and closed at once).
+pub fn kvm_check(path: &Path) -> io::Result<i32> {
+    const KVM_GET_API_VERSION: libc::c_ulong = 0xAE00;
+    const KVM_CREATE_VM: libc::c_ulong = 0xAE01;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    // SAFETY: ioctls without argument pointers on an fd we own.
+    let version = cvt(unsafe { libc::ioctl(f.as_raw_fd(), KVM_GET_API_VERSION, 0) })?;
+    // SAFETY: as above; the returned fd is owned and closed at once.
+    let vm = cvt(unsafe { libc::ioctl(f.as_raw_fd(), KVM_CREATE_VM, 0) })?;
+    // SAFETY: `vm` is a new fd nobody else holds.
+    drop(unsafe { OwnedFd::from_raw_fd(vm) });
+    Ok(version)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

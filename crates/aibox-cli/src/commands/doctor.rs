@@ -157,6 +157,28 @@ pub fn doctor(json: bool) -> anyhow::Result<u8> {
         }),
     });
 
+    // MicroVMs: which VMM and accelerator a microVM would get.
+    let vmm = aibox_runtime::vm::detect();
+    let kvm = match &vmm.kvm {
+        Ok(v) => format!("KVM API {v}"),
+        Err(e) => format!("no KVM ({e})"),
+    };
+    checks.push(Check {
+        name: "microvm",
+        ok: vmm.choice.is_ok(),
+        detail: match (&vmm.choice, &vmm.qemu) {
+            (Ok((v, accel)), Some((_, version))) if v == "qemu" => format!(
+                "{version}, microvm machine, {accel}{}; {kvm}; guest artifacts: `aibox vm artifacts`, boot check: `aibox vm probe`",
+                if accel == "tcg" { " (emulated: KVM is used once AIBOX_VM_ACCEL=kvm and `aibox vm probe --accel kvm` boots)" } else { "" }
+            ),
+            (Ok((v, accel)), _) => format!("{v} with {accel}; {kvm}"),
+            (Err(why), _) => format!("{why}; {kvm}"),
+        },
+        fix: vmm.choice.as_ref().err().map(|_| {
+            "install Debian's qemu-system-x86 (TCG works anywhere; KVM when /dev/kvm boots guests)".to_string()
+        }),
+    });
+
     // The probe: a real sandbox with the default isolation.
     let probe = Runtime::new().run(
         &SandboxSpec::default(),
