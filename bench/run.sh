@@ -17,6 +17,7 @@ command -v umoci >/dev/null || need+=(umoci)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v buildah >/dev/null || need+=(buildah)    # template build, the peer
 command -v crun >/dev/null || need+=(crun)
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)   # microVM boot
 if [ "${#need[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}" >/dev/null \
     || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}" >/dev/null; }

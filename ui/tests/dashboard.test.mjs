@@ -67,6 +67,8 @@ async function go(hash, text) {
 before(async () => {
   if (skip) return;
   assert.ok(existsSync(bin), `no aibox binary at ${bin}`);
+  // Fresh artifacts: no screenshot of an earlier run's failure stays behind.
+  rmSync(artifacts, { recursive: true, force: true });
   mkdirSync(artifacts, { recursive: true });
   data = mkdtempSync(join(tmpdir(), 'aibox-ui-'));
   chmodSync(data, 0o755);
@@ -148,7 +150,7 @@ check('sessions: httpOnly cookie, CSRF token, origin check, logout, revocation',
   const noCsrf = await fetch(`${base}/v1/sandboxes`, { method: 'POST', headers: { Cookie: cookie, 'Content-Type': 'application/json' }, body: '{}' });
   assert.equal(noCsrf.status, 403);
   assert.match((await noCsrf.json()).error.message, /CSRF/);
-  const wrongCsrf = await fetch(`${base}/v1/sandboxes`, { method: 'POST', headers: { Cookie: cookie, 'X-CSRF-Token': csrf.replace(/.$/, '0'), 'Content-Type': 'application/json' }, body: '{}' });
+  const wrongCsrf = await fetch(`${base}/v1/sandboxes`, { method: 'POST', headers: { Cookie: cookie, 'X-CSRF-Token': csrf.slice(0, -1) + (csrf.endsWith('0') ? '1' : '0'), 'Content-Type': 'application/json' }, body: '{}' });
   assert.equal(wrongCsrf.status, 403);
   const otherOrigin = await fetch(`${base}/v1/sandboxes`, { headers: { Cookie: cookie, Origin: 'http://8000-abc.localhost:1' } });
   assert.equal(otherOrigin.status, 403);
