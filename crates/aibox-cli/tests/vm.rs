@@ -68,6 +68,10 @@ fn guest_artifacts_build_from_packages_and_boot_under_tcg() {
         );
     }
     assert_eq!(m["init_sha256"], sha256(&common::bin()));
+    // The kernel ELF taken out of the bzImage: a PVH boot, no firmware.
+    assert_eq!(m["kernel_format"], "elf");
+    let kernel = std::fs::read(dir.join(m["kernel"]["file"].as_str().unwrap())).unwrap();
+    assert_eq!(&kernel[..4], b"\x7fELF");
     let modules: Vec<&str> = m["modules"]
         .as_array()
         .unwrap()

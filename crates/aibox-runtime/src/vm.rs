@@ -286,6 +286,120 @@ fn module_name(path: &str) -> String {
     file.split(".ko").next().unwrap_or(file).replace('-', "_")
 }
 
+// ---- the kernel: from a bzImage to the ELF it compresses
+
+/// Decode one LZ4 block (the raw block format) onto `out`.
+fn lz4_block(mut src: &[u8], out: &mut Vec<u8>) -> Result<(), VmError> {
+    let bad = || VmError::Failed("the kernel's LZ4 data is corrupt".into());
+    let length = |src: &mut &[u8], mut n: usize| -> Result<usize, VmError> {
+        if n == 15 {
+            loop {
+                let (&b, rest) = src.split_first().ok_or_else(bad)?;
+                *src = rest;
+                n += b as usize;
+                if b != 255 {
+                    break;
+                }
+            }
+        }
+        Ok(n)
+    };
+    while let Some((&token, rest)) = src.split_first() {
+        src = rest;
+        let lit = length(&mut src, (token >> 4) as usize)?;
+        if lit > src.len() {
+            return Err(bad());
+        }
+        out.extend_from_slice(&src[..lit]);
+        src = &src[lit..];
+        if src.is_empty() {
+            return Ok(()); // the last sequence has literals only
+        }
+        if src.len() < 2 {
+            return Err(bad());
+        }
+        let offset = u16::from_le_bytes([src[0], src[1]]) as usize;
+        src = &src[2..];
+        let len = length(&mut src, (token & 15) as usize)? + 4;
+        if offset == 0 || offset > out.len() {
+            return Err(bad());
+        }
+        let start = out.len() - offset;
+        for i in 0..len {
+            let b = out[start + i];
+            out.push(b);
+        }
+    }
+    Ok(())
+}
+
+/// The kernel ELF inside a bzImage, for a direct PVH boot (no firmware,
+/// no decompression in the guest). LZ4 (the cloud kernel's), gzip and
+/// zstd payloads are supported; None for others (boot the bzImage then).
+pub fn vmlinux_from_bzimage(b: &[u8]) -> Result<Option<Vec<u8>>, VmError> {
+    let not = |m: &str| VmError::Failed(format!("not a bzImage: {m}"));
+    if b.get(0x202..0x206) != Some(b"HdrS") {
+        return Err(not("no HdrS header"));
+    }
+    let word = |at: usize| -> Result<usize, VmError> {
+        b.get(at..at + 4)
+            .map(|x| u32::from_le_bytes([x[0], x[1], x[2], x[3]]) as usize)
+            .ok_or_else(|| not("short header"))
+    };
+    let sects = match b[0x1f1] {
+        0 => 4,
+        n => n as usize,
+    };
+    let start = (sects + 1) * 512 + word(0x248)?;
+    let payload = b
+        .get(start..start + word(0x24c)?)
+        .ok_or_else(|| not("payload out of bounds"))?;
+    let elf = if payload.starts_with(&[0x02, 0x21, 0x4c, 0x18]) {
+        // The legacy LZ4 frame: the magic, then blocks each preceded by
+        // its size; the build appends the decompressed size (4 bytes).
+        let mut out = Vec::new();
+        let mut at = 4;
+        while at + 4 <= payload.len() {
+            let n = u32::from_le_bytes([
+                payload[at],
+                payload[at + 1],
+                payload[at + 2],
+                payload[at + 3],
+            ]) as usize;
+            at += 4;
+            if n == 0x184c_2102 {
+                continue; // a new frame
+            }
+            if at + n > payload.len() {
+                break; // the trailing size
+            }
+            lz4_block(&payload[at..at + n], &mut out)?;
+            at += n;
+        }
+        out
+    } else if payload.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(payload)
+            .read_to_end(&mut out)
+            .map_err(io("decompressing the kernel (gzip)"))?;
+        out
+    } else if payload.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        let mut out = Vec::new();
+        zstd::stream::read::Decoder::new(payload)
+            .and_then(|mut d| d.read_to_end(&mut out))
+            .map_err(io("decompressing the kernel (zstd)"))?;
+        out
+    } else {
+        return Ok(None);
+    };
+    if !elf.starts_with(b"\x7fELF") {
+        return Err(VmError::Failed(
+            "the kernel's payload is not an ELF image".into(),
+        ));
+    }
+    Ok(Some(elf))
+}
+
 // ---- artifacts
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -305,6 +419,9 @@ pub struct Manifest {
     /// `uname -r` of the guest kernel.
     pub kernel_release: String,
     pub kernel: FileInfo,
+    /// `elf` (booted through PVH, no firmware) or `bzimage`.
+    #[serde(default)]
+    pub kernel_format: String,
     pub initramfs: FileInfo,
     /// Modules in the initramfs, in load order.
     pub modules: Vec<String>,
@@ -505,7 +622,15 @@ fn build_in(
 
     // Write the new files beside the old ones, then the manifest last: a
     // manifest always names complete files.
-    let kernel_name = format!("vmlinuz-{release}");
+    let bzimage = std::fs::read(&vmlinuz).map_err(io("reading the kernel"))?;
+    let (kernel_name, kernel_format, kernel) = match vmlinux_from_bzimage(&bzimage)? {
+        Some(elf) => (format!("vmlinux-{release}"), "elf", elf),
+        None => (format!("vmlinuz-{release}"), "bzimage", bzimage),
+    };
+    log(&format!(
+        "kernel image: {kernel_format}, {} MiB",
+        kernel.len() >> 20
+    ));
     let initramfs_name = format!("initramfs-{}.cpio", &init_sha[..16]);
     let write = |name: &str, data: &[u8]| -> Result<(), VmError> {
         let tmp = dir.join(format!(".{name}.tmp"));
@@ -514,10 +639,7 @@ fn build_in(
         f.sync_all().map_err(io(format!("writing {name}")))?;
         std::fs::rename(&tmp, dir.join(name)).map_err(io(format!("writing {name}")))
     };
-    write(
-        &kernel_name,
-        &std::fs::read(&vmlinuz).map_err(io("reading the kernel"))?,
-    )?;
+    write(&kernel_name, &kernel)?;
     write(&initramfs_name, &initramfs)?;
     let info = |name: &str| -> Result<FileInfo, VmError> {
         let (sha256, bytes) = sha256_file(&dir.join(name))?;
@@ -533,6 +655,7 @@ fn build_in(
         kernel_version: version.to_string(),
         kernel_release: release,
         kernel: info(&kernel_name)?,
+        kernel_format: kernel_format.to_string(),
         initramfs: info(&initramfs_name)?,
         modules: order.iter().map(|p| module_name(p)).collect(),
         init_sha256: init_sha.to_string(),
@@ -544,7 +667,9 @@ fn build_in(
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.filter_map(Result::ok) {
             let n = e.file_name().to_string_lossy().into_owned();
-            let ours = n.starts_with("vmlinuz-") || n.starts_with("initramfs-");
+            let ours = n.starts_with("vmlinuz-")
+                || n.starts_with("vmlinux-")
+                || n.starts_with("initramfs-");
             if ours && n != m.kernel.file && n != m.initramfs.file {
                 let _ = std::fs::remove_file(e.path());
             }
@@ -806,6 +931,26 @@ mod tests {
     }
 
     #[test]
+    fn lz4_blocks_decode_with_overlapping_matches() {
+        // "abcabcabcabc" + "xyz": 3 literals, then a match of 9 at offset
+        // 3 (overlapping), then the last literals.
+        let block = [0x35, b'a', b'b', b'c', 3, 0, 0x30, b'x', b'y', b'z'];
+        let mut out = Vec::new();
+        lz4_block(&block, &mut out).unwrap();
+        assert_eq!(out, b"abcabcabcabcxyz");
+        // Long literal runs use extra length bytes.
+        let mut long = vec![0xf0, 5];
+        long.extend(std::iter::repeat_n(b'q', 20));
+        let mut out = Vec::new();
+        lz4_block(&long, &mut out).unwrap();
+        assert_eq!(out, vec![b'q'; 20]);
+        for bad in [&[0x10][..], &[0x00, 9, 0, 0x00][..], &[0x10, b'a', 0][..]] {
+            assert!(lz4_block(bad, &mut Vec::new()).is_err(), "{bad:?}");
+        }
+        assert!(vmlinux_from_bzimage(b"not a kernel at all").is_err());
+    }
+
+    #[test]
     fn a_missing_or_altered_artifact_is_refused() {
         let dir = std::env::temp_dir().join(format!("aibox-vm-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -830,6 +975,7 @@ mod tests {
             kernel_version: "1".into(),
             kernel_release: "r".into(),
             kernel: info("k"),
+            kernel_format: "elf".into(),
             initramfs: info("i"),
             modules: vec![],
             init_sha256: "x".into(),
