@@ -405,6 +405,25 @@ async fn create_sandbox(
 ) -> ApiResult<(StatusCode, SandboxView)> {
     let state = state.clone();
     let spec = spec_of(&state, who, &req)?;
+    // A sandbox larger than the whole memory budget, or than the key's
+    // quota, can never be created: bad input, not a full server (503 would
+    // tell the caller to retry).
+    let want = spec.memory_bytes();
+    let budget = state.config().memory_budget;
+    if want > budget {
+        return Err(ApiError::invalid(format!(
+            "memory {} is more than this server's whole memory budget ({}): ask for less",
+            ByteSize(want),
+            ByteSize(budget)
+        )));
+    }
+    if let Some(q) = who.max_memory.filter(|q| want > *q) {
+        return Err(ApiError::invalid(format!(
+            "memory {} is more than this key's whole memory quota ({}): ask for less",
+            ByteSize(want),
+            ByteSize(q)
+        )));
+    }
     let idem = headers
         .get("idempotency-key")
         .map(|v| {
@@ -476,7 +495,7 @@ async fn create_sandbox(
         }
         if let Some(q) = who.max_memory {
             let used: u64 = mine.iter().map(|r| row_memory(r)).sum();
-            if used + spec.memory_bytes() > q {
+            if used.saturating_add(spec.memory_bytes()) > q {
                 return Err(ApiError::new(
                     ErrorCode::ResourceExhausted,
                     format!(
@@ -491,7 +510,7 @@ async fn create_sandbox(
         }
         let used: u64 = active.iter().map(|r| row_memory(r)).sum();
         let budget = state.config().memory_budget;
-        if used + spec.memory_bytes() > budget {
+        if used.saturating_add(spec.memory_bytes()) > budget {
             return Err(ApiError::new(
                 ErrorCode::ResourceExhausted,
                 format!(

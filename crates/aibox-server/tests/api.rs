@@ -765,3 +765,47 @@ async fn lists_have_a_summary_view_and_every_sandbox_its_limits() {
         (StatusCode::BAD_REQUEST, Some("invalid_argument"))
     );
 }
+
+#[tokio::test]
+async fn a_sandbox_larger_than_the_budget_is_bad_input_not_a_full_server() {
+    let s = state(10);
+    let (st, v) = call(
+        &s,
+        "POST",
+        "/v1/sandboxes",
+        Some("secret-a"),
+        r#"{"memory": 2251799813685248}"#,
+    )
+    .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_argument")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("whole memory budget"),
+        "{v}"
+    );
+    s.store().set_quota("ka", None, Some(1 << 30)).unwrap();
+    let (st, v) = call(
+        &s,
+        "POST",
+        "/v1/sandboxes",
+        Some("secret-a"),
+        r#"{"memory": "2g"}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("memory quota"),
+        "{v}"
+    );
+    let (st, _) = call(&s, "GET", "/v1/sandboxes", Some("secret-a"), "").await;
+    assert_eq!(st, StatusCode::OK);
+}
