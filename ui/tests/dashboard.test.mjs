@@ -226,6 +226,16 @@ check('create a sandbox from the form and see its isolation and usage', async ()
   assert.equal(sb.spec.memory, 256 * 1024 * 1024);
   assert.deepEqual(sb.labels, { team: 'ui', suite: 'e2e' });
   assert.equal(sb.spec.network, 'allowlist');
+  // The egress policy can change while it runs: new connections follow it.
+  const net = page.getByRole('form', { name: 'Network policy' });
+  await net.getByLabel('Rules').fill('example.com:443\npypi.org\ndeny 10.0.0.0/8');
+  await net.getByRole('button', { name: 'Apply network policy' }).click();
+  await net.getByText('Applied: new connections follow it.').waitFor();
+  assert.deepEqual((await json('GET', `/v1/sandboxes/${sandboxId}`)).body.spec.network_rules, ['allow example.com:443', 'allow pypi.org', 'deny 10.0.0.0/8']);
+  await net.getByLabel('Rules').fill('not a rule !!');
+  await net.getByRole('button', { name: 'Apply network policy' }).click();
+  await net.locator('.error').filter({ hasText: /rule/ }).waitFor();
+  assert.equal((await json('GET', `/v1/sandboxes/${sandboxId}`)).body.spec.network_rules.length, 3, 'a bad rule changes nothing');
   await accessible('sandbox overview');
   await shot('03-sandbox-overview');
   // Bad input gets the server's clear error, and creates nothing.

@@ -530,7 +530,7 @@ async function sbOverview(panel, sb, _q, update) {
   const fill = (s) => info.replaceChildren(...[
     ['State', s.state], ['Template', spec.template || 'host'], ['Created', when(s.created_at_ms)],
     ['Memory limit', bytes(s.limits?.memory)], ['CPUs', s.limits?.cpus ?? 'unlimited'], ['Disk', bytes(s.limits?.disk)], ['Process limit', s.limits?.pids ?? '—'],
-    ['Network', `${spec.network || 'none'}${(spec.network_rules || []).length ? `: ${spec.network_rules.join(', ')}` : ''}`],
+    ['Network', `${s.spec.network || 'none'}${(s.spec.network_rules || []).length ? `: ${s.spec.network_rules.join(', ')}` : ''}`],
     ['User', spec.user ?? 'root'], ['Labels', Object.entries(s.labels || {}).map(([k, v]) => `${k}=${v}`).join(' ') || '—'],
     ['Processes', s.usage ? s.usage.pids ?? '—' : '—'], ['Memory now', s.usage ? bytes(s.usage.memory_bytes) : '—'],
     ['Memory peak', s.usage ? bytes(s.usage.memory_peak_bytes) : '—'], ['OOM kills', s.usage ? s.usage.oom_kills ?? 0 : '—'],
@@ -539,6 +539,7 @@ async function sbOverview(panel, sb, _q, update) {
   const cpu = chart('CPU', '%');
   const mem = chart('Memory', 'bytes');
   panel.append(h('div', { class: 'charts' }, cpu.node, mem.node), h('div', { class: 'panel' }, info),
+    networkForm(sb, (fresh) => { fill(fresh); }),
     h('h2', {}, 'Isolation'), h('div', { class: 'panel' }, isolationSummary(sb.isolation)));
   let prev = null;
   every(2000, async () => {
@@ -557,6 +558,31 @@ async function sbOverview(panel, sb, _q, update) {
     fill(s);
     if (s.state !== sb.state) update(s);
   });
+}
+
+/** Change a sandbox's egress policy; new connections follow it. */
+function networkForm(sb, done) {
+  const mode = h('select', { id: 'net-mode', name: 'mode' }, ['none', 'allowlist', 'full'].map((m) => h('option', { value: m, selected: (sb.spec.network || 'none') === m }, m)));
+  const rules = h('textarea', { id: 'net-rules', name: 'rules', rows: 3, value: (sb.spec.network_rules || []).join('\n') });
+  const status = h('p', { role: 'status' });
+  const form = h('form', { class: 'panel grid', 'aria-label': 'Network policy' },
+    h('h2', { class: 'full' }, 'Network'),
+    field('Egress', mode), field('Rules', rules, 'one per line: a domain (*.x.org), host:port, a CIDR, or deny RULE; first match wins'),
+    h('div', { class: 'full actions' }, h('button', { type: 'submit' }, 'Apply network policy'), status));
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    status.textContent = '';
+    act(form.querySelector('button'), async () => {
+      try {
+        const fresh = await api('PATCH', `/v1/sandboxes/${sb.id}/network`, { mode: mode.value, rules: rules.value.split('\n').map((r) => r.trim()).filter(Boolean) });
+        status.textContent = 'Applied: new connections follow it.';
+        done(fresh);
+      } catch (err) {
+        status.replaceChildren(h('span', { class: 'error' }, err.message));
+      }
+    });
+  });
+  return form;
 }
 
 async function sbTerminal(panel, sb) {
