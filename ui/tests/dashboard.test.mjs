@@ -514,3 +514,32 @@ check('sandbox tabs follow the arrow keys', async () => {
   assert.equal(await page.evaluate(() => document.activeElement.getAttribute('role')), 'tab');
   await accessible('snapshots tab');
 });
+
+check('the pages and the terminal work under their own CSP (no violations)', async () => {
+  // A context that keeps the CSP (the others bypass it to inject axe-core).
+  const strict = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+  await strict.addInitScript(() => {
+    window.__violations = [];
+    document.addEventListener('securitypolicyviolation', (e) => window.__violations.push(`${e.violatedDirective} ${e.blockedURI}`));
+  });
+  const id = (await json('POST', '/v1/sandboxes', { ttl_seconds: 600, memory: '32m' })).body.id;
+  await strict.goto(`${base}/#/login`);
+  await strict.getByLabel('API key').fill(adminKey);
+  await strict.keyboard.press('Enter');
+  await strict.getByRole('heading', { level: 1, name: 'Overview' }).waitFor();
+  await strict.goto(`${base}/#/sandboxes/${id}/terminal`);
+  await strict.getByText(/connected: process/).waitFor();
+  await strict.locator('.xterm').click();
+  await strict.keyboard.type('echo csp-$((40+2))\n');
+  await strict.locator('.xterm-rows').getByText('csp-42').waitFor();
+  await strict.screenshot({ path: join(artifacts, '15-terminal-under-csp.png') });
+  for (const hash of ['#/sandboxes', `#/sandboxes/${id}`, `#/sandboxes/${id}/files`, '#/templates', '#/audit', '#/keys', '#/settings']) {
+    await strict.goto(`${base}/${hash}`);
+    await strict.waitForLoadState('networkidle');
+  }
+  // An inline script is refused, as it would be for injected markup.
+  await assert.rejects(strict.addScriptTag({ content: 'window.__inline = 1' }));
+  const violations = await strict.evaluate(() => window.__violations.filter((v) => !v.startsWith('script-src-elem inline')));
+  assert.deepEqual(violations, []);
+  await strict.context().close();
+});
