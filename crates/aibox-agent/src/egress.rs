@@ -14,9 +14,23 @@ use std::os::unix::net::UnixStream;
 /// L4). Without those rules nothing reaches the latter two but what a
 /// process sends there itself, which the server judges the same way.
 pub fn start(dir_fd: i32) {
-    start_proxy_relay(dir_fd);
+    start_proxy_relay(Upstream::Dir(dir_fd));
     start_tcp_relay(dir_fd);
     start_dns_relay(dir_fd);
+}
+
+/// In a microVM: the proxy port relays to `addr`, an address the VMM
+/// forwards to the host's egress proxy (QEMU's `guestfwd`).
+pub fn start_vm(addr: std::net::SocketAddrV4) {
+    start_proxy_relay(Upstream::Tcp(addr));
+}
+
+/// Where the proxy relay sends connections.
+#[derive(Clone, Copy)]
+enum Upstream {
+    /// `egress.sock` in the host directory this descriptor holds.
+    Dir(i32),
+    Tcp(std::net::SocketAddrV4),
 }
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) {
@@ -131,34 +145,63 @@ fn dns_query(msg: &[u8], dir_fd: i32) -> Option<Vec<u8>> {
     (!answer.is_empty()).then_some(answer)
 }
 
-fn start_proxy_relay(dir_fd: i32) {
+fn start_proxy_relay(up: Upstream) {
     let addr = ("127.0.0.1", aibox_types::EGRESS_PROXY_PORT);
     let Ok(listener) = TcpListener::bind(addr) else {
         return;
     };
     spawn("egress", move || {
         for conn in listener.incoming().flatten() {
-            spawn("egress-conn", move || relay(conn, dir_fd));
+            spawn("egress-conn", move || relay(conn, up));
         }
     });
 }
 
-fn relay(client: TcpStream, dir_fd: i32) {
-    let Ok(upstream) = upstream(dir_fd) else {
+fn relay(client: TcpStream, up: Upstream) {
+    let _ = client.set_nodelay(true);
+    let connected = match up {
+        Upstream::Dir(fd) => upstream(fd).map(|u| join(client.try_clone(), u)),
+        Upstream::Tcp(addr) => TcpStream::connect(addr).map(|u| {
+            let _ = u.set_nodelay(true);
+            join(client.try_clone(), u)
+        }),
+    };
+    if connected.is_err() {
         // No proxy on the host (no server, or it is restarting): the
         // client sees the connection closed at once.
         let _ = client.shutdown(Shutdown::Both);
-        return;
-    };
-    let _ = client.set_nodelay(true);
-    let (Ok(c2), Ok(u2)) = (client.try_clone(), upstream.try_clone()) else {
+    }
+}
+
+/// A stream [`join`] can carry bytes between.
+pub trait Duplex: Read + Write + ShutdownWrite + Send + Sized + 'static {
+    fn duplicate(&self) -> std::io::Result<Self>;
+}
+
+impl Duplex for TcpStream {
+    fn duplicate(&self) -> std::io::Result<Self> {
+        self.try_clone()
+    }
+}
+
+impl Duplex for UnixStream {
+    fn duplicate(&self) -> std::io::Result<Self> {
+        self.try_clone()
+    }
+}
+
+/// Carry bytes both ways between `a` and `b` until both directions end
+/// (each EOF is passed on as a half close).
+pub fn join<A: Duplex, B: Duplex>(a: std::io::Result<A>, b: B) {
+    let Ok(a) = a else { return };
+    let (Ok(a2), Ok(b2)) = (a.duplicate(), b.duplicate()) else {
         return;
     };
     let back = std::thread::Builder::new()
-        .name("egress-back".into())
+        .name("relay-back".into())
         .stack_size(128 * 1024)
-        .spawn(move || pump(u2, c2));
-    pump(client, upstream);
+        .spawn(move || pump(b2, a2));
+    pump(a, b);
     if let Ok(t) = back {
         let _ = t.join();
     }
@@ -180,7 +223,7 @@ fn pump<R: Read, W: Write + ShutdownWrite>(mut from: R, mut to: W) {
     to.shutdown_write();
 }
 
-trait ShutdownWrite {
+pub trait ShutdownWrite {
     fn shutdown_write(&self);
 }
 

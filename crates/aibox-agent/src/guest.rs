@@ -1,19 +1,83 @@
-//! PID 1 of a microVM: the aibox binary is the initramfs's `/init`. It
-//! mounts the kernel filesystems, loads the kernel modules the initramfs
-//! lists in `/etc/aibox/modules` (in dependency order, fixed when the
-//! initramfs was built), and says on the console that the guest is ready:
-//! `aibox-guest: ready uptime=SECONDS modules=N`. With `aibox.probe` on the
-//! kernel command line it then powers off (the boot probe of
-//! `aibox vm probe`).
+//! PID 1 of a microVM: the aibox binary is the initramfs's `/init`.
+//!
+//! Boot, in order:
+//! 1. mount the kernel filesystems and load the kernel modules the
+//!    initramfs lists in `/etc/aibox/modules` (in dependency order, fixed
+//!    when the initramfs was built);
+//! 2. with `aibox.probe` on the kernel command line: say ready and power
+//!    off (the boot probe of `aibox vm probe`);
+//! 3. otherwise bring up `eth0` (the VMM's user-mode network, with no way
+//!    out) and listen on [`AGENT_PORT`], then say [`READY`] on the console:
+//!    the host connects as soon as it reads that line;
+//! 4. the first connection carries the [`Boot`] message: the disks that
+//!    make the root filesystem (read-only template layers under a writable
+//!    disk, joined by overlayfs), the clock, the user, the environment and
+//!    a token. Nothing but the host can make that connection: no program of
+//!    the sandbox runs yet, and the VMM forwards the port from a network
+//!    namespace only the host's supervisor is in;
+//! 5. switch to the new root, start the agent on a Unix socket only root
+//!    can reach, and relay every later connection that starts with the
+//!    token to it — the same agent and protocol as the namespace backend.
+//!
+//! Errors before the agent runs are printed on the console (which the
+//! host keeps) and answered on the boot connection when there is one.
 
-use std::io::Write;
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::AsFd;
-use std::path::Path;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The file listing the modules to load, one initramfs path per line.
 pub const MODULE_LIST: &str = "etc/aibox/modules";
-/// What the guest prints once it is ready.
+/// What the guest prints once it listens for the host.
 pub const READY: &str = "aibox-guest: ready";
+/// The guest's TCP port for the host's connections.
+pub const AGENT_PORT: u16 = 1024;
+/// The guest's address on the VMM's user-mode network (QEMU's default).
+pub const GUEST_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
+/// Where the VMM forwards the guest's connections to the host's egress
+/// proxy (a `guestfwd` address inside the user-mode network).
+pub const EGRESS_ADDR: SocketAddrV4 =
+    SocketAddrV4::new(Ipv4Addr::new(10, 0, 2, 100), aibox_types::EGRESS_PROXY_PORT);
+/// Length of the token every relayed connection starts with (hex).
+pub const TOKEN_LEN: usize = 64;
+/// The agent's socket in the guest's root (its directory is root's only).
+const AGENT_SOCKET: &str = "/run/aibox/agent.sock";
+
+/// What the host sends on the first connection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Boot {
+    /// Hex, [`TOKEN_LEN`] characters: the first bytes of every later
+    /// connection.
+    pub token: String,
+    /// The host's clock (the guest has none it can trust).
+    pub unix_ms: u64,
+    /// Serial numbers of the read-only layer disks, top first.
+    pub layers: Vec<String>,
+    /// Serial number of the writable disk.
+    pub upper: String,
+    pub hostname: String,
+    /// The identity of requests that name none.
+    pub user: aibox_types::User,
+    pub env: Vec<(String, String)>,
+    pub workdir: String,
+    /// Relay the egress proxy port to [`EGRESS_ADDR`].
+    pub egress: bool,
+}
+
+/// The guest's answer to [`Boot`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BootReply {
+    pub ok: bool,
+    #[serde(default)]
+    pub error: Option<String>,
+    /// `uname -r` of the guest.
+    #[serde(default)]
+    pub kernel: String,
+}
 
 /// Whether this process is a microVM's init (PID 1 started as `/init`).
 pub fn is_guest_init() -> bool {
@@ -21,20 +85,25 @@ pub fn is_guest_init() -> bool {
 }
 
 fn say(line: &str) {
-    // The kernel gives init /dev/console as its stdio; write there too in
-    // case stdio was closed.
+    // The kernel gives init /dev/console as its stdio.
     let _ = writeln!(std::io::stdout(), "{line}");
     let _ = std::io::stdout().flush();
 }
 
-fn mount(src: &str, target: &str, fstype: &str) -> Result<(), String> {
+fn mount(
+    src: &str,
+    target: &str,
+    fstype: &str,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> Result<(), String> {
     let _ = std::fs::create_dir_all(target);
     aibox_sys::mount(
         Some(Path::new(src)),
         Path::new(target),
         Some(fstype),
-        libc::MS_NOSUID | libc::MS_NOEXEC,
-        None,
+        flags,
+        data,
     )
     .map_err(|e| format!("mount {fstype} on {target}: {e}"))
 }
@@ -55,15 +124,25 @@ fn load_modules(list: &str) -> (usize, Vec<String>) {
     (loaded, errors)
 }
 
+fn halt(why: &str) -> ! {
+    say(&format!("aibox-guest: {why}"));
+    let e = aibox_sys::power_off();
+    say(&format!("aibox-guest: power off failed: {e}"));
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
 /// Run as the guest's init; never returns.
 pub fn main() -> ! {
     let mut problems = Vec::new();
+    let nosuid = libc::MS_NOSUID | libc::MS_NOEXEC;
     for (src, target, fstype) in [
         ("proc", "/proc", "proc"),
         ("sysfs", "/sys", "sysfs"),
         ("devtmpfs", "/dev", "devtmpfs"),
     ] {
-        if let Err(e) = mount(src, target, fstype) {
+        if let Err(e) = mount(src, target, fstype, nosuid, None) {
             problems.push(e);
         }
     }
@@ -73,19 +152,320 @@ pub fn main() -> ! {
     for p in &problems {
         say(&format!("aibox-guest: {p}"));
     }
-    let uptime = std::fs::read_to_string("/proc/uptime")
-        .ok()
-        .and_then(|u| u.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "?".into());
-    say(&format!("{READY} uptime={uptime} modules={loaded}"));
+    let uptime = || {
+        std::fs::read_to_string("/proc/uptime")
+            .ok()
+            .and_then(|u| u.split_whitespace().next().map(str::to_string))
+            .unwrap_or_else(|| "?".into())
+    };
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    if !cmdline.split_whitespace().any(|w| w == "aibox.probe") {
-        // The agent does not serve a VM transport yet: nothing to wait for.
-        say("aibox-guest: no host transport in this build; powering off");
+    if cmdline.split_whitespace().any(|w| w == "aibox.probe") {
+        say(&format!("{READY} uptime={} modules={loaded}", uptime()));
+        halt("probe done; powering off");
     }
-    let e = aibox_sys::power_off();
-    say(&format!("aibox-guest: power off failed: {e}"));
+    let listener = match listen() {
+        Ok(l) => l,
+        Err(e) => halt(&format!("no network for the host: {e}")),
+    };
+    say(&format!("{READY} uptime={} modules={loaded}", uptime()));
+    let token = match boot(&listener) {
+        Ok(t) => t,
+        Err(e) => halt(&format!("boot failed: {e}")),
+    };
+    relay(&listener, &token)
+}
+
+fn listen() -> Result<TcpListener, String> {
+    aibox_sys::interface_up("lo").map_err(|e| format!("lo: {e}"))?;
+    aibox_sys::set_ipv4("eth0", GUEST_ADDR, Ipv4Addr::new(255, 255, 255, 0))
+        .map_err(|e| format!("eth0 address: {e}"))?;
+    aibox_sys::interface_up("eth0").map_err(|e| format!("eth0: {e}"))?;
+    TcpListener::bind((GUEST_ADDR, AGENT_PORT))
+        .map_err(|e| format!("listening on {AGENT_PORT}: {e}"))
+}
+
+/// Take the first connection's [`Boot`], set the sandbox up, answer.
+fn boot(listener: &TcpListener) -> Result<String, String> {
+    let (mut conn, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
+    let frame = aibox_protocol::read_frame(&mut conn)
+        .map_err(|e| format!("reading the boot message: {e}"))?;
+    let reply = match serde_json::from_slice::<Boot>(&frame.payload) {
+        Ok(b) => match setup(&b) {
+            Ok(()) => Ok(b.token),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(format!("bad boot message: {e}")),
+    };
+    let answer = BootReply {
+        ok: reply.is_ok(),
+        error: reply.as_ref().err().cloned(),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
+    };
+    let body = serde_json::to_vec(&answer).unwrap_or_default();
+    let _ = aibox_protocol::write_frame(&mut conn, aibox_protocol::Kind::Control, &body);
+    reply
+}
+
+/// Block devices by their serial number (`/sys/block/vdX/serial`).
+fn disks() -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/sys/block") {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Ok(serial) = std::fs::read_to_string(e.path().join("serial")) {
+                out.push((serial.trim().to_string(), Path::new("/dev").join(name)));
+            }
+        }
+    }
+    out
+}
+
+fn setup(b: &Boot) -> Result<(), String> {
+    if b.token.len() != TOKEN_LEN || !b.token.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return Err("the token must be 64 hex digits".into());
+    }
+    let _ = aibox_sys::set_realtime(b.unix_ms);
+    let disks = disks();
+    let dev = |serial: &str| -> Result<String, String> {
+        disks
+            .iter()
+            .find(|(s, _)| s == serial)
+            .map(|(_, p)| p.to_string_lossy().into_owned())
+            .ok_or_else(|| format!("no disk with serial {serial:?}"))
+    };
+    let mut lowers = Vec::new();
+    for (i, serial) in b.layers.iter().enumerate() {
+        let at = format!("/mnt/l{i}");
+        mount(
+            &dev(serial)?,
+            &at,
+            "ext4",
+            libc::MS_RDONLY | libc::MS_NODEV,
+            None,
+        )?;
+        lowers.push(at);
+    }
+    mount(
+        &dev(&b.upper)?,
+        "/mnt/upper",
+        "ext4",
+        libc::MS_NOATIME,
+        None,
+    )?;
+    for d in ["/mnt/upper/root", "/mnt/upper/work"] {
+        std::fs::create_dir_all(d).map_err(|e| format!("creating {d}: {e}"))?;
+    }
+    // Every ext4 layer image has a `lost+found` the template never had: a
+    // whiteout in the upper layer hides it.
+    let lf = Path::new("/mnt/upper/root/lost+found");
+    if lf.symlink_metadata().is_err() {
+        aibox_sys::mknod_whiteout(lf).map_err(|e| format!("hiding lost+found: {e}"))?;
+    }
+    if lowers.is_empty() {
+        return Err("no template layers".into());
+    }
+    let opts = format!(
+        "lowerdir={},upperdir=/mnt/upper/root,workdir=/mnt/upper/work,userxattr",
+        lowers.join(":")
+    );
+    mount("overlay", "/mnt/root", "overlay", 0, Some(&opts))?;
+    switch_root("/mnt/root")?;
+    finish_root(b)?;
+    let agent =
+        UnixListener::bind(AGENT_SOCKET).map_err(|e| format!("binding {AGENT_SOCKET}: {e}"))?;
+    let cfg = crate::Config {
+        default_user: Some(b.user),
+        fixed_uid: None,
+        env: b.env.clone(),
+        workdir: b.workdir.clone(),
+        egress_dir_fd: None,
+        egress_tcp: b.egress.then_some(EGRESS_ADDR),
+    };
+    std::thread::Builder::new()
+        .name("agent".into())
+        .spawn(move || crate::serve(agent.into(), cfg))
+        .map_err(|e| format!("starting the agent: {e}"))?;
+    Ok(())
+}
+
+/// Make `new` the root: unmount the initramfs's kernel filesystems, free
+/// its files (they are RAM), move `new` over `/` and chroot into it.
+fn switch_root(new: &str) -> Result<(), String> {
+    for m in ["/proc", "/sys", "/dev"] {
+        let _ = aibox_sys::umount2(Path::new(m), libc::MNT_DETACH);
+    }
+    if let Ok(rd) = std::fs::read_dir("/") {
+        for e in rd.flatten() {
+            let name = e.file_name();
+            if name == "mnt" {
+                continue;
+            }
+            let p = e.path();
+            let _ = if p.is_dir() && !p.is_symlink() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+        }
+    }
+    std::env::set_current_dir(new).map_err(|e| format!("chdir {new}: {e}"))?;
+    aibox_sys::mount(
+        Some(Path::new(".")),
+        Path::new("/"),
+        None,
+        libc::MS_MOVE,
+        None,
+    )
+    .map_err(|e| format!("moving the root: {e}"))?;
+    std::os::unix::fs::chroot(".").map_err(|e| format!("chroot: {e}"))?;
+    std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))
+}
+
+/// The kernel filesystems, a minimal /dev, the workdir, the hostname.
+fn finish_root(b: &Boot) -> Result<(), String> {
+    let nosuid = libc::MS_NOSUID | libc::MS_NOEXEC | libc::MS_NODEV;
+    mount("proc", "/proc", "proc", nosuid, None)?;
+    mount("sysfs", "/sys", "sysfs", nosuid | libc::MS_RDONLY, None)?;
+    mount(
+        "tmpfs",
+        "/dev",
+        "tmpfs",
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        Some("mode=755,size=1m"),
+    )?;
+    for (name, minor) in [
+        ("null", 3),
+        ("zero", 5),
+        ("full", 7),
+        ("random", 8),
+        ("urandom", 9),
+    ] {
+        let p = Path::new("/dev").join(name);
+        aibox_sys::mknod_char(&p, 0o666, 1, minor)
+            .map_err(|e| format!("mknod {}: {e}", p.display()))?;
+        let _ = std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    }
+    aibox_sys::mknod_char(Path::new("/dev/tty"), 0o666, 5, 0)
+        .map_err(|e| format!("mknod /dev/tty: {e}"))?;
+    let _ = std::fs::set_permissions(
+        "/dev/tty",
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    );
+    mount(
+        "devpts",
+        "/dev/pts",
+        "devpts",
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=620"),
+    )?;
+    let _ = std::os::unix::fs::symlink("pts/ptmx", "/dev/ptmx");
+    mount(
+        "shm",
+        "/dev/shm",
+        "tmpfs",
+        nosuid,
+        Some("mode=1777,size=64m"),
+    )?;
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        let _ = std::os::unix::fs::symlink(target, Path::new("/dev").join(link));
+    }
+    for d in ["/tmp", "/run"] {
+        let _ = std::fs::create_dir_all(d);
+    }
+    let _ = std::fs::set_permissions("/tmp", std::os::unix::fs::PermissionsExt::from_mode(0o1777));
+    mount("tmpfs", "/run", "tmpfs", nosuid, Some("mode=755,size=16m"))?;
+    std::fs::create_dir("/run/aibox").map_err(|e| format!("creating /run/aibox: {e}"))?;
+    std::fs::set_permissions(
+        "/run/aibox",
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .map_err(|e| format!("chmod /run/aibox: {e}"))?;
+    let workdir = Path::new(&b.workdir);
+    if !workdir.exists() {
+        std::fs::create_dir_all(workdir)
+            .map_err(|e| format!("creating workdir {}: {e}", workdir.display()))?;
+        let uid = b.user.uid();
+        std::os::unix::fs::chown(workdir, Some(uid), Some(uid))
+            .map_err(|e| format!("chown workdir: {e}"))?;
+    }
+    aibox_sys::sethostname(&b.hostname).map_err(|e| format!("sethostname: {e}"))?;
+    Ok(())
+}
+
+/// Serve forever: each connection must start with the token; then its
+/// bytes go to and from a new connection to the agent.
+fn relay(listener: &TcpListener, token: &str) -> ! {
+    let token: std::sync::Arc<[u8]> = token.as_bytes().into();
     loop {
-        std::thread::sleep(std::time::Duration::from_secs(3600));
+        let Ok((conn, _)) = listener.accept() else {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        let token = token.clone();
+        let _ = std::thread::Builder::new()
+            .name("vm-conn".into())
+            .stack_size(256 * 1024)
+            .spawn(move || relay_one(conn, &token));
+    }
+}
+
+fn relay_one(mut conn: TcpStream, token: &[u8]) {
+    let _ = conn.set_nodelay(true);
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut got = [0u8; TOKEN_LEN];
+    if conn.read_exact(&mut got).is_err() || !same(&got, token) {
+        let _ = conn.shutdown(std::net::Shutdown::Both);
+        return;
+    }
+    let _ = conn.set_read_timeout(None);
+    match UnixStream::connect(AGENT_SOCKET) {
+        Ok(agent) => crate::egress::join(Ok(conn), agent),
+        Err(_) => {
+            let _ = conn.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// Compare without an early exit (the time taken says nothing of where
+/// a wrong token differs).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn boot_message_round_trips() {
+        let b = Boot {
+            token: "a".repeat(TOKEN_LEN),
+            unix_ms: 1,
+            layers: vec!["l0".into()],
+            upper: "upper".into(),
+            hostname: "h".into(),
+            user: aibox_types::User::User,
+            env: vec![("A".into(), "b".into())],
+            workdir: "/workspace".into(),
+            egress: false,
+        };
+        let back: Boot = serde_json::from_slice(&serde_json::to_vec(&b).unwrap()).unwrap();
+        assert_eq!(back.layers, ["l0"]);
+        assert_eq!(back.user, aibox_types::User::User);
     }
 }

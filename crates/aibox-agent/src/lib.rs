@@ -13,12 +13,13 @@
 #![forbid(unsafe_code)]
 
 mod conn;
-mod egress;
+pub mod egress;
 mod files;
 pub mod guest;
 mod procs;
 mod stream;
 
+pub use egress::join as join_streams;
 pub use procs::resolve_program;
 
 use aibox_types::User;
@@ -41,6 +42,9 @@ pub struct Config {
     /// where the host's egress proxy listens on `egress.sock`. The agent
     /// relays connections to 127.0.0.1:EGRESS_PROXY_PORT there.
     pub egress_dir_fd: Option<i32>,
+    /// Egress in a microVM: the address the VMM forwards to the host's
+    /// egress proxy.
+    pub egress_tcp: Option<std::net::SocketAddrV4>,
 }
 
 pub(crate) struct Agent {
@@ -61,6 +65,9 @@ pub fn serve(listener: OwnedFd, cfg: Config) -> i32 {
     procs::start_reaper(agent.procs.reaper());
     if let Some(fd) = agent.cfg.egress_dir_fd {
         egress::start(fd);
+    }
+    if let Some(addr) = agent.cfg.egress_tcp {
+        egress::start_vm(addr);
     }
     // Idle memory: keep only the code the serving loop touches.
     let _ = aibox_sys::release_code_pages();

@@ -130,6 +130,14 @@ pub enum Command {
     /// multi-threaded callers of the runtime.
     #[command(hide = true)]
     InternalCreate,
+    /// (internal) start a microVM sandbox's supervisor; used by the
+    /// runtime's microvm backend.
+    #[command(hide = true)]
+    InternalVm { dir: std::path::PathBuf },
+    /// (internal) carry stdin/stdout to a Unix socket; QEMU runs it for a
+    /// microVM's connections to the egress proxy.
+    #[command(hide = true)]
+    InternalConnect { socket: std::path::PathBuf },
     /// (internal) run a network tool in the network namespace of a
     /// sandbox this user owns, with CAP_NET_ADMIN there; used by the
     /// server to set up rootless per-connection egress checks.
@@ -215,9 +223,14 @@ pub struct SpecArgs {
     /// Run as `user` (uid 1000, the default) or `root` (uid 0 inside, no capabilities).
     #[arg(short = 'u', long, value_parser = parse_user)]
     pub user: Option<User>,
-    /// Fail instead of running with less isolation: basic, standard or strict.
+    /// Fail instead of running with less isolation: basic, standard,
+    /// strict or vm.
     #[arg(long, value_parser = parse_level)]
     pub require_isolation: Option<IsolationLevel>,
+    /// Isolation backend: namespaces or microvm (default: namespaces, or
+    /// the server's default).
+    #[arg(long, value_parser = parse_backend)]
+    pub backend: Option<aibox_types::BackendKind>,
     /// Hostname inside the sandbox.
     #[arg(long)]
     pub hostname: Option<String>,
@@ -331,6 +344,10 @@ fn parse_user(s: &str) -> Result<User, String> {
     s.parse()
 }
 fn parse_level(s: &str) -> Result<IsolationLevel, String> {
+    s.parse()
+}
+
+fn parse_backend(s: &str) -> Result<aibox_types::BackendKind, String> {
     s.parse()
 }
 

@@ -24,6 +24,10 @@ pub fn dispatch(cmd: Command) -> anyhow::Result<u8> {
         Command::Create(a) if !a.target.is_local() => remote::create(a),
         Command::Create(a) => create::create(a),
         Command::InternalCreate => create::internal_create(),
+        Command::InternalVm { dir } => Ok(aibox_runtime::microvm::supervise(&dir) as u8),
+        Command::InternalConnect { socket } => {
+            Ok(aibox_runtime::microvm::connect_stdio(&socket) as u8)
+        }
         Command::InternalNetns { pid, command } => create::internal_netns(pid, &command),
         Command::Exec(a) if !a.target.is_local() => remote::exec(a),
         Command::Exec(a) => exec::exec(a),
@@ -172,6 +176,7 @@ pub fn spec_from(a: &SpecArgs) -> anyhow::Result<SandboxSpec> {
         env: parse_env(&a.env)?,
         mounts: a.mounts.clone(),
         require_isolation: a.require_isolation,
+        backend: a.backend,
         hostname: a.hostname.clone(),
         ..Default::default()
     };

@@ -21,6 +21,7 @@ mod init;
 pub mod landlock;
 pub mod layer;
 pub mod listening;
+pub mod microvm;
 pub mod mounts;
 pub mod oci;
 pub mod recipe;
@@ -263,6 +264,7 @@ impl Runtime {
                 .map(|b| (b - state::SLOT_BASE) / state::SLOT_SIZE),
             socket: self.dirs.sandbox(&plan.id).join("agent.sock"),
             scratch_fd: None,
+            vm: None,
         }
     }
 
@@ -283,6 +285,11 @@ impl Runtime {
         if spec.network != aibox_types::NetworkMode::None {
             return Err(Error::Unsupported(
                 "network egress needs a persistent sandbox behind the aibox server".into(),
+            ));
+        }
+        if spec.backend == Some(aibox_types::BackendKind::Microvm) {
+            return Err(Error::Unsupported(
+                "one-shot runs use the namespace backend: for a microVM, `aibox create --backend microvm` then `aibox exec`".into(),
             ));
         }
         let (plan, holds) = self.prepare(spec, false)?;
@@ -325,7 +332,9 @@ impl Runtime {
     /// single-threaded, else re-executes the helper binary.
     pub fn create(&self, spec: &SandboxSpec) -> Result<Sandbox, Error> {
         self.gc();
-        let rec = if setup::thread_count() == 1 {
+        let rec = if spec.backend == Some(aibox_types::BackendKind::Microvm) {
+            microvm::create(self, spec)?
+        } else if setup::thread_count() == 1 {
             self.create_here(spec)?
         } else {
             self.create_via_helper(spec)?
@@ -414,16 +423,22 @@ impl Runtime {
         Ok(rec)
     }
 
-    fn create_via_helper(&self, spec: &SandboxSpec) -> Result<Record, Error> {
-        use std::io::Write;
-        let helper = if self.helper.as_os_str().is_empty() {
+    /// The aibox binary run as a helper (`$AIBOX_BIN` or this executable
+    /// unless the runtime was given one).
+    pub fn helper_bin(&self) -> PathBuf {
+        if self.helper.as_os_str().is_empty() {
             std::env::var_os("AIBOX_BIN")
                 .map(PathBuf::from)
                 .or_else(|| std::env::current_exe().ok())
                 .unwrap_or_else(|| PathBuf::from("aibox"))
         } else {
             self.helper.clone()
-        };
+        }
+    }
+
+    fn create_via_helper(&self, spec: &SandboxSpec) -> Result<Record, Error> {
+        use std::io::Write;
+        let helper = self.helper_bin();
         let mut child = std::process::Command::new(&helper)
             .arg("internal-create")
             .env("AIBOX_RUN_DIR", &self.dirs.run)
@@ -495,6 +510,11 @@ impl Runtime {
     }
 
     fn destroy_record(&self, rec: &Record) -> Result<(), Error> {
+        if rec.vm.is_some() {
+            microvm::kill_vm(rec);
+            self.abandon(&rec.id);
+            return Ok(());
+        }
         kill_pid1(rec);
         rec.cgroup.kill_all();
         let r = rec.cgroup.remove(Duration::from_secs(5));
@@ -625,17 +645,23 @@ impl Backend for Runtime {
         self.destroy_record(rec)
     }
     fn pause(&self, rec: &Record) -> Result<(), Error> {
+        if rec.vm.is_some() {
+            return microvm::set_paused(rec, true);
+        }
         rec.cgroup
             .set_frozen(true)
             .map_err(|_| Error::Unsupported(freezer_missing(rec)))
     }
     fn resume(&self, rec: &Record) -> Result<(), Error> {
+        if rec.vm.is_some() {
+            return microvm::set_paused(rec, false);
+        }
         rec.cgroup
             .set_frozen(false)
             .map_err(|_| Error::Unsupported(freezer_missing(rec)))
     }
     fn stats(&self, rec: &Record) -> Result<Stats, Error> {
-        Ok(rec.cgroup.stats())
+        Ok(self::Sandbox::stats_of(rec))
     }
 }
 
@@ -793,15 +819,27 @@ impl Sandbox {
         Runtime::with(self.runtime_dirs.clone(), PathBuf::new()).resume(&self.rec)
     }
     pub fn paused(&self) -> bool {
+        if self.rec.vm.is_some() {
+            return microvm::paused(&self.rec);
+        }
         self.rec.cgroup.is_frozen()
     }
     pub fn stats(&self) -> Stats {
-        self.rec.cgroup.stats()
+        Sandbox::stats_of(&self.rec)
+    }
+    fn stats_of(rec: &Record) -> Stats {
+        if rec.vm.is_some() {
+            return microvm::stats(rec);
+        }
+        rec.cgroup.stats()
     }
     /// The TCP ports processes inside listen on.
     pub fn listeners(&self) -> Result<Vec<listening::Listener>, Error> {
         if !self.alive() {
             return Err(Error::Gone(self.rec.id.clone()));
+        }
+        if self.rec.vm.is_some() {
+            return microvm::listeners(&self.rec);
         }
         listening::listeners(self.rec.pid).map_err(|e| Error::Reported {
             code: ErrorCode::Internal,

@@ -706,6 +706,7 @@ fn expected_report(
         sys: "absent".into(),
         network: "none".into(),
         egress: None,
+        vm: None,
     };
     if plan.spec.network != aibox_types::NetworkMode::None {
         // What the runtime itself gives: the relay to the server's proxy.
@@ -971,6 +972,7 @@ fn agent_config(plan: &Plan) -> aibox_agent::Config {
         env: crate::init::base_env(&plan.spec, plan.spec.user),
         workdir: plan.spec.workdir.clone(),
         egress_dir_fd: plan.egress_dir,
+        egress_tcp: None,
     }
 }
 

@@ -59,6 +59,9 @@ pub struct Record {
     /// dirs): snapshots read the upper through `/proc/PID/fd/N`.
     #[serde(default)]
     pub scratch_fd: Option<i32>,
+    /// The microVM, for sandboxes of the microvm backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm: Option<crate::microvm::VmState>,
 }
 
 pub const RECORD: &str = "sandbox.json";

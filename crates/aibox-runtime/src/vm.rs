@@ -427,6 +427,12 @@ pub struct Manifest {
     pub modules: Vec<String>,
     /// The aibox binary that is the guest's `/init`.
     pub init_sha256: String,
+    /// The init binary's size and modification time when it was hashed:
+    /// a cheap check that it is still the same file.
+    #[serde(default)]
+    pub init_bytes: u64,
+    #[serde(default)]
+    pub init_mtime_ms: u64,
     pub built_ms: u64,
 }
 
@@ -516,6 +522,55 @@ pub fn load(dir: &Path) -> Result<Manifest, VmError> {
     Ok(m)
 }
 
+/// A file's size and modification time (ms).
+fn file_stamp(p: &Path) -> (u64, u64) {
+    std::fs::metadata(p)
+        .map(|m| {
+            let t = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_millis() as u64);
+            (m.len(), t)
+        })
+        .unwrap_or((0, 0))
+}
+
+/// The artifacts in `dir` without hashing them (the hot path of a
+/// create): the manifest's files are there with their sizes, and `init`
+/// is the same file (size and mtime) the initramfs was built from.
+pub fn load_quick(dir: &Path, init: &Path) -> Result<Manifest, VmError> {
+    let text = std::fs::read_to_string(dir.join(MANIFEST))
+        .map_err(|_| VmError::Unavailable(format!("no microVM artifacts in {}", dir.display())))?;
+    let m: Manifest = serde_json::from_str(&text)
+        .map_err(|e| VmError::Failed(format!("{}: {e}", dir.join(MANIFEST).display())))?;
+    for f in [&m.kernel, &m.initramfs] {
+        let len = std::fs::metadata(dir.join(&f.file)).map(|md| md.len()).ok();
+        if len != Some(f.bytes) {
+            return Err(VmError::Failed(format!("{} is missing or damaged", f.file)));
+        }
+    }
+    if file_stamp(init) != (m.init_bytes, m.init_mtime_ms) {
+        return Err(VmError::Failed("the init binary changed".into()));
+    }
+    Ok(m)
+}
+
+/// The guest kernel's command line: console on the serial port, quiet,
+/// no reboot on panic (the VMM exits), no PCI probe (virtio is on MMIO),
+/// aibox as init; the TSC frequency
+/// given so the kernel skips its calibration (~100 ms under TCG).
+pub fn kernel_cmdline(probe: bool) -> String {
+    let mut append = String::from("console=ttyS0 quiet panic=-1 pci=off rdinit=/init");
+    if probe {
+        append.push_str(" aibox.probe");
+    }
+    if let Some(khz) = cpu_khz() {
+        append.push_str(&format!(" tsc_early_khz={khz}"));
+    }
+    append
+}
+
 /// Build (or reuse) the guest kernel and initramfs in `dir`, with `init`
 /// (the aibox binary) as the guest's `/init`. `log` gets progress lines.
 pub fn build_artifacts(
@@ -531,6 +586,20 @@ pub fn build_artifacts(
     if !rebuild {
         if let Ok(m) = load(dir) {
             if m.kernel_package == pkg && m.kernel_version == version && m.init_sha256 == init_sha {
+                // The same binary under a new mtime (a copy, a rebuild with
+                // the same bytes): note its stamp for `load_quick`.
+                let stamp = file_stamp(init);
+                if (m.init_bytes, m.init_mtime_ms) != stamp {
+                    let mut m2 = m.clone();
+                    (m2.init_bytes, m2.init_mtime_ms) = stamp;
+                    if let Ok(text) = serde_json::to_vec_pretty(&m2) {
+                        let tmp = dir.join(".manifest.tmp");
+                        if std::fs::write(&tmp, text).is_ok() {
+                            let _ = std::fs::rename(&tmp, dir.join(MANIFEST));
+                        }
+                    }
+                    return Ok((m2, true));
+                }
                 return Ok((m, true));
             }
         }
@@ -659,6 +728,8 @@ fn build_in(
         initramfs: info(&initramfs_name)?,
         modules: order.iter().map(|p| module_name(p)).collect(),
         init_sha256: init_sha.to_string(),
+        init_bytes: file_stamp(init).0,
+        init_mtime_ms: file_stamp(init).1,
         built_ms: crate::now_ms(),
     };
     let text = serde_json::to_vec_pretty(&m).map_err(|e| VmError::Failed(e.to_string()))?;
@@ -721,10 +792,7 @@ pub fn probe(dir: &Path, accel: &str, timeout: Duration) -> Result<Probe, VmErro
     let (qemu, _) = d.qemu.ok_or_else(|| {
         VmError::Unavailable("no qemu-system-x86_64: install Debian's qemu-system-x86".into())
     })?;
-    let mut append = String::from("console=ttyS0 quiet panic=-1 rdinit=/init aibox.probe");
-    if let Some(khz) = cpu_khz() {
-        append.push_str(&format!(" tsc_early_khz={khz}"));
-    }
+    let append = kernel_cmdline(true);
     // The initramfs holds the whole aibox binary; give the guest room to
     // unpack it.
     let mem_mib = 256 + 2 * (m.initramfs.bytes >> 20);
@@ -979,6 +1047,8 @@ mod tests {
             initramfs: info("i"),
             modules: vec![],
             init_sha256: "x".into(),
+            init_bytes: 0,
+            init_mtime_ms: 0,
             built_ms: 0,
         };
         std::fs::write(dir.join(MANIFEST), serde_json::to_vec(&m).unwrap()).unwrap();

@@ -742,18 +742,27 @@ pub const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 
 // ---------------------------------------------------------------- network
 
-/// Bring the loopback interface up in the current network namespace
-/// (SIOCSIFFLAGS on an AF_INET datagram socket; no netlink needed).
-pub fn loopback_up() -> io::Result<()> {
+/// An AF_INET datagram socket for interface ioctls, and an `ifreq` naming `name`.
+fn ifreq_for(name: &str) -> io::Result<(OwnedFd, libc::ifreq)> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
     // SAFETY: plain socket creation.
     let fd = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
     // SAFETY: fd is a fresh socket we own.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
     // SAFETY: ifreq is plain old data; zeroed is valid.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (i, b) in b"lo".iter().enumerate() {
-        req.ifr_name[i] = *b as libc::c_char;
+    for (i, b) in name.bytes().enumerate() {
+        req.ifr_name[i] = b as libc::c_char;
     }
+    Ok((sock, req))
+}
+
+/// Bring interface `name` up in the current network namespace
+/// (SIOCSIFFLAGS; no netlink needed).
+pub fn interface_up(name: &str) -> io::Result<()> {
+    let (sock, mut req) = ifreq_for(name)?;
     // SAFETY: req is a valid ifreq for this ioctl.
     cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
     // SAFETY: reading/writing the flags member of the union that SIOCGIFFLAGS filled.
@@ -762,6 +771,66 @@ pub fn loopback_up() -> io::Result<()> {
     }
     // SAFETY: req is a valid ifreq for this ioctl.
     cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) }).map(drop)
+}
+
+/// Bring the loopback interface up in the current network namespace.
+pub fn loopback_up() -> io::Result<()> {
+    interface_up("lo")
+}
+
+/// Give interface `name` an IPv4 address and netmask (SIOCSIFADDR,
+/// SIOCSIFNETMASK), which also adds the subnet's route once it is up.
+pub fn set_ipv4(
+    name: &str,
+    addr: std::net::Ipv4Addr,
+    netmask: std::net::Ipv4Addr,
+) -> io::Result<()> {
+    for (request, a) in [(libc::SIOCSIFADDR, addr), (libc::SIOCSIFNETMASK, netmask)] {
+        let (sock, mut req) = ifreq_for(name)?;
+        let sin = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: 0,
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(a).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        // SAFETY: sockaddr_in fits in the union's sockaddr (both 16 bytes);
+        // we write it through a pointer of the right type.
+        unsafe {
+            std::ptr::write(
+                std::ptr::addr_of_mut!(req.ifr_ifru.ifru_addr) as *mut libc::sockaddr_in,
+                sin,
+            );
+        }
+        // SAFETY: req is a valid ifreq for this ioctl.
+        cvt(unsafe { libc::ioctl(sock.as_raw_fd(), request, &req) })?;
+    }
+    Ok(())
+}
+
+/// Set the system clock (CLOCK_REALTIME) to `unix_ms`.
+pub fn set_realtime(unix_ms: u64) -> io::Result<()> {
+    let ts = libc::timespec {
+        tv_sec: (unix_ms / 1000) as libc::time_t,
+        tv_nsec: ((unix_ms % 1000) * 1_000_000) as libc::c_long,
+    };
+    // SAFETY: a valid timespec pointer.
+    cvt(unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) }).map(drop)
+}
+
+/// mknod(2) of a character device `major:minor` with permission `mode`.
+pub fn mknod_char(path: &Path, mode: u32, major: u32, minor: u32) -> io::Result<()> {
+    let p = cpath(path)?;
+    // SAFETY: a NUL-terminated path; mode and dev are integers.
+    cvt(unsafe {
+        libc::mknod(
+            p.as_ptr(),
+            libc::S_IFCHR | (mode & 0o7777) as libc::mode_t,
+            libc::makedev(major, minor),
+        )
+    })
+    .map(drop)
 }
 
 // ---------------------------------------------------------------- landlock
@@ -1001,6 +1070,25 @@ pub fn spawn_with_controlling_tty(cmd: &mut Command) {
             }
             if libc::ioctl(0, libc::TIOCSCTTY, 0) == -1 {
                 return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// The command, once spawned, gets `sig` when the spawning thread dies
+/// (PR_SET_PDEATHSIG), and exits at once if that already happened.
+pub fn kill_with_parent(cmd: &mut Command, sig: libc::c_int) {
+    // SAFETY: getpid is async-signal-safe and runs in the parent here.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: prctl, getppid and _exit are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                libc::_exit(1);
             }
             Ok(())
         });

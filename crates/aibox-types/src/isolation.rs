@@ -16,6 +16,10 @@ pub enum IsolationLevel {
     /// standard + Landlock, a dedicated host uid range, cgroup memory and pids
     /// limits (and cpu when requested), and a disk quota.
     Strict,
+    /// A hardware-virtualization boundary: the sandbox is a microVM with
+    /// its own kernel, a memory size and a disk size, and a VMM with no way
+    /// to the host's network.
+    Vm,
 }
 
 impl std::str::FromStr for IsolationLevel {
@@ -25,8 +29,9 @@ impl std::str::FromStr for IsolationLevel {
             "basic" => Ok(IsolationLevel::Basic),
             "standard" => Ok(IsolationLevel::Standard),
             "strict" => Ok(IsolationLevel::Strict),
+            "vm" => Ok(IsolationLevel::Vm),
             other => Err(format!(
-                "unknown isolation level {other:?}: expected basic, standard or strict"
+                "unknown isolation level {other:?}: expected basic, standard, strict or vm"
             )),
         }
     }
@@ -39,6 +44,7 @@ impl std::fmt::Display for IsolationLevel {
             IsolationLevel::Basic => "basic",
             IsolationLevel::Standard => "standard",
             IsolationLevel::Strict => "strict",
+            IsolationLevel::Vm => "vm",
         })
     }
 }
@@ -149,6 +155,32 @@ pub struct IsolationReport {
     /// How egress is enforced (sandboxes with network only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress: Option<crate::egress::EgressReport>,
+    /// The microVM (backend `microvm` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm: Option<VmReport>,
+}
+
+/// What a microVM sandbox runs on.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VmReport {
+    /// `qemu` or `firecracker`.
+    pub vmm: String,
+    /// `kvm` (hardware) or `tcg` (QEMU's emulator).
+    pub accel: String,
+    /// QEMU's machine type (`microvm`), or the VMM's own.
+    pub machine: String,
+    /// `uname -r` of the guest kernel.
+    pub kernel: String,
+    pub vcpus: u32,
+    /// The guest's RAM: the hard memory limit.
+    pub memory_mib: u64,
+    /// The size of the guest's writable disk: the disk quota.
+    pub disk_mib: u64,
+    /// The VMM runs in a network namespace of its own, with loopback only.
+    pub vmm_netns: bool,
+    /// The guest can open connections to the host or beyond (never: egress
+    /// goes through the server's proxy only).
+    pub host_network: bool,
 }
 
 impl IsolationReport {
@@ -160,6 +192,21 @@ impl IsolationReport {
                 gaps.push(what.to_string());
             }
         };
+        if let Some(vm) = &self.vm {
+            if level >= IsolationLevel::Standard {
+                need(
+                    self.overlay_rootfs,
+                    "read-only template under a writable layer",
+                );
+                need(!vm.host_network, "no host network for the guest");
+            }
+            if level >= IsolationLevel::Strict {
+                need(vm.vmm_netns, "the VMM in a network namespace of its own");
+                need(self.cgroups.memory.applied, "memory limit");
+                need(self.disk_quota.applied, "disk quota");
+            }
+            return gaps;
+        }
         let ns = &self.namespaces;
         if level >= IsolationLevel::Basic {
             need(ns.user, "user namespace");
@@ -195,12 +242,19 @@ impl IsolationReport {
             );
             need(self.disk_quota.applied, "disk quota");
         }
+        if level >= IsolationLevel::Vm {
+            need(
+                false,
+                "a hardware-virtualization boundary (the microvm backend)",
+            );
+        }
         gaps
     }
 
     /// The highest level with no gaps.
     pub fn achieved_level(&self) -> IsolationLevel {
         [
+            IsolationLevel::Vm,
             IsolationLevel::Strict,
             IsolationLevel::Standard,
             IsolationLevel::Basic,

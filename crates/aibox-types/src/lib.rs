@@ -10,9 +10,10 @@ mod units;
 
 pub use isolation::{
     CgroupReport, IsolationLevel, IsolationReport, LimitReport, NamespaceReport, UidMapping,
+    VmReport,
 };
 pub use spec::{
-    passwd_entry, MountSpec, NetworkMode, PasswdEntry, SandboxSpec, User, BUILD_CAPS,
+    passwd_entry, BackendKind, MountSpec, NetworkMode, PasswdEntry, SandboxSpec, User, BUILD_CAPS,
     DEFAULT_WORKDIR, EGRESS_PROXY_PORT, L4_DNS_PORT, L4_TCP_PORT, MAX_UID,
 };
 pub use units::{parse_duration, parse_size, ByteSize, UnitError};

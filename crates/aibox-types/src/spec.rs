@@ -237,6 +237,45 @@ impl MountSpec {
     }
 }
 
+/// An isolation backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// Linux namespaces, seccomp, cgroups and Landlock around processes
+    /// of the host's kernel.
+    Namespaces,
+    /// A microVM with its own kernel (QEMU `microvm` or Firecracker).
+    Microvm,
+}
+
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Namespaces => "namespaces",
+            BackendKind::Microvm => "microvm",
+        }
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "namespaces" => Ok(BackendKind::Namespaces),
+            "microvm" => Ok(BackendKind::Microvm),
+            other => Err(format!(
+                "unknown backend {other:?}: expected namespaces or microvm"
+            )),
+        }
+    }
+}
+
 /// Everything needed to create a sandbox. Defaults are the safe choice.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -256,6 +295,10 @@ pub struct SandboxSpec {
     pub workdir: String,
     pub user: User,
     pub require_isolation: Option<IsolationLevel>,
+    /// The isolation backend; None: the server's default (namespaces for
+    /// the CLI without a server).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<BackendKind>,
     pub network: NetworkMode,
     /// Egress rules, in order (see `egress`); only with `allowlist`/`full`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -289,6 +332,7 @@ impl Default for SandboxSpec {
             workdir: DEFAULT_WORKDIR.into(),
             user: User::User,
             require_isolation: None,
+            backend: None,
             network: NetworkMode::None,
             network_rules: Vec::new(),
             network_enforcement: None,

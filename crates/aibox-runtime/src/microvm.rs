@@ -1,0 +1,1071 @@
+//! The microVM backend: a sandbox is a QEMU `microvm` guest with its own
+//! kernel, driven (never written) by aibox.
+//!
+//! ```text
+//!  creator ──spawn──► aibox internal-vm DIR (forks, reports, exits)
+//!                        └─ supervisor (own session; own network namespace)
+//!                              ├─ qemu -M microvm … (dies with it: PDEATHSIG)
+//!                              │    user-mode net, restrict=on:
+//!                              │    127.0.0.1:1024 (this netns only) → guest 10.0.2.15:1024
+//!                              │    guest 10.0.2.100:3128 → `aibox internal-connect DIR/egress.sock`
+//!                              └─ DIR/agent.sock ──relay (token first)──► 127.0.0.1:1024
+//! ```
+//!
+//! The supervisor's pid is the record's pid, so "alive", `gc` and destroy
+//! work as for the namespace backend; the agent client talks to
+//! `agent.sock` unchanged. The root filesystem is the template's layers as
+//! read-only ext4 images (made once per layer with `mkfs.ext4 -d`, shared
+//! by every VM) under a per-sandbox sparse ext4 disk the size of the disk
+//! limit, joined by overlayfs in the guest. Pause and resume are the VMM's
+//! (`stop`/`cont` over QMP).
+
+use crate::state::{Record, Status};
+use crate::vm::{self, VmError};
+use crate::{Error, Runtime};
+use aibox_agent::guest::{Boot, BootReply, AGENT_PORT, TOKEN_LEN};
+use aibox_types::{
+    BackendKind, CgroupReport, ErrorCode, IsolationReport, LimitReport, SandboxSpec, VmReport,
+};
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::fd::AsFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The microVM part of a sandbox record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VmState {
+    pub vmm: String,
+    pub accel: String,
+    /// The VMM's pid and start time.
+    pub vmm_pid: i32,
+    pub vmm_start_time: u64,
+    /// QEMU's monitor (QMP) socket.
+    pub qmp: PathBuf,
+    pub memory_mib: u64,
+    pub vcpus: u32,
+    /// The writable disk.
+    pub upper: PathBuf,
+    /// The read-only layer images, top first.
+    pub layers: Vec<PathBuf>,
+}
+
+/// What the creator hands the supervisor (`DIR/vm-plan.json`).
+#[derive(Debug, Serialize, Deserialize)]
+struct Plan {
+    qemu: PathBuf,
+    args: Vec<String>,
+    boot: Boot,
+    boot_timeout_ms: u64,
+}
+
+const PLAN: &str = "vm-plan.json";
+/// The guest's console, kept up to this size.
+const CONSOLE: &str = "console.log";
+const CONSOLE_MAX: u64 = 1 << 20;
+
+/// Under TCG a boot takes seconds; on a loaded host many more.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn failed(msg: impl Into<String>) -> Error {
+    Error::Reported {
+        code: ErrorCode::Internal,
+        message: msg.into(),
+    }
+}
+
+fn unavailable(msg: impl Into<String>) -> Error {
+    Error::Reported {
+        code: ErrorCode::IsolationUnavailable,
+        message: msg.into(),
+    }
+}
+
+/// The VMM this host would use now: (qemu binary, accel).
+fn choose_vmm() -> Result<(PathBuf, String), Error> {
+    let d = vm::detect();
+    let Some((qemu, _)) = d.qemu else {
+        return Err(unavailable(match d.choice {
+            Ok((vmm, _)) => format!(
+                "the microvm backend drives QEMU here; {vmm} alone is not supported yet: install Debian's qemu-system-x86"
+            ),
+            Err(why) => format!("the microvm backend is not available on this host: {why}"),
+        }));
+    };
+    let accel = match d.choice {
+        Ok((vmm, accel)) if vmm == "qemu" => accel,
+        _ => "tcg".to_string(),
+    };
+    Ok((qemu, accel))
+}
+
+/// The guest artifacts, built on first use (and again when the aibox
+/// binary that is the guest's init changed).
+fn artifacts(rt: &Runtime) -> Result<(PathBuf, vm::Manifest), Error> {
+    let dir = rt.dirs().data.join("vm");
+    let init = rt.helper_bin();
+    if let Ok(m) = vm::load_quick(&dir, &init) {
+        return Ok((dir, m));
+    }
+    let _lock = lock_file(&dir.join(".build.lock"))?;
+    if let Ok(m) = vm::load_quick(&dir, &init) {
+        return Ok((dir, m));
+    }
+    let (m, _) = vm::build_artifacts(&dir, vm::DEFAULT_KERNEL_PACKAGE, &init, false, &mut |_| {})
+        .map_err(|e| match e {
+            VmError::Failed(m) | VmError::Unavailable(m) => unavailable(format!(
+                "the microVM guest artifacts could not be built ({m}); `aibox vm artifacts` shows the steps"
+            )),
+            other => other.into(),
+        })?;
+    Ok((dir, m))
+}
+
+fn lock_file(path: &Path) -> Result<std::fs::File, Error> {
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p).map_err(|e| failed(format!("creating {}: {e}", p.display())))?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| failed(format!("opening {}: {e}", path.display())))?;
+    aibox_sys::lock_exclusive(f.as_fd())
+        .map_err(|e| failed(format!("locking {}: {e}", path.display())))?;
+    Ok(f)
+}
+
+/// Bytes and entries under `dir` (not following links).
+fn tree_size(dir: &Path) -> (u64, u64) {
+    let (mut bytes, mut entries) = (0u64, 0u64);
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            entries += 1;
+            let Ok(md) = e.path().symlink_metadata() else {
+                continue;
+            };
+            bytes += md.len().div_ceil(4096) * 4096;
+            if md.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    (bytes, entries)
+}
+
+/// A template layer as a read-only ext4 image, made once (`mkfs.ext4 -d`
+/// copies modes, owners, xattrs and whiteout devices) and shared.
+fn layer_image(images: &Path, layer: &Path) -> Result<PathBuf, Error> {
+    use sha2::{Digest, Sha256};
+    let key: String = Sha256::digest(layer.as_os_str().as_encoded_bytes())
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let img = images.join(format!("{key}.ext4"));
+    if img.exists() {
+        return Ok(img);
+    }
+    let _lock = lock_file(&images.join(format!(".{key}.lock")))?;
+    if img.exists() {
+        return Ok(img);
+    }
+    let (bytes, entries) = tree_size(layer);
+    // Room for metadata, the journal-less filesystem's own blocks, and
+    // rounding: a fifth more plus 16 MiB.
+    let size = (bytes + bytes / 5 + (16 << 20) + entries * 512).div_ceil(1 << 20);
+    let tmp = images.join(format!(".{key}.{}.tmp", std::process::id()));
+    let out = Command::new("mkfs.ext4")
+        .args([
+            "-q",
+            "-F",
+            "-O",
+            "^has_journal",
+            "-m",
+            "0",
+            "-E",
+            "root_owner=0:0",
+            "-N",
+        ])
+        .arg((entries + 64).to_string())
+        .arg("-d")
+        .arg(layer)
+        .arg(&tmp)
+        .arg(format!("{size}M"))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| unavailable(format!("running mkfs.ext4 (Debian's e2fsprogs): {e}")))?;
+    if !out.status.success() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(failed(format!(
+            "making the disk image of layer {}: {}",
+            layer.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    std::fs::rename(&tmp, &img).map_err(|e| failed(format!("writing {}: {e}", img.display())))?;
+    Ok(img)
+}
+
+/// A new sparse ext4 disk of `bytes`.
+fn blank_disk(path: &Path, bytes: u64) -> Result<(), Error> {
+    let out = Command::new("mkfs.ext4")
+        .args([
+            "-q",
+            "-F",
+            "-m",
+            "0",
+            "-E",
+            "root_owner=0:0,lazy_itable_init=1,lazy_journal_init=1",
+        ])
+        .arg(path)
+        .arg(format!("{}k", bytes / 1024))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| unavailable(format!("running mkfs.ext4 (Debian's e2fsprogs): {e}")))?;
+    if !out.status.success() {
+        return Err(failed(format!(
+            "making the sandbox disk: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// QEMU's option syntax doubles a comma inside a value.
+fn qemu_escape(p: &Path) -> String {
+    p.to_string_lossy().replace(',', ",,")
+}
+
+/// The guest's memory must hold the unpacked initramfs (twice, while it
+/// unpacks) and leave room for the kernel and the agent.
+pub fn min_memory_mib(m: &vm::Manifest) -> u64 {
+    128 + 2 * m.initramfs.bytes.div_ceil(1 << 20)
+}
+
+/// Create a microVM sandbox: its record once the agent answers.
+pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> {
+    spec.validate().map_err(Error::InvalidSpec)?;
+    if !spec.mounts.is_empty() {
+        return Err(Error::Unsupported(
+            "host mounts are not available in a microVM: copy files in with `aibox cp` or the files API".into(),
+        ));
+    }
+    if matches!(
+        spec.network_enforcement,
+        Some(aibox_types::egress::Enforcement::L4)
+    ) {
+        return Err(Error::Unsupported(
+            "network enforcement l4 is not available in a microVM: its egress goes through the proxy (enforcement proxy)".into(),
+        ));
+    }
+    if spec.snapshot.is_some() {
+        return Err(Error::Unsupported(
+            "restoring a snapshot into a microVM is not supported yet".into(),
+        ));
+    }
+    rt.dirs().ensure()?;
+    let template = crate::template::resolve(&rt.dirs().templates(), &spec.template)?;
+    if !template.binds.is_empty() {
+        return Err(Error::Unsupported(format!(
+            "template {:?} shares the host's /usr, which a microVM cannot see: use an image template (`aibox template pull`, `import` or `build` FROM an image)",
+            spec.template
+        )));
+    }
+    let spec = &crate::with_image_defaults(spec, &template)?;
+    let (qemu, accel) = choose_vmm()?;
+    let (art, manifest) = artifacts(rt)?;
+    let memory_mib = spec.memory_bytes() >> 20;
+    let min = min_memory_mib(&manifest);
+    if memory_mib < min {
+        return Err(Error::InvalidSpec(format!(
+            "memory {memory_mib}m is too small for a microVM: the minimum here is {min}m"
+        )));
+    }
+    let vcpus = spec.cpus.map_or(1, |c| c.ceil().clamp(1.0, 64.0) as u32);
+    let images = rt.dirs().data.join("vm").join("layers");
+    let layers = template
+        .layers
+        .iter()
+        .map(|l| layer_image(&images, l))
+        .collect::<Result<Vec<_>, _>>()?;
+    let report = report(spec, &accel, &manifest, memory_mib, vcpus);
+    if let Some(level) = spec.require_isolation {
+        let gaps = report.gaps(level);
+        if !gaps.is_empty() {
+            return Err(crate::SetupError::Isolation {
+                level,
+                gaps,
+                report: Box::new(report),
+            }
+            .into());
+        }
+    }
+
+    let id = crate::random_id();
+    let dir = rt.dirs().sandbox(&id);
+    std::fs::create_dir(&dir).map_err(|e| failed(format!("creating {}: {e}", dir.display())))?;
+    let result = (|| -> Result<Record, Error> {
+        let upper = dir.join("disk.ext4");
+        blank_disk(&upper, spec.disk_bytes())?;
+        let mut token = [0u8; TOKEN_LEN / 2];
+        crate::fill_random(&mut token)
+            .map_err(|e| failed(format!("no randomness for the token: {e}")))?;
+        let token: String = token.iter().map(|b| format!("{b:02x}")).collect();
+        let qmp = dir.join("qmp.sock");
+        let rec = Record {
+            id: id.clone(),
+            status: Status::Creating,
+            created_unix_ms: crate::now_ms(),
+            pid: aibox_sys::getpid(),
+            start_time: aibox_sys::process_start_time(aibox_sys::getpid()).unwrap_or(0),
+            spec: spec.clone(),
+            isolation: report,
+            cgroup: crate::cgroup::Cgroup {
+                version: "none".into(),
+                dirs: vec![],
+            },
+            uid_slot: None,
+            socket: dir.join("agent.sock"),
+            scratch_fd: None,
+            vm: Some(VmState {
+                vmm: "qemu".into(),
+                accel: accel.clone(),
+                vmm_pid: 0,
+                vmm_start_time: 0,
+                qmp: qmp.clone(),
+                memory_mib,
+                vcpus,
+                upper: upper.clone(),
+                layers: layers.clone(),
+            }),
+        };
+        rec.save(&dir)?;
+        let hostname = spec
+            .hostname
+            .clone()
+            .unwrap_or_else(|| format!("aibox-{}", &id[..id.len().min(8)]));
+        let boot = Boot {
+            token,
+            unix_ms: crate::now_ms(),
+            layers: (0..layers.len()).map(|i| format!("l{i}")).collect(),
+            upper: "upper".into(),
+            hostname,
+            user: spec.user,
+            env: crate::init::base_env(spec, spec.user),
+            workdir: spec.workdir.clone(),
+            egress: spec.network != aibox_types::NetworkMode::None,
+        };
+        let args = qemu_args(&QemuConfig {
+            accel: &accel,
+            art: &art,
+            manifest: &manifest,
+            memory_mib,
+            vcpus,
+            layers: &layers,
+            upper: &upper,
+            qmp: &qmp,
+            egress: boot
+                .egress
+                .then(|| (rt.helper_bin(), dir.join("egress.sock"))),
+        });
+        let plan = Plan {
+            qemu,
+            args,
+            boot,
+            boot_timeout_ms: BOOT_TIMEOUT.as_millis() as u64,
+        };
+        write_private(
+            &dir.join(PLAN),
+            &serde_json::to_vec(&plan).map_err(|e| failed(e.to_string()))?,
+        )?;
+        let out = Command::new(rt.helper_bin())
+            .arg("internal-vm")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| {
+                Error::Helper(format!("cannot start {}: {e}", rt.helper_bin().display()))
+            })?;
+        let reply: crate::HelperReply = serde_json::from_slice(&out.stdout).map_err(|_| {
+            Error::Helper(format!(
+                "the microVM supervisor failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        })?;
+        match reply {
+            crate::HelperReply::Ok { .. } => Ok(Record::load(&dir)?),
+            crate::HelperReply::Error { code, message } => Err(Error::Reported { code, message }),
+        }
+    })();
+    if result.is_err() {
+        if let Ok(rec) = Record::load(&dir) {
+            kill_vm(&rec);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+fn write_private(path: &Path, data: &[u8]) -> Result<(), Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(data))
+        .map_err(|e| failed(format!("writing {}: {e}", path.display())))
+}
+
+/// What the isolation report says of a microVM sandbox.
+fn report(
+    spec: &SandboxSpec,
+    accel: &str,
+    m: &vm::Manifest,
+    memory_mib: u64,
+    vcpus: u32,
+) -> IsolationReport {
+    let mut r = IsolationReport {
+        backend: BackendKind::Microvm.as_str().into(),
+        rootless: aibox_sys::geteuid() != 0,
+        cgroups: CgroupReport {
+            version: "none".into(),
+            memory: LimitReport::applied(memory_mib << 20),
+            cpu: LimitReport {
+                requested: spec.cpus.map(|c| (c * 1000.0) as u64),
+                applied: spec.cpus.is_some(),
+                reason: spec
+                    .cpus
+                    .map(|_| "whole vCPUs: the guest gets the requested cores rounded up".into()),
+            },
+            ..Default::default()
+        },
+        disk_quota: LimitReport::applied(spec.disk_bytes()),
+        disk_quota_mechanism: "disk size (virtio-blk)".into(),
+        overlay_rootfs: true,
+        sys: "guest kernel".into(),
+        network: "none".into(),
+        vm: Some(VmReport {
+            vmm: "qemu".into(),
+            accel: accel.into(),
+            machine: "microvm".into(),
+            kernel: m.kernel_release.clone(),
+            vcpus,
+            memory_mib,
+            disk_mib: spec.disk_bytes() >> 20,
+            vmm_netns: true,
+            host_network: false,
+        }),
+        ..Default::default()
+    };
+    if spec.network != aibox_types::NetworkMode::None {
+        let e = aibox_types::egress::proxy_report(spec.network, None);
+        r.network = e.enforcement.to_string();
+        r.egress = Some(e);
+    }
+    r.level = Some(r.achieved_level());
+    r
+}
+
+struct QemuConfig<'a> {
+    accel: &'a str,
+    art: &'a Path,
+    manifest: &'a vm::Manifest,
+    memory_mib: u64,
+    vcpus: u32,
+    layers: &'a [PathBuf],
+    upper: &'a Path,
+    qmp: &'a Path,
+    /// (aibox binary, egress socket): forward the guest's proxy address.
+    egress: Option<(PathBuf, PathBuf)>,
+}
+
+/// QEMU's arguments: a `microvm` machine with no firmware, no default
+/// devices, the kernel entered directly, and only the disks and the one
+/// network device the sandbox needs.
+fn qemu_args(c: &QemuConfig<'_>) -> Vec<String> {
+    let mut a: Vec<String> = vec![
+        "-M".into(),
+        "microvm,x-option-roms=off,pit=off,pic=off,rtc=off".into(),
+        "-accel".into(),
+        c.accel.into(),
+        "-cpu".into(),
+        "max".into(),
+        "-smp".into(),
+        c.vcpus.to_string(),
+        "-m".into(),
+        format!("{}M", c.memory_mib),
+        "-nodefaults".into(),
+        "-no-user-config".into(),
+        "-nographic".into(),
+        "-no-reboot".into(),
+        "-serial".into(),
+        "stdio".into(),
+        "-kernel".into(),
+        c.art
+            .join(&c.manifest.kernel.file)
+            .to_string_lossy()
+            .into_owned(),
+        "-initrd".into(),
+        c.art
+            .join(&c.manifest.initramfs.file)
+            .to_string_lossy()
+            .into_owned(),
+        "-append".into(),
+        vm::kernel_cmdline(false),
+        "-qmp".into(),
+        format!("unix:{},server=on,wait=off", qemu_escape(c.qmp)),
+    ];
+    for (i, l) in c.layers.iter().enumerate() {
+        a.push("-drive".into());
+        a.push(format!(
+            "id=l{i},file={},format=raw,if=none,readonly=on",
+            qemu_escape(l)
+        ));
+        a.push("-device".into());
+        a.push(format!("virtio-blk-device,drive=l{i},serial=l{i}"));
+    }
+    a.push("-drive".into());
+    a.push(format!(
+        "id=upper,file={},format=raw,if=none,cache=unsafe,discard=unmap",
+        qemu_escape(c.upper)
+    ));
+    a.push("-device".into());
+    a.push("virtio-blk-device,drive=upper,serial=upper".into());
+    let mut net = format!(
+        "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{AGENT_PORT}-{}:{AGENT_PORT}",
+        aibox_agent::guest::GUEST_ADDR
+    );
+    if let Some((bin, sock)) = &c.egress {
+        let ea = aibox_agent::guest::EGRESS_ADDR;
+        net.push_str(&format!(
+            ",guestfwd=tcp:{}:{}-cmd:{} internal-connect {}",
+            ea.ip(),
+            ea.port(),
+            qemu_escape(bin),
+            qemu_escape(sock)
+        ));
+    }
+    a.push("-netdev".into());
+    a.push(net);
+    a.push("-device".into());
+    a.push("virtio-net-device,netdev=n0".into());
+    a
+}
+
+// ---- the supervisor (`aibox internal-vm DIR`)
+
+/// Start the VM described in `DIR/vm-plan.json`; print a [`HelperReply`]
+/// once its agent answers (or it failed), and keep serving in a child
+/// process of its own session. Returns the exit code of the reporting
+/// process.
+///
+/// [`HelperReply`]: crate::HelperReply
+pub fn supervise(dir: &Path) -> i32 {
+    let reply = |r: crate::HelperReply| {
+        println!("{}", serde_json::to_string(&r).unwrap_or_default());
+    };
+    let (r, w) = match aibox_sys::pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            reply(crate::HelperReply::Error {
+                code: ErrorCode::Internal,
+                message: format!("pipe: {e}"),
+            });
+            return 1;
+        }
+    };
+    match aibox_sys::fork() {
+        Ok(aibox_sys::Fork::Parent(_)) => {
+            drop(w);
+            let mut text = String::new();
+            let _ = std::fs::File::from(r).read_to_string(&mut text);
+            if text.trim().is_empty() {
+                reply(crate::HelperReply::Error {
+                    code: ErrorCode::Internal,
+                    message: format!(
+                        "the microVM supervisor ended without a word (see {})",
+                        dir.join(CONSOLE).display()
+                    ),
+                });
+                return 1;
+            }
+            print!("{text}");
+            0
+        }
+        Ok(aibox_sys::Fork::Child) => {
+            drop(r);
+            let mut report = std::fs::File::from(w);
+            let _ = aibox_sys::new_session();
+            let _ = aibox_sys::stdio_to_devnull();
+            match start(dir) {
+                Ok(vm) => {
+                    let ok = crate::HelperReply::Ok { id: vm.id.clone() };
+                    let _ = writeln!(report, "{}", serde_json::to_string(&ok).unwrap_or_default());
+                    drop(report);
+                    serve(vm)
+                }
+                Err(e) => {
+                    let r = crate::HelperReply::Error {
+                        code: e.code(),
+                        message: e.to_string(),
+                    };
+                    let _ = writeln!(report, "{}", serde_json::to_string(&r).unwrap_or_default());
+                    aibox_sys::exit_now(1)
+                }
+            }
+        }
+        Err(e) => {
+            reply(crate::HelperReply::Error {
+                code: ErrorCode::Internal,
+                message: format!("fork: {e}"),
+            });
+            1
+        }
+    }
+}
+
+struct Running {
+    id: String,
+    child: std::process::Child,
+    listener: UnixListener,
+    token: String,
+}
+
+/// A network namespace of our own (in a user namespace of our own when
+/// not root), with loopback up: QEMU's forwarded port is reachable from
+/// here only.
+fn own_netns() -> Result<(), String> {
+    if aibox_sys::geteuid() == 0 {
+        aibox_sys::unshare(libc::CLONE_NEWNET).map_err(|e| format!("unshare(net): {e}"))?;
+    } else {
+        let (uid, gid) = (aibox_sys::geteuid(), aibox_sys::getgid());
+        aibox_sys::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET)
+            .map_err(|e| format!("unshare(user, net): {e}"))?;
+        let w = |f: &str, s: String| {
+            std::fs::write(format!("/proc/self/{f}"), s).map_err(|e| format!("writing {f}: {e}"))
+        };
+        w("setgroups", "deny".into())?;
+        w("uid_map", format!("{uid} {uid} 1"))?;
+        w("gid_map", format!("{gid} {gid} 1"))?;
+    }
+    aibox_sys::loopback_up().map_err(|e| format!("loopback: {e}"))
+}
+
+fn start(dir: &Path) -> Result<Running, Error> {
+    let plan: Plan = std::fs::read(dir.join(PLAN))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| failed(format!("no readable {}", dir.join(PLAN).display())))?;
+    let _ = std::fs::remove_file(dir.join(PLAN));
+    own_netns().map_err(|e| unavailable(format!("the VMM's network namespace: {e}")))?;
+    let vmm_log = std::fs::File::create(dir.join("vmm.log"))
+        .map_err(|e| failed(format!("creating vmm.log: {e}")))?;
+    let mut cmd = Command::new(&plan.qemu);
+    cmd.args(&plan.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(vmm_log);
+    aibox_sys::kill_with_parent(&mut cmd, libc::SIGKILL);
+    let started = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| unavailable(format!("starting {}: {e}", plan.qemu.display())))?;
+    let stdout = child.stdout.take().ok_or_else(|| failed("no console"))?;
+    let (tx, rx) = std::sync::mpsc::channel::<bool>();
+    let console = dir.join(CONSOLE);
+    std::thread::spawn(move || keep_console(stdout, &console, tx));
+    let ready = rx.recv_timeout(Duration::from_millis(plan.boot_timeout_ms));
+    let tail = || {
+        let text = std::fs::read_to_string(dir.join(CONSOLE)).unwrap_or_default()
+            + &std::fs::read_to_string(dir.join("vmm.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        lines[lines.len().saturating_sub(6)..].join(" | ")
+    };
+    if ready != Ok(true) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(failed(if ready.is_err() {
+            format!(
+                "the microVM did not get ready within {}s: {}",
+                plan.boot_timeout_ms / 1000,
+                tail()
+            )
+        } else {
+            format!("the microVM stopped while booting: {}", tail())
+        }));
+    }
+    let booted = (|| -> Result<BootReply, String> {
+        let mut s = TcpStream::connect(("127.0.0.1", AGENT_PORT))
+            .map_err(|e| format!("connecting: {e}"))?;
+        let _ = s.set_nodelay(true);
+        s.set_read_timeout(Some(Duration::from_secs(60)))
+            .map_err(|e| e.to_string())?;
+        let body = serde_json::to_vec(&plan.boot).map_err(|e| e.to_string())?;
+        aibox_protocol::write_frame(&mut s, aibox_protocol::Kind::Control, &body)
+            .map_err(|e| format!("sending: {e}"))?;
+        let f =
+            aibox_protocol::read_frame(&mut s).map_err(|e| format!("reading the answer: {e}"))?;
+        serde_json::from_slice(&f.payload).map_err(|e| format!("bad answer: {e}"))
+    })();
+    let reply = match booted {
+        Ok(r) if r.ok => r,
+        Ok(r) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(failed(format!(
+                "the microVM could not set the sandbox up: {}",
+                r.error.unwrap_or_default()
+            )));
+        }
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(failed(format!(
+                "the microVM's agent did not answer ({e}): {}",
+                tail()
+            )));
+        }
+    };
+    let mut rec = Record::load(dir)?;
+    let _ = std::fs::remove_file(&rec.socket);
+    let listener = UnixListener::bind(&rec.socket)
+        .map_err(|e| failed(format!("binding {}: {e}", rec.socket.display())))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&rec.socket, std::fs::Permissions::from_mode(0o600));
+    }
+    let me = aibox_sys::getpid();
+    rec.status = Status::Running;
+    rec.pid = me;
+    rec.start_time = aibox_sys::process_start_time(me).unwrap_or(0);
+    let token = plan.boot.token.clone();
+    if let Some(vm) = rec.vm.as_mut() {
+        vm.vmm_pid = child.id() as i32;
+        vm.vmm_start_time = aibox_sys::process_start_time(child.id() as i32).unwrap_or(0);
+    }
+    if let Some(v) = rec.isolation.vm.as_mut() {
+        if !reply.kernel.is_empty() {
+            v.kernel = reply.kernel;
+        }
+    }
+    rec.save(dir)?;
+    let _ = std::fs::write(
+        dir.join("boot-ms"),
+        started.elapsed().as_millis().to_string(),
+    );
+    Ok(Running {
+        id: rec.id,
+        child,
+        listener,
+        token,
+    })
+}
+
+/// Copy the guest's console into `path` (up to [`CONSOLE_MAX`]; the rest
+/// is read and dropped), telling `ready` when the guest's ready line
+/// passes (true) or the console ends first (false).
+fn keep_console(out: impl Read, path: &Path, ready: std::sync::mpsc::Sender<bool>) {
+    let mut file = std::fs::File::create(path).ok();
+    let mut written = 0u64;
+    let mut told = false;
+    let mut r = BufReader::new(out);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match r.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if written < CONSOLE_MAX {
+                    if let Some(f) = file.as_mut() {
+                        let _ = f.write_all(&line);
+                    }
+                    written += n as u64;
+                }
+                if !told && String::from_utf8_lossy(&line).contains(aibox_agent::guest::READY) {
+                    told = true;
+                    let _ = ready.send(true);
+                }
+            }
+        }
+    }
+    if !told {
+        let _ = ready.send(false);
+    }
+}
+
+/// Relay the agent socket to the guest until QEMU exits; then exit.
+fn serve(vm: Running) -> ! {
+    let Running {
+        mut child,
+        listener,
+        token,
+        ..
+    } = vm;
+    std::thread::spawn(move || {
+        let _ = child.wait();
+        aibox_sys::exit_now(0);
+    });
+    let token: std::sync::Arc<str> = token.into();
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        let token = token.clone();
+        let _ = std::thread::Builder::new()
+            .name("vm-relay".into())
+            .stack_size(256 * 1024)
+            .spawn(move || relay(conn, &token));
+    }
+    aibox_sys::exit_now(1)
+}
+
+fn relay(conn: UnixStream, token: &str) {
+    let up = TcpStream::connect(("127.0.0.1", AGENT_PORT)).and_then(|mut s| {
+        s.set_nodelay(true)?;
+        s.write_all(token.as_bytes())?;
+        Ok(s)
+    });
+    match up {
+        Ok(up) => aibox_agent::join_streams(Ok(conn), up),
+        Err(_) => {
+            let _ = conn.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// `aibox internal-connect PATH`: stdin to the Unix socket at `path`, its
+/// answers to stdout (QEMU runs this for each guest connection to the
+/// egress proxy address).
+pub fn connect_stdio(path: &Path) -> i32 {
+    let Ok(sock) = UnixStream::connect(path) else {
+        return 1;
+    };
+    let Ok(mut back) = sock.try_clone() else {
+        return 1;
+    };
+    let t = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut back, &mut std::io::stdout());
+    });
+    let mut s = sock;
+    let _ = std::io::copy(&mut std::io::stdin(), &mut s);
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let _ = t.join();
+    0
+}
+
+// ---- operations on a running microVM
+
+/// SIGKILL the supervisor and the VMM (each checked against its start
+/// time) and wait until both are gone.
+pub(crate) fn kill_vm(rec: &Record) {
+    let mut targets = vec![(rec.pid, rec.start_time)];
+    if let Some(vm) = &rec.vm {
+        targets.push((vm.vmm_pid, vm.vmm_start_time));
+    }
+    for (pid, start) in targets {
+        if pid <= 0 || pid == aibox_sys::getpid() {
+            continue;
+        }
+        let Ok(fd) = aibox_sys::pidfd_open(pid) else {
+            continue;
+        };
+        if aibox_sys::process_start_time(pid) != Some(start) {
+            continue;
+        }
+        let _ = aibox_sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
+        let _ = aibox_sys::poll_readable(&[fd.as_fd()], Some(Duration::from_secs(5)));
+    }
+}
+
+/// One QMP command; its `return` value.
+pub fn qmp(sock: &Path, command: &str) -> Result<serde_json::Value, Error> {
+    let err = |e: std::io::Error| failed(format!("the VMM's monitor ({}): {e}", sock.display()));
+    let s = UnixStream::connect(sock).map_err(err)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(err)?;
+    let mut w = s.try_clone().map_err(err)?;
+    let mut r = BufReader::new(s);
+    let mut answer = |w: &mut UnixStream, cmd: Option<&str>| -> Result<serde_json::Value, Error> {
+        if let Some(c) = cmd {
+            w.write_all(format!("{{\"execute\":\"{c}\"}}\n").as_bytes())
+                .map_err(err)?;
+        }
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).map_err(err)? == 0 {
+                return Err(failed("the VMM's monitor closed"));
+            }
+            let v: serde_json::Value = serde_json::from_str(&line)
+                .map_err(|e| failed(format!("the VMM's monitor said {line:?}: {e}")))?;
+            if let Some(ret) = v.get("return").or_else(|| v.get("QMP")) {
+                return Ok(ret.clone());
+            }
+            if let Some(e) = v.get("error") {
+                return Err(failed(format!(
+                    "the VMM refused {}: {}",
+                    cmd.unwrap_or("the greeting"),
+                    e.get("desc").and_then(|d| d.as_str()).unwrap_or("?")
+                )));
+            }
+        }
+    };
+    answer(&mut w, None)?;
+    answer(&mut w, Some("qmp_capabilities"))?;
+    answer(&mut w, Some(command))
+}
+
+fn vm_of(rec: &Record) -> Result<&VmState, Error> {
+    rec.vm
+        .as_ref()
+        .ok_or_else(|| failed(format!("sandbox {} is not a microVM", rec.id)))
+}
+
+pub(crate) fn set_paused(rec: &Record, pause: bool) -> Result<(), Error> {
+    if !rec.alive() {
+        return Err(Error::Gone(rec.id.clone()));
+    }
+    qmp(&vm_of(rec)?.qmp, if pause { "stop" } else { "cont" }).map(drop)
+}
+
+pub(crate) fn paused(rec: &Record) -> bool {
+    vm_of(rec)
+        .and_then(|vm| qmp(&vm.qmp, "query-status"))
+        .is_ok_and(|v| v.get("running").and_then(|r| r.as_bool()) == Some(false))
+}
+
+/// The VMM process's CPU time and resident memory.
+pub(crate) fn stats(rec: &Record) -> crate::cgroup::Stats {
+    let mut s = crate::cgroup::Stats::default();
+    let Some(vm) = &rec.vm else { return s };
+    if aibox_sys::process_start_time(vm.vmm_pid) != Some(vm.vmm_start_time) {
+        return s;
+    }
+    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", vm.vmm_pid)) {
+        // Fields after the command name (which may hold spaces): utime and
+        // stime are the 12th and 13th, in clock ticks (100 a second).
+        if let Some((_, rest)) = stat.rsplit_once(')') {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let tick = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+            if let (Some(u), Some(st)) = (tick(11), tick(12)) {
+                s.cpu_usec = Some((u + st) * 10_000);
+            }
+        }
+    }
+    if let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", vm.vmm_pid)) {
+        let kb = |key: &str| {
+            status.lines().find_map(|l| {
+                l.strip_prefix(key)
+                    .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            })
+        };
+        s.memory_bytes = kb("VmRSS:").map(|k| k * 1024);
+        s.memory_peak_bytes = kb("VmHWM:").map(|k| k * 1024);
+    }
+    s
+}
+
+/// The TCP ports the guest listens on (its `/proc/net/tcp{,6}`, read by
+/// the agent), without the agent's own port.
+pub(crate) fn listeners(rec: &Record) -> Result<Vec<crate::listening::Listener>, Error> {
+    let client = crate::AgentClient::new(&rec.socket);
+    let mut out = Vec::new();
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        match client.read_file(file, Some(aibox_types::User::Root)) {
+            Ok((_, data)) => out.extend(crate::listening::parse(&String::from_utf8_lossy(&data))),
+            Err(e) if file.ends_with('6') => {
+                let _ = e;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    out.retain(|l| l.port != AGENT_PORT);
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> vm::Manifest {
+        let f = |n: &str, b| vm::FileInfo {
+            file: n.into(),
+            sha256: String::new(),
+            bytes: b,
+        };
+        vm::Manifest {
+            format: 1,
+            kernel_package: "p".into(),
+            kernel_version: "1".into(),
+            kernel_release: "6.1.0-test".into(),
+            kernel: f("vmlinux-x", 1),
+            kernel_format: "elf".into(),
+            initramfs: f("initramfs-x", 30 << 20),
+            modules: vec![],
+            init_sha256: String::new(),
+            init_bytes: 0,
+            init_mtime_ms: 0,
+            built_ms: 0,
+        }
+    }
+
+    #[test]
+    fn qemu_args_hold_the_disks_the_restricted_network_and_escaped_paths() {
+        let m = manifest();
+        let layers = vec![PathBuf::from("/d/a.ext4"), PathBuf::from("/d/b,c.ext4")];
+        let args = qemu_args(&QemuConfig {
+            accel: "tcg",
+            art: Path::new("/art"),
+            manifest: &m,
+            memory_mib: 512,
+            vcpus: 2,
+            layers: &layers,
+            upper: Path::new("/s/disk.ext4"),
+            qmp: Path::new("/s/qmp.sock"),
+            egress: Some(("/bin/aibox".into(), "/s/egress.sock".into())),
+        });
+        let joined = args.join(" ");
+        assert!(joined.contains("-accel tcg"));
+        assert!(joined.contains("-m 512M"));
+        assert!(joined.contains("-smp 2"));
+        assert!(joined.contains("id=l1,file=/d/b,,c.ext4,format=raw,if=none,readonly=on"));
+        assert!(joined.contains("virtio-blk-device,drive=l0,serial=l0"));
+        assert!(joined.contains("serial=upper"));
+        assert!(!joined.contains("upper,file=/s/disk.ext4,format=raw,if=none,readonly"));
+        assert!(joined.contains("restrict=on"));
+        assert!(joined.contains("hostfwd=tcp:127.0.0.1:1024-10.0.2.15:1024"));
+        assert!(joined.contains(
+            "guestfwd=tcp:10.0.2.100:3128-cmd:/bin/aibox internal-connect /s/egress.sock"
+        ));
+        assert!(joined.contains("-nodefaults"));
+    }
+
+    #[test]
+    fn the_report_reaches_the_vm_level_with_limits_and_says_why_not_otherwise() {
+        let spec = SandboxSpec::default();
+        let r = report(&spec, "tcg", &manifest(), 1024, 1);
+        assert_eq!(r.backend, "microvm");
+        assert_eq!(r.level, Some(aibox_types::IsolationLevel::Vm));
+        assert!(r.gaps(aibox_types::IsolationLevel::Vm).is_empty());
+        let ns = IsolationReport::default();
+        assert!(ns
+            .gaps(aibox_types::IsolationLevel::Vm)
+            .iter()
+            .any(|g| g.contains("microvm")));
+        assert!(min_memory_mib(&manifest()) >= 128 + 60);
+    }
+}
