@@ -336,6 +336,77 @@ fn microvm_sandboxes_under_tcg() {
         "from the host\n"
     );
 
+    // A snapshot with memory: a process and a file, restored into a new
+    // sandbox where the process runs on (its connections do not survive).
+    let o = ok(&sh(
+        &env,
+        &id,
+        "user",
+        "sleep 1000 >/dev/null 2>&1 & echo $!",
+    ));
+    let sleeper = o.trim().to_string();
+    ok(&sh(
+        &env,
+        &id,
+        "user",
+        "echo before-snapshot > /data/state.txt",
+    ));
+    let t0 = std::time::Instant::now();
+    let snap = rt.snapshot(&id, Some("vm-state")).unwrap();
+    eprintln!(
+        "microVM snapshot with memory: {:?}, {} bytes",
+        t0.elapsed(),
+        snap.size_bytes
+    );
+    assert!(snap.memory && snap.consistent);
+    // The source runs on.
+    assert_eq!(
+        ok(&sh(&env, &id, "user", "cat /data/state.txt")),
+        "before-snapshot\n"
+    );
+    ok(&sh(
+        &env,
+        &id,
+        "user",
+        "echo after-snapshot > /data/state.txt",
+    ));
+    let mut spec = snap.spec.clone();
+    spec.snapshot = Some(snap.id.clone());
+    let t0 = std::time::Instant::now();
+    let restored = rt.create(&spec).unwrap();
+    eprintln!("microVM restore to agent ready: {:?}", t0.elapsed());
+    let rid = restored.id().to_string();
+    assert_ne!(rid, id);
+    assert_eq!(
+        ok(&sh(&env, &rid, "user", "cat /data/state.txt")),
+        "before-snapshot\n"
+    );
+    ok(&sh(&env, &rid, "user", &format!("kill -0 {sleeper}")));
+    assert_eq!(
+        ok(&sh(&env, &id, "user", "cat /data/state.txt")),
+        "after-snapshot\n"
+    );
+    // In use: not deleted; a namespace restore and a template from it are refused.
+    let e = rt.delete_snapshot(&snap.id).unwrap_err();
+    assert_eq!(e.code(), aibox_types::ErrorCode::Conflict, "{e}");
+    let mut ns = spec.clone();
+    ns.backend = None;
+    assert!(rt
+        .create(&ns)
+        .unwrap_err()
+        .to_string()
+        .contains("backend microvm"));
+    assert!(rt.promote_snapshot(&snap.id, "test/from-vm").is_err());
+    let mut bigger = spec.clone();
+    bigger.memory = Some(aibox_types::ByteSize(1 << 30));
+    assert!(rt
+        .create(&bigger)
+        .unwrap_err()
+        .to_string()
+        .contains("machine it was saved from"));
+    restored.destroy().unwrap();
+    rt.delete_snapshot(&snap.id).unwrap();
+
     // A crashed supervisor takes the VMM with it; gc removes the rest.
     let vm = rec["vm"].clone();
     let (sup, vmm) = (rec_pid(&dir), vm["vmm_pid"].as_i64().unwrap() as i32);

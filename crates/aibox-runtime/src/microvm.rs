@@ -51,6 +51,12 @@ pub struct VmState {
     pub upper: PathBuf,
     /// The read-only layer images, top first.
     pub layers: Vec<PathBuf>,
+    /// The guest kernel and initramfs it booted (a restore boots none but
+    /// needs the same machine).
+    #[serde(default)]
+    pub kernel: PathBuf,
+    #[serde(default)]
+    pub initramfs: PathBuf,
 }
 
 /// What the creator hands the supervisor (`DIR/vm-plan.json`).
@@ -60,9 +66,15 @@ struct Plan {
     args: Vec<String>,
     boot: Boot,
     boot_timeout_ms: u64,
+    /// A restore: the VM state arrives through `-incoming` (already in
+    /// `args`); hold this snapshot lock (shared) for the sandbox's life.
+    #[serde(default)]
+    restore_lock: Option<PathBuf>,
 }
 
 const PLAN: &str = "vm-plan.json";
+/// The token, beside the record (0600): snapshots carry it to restores.
+const TOKEN: &str = "token";
 /// The guest's console, kept up to this size.
 const CONSOLE: &str = "console.log";
 const CONSOLE_MAX: u64 = 1 << 20;
@@ -251,7 +263,20 @@ pub fn min_memory_mib(m: &vm::Manifest) -> u64 {
     128 + 2 * m.initramfs.bytes.div_ceil(1 << 20)
 }
 
-/// Create a microVM sandbox: its record once the agent answers.
+/// A microVM snapshot's own files, beside its `meta.json`.
+const SNAP_VM: &str = "vm.json";
+const SNAP_MEMORY: &str = "memory.bin";
+const SNAP_DISK: &str = "disk.ext4";
+
+/// What a restore needs of the VM a snapshot was taken from.
+#[derive(Debug, Serialize, Deserialize)]
+struct SnapVm {
+    vm: VmState,
+    token: String,
+}
+
+/// Create a microVM sandbox (or restore one from a snapshot taken with
+/// its memory): its record once the agent answers.
 pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> {
     spec.validate().map_err(Error::InvalidSpec)?;
     if !spec.mounts.is_empty() {
@@ -267,11 +292,6 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
             "network enforcement l4 is not available in a microVM: its egress goes through the proxy (enforcement proxy)".into(),
         ));
     }
-    if spec.snapshot.is_some() {
-        return Err(Error::Unsupported(
-            "restoring a snapshot into a microVM is not supported yet".into(),
-        ));
-    }
     rt.dirs().ensure()?;
     let template = crate::template::resolve(&rt.dirs().templates(), &spec.template)?;
     if !template.binds.is_empty() {
@@ -282,22 +302,60 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
     }
     let spec = &crate::with_image_defaults(spec, &template)?;
     let (qemu, accel) = choose_vmm()?;
-    let (art, manifest) = artifacts(rt)?;
-    let memory_mib = spec.memory_bytes() >> 20;
-    let min = min_memory_mib(&manifest);
-    if memory_mib < min {
-        return Err(Error::InvalidSpec(format!(
-            "memory {memory_mib}m is too small for a microVM: the minimum here is {min}m"
-        )));
+    // A restore: the snapshot's machine (memory, vCPUs, disk, kernel) and
+    // its lock, held until the supervisor holds it too.
+    let restore = match &spec.snapshot {
+        Some(sid) => Some(open_vm_snapshot(rt, sid, spec)?),
+        None => None,
+    };
+    let (kernel, initramfs, kernel_release, memory_mib, vcpus, layers) = match &restore {
+        Some((dir, snap, _)) => (
+            dir.join("kernel"),
+            dir.join("initramfs"),
+            String::new(),
+            snap.vm.memory_mib,
+            snap.vm.vcpus,
+            snap.vm.layers.clone(),
+        ),
+        None => {
+            let (art, manifest) = artifacts(rt)?;
+            let memory_mib = spec.memory_bytes() >> 20;
+            let min = min_memory_mib(&manifest);
+            if memory_mib < min {
+                return Err(Error::InvalidSpec(format!(
+                    "memory {memory_mib}m is too small for a microVM: the minimum here is {min}m"
+                )));
+            }
+            let images = rt.dirs().data.join("vm").join("layers");
+            let layers = template
+                .layers
+                .iter()
+                .map(|l| layer_image(&images, l))
+                .collect::<Result<Vec<_>, _>>()?;
+            (
+                art.join(&manifest.kernel.file),
+                art.join(&manifest.initramfs.file),
+                manifest.kernel_release.clone(),
+                memory_mib,
+                spec.cpus.map_or(1, |c| c.ceil().clamp(1.0, 64.0) as u32),
+                layers,
+            )
+        }
+    };
+    for l in &layers {
+        if !l.exists() {
+            return Err(failed(format!(
+                "the layer image {} of this snapshot is gone",
+                l.display()
+            )));
+        }
     }
-    let vcpus = spec.cpus.map_or(1, |c| c.ceil().clamp(1.0, 64.0) as u32);
-    let images = rt.dirs().data.join("vm").join("layers");
-    let layers = template
-        .layers
-        .iter()
-        .map(|l| layer_image(&images, l))
-        .collect::<Result<Vec<_>, _>>()?;
-    let report = report(spec, &accel, &manifest, memory_mib, vcpus);
+    let mut report = report(spec, &accel, &kernel_release, memory_mib, vcpus);
+    if restore.is_some() {
+        if let Some(v) = report.vm.as_mut() {
+            v.kernel = "restored".into();
+        }
+    }
     if let Some(level) = spec.require_isolation {
         let gaps = report.gaps(level);
         if !gaps.is_empty() {
@@ -315,11 +373,20 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
     std::fs::create_dir(&dir).map_err(|e| failed(format!("creating {}: {e}", dir.display())))?;
     let result = (|| -> Result<Record, Error> {
         let upper = dir.join("disk.ext4");
-        blank_disk(&upper, spec.disk_bytes())?;
-        let mut token = [0u8; TOKEN_LEN / 2];
-        crate::fill_random(&mut token)
-            .map_err(|e| failed(format!("no randomness for the token: {e}")))?;
-        let token: String = token.iter().map(|b| format!("{b:02x}")).collect();
+        let token = match &restore {
+            Some((sdir, snap, _)) => {
+                sparse_copy(&sdir.join(SNAP_DISK), &upper)?;
+                snap.token.clone()
+            }
+            None => {
+                blank_disk(&upper, spec.disk_bytes())?;
+                let mut token = [0u8; TOKEN_LEN / 2];
+                crate::fill_random(&mut token)
+                    .map_err(|e| failed(format!("no randomness for the token: {e}")))?;
+                token.iter().map(|b| format!("{b:02x}")).collect()
+            }
+        };
+        write_private(&dir.join(TOKEN), token.as_bytes())?;
         let qmp = dir.join("qmp.sock");
         let rec = Record {
             id: id.clone(),
@@ -346,6 +413,8 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
                 vcpus,
                 upper: upper.clone(),
                 layers: layers.clone(),
+                kernel: kernel.clone(),
+                initramfs: initramfs.clone(),
             }),
         };
         rec.save(&dir)?;
@@ -364,10 +433,11 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
             workdir: spec.workdir.clone(),
             egress: spec.network != aibox_types::NetworkMode::None,
         };
+        let memory_file = restore.as_ref().map(|(d, _, _)| d.join(SNAP_MEMORY));
         let args = qemu_args(&QemuConfig {
             accel: &accel,
-            art: &art,
-            manifest: &manifest,
+            kernel: &kernel,
+            initramfs: &initramfs,
             memory_mib,
             vcpus,
             layers: &layers,
@@ -376,12 +446,14 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
             egress: boot
                 .egress
                 .then(|| (rt.helper_bin(), dir.join("egress.sock"))),
+            incoming: memory_file.as_deref(),
         });
         let plan = Plan {
             qemu,
             args,
             boot,
             boot_timeout_ms: BOOT_TIMEOUT.as_millis() as u64,
+            restore_lock: restore.as_ref().map(|(d, _, _)| d.join("lock")),
         };
         write_private(
             &dir.join(PLAN),
@@ -408,6 +480,7 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
             crate::HelperReply::Error { code, message } => Err(Error::Reported { code, message }),
         }
     })();
+    drop(restore);
     if result.is_err() {
         if let Ok(rec) = Record::load(&dir) {
             kill_vm(&rec);
@@ -415,6 +488,134 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
         let _ = std::fs::remove_dir_all(&dir);
     }
     result
+}
+
+/// A snapshot taken with memory, for a restore of `spec`: its directory,
+/// what the VM was, and its lock held shared.
+fn open_vm_snapshot(
+    rt: &Runtime,
+    sid: &str,
+    spec: &SandboxSpec,
+) -> Result<(PathBuf, SnapVm, std::os::fd::OwnedFd), Error> {
+    let (dir, lock) = rt.hold_snapshot(sid)?;
+    let meta = rt.snapshot_info(sid)?;
+    if meta.template != spec.template {
+        return Err(Error::InvalidSpec(format!(
+            "snapshot {sid} was taken from template {:?}, not {:?}",
+            meta.template, spec.template
+        )));
+    }
+    let snap: SnapVm = std::fs::read(dir.join(SNAP_VM))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| {
+            Error::InvalidSpec(format!(
+                "snapshot {sid} holds no microVM (a filesystem snapshot of a namespace sandbox): restore it with backend namespaces"
+            ))
+        })?;
+    let want = (
+        spec.memory_bytes() >> 20,
+        spec.cpus.map_or(1, |c| c.ceil().clamp(1.0, 64.0) as u32),
+        spec.disk_bytes(),
+    );
+    let had = (snap.vm.memory_mib, snap.vm.vcpus, meta.spec.disk_bytes());
+    if want != had {
+        return Err(Error::InvalidSpec(format!(
+            "a microVM resumes on the machine it was saved from: memory {}m, {} vCPUs, disk {}m (asked for {}m, {}, {}m)",
+            had.0,
+            had.1,
+            had.2 >> 20,
+            want.0,
+            want.1,
+            want.2 >> 20
+        )));
+    }
+    Ok((dir, snap, lock))
+}
+
+/// Copy a disk image, keeping its holes.
+fn sparse_copy(from: &Path, to: &Path) -> Result<(), Error> {
+    let out = Command::new("cp")
+        .arg("--sparse=always")
+        .arg("--reflink=auto")
+        .arg(from)
+        .arg(to)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| failed(format!("running cp: {e}")))?;
+    if !out.status.success() {
+        return Err(failed(format!(
+            "copying {}: {}",
+            from.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Save a running microVM into `dir` (a snapshot being written): its
+/// memory and device state (QEMU's migration to a file, with the guest
+/// stopped), its disk, and what a restore needs. The guest runs on
+/// afterwards unless it was paused. Returns the bytes written.
+pub(crate) fn snapshot_into(rt: &Runtime, rec: &Record, dir: &Path) -> Result<u64, Error> {
+    let vm = vm_of(rec)?;
+    if !rec.alive() {
+        return Err(Error::Gone(rec.id.clone()));
+    }
+    let token = std::fs::read_to_string(rt.dirs().sandbox(&rec.id).join(TOKEN))
+        .map_err(|e| failed(format!("reading the sandbox's token: {e}")))?;
+    let was_running = !paused(rec);
+    qmp(&vm.qmp, "stop", None)?;
+    let saved = (|| -> Result<(), Error> {
+        let memory = dir.join(SNAP_MEMORY);
+        qmp(
+            &vm.qmp,
+            "migrate",
+            Some(serde_json::json!({"uri": format!("exec:cat > {}", shell_quote(&memory))})),
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let st = qmp(&vm.qmp, "query-migrate", None)?;
+            match st.get("status").and_then(|s| s.as_str()) {
+                Some("completed") => break,
+                Some("failed" | "cancelled") => {
+                    return Err(failed(format!(
+                        "saving the microVM failed: {}",
+                        st.get("error-desc").and_then(|d| d.as_str()).unwrap_or("?")
+                    )))
+                }
+                _ if Instant::now() > deadline => {
+                    let _ = qmp(&vm.qmp, "migrate_cancel", None);
+                    return Err(failed("saving the microVM took over 300 s"));
+                }
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        sparse_copy(&vm.upper, &dir.join(SNAP_DISK))?;
+        for (from, to) in [(&vm.kernel, "kernel"), (&vm.initramfs, "initramfs")] {
+            if std::fs::hard_link(from, dir.join(to)).is_err() {
+                std::fs::copy(from, dir.join(to))
+                    .map_err(|e| failed(format!("keeping {}: {e}", from.display())))?;
+            }
+        }
+        let snap = SnapVm {
+            vm: vm.clone(),
+            token: token.trim().to_string(),
+        };
+        write_private(
+            &dir.join(SNAP_VM),
+            &serde_json::to_vec_pretty(&snap).map_err(|e| failed(e.to_string()))?,
+        )
+    })();
+    if was_running {
+        qmp(&vm.qmp, "cont", None)?;
+    }
+    saved?;
+    let used = |p: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(p).map_or(0, |m| m.blocks() * 512)
+    };
+    Ok(used(&dir.join(SNAP_MEMORY)) + used(&dir.join(SNAP_DISK)))
 }
 
 fn write_private(path: &Path, data: &[u8]) -> Result<(), Error> {
@@ -432,7 +633,7 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), Error> {
 fn report(
     spec: &SandboxSpec,
     accel: &str,
-    m: &vm::Manifest,
+    kernel: &str,
     memory_mib: u64,
     vcpus: u32,
 ) -> IsolationReport {
@@ -460,7 +661,7 @@ fn report(
             vmm: "qemu".into(),
             accel: accel.into(),
             machine: "microvm".into(),
-            kernel: m.kernel_release.clone(),
+            kernel: kernel.to_string(),
             vcpus,
             memory_mib,
             disk_mib: spec.disk_bytes() >> 20,
@@ -480,8 +681,8 @@ fn report(
 
 struct QemuConfig<'a> {
     accel: &'a str,
-    art: &'a Path,
-    manifest: &'a vm::Manifest,
+    kernel: &'a Path,
+    initramfs: &'a Path,
     memory_mib: u64,
     vcpus: u32,
     layers: &'a [PathBuf],
@@ -489,6 +690,8 @@ struct QemuConfig<'a> {
     qmp: &'a Path,
     /// (aibox binary, egress socket): forward the guest's proxy address.
     egress: Option<(PathBuf, PathBuf)>,
+    /// Load the VM's state from this file instead of booting.
+    incoming: Option<&'a Path>,
 }
 
 /// QEMU's arguments: a `microvm` machine with no firmware, no default
@@ -513,15 +716,9 @@ fn qemu_args(c: &QemuConfig<'_>) -> Vec<String> {
         "-serial".into(),
         "stdio".into(),
         "-kernel".into(),
-        c.art
-            .join(&c.manifest.kernel.file)
-            .to_string_lossy()
-            .into_owned(),
+        c.kernel.to_string_lossy().into_owned(),
         "-initrd".into(),
-        c.art
-            .join(&c.manifest.initramfs.file)
-            .to_string_lossy()
-            .into_owned(),
+        c.initramfs.to_string_lossy().into_owned(),
         "-append".into(),
         vm::kernel_cmdline(false),
         "-qmp".into(),
@@ -561,7 +758,16 @@ fn qemu_args(c: &QemuConfig<'_>) -> Vec<String> {
     a.push(net);
     a.push("-device".into());
     a.push("virtio-net-device,netdev=n0".into());
+    if let Some(f) = c.incoming {
+        a.push("-incoming".into());
+        a.push(format!("exec:cat {}", shell_quote(f)));
+    }
     a
+}
+
+/// A path as one word for `/bin/sh` (QEMU's `exec:` migration runs one).
+fn shell_quote(p: &Path) -> String {
+    format!("'{}'", p.to_string_lossy().replace('\'', "'\\''"))
 }
 
 // ---- the supervisor (`aibox internal-vm DIR`)
@@ -639,8 +845,8 @@ pub fn supervise(dir: &Path) -> i32 {
 struct Running {
     id: String,
     child: std::process::Child,
-    listener: UnixListener,
-    token: String,
+    /// A restored sandbox's shared lock on its snapshot.
+    _hold: Option<std::fs::File>,
 }
 
 /// A network namespace of our own (in a user namespace of our own when
@@ -686,78 +892,140 @@ fn start(dir: &Path) -> Result<Running, Error> {
     let (tx, rx) = std::sync::mpsc::channel::<bool>();
     let console = dir.join(CONSOLE);
     std::thread::spawn(move || keep_console(stdout, &console, tx));
-    let ready = rx.recv_timeout(Duration::from_millis(plan.boot_timeout_ms));
     let tail = || {
         let text = std::fs::read_to_string(dir.join(CONSOLE)).unwrap_or_default()
             + &std::fs::read_to_string(dir.join("vmm.log")).unwrap_or_default();
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         lines[lines.len().saturating_sub(6)..].join(" | ")
     };
-    if ready != Ok(true) {
+    let fail = |child: &mut std::process::Child, msg: String| {
         let _ = child.kill();
         let _ = child.wait();
-        return Err(failed(if ready.is_err() {
-            format!(
-                "the microVM did not get ready within {}s: {}",
-                plan.boot_timeout_ms / 1000,
-                tail()
-            )
-        } else {
-            format!("the microVM stopped while booting: {}", tail())
-        }));
-    }
-    let booted = (|| -> Result<BootReply, String> {
-        let mut s = TcpStream::connect(("127.0.0.1", AGENT_PORT))
-            .map_err(|e| format!("connecting: {e}"))?;
-        let _ = s.set_nodelay(true);
-        s.set_read_timeout(Some(Duration::from_secs(60)))
-            .map_err(|e| e.to_string())?;
-        let body = serde_json::to_vec(&plan.boot).map_err(|e| e.to_string())?;
-        aibox_protocol::write_frame(&mut s, aibox_protocol::Kind::Control, &body)
-            .map_err(|e| format!("sending: {e}"))?;
-        let f =
-            aibox_protocol::read_frame(&mut s).map_err(|e| format!("reading the answer: {e}"))?;
-        serde_json::from_slice(&f.payload).map_err(|e| format!("bad answer: {e}"))
-    })();
-    let reply = match booted {
-        Ok(r) if r.ok => r,
-        Ok(r) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(failed(format!(
-                "the microVM could not set the sandbox up: {}",
-                r.error.unwrap_or_default()
-            )));
-        }
-        Err(e) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(failed(format!(
-                "the microVM's agent did not answer ({e}): {}",
-                tail()
-            )));
-        }
+        failed(msg)
     };
+    // A restore holds its snapshot (shared) for the sandbox's life.
+    let hold = match &plan.restore_lock {
+        Some(path) => {
+            let f = std::fs::File::open(path)
+                .map_err(|e| fail(&mut child, format!("opening the snapshot's lock: {e}")))?;
+            if !aibox_sys::try_lock_shared(f.as_fd()).unwrap_or(false) {
+                return Err(fail(&mut child, "the snapshot is being deleted".into()));
+            }
+            Some(f)
+        }
+        None => None,
+    };
+    let mut kernel = String::new();
+    if hold.is_none() {
+        let ready = rx.recv_timeout(Duration::from_millis(plan.boot_timeout_ms));
+        if ready != Ok(true) {
+            let why = if ready.is_err() {
+                format!(
+                    "the microVM did not get ready within {}s: {}",
+                    plan.boot_timeout_ms / 1000,
+                    tail()
+                )
+            } else {
+                format!("the microVM stopped while booting: {}", tail())
+            };
+            return Err(fail(&mut child, why));
+        }
+        match send_boot(&plan.boot) {
+            Ok(r) if r.ok => kernel = r.kernel,
+            Ok(r) => {
+                let why = format!(
+                    "the microVM could not set the sandbox up: {}",
+                    r.error.unwrap_or_default()
+                );
+                return Err(fail(&mut child, why));
+            }
+            Err(e) => {
+                let why = format!("the microVM's agent did not answer ({e}): {}", tail());
+                return Err(fail(&mut child, why));
+            }
+        }
+    }
     let mut rec = Record::load(dir)?;
     let _ = std::fs::remove_file(&rec.socket);
     let listener = UnixListener::bind(&rec.socket)
-        .map_err(|e| failed(format!("binding {}: {e}", rec.socket.display())))?;
+        .map_err(|e| fail(&mut child, format!("binding {}: {e}", rec.socket.display())))?;
     {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&rec.socket, std::fs::Permissions::from_mode(0o600));
+    }
+    let token: std::sync::Arc<str> = plan.boot.token.clone().into();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            };
+            let token = token.clone();
+            let _ = std::thread::Builder::new()
+                .name("vm-relay".into())
+                .stack_size(256 * 1024)
+                .spawn(move || relay(conn, &token));
+        }
+    });
+    if hold.is_some() {
+        // The state loads, the guest runs on where it was saved: its agent
+        // answers through the new VMM's forwarded port.
+        let client = crate::AgentClient::new(&rec.socket);
+        let deadline = Instant::now() + Duration::from_millis(plan.boot_timeout_ms);
+        let qmp_sock = rec.vm.as_ref().map(|v| v.qmp.clone()).unwrap_or_default();
+        // The state loads ("inmigrate"); it was saved with the guest
+        // stopped, so it then waits paused: start it.
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                return Err(failed(format!(
+                    "the microVM stopped while loading its snapshot ({st}): {}",
+                    tail()
+                )));
+            }
+            let status = qmp(&qmp_sock, "query-status", None)
+                .ok()
+                .and_then(|v| v.get("status")?.as_str().map(str::to_string));
+            match status.as_deref() {
+                Some("running") => break,
+                Some("paused" | "postmigrate") => {
+                    qmp(&qmp_sock, "cont", None).map_err(|e| {
+                        fail(&mut child, format!("starting the restored microVM: {e}"))
+                    })?;
+                    break;
+                }
+                Some("inmigrate") | None => {}
+                Some(other) => {
+                    let why = format!("the microVM's snapshot did not load ({other}): {}", tail());
+                    return Err(fail(&mut child, why));
+                }
+            }
+            if Instant::now() > deadline {
+                let why = format!("the microVM's snapshot did not load in time: {}", tail());
+                return Err(fail(&mut child, why));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        while client.ping().is_err() {
+            if Instant::now() > deadline {
+                return Err(fail(
+                    &mut child,
+                    format!("the restored microVM's agent did not answer: {}", tail()),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
     let me = aibox_sys::getpid();
     rec.status = Status::Running;
     rec.pid = me;
     rec.start_time = aibox_sys::process_start_time(me).unwrap_or(0);
-    let token = plan.boot.token.clone();
     if let Some(vm) = rec.vm.as_mut() {
         vm.vmm_pid = child.id() as i32;
         vm.vmm_start_time = aibox_sys::process_start_time(child.id() as i32).unwrap_or(0);
     }
     if let Some(v) = rec.isolation.vm.as_mut() {
-        if !reply.kernel.is_empty() {
-            v.kernel = reply.kernel;
+        if !kernel.is_empty() {
+            v.kernel = kernel;
         }
     }
     rec.save(dir)?;
@@ -768,9 +1036,22 @@ fn start(dir: &Path) -> Result<Running, Error> {
     Ok(Running {
         id: rec.id,
         child,
-        listener,
-        token,
+        _hold: hold,
     })
+}
+
+/// Send the guest its [`Boot`] on the first connection; its answer.
+fn send_boot(boot: &Boot) -> Result<BootReply, String> {
+    let mut s =
+        TcpStream::connect(("127.0.0.1", AGENT_PORT)).map_err(|e| format!("connecting: {e}"))?;
+    let _ = s.set_nodelay(true);
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .map_err(|e| e.to_string())?;
+    let body = serde_json::to_vec(boot).map_err(|e| e.to_string())?;
+    aibox_protocol::write_frame(&mut s, aibox_protocol::Kind::Control, &body)
+        .map_err(|e| format!("sending: {e}"))?;
+    let f = aibox_protocol::read_frame(&mut s).map_err(|e| format!("reading the answer: {e}"))?;
+    serde_json::from_slice(&f.payload).map_err(|e| format!("bad answer: {e}"))
 }
 
 /// Copy the guest's console into `path` (up to [`CONSOLE_MAX`]; the rest
@@ -805,31 +1086,11 @@ fn keep_console(out: impl Read, path: &Path, ready: std::sync::mpsc::Sender<bool
     }
 }
 
-/// Relay the agent socket to the guest until QEMU exits; then exit.
+/// Wait for QEMU (the relay runs on its own thread); exit with it.
 fn serve(vm: Running) -> ! {
-    let Running {
-        mut child,
-        listener,
-        token,
-        ..
-    } = vm;
-    std::thread::spawn(move || {
-        let _ = child.wait();
-        aibox_sys::exit_now(0);
-    });
-    let token: std::sync::Arc<str> = token.into();
-    for conn in listener.incoming() {
-        let Ok(conn) = conn else {
-            std::thread::sleep(Duration::from_millis(10));
-            continue;
-        };
-        let token = token.clone();
-        let _ = std::thread::Builder::new()
-            .name("vm-relay".into())
-            .stack_size(256 * 1024)
-            .spawn(move || relay(conn, &token));
-    }
-    aibox_sys::exit_now(1)
+    let Running { mut child, .. } = vm;
+    let _ = child.wait();
+    aibox_sys::exit_now(0)
 }
 
 fn relay(conn: UnixStream, token: &str) {
@@ -891,17 +1152,27 @@ pub(crate) fn kill_vm(rec: &Record) {
 }
 
 /// One QMP command; its `return` value.
-pub fn qmp(sock: &Path, command: &str) -> Result<serde_json::Value, Error> {
+pub fn qmp(
+    sock: &Path,
+    command: &str,
+    arguments: Option<serde_json::Value>,
+) -> Result<serde_json::Value, Error> {
     let err = |e: std::io::Error| failed(format!("the VMM's monitor ({}): {e}", sock.display()));
     let s = UnixStream::connect(sock).map_err(err)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(err)?;
     let mut w = s.try_clone().map_err(err)?;
     let mut r = BufReader::new(s);
-    let mut answer = |w: &mut UnixStream, cmd: Option<&str>| -> Result<serde_json::Value, Error> {
+    let mut answer = |w: &mut UnixStream,
+                      cmd: Option<&str>,
+                      args: Option<serde_json::Value>|
+     -> Result<serde_json::Value, Error> {
         if let Some(c) = cmd {
-            w.write_all(format!("{{\"execute\":\"{c}\"}}\n").as_bytes())
-                .map_err(err)?;
+            let mut req = serde_json::json!({ "execute": c });
+            if let Some(a) = args {
+                req["arguments"] = a;
+            }
+            w.write_all(format!("{req}\n").as_bytes()).map_err(err)?;
         }
         loop {
             let mut line = String::new();
@@ -922,9 +1193,9 @@ pub fn qmp(sock: &Path, command: &str) -> Result<serde_json::Value, Error> {
             }
         }
     };
-    answer(&mut w, None)?;
-    answer(&mut w, Some("qmp_capabilities"))?;
-    answer(&mut w, Some(command))
+    answer(&mut w, None, None)?;
+    answer(&mut w, Some("qmp_capabilities"), None)?;
+    answer(&mut w, Some(command), arguments)
 }
 
 fn vm_of(rec: &Record) -> Result<&VmState, Error> {
@@ -937,12 +1208,12 @@ pub(crate) fn set_paused(rec: &Record, pause: bool) -> Result<(), Error> {
     if !rec.alive() {
         return Err(Error::Gone(rec.id.clone()));
     }
-    qmp(&vm_of(rec)?.qmp, if pause { "stop" } else { "cont" }).map(drop)
+    qmp(&vm_of(rec)?.qmp, if pause { "stop" } else { "cont" }, None).map(drop)
 }
 
 pub(crate) fn paused(rec: &Record) -> bool {
     vm_of(rec)
-        .and_then(|vm| qmp(&vm.qmp, "query-status"))
+        .and_then(|vm| qmp(&vm.qmp, "query-status", None))
         .is_ok_and(|v| v.get("running").and_then(|r| r.as_bool()) == Some(false))
 }
 
@@ -1025,18 +1296,18 @@ mod tests {
 
     #[test]
     fn qemu_args_hold_the_disks_the_restricted_network_and_escaped_paths() {
-        let m = manifest();
         let layers = vec![PathBuf::from("/d/a.ext4"), PathBuf::from("/d/b,c.ext4")];
         let args = qemu_args(&QemuConfig {
             accel: "tcg",
-            art: Path::new("/art"),
-            manifest: &m,
+            kernel: Path::new("/art/vmlinux"),
+            initramfs: Path::new("/art/initramfs"),
             memory_mib: 512,
             vcpus: 2,
             layers: &layers,
             upper: Path::new("/s/disk.ext4"),
             qmp: Path::new("/s/qmp.sock"),
             egress: Some(("/bin/aibox".into(), "/s/egress.sock".into())),
+            incoming: Some(Path::new("/snap/it's/memory.bin")),
         });
         let joined = args.join(" ");
         assert!(joined.contains("-accel tcg"));
@@ -1052,12 +1323,13 @@ mod tests {
             "guestfwd=tcp:10.0.2.100:3128-cmd:/bin/aibox internal-connect /s/egress.sock"
         ));
         assert!(joined.contains("-nodefaults"));
+        assert!(joined.ends_with("-incoming exec:cat '/snap/it'\\''s/memory.bin'"));
     }
 
     #[test]
     fn the_report_reaches_the_vm_level_with_limits_and_says_why_not_otherwise() {
         let spec = SandboxSpec::default();
-        let r = report(&spec, "tcg", &manifest(), 1024, 1);
+        let r = report(&spec, "tcg", "6.1.0-test", 1024, 1);
         assert_eq!(r.backend, "microvm");
         assert_eq!(r.level, Some(aibox_types::IsolationLevel::Vm));
         assert!(r.gaps(aibox_types::IsolationLevel::Vm).is_empty());

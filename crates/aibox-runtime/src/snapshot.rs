@@ -44,6 +44,11 @@ pub struct SnapshotMeta {
     pub entries: u64,
     /// Taken with every process of the sandbox frozen.
     pub consistent: bool,
+    /// A microVM's snapshot: its memory and devices too, so a restore
+    /// resumes the processes where they were (their network connections
+    /// excepted).
+    #[serde(default)]
+    pub memory: bool,
 }
 
 const META: &str = "meta.json";
@@ -91,10 +96,15 @@ impl Runtime {
         }
         let sb = self.get(sandbox)?;
         let rec = sb.record().clone();
-        let Some(fd) = rec.scratch_fd else {
-            return Err(Error::Unsupported(format!(
-                "sandbox {sandbox} was created by an aibox without snapshots; recreate it"
-            )));
+        let vm = rec.vm.is_some();
+        let fd = match rec.scratch_fd {
+            Some(fd) => fd,
+            None if vm => -1,
+            None => {
+                return Err(Error::Unsupported(format!(
+                    "sandbox {sandbox} was created by an aibox without snapshots; recreate it"
+                )))
+            }
         };
         crate::dirs::ensure_dir(&self.snapshots_dir(), 0o700)?;
         // One snapshot of a sandbox at a time: each freezes and thaws it.
@@ -110,13 +120,18 @@ impl Runtime {
             // Held until the rename: `gc` leaves a locked .tmp alone.
             let lock = open_lock(&tmp, true).map_err(io_err("snapshot lock".into()))?;
             aibox_sys::lock_exclusive(lock.as_fd()).map_err(io_err("snapshot lock".into()))?;
-            let was_frozen = rec.cgroup.is_frozen();
-            let froze = !was_frozen && rec.cgroup.set_frozen(true).is_ok();
-            let copied = self.copy_upper(&rec, fd, &tmp.join("layer"));
-            if froze {
-                let _ = rec.cgroup.set_frozen(false);
-            }
-            let stats = copied?;
+            let (stats, consistent) = if vm {
+                let bytes = crate::microvm::snapshot_into(self, &rec, &tmp)?;
+                (layer::CopyStats { bytes, entries: 0 }, true)
+            } else {
+                let was_frozen = rec.cgroup.is_frozen();
+                let froze = !was_frozen && rec.cgroup.set_frozen(true).is_ok();
+                let copied = self.copy_upper(&rec, fd, &tmp.join("layer"));
+                if froze {
+                    let _ = rec.cgroup.set_frozen(false);
+                }
+                (copied?, was_frozen || froze)
+            };
             let mut spec = rec.spec.clone();
             spec.snapshot = None;
             let meta = SnapshotMeta {
@@ -128,7 +143,8 @@ impl Runtime {
                 spec,
                 size_bytes: stats.bytes,
                 entries: stats.entries,
-                consistent: was_frozen || froze,
+                consistent,
+                memory: vm,
             };
             let bytes =
                 serde_json::to_vec_pretty(&meta).map_err(|e| Error::Helper(e.to_string()))?;
@@ -225,7 +241,7 @@ impl Runtime {
 
     /// A snapshot's directory with its lock held shared: it cannot be
     /// deleted meanwhile (one being deleted is reported as absent).
-    fn hold_snapshot(&self, id: &str) -> Result<(PathBuf, OwnedFd), Error> {
+    pub(crate) fn hold_snapshot(&self, id: &str) -> Result<(PathBuf, OwnedFd), Error> {
         let dir = self.snapshot_dir(id)?;
         let lock = open_lock(&dir, false).map_err(|_| Error::SnapshotNotFound(id.to_string()))?;
         if !aibox_sys::try_lock_shared(lock.as_fd())
@@ -251,6 +267,11 @@ impl Runtime {
                 meta.template
             )));
         }
+        if meta.memory {
+            return Err(Error::InvalidSpec(format!(
+                "snapshot {id} holds a microVM: restore it with backend microvm"
+            )));
+        }
         let layer = dir.join("layer");
         let s = layer.to_string_lossy();
         if s.contains(',') || s.contains(':') {
@@ -272,6 +293,11 @@ impl Runtime {
         }
         let (dir, _lock) = self.hold_snapshot(id)?;
         let meta = self.snapshot_info(id)?;
+        if meta.memory {
+            return Err(Error::Unsupported(format!(
+                "snapshot {id} holds a microVM's memory and disk, not a layer: it cannot become a template"
+            )));
+        }
         let store = self.templates();
         let _store_lock = store.lock_shared()?;
         let (mut layers, config, base) = if meta.template == "host" {

@@ -43,6 +43,8 @@ pub struct Config {
     /// listener (a wildcard DNS name, or `localhost`, which resolves
     /// every subdomain to loopback by itself).
     pub port_domain: String,
+    /// The backend of sandboxes whose request names none.
+    pub default_backend: aibox_types::BackendKind,
 }
 
 /// Settings as written in the TOML file, the environment or flags.
@@ -64,6 +66,8 @@ pub struct Raw {
     /// `name=ip,name=ip`.
     pub egress_hosts: Option<String>,
     pub port_domain: Option<String>,
+    /// `namespaces` or `microvm`.
+    pub default_backend: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +109,8 @@ impl Raw {
             rate_limit,
             max_snapshots,
             egress_hosts,
-            port_domain
+            port_domain,
+            default_backend
         );
         self
     }
@@ -155,6 +160,7 @@ impl Raw {
             max_snapshots,
             egress_hosts: s("AIBOX_EGRESS_HOSTS"),
             port_domain: s("AIBOX_PORT_DOMAIN"),
+            default_backend: s("AIBOX_DEFAULT_BACKEND"),
         })
     }
 
@@ -306,6 +312,10 @@ impl Raw {
                     )
                 })?,
         };
+        let default_backend = match self.default_backend.as_deref() {
+            None => aibox_types::BackendKind::Namespaces,
+            Some(v) => v.parse().map_err(|why| bad("default_backend", v, why))?,
+        };
         Ok(Config {
             listen,
             socket,
@@ -321,6 +331,7 @@ impl Raw {
             max_snapshots,
             egress_hosts,
             port_domain,
+            default_backend,
         })
     }
 }

@@ -171,8 +171,13 @@ impl AppState {
         // through the agent (without root); else the proxy alone.
         let mut l4_host = None;
         let mut agent_names = None;
+        let vm = spec.backend == Some(aibox_types::BackendKind::Microvm);
         let outcome: Result<aibox_types::egress::EgressReport, Option<String>> = match wanted {
             Some(Enforcement::Proxy) => Err(None),
+            _ if vm => Err(Some(
+                "a microVM's egress goes through the proxy (its VMM forwards the proxy address only)"
+                    .into(),
+            )),
             _ => match l4::support() {
                 Err(why) => Err(Some(why)),
                 Ok(l4::Path::Host) => self

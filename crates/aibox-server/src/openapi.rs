@@ -103,7 +103,8 @@ fn build() -> Value {
                 "idle_timeout_seconds": {"type": "integer", "minimum": 1},
                 "hostname": {"type": "string"},
                 "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-                "require_isolation": {"type": "string", "enum": ["basic", "standard", "strict"]},
+                "require_isolation": {"type": "string", "enum": ["basic", "standard", "strict", "vm"]},
+                "backend": {"type": "string", "enum": ["namespaces", "microvm"], "description": "Isolation backend (default: the server's default_backend)."},
                 "mounts": {"type": "array", "items": {"type": "object", "required": ["host", "guest"], "properties": {
                     "host": {"type": "string"}, "guest": {"type": "string"}, "read_only": {"type": "boolean"}}}},
                 "snapshot": {"type": "string", "pattern": "^[0-9a-f]{1,64}$",
@@ -132,6 +133,7 @@ fn build() -> Value {
                 "size_bytes": {"type": "integer", "description": "disk space of the layer's file data"},
                 "entries": {"type": "integer"},
                 "consistent": {"type": "boolean", "description": "taken with every process frozen"},
+                "memory": {"type": "boolean", "description": "a microVM's snapshot: memory and devices too, so a restore resumes its processes (not their network connections)"},
                 "spec": {"type": "object"}
             }
         },

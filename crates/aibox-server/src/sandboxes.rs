@@ -56,6 +56,9 @@ pub struct CreateRequest {
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     pub require_isolation: Option<IsolationLevel>,
+    /// `namespaces` or `microvm` (default: the server's `default_backend`).
+    #[serde(default)]
+    pub backend: Option<aibox_types::BackendKind>,
     #[serde(default)]
     pub mounts: Vec<MountSpec>,
     /// Start from this snapshot's filesystem; its spec is the base that
@@ -172,6 +175,12 @@ fn spec_of(state: &AppState, who: &Principal, req: &CreateRequest) -> ApiResult<
     }
     if req.require_isolation.is_some() {
         spec.require_isolation = req.require_isolation;
+    }
+    if req.backend.is_some() {
+        spec.backend = req.backend;
+    }
+    if spec.backend.is_none() {
+        spec.backend = Some(state.config().default_backend);
     }
     if req.hostname.is_some() {
         spec.hostname = req.hostname.clone();

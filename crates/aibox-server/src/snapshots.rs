@@ -35,6 +35,7 @@ fn view(s: &SnapshotRow) -> Value {
         "size_bytes": s.meta["size_bytes"],
         "entries": s.meta["entries"],
         "consistent": s.meta["consistent"],
+        "memory": s.meta.get("memory").and_then(|m| m.as_bool()).unwrap_or(false),
         "spec": s.meta["spec"],
     })
 }

@@ -74,6 +74,7 @@ impl Engine for Fake {
             size_bytes: 4096,
             entries: 3,
             consistent: true,
+            memory: false,
         })
     }
     fn delete_snapshot(&self, snap: &str) -> Result<(), ApiError> {
