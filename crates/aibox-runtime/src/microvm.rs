@@ -195,7 +195,7 @@ fn layer_image(images: &Path, layer: &Path) -> Result<PathBuf, Error> {
     // rounding: a fifth more plus 16 MiB.
     let size = (bytes + bytes / 5 + (16 << 20) + entries * 512).div_ceil(1 << 20);
     let tmp = images.join(format!(".{key}.{}.tmp", std::process::id()));
-    let out = Command::new("mkfs.ext4")
+    let out = Command::new(mkfs_ext4())
         .args([
             "-q",
             "-F",
@@ -227,9 +227,22 @@ fn layer_image(images: &Path, layer: &Path) -> Result<PathBuf, Error> {
     Ok(img)
 }
 
+/// `mkfs.ext4` from PATH, else from the sbin directories (which a
+/// user's PATH often lacks).
+fn mkfs_ext4() -> PathBuf {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|d: PathBuf| d.join("mkfs.ext4"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| "mkfs.ext4".into())
+}
+
 /// A new sparse ext4 disk of `bytes`.
 fn blank_disk(path: &Path, bytes: u64) -> Result<(), Error> {
-    let out = Command::new("mkfs.ext4")
+    let out = Command::new(mkfs_ext4())
         .args([
             "-q",
             "-F",
