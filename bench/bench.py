@@ -622,10 +622,14 @@ subprocess.run(["umount", "-R", os.path.join(BENCH_DIR, "buildah", "overlay")], 
 subprocess.run([AIBOX, "template", "rm", "bench/b:1"], env=tenv, capture_output=True)
 subprocess.run([AIBOX, "template", "prune", "--build-cache"], env=tenv, capture_output=True)
 
-# 8. microVM: boot to the guest's ready line under QEMU microvm with TCG
-# (the namespace backend's one-shot run of this same run beside it). Only
-# boots for now: sandboxes on the microVM backend are not built yet.
-if shutil.which("qemu-system-x86_64") and shutil.which("apt-get"):
+# 8. microVM: boot to the guest's ready line under QEMU microvm with TCG,
+# then sandboxes on the microvm backend (create → first exec, exec round
+# trip, snapshot with memory, restore), each beside the namespace backend
+# measured in this same run on the same image template.
+def ms_since(t):
+    return (time.perf_counter() - t) * 1000
+
+if shutil.which("qemu-system-x86_64") and shutil.which("apt-get") and os.path.exists("/bin/busybox"):
     vmdir = os.path.join(BENCH_DIR, "vm")
     o = subprocess.run([AIBOX, "vm", "artifacts", "--dir", vmdir, "--json"], env=dict(env, AIBOX_BIN=AIBOX),
                        capture_output=True, text=True)
@@ -641,10 +645,59 @@ if shutil.which("qemu-system-x86_64") and shutil.which("apt-get"):
             nb = statistics.median(ns_run)
             row(what, "aibox vm probe: VMM start → guest init ready", boots, nb)
             row(what, "namespace backend: aibox run /bin/true (same run)", ns_run, nb)
+        # Sandboxes on both backends, from the busybox test image.
+        img = os.path.join(BENCH_DIR, "vm-image")
+        subprocess.run(["python3", os.path.join(os.path.dirname(__file__), "..", "crates", "aibox-cli", "tests",
+                                                "make_image.py"), img], check=True, capture_output=True)
+        venv = dict(env, AIBOX_BIN=AIBOX)
+        subprocess.run([AIBOX, "template", "import", img, "--name", "bench/vm:1"], env=venv, check=True,
+                       capture_output=True)
+        first = {"microvm": [], "namespaces": []}
+        execs = {"microvm": [], "namespaces": []}
+        snaps, restores = [], []
+        for i in range(3 if QUICK else 5):
+            for backend in ["namespaces", "microvm"]:
+                t = time.perf_counter()
+                sid = subprocess.run([AIBOX, "create", "--backend", backend, "--template", "bench/vm:1",
+                                      "--memory", "256m"], env=venv, check=True, capture_output=True,
+                                     text=True).stdout.strip()
+                subprocess.run([AIBOX, "exec", sid, "--", "/bin/true"], env=venv, check=True, capture_output=True)
+                first[backend].append(ms_since(t))
+                for _ in range(10):
+                    t = time.perf_counter()
+                    subprocess.run([AIBOX, "exec", sid, "--", "/bin/true"], env=venv, check=True, capture_output=True)
+                    execs[backend].append(ms_since(t))
+                if backend == "microvm" and i < 3:
+                    t = time.perf_counter()
+                    snap = subprocess.run([AIBOX, "snapshot", "create", sid], env=venv, check=True,
+                                          capture_output=True, text=True).stdout.strip()
+                    snaps.append(ms_since(t))
+                    t = time.perf_counter()
+                    rid = subprocess.run([AIBOX, "restore", snap], env=venv, check=True, capture_output=True,
+                                         text=True).stdout.strip()
+                    subprocess.run([AIBOX, "exec", rid, "--", "/bin/true"], env=venv, check=True, capture_output=True)
+                    restores.append(ms_since(t))
+                    subprocess.run([AIBOX, "rm", rid], env=venv, capture_output=True)
+                    subprocess.run([AIBOX, "snapshot", "rm", snap], env=venv, capture_output=True)
+                subprocess.run([AIBOX, "rm", sid], env=venv, capture_output=True)
+        what = "create → first exec, busybox image (microVM: TCG, 256 MiB)"
+        nb = statistics.median(first["namespaces"])
+        row(what, "aibox create --backend microvm + exec", first["microvm"], nb)
+        row(what, "aibox create --backend namespaces + exec (same run)", first["namespaces"], nb)
+        what = "exec /bin/true in a running sandbox, by backend (CLI)"
+        nb = statistics.median(execs["namespaces"])
+        row(what, "microvm (agent through the VMM's forwarded port)", execs["microvm"], nb)
+        row(what, "namespaces (same run)", execs["namespaces"], nb)
+        if snaps:
+            what = "microVM snapshot with memory, and restore → first exec (TCG, 256 MiB)"
+            nb = statistics.median(first["microvm"])
+            row(what, "aibox snapshot create (migration to a file + disk)", snaps, nb)
+            row(what, "aibox restore + exec (vs a cold create + exec above)", restores, nb)
+        subprocess.run([AIBOX, "template", "rm", "bench/vm:1"], env=venv, capture_output=True)
     else:
-        print("SKIP microVM boot bench:", o.stderr[-500:], file=sys.stderr)
+        print("SKIP microVM bench:", o.stderr[-500:], file=sys.stderr)
 else:
-    print("SKIP microVM boot bench: needs qemu-system-x86_64 and apt-get", file=sys.stderr)
+    print("SKIP microVM bench: needs qemu-system-x86_64, apt-get and /bin/busybox", file=sys.stderr)
 
 # One-shot runs keep an idle per-slot cgroup for the next run: remove it.
 subprocess.run([AIBOX, "gc"], env=env, capture_output=True)

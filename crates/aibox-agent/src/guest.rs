@@ -66,6 +66,10 @@ pub struct Boot {
     pub workdir: String,
     /// Relay the egress proxy port to [`EGRESS_ADDR`].
     pub egress: bool,
+    /// Read-only virtiofs shares: (tag, path in the sandbox), mounted over
+    /// the root (the host template's `/usr`).
+    #[serde(default)]
+    pub shares: Vec<(String, String)>,
 }
 
 /// The guest's answer to [`Boot`].
@@ -324,8 +328,18 @@ fn switch_root(new: &str) -> Result<(), String> {
     std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))
 }
 
-/// The kernel filesystems, a minimal /dev, the workdir, the hostname.
+/// The shares, the kernel filesystems, a minimal /dev, the workdir, the
+/// hostname.
 fn finish_root(b: &Boot) -> Result<(), String> {
+    for (tag, path) in &b.shares {
+        mount(
+            tag,
+            path,
+            "virtiofs",
+            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+            None,
+        )?;
+    }
     let nosuid = libc::MS_NOSUID | libc::MS_NOEXEC | libc::MS_NODEV;
     mount("proc", "/proc", "proc", nosuid, None)?;
     mount("sysfs", "/sys", "sysfs", nosuid | libc::MS_RDONLY, None)?;
@@ -463,6 +477,7 @@ mod tests {
             env: vec![("A".into(), "b".into())],
             workdir: "/workspace".into(),
             egress: false,
+            shares: vec![("s0".into(), "/usr".into())],
         };
         let back: Boot = serde_json::from_slice(&serde_json::to_vec(&b).unwrap()).unwrap();
         assert_eq!(back.layers, ["l0"]);

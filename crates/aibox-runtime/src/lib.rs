@@ -289,7 +289,7 @@ impl Runtime {
         }
         if spec.backend == Some(aibox_types::BackendKind::Microvm) {
             return Err(Error::Unsupported(
-                "one-shot runs use the namespace backend: for a microVM, `aibox create --backend microvm` then `aibox exec`".into(),
+                "Runtime::run is the namespace backend's one-shot path: for a microVM, create a sandbox and exec in it (as `aibox run --backend microvm` does)".into(),
             ));
         }
         let (plan, holds) = self.prepare(spec, false)?;

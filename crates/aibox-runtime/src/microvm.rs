@@ -57,6 +57,9 @@ pub struct VmState {
     pub kernel: PathBuf,
     #[serde(default)]
     pub initramfs: PathBuf,
+    /// Host directories shared read-only over virtiofs: (host, guest).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shares: Vec<(PathBuf, PathBuf)>,
 }
 
 /// What the creator hands the supervisor (`DIR/vm-plan.json`).
@@ -70,6 +73,11 @@ struct Plan {
     /// `args`); hold this snapshot lock (shared) for the sandbox's life.
     #[serde(default)]
     restore_lock: Option<PathBuf>,
+    /// virtiofsd and the host directories it serves: (host dir, socket).
+    #[serde(default)]
+    virtiofsd: Option<PathBuf>,
+    #[serde(default)]
+    shares: Vec<(PathBuf, PathBuf)>,
 }
 
 const PLAN: &str = "vm-plan.json";
@@ -307,13 +315,35 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
     }
     rt.dirs().ensure()?;
     let template = crate::template::resolve(&rt.dirs().templates(), &spec.template)?;
-    if !template.binds.is_empty() {
-        return Err(Error::Unsupported(format!(
-            "template {:?} shares the host's /usr, which a microVM cannot see: use an image template (`aibox template pull`, `import` or `build` FROM an image)",
+    let virtiofsd = if template.binds.is_empty() {
+        None
+    } else {
+        Some(find_virtiofsd().ok_or_else(|| {
+            unavailable(format!(
+                "template {:?} shares the host's /usr, which a microVM reads through virtiofs: install virtiofsd (Debian's qemu-system-common ships one), or use an image template",
+                spec.template
+            ))
+        })?)
+    };
+    if virtiofsd.is_some() && aibox_sys::geteuid() != 0 {
+        return Err(unavailable(format!(
+            "template {:?} shares the host's /usr over virtiofs, which needs root here (virtiofsd cannot drop its groups in a user namespace): use an image template",
             spec.template
         )));
     }
+    if virtiofsd.is_some() && spec.snapshot.is_some() {
+        return Err(Error::Unsupported(
+            "a microVM on a host-based template has no snapshots (virtiofs cannot be saved)".into(),
+        ));
+    }
     let spec = &crate::with_image_defaults(spec, &template)?;
+    // The floor under any guest, checked before the artifacts are built.
+    if spec.snapshot.is_none() && spec.memory_bytes() < 128 << 20 {
+        return Err(Error::InvalidSpec(format!(
+            "memory {}m is too small for a microVM: it needs at least 128m plus twice its initramfs",
+            spec.memory_bytes() >> 20
+        )));
+    }
     let (qemu, accel) = choose_vmm()?;
     // A restore: the snapshot's machine (memory, vCPUs, disk, kernel) and
     // its lock, held until the supervisor holds it too.
@@ -364,6 +394,13 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
         }
     }
     let mut report = report(spec, &accel, &kernel_release, memory_mib, vcpus);
+    if let Some(v) = report.vm.as_mut() {
+        v.shared = template
+            .binds
+            .iter()
+            .map(|(_, g)| format!("{} (virtiofs, read-only)", g.display()))
+            .collect();
+    }
     if restore.is_some() {
         if let Some(v) = report.vm.as_mut() {
             v.kernel = "restored".into();
@@ -428,6 +465,7 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
                 layers: layers.clone(),
                 kernel: kernel.clone(),
                 initramfs: initramfs.clone(),
+                shares: template.binds.clone(),
             }),
         };
         rec.save(&dir)?;
@@ -445,7 +483,19 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
             env: crate::init::base_env(spec, spec.user),
             workdir: spec.workdir.clone(),
             egress: spec.network != aibox_types::NetworkMode::None,
+            shares: template
+                .binds
+                .iter()
+                .enumerate()
+                .map(|(i, (_, g))| (format!("s{i}"), g.to_string_lossy().into_owned()))
+                .collect(),
         };
+        let shares: Vec<(PathBuf, PathBuf)> = template
+            .binds
+            .iter()
+            .enumerate()
+            .map(|(i, (h, _))| (h.clone(), dir.join(format!("vfs{i}.sock"))))
+            .collect();
         let memory_file = restore.as_ref().map(|(d, _, _)| d.join(SNAP_MEMORY));
         let args = qemu_args(&QemuConfig {
             accel: &accel,
@@ -460,6 +510,7 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
                 .egress
                 .then(|| (rt.helper_bin(), dir.join("egress.sock"))),
             incoming: memory_file.as_deref(),
+            shares: &shares,
         });
         let plan = Plan {
             qemu,
@@ -467,6 +518,8 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
             boot,
             boot_timeout_ms: BOOT_TIMEOUT.as_millis() as u64,
             restore_lock: restore.as_ref().map(|(d, _, _)| d.join("lock")),
+            virtiofsd: virtiofsd.clone(),
+            shares,
         };
         write_private(
             &dir.join(PLAN),
@@ -575,6 +628,12 @@ pub(crate) fn snapshot_into(rt: &Runtime, rec: &Record, dir: &Path) -> Result<u6
     if !rec.alive() {
         return Err(Error::Gone(rec.id.clone()));
     }
+    if !vm.shares.is_empty() {
+        return Err(Error::Unsupported(format!(
+            "sandbox {} runs on a host-based template, shared over virtiofs, which QEMU cannot save: snapshots need an image template",
+            rec.id
+        )));
+    }
     let token = std::fs::read_to_string(rt.dirs().sandbox(&rec.id).join(TOKEN))
         .map_err(|e| failed(format!("reading the sandbox's token: {e}")))?;
     let was_running = !paused(rec);
@@ -680,6 +739,7 @@ fn report(
             disk_mib: spec.disk_bytes() >> 20,
             vmm_netns: true,
             host_network: false,
+            shared: vec![],
         }),
         ..Default::default()
     };
@@ -705,6 +765,8 @@ struct QemuConfig<'a> {
     egress: Option<(PathBuf, PathBuf)>,
     /// Load the VM's state from this file instead of booting.
     incoming: Option<&'a Path>,
+    /// virtiofs shares: (host dir, vhost-user socket); tags `s0`, `s1`...
+    shares: &'a [(PathBuf, PathBuf)],
 }
 
 /// QEMU's arguments: a `microvm` machine with no firmware, no default
@@ -723,6 +785,9 @@ fn qemu_args(c: &QemuConfig<'_>) -> Vec<String> {
         "-m".into(),
         format!("{}M", c.memory_mib),
         "-nodefaults".into(),
+        // Modern (version 2) virtio-mmio: vhost-user devices need it.
+        "-global".into(),
+        "virtio-mmio.force-legacy=false".into(),
         "-no-user-config".into(),
         "-nographic".into(),
         "-no-reboot".into(),
@@ -771,6 +836,23 @@ fn qemu_args(c: &QemuConfig<'_>) -> Vec<String> {
     a.push(net);
     a.push("-device".into());
     a.push("virtio-net-device,netdev=n0".into());
+    if !c.shares.is_empty() {
+        // vhost-user needs the guest's RAM shared with virtiofsd.
+        if let Some(m) = a.iter_mut().find(|x| x.starts_with("microvm,")) {
+            m.push_str(",memory-backend=mem");
+        }
+        a.push("-object".into());
+        a.push(format!(
+            "memory-backend-memfd,id=mem,size={}M,share=on",
+            c.memory_mib
+        ));
+        for (i, (_, sock)) in c.shares.iter().enumerate() {
+            a.push("-chardev".into());
+            a.push(format!("socket,id=vfs{i},path={}", qemu_escape(sock)));
+            a.push("-device".into());
+            a.push(format!("vhost-user-fs-device,chardev=vfs{i},tag=s{i}"));
+        }
+    }
     if let Some(f) = c.incoming {
         a.push("-incoming".into());
         a.push(format!("exec:cat {}", shell_quote(f)));
@@ -862,6 +944,74 @@ struct Running {
     _hold: Option<std::fs::File>,
 }
 
+/// virtiofsd: Debian's Rust package or the one QEMU 7 ships.
+fn find_virtiofsd() -> Option<PathBuf> {
+    [
+        "/usr/libexec/virtiofsd",
+        "/usr/lib/qemu/virtiofsd",
+        "/usr/bin/virtiofsd",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
+}
+
+/// Serve each share read-only: in a mount namespace of our own, each host
+/// directory is bind-mounted over itself read-only, and a virtiofsd
+/// (killed with us) serves it on its socket. Returns once every socket
+/// exists.
+fn start_shares(plan: &Plan, dir: &Path) -> Result<(), String> {
+    let Some(bin) = &plan.virtiofsd else {
+        return Ok(());
+    };
+    aibox_sys::unshare(libc::CLONE_NEWNS).map_err(|e| format!("unshare(mount): {e}"))?;
+    aibox_sys::mount(
+        None,
+        Path::new("/"),
+        None,
+        libc::MS_REC | libc::MS_PRIVATE,
+        None,
+    )
+    .map_err(|e| format!("making mounts private: {e}"))?;
+    for (i, (host, sock)) in plan.shares.iter().enumerate() {
+        aibox_sys::mount(Some(host), host, None, libc::MS_BIND | libc::MS_REC, None)
+            .map_err(|e| format!("binding {}: {e}", host.display()))?;
+        let flags = aibox_sys::current_mount_flags(host).unwrap_or(0);
+        aibox_sys::mount(
+            None,
+            host,
+            None,
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | flags,
+            None,
+        )
+        .map_err(|e| format!("making {} read-only: {e}", host.display()))?;
+        let log = std::fs::File::create(dir.join(format!("virtiofsd{i}.log")))
+            .map_err(|e| format!("creating virtiofsd{i}.log: {e}"))?;
+        let mut cmd = Command::new(bin);
+        cmd.arg(format!("--socket-path={}", sock.display()))
+            .arg("-o")
+            .arg(format!("source={}", host.display()))
+            .args(["-o", "cache=always", "-o", "no_xattr", "--rlimit-nofile=0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        aibox_sys::kill_with_parent(&mut cmd, libc::SIGKILL);
+        cmd.spawn()
+            .map_err(|e| format!("starting {}: {e}", bin.display()))?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !plan.shares.iter().all(|(_, s)| s.exists()) {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "virtiofsd did not start: {}",
+                std::fs::read_to_string(dir.join("virtiofsd0.log")).unwrap_or_default()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
 /// A network namespace of our own (in a user namespace of our own when
 /// not root), with loopback up: QEMU's forwarded port is reachable from
 /// here only.
@@ -889,6 +1039,7 @@ fn start(dir: &Path) -> Result<Running, Error> {
         .ok_or_else(|| failed(format!("no readable {}", dir.join(PLAN).display())))?;
     let _ = std::fs::remove_file(dir.join(PLAN));
     own_netns().map_err(|e| unavailable(format!("the VMM's network namespace: {e}")))?;
+    start_shares(&plan, dir).map_err(|e| unavailable(format!("sharing the host template: {e}")))?;
     let vmm_log = std::fs::File::create(dir.join("vmm.log"))
         .map_err(|e| failed(format!("creating vmm.log: {e}")))?;
     let mut cmd = Command::new(&plan.qemu);
@@ -1321,6 +1472,7 @@ mod tests {
             qmp: Path::new("/s/qmp.sock"),
             egress: Some(("/bin/aibox".into(), "/s/egress.sock".into())),
             incoming: Some(Path::new("/snap/it's/memory.bin")),
+            shares: &[("/usr".into(), "/s/vfs0.sock".into())],
         });
         let joined = args.join(" ");
         assert!(joined.contains("-accel tcg"));
@@ -1336,6 +1488,11 @@ mod tests {
             "guestfwd=tcp:10.0.2.100:3128-cmd:/bin/aibox internal-connect /s/egress.sock"
         ));
         assert!(joined.contains("-nodefaults"));
+        assert!(
+            joined.contains("microvm,x-option-roms=off,pit=off,pic=off,rtc=off,memory-backend=mem")
+        );
+        assert!(joined.contains("memory-backend-memfd,id=mem,size=512M,share=on"));
+        assert!(joined.contains("vhost-user-fs-device,chardev=vfs0,tag=s0"));
         assert!(joined.ends_with("-incoming exec:cat '/snap/it'\\''s/memory.bin'"));
     }
 

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_KERNEL_PACKAGE: &str = "linux-image-cloud-amd64";
 
 /// Modules the guest loads (with their dependencies): virtio over MMIO
-/// (QEMU `microvm`, Firecracker), block, network, console and vsock.
+/// (QEMU `microvm`, Firecracker), block, network, console, vsock, overlayfs
+/// and virtiofs (the host template's read-only `/usr`).
 pub const GUEST_MODULES: &[&str] = &[
     "virtio_mmio",
     "virtio_blk",
@@ -29,6 +30,7 @@ pub const GUEST_MODULES: &[&str] = &[
     "virtio_console",
     "vmw_vsock_virtio_transport",
     "overlay",
+    "virtiofs",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -181,6 +181,9 @@ pub struct VmReport {
     /// The guest can open connections to the host or beyond (never: egress
     /// goes through the server's proxy only).
     pub host_network: bool,
+    /// Host directories the guest reads (the host template's `/usr`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared: Vec<String>,
 }
 
 impl IsolationReport {

@@ -253,11 +253,11 @@ def create_body(template: Optional[str], memory: Union[None, int, str], cpus: Op
                 disk: Union[None, int, str], env: Optional[Mapping[str, str]], workdir: Optional[str],
                 user: Optional[str], timeout: Optional[int], idle_timeout: Optional[int],
                 labels: Optional[Mapping[str, str]], network: Network, public: bool,
-                snapshot: Optional[str] = None) -> Dict[str, Any]:
+                snapshot: Optional[str] = None, backend: Optional[str] = None) -> Dict[str, Any]:
     body: Dict[str, Any] = {}
     for k, v in [("template", template), ("memory", memory), ("cpus", cpus), ("disk", disk),
                  ("workdir", workdir), ("user", user), ("ttl_seconds", timeout),
-                 ("idle_timeout_seconds", idle_timeout), ("snapshot", snapshot)]:
+                 ("idle_timeout_seconds", idle_timeout), ("snapshot", snapshot), ("backend", backend)]:
         if v is not None:
             body[k] = v
     if env:

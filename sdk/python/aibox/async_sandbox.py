@@ -224,12 +224,13 @@ class AsyncSandbox:
                      env: Optional[Mapping[str, str]] = None, workdir: Optional[str] = None,
                      user: Optional[str] = None, timeout: Optional[int] = None,
                      idle_timeout: Optional[int] = None, labels: Optional[Mapping[str, str]] = None,
-                     network: Network = None, public: bool = False, url: Optional[str] = None,
-                     key: Optional[str] = None, request_timeout: float = 300.0) -> "AsyncSandbox":
+                     network: Network = None, public: bool = False, backend: Optional[str] = None,
+                     url: Optional[str] = None, key: Optional[str] = None, request_timeout: float = 300.0) -> "AsyncSandbox":
         http = _AsyncHttp(resolve(url, key), request_timeout)
         try:
             v = await http.json("POST", "/v1/sandboxes", json_body=create_body(
-                template, memory, cpus, disk, env, workdir, user, timeout, idle_timeout, labels, network, public))
+                template, memory, cpus, disk, env, workdir, user, timeout, idle_timeout, labels, network, public,
+                backend=backend))
         except BaseException:
             await http.aclose()
             raise

@@ -284,14 +284,16 @@ class Sandbox:
                env: Optional[Mapping[str, str]] = None, workdir: Optional[str] = None,
                user: Optional[str] = None, timeout: Optional[int] = None,
                idle_timeout: Optional[int] = None, labels: Optional[Mapping[str, str]] = None,
-               network: Network = None, public: bool = False, url: Optional[str] = None,
-               key: Optional[str] = None, request_timeout: float = 300.0) -> "Sandbox":
+               network: Network = None, public: bool = False, backend: Optional[str] = None,
+               url: Optional[str] = None, key: Optional[str] = None, request_timeout: float = 300.0) -> "Sandbox":
         """Create a sandbox. `timeout` is its lifetime in seconds (TTL);
-        `network` a list of egress rules to allow (or `{"mode", "rules"}`)."""
+        `network` a list of egress rules to allow (or `{"mode", "rules"}`);
+        `backend` "namespaces" or "microvm" (default: the server's)."""
         http = _Http(resolve(url, key), request_timeout)
         try:
             v = http.json("POST", "/v1/sandboxes", json_body=create_body(
-                template, memory, cpus, disk, env, workdir, user, timeout, idle_timeout, labels, network, public))
+                template, memory, cpus, disk, env, workdir, user, timeout, idle_timeout, labels, network, public,
+                backend=backend))
         except BaseException:
             http.close()
             raise

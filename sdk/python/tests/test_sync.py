@@ -138,6 +138,12 @@ def test_errors(server):
         Sandbox.create(url="http://127.0.0.1:1")
     with pytest.raises(aibox.InvalidArgumentError):
         Sandbox.create(url="ftp://x")
+    # The backend reaches the server (a microVM needs more memory).
+    with pytest.raises(aibox.InvalidArgumentError) as e:
+        Sandbox.create(backend="microvm", memory="64m")
+    assert "microVM" in e.value.message
+    with pytest.raises(aibox.InvalidArgumentError):
+        Sandbox.create(backend="warp")
     sb = Sandbox.create()
     sb.kill()
     sb.kill()  # idempotent

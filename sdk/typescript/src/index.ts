@@ -525,6 +525,8 @@ export interface CreateOptions extends ConnectionOptions {
   /** Egress rules to allow, or `{ mode, rules }`. */
   network?: string[] | { mode: string; rules?: string[] };
   public?: boolean;
+  /** Isolation backend: "namespaces" or "microvm" (default: the server's). */
+  backend?: "namespaces" | "microvm";
 }
 
 export class Snapshot {
@@ -588,6 +590,7 @@ export class Sandbox {
     set("ttl_seconds", o.timeout);
     set("idle_timeout_seconds", o.idleTimeout);
     set("labels", o.labels);
+    set("backend", o.backend);
     if (o.network) body.network = Array.isArray(o.network) ? { mode: "allowlist", rules: o.network } : o.network;
     if (o.public) body.public = true;
     return new Sandbox(await http.json("POST", "/v1/sandboxes", { json: body }), http);

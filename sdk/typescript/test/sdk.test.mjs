@@ -173,6 +173,9 @@ test("errors", async () => {
   await assert.rejects(Sandbox.create({ template: "no/such:template" }), aibox.TemplateNotFoundError);
   await assert.rejects(Sandbox.create({ url: "http://127.0.0.1:1" }), aibox.ConnectionError);
   await assert.rejects(Sandbox.create({ url: "ftp://x" }), aibox.InvalidArgumentError);
+  // The backend reaches the server (a microVM needs more memory).
+  await assert.rejects(Sandbox.create({ backend: "microvm", memory: "64m" }), (e) => e instanceof aibox.InvalidArgumentError && /microVM/.test(e.message));
+  await assert.rejects(Sandbox.create({ backend: "warp" }), aibox.InvalidArgumentError);
   const sb = await Sandbox.create();
   await sb.kill();
   await sb.kill();

@@ -74,7 +74,7 @@ pub fn exec(a: ExecArgs) -> anyhow::Result<u8> {
 
 /// Copy our stdin to the process and its output to our stdout/stderr until
 /// it exits. Forwards SIGINT/SIGTERM (non-tty) and window resizes (tty).
-fn relay(
+pub(crate) fn relay(
     s: &mut std::os::unix::net::UnixStream,
     forward_stdin: bool,
     tty: bool,
