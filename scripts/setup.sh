@@ -20,6 +20,8 @@ if [ "$(id -u)" = 0 ]; then                          # L4 egress (veth + nftable
   command -v umoci >/dev/null || need+=(umoci)
   command -v debootstrap >/dev/null || need+=(debootstrap)          # FROM debootstrap:bookworm (the Debian test image)
   [ -x /usr/bin/qemu-system-x86_64 ] || need+=(qemu-system-x86)          # microVM guests boot under its microvm machine (TCG here)
+  [ -x /usr/lib/qemu/virtiofsd ] || [ -x /usr/libexec/virtiofsd ] || need+=(qemu-system-common)  # the host template's /usr in a microVM
+  [ -x /usr/sbin/mkfs.ext4 ] || need+=(e2fsprogs)                      # microVM disks (mkfs.ext4 -d)
   [ -x /usr/bin/chromium ] || need+=(chromium)                       # the dashboard's end-to-end tests (playwright-core drives it)
   [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)  # legible screenshots
 fi
