@@ -775,7 +775,7 @@ struct QemuConfig<'a> {
 fn qemu_args(c: &QemuConfig<'_>) -> Vec<String> {
     let mut a: Vec<String> = vec![
         "-M".into(),
-        "microvm,x-option-roms=off,pit=off,pic=off,rtc=off".into(),
+        vm::MACHINE.into(),
         "-accel".into(),
         c.accel.into(),
         "-cpu".into(),
@@ -1488,9 +1488,7 @@ mod tests {
             "guestfwd=tcp:10.0.2.100:3128-cmd:/bin/aibox internal-connect /s/egress.sock"
         ));
         assert!(joined.contains("-nodefaults"));
-        assert!(
-            joined.contains("microvm,x-option-roms=off,pit=off,pic=off,rtc=off,memory-backend=mem")
-        );
+        assert!(joined.contains("microvm,x-option-roms=off,pit=off,pic=off,memory-backend=mem"));
         assert!(joined.contains("memory-backend-memfd,id=mem,size=512M,share=on"));
         assert!(joined.contains("vhost-user-fs-device,chardev=vfs0,tag=s0"));
         assert!(joined.ends_with("-incoming exec:cat '/snap/it'\\''s/memory.bin'"));

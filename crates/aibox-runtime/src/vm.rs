@@ -558,6 +558,11 @@ pub fn load_quick(dir: &Path, init: &Path) -> Result<Manifest, VmError> {
     Ok(m)
 }
 
+/// QEMU's machine: `microvm` without option ROMs, PIT or PIC (each costs
+/// boot time under TCG). The RTC stays: without it this kernel boots
+/// 1.5–2.5 s slower under TCG (measured).
+pub const MACHINE: &str = "microvm,x-option-roms=off,pit=off,pic=off";
+
 /// The guest kernel's command line: console on the serial port, quiet,
 /// no reboot on panic (the VMM exits), no PCI probe (virtio is on MMIO),
 /// aibox as init; the TSC frequency
@@ -800,7 +805,17 @@ pub fn probe(dir: &Path, accel: &str, timeout: Duration) -> Result<Probe, VmErro
     let mem_mib = 256 + 2 * (m.initramfs.bytes >> 20);
     let start = Instant::now();
     let mut child = Command::new(&qemu)
-        .args(["-M", "microvm", "-accel", accel, "-smp", "1", "-nodefaults"])
+        .args([
+            "-M",
+            MACHINE,
+            "-accel",
+            accel,
+            "-cpu",
+            "max",
+            "-smp",
+            "1",
+            "-nodefaults",
+        ])
         .args([
             "-no-user-config",
             "-nographic",
