@@ -203,37 +203,44 @@ fn layer_image(images: &Path, layer: &Path) -> Result<PathBuf, Error> {
     // rounding: a fifth more plus 16 MiB.
     let size = (bytes + bytes / 5 + (16 << 20) + entries * 512).div_ceil(1 << 20);
     let tmp = images.join(format!(".{key}.{}.tmp", std::process::id()));
-    let out = Command::new(mkfs_ext4())
-        .args([
-            "-q",
-            "-F",
-            "-O",
-            "^has_journal",
-            "-m",
-            "0",
-            "-E",
-            "root_owner=0:0",
-            "-N",
-        ])
-        .arg((entries + 64).to_string())
-        .arg("-d")
-        .arg(layer)
-        .arg(&tmp)
-        .arg(format!("{size}M"))
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| unavailable(format!("running mkfs.ext4 (Debian's e2fsprogs): {e}")))?;
-    if !out.status.success() {
+    let made = run_tool(
+        Command::new(mkfs_ext4())
+            .args(["-q", "-F", "-O", "^has_journal", "-m", "0"])
+            .args(["-E", "root_owner=0:0", "-N"])
+            .arg((entries + 64).to_string())
+            .arg("-d")
+            .arg(layer)
+            .arg(&tmp)
+            .arg(format!("{size}M")),
+        &format!("making the disk image of layer {}", layer.display()),
+        E2FSPROGS,
+    );
+    if made.is_err() {
         let _ = std::fs::remove_file(&tmp);
-        return Err(failed(format!(
-            "making the disk image of layer {}: {}",
-            layer.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
     }
+    made?;
     std::fs::rename(&tmp, &img).map_err(|e| failed(format!("writing {}: {e}", img.display())))?;
     Ok(img)
 }
+
+/// Run a host tool to completion: `what` names the step in errors; a tool
+/// that cannot start is `isolation_unavailable` (with `missing`, what to
+/// install), one that fails says why on its stderr.
+fn run_tool(cmd: &mut Command, what: &str, missing: &str) -> Result<(), Error> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| unavailable(format!("{what}: {e} ({missing})")))?;
+    if !out.status.success() {
+        return Err(failed(format!(
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+const E2FSPROGS: &str = "mkfs.ext4 is Debian's e2fsprogs";
 
 /// `mkfs.ext4` from PATH, else from the sbin directories (which a
 /// user's PATH often lacks).
@@ -250,27 +257,15 @@ fn mkfs_ext4() -> PathBuf {
 
 /// A new sparse ext4 disk of `bytes`.
 fn blank_disk(path: &Path, bytes: u64) -> Result<(), Error> {
-    let out = Command::new(mkfs_ext4())
-        .args([
-            "-q",
-            "-F",
-            "-m",
-            "0",
-            "-E",
-            "root_owner=0:0,lazy_itable_init=1,lazy_journal_init=1",
-        ])
-        .arg(path)
-        .arg(format!("{}k", bytes / 1024))
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| unavailable(format!("running mkfs.ext4 (Debian's e2fsprogs): {e}")))?;
-    if !out.status.success() {
-        return Err(failed(format!(
-            "making the sandbox disk: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
+    run_tool(
+        Command::new(mkfs_ext4())
+            .args(["-q", "-F", "-m", "0", "-E"])
+            .arg("root_owner=0:0,lazy_itable_init=1,lazy_journal_init=1")
+            .arg(path)
+            .arg(format!("{}k", bytes / 1024)),
+        "making the sandbox disk",
+        E2FSPROGS,
+    )
 }
 
 /// QEMU's option syntax doubles a comma inside a value.
@@ -601,22 +596,14 @@ fn open_vm_snapshot(
 
 /// Copy a disk image, keeping its holes.
 fn sparse_copy(from: &Path, to: &Path) -> Result<(), Error> {
-    let out = Command::new("cp")
-        .arg("--sparse=always")
-        .arg("--reflink=auto")
-        .arg(from)
-        .arg(to)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| failed(format!("running cp: {e}")))?;
-    if !out.status.success() {
-        return Err(failed(format!(
-            "copying {}: {}",
-            from.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
+    run_tool(
+        Command::new("cp")
+            .args(["--sparse=always", "--reflink=auto"])
+            .arg(from)
+            .arg(to),
+        &format!("copying {}", from.display()),
+        "cp is Debian's coreutils",
+    )
 }
 
 /// Save a running microVM into `dir` (a snapshot being written): its
