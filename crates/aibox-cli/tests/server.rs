@@ -2418,3 +2418,174 @@ fn mcp_stdio_writes_protocol_frames_only() {
     assert!(o.stdout.is_empty(), "{}", stdout(&o));
     assert!(stderr(&o).contains("no aibox server"), "{}", stderr(&o));
 }
+
+/// A microVM sandbox through the REST API, unchanged: create with
+/// `"backend": "microvm"`, exec, files, a published port through the
+/// server, egress through the proxy (allowed, and denied with the reason),
+/// a snapshot with memory and a restore, delete. One boot, one restore.
+/// Skips, printing why, without QEMU, mkfs.ext4 or busybox.
+#[test]
+fn microvm_sandboxes_through_the_rest_api() {
+    for t in [
+        "/usr/bin/qemu-system-x86_64",
+        "/usr/sbin/mkfs.ext4",
+        "/bin/busybox",
+        "/usr/bin/apt-get",
+    ] {
+        if !Path::new(t).exists() {
+            eprintln!("SKIP microvm_sandboxes_through_the_rest_api: {t} is missing (scripts/setup.sh installs it as root)");
+            return;
+        }
+    }
+    let up = upstream();
+    let data = data_dir("microvm");
+    // The busybox test image, imported into the server's store.
+    let img = data.with_extension("image");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/make_image.py");
+    assert!(Command::new("python3")
+        .arg(script)
+        .arg(&img)
+        .status()
+        .unwrap()
+        .success());
+    let o = Command::new(common::bin())
+        .args([
+            "template",
+            "import",
+            img.to_str().unwrap(),
+            "--name",
+            "test/vm:1",
+        ])
+        .env("AIBOX_DATA_DIR", &data)
+        .env("AIBOX_RUN_DIR", data.join("run"))
+        .env("AIBOX_LOCAL", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&img);
+    let s = Server::start_env(&data, &[("AIBOX_EGRESS_HOSTS", "allowed.test=127.0.0.1")]);
+    let c = s.admin();
+    let v = c.json(
+        Method::POST,
+        "/v1/sandboxes",
+        Body::Json(json!({
+            "template": "test/vm:1", "backend": "microvm", "memory": "512m",
+            "network": {"mode": "allowlist", "rules": [format!("allowed.test:{up}"), format!("127.0.0.1:{up}")]},
+        })),
+    );
+    let v = match v {
+        Ok(v) => v,
+        Err(e) if e.to_string().contains("artifacts could not be built") => {
+            eprintln!("SKIP microvm_sandboxes_through_the_rest_api: no guest kernel: {e}");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let id = v["id"].as_str().unwrap().to_string();
+    assert_eq!(v["isolation"]["backend"], "microvm", "{v}");
+    assert_eq!(v["isolation"]["network"], "proxy", "{v}");
+    assert_eq!(v["spec"]["backend"], "microvm", "{v}");
+    let sh = |cmd: &str| exec(&c, &id, json!(["sh", "-c", cmd]));
+    let r = sh("id -u; echo err >&2; exit 4");
+    assert_eq!(
+        (
+            r["exit_code"].as_i64(),
+            r["stdout"].as_str(),
+            r["stderr"].as_str()
+        ),
+        (Some(4), Some("1000\n"), Some("err\n")),
+        "{r}"
+    );
+
+    // Files through the API.
+    let path = format!("/v1/sandboxes/{id}/files?path=/data/api.txt");
+    assert!(
+        c.call(Method::PUT, &path, Body::Raw(b"via-rest".to_vec()))
+            .unwrap()
+            .status
+            < 300
+    );
+    assert_eq!(sh("cat /data/api.txt")["stdout"], "via-rest");
+
+    // Egress: allowed through the proxy; denied with a reason a model can read.
+    let get = |host: &str| {
+        sh(&format!(
+            "printf 'GET http://{host}:{up}/ HTTP/1.0\\r\\nHost: {host}:{up}\\r\\n\\r\\n' | busybox nc -w 10 127.0.0.1 3128"
+        ))["stdout"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        get("allowed.test").ends_with("upstream-ok"),
+        "{}",
+        get("allowed.test")
+    );
+    let denied = get("denied.test");
+    assert!(
+        denied.starts_with("HTTP/1.1 403") && denied.contains("allowlist"),
+        "{denied}"
+    );
+
+    // A published port through the server, with the token.
+    sh("mkdir -p /data/www && echo vm-port-ok > /data/www/index.html");
+    c.json(
+        Method::POST,
+        &format!("/v1/sandboxes/{id}/processes"),
+        Body::Json(json!({"cmd": ["busybox", "httpd", "-f", "-p", "9100", "-h", "/data/www"]})),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ports = loop {
+        let v = c
+            .json(
+                Method::GET,
+                &format!("/v1/sandboxes/{id}/ports"),
+                Body::Empty,
+            )
+            .unwrap();
+        if v["ports"].as_array().is_some_and(|p| !p.is_empty()) || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(ports["ports"][0]["port"], 9100, "{ports}");
+    let token = ports["token"].as_str().unwrap().to_string();
+    let (st, _, body) = http_to(
+        &s.addr,
+        &s.addr,
+        &format!("/v1/sandboxes/{id}/ports/9100/index.html"),
+        &[("X-Aibox-Token", token.as_str())],
+    );
+    assert_eq!((st, body.as_str()), (200, "vm-port-ok\n"));
+
+    // A snapshot with memory, restored: the background server still runs.
+    let snap = c
+        .json(
+            Method::POST,
+            &format!("/v1/sandboxes/{id}/snapshots"),
+            Body::Json(json!({})),
+        )
+        .unwrap();
+    assert_eq!(snap["memory"], true, "{snap}");
+    let sid = snap["id"].as_str().unwrap();
+    let rid = create(&c, json!({"snapshot": sid}));
+    let r = exec(
+        &c,
+        &rid,
+        json!([
+            "sh",
+            "-c",
+            "cat /data/api.txt; unset http_proxy HTTP_PROXY; busybox wget -q -O - http://127.0.0.1:9100/"
+        ]),
+    );
+    assert_eq!(r["stdout"], "via-restvm-port-ok\n", "{r}");
+    for sb in [&rid, &id] {
+        let st = c
+            .call(Method::DELETE, &format!("/v1/sandboxes/{sb}"), Body::Empty)
+            .unwrap()
+            .status;
+        assert_eq!(st, 204);
+    }
+    assert!(!data.join("run/sandboxes").join(&id).exists());
+}
