@@ -2559,6 +2559,31 @@ fn microvm_sandboxes_through_the_rest_api() {
     );
     assert_eq!((st, body.as_str()), (200, "vm-port-ok\n"));
 
+    // Paused, the guest cannot be asked for its ports: none are listed
+    // (not an error), and they are back after the resume.
+    let ports_of = || {
+        c.json(
+            Method::GET,
+            &format!("/v1/sandboxes/{id}/ports"),
+            Body::Empty,
+        )
+        .unwrap()["ports"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    for (verb, want) in [("pause", 0), ("resume", 1)] {
+        let st = c
+            .call(
+                Method::POST,
+                &format!("/v1/sandboxes/{id}/{verb}"),
+                Body::Empty,
+            )
+            .unwrap()
+            .status;
+        assert!(st < 300, "{verb}: {st}");
+        assert_eq!(ports_of(), want, "{verb}");
+    }
+
     // A snapshot with memory, restored: the background server still runs.
     let snap = c
         .json(

@@ -1400,8 +1400,12 @@ pub(crate) fn stats(rec: &Record) -> crate::cgroup::Stats {
 }
 
 /// The TCP ports the guest listens on (its `/proc/net/tcp{,6}`, read by
-/// the agent), without the agent's own port.
+/// the agent), without the agent's own port; none while it is paused.
 pub(crate) fn listeners(rec: &Record) -> Result<Vec<crate::listening::Listener>, Error> {
+    // A paused guest cannot be asked: its ports show again once it resumes.
+    if paused(rec) {
+        return Ok(Vec::new());
+    }
     let client = crate::AgentClient::new(&rec.socket);
     let mut out = Vec::new();
     for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
