@@ -110,7 +110,7 @@ after(async () => {
 
 check('the dashboard is in the binary and sends its security headers', async () => {
   const r = await fetch(`${base}/`);
-  assert.equal(r.status, 200);
+  assert.equal(r.status, 200, `GET ${base}/: ${r.status} ${JSON.stringify([...r.headers])} ${await r.clone().text()}`);
   assert.match(r.headers.get('content-security-policy'), /script-src 'self'/);
   assert.match(r.headers.get('content-security-policy'), /frame-ancestors 'none'/);
   assert.equal(r.headers.get('x-frame-options'), 'DENY');
