@@ -13,18 +13,6 @@ mod common;
 use common::{stderr, stdout, Env};
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::Command;
-
-fn missing_tool() -> Option<&'static str> {
-    [
-        "/usr/bin/qemu-system-x86_64",
-        "/usr/sbin/mkfs.ext4",
-        "/bin/busybox",
-        "/usr/bin/apt-get",
-    ]
-    .into_iter()
-    .find(|t| !Path::new(t).exists())
-}
 
 /// The busybox test image (two layers: a whiteout and an opaque dir) as
 /// a template of `env`.
@@ -32,13 +20,7 @@ fn busybox_template(env: &Env) -> String {
     let src = env.dirs.run.with_extension("vm-image");
     let _ = std::fs::remove_dir_all(&src);
     std::fs::create_dir_all(&src).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/make_image.py");
-    assert!(Command::new("python3")
-        .arg(script)
-        .arg(&src)
-        .status()
-        .unwrap()
-        .success());
+    common::busybox_image(&src);
     let name = format!("test/vm:{}", aibox_runtime::random_id());
     let o = env.run(&["template", "import", src.to_str().unwrap(), "--name", &name]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -71,7 +53,7 @@ fn refused(o: &std::process::Output, needle: &str) {
 
 #[test]
 fn microvm_sandboxes_under_tcg() {
-    if let Some(t) = missing_tool() {
+    if let Some(t) = common::microvm_missing_tool() {
         eprintln!("SKIP microvm_sandboxes_under_tcg: {t} is missing (scripts/setup.sh installs qemu-system-x86, e2fsprogs and busybox-static as root)");
         return;
     }

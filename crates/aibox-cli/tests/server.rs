@@ -2426,28 +2426,15 @@ fn mcp_stdio_writes_protocol_frames_only() {
 /// Skips, printing why, without QEMU, mkfs.ext4 or busybox.
 #[test]
 fn microvm_sandboxes_through_the_rest_api() {
-    for t in [
-        "/usr/bin/qemu-system-x86_64",
-        "/usr/sbin/mkfs.ext4",
-        "/bin/busybox",
-        "/usr/bin/apt-get",
-    ] {
-        if !Path::new(t).exists() {
-            eprintln!("SKIP microvm_sandboxes_through_the_rest_api: {t} is missing (scripts/setup.sh installs it as root)");
-            return;
-        }
+    if let Some(t) = common::microvm_missing_tool() {
+        eprintln!("SKIP microvm_sandboxes_through_the_rest_api: {t} is missing (scripts/setup.sh installs it as root)");
+        return;
     }
     let up = upstream();
     let data = data_dir("microvm");
     // The busybox test image, imported into the server's store.
     let img = data.with_extension("image");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/make_image.py");
-    assert!(Command::new("python3")
-        .arg(script)
-        .arg(&img)
-        .status()
-        .unwrap()
-        .success());
+    common::busybox_image(&img);
     let o = Command::new(common::bin())
         .args([
             "template",

@@ -155,3 +155,29 @@ pub fn host_mounts() -> Vec<String> {
         .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
         .collect()
 }
+
+/// What a microVM test needs that this host lacks, if anything: QEMU,
+/// mkfs.ext4, busybox (for the test image) and apt (for the guest kernel).
+pub fn microvm_missing_tool() -> Option<&'static str> {
+    [
+        "/usr/bin/qemu-system-x86_64",
+        "/usr/sbin/mkfs.ext4",
+        "/bin/busybox",
+        "/usr/bin/apt-get",
+    ]
+    .into_iter()
+    .find(|t| !Path::new(t).exists())
+}
+
+/// Write the busybox test image (an OCI layout: a whiteout and an opaque
+/// directory across two layers) to `dir`.
+pub fn busybox_image(dir: &Path) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/make_image.py");
+    let ok = Command::new("python3")
+        .arg(script)
+        .arg(dir)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "make_image.py failed");
+}
