@@ -19,10 +19,10 @@ pub fn start(dir_fd: i32) {
     start_dns_relay(dir_fd);
 }
 
-/// In a microVM: the proxy port relays to `addr`, an address the VMM
-/// forwards to the host's egress proxy (QEMU's `guestfwd`).
-pub fn start_vm(addr: std::net::SocketAddrV4) {
-    start_proxy_relay(Upstream::Tcp(addr));
+/// In a microVM: the proxy port relays to where the VMM carries
+/// connections to the host's egress proxy.
+pub fn start_vm(to: crate::VmEgress) {
+    start_proxy_relay(Upstream::Vm(to));
 }
 
 /// Where the proxy relay sends connections.
@@ -30,7 +30,7 @@ pub fn start_vm(addr: std::net::SocketAddrV4) {
 enum Upstream {
     /// `egress.sock` in the host directory this descriptor holds.
     Dir(i32),
-    Tcp(std::net::SocketAddrV4),
+    Vm(crate::VmEgress),
 }
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) {
@@ -161,10 +161,13 @@ fn relay(client: TcpStream, up: Upstream) {
     let _ = client.set_nodelay(true);
     let connected = match up {
         Upstream::Dir(fd) => upstream(fd).map(|u| join(client.try_clone(), u)),
-        Upstream::Tcp(addr) => TcpStream::connect(addr).map(|u| {
+        Upstream::Vm(crate::VmEgress::Tcp(addr)) => TcpStream::connect(addr).map(|u| {
             let _ = u.set_nodelay(true);
             join(client.try_clone(), u)
         }),
+        // A vsock stream held as a `UnixStream`: a plain stream socket.
+        Upstream::Vm(crate::VmEgress::Vsock { cid, port }) => aibox_sys::vsock_connect(cid, port)
+            .map(|u| join(client.try_clone(), UnixStream::from(u))),
     };
     if connected.is_err() {
         // No proxy on the host (no server, or it is restarting): the
@@ -193,14 +196,30 @@ impl Duplex for UnixStream {
 /// Carry bytes both ways between `a` and `b` until both directions end
 /// (each EOF is passed on as a half close).
 pub fn join<A: Duplex, B: Duplex>(a: std::io::Result<A>, b: B) {
+    join_with(a, b, false)
+}
+
+/// Like [`join`], but once `b` ends, `a` is closed both ways: over a
+/// transport that carries no half-close (hybrid vsock), the far end of
+/// `a` learns of the end only from a full close.
+pub fn join_closing<A: Duplex, B: Duplex>(a: std::io::Result<A>, b: B) {
+    join_with(a, b, true)
+}
+
+fn join_with<A: Duplex, B: Duplex>(a: std::io::Result<A>, b: B, close_a: bool) {
     let Ok(a) = a else { return };
-    let (Ok(a2), Ok(b2)) = (a.duplicate(), b.duplicate()) else {
+    let (Ok(a2), Ok(a3), Ok(b2)) = (a.duplicate(), a.duplicate(), b.duplicate()) else {
         return;
     };
     let back = std::thread::Builder::new()
         .name("relay-back".into())
         .stack_size(128 * 1024)
-        .spawn(move || pump(b2, a2));
+        .spawn(move || {
+            pump(b2, a2);
+            if close_a {
+                a3.shutdown_all();
+            }
+        });
     pump(a, b);
     if let Ok(t) = back {
         let _ = t.join();
@@ -225,16 +244,24 @@ fn pump<R: Read, W: Write + ShutdownWrite>(mut from: R, mut to: W) {
 
 pub trait ShutdownWrite {
     fn shutdown_write(&self);
+    /// Shut down both directions.
+    fn shutdown_all(&self);
 }
 
 impl ShutdownWrite for TcpStream {
     fn shutdown_write(&self) {
         let _ = self.shutdown(Shutdown::Write);
     }
+    fn shutdown_all(&self) {
+        let _ = self.shutdown(Shutdown::Both);
+    }
 }
 
 impl ShutdownWrite for UnixStream {
     fn shutdown_write(&self) {
         let _ = self.shutdown(Shutdown::Write);
+    }
+    fn shutdown_all(&self) {
+        let _ = self.shutdown(Shutdown::Both);
     }
 }

@@ -6,9 +6,11 @@
 //!    when the initramfs was built);
 //! 2. with `aibox.probe` on the kernel command line: say ready and power
 //!    off (the boot probe of `aibox vm probe`);
-//! 3. otherwise bring up `eth0` (the VMM's user-mode network, with no way
-//!    out) and listen on [`AGENT_PORT`], then say [`READY`] on the console:
-//!    the host connects as soon as it reads that line;
+//! 3. otherwise listen on [`AGENT_PORT`]: on vsock with `aibox.vsock` on
+//!    the command line (Firecracker's or vhost-user-vsock's hybrid vsock,
+//!    no network device at all), else on `eth0` (QEMU's user-mode
+//!    network, with no way out). Then say [`READY`] on the console: the
+//!    host connects as soon as it reads that line;
 //! 4. the first connection carries the [`Boot`] message: the disks that
 //!    make the root filesystem (read-only template layers under a writable
 //!    disk, joined by overlayfs), the clock, the user, the environment and
@@ -42,6 +44,10 @@ pub const GUEST_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
 /// proxy (a `guestfwd` address inside the user-mode network).
 pub const EGRESS_ADDR: SocketAddrV4 =
     SocketAddrV4::new(Ipv4Addr::new(10, 0, 2, 100), aibox_types::EGRESS_PROXY_PORT);
+/// The kernel command-line word that selects the vsock transport.
+pub const VSOCK_FLAG: &str = "aibox.vsock";
+/// The host's vsock CID (the VMM), which guest connections reach.
+const HOST_CID: u32 = 2;
 /// Length of the token every relayed connection starts with (hex).
 pub const TOKEN_LEN: usize = 64;
 /// The agent's socket in the guest's root (its directory is root's only).
@@ -55,16 +61,20 @@ pub struct Boot {
     pub token: String,
     /// The host's clock (the guest has none it can trust).
     pub unix_ms: u64,
-    /// Serial numbers of the read-only layer disks, top first.
+    /// Names of the read-only layer disks, top first: a disk's serial
+    /// number (QEMU) or its ext4 label (Firecracker, whose disks have no
+    /// serial of our choosing).
     pub layers: Vec<String>,
-    /// Serial number of the writable disk.
+    /// Name of the writable disk, the same way.
     pub upper: String,
     pub hostname: String,
     /// The identity of requests that name none.
     pub user: aibox_types::User,
     pub env: Vec<(String, String)>,
     pub workdir: String,
-    /// Relay the egress proxy port to [`EGRESS_ADDR`].
+    /// Relay the egress proxy port to the host: to [`EGRESS_ADDR`] on the
+    /// user-mode network, or to the host's vsock port
+    /// [`aibox_types::EGRESS_PROXY_PORT`].
     pub egress: bool,
     /// Read-only virtiofs shares: (tag, path in the sandbox), mounted over
     /// the root (the host template's `/usr`).
@@ -112,13 +122,31 @@ fn mount(
     .map_err(|e| format!("mount {fstype} on {target}: {e}"))
 }
 
+/// The parameters the kernel command line gives module `path`
+/// (`name.key=value` words, as modprobe would pass them): the VMM lists
+/// its virtio-mmio devices there (`virtio_mmio.device=…`) when it has no
+/// ACPI table for them.
+fn module_params(path: &str, cmdline: &str) -> String {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    let name = file.split(".ko").next().unwrap_or(file).replace('-', "_");
+    cmdline
+        .split_whitespace()
+        .filter_map(|w| {
+            let (module, param) = w.split_once('.')?;
+            (module.replace('-', "_") == name && param.contains('=')).then_some(param)
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Load the listed modules: (loaded, errors). A module already in the
 /// kernel (`EEXIST`) counts as loaded.
-fn load_modules(list: &str) -> (usize, Vec<String>) {
+fn load_modules(list: &str, cmdline: &str) -> (usize, Vec<String>) {
     let mut loaded = 0;
     let mut errors = Vec::new();
     for path in list.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let r = std::fs::File::open(path).and_then(|f| aibox_sys::finit_module(f.as_fd()));
+        let params = module_params(path, cmdline);
+        let r = std::fs::File::open(path).and_then(|f| aibox_sys::finit_module(f.as_fd(), &params));
         match r {
             Ok(()) => loaded += 1,
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => loaded += 1,
@@ -151,7 +179,8 @@ pub fn main() -> ! {
         }
     }
     let list = std::fs::read_to_string(Path::new("/").join(MODULE_LIST)).unwrap_or_default();
-    let (loaded, errors) = load_modules(&list);
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let (loaded, errors) = load_modules(&list, &cmdline);
     problems.extend(errors);
     for p in &problems {
         say(&format!("aibox-guest: {p}"));
@@ -162,41 +191,97 @@ pub fn main() -> ! {
             .and_then(|u| u.split_whitespace().next().map(str::to_string))
             .unwrap_or_else(|| "?".into())
     };
-    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     if cmdline.split_whitespace().any(|w| w == "aibox.probe") {
         say(&format!("{READY} uptime={} modules={loaded}", uptime()));
         halt("probe done; powering off");
     }
-    let listener = match listen() {
+    let vsock = cmdline.split_whitespace().any(|w| w == VSOCK_FLAG);
+    let listener = match listen(vsock) {
         Ok(l) => l,
-        Err(e) => halt(&format!("no network for the host: {e}")),
+        Err(e) => halt(&format!("no way for the host to reach the guest: {e}")),
     };
     say(&format!("{READY} uptime={} modules={loaded}", uptime()));
-    let token = match boot(&listener) {
+    let token = match boot(&listener, vsock) {
         Ok(t) => t,
         Err(e) => halt(&format!("boot failed: {e}")),
     };
     relay(&listener, &token)
 }
 
-fn listen() -> Result<TcpListener, String> {
+/// Where the host's connections arrive.
+enum Listener {
+    Tcp(TcpListener),
+    Vsock(std::os::fd::OwnedFd),
+}
+
+impl Listener {
+    /// The next connection. A vsock stream is held as a `UnixStream`:
+    /// both are plain stream sockets to read, write and shut down.
+    fn accept(&self) -> std::io::Result<Conn> {
+        match self {
+            Listener::Tcp(l) => l.accept().map(|(c, _)| {
+                let _ = c.set_nodelay(true);
+                Conn::Tcp(c)
+            }),
+            Listener::Vsock(fd) => {
+                aibox_sys::accept(fd.as_fd()).map(|c| Conn::Vsock(UnixStream::from(c)))
+            }
+        }
+    }
+}
+
+enum Conn {
+    Tcp(TcpStream),
+    Vsock(UnixStream),
+}
+
+fn listen(vsock: bool) -> Result<Listener, String> {
     aibox_sys::interface_up("lo").map_err(|e| format!("lo: {e}"))?;
+    if vsock {
+        return aibox_sys::vsock_listen(u32::from(AGENT_PORT))
+            .map(Listener::Vsock)
+            .map_err(|e| format!("listening on vsock port {AGENT_PORT}: {e}"));
+    }
     aibox_sys::set_ipv4("eth0", GUEST_ADDR, Ipv4Addr::new(255, 255, 255, 0))
         .map_err(|e| format!("eth0 address: {e}"))?;
     aibox_sys::interface_up("eth0").map_err(|e| format!("eth0: {e}"))?;
     TcpListener::bind((GUEST_ADDR, AGENT_PORT))
+        .map(Listener::Tcp)
         .map_err(|e| format!("listening on {AGENT_PORT}: {e}"))
 }
 
 /// Take the first connection's [`Boot`], set the sandbox up, answer.
-fn boot(listener: &TcpListener) -> Result<String, String> {
-    let (mut conn, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+fn boot(listener: &Listener, vsock: bool) -> Result<String, String> {
+    match listener.accept().map_err(|e| format!("accept: {e}"))? {
+        Conn::Tcp(c) => boot_on(c, vsock),
+        Conn::Vsock(c) => boot_on(c, vsock),
+    }
+}
+
+/// A connection from the host: what [`boot_on`] and [`relay_one`] need.
+trait HostConn: crate::egress::Duplex {
+    fn set_read_timeout(&self, t: Option<Duration>) -> std::io::Result<()>;
+}
+
+impl HostConn for TcpStream {
+    fn set_read_timeout(&self, t: Option<Duration>) -> std::io::Result<()> {
+        TcpStream::set_read_timeout(self, t)
+    }
+}
+
+impl HostConn for UnixStream {
+    fn set_read_timeout(&self, t: Option<Duration>) -> std::io::Result<()> {
+        UnixStream::set_read_timeout(self, t)
+    }
+}
+
+fn boot_on(mut conn: impl HostConn, vsock: bool) -> Result<String, String> {
     let t0 = std::time::Instant::now();
     let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
     let frame = aibox_protocol::read_frame(&mut conn)
         .map_err(|e| format!("reading the boot message: {e}"))?;
     let reply = match serde_json::from_slice::<Boot>(&frame.payload) {
-        Ok(b) => match setup(&b) {
+        Ok(b) => match setup(&b, vsock) {
             Ok(()) => Ok(b.token),
             Err(e) => Err(e),
         },
@@ -218,21 +303,49 @@ fn boot(listener: &TcpListener) -> Result<String, String> {
     reply
 }
 
-/// Block devices by their serial number (`/sys/block/vdX/serial`).
+/// Block devices by name: their serial number (`/sys/block/vdX/serial`)
+/// and their ext4 label, each a name of its own.
 fn disks() -> Vec<(String, PathBuf)> {
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir("/sys/block") {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
+            let dev = Path::new("/dev").join(&name);
             if let Ok(serial) = std::fs::read_to_string(e.path().join("serial")) {
-                out.push((serial.trim().to_string(), Path::new("/dev").join(name)));
+                let serial = serial.trim();
+                if !serial.is_empty() {
+                    out.push((serial.to_string(), dev.clone()));
+                }
+            }
+            if let Some(label) = ext4_label(&dev) {
+                out.push((label, dev));
             }
         }
     }
     out
 }
 
-fn setup(b: &Boot) -> Result<(), String> {
+/// The volume label of the ext4 filesystem on `dev`, if it has one.
+fn ext4_label(dev: &Path) -> Option<String> {
+    let mut sb = [0u8; 1024];
+    let mut f = std::fs::File::open(dev).ok()?;
+    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(1024)).ok()?;
+    f.read_exact(&mut sb).ok()?;
+    label_of_superblock(&sb)
+}
+
+/// An ext2/3/4 superblock's label (`s_volume_name`), checked by its magic.
+fn label_of_superblock(sb: &[u8; 1024]) -> Option<String> {
+    if sb[0x38..0x3a] != [0x53, 0xef] {
+        return None;
+    }
+    let name = &sb[0x78..0x88];
+    let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    let label = std::str::from_utf8(&name[..end]).ok()?;
+    (!label.is_empty()).then(|| label.to_string())
+}
+
+fn setup(b: &Boot, vsock: bool) -> Result<(), String> {
     if b.token.len() != TOKEN_LEN || !b.token.bytes().all(|c| c.is_ascii_hexdigit()) {
         return Err("the token must be 64 hex digits".into());
     }
@@ -293,7 +406,14 @@ fn setup(b: &Boot) -> Result<(), String> {
         env: b.env.clone(),
         workdir: b.workdir.clone(),
         egress_dir_fd: None,
-        egress_tcp: b.egress.then_some(EGRESS_ADDR),
+        egress_vm: b.egress.then_some(if vsock {
+            crate::VmEgress::Vsock {
+                cid: HOST_CID,
+                port: u32::from(aibox_types::EGRESS_PROXY_PORT),
+            }
+        } else {
+            crate::VmEgress::Tcp(EGRESS_ADDR)
+        }),
     };
     std::thread::Builder::new()
         .name("agent".into())
@@ -423,10 +543,10 @@ fn finish_root(b: &Boot) -> Result<(), String> {
 
 /// Serve forever: each connection must start with the token; then its
 /// bytes go to and from a new connection to the agent.
-fn relay(listener: &TcpListener, token: &str) -> ! {
+fn relay(listener: &Listener, token: &str) -> ! {
     let token: std::sync::Arc<[u8]> = token.as_bytes().into();
     loop {
-        let Ok((conn, _)) = listener.accept() else {
+        let Ok(conn) = listener.accept() else {
             std::thread::sleep(Duration::from_millis(10));
             continue;
         };
@@ -434,24 +554,27 @@ fn relay(listener: &TcpListener, token: &str) -> ! {
         let _ = std::thread::Builder::new()
             .name("vm-conn".into())
             .stack_size(256 * 1024)
-            .spawn(move || relay_one(conn, &token));
+            .spawn(move || match conn {
+                Conn::Tcp(c) => relay_one(c, &token, false),
+                // Hybrid vsock carries no half-close: when the agent's
+                // side ends, the host learns it from a full close.
+                Conn::Vsock(c) => relay_one(c, &token, true),
+            });
     }
 }
 
-fn relay_one(mut conn: TcpStream, token: &[u8]) {
-    let _ = conn.set_nodelay(true);
+fn relay_one(mut conn: impl HostConn, token: &[u8], full_close: bool) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
     let mut got = [0u8; TOKEN_LEN];
     if conn.read_exact(&mut got).is_err() || !same(&got, token) {
-        let _ = conn.shutdown(std::net::Shutdown::Both);
+        conn.shutdown_write();
         return;
     }
     let _ = conn.set_read_timeout(None);
     match UnixStream::connect(AGENT_SOCKET) {
+        Ok(agent) if full_close => crate::egress::join_closing(Ok(conn), agent),
         Ok(agent) => crate::egress::join(Ok(conn), agent),
-        Err(_) => {
-            let _ = conn.shutdown(std::net::Shutdown::Both);
-        }
+        Err(_) => conn.shutdown_write(),
     }
 }
 
@@ -464,6 +587,33 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn module_parameters_come_from_the_command_line() {
+        let cmdline = "console=ttyS0 virtio_mmio.device=4K@0xd0000000:5 virtio-mmio.device=4K@0xd0001000:6 virtio_blk.x aibox.vsock";
+        assert_eq!(
+            module_params("/lib/modules/k/virtio/virtio_mmio.ko", cmdline),
+            "device=4K@0xd0000000:5 device=4K@0xd0001000:6"
+        );
+        assert_eq!(module_params("/m/virtio_blk.ko.xz", cmdline), "");
+        assert_eq!(module_params("/m/overlay.ko", cmdline), "");
+    }
+
+    #[test]
+    fn ext4_labels() {
+        let mut sb = [0u8; 1024];
+        assert_eq!(label_of_superblock(&sb), None);
+        sb[0x38] = 0x53;
+        sb[0x39] = 0xef;
+        assert_eq!(label_of_superblock(&sb), None);
+        sb[0x78..0x78 + 5].copy_from_slice(b"upper");
+        assert_eq!(label_of_superblock(&sb).as_deref(), Some("upper"));
+        sb[0x78..0x88].copy_from_slice(b"0123456789abcdef");
+        assert_eq!(
+            label_of_superblock(&sb).as_deref(),
+            Some("0123456789abcdef")
+        );
+    }
 
     #[test]
     fn token_comparison() {

@@ -42,9 +42,19 @@ pub struct Config {
     /// where the host's egress proxy listens on `egress.sock`. The agent
     /// relays connections to 127.0.0.1:EGRESS_PROXY_PORT there.
     pub egress_dir_fd: Option<i32>,
-    /// Egress in a microVM: the address the VMM forwards to the host's
-    /// egress proxy.
-    pub egress_tcp: Option<std::net::SocketAddrV4>,
+    /// Egress in a microVM: where the VMM carries connections to the
+    /// host's egress proxy.
+    pub egress_vm: Option<VmEgress>,
+}
+
+/// How a microVM's egress relay reaches the host's proxy.
+#[derive(Debug, Clone, Copy)]
+pub enum VmEgress {
+    /// An address the VMM forwards (QEMU's `guestfwd`).
+    Tcp(std::net::SocketAddrV4),
+    /// A vsock port of the host, which the VMM hands to the Unix socket
+    /// `<uds>_<port>` (hybrid vsock).
+    Vsock { cid: u32, port: u32 },
 }
 
 pub(crate) struct Agent {
@@ -66,8 +76,8 @@ pub fn serve(listener: OwnedFd, cfg: Config) -> i32 {
     if let Some(fd) = agent.cfg.egress_dir_fd {
         egress::start(fd);
     }
-    if let Some(addr) = agent.cfg.egress_tcp {
-        egress::start_vm(addr);
+    if let Some(to) = agent.cfg.egress_vm {
+        egress::start_vm(to);
     }
     // Idle memory: keep only the code the serving loop touches.
     let _ = aibox_sys::release_code_pages();

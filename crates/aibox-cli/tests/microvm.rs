@@ -469,3 +469,261 @@ fn rec_pid(dir: &Path) -> i32 {
 fn unsafe_kill(pid: i32) {
     let _ = aibox_sys::kill(pid, libc::SIGKILL);
 }
+
+/// Create a microVM through `aibox internal-create` (the server's way in,
+/// which takes a whole spec: here egress on, which the local CLI leaves to
+/// the server), with `env`'s variables choosing the VMM and transport.
+fn create_spec(env: &Env, spec: &aibox_types::SandboxSpec) -> Result<String, String> {
+    let mut c = env
+        .aibox(&["internal-create"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(&serde_json::to_vec(spec).unwrap())
+        .unwrap();
+    let o = c.wait_with_output().unwrap();
+    let reply: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|_| panic!("internal-create said {} {}", stdout(&o), stderr(&o)));
+    match reply["status"].as_str() {
+        Some("ok") => Ok(reply["id"].as_str().unwrap().to_string()),
+        _ => Err(reply["message"].as_str().unwrap_or_default().to_string()),
+    }
+}
+
+/// A microVM the host reaches over hybrid vsock only (QEMU with
+/// vhost-device-vsock, or Firecracker): no network device in the guest;
+/// exec, files, egress over vsock to the sandbox's egress socket (played
+/// here by the test), a port forward, pause/resume, the agent's token,
+/// and a snapshot with memory restored into a new VM when `snapshots`
+/// (else the refusal).
+fn vsock_scenario(name: &str, vars: &[(&str, &str)], vmm: &str, snapshots: bool) {
+    let mut env = Env::new(name);
+    env.vars = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let template = busybox_template(&env);
+    let spec = aibox_types::SandboxSpec {
+        template: template.clone(),
+        backend: Some(aibox_types::BackendKind::Microvm),
+        network: aibox_types::NetworkMode::Full,
+        memory: Some("512m".parse().unwrap()),
+        disk: Some("64m".parse().unwrap()),
+        ..Default::default()
+    };
+    let t0 = std::time::Instant::now();
+    let id = match create_spec(&env, &spec) {
+        Ok(id) => id,
+        Err(e) if e.contains("artifacts could not be built") => {
+            eprintln!("SKIP {name}: no guest kernel: {e}");
+            return;
+        }
+        Err(e) => panic!("{name}: create failed: {e}"),
+    };
+    eprintln!("{name}: create to agent ready: {:?}", t0.elapsed());
+    let rt = env.runtime();
+    let sb = rt.get(&id).unwrap();
+    let iso = &sb.record().isolation;
+    let vm = iso.vm.as_ref().unwrap();
+    assert_eq!((vm.vmm.as_str(), vm.transport.as_str()), (vmm, "vsock"));
+    assert_eq!(iso.level, Some(aibox_types::IsolationLevel::Vm));
+
+    // Exec and files through the vsock relay; the guest has loopback only.
+    assert_eq!(ok(&sh(&env, &id, "user", "id -u; pwd")), "1000\n/data\n");
+    assert_eq!(ok(&sh(&env, &id, "root", "ls /sys/class/net")), "lo\n");
+    let client = sb.client();
+    client
+        .write_file(
+            "/data/in.txt",
+            &mut &b"over vsock\n"[..],
+            Some(0o644),
+            None,
+            false,
+        )
+        .unwrap();
+    assert_eq!(
+        ok(&sh(&env, &id, "user", "cat /data/in.txt")),
+        "over vsock\n"
+    );
+
+    eprintln!("{name}: egress");
+    // Egress: the guest's proxy port reaches the host's vsock port 3128,
+    // which the supervisor hands to the sandbox's egress socket.
+    let dir = env.dirs.sandbox(&id);
+    let proxy = std::os::unix::net::UnixListener::bind(dir.join("egress.sock")).unwrap();
+    proxy.set_nonblocking(true).unwrap();
+    let served = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut c = loop {
+            match proxy.accept() {
+                Ok((c, _)) => break c,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                Err(e) => return format!("nothing reached the egress socket: {e}"),
+            }
+        };
+        c.set_nonblocking(false).unwrap();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && c.read(&mut b).unwrap() == 1 {
+            head.push(b[0]);
+        }
+        c.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\nvia-vsock\n")
+            .unwrap();
+        String::from_utf8(head).unwrap()
+    });
+    let out = ok(&sh(
+        &env,
+        &id,
+        "user",
+        "printf 'GET http://example.test/x HTTP/1.0\\r\\nHost: example.test\\r\\n\\r\\n' | busybox nc -w 10 127.0.0.1 3128",
+    ));
+    assert!(out.ends_with("\r\n\r\nvia-vsock\n"), "{out:?}");
+    let head = served.join().unwrap();
+    assert!(head.contains("example.test"), "{head}");
+
+    eprintln!("{name}: token");
+    // The agent's vsock port answers nothing without the token.
+    let vs = sb.record().vm.as_ref().unwrap().vsock.clone().unwrap();
+    let mut raw = aibox_runtime::firecracker::vsock_connect(&vs, 1024).unwrap();
+    raw.write_all(&[b'0'; 64]).unwrap();
+    raw.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = raw.read_to_end(&mut got);
+    assert!(got.is_empty(), "answered a wrong token: {got:?}");
+
+    eprintln!("{name}: port forward");
+    // A port forward, and pause/resume through the VMM.
+    ok(&sh(
+        &env,
+        &id,
+        "user",
+        "mkdir -p /data/www && echo by-vsock > /data/www/i",
+    ));
+    ok(&env.run(&[
+        "exec",
+        &id,
+        "-d",
+        "--",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "8089",
+        "-h",
+        "/data/www",
+    ]));
+    let mut body = String::new();
+    for _ in 0..100 {
+        if let Ok(mut s) = sb.client().port_forward(8089) {
+            if s.write_all(b"GET /i HTTP/1.0\r\n\r\n").is_ok() {
+                body.clear();
+                let _ = s.read_to_string(&mut body);
+                if body.contains("by-vsock") {
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(body.contains("by-vsock"), "{body}");
+    eprintln!("{name}: pause");
+    ok(&env.run(&["pause", &id]));
+    assert!(rt.get(&id).unwrap().paused());
+    refused(&env.run(&["exec", &id, "--", "true"]), "paused");
+    ok(&env.run(&["resume", &id]));
+    assert_eq!(
+        ok(&sh(&env, &id, "user", "cat /data/in.txt")),
+        "over vsock\n"
+    );
+
+    if snapshots {
+        ok(&sh(
+            &env,
+            &id,
+            "user",
+            "sleep 1000 >/dev/null 2>&1 & echo $! > /data/pid",
+        ));
+        let snap = rt.snapshot(&id, Some("vsock-state")).unwrap();
+        assert!(snap.memory);
+        let mut again = snap.spec.clone();
+        again.snapshot = Some(snap.id.clone());
+        let restored = rt.create(&again).unwrap();
+        let rid = restored.id().to_string();
+        assert_eq!(
+            ok(&sh(&env, &rid, "user", "cat /data/in.txt")),
+            "over vsock\n"
+        );
+        ok(&sh(&env, &rid, "user", "kill -0 $(cat /data/pid)"));
+        restored.destroy().unwrap();
+        rt.delete_snapshot(&snap.id).unwrap();
+    } else {
+        let e = rt.snapshot(&id, None).unwrap_err().to_string();
+        assert!(e.contains("cannot save"), "{e}");
+    }
+    ok(&env.run(&["rm", &id]));
+    assert!(!dir.exists());
+}
+
+#[test]
+fn microvm_over_vsock_under_qemu() {
+    if let Some(t) = common::microvm_missing_tool() {
+        eprintln!(
+            "SKIP microvm_over_vsock_under_qemu: {t} is missing (scripts/setup.sh installs it)"
+        );
+        return;
+    }
+    if aibox_runtime::vm::which("vhost-device-vsock").is_none() {
+        eprintln!("SKIP microvm_over_vsock_under_qemu: vhost-device-vsock is missing (scripts/setup.sh installs it with cargo install)");
+        return;
+    }
+    vsock_scenario(
+        "microvm_over_vsock_under_qemu",
+        &[("AIBOX_VM_TRANSPORT", "vsock"), ("AIBOX_VMM", "qemu")],
+        "qemu",
+        false,
+    );
+}
+
+/// The same scenario on Firecracker (with its jailer when it is installed
+/// and we are root), snapshots included. Needs the `firecracker` binary
+/// and a KVM that boots a stock guest (checked by booting the guest kernel
+/// under QEMU with KVM when QEMU is here).
+#[test]
+fn firecracker_sandboxes() {
+    let d = aibox_runtime::vm::detect();
+    if d.firecracker.is_none() {
+        eprintln!("SKIP firecracker_sandboxes: no `firecracker` binary on PATH (it is not packaged in Debian; install a release from github.com/firecracker-microvm/firecracker)");
+        return;
+    }
+    if let Err(e) = &d.kvm {
+        eprintln!("SKIP firecracker_sandboxes: KVM is not usable: {e}");
+        return;
+    }
+    if common::microvm_missing_tool().is_none() {
+        let env = Env::new("fc-probe");
+        let o = env.run(&["vm", "probe", "--accel", "kvm", "--timeout", "30"]);
+        if !o.status.success() {
+            eprintln!(
+                "SKIP firecracker_sandboxes: KVM here does not boot a stock guest: {}",
+                stderr(&o).trim()
+            );
+            return;
+        }
+    }
+    vsock_scenario(
+        "firecracker_sandboxes",
+        &[("AIBOX_VMM", "firecracker")],
+        "firecracker",
+        true,
+    );
+}

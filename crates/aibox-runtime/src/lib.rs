@@ -16,6 +16,7 @@ pub mod build;
 pub mod cgroup;
 pub mod client;
 mod dirs;
+pub mod firecracker;
 mod ids;
 mod init;
 pub mod landlock;
@@ -332,9 +333,9 @@ impl Runtime {
     /// single-threaded, else re-executes the helper binary.
     pub fn create(&self, spec: &SandboxSpec) -> Result<Sandbox, Error> {
         self.gc();
-        let rec = if spec.backend == Some(aibox_types::BackendKind::Microvm) {
-            microvm::create(self, spec)?
-        } else if setup::thread_count() == 1 {
+        let rec = if spec.backend == Some(aibox_types::BackendKind::Microvm)
+            || setup::thread_count() == 1
+        {
             self.create_here(spec)?
         } else {
             self.create_via_helper(spec)?
@@ -347,6 +348,10 @@ impl Runtime {
 
     /// The helper's side of [`create`]: runs in a single-threaded process.
     pub fn create_here(&self, spec: &SandboxSpec) -> Result<Record, Error> {
+        if spec.backend == Some(aibox_types::BackendKind::Microvm) {
+            // A supervisor process of its own holds the VM.
+            return microvm::create(self, spec);
+        }
         // `_holds` keeps the uid slot (and a snapshot) held until PID 1
         // (which inherits the holds) is running and recorded.
         let (mut plan, _holds) = self.prepare(spec, true)?;

@@ -1,5 +1,6 @@
-//! The microVM backend: a sandbox is a QEMU `microvm` guest with its own
-//! kernel, driven (never written) by aibox.
+//! The microVM backend: a sandbox is a guest with its own kernel, on a
+//! VMM driven (never written) by aibox: QEMU's `microvm` machine (KVM or
+//! TCG), or Firecracker (KVM, under its jailer when there is one).
 //!
 //! ```text
 //!  creator ──spawn──► aibox internal-vm DIR (forks, reports, exits)
@@ -10,6 +11,13 @@
 //!                              │    guest 10.0.2.100:3128 → `aibox internal-connect DIR/egress.sock`
 //!                              └─ DIR/agent.sock ──relay (token first)──► 127.0.0.1:1024
 //! ```
+//!
+//! With the vsock transport (Firecracker always; QEMU with
+//! `AIBOX_VM_TRANSPORT=vsock` and vhost-device-vsock) the guest has no
+//! network device at all: the relay opens `CONNECT 1024` on the VMM's
+//! hybrid vsock socket `v.sock`, and the supervisor answers the guest's
+//! connections to host port 3128 on `v.sock_3128` with the egress proxy.
+//! See [`crate::firecracker`].
 //!
 //! The supervisor's pid is the record's pid, so "alive", `gc` and destroy
 //! work as for the namespace backend; the agent client talks to
@@ -38,13 +46,23 @@ use std::time::{Duration, Instant};
 /// The microVM part of a sandbox record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VmState {
+    /// `qemu` or `firecracker`.
     pub vmm: String,
     pub accel: String,
     /// The VMM's pid and start time.
     pub vmm_pid: i32,
     pub vmm_start_time: u64,
-    /// QEMU's monitor (QMP) socket.
-    pub qmp: PathBuf,
+    /// The VMM's control socket: QEMU's monitor (QMP) or Firecracker's API.
+    #[serde(alias = "qmp")]
+    pub control: PathBuf,
+    /// The hybrid vsock socket the host reaches the guest through; none
+    /// when it is QEMU's forwarded port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vsock: Option<PathBuf>,
+    /// Firecracker's working directory (its chroot under the jailer): the
+    /// names in its configuration and snapshots are relative to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<PathBuf>,
     pub memory_mib: u64,
     pub vcpus: u32,
     /// The writable disk.
@@ -65,8 +83,10 @@ pub struct VmState {
 /// What the creator hands the supervisor (`DIR/vm-plan.json`).
 #[derive(Debug, Serialize, Deserialize)]
 struct Plan {
-    qemu: PathBuf,
-    args: Vec<String>,
+    launch: Launch,
+    /// The hybrid vsock socket (the vsock transport), as in [`VmState`].
+    #[serde(default)]
+    vsock: Option<PathBuf>,
     boot: Boot,
     boot_timeout_ms: u64,
     /// A restore: the VM state arrives through `-incoming` (already in
@@ -78,6 +98,37 @@ struct Plan {
     virtiofsd: Option<PathBuf>,
     #[serde(default)]
     shares: Vec<(PathBuf, PathBuf)>,
+}
+
+/// How the supervisor starts the VMM.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "vmm", rename_all = "snake_case")]
+enum Launch {
+    Qemu {
+        bin: PathBuf,
+        args: Vec<String>,
+        /// vhost-device-vsock, serving `vhost` to QEMU and the hybrid
+        /// vsock socket to us (the vsock transport).
+        #[serde(default)]
+        vhost_vsock: Option<(PathBuf, PathBuf)>,
+    },
+    Firecracker {
+        bin: PathBuf,
+        /// Its working directory (the chroot under the jailer).
+        root: PathBuf,
+        /// Start it through the jailer, as a uid of a slot it holds.
+        jailer: Option<JailerPlan>,
+        /// Load `snap.state`/`snap.mem` from `root` instead of booting.
+        restore: bool,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct JailerPlan {
+    bin: PathBuf,
+    /// The chroot base (`DIR/jail`) and the uid-slot directory.
+    base: PathBuf,
+    slots: PathBuf,
 }
 
 const PLAN: &str = "vm-plan.json";
@@ -104,22 +155,130 @@ fn unavailable(msg: impl Into<String>) -> Error {
     }
 }
 
-/// The VMM this host would use now: (qemu binary, accel).
-fn choose_vmm() -> Result<(PathBuf, String), Error> {
+/// The VMM a microVM runs on.
+enum Vmm {
+    Qemu {
+        bin: PathBuf,
+        accel: String,
+        /// The vsock transport: vhost-device-vsock.
+        vhost_vsock: Option<PathBuf>,
+    },
+    Firecracker {
+        bin: PathBuf,
+        /// The jailer, used when we are root.
+        jailer: Option<PathBuf>,
+    },
+}
+
+impl Vmm {
+    fn name(&self) -> &'static str {
+        match self {
+            Vmm::Qemu { .. } => "qemu",
+            Vmm::Firecracker { .. } => "firecracker",
+        }
+    }
+
+    fn accel(&self) -> &str {
+        match self {
+            Vmm::Qemu { accel, .. } => accel,
+            Vmm::Firecracker { .. } => "kvm",
+        }
+    }
+
+    fn vsock(&self) -> bool {
+        !matches!(
+            self,
+            Vmm::Qemu {
+                vhost_vsock: None,
+                ..
+            }
+        )
+    }
+}
+
+/// vhost-device-vsock (rust-vmm's vhost-user vsock device, with the same
+/// hybrid vsock protocol as Firecracker).
+fn find_vhost_vsock() -> Option<PathBuf> {
+    vm::which("vhost-device-vsock")
+}
+
+/// The VMM for a new microVM: `want` (a snapshot's VMM and transport)
+/// or else `AIBOX_VMM` / `AIBOX_VM_TRANSPORT`, or else what [`vm::detect`]
+/// chose.
+fn choose_vmm(want: Option<(&str, bool)>) -> Result<Vmm, Error> {
     let d = vm::detect();
-    let Some((qemu, _)) = d.qemu else {
-        return Err(unavailable(match d.choice {
-            Ok((vmm, _)) => format!(
-                "the microvm backend drives QEMU here; {vmm} alone is not supported yet: install Debian's qemu-system-x86"
-            ),
-            Err(why) => format!("the microvm backend is not available on this host: {why}"),
-        }));
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let (name, vsock) = match want {
+        Some((name, vsock)) => (name.to_string(), Some(vsock)),
+        None => {
+            let name = match env("AIBOX_VMM") {
+                Some(n) if n == "qemu" || n == "firecracker" => n,
+                Some(n) => {
+                    return Err(unavailable(format!(
+                        "AIBOX_VMM is {n:?}: it must be qemu or firecracker"
+                    )))
+                }
+                None => match &d.choice {
+                    Ok((vmm, _)) => vmm.clone(),
+                    Err(why) => {
+                        return Err(unavailable(format!(
+                            "the microvm backend is not available on this host: {why}"
+                        )))
+                    }
+                },
+            };
+            let vsock = match env("AIBOX_VM_TRANSPORT").as_deref() {
+                None => None,
+                Some("vsock") => Some(true),
+                Some("net") => Some(false),
+                Some(t) => {
+                    return Err(unavailable(format!(
+                        "AIBOX_VM_TRANSPORT is {t:?}: it must be net or vsock"
+                    )))
+                }
+            };
+            (name, vsock)
+        }
+    };
+    if name == "firecracker" {
+        let Some(bin) = d.firecracker else {
+            return Err(unavailable(
+                "Firecracker is not installed (no `firecracker` on PATH): install it, or use QEMU (Debian's qemu-system-x86)",
+            ));
+        };
+        if let Err(e) = d.kvm {
+            return Err(unavailable(format!("Firecracker needs KVM: {e}")));
+        }
+        if vsock == Some(false) {
+            return Err(unavailable(
+                "Firecracker reaches its guest over vsock only (AIBOX_VM_TRANSPORT=net is QEMU's)",
+            ));
+        }
+        let jailer = d.jailer.filter(|_| aibox_sys::geteuid() == 0);
+        return Ok(Vmm::Firecracker { bin, jailer });
+    }
+    let Some((bin, _)) = d.qemu else {
+        return Err(unavailable(
+            "QEMU is not installed: install Debian's qemu-system-x86",
+        ));
     };
     let accel = match d.choice {
         Ok((vmm, accel)) if vmm == "qemu" => accel,
         _ => "tcg".to_string(),
     };
-    Ok((qemu, accel))
+    let vhost_vsock = match vsock {
+        Some(true) => Some(find_vhost_vsock().ok_or_else(|| {
+            unavailable(
+                "the vsock transport under QEMU needs vhost-device-vsock (`cargo install vhost-device-vsock`; scripts/setup.sh installs it)",
+            )
+        })?),
+        _ => None,
+    };
+    Ok(Vmm::Qemu {
+        bin,
+        accel,
+        vhost_vsock,
+    })
 }
 
 /// The guest artifacts, built on first use (and again when the aibox
@@ -181,8 +340,19 @@ fn tree_size(dir: &Path) -> (u64, u64) {
     (bytes, entries)
 }
 
+/// The writable disk's name: its serial (QEMU) and its ext4 label.
+const UPPER_NAME: &str = "upper";
+
+/// The ext4 label of a layer image: the first 16 hex digits of its key
+/// (its file name), the most a label holds.
+fn layer_label(img: &Path) -> String {
+    let name = img.file_name().unwrap_or_default().to_string_lossy();
+    name.chars().take(16).collect()
+}
+
 /// A template layer as a read-only ext4 image, made once (`mkfs.ext4 -d`
-/// copies modes, owners, xattrs and whiteout devices) and shared.
+/// copies modes, owners, xattrs and whiteout devices) and shared. Its
+/// label is [`layer_label`] (`-v2` images have one).
 fn layer_image(images: &Path, layer: &Path) -> Result<PathBuf, Error> {
     use sha2::{Digest, Sha256};
     let key: String = Sha256::digest(layer.as_os_str().as_encoded_bytes())
@@ -190,7 +360,7 @@ fn layer_image(images: &Path, layer: &Path) -> Result<PathBuf, Error> {
         .take(16)
         .map(|b| format!("{b:02x}"))
         .collect();
-    let img = images.join(format!("{key}.ext4"));
+    let img = images.join(format!("{key}-v2.ext4"));
     if img.exists() {
         return Ok(img);
     }
@@ -206,7 +376,7 @@ fn layer_image(images: &Path, layer: &Path) -> Result<PathBuf, Error> {
     let made = run_tool(
         Command::new(mkfs_ext4())
             .args(["-q", "-F", "-O", "^has_journal", "-m", "0"])
-            .args(["-E", "root_owner=0:0", "-N"])
+            .args(["-E", "root_owner=0:0", "-L", &key[..16], "-N"])
             .arg((entries + 64).to_string())
             .arg("-d")
             .arg(layer)
@@ -259,7 +429,7 @@ fn mkfs_ext4() -> PathBuf {
 fn blank_disk(path: &Path, bytes: u64) -> Result<(), Error> {
     run_tool(
         Command::new(mkfs_ext4())
-            .args(["-q", "-F", "-m", "0", "-E"])
+            .args(["-q", "-F", "-m", "0", "-L", UPPER_NAME, "-E"])
             .arg("root_owner=0:0,lazy_itable_init=1,lazy_journal_init=1")
             .arg(path)
             .arg(format!("{}k", bytes / 1024)),
@@ -282,6 +452,8 @@ pub fn min_memory_mib(m: &vm::Manifest) -> u64 {
 /// A microVM snapshot's own files, beside its `meta.json`.
 const SNAP_VM: &str = "vm.json";
 const SNAP_MEMORY: &str = "memory.bin";
+/// Firecracker's device state (QEMU keeps it in the memory file).
+const SNAP_STATE: &str = "vm.state";
 const SNAP_DISK: &str = "disk.ext4";
 
 /// What a restore needs of the VM a snapshot was taken from.
@@ -339,13 +511,17 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
             spec.memory_bytes() >> 20
         )));
     }
-    let (qemu, accel) = choose_vmm()?;
-    // A restore: the snapshot's machine (memory, vCPUs, disk, kernel) and
-    // its lock, held until the supervisor holds it too.
+    // A restore: the snapshot's machine (memory, vCPUs, disk, kernel, VMM)
+    // and its lock, held until the supervisor holds it too.
     let restore = match &spec.snapshot {
         Some(sid) => Some(open_vm_snapshot(rt, sid, spec)?),
         None => None,
     };
+    let vmm = choose_vmm(
+        restore
+            .as_ref()
+            .map(|(_, snap, _)| (snap.vm.vmm.as_str(), snap.vm.vsock.is_some())),
+    )?;
     let (kernel, initramfs, kernel_release, memory_mib, vcpus, layers) = match &restore {
         Some((dir, snap, _)) => (
             dir.join("kernel"),
@@ -380,6 +556,12 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
             )
         }
     };
+    if virtiofsd.is_some() && !matches!(vmm, Vmm::Qemu { .. }) {
+        return Err(unavailable(format!(
+            "template {:?} shares the host's /usr over virtiofs, which aibox drives under QEMU only: use an image template",
+            spec.template
+        )));
+    }
     for l in &layers {
         if !l.exists() {
             return Err(failed(format!(
@@ -388,16 +570,14 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
             )));
         }
     }
-    let mut report = report(spec, &accel, &kernel_release, memory_mib, vcpus);
+    let mut report = report(spec, &vmm, &kernel_release, memory_mib, vcpus);
     if let Some(v) = report.vm.as_mut() {
         v.shared = template
             .binds
             .iter()
             .map(|(_, g)| format!("{} (virtiofs, read-only)", g.display()))
             .collect();
-    }
-    if restore.is_some() {
-        if let Some(v) = report.vm.as_mut() {
+        if restore.is_some() {
             v.kernel = "restored".into();
         }
     }
@@ -417,7 +597,21 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
     let dir = rt.dirs().sandbox(&id);
     std::fs::create_dir(&dir).map_err(|e| failed(format!("creating {}: {e}", dir.display())))?;
     let result = (|| -> Result<Record, Error> {
-        let upper = dir.join("disk.ext4");
+        // Firecracker's names are relative to its working directory: the
+        // sandbox directory, or its chroot under the jailer.
+        let root = match &vmm {
+            Vmm::Firecracker {
+                bin,
+                jailer: Some(_),
+            } => {
+                let name = bin.file_name().unwrap_or_default();
+                dir.join("jail").join(name).join(&id).join("root")
+            }
+            _ => dir.clone(),
+        };
+        std::fs::create_dir_all(&root)
+            .map_err(|e| failed(format!("creating {}: {e}", root.display())))?;
+        let upper = root.join(crate::firecracker::UPPER);
         let token = match &restore {
             Some((sdir, snap, _)) => {
                 sparse_copy(&sdir.join(SNAP_DISK), &upper)?;
@@ -432,7 +626,13 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
             }
         };
         write_private(&dir.join(TOKEN), token.as_bytes())?;
-        let qmp = dir.join("qmp.sock");
+        let firecracker = matches!(vmm, Vmm::Firecracker { .. });
+        let control = if firecracker {
+            root.join(crate::firecracker::API)
+        } else {
+            dir.join("qmp.sock")
+        };
+        let vsock = vmm.vsock().then(|| root.join(crate::firecracker::VSOCK));
         let rec = Record {
             id: id.clone(),
             status: Status::Creating,
@@ -449,11 +649,13 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
             socket: dir.join("agent.sock"),
             scratch_fd: None,
             vm: Some(VmState {
-                vmm: "qemu".into(),
-                accel: accel.clone(),
+                vmm: vmm.name().into(),
+                accel: vmm.accel().into(),
                 vmm_pid: 0,
                 vmm_start_time: 0,
-                qmp: qmp.clone(),
+                control: control.clone(),
+                vsock: vsock.clone(),
+                root: firecracker.then(|| root.clone()),
                 memory_mib,
                 vcpus,
                 upper: upper.clone(),
@@ -471,8 +673,14 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
         let boot = Boot {
             token,
             unix_ms: crate::now_ms(),
-            layers: (0..layers.len()).map(|i| format!("l{i}")).collect(),
-            upper: "upper".into(),
+            // QEMU gives each disk the serial we name; Firecracker's disks
+            // are found by their ext4 labels.
+            layers: if firecracker {
+                layers.iter().map(|l| layer_label(l)).collect()
+            } else {
+                (0..layers.len()).map(|i| format!("l{i}")).collect()
+            },
+            upper: UPPER_NAME.into(),
             hostname,
             user: spec.user,
             env: crate::init::base_env(spec, spec.user),
@@ -491,25 +699,84 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
             .enumerate()
             .map(|(i, (h, _))| (h.clone(), dir.join(format!("vfs{i}.sock"))))
             .collect();
-        let memory_file = restore.as_ref().map(|(d, _, _)| d.join(SNAP_MEMORY));
-        let args = qemu_args(&QemuConfig {
-            accel: &accel,
-            kernel: &kernel,
-            initramfs: &initramfs,
-            memory_mib,
-            vcpus,
-            layers: &layers,
-            upper: &upper,
-            qmp: &qmp,
-            egress: boot
-                .egress
-                .then(|| (rt.helper_bin(), dir.join("egress.sock"))),
-            incoming: memory_file.as_deref(),
-            shares: &shares,
-        });
+        let launch = match &vmm {
+            Vmm::Qemu {
+                bin,
+                accel,
+                vhost_vsock,
+            } => {
+                let vhost = vhost_vsock
+                    .as_ref()
+                    .map(|b| (b.clone(), dir.join("vhost-vsock.sock")));
+                let memory_file = restore.as_ref().map(|(d, _, _)| d.join(SNAP_MEMORY));
+                let args = qemu_args(&QemuConfig {
+                    accel,
+                    kernel: &kernel,
+                    initramfs: &initramfs,
+                    memory_mib,
+                    vcpus,
+                    layers: &layers,
+                    upper: &upper,
+                    qmp: &control,
+                    egress: boot
+                        .egress
+                        .then(|| (rt.helper_bin(), dir.join("egress.sock"))),
+                    incoming: memory_file.as_deref(),
+                    shares: &shares,
+                    vhost_vsock: vhost.as_ref().map(|(_, s)| s.as_path()),
+                });
+                Launch::Qemu {
+                    bin: bin.clone(),
+                    args,
+                    vhost_vsock: vhost,
+                }
+            }
+            Vmm::Firecracker { bin, jailer } => {
+                use crate::firecracker as fc;
+                let mut files: Vec<(PathBuf, String)> = layers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| (l.clone(), fc::layer_name(i)))
+                    .collect();
+                files.push((kernel.clone(), fc::KERNEL.into()));
+                files.push((initramfs.clone(), fc::INITRAMFS.into()));
+                if let Some((sdir, _, _)) = &restore {
+                    files.push((sdir.join(SNAP_STATE), fc::STATE.into()));
+                    files.push((sdir.join(SNAP_MEMORY), fc::MEMORY.into()));
+                }
+                for (from, name) in &files {
+                    place(from, &root.join(name), jailer.is_some())?;
+                }
+                if restore.is_none() {
+                    let args = format!(
+                        "{} {} reboot=k",
+                        vm::kernel_cmdline(false),
+                        aibox_agent::guest::VSOCK_FLAG
+                    );
+                    let config = fc::config(&fc::Machine {
+                        vcpus,
+                        memory_mib,
+                        boot_args: &args,
+                        layers: layers.len(),
+                    });
+                    std::fs::write(root.join(fc::CONFIG), config.to_string())
+                        .map_err(|e| failed(format!("writing the VM configuration: {e}")))?;
+                }
+                Launch::Firecracker {
+                    bin: bin.clone(),
+                    root: root.clone(),
+                    jailer: jailer.as_ref().map(|j| JailerPlan {
+                        bin: j.clone(),
+                        base: dir.join("jail"),
+                        slots: rt.dirs().slots(),
+                    }),
+                    restore: restore.is_some(),
+                }
+            }
+        };
         let plan = Plan {
-            qemu,
-            args,
+            launch,
+            vsock,
             boot,
             boot_timeout_ms: BOOT_TIMEOUT.as_millis() as u64,
             restore_lock: restore.as_ref().map(|(d, _, _)| d.join("lock")),
@@ -549,6 +816,20 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
         let _ = std::fs::remove_dir_all(&dir);
     }
     result
+}
+
+/// Put `from` at `to` (in a VM root): a hard link, else a copy when the
+/// VMM is jailed (a symbolic link would point outside its chroot), else a
+/// symbolic link.
+fn place(from: &Path, to: &Path, jailed: bool) -> Result<(), Error> {
+    if std::fs::hard_link(from, to).is_ok() {
+        return Ok(());
+    }
+    if jailed {
+        return sparse_copy(from, to);
+    }
+    std::os::unix::fs::symlink(from, to)
+        .map_err(|e| failed(format!("linking {}: {e}", from.display())))
 }
 
 /// A snapshot taken with memory, for a restore of `spec`: its directory,
@@ -621,34 +902,20 @@ pub(crate) fn snapshot_into(rt: &Runtime, rec: &Record, dir: &Path) -> Result<u6
             rec.id
         )));
     }
+    if vm.vmm == "qemu" && vm.vsock.is_some() {
+        return Err(Error::Unsupported(format!(
+            "sandbox {} reaches its guest over vhost-user vsock, which QEMU cannot save: snapshots need the net transport (AIBOX_VM_TRANSPORT=net) or Firecracker",
+            rec.id
+        )));
+    }
     let token = std::fs::read_to_string(rt.dirs().sandbox(&rec.id).join(TOKEN))
         .map_err(|e| failed(format!("reading the sandbox's token: {e}")))?;
     let was_running = !paused(rec);
-    qmp(&vm.qmp, "stop", None)?;
+    set_paused(rec, true)?;
     let saved = (|| -> Result<(), Error> {
-        let memory = dir.join(SNAP_MEMORY);
-        qmp(
-            &vm.qmp,
-            "migrate",
-            Some(serde_json::json!({"uri": format!("exec:cat > {}", shell_quote(&memory))})),
-        )?;
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            let st = qmp(&vm.qmp, "query-migrate", None)?;
-            match st.get("status").and_then(|s| s.as_str()) {
-                Some("completed") => break,
-                Some("failed" | "cancelled") => {
-                    return Err(failed(format!(
-                        "saving the microVM failed: {}",
-                        st.get("error-desc").and_then(|d| d.as_str()).unwrap_or("?")
-                    )))
-                }
-                _ if Instant::now() > deadline => {
-                    let _ = qmp(&vm.qmp, "migrate_cancel", None);
-                    return Err(failed("saving the microVM took over 300 s"));
-                }
-                _ => std::thread::sleep(Duration::from_millis(20)),
-            }
+        match &vm.root {
+            Some(root) => save_firecracker(&vm.control, root, dir)?,
+            None => save_qemu(&vm.control, &dir.join(SNAP_MEMORY))?,
         }
         sparse_copy(&vm.upper, &dir.join(SNAP_DISK))?;
         for (from, to) in [(&vm.kernel, "kernel"), (&vm.initramfs, "initramfs")] {
@@ -667,14 +934,67 @@ pub(crate) fn snapshot_into(rt: &Runtime, rec: &Record, dir: &Path) -> Result<u6
         )
     })();
     if was_running {
-        qmp(&vm.qmp, "cont", None)?;
+        set_paused(rec, false)?;
     }
     saved?;
     let used = |p: &Path| {
         use std::os::unix::fs::MetadataExt;
         std::fs::metadata(p).map_or(0, |m| m.blocks() * 512)
     };
-    Ok(used(&dir.join(SNAP_MEMORY)) + used(&dir.join(SNAP_DISK)))
+    Ok([SNAP_MEMORY, SNAP_STATE, SNAP_DISK]
+        .iter()
+        .map(|f| used(&dir.join(f)))
+        .sum())
+}
+
+/// QEMU's migration of the stopped guest (memory and device state) into
+/// `memory`.
+fn save_qemu(qmp_sock: &Path, memory: &Path) -> Result<(), Error> {
+    qmp(
+        qmp_sock,
+        "migrate",
+        Some(serde_json::json!({"uri": format!("exec:cat > {}", shell_quote(memory))})),
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let st = qmp(qmp_sock, "query-migrate", None)?;
+        match st.get("status").and_then(|s| s.as_str()) {
+            Some("completed") => return Ok(()),
+            Some("failed" | "cancelled") => {
+                return Err(failed(format!(
+                    "saving the microVM failed: {}",
+                    st.get("error-desc").and_then(|d| d.as_str()).unwrap_or("?")
+                )))
+            }
+            _ if Instant::now() > deadline => {
+                let _ = qmp(qmp_sock, "migrate_cancel", None);
+                return Err(failed("saving the microVM took over 300 s"));
+            }
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// Firecracker's full snapshot of the paused guest, written in its root
+/// (the names it can reach) and moved into the snapshot `dir`. They are
+/// left readable: a jailed restore reads them as another uid, and only
+/// root reaches the snapshot directory.
+fn save_firecracker(api: &Path, root: &Path, dir: &Path) -> Result<(), Error> {
+    use crate::firecracker as fc;
+    for f in [fc::STATE, fc::MEMORY] {
+        let _ = std::fs::remove_file(root.join(f));
+    }
+    fc::snapshot(api)?;
+    for (from, to) in [(fc::STATE, SNAP_STATE), (fc::MEMORY, SNAP_MEMORY)] {
+        let (from, to) = (root.join(from), dir.join(to));
+        if std::fs::rename(&from, &to).is_err() {
+            sparse_copy(&from, &to)?;
+            let _ = std::fs::remove_file(&from);
+        }
+        std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .map_err(|e| failed(format!("keeping {}: {e}", to.display())))?;
+    }
+    Ok(())
 }
 
 fn write_private(path: &Path, data: &[u8]) -> Result<(), Error> {
@@ -691,7 +1011,7 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), Error> {
 /// What the isolation report says of a microVM sandbox.
 fn report(
     spec: &SandboxSpec,
-    accel: &str,
+    vmm: &Vmm,
     kernel: &str,
     memory_mib: u64,
     vcpus: u32,
@@ -717,9 +1037,16 @@ fn report(
         sys: "guest kernel".into(),
         network: "none".into(),
         vm: Some(VmReport {
-            vmm: "qemu".into(),
-            accel: accel.into(),
-            machine: "microvm".into(),
+            vmm: vmm.name().into(),
+            accel: vmm.accel().into(),
+            machine: match vmm {
+                Vmm::Qemu { .. } => "microvm".into(),
+                Vmm::Firecracker {
+                    jailer: Some(_), ..
+                } => "firecracker (jailed)".into(),
+                Vmm::Firecracker { jailer: None, .. } => "firecracker".into(),
+            },
+            transport: if vmm.vsock() { "vsock" } else { "user-net" }.into(),
             kernel: kernel.to_string(),
             vcpus,
             memory_mib,
@@ -754,6 +1081,9 @@ struct QemuConfig<'a> {
     incoming: Option<&'a Path>,
     /// virtiofs shares: (host dir, vhost-user socket); tags `s0`, `s1`...
     shares: &'a [(PathBuf, PathBuf)],
+    /// The vsock transport: vhost-device-vsock's vhost-user socket. The
+    /// guest then has no network device.
+    vhost_vsock: Option<&'a Path>,
 }
 
 /// QEMU's arguments: a `microvm` machine with no firmware, no default
@@ -785,7 +1115,14 @@ fn qemu_args(c: &QemuConfig<'_>) -> Vec<String> {
         "-initrd".into(),
         c.initramfs.to_string_lossy().into_owned(),
         "-append".into(),
-        vm::kernel_cmdline(false),
+        match c.vhost_vsock {
+            Some(_) => format!(
+                "{} {}",
+                vm::kernel_cmdline(false),
+                aibox_agent::guest::VSOCK_FLAG
+            ),
+            None => vm::kernel_cmdline(false),
+        },
         "-qmp".into(),
         format!("unix:{},server=on,wait=off", qemu_escape(c.qmp)),
     ];
@@ -805,26 +1142,28 @@ fn qemu_args(c: &QemuConfig<'_>) -> Vec<String> {
     ));
     a.push("-device".into());
     a.push("virtio-blk-device,drive=upper,serial=upper".into());
-    let mut net = format!(
-        "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{AGENT_PORT}-{}:{AGENT_PORT}",
-        aibox_agent::guest::GUEST_ADDR
-    );
-    if let Some((bin, sock)) = &c.egress {
-        let ea = aibox_agent::guest::EGRESS_ADDR;
-        net.push_str(&format!(
-            ",guestfwd=tcp:{}:{}-cmd:{} internal-connect {}",
-            ea.ip(),
-            ea.port(),
-            qemu_escape(bin),
-            qemu_escape(sock)
-        ));
+    if c.vhost_vsock.is_none() {
+        let mut net = format!(
+            "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{AGENT_PORT}-{}:{AGENT_PORT}",
+            aibox_agent::guest::GUEST_ADDR
+        );
+        if let Some((bin, sock)) = &c.egress {
+            let ea = aibox_agent::guest::EGRESS_ADDR;
+            net.push_str(&format!(
+                ",guestfwd=tcp:{}:{}-cmd:{} internal-connect {}",
+                ea.ip(),
+                ea.port(),
+                qemu_escape(bin),
+                qemu_escape(sock)
+            ));
+        }
+        a.push("-netdev".into());
+        a.push(net);
+        a.push("-device".into());
+        a.push("virtio-net-device,netdev=n0".into());
     }
-    a.push("-netdev".into());
-    a.push(net);
-    a.push("-device".into());
-    a.push("virtio-net-device,netdev=n0".into());
-    if !c.shares.is_empty() {
-        // vhost-user needs the guest's RAM shared with virtiofsd.
+    if !c.shares.is_empty() || c.vhost_vsock.is_some() {
+        // vhost-user needs the guest's RAM shared with its backends.
         if let Some(m) = a.iter_mut().find(|x| x.starts_with("microvm,")) {
             m.push_str(",memory-backend=mem");
         }
@@ -838,6 +1177,12 @@ fn qemu_args(c: &QemuConfig<'_>) -> Vec<String> {
             a.push(format!("socket,id=vfs{i},path={}", qemu_escape(sock)));
             a.push("-device".into());
             a.push(format!("vhost-user-fs-device,chardev=vfs{i},tag=s{i}"));
+        }
+        if let Some(sock) = c.vhost_vsock {
+            a.push("-chardev".into());
+            a.push(format!("socket,id=vsock,path={}", qemu_escape(sock)));
+            a.push("-device".into());
+            a.push("vhost-user-vsock-device,chardev=vsock".into());
         }
     }
     if let Some(f) = c.incoming {
@@ -929,6 +1274,8 @@ struct Running {
     child: std::process::Child,
     /// A restored sandbox's shared lock on its snapshot.
     _hold: Option<std::fs::File>,
+    /// The uid slot a jailed VMM runs as.
+    _slot: Option<std::fs::File>,
 }
 
 /// virtiofsd: Debian's Rust package or the one QEMU 7 ships.
@@ -1027,18 +1374,33 @@ fn start(dir: &Path) -> Result<Running, Error> {
     let _ = std::fs::remove_file(dir.join(PLAN));
     own_netns().map_err(|e| unavailable(format!("the VMM's network namespace: {e}")))?;
     start_shares(&plan, dir).map_err(|e| unavailable(format!("sharing the host template: {e}")))?;
+    if let (
+        Launch::Qemu {
+            vhost_vsock: Some((bin, sock)),
+            ..
+        },
+        Some(uds),
+    ) = (&plan.launch, &plan.vsock)
+    {
+        start_vhost_vsock(bin, sock, uds, dir)
+            .map_err(|e| unavailable(format!("the vsock device: {e}")))?;
+    }
+    if let (Some(uds), true) = (&plan.vsock, plan.boot.egress) {
+        serve_vsock_egress(uds, &dir.join("egress.sock"))?;
+    }
     let vmm_log = std::fs::File::create(dir.join("vmm.log"))
         .map_err(|e| failed(format!("creating vmm.log: {e}")))?;
-    let mut cmd = Command::new(&plan.qemu);
-    cmd.args(&plan.args)
-        .stdin(Stdio::null())
+    let (mut cmd, slot) = vmm_command(&plan.launch, dir)?;
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(vmm_log);
+    // (Under the jailer this lasts until it drops to the slot's uid; the
+    // record's VMM pid is killed by pid then.)
     aibox_sys::kill_with_parent(&mut cmd, libc::SIGKILL);
     let started = Instant::now();
     let mut child = cmd
         .spawn()
-        .map_err(|e| unavailable(format!("starting {}: {e}", plan.qemu.display())))?;
+        .map_err(|e| unavailable(format!("starting the VMM: {e}")))?;
     let stdout = child.stdout.take().ok_or_else(|| failed("no console"))?;
     let (tx, rx) = std::sync::mpsc::channel::<bool>();
     let console = dir.join(CONSOLE);
@@ -1066,6 +1428,7 @@ fn start(dir: &Path) -> Result<Running, Error> {
         }
         None => None,
     };
+    let deadline = started + Duration::from_millis(plan.boot_timeout_ms);
     let mut kernel = String::new();
     if hold.is_none() {
         let ready = rx.recv_timeout(Duration::from_millis(plan.boot_timeout_ms));
@@ -1081,7 +1444,7 @@ fn start(dir: &Path) -> Result<Running, Error> {
             };
             return Err(fail(&mut child, why));
         }
-        match send_boot(&plan.boot) {
+        match send_boot(&plan.boot, plan.vsock.as_deref()) {
             Ok(r) if r.ok => kernel = r.kernel,
             Ok(r) => {
                 let why = format!(
@@ -1095,6 +1458,14 @@ fn start(dir: &Path) -> Result<Running, Error> {
                 return Err(fail(&mut child, why));
             }
         }
+    } else {
+        let loaded = match &plan.launch {
+            Launch::Qemu { .. } => resume_incoming(&mut child, dir, deadline),
+            Launch::Firecracker { root, .. } => load_firecracker(&mut child, root, deadline),
+        };
+        if let Err(e) = loaded {
+            return Err(fail(&mut child, format!("{e}: {}", tail())));
+        }
     }
     let mut rec = Record::load(dir)?;
     let _ = std::fs::remove_file(&rec.socket);
@@ -1104,58 +1475,36 @@ fn start(dir: &Path) -> Result<Running, Error> {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&rec.socket, std::fs::Permissions::from_mode(0o600));
     }
-    let token: std::sync::Arc<str> = plan.boot.token.clone().into();
+    let target = std::sync::Arc::new(RelayTarget {
+        token: plan.boot.token.clone(),
+        vsock: plan.vsock.clone(),
+        // vhost-device-vsock loses connections opened while QEMU has its
+        // queues stopped: they wait for the guest to run.
+        pause_gate: match &plan.launch {
+            Launch::Qemu {
+                vhost_vsock: Some(_),
+                ..
+            } => rec.vm.as_ref().map(|v| v.control.clone()),
+            _ => None,
+        },
+    });
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(conn) = conn else {
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             };
-            let token = token.clone();
+            let target = target.clone();
             let _ = std::thread::Builder::new()
                 .name("vm-relay".into())
                 .stack_size(256 * 1024)
-                .spawn(move || relay(conn, &token));
+                .spawn(move || relay(conn, &target));
         }
     });
     if hold.is_some() {
-        // The state loads, the guest runs on where it was saved: its agent
-        // answers through the new VMM's forwarded port.
+        // The guest runs on where it was saved: its agent answers through
+        // the new VMM.
         let client = crate::AgentClient::new(&rec.socket);
-        let deadline = Instant::now() + Duration::from_millis(plan.boot_timeout_ms);
-        let qmp_sock = rec.vm.as_ref().map(|v| v.qmp.clone()).unwrap_or_default();
-        // The state loads ("inmigrate"); it was saved with the guest
-        // stopped, so it then waits paused: start it.
-        loop {
-            if let Ok(Some(st)) = child.try_wait() {
-                return Err(failed(format!(
-                    "the microVM stopped while loading its snapshot ({st}): {}",
-                    tail()
-                )));
-            }
-            let status = qmp(&qmp_sock, "query-status", None)
-                .ok()
-                .and_then(|v| v.get("status")?.as_str().map(str::to_string));
-            match status.as_deref() {
-                Some("running") => break,
-                Some("paused" | "postmigrate") => {
-                    qmp(&qmp_sock, "cont", None).map_err(|e| {
-                        fail(&mut child, format!("starting the restored microVM: {e}"))
-                    })?;
-                    break;
-                }
-                Some("inmigrate") | None => {}
-                Some(other) => {
-                    let why = format!("the microVM's snapshot did not load ({other}): {}", tail());
-                    return Err(fail(&mut child, why));
-                }
-            }
-            if Instant::now() > deadline {
-                let why = format!("the microVM's snapshot did not load in time: {}", tail());
-                return Err(fail(&mut child, why));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
         while client.ping().is_err() {
             if Instant::now() > deadline {
                 return Err(fail(
@@ -1188,14 +1537,264 @@ fn start(dir: &Path) -> Result<Running, Error> {
         id: rec.id,
         child,
         _hold: hold,
+        _slot: slot,
     })
 }
 
+/// The VMM's command line, and the uid slot a jailed Firecracker runs as
+/// (held while we live).
+fn vmm_command(launch: &Launch, dir: &Path) -> Result<(Command, Option<std::fs::File>), Error> {
+    use crate::firecracker as fc;
+    match launch {
+        Launch::Qemu { bin, args, .. } => {
+            let mut cmd = Command::new(bin);
+            cmd.args(args);
+            Ok((cmd, None))
+        }
+        Launch::Firecracker {
+            bin,
+            root,
+            jailer,
+            restore,
+        } => {
+            let mut fc_args = vec!["--api-sock".to_string(), fc::API.to_string()];
+            if !restore {
+                fc_args.extend(["--config-file".to_string(), fc::CONFIG.to_string()]);
+            }
+            let Some(j) = jailer else {
+                let mut cmd = Command::new(bin);
+                cmd.args(&fc_args).current_dir(root);
+                return Ok((cmd, None));
+            };
+            // A uid of its own: the first of a free slot's range, which no
+            // host user and no other sandbox has.
+            let slot = crate::state::claim_slot(&j.slots)
+                .map_err(|e| failed(format!("a uid for the jailed VMM: {e}")))?;
+            let uid = crate::state::slot_uid(slot.n);
+            let upper = root.join(fc::UPPER);
+            std::os::unix::fs::chown(&upper, Some(uid), Some(uid))
+                .map_err(|e| failed(format!("handing {} to the VMM: {e}", upper.display())))?;
+            let id = dir.file_name().unwrap_or_default().to_string_lossy();
+            let mut cmd = Command::new(&j.bin);
+            cmd.arg("--id")
+                .arg(id.as_ref())
+                .arg("--exec-file")
+                .arg(bin)
+                .arg("--uid")
+                .arg(uid.to_string())
+                .arg("--gid")
+                .arg(uid.to_string())
+                .arg("--chroot-base-dir")
+                .arg(&j.base)
+                .arg("--")
+                .args(&fc_args);
+            Ok((cmd, Some(slot.file)))
+        }
+    }
+}
+
+/// vhost-device-vsock for QEMU: the vhost-user device on `sock`, the
+/// hybrid vsock socket on `uds`. Returns once both exist.
+fn start_vhost_vsock(bin: &Path, sock: &Path, uds: &Path, dir: &Path) -> Result<(), String> {
+    let log = std::fs::File::create(dir.join("vhost-vsock.log"))
+        .map_err(|e| format!("creating vhost-vsock.log: {e}"))?;
+    let mut cmd = Command::new(bin);
+    cmd.arg("--guest-cid")
+        .arg(crate::firecracker::GUEST_CID.to_string())
+        .arg("--socket")
+        .arg(sock)
+        .arg("--uds-path")
+        .arg(uds)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    aibox_sys::kill_with_parent(&mut cmd, libc::SIGKILL);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", bin.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        if Instant::now() > deadline || matches!(child.try_wait(), Ok(Some(_))) {
+            return Err(format!(
+                "vhost-device-vsock did not start: {}",
+                std::fs::read_to_string(dir.join("vhost-vsock.log")).unwrap_or_default()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // It is reaped with us (its PDEATHSIG); nothing waits for it.
+    std::mem::forget(child);
+    Ok(())
+}
+
+/// Answer the guest's vsock connections to the host's egress proxy port
+/// (`<uds>_3128`) with the server's proxy at `egress`.
+fn serve_vsock_egress(uds: &Path, egress: &Path) -> Result<(), Error> {
+    let path = PathBuf::from(format!(
+        "{}_{}",
+        uds.display(),
+        aibox_types::EGRESS_PROXY_PORT
+    ));
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path)
+        .map_err(|e| failed(format!("binding {}: {e}", path.display())))?;
+    let egress = egress.to_path_buf();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            };
+            let egress = egress.clone();
+            let _ = std::thread::Builder::new()
+                .name("vm-egress".into())
+                .stack_size(256 * 1024)
+                .spawn(move || match UnixStream::connect(&egress) {
+                    Ok(up) => aibox_agent::join_streams(Ok(conn), up),
+                    Err(_) => {
+                        let _ = conn.shutdown(std::net::Shutdown::Both);
+                    }
+                });
+        }
+    });
+    Ok(())
+}
+
+/// A QEMU restore: the state loads (`inmigrate`); it was saved with the
+/// guest stopped, so it then waits paused: start it.
+fn resume_incoming(
+    child: &mut std::process::Child,
+    dir: &Path,
+    deadline: Instant,
+) -> Result<(), String> {
+    let qmp_sock = Record::load(dir)
+        .ok()
+        .and_then(|r| r.vm.map(|v| v.control))
+        .unwrap_or_default();
+    loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Err(format!(
+                "the microVM stopped while loading its snapshot ({st})"
+            ));
+        }
+        let status = qmp(&qmp_sock, "query-status", None)
+            .ok()
+            .and_then(|v| v.get("status")?.as_str().map(str::to_string));
+        match status.as_deref() {
+            Some("running") => return Ok(()),
+            Some("paused" | "postmigrate") => {
+                return qmp(&qmp_sock, "cont", None)
+                    .map(drop)
+                    .map_err(|e| format!("starting the restored microVM: {e}"))
+            }
+            Some("inmigrate") | None => {}
+            Some(other) => return Err(format!("the microVM's snapshot did not load ({other})")),
+        }
+        if Instant::now() > deadline {
+            return Err("the microVM's snapshot did not load in time".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A Firecracker restore: once its API socket is up, load the snapshot
+/// (which resumes the guest).
+fn load_firecracker(
+    child: &mut std::process::Child,
+    root: &Path,
+    deadline: Instant,
+) -> Result<(), String> {
+    let api = root.join(crate::firecracker::API);
+    while !api.exists() {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Err(format!("Firecracker stopped before its API was up ({st})"));
+        }
+        if Instant::now() > deadline {
+            return Err("Firecracker's API did not come up in time".into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    crate::firecracker::load(&api).map_err(|e| format!("loading the snapshot: {e}"))
+}
+
+/// A stream to the guest's agent port: QEMU's forwarded TCP port, or a
+/// hybrid vsock connection.
+enum Guest {
+    Tcp(TcpStream),
+    Vsock(UnixStream),
+}
+
+fn connect_guest(vsock: Option<&Path>) -> std::io::Result<Guest> {
+    match vsock {
+        Some(uds) => {
+            crate::firecracker::vsock_connect(uds, u32::from(AGENT_PORT)).map(Guest::Vsock)
+        }
+        None => TcpStream::connect(("127.0.0.1", AGENT_PORT)).map(|s| {
+            let _ = s.set_nodelay(true);
+            Guest::Tcp(s)
+        }),
+    }
+}
+
+impl Guest {
+    fn set_read_timeout(&self, t: Option<Duration>) -> std::io::Result<()> {
+        match self {
+            Guest::Tcp(s) => s.set_read_timeout(t),
+            Guest::Vsock(s) => s.set_read_timeout(t),
+        }
+    }
+
+    fn shutdown(&self, how: std::net::Shutdown) {
+        let _ = match self {
+            Guest::Tcp(s) => s.shutdown(how),
+            Guest::Vsock(s) => s.shutdown(how),
+        };
+    }
+}
+
+impl Read for Guest {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Guest::Tcp(s) => s.read(buf),
+            Guest::Vsock(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Guest {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Guest::Tcp(s) => s.write(buf),
+            Guest::Vsock(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl aibox_agent::egress::ShutdownWrite for Guest {
+    fn shutdown_write(&self) {
+        self.shutdown(std::net::Shutdown::Write);
+    }
+    fn shutdown_all(&self) {
+        self.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+
+impl aibox_agent::egress::Duplex for Guest {
+    fn duplicate(&self) -> std::io::Result<Self> {
+        Ok(match self {
+            Guest::Tcp(s) => Guest::Tcp(s.try_clone()?),
+            Guest::Vsock(s) => Guest::Vsock(s.try_clone()?),
+        })
+    }
+}
+
 /// Send the guest its [`Boot`] on the first connection; its answer.
-fn send_boot(boot: &Boot) -> Result<BootReply, String> {
-    let mut s =
-        TcpStream::connect(("127.0.0.1", AGENT_PORT)).map_err(|e| format!("connecting: {e}"))?;
-    let _ = s.set_nodelay(true);
+fn send_boot(boot: &Boot, vsock: Option<&Path>) -> Result<BootReply, String> {
+    let mut s = connect_guest(vsock).map_err(|e| format!("connecting: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(60)))
         .map_err(|e| e.to_string())?;
     let body = serde_json::to_vec(boot).map_err(|e| e.to_string())?;
@@ -1244,10 +1843,24 @@ fn serve(vm: Running) -> ! {
     aibox_sys::exit_now(0)
 }
 
-fn relay(conn: UnixStream, token: &str) {
-    let up = TcpStream::connect(("127.0.0.1", AGENT_PORT)).and_then(|mut s| {
-        s.set_nodelay(true)?;
-        s.write_all(token.as_bytes())?;
+/// Where the relay takes each connection to `agent.sock`.
+struct RelayTarget {
+    token: String,
+    vsock: Option<PathBuf>,
+    /// QEMU's monitor: wait while the guest is stopped before connecting.
+    pause_gate: Option<PathBuf>,
+}
+
+fn relay(conn: UnixStream, t: &RelayTarget) {
+    if let Some(qmp_sock) = &t.pause_gate {
+        while qmp(qmp_sock, "query-status", None)
+            .is_ok_and(|v| v.get("running").and_then(|r| r.as_bool()) == Some(false))
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let up = connect_guest(t.vsock.as_deref()).and_then(|mut s| {
+        s.write_all(t.token.as_bytes())?;
         Ok(s)
     });
     match up {
@@ -1359,13 +1972,19 @@ pub(crate) fn set_paused(rec: &Record, pause: bool) -> Result<(), Error> {
     if !rec.alive() {
         return Err(Error::Gone(rec.id.clone()));
     }
-    qmp(&vm_of(rec)?.qmp, if pause { "stop" } else { "cont" }, None).map(drop)
+    let vm = vm_of(rec)?;
+    match vm.root {
+        Some(_) => crate::firecracker::set_paused(&vm.control, pause),
+        None => qmp(&vm.control, if pause { "stop" } else { "cont" }, None).map(drop),
+    }
 }
 
 pub(crate) fn paused(rec: &Record) -> bool {
-    vm_of(rec)
-        .and_then(|vm| qmp(&vm.qmp, "query-status", None))
-        .is_ok_and(|v| v.get("running").and_then(|r| r.as_bool()) == Some(false))
+    vm_of(rec).is_ok_and(|vm| match vm.root {
+        Some(_) => crate::firecracker::paused(&vm.control).unwrap_or(false),
+        None => qmp(&vm.control, "query-status", None)
+            .is_ok_and(|v| v.get("running").and_then(|r| r.as_bool()) == Some(false)),
+    })
 }
 
 /// The VMM process's CPU time and resident memory.
@@ -1463,6 +2082,7 @@ mod tests {
             egress: Some(("/bin/aibox".into(), "/s/egress.sock".into())),
             incoming: Some(Path::new("/snap/it's/memory.bin")),
             shares: &[("/usr".into(), "/s/vfs0.sock".into())],
+            vhost_vsock: None,
         });
         let joined = args.join(" ");
         assert!(joined.contains("-accel tcg"));
@@ -1482,13 +2102,64 @@ mod tests {
         assert!(joined.contains("memory-backend-memfd,id=mem,size=512M,share=on"));
         assert!(joined.contains("vhost-user-fs-device,chardev=vfs0,tag=s0"));
         assert!(joined.ends_with("-incoming exec:cat '/snap/it'\\''s/memory.bin'"));
+        assert!(!joined.contains("aibox.vsock"));
+    }
+
+    #[test]
+    fn qemu_args_for_the_vsock_transport_have_no_network_device() {
+        let layers = vec![PathBuf::from("/d/a.ext4")];
+        let args = qemu_args(&QemuConfig {
+            accel: "tcg",
+            kernel: Path::new("/art/vmlinux"),
+            initramfs: Path::new("/art/initramfs"),
+            memory_mib: 256,
+            vcpus: 1,
+            layers: &layers,
+            upper: Path::new("/s/disk.ext4"),
+            qmp: Path::new("/s/qmp.sock"),
+            egress: Some(("/bin/aibox".into(), "/s/egress.sock".into())),
+            incoming: None,
+            shares: &[],
+            vhost_vsock: Some(Path::new("/s/vhost-vsock.sock")),
+        });
+        let joined = args.join(" ");
+        assert!(!joined.contains("-netdev"), "{joined}");
+        assert!(!joined.contains("virtio-net"), "{joined}");
+        assert!(!joined.contains("guestfwd"), "{joined}");
+        assert!(joined.contains("memory-backend-memfd,id=mem,size=256M,share=on"));
+        assert!(joined.contains("socket,id=vsock,path=/s/vhost-vsock.sock"));
+        assert!(joined.contains("vhost-user-vsock-device,chardev=vsock"));
+        assert!(joined.contains(" aibox.vsock"));
+    }
+
+    #[test]
+    fn layer_labels_fit_ext4() {
+        let l = layer_label(Path::new("/x/0123456789abcdef0123456789abcdef-v2.ext4"));
+        assert_eq!(l, "0123456789abcdef");
+        assert!(l.len() <= 16);
     }
 
     #[test]
     fn the_report_reaches_the_vm_level_with_limits_and_says_why_not_otherwise() {
         let spec = SandboxSpec::default();
-        let r = report(&spec, "tcg", "6.1.0-test", 1024, 1);
+        let qemu = Vmm::Qemu {
+            bin: "/usr/bin/qemu-system-x86_64".into(),
+            accel: "tcg".into(),
+            vhost_vsock: None,
+        };
+        let r = report(&spec, &qemu, "6.1.0-test", 1024, 1);
         assert_eq!(r.backend, "microvm");
+        assert_eq!(r.vm.as_ref().unwrap().transport, "user-net");
+        let fc = Vmm::Firecracker {
+            bin: "/usr/bin/firecracker".into(),
+            jailer: Some("/usr/bin/jailer".into()),
+        };
+        let f = report(&spec, &fc, "6.1.0-test", 1024, 1);
+        let v = f.vm.as_ref().unwrap();
+        assert_eq!((v.vmm.as_str(), v.accel.as_str()), ("firecracker", "kvm"));
+        assert_eq!(v.transport, "vsock");
+        assert_eq!(v.machine, "firecracker (jailed)");
+        assert_eq!(f.level, Some(aibox_types::IsolationLevel::Vm));
         assert_eq!(r.level, Some(aibox_types::IsolationLevel::Vm));
         assert!(r.gaps(aibox_types::IsolationLevel::Vm).is_empty());
         let ns = IsolationReport::default();

@@ -972,7 +972,7 @@ fn agent_config(plan: &Plan) -> aibox_agent::Config {
         env: crate::init::base_env(&plan.spec, plan.spec.user),
         workdir: plan.spec.workdir.clone(),
         egress_dir_fd: plan.egress_dir,
-        egress_tcp: None,
+        egress_vm: None,
     }
 }
 

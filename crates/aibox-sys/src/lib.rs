@@ -809,6 +809,71 @@ pub fn set_ipv4(
     Ok(())
 }
 
+fn sockaddr_vm(cid: u32, port: u32) -> libc::sockaddr_vm {
+    // SAFETY: sockaddr_vm is plain data; all zeroes is valid.
+    let mut a: libc::sockaddr_vm = unsafe { std::mem::zeroed() };
+    a.svm_family = libc::AF_VSOCK as libc::sa_family_t;
+    a.svm_cid = cid;
+    a.svm_port = port;
+    a
+}
+
+fn vsock_socket() -> io::Result<OwnedFd> {
+    // SAFETY: socket(2) with constant arguments.
+    let fd =
+        cvt(unsafe { libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: a new descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A listening AF_VSOCK stream socket on `port` (any local CID).
+pub fn vsock_listen(port: u32) -> io::Result<OwnedFd> {
+    let fd = vsock_socket()?;
+    let a = sockaddr_vm(libc::VMADDR_CID_ANY, port);
+    // SAFETY: a valid sockaddr_vm of the size given.
+    cvt(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            std::ptr::addr_of!(a).cast(),
+            std::mem::size_of::<libc::sockaddr_vm>() as libc::socklen_t,
+        )
+    })?;
+    // SAFETY: listen(2) on our socket.
+    cvt(unsafe { libc::listen(fd.as_raw_fd(), 128) })?;
+    Ok(fd)
+}
+
+/// Accept one connection on a listening socket of any family (std's
+/// listeners insist on their own family).
+pub fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    // SAFETY: accept4(2) without an address buffer.
+    let fd = cvt(unsafe {
+        libc::accept4(
+            listener.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_CLOEXEC,
+        )
+    })?;
+    // SAFETY: a new descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Connect an AF_VSOCK stream socket to `cid:port`.
+pub fn vsock_connect(cid: u32, port: u32) -> io::Result<OwnedFd> {
+    let fd = vsock_socket()?;
+    let a = sockaddr_vm(cid, port);
+    // SAFETY: a valid sockaddr_vm of the size given.
+    cvt(unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            std::ptr::addr_of!(a).cast(),
+            std::mem::size_of::<libc::sockaddr_vm>() as libc::socklen_t,
+        )
+    })?;
+    Ok(fd)
+}
+
 /// Set the system clock (CLOCK_REALTIME) to `unix_ms`.
 pub fn set_realtime(unix_ms: u64) -> io::Result<()> {
     let ts = libc::timespec {
@@ -1779,9 +1844,10 @@ pub fn getrandom(buf: &mut [u8]) -> io::Result<()> {
 
 /// Load a kernel module from an open `.ko` file (finit_module(2)), with
 /// no parameters.
-pub fn finit_module(fd: BorrowedFd<'_>) -> io::Result<()> {
-    let params = c"";
-    // SAFETY: a valid fd and a NUL-terminated (empty) parameter string.
+pub fn finit_module(fd: BorrowedFd<'_>, params: &str) -> io::Result<()> {
+    let params = CString::new(params)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in module parameters"))?;
+    // SAFETY: a valid fd and a NUL-terminated parameter string.
     cvt_long(unsafe {
         libc::syscall(
             libc::SYS_finit_module,

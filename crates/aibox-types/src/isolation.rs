@@ -169,6 +169,11 @@ pub struct VmReport {
     pub accel: String,
     /// QEMU's machine type (`microvm`), or the VMM's own.
     pub machine: String,
+    /// How the host reaches the guest's agent: `vsock` (hybrid vsock over
+    /// a Unix socket; the guest has no network device) or `user-net`
+    /// (QEMU's user-mode network, restricted, with one forwarded port).
+    #[serde(default)]
+    pub transport: String,
     /// `uname -r` of the guest kernel.
     pub kernel: String,
     pub vcpus: u32,

@@ -64,6 +64,8 @@ macro_rules! require_root {
 /// and a data dir shared by all tests (the host template is built once).
 pub struct Env {
     pub dirs: Dirs,
+    /// Environment variables every `aibox` this runs gets.
+    pub vars: Vec<(String, String)>,
 }
 
 impl Env {
@@ -75,6 +77,7 @@ impl Env {
         let data = base.join("data");
         Env {
             dirs: Dirs { run, data },
+            vars: Vec::new(),
         }
     }
 
@@ -89,7 +92,8 @@ impl Env {
             .env("AIBOX_RUN_DIR", &self.dirs.run)
             .env("AIBOX_DATA_DIR", &self.dirs.data)
             .env("AIBOX_LOCAL", "1")
-            .env_remove("AIBOX_LOG");
+            .env_remove("AIBOX_LOG")
+            .envs(self.vars.iter().map(|(k, v)| (k, v)));
         c
     }
 
