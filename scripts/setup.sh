@@ -36,6 +36,16 @@ if [ "${#need[@]}" -gt 0 ]; then
   fi
 fi
 
+# vhost-device-vsock (rust-vmm, from crates.io): QEMU's vhost-user vsock
+# device, for the microVM vsock transport (the same hybrid vsock protocol
+# as Firecracker's). Built once, into /usr/local/bin.
+if [ "$(id -u)" = 0 ] && ! [ -x /usr/local/bin/vhost-device-vsock ] && command -v cargo >/dev/null; then
+  echo "setup: building vhost-device-vsock 0.3.0 (cargo install, about a minute)"
+  # From / so that this repository's .cargo/config.toml (static flags) stays out of it.
+  (cd / && cargo install --quiet --locked vhost-device-vsock --version 0.3.0 --root /usr/local 2>&1 | tail -5) \
+    || echo "setup: vhost-device-vsock did not build: the vsock transport test will skip" >&2
+fi
+
 # A Python venv for the test tools from PyPI: schemathesis fuzzes the served
 # OpenAPI spec; the official MCP SDK (`mcp`) is the client of the MCP tests;
 # the Python SDK's own suite runs in it too.

@@ -686,6 +686,24 @@ fn microvm_over_vsock_under_qemu() {
         eprintln!("SKIP microvm_over_vsock_under_qemu: vhost-device-vsock is missing (scripts/setup.sh installs it with cargo install)");
         return;
     }
+    // Bad choices are refused before anything boots, with the reason.
+    let mut env = Env::new("vmm-choice");
+    let template = busybox_template(&env);
+    let create = ["create", "--backend", "microvm", "--template", &template];
+    for (k, v, needle) in [
+        ("AIBOX_VMM", "warp", "must be qemu or firecracker"),
+        ("AIBOX_VM_TRANSPORT", "pigeon", "must be net or vsock"),
+    ] {
+        env.vars = vec![(k.into(), v.into())];
+        refused(&env.run(&create), needle);
+    }
+    if aibox_runtime::vm::detect().firecracker.is_none() {
+        env.vars = vec![("AIBOX_VMM".into(), "firecracker".into())];
+        refused(&env.run(&create), "no `firecracker` on PATH");
+    }
+    assert!(env.runtime().list().is_empty());
+    drop(env);
+
     vsock_scenario(
         "microvm_over_vsock_under_qemu",
         &[("AIBOX_VM_TRANSPORT", "vsock"), ("AIBOX_VMM", "qemu")],

@@ -196,36 +196,23 @@ impl Vmm {
     }
 }
 
-/// vhost-device-vsock (rust-vmm's vhost-user vsock device, with the same
-/// hybrid vsock protocol as Firecracker).
-fn find_vhost_vsock() -> Option<PathBuf> {
-    vm::which("vhost-device-vsock")
-}
-
-/// The VMM for a new microVM: `want` (a snapshot's VMM and transport)
-/// or else `AIBOX_VMM` / `AIBOX_VM_TRANSPORT`, or else what [`vm::detect`]
-/// chose.
+/// The VMM for a new microVM: `want` (a snapshot's VMM and transport),
+/// or else what [`vm::detect`] chose (which follows `AIBOX_VMM`) with the
+/// transport `AIBOX_VM_TRANSPORT` names (QEMU's default: `net`).
 fn choose_vmm(want: Option<(&str, bool)>) -> Result<Vmm, Error> {
     let d = vm::detect();
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let (name, vsock) = match want {
         Some((name, vsock)) => (name.to_string(), Some(vsock)),
         None => {
-            let name = match env("AIBOX_VMM") {
-                Some(n) if n == "qemu" || n == "firecracker" => n,
-                Some(n) => {
+            // (`detect` follows AIBOX_VMM.)
+            let name = match &d.choice {
+                Ok((vmm, _)) => vmm.clone(),
+                Err(why) => {
                     return Err(unavailable(format!(
-                        "AIBOX_VMM is {n:?}: it must be qemu or firecracker"
+                        "the microvm backend is not available on this host: {why}"
                     )))
                 }
-                None => match &d.choice {
-                    Ok((vmm, _)) => vmm.clone(),
-                    Err(why) => {
-                        return Err(unavailable(format!(
-                            "the microvm backend is not available on this host: {why}"
-                        )))
-                    }
-                },
             };
             let vsock = match env("AIBOX_VM_TRANSPORT").as_deref() {
                 None => None,
@@ -267,7 +254,7 @@ fn choose_vmm(want: Option<(&str, bool)>) -> Result<Vmm, Error> {
         _ => "tcg".to_string(),
     };
     let vhost_vsock = match vsock {
-        Some(true) => Some(find_vhost_vsock().ok_or_else(|| {
+        Some(true) => Some(d.vhost_vsock.ok_or_else(|| {
             unavailable(
                 "the vsock transport under QEMU needs vhost-device-vsock (`cargo install vhost-device-vsock`; scripts/setup.sh installs it)",
             )
@@ -1781,7 +1768,6 @@ impl aibox_agent::egress::ShutdownWrite for Guest {
         self.shutdown(std::net::Shutdown::Both);
     }
 }
-
 
 impl aibox_agent::egress::Duplex for Guest {
     fn duplicate(&self) -> std::io::Result<Self> {

@@ -80,9 +80,13 @@ pub struct Detection {
     pub qemu: Option<(PathBuf, String)>,
     pub firecracker: Option<PathBuf>,
     pub jailer: Option<PathBuf>,
+    /// vhost-device-vsock, for QEMU's vsock transport.
+    #[serde(default)]
+    pub vhost_vsock: Option<PathBuf>,
     /// KVM's API version, or why it cannot be used.
     pub kvm: Result<i32, String>,
-    /// The VMM a microVM would use: `qemu` or `firecracker`, with `kvm`
+    /// The VMM a microVM would use: `qemu` or `firecracker` (Firecracker
+    /// when it and KVM are here, unless `AIBOX_VMM` names one), with `kvm`
     /// or `tcg`; None with the reason when there is none.
     pub choice: Result<(String, String), String>,
 }
@@ -111,14 +115,27 @@ pub fn detect() -> Detection {
     let firecracker = which("firecracker");
     let jailer = which("jailer");
     let kvm = aibox_sys::kvm_check(Path::new("/dev/kvm")).map_err(|e| format!("/dev/kvm: {e}"));
-    let choice = match (&firecracker, &kvm, &qemu) {
-        (Some(_), Ok(_), _) => Ok(("firecracker".into(), "kvm".into())),
-        (_, _, Some(_)) if kvm_booted() => Ok(("qemu".into(), "kvm".into())),
-        (_, _, Some(_)) => Ok(("qemu".into(), "tcg".into())),
-        (None, _, None) => {
+    let qemu_accel = if kvm_booted() { "kvm" } else { "tcg" };
+    let forced = std::env::var("AIBOX_VMM").ok().filter(|v| !v.is_empty());
+    let choice = match (forced.as_deref(), &firecracker, &kvm, &qemu) {
+        (Some("qemu"), _, _, Some(_)) => Ok(("qemu".into(), qemu_accel.into())),
+        (Some("qemu"), _, _, None) => {
+            Err("AIBOX_VMM is qemu but QEMU is not installed (Debian's qemu-system-x86)".into())
+        }
+        (Some("firecracker"), Some(_), Ok(_), _) => Ok(("firecracker".into(), "kvm".into())),
+        (Some("firecracker"), None, _, _) => {
+            Err("AIBOX_VMM is firecracker but there is no `firecracker` on PATH".into())
+        }
+        (Some("firecracker"), _, Err(e), _) => Err(format!("Firecracker needs KVM ({e})")),
+        (Some(other), ..) => Err(format!(
+            "AIBOX_VMM is {other:?}: it must be qemu or firecracker"
+        )),
+        (None, Some(_), Ok(_), _) => Ok(("firecracker".into(), "kvm".into())),
+        (None, _, _, Some(_)) => Ok(("qemu".into(), qemu_accel.into())),
+        (None, None, _, None) => {
             Err("no VMM: install Debian's qemu-system-x86 (or Firecracker, with KVM)".to_string())
         }
-        (Some(_), Err(e), None) => Err(format!(
+        (None, Some(_), Err(e), None) => Err(format!(
             "Firecracker needs KVM ({e}); install qemu-system-x86 for TCG"
         )),
     };
@@ -126,6 +143,7 @@ pub fn detect() -> Detection {
         qemu,
         firecracker,
         jailer,
+        vhost_vsock: which("vhost-device-vsock"),
         kvm,
         choice,
     }

@@ -168,14 +168,31 @@ pub fn doctor(json: bool) -> anyhow::Result<u8> {
         ok: vmm.choice.is_ok(),
         detail: match (&vmm.choice, &vmm.qemu) {
             (Ok((v, accel)), Some((_, version))) if v == "qemu" => format!(
-                "{version}, microvm machine, {accel}{}; {kvm}; guest artifacts: `aibox vm artifacts`, boot check: `aibox vm probe`",
-                if accel == "tcg" { " (emulated: KVM is used once AIBOX_VM_ACCEL=kvm and `aibox vm probe --accel kvm` boots)" } else { "" }
+                "{version}, microvm machine, {accel}{}; {kvm}; transport: user-net ({}); guest artifacts: `aibox vm artifacts`, boot check: `aibox vm probe`",
+                if accel == "tcg" { " (emulated: KVM is used once AIBOX_VM_ACCEL=kvm and `aibox vm probe --accel kvm` boots)" } else { "" },
+                match &vmm.vhost_vsock {
+                    Some(p) => format!("vsock with AIBOX_VM_TRANSPORT=vsock, through {}", p.display()),
+                    None => "vsock needs vhost-device-vsock".into(),
+                }
+            ),
+            (Ok((v, _)), _) if v == "firecracker" => format!(
+                "Firecracker {} with KVM, transport vsock, {}; {kvm}",
+                vmm.firecracker.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                match (&vmm.jailer, aibox_sys::geteuid() == 0) {
+                    (Some(j), true) => format!("jailed by {} (a uid of its own, in a chroot)", j.display()),
+                    (Some(_), false) => "not jailed (the jailer needs root)".into(),
+                    (None, _) => "not jailed (no `jailer` on PATH)".into(),
+                }
             ),
             (Ok((v, accel)), _) => format!("{v} with {accel}; {kvm}"),
             (Err(why), _) => format!("{why}; {kvm}"),
         },
-        fix: vmm.choice.as_ref().err().map(|_| {
-            "install Debian's qemu-system-x86 (TCG works anywhere; KVM when /dev/kvm boots guests)".to_string()
+        fix: vmm.choice.as_ref().err().map(|why| {
+            if why.contains("AIBOX_VMM") {
+                "install the VMM AIBOX_VMM names (Firecracker and its jailer come from its GitHub releases), or unset AIBOX_VMM".to_string()
+            } else {
+                "install Debian's qemu-system-x86 (TCG works anywhere; KVM when /dev/kvm boots guests)".to_string()
+            }
         }),
     });
 
