@@ -120,6 +120,10 @@ enum Launch {
         jailer: Option<JailerPlan>,
         /// Load `snap.state`/`snap.mem` from `root` instead of booting.
         restore: bool,
+        /// Files to bind-mount read-only into the jail (host file, its
+        /// name in `root`): what could not be hard-linked there.
+        #[serde(default)]
+        binds: Vec<(PathBuf, PathBuf)>,
     },
 }
 
@@ -731,8 +735,22 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
                     files.push((sdir.join(SNAP_STATE), fc::STATE.into()));
                     files.push((sdir.join(SNAP_MEMORY), fc::MEMORY.into()));
                 }
+                let mut binds = Vec::new();
                 for (from, name) in &files {
-                    place(from, &root.join(name), jailer.is_some())?;
+                    let to = root.join(name);
+                    if std::fs::hard_link(from, &to).is_ok() {
+                        continue;
+                    }
+                    if jailer.is_some() {
+                        // A link would point outside the chroot: the
+                        // supervisor binds the file over this one.
+                        std::fs::File::create(&to)
+                            .map_err(|e| failed(format!("creating {}: {e}", to.display())))?;
+                        binds.push((from.clone(), to));
+                    } else {
+                        std::os::unix::fs::symlink(from, &to)
+                            .map_err(|e| failed(format!("linking {}: {e}", from.display())))?;
+                    }
                 }
                 if restore.is_none() {
                     let args = format!(
@@ -758,6 +776,7 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
                         slots: rt.dirs().slots(),
                     }),
                     restore: restore.is_some(),
+                    binds,
                 }
             }
         };
@@ -803,20 +822,6 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
         let _ = std::fs::remove_dir_all(&dir);
     }
     result
-}
-
-/// Put `from` at `to` (in a VM root): a hard link, else a copy when the
-/// VMM is jailed (a symbolic link would point outside its chroot), else a
-/// symbolic link.
-fn place(from: &Path, to: &Path, jailed: bool) -> Result<(), Error> {
-    if std::fs::hard_link(from, to).is_ok() {
-        return Ok(());
-    }
-    if jailed {
-        return sparse_copy(from, to);
-    }
-    std::os::unix::fs::symlink(from, to)
-        .map_err(|e| failed(format!("linking {}: {e}", from.display())))
 }
 
 /// A snapshot taken with memory, for a restore of `spec`: its directory,
@@ -1543,6 +1548,7 @@ fn vmm_command(launch: &Launch, dir: &Path) -> Result<(Command, Option<std::fs::
             root,
             jailer,
             restore,
+            binds,
         } => {
             let mut fc_args = vec!["--api-sock".to_string(), fc::API.to_string()];
             if !restore {
@@ -1553,6 +1559,8 @@ fn vmm_command(launch: &Launch, dir: &Path) -> Result<(Command, Option<std::fs::
                 cmd.args(&fc_args).current_dir(root);
                 return Ok((cmd, None));
             };
+            bind_read_only(binds)
+                .map_err(|e| failed(format!("placing the VM's files in its jail: {e}")))?;
             // A uid of its own: the first of a free slot's range, which no
             // host user and no other sandbox has.
             let slot = crate::state::claim_slot(&j.slots)
@@ -1578,6 +1586,37 @@ fn vmm_command(launch: &Launch, dir: &Path) -> Result<(Command, Option<std::fs::
             Ok((cmd, Some(slot.file)))
         }
     }
+}
+
+/// In a mount namespace of our own (which the jailer's inherits), bind
+/// each host file read-only over its placeholder in the jail.
+fn bind_read_only(binds: &[(PathBuf, PathBuf)]) -> Result<(), String> {
+    if binds.is_empty() {
+        return Ok(());
+    }
+    aibox_sys::unshare(libc::CLONE_NEWNS).map_err(|e| format!("unshare(mount): {e}"))?;
+    aibox_sys::mount(
+        None,
+        Path::new("/"),
+        None,
+        libc::MS_REC | libc::MS_PRIVATE,
+        None,
+    )
+    .map_err(|e| format!("making mounts private: {e}"))?;
+    for (from, to) in binds {
+        aibox_sys::mount(Some(from), to, None, libc::MS_BIND, None)
+            .map_err(|e| format!("binding {}: {e}", from.display()))?;
+        let flags = aibox_sys::current_mount_flags(to).unwrap_or(0);
+        aibox_sys::mount(
+            None,
+            to,
+            None,
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | flags,
+            None,
+        )
+        .map_err(|e| format!("making {} read-only: {e}", to.display()))?;
+    }
+    Ok(())
 }
 
 /// vhost-device-vsock for QEMU: the vhost-user device on `sock`, the
@@ -1625,6 +1664,10 @@ fn serve_vsock_egress(uds: &Path, egress: &Path) -> Result<(), Error> {
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)
         .map_err(|e| failed(format!("binding {}: {e}", path.display())))?;
+    // A jailed VMM connects as its own uid; only root and the sandbox's
+    // owner reach the 0700 sandboxes directory it is in.
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .map_err(|e| failed(format!("chmod {}: {e}", path.display())))?;
     let egress = egress.to_path_buf();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
