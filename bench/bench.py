@@ -657,20 +657,26 @@ if shutil.which("qemu-system-x86_64") and shutil.which("apt-get") and os.path.ex
         w = subprocess.run([AIBOX, "create", "--backend", "microvm", "--template", "bench/vm:1", "--memory", "256m"],
                            env=venv, check=True, capture_output=True, text=True).stdout.strip()
         subprocess.run([AIBOX, "rm", w], env=venv, capture_output=True)
-        first = {"microvm": [], "namespaces": []}
-        execs = {"microvm": [], "namespaces": []}
+        # The vsock transport (no network device in the guest), when
+        # vhost-device-vsock is installed (scripts/setup.sh builds it).
+        kinds = ["namespaces", "microvm"]
+        if shutil.which("vhost-device-vsock") or os.path.exists("/usr/local/bin/vhost-device-vsock"):
+            kinds.append("microvm-vsock")
+        first = {k: [] for k in kinds}
+        execs = {k: [] for k in kinds}
         snaps, restores = [], []
         for i in range(3 if QUICK else 5):
-            for backend in ["namespaces", "microvm"]:
+            for backend in kinds:
+                kenv = dict(venv, AIBOX_VM_TRANSPORT="vsock") if backend == "microvm-vsock" else venv
                 t = time.perf_counter()
-                sid = subprocess.run([AIBOX, "create", "--backend", backend, "--template", "bench/vm:1",
-                                      "--memory", "256m"], env=venv, check=True, capture_output=True,
+                sid = subprocess.run([AIBOX, "create", "--backend", backend.split("-")[0], "--template",
+                                      "bench/vm:1", "--memory", "256m"], env=kenv, check=True, capture_output=True,
                                      text=True).stdout.strip()
-                subprocess.run([AIBOX, "exec", sid, "--", "/bin/true"], env=venv, check=True, capture_output=True)
+                subprocess.run([AIBOX, "exec", sid, "--", "/bin/true"], env=kenv, check=True, capture_output=True)
                 first[backend].append(ms_since(t))
                 for _ in range(10):
                     t = time.perf_counter()
-                    subprocess.run([AIBOX, "exec", sid, "--", "/bin/true"], env=venv, check=True, capture_output=True)
+                    subprocess.run([AIBOX, "exec", sid, "--", "/bin/true"], env=kenv, check=True, capture_output=True)
                     execs[backend].append(ms_since(t))
                 if backend == "microvm" and i < 3:
                     t = time.perf_counter()
@@ -688,10 +694,14 @@ if shutil.which("qemu-system-x86_64") and shutil.which("apt-get") and os.path.ex
         what = "create → first exec, busybox image (microVM: TCG, 256 MiB)"
         nb = statistics.median(first["namespaces"])
         row(what, "aibox create --backend microvm + exec", first["microvm"], nb)
+        if "microvm-vsock" in first:
+            row(what, "the same over vsock (AIBOX_VM_TRANSPORT=vsock, vhost-device-vsock)", first["microvm-vsock"], nb)
         row(what, "aibox create --backend namespaces + exec (same run)", first["namespaces"], nb)
         what = "exec /bin/true in a running sandbox, by backend (CLI)"
         nb = statistics.median(execs["namespaces"])
         row(what, "microvm (agent through the VMM's forwarded port)", execs["microvm"], nb)
+        if "microvm-vsock" in execs:
+            row(what, "microvm over vsock (hybrid vsock through vhost-device-vsock)", execs["microvm-vsock"], nb)
         row(what, "namespaces (same run)", execs["namespaces"], nb)
         if snaps:
             what = "microVM snapshot with memory, and restore → first exec (TCG, 256 MiB)"

@@ -138,6 +138,13 @@ pub enum Command {
     /// microVM's connections to the egress proxy.
     #[command(hide = true)]
     InternalConnect { socket: std::path::PathBuf },
+    /// (internal) PID 1 of a microVM's VMM pid namespace: runs the VMM and
+    /// takes it down with it.
+    #[command(hide = true)]
+    InternalVmmInit {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<std::ffi::OsString>,
+    },
     /// (internal) run a network tool in the network namespace of a
     /// sandbox this user owns, with CAP_NET_ADMIN there; used by the
     /// server to set up rootless per-connection egress checks.

@@ -25,6 +25,9 @@ pub fn dispatch(cmd: Command) -> anyhow::Result<u8> {
         Command::Create(a) => create::create(a),
         Command::InternalCreate => create::internal_create(),
         Command::InternalVm { dir } => Ok(aibox_runtime::microvm::supervise(&dir) as u8),
+        Command::InternalVmmInit { command } => {
+            Ok(aibox_runtime::microvm::vmm_init(&command) as u8)
+        }
         Command::InternalConnect { socket } => {
             Ok(aibox_runtime::microvm::connect_stdio(&socket) as u8)
         }

@@ -131,6 +131,27 @@ fn microvm_sandboxes_under_tcg() {
         !o.stdout.windows(8).any(|w| w == b"\"token\""),
         "the token leaked into the record"
     );
+    // The VMM: as root, a uid of its own (far above any host user's) under
+    // QEMU's seccomp sandbox; rootless, the caller.
+    let vmm_pid = rec["vm"]["vmm_pid"].as_i64().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{vmm_pid}/status")).unwrap();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .unwrap()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let uids: Vec<u32> = field("Uid:").iter().map(|u| u.parse().unwrap()).collect();
+    if common::is_root() {
+        assert!(uids.iter().all(|&u| u >= 1 << 30), "QEMU runs as {uids:?}");
+        assert_eq!(field("Seccomp:"), ["2"], "QEMU has no seccomp filter");
+        assert!(iso["vm"]["vmm_user"].as_str().unwrap().contains("seccomp"));
+    } else {
+        assert!(uids.iter().all(|&u| u == aibox_sys::geteuid()), "{uids:?}");
+    }
     let dir = env.dirs.sandbox(&id);
     eprintln!(
         "microVM boot to agent ready: {} ms",
@@ -296,8 +317,22 @@ fn microvm_sandboxes_under_tcg() {
     );
     ok(&env.run(&["pause", &id]));
     assert!(rt.get(&id).unwrap().paused());
-    refused(&env.run(&["exec", &id, "--", "true"]), "paused");
+    // Refused, and not run at the resume either.
+    refused(
+        &env.run(&["exec", &id, "--", "touch", "/data/ran-while-paused"]),
+        "paused",
+    );
     ok(&env.run(&["resume", &id]));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        ok(&sh(
+            &env,
+            &id,
+            "root",
+            "ls /data/ran-while-paused 2>&1 || true"
+        )),
+        "ls: /data/ran-while-paused: No such file or directory\n"
+    );
     assert!(!rt.get(&id).unwrap().paused());
     assert_eq!(
         ok(&sh(&env, &id, "user", "cat /data/in.txt")),
@@ -639,8 +674,22 @@ fn vsock_scenario(name: &str, vars: &[(&str, &str)], vmm: &str, snapshots: bool)
     eprintln!("{name}: pause");
     ok(&env.run(&["pause", &id]));
     assert!(rt.get(&id).unwrap().paused());
-    refused(&env.run(&["exec", &id, "--", "true"]), "paused");
+    // Refused, and not run at the resume either.
+    refused(
+        &env.run(&["exec", &id, "--", "touch", "/data/ran-while-paused"]),
+        "paused",
+    );
     ok(&env.run(&["resume", &id]));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        ok(&sh(
+            &env,
+            &id,
+            "root",
+            "ls /data/ran-while-paused 2>&1 || true"
+        )),
+        "ls: /data/ran-while-paused: No such file or directory\n"
+    );
     assert_eq!(
         ok(&sh(&env, &id, "user", "cat /data/in.txt")),
         "over vsock\n"

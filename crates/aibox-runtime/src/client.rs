@@ -98,7 +98,11 @@ impl AgentClient {
         }
         .send(&mut buf)?;
         ClientMsg::Request(op).send(&mut buf)?;
-        s.write_all(&buf).map_err(FrameError::Io)?;
+        if let Err(e) = s.write_all(&buf) {
+            // Closed before it read a word (a paused microVM's relay does
+            // that): ask why.
+            return Err(on_stall().unwrap_or_else(|| FrameError::Io(e).into()));
+        }
         let hello = match AgentMsg::recv(&mut s) {
             Err(FrameError::Io(e))
                 if matches!(
@@ -112,7 +116,9 @@ impl AgentClient {
                 let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
                 AgentMsg::recv(&mut s)?
             }
-            other => other?,
+            // Closed before a word: ask why too.
+            Err(e) => return Err(on_stall().unwrap_or_else(|| e.into())),
+            Ok(m) => m,
         };
         match hello {
             AgentMsg::Hello { .. } => {}

@@ -87,6 +87,10 @@ struct Plan {
     /// The hybrid vsock socket (the vsock transport), as in [`VmState`].
     #[serde(default)]
     vsock: Option<PathBuf>,
+    /// As root: the uid-slot directory. The VMM runs as the first uid of a
+    /// slot the supervisor holds (QEMU's `-runas`, Firecracker's jailer).
+    #[serde(default)]
+    slots: Option<PathBuf>,
     boot: Boot,
     boot_timeout_ms: u64,
     /// A restore: the VM state arrives through `-incoming` (already in
@@ -111,6 +115,12 @@ enum Launch {
         /// vsock socket to us (the vsock transport).
         #[serde(default)]
         vhost_vsock: Option<(PathBuf, PathBuf)>,
+        /// A restore: the memory file to hand QEMU (`-incoming defer`).
+        #[serde(default)]
+        incoming: Option<PathBuf>,
+        /// The disks, opened by the supervisor and passed as descriptors.
+        #[serde(default)]
+        disks: Vec<DiskFd>,
     },
     Firecracker {
         bin: PathBuf,
@@ -130,9 +140,51 @@ enum Launch {
 #[derive(Debug, Serialize, Deserialize)]
 struct JailerPlan {
     bin: PathBuf,
-    /// The chroot base (`DIR/jail`) and the uid-slot directory.
+    /// The chroot base (`DIR/jail`).
     base: PathBuf,
-    slots: PathBuf,
+}
+
+/// A disk image QEMU gets as a descriptor in an fd set (`-add-fd`,
+/// `file=/dev/fdset/N`), never by path: once it has dropped its
+/// privileges it could not open the path again, and it reopens its images
+/// when a migration ends and when the guest runs on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct DiskFd {
+    path: PathBuf,
+    writable: bool,
+    /// The descriptor's number in QEMU.
+    fd: i32,
+    set: u32,
+}
+
+/// The first descriptor number given to QEMU; they stay below 100.
+const FIRST_DISK_FD: i32 = 10;
+/// Layers a microVM can have (each a descriptor, the disk two more).
+const MAX_LAYERS: usize = 80;
+
+/// The descriptors for `layers` (read-only, sets 1..) and `upper` (set
+/// n+1, one read-write and one read-only descriptor: QEMU picks by mode).
+fn disk_fds(layers: &[PathBuf], upper: &Path) -> Vec<DiskFd> {
+    let mut out: Vec<DiskFd> = layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| DiskFd {
+            path: l.clone(),
+            writable: false,
+            fd: FIRST_DISK_FD + i as i32,
+            set: i as u32 + 1,
+        })
+        .collect();
+    let (fd, set) = (FIRST_DISK_FD + layers.len() as i32, layers.len() as u32 + 1);
+    for (k, writable) in [true, false].into_iter().enumerate() {
+        out.push(DiskFd {
+            path: upper.to_path_buf(),
+            writable,
+            fd: fd + k as i32,
+            set,
+        });
+    }
+    out
 }
 
 const PLAN: &str = "vm-plan.json";
@@ -547,6 +599,13 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
             )
         }
     };
+    if layers.len() > MAX_LAYERS {
+        return Err(Error::Unsupported(format!(
+            "template {:?} has {} layers; a microVM takes at most {MAX_LAYERS}: flatten it (build a template FROM it)",
+            spec.template,
+            layers.len()
+        )));
+    }
     if virtiofsd.is_some() && !matches!(vmm, Vmm::Qemu { .. }) {
         return Err(unavailable(format!(
             "template {:?} shares the host's /usr over virtiofs, which aibox drives under QEMU only: use an image template",
@@ -699,7 +758,6 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
                 let vhost = vhost_vsock
                     .as_ref()
                     .map(|b| (b.clone(), dir.join("vhost-vsock.sock")));
-                let memory_file = restore.as_ref().map(|(d, _, _)| d.join(SNAP_MEMORY));
                 let args = qemu_args(&QemuConfig {
                     accel,
                     kernel: &kernel,
@@ -709,10 +767,8 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
                     layers: &layers,
                     upper: &upper,
                     qmp: &control,
-                    egress: boot
-                        .egress
-                        .then(|| (rt.helper_bin(), dir.join("egress.sock"))),
-                    incoming: memory_file.as_deref(),
+                    egress: boot.egress.then(|| rt.helper_bin()),
+                    incoming: restore.is_some(),
                     shares: &shares,
                     vhost_vsock: vhost.as_ref().map(|(_, s)| s.as_path()),
                 });
@@ -720,6 +776,8 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
                     bin: bin.clone(),
                     args,
                     vhost_vsock: vhost,
+                    incoming: restore.as_ref().map(|(d, _, _)| d.join(SNAP_MEMORY)),
+                    disks: disk_fds(&layers, &upper),
                 }
             }
             Vmm::Firecracker { bin, jailer } => {
@@ -773,7 +831,6 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
                     jailer: jailer.as_ref().map(|j| JailerPlan {
                         bin: j.clone(),
                         base: dir.join("jail"),
-                        slots: rt.dirs().slots(),
                     }),
                     restore: restore.is_some(),
                     binds,
@@ -783,6 +840,7 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
         let plan = Plan {
             launch,
             vsock,
+            slots: (aibox_sys::geteuid() == 0).then(|| rt.dirs().slots()),
             boot,
             boot_timeout_ms: BOOT_TIMEOUT.as_millis() as u64,
             restore_lock: restore.as_ref().map(|(d, _, _)| d.join("lock")),
@@ -940,13 +998,23 @@ pub(crate) fn snapshot_into(rt: &Runtime, rec: &Record, dir: &Path) -> Result<u6
 }
 
 /// QEMU's migration of the stopped guest (memory and device state) into
-/// `memory`.
+/// `memory`, a file we open and hand over (QEMU, confined, cannot).
 fn save_qemu(qmp_sock: &Path, memory: &Path) -> Result<(), Error> {
-    qmp(
-        qmp_sock,
-        "migrate",
-        Some(serde_json::json!({"uri": format!("exec:cat > {}", shell_quote(memory))})),
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(memory)
+        .map_err(|e| failed(format!("creating {}: {e}", memory.display())))?;
+    let mut monitor = Qmp::connect(qmp_sock)?;
+    monitor.call_with_fd(
+        "getfd",
+        serde_json::json!({ "fdname": "snapshot" }),
+        file.as_fd(),
     )?;
+    monitor.call("migrate", Some(serde_json::json!({"uri": "fd:snapshot"})))?;
+    drop(monitor);
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let st = qmp(qmp_sock, "query-migrate", None)?;
@@ -1039,6 +1107,18 @@ fn report(
                 Vmm::Firecracker { jailer: None, .. } => "firecracker".into(),
             },
             transport: if vmm.vsock() { "vsock" } else { "user-net" }.into(),
+            vmm_user: match (vmm, aibox_sys::geteuid() == 0) {
+                (_, false) => "the caller (unprivileged)",
+                (Vmm::Qemu { .. }, true) => "a uid of its own, with QEMU's seccomp sandbox",
+                (
+                    Vmm::Firecracker {
+                        jailer: Some(_), ..
+                    },
+                    true,
+                ) => "a uid of its own, jailed (chroot, seccomp)",
+                (Vmm::Firecracker { jailer: None, .. }, true) => "root (no jailer on PATH)",
+            }
+            .into(),
             kernel: kernel.to_string(),
             vcpus,
             memory_mib,
@@ -1067,10 +1147,11 @@ struct QemuConfig<'a> {
     layers: &'a [PathBuf],
     upper: &'a Path,
     qmp: &'a Path,
-    /// (aibox binary, egress socket): forward the guest's proxy address.
-    egress: Option<(PathBuf, PathBuf)>,
-    /// Load the VM's state from this file instead of booting.
-    incoming: Option<&'a Path>,
+    /// The aibox binary: forward the guest's proxy address through
+    /// `aibox internal-connect @`[`EGRESS_NAME`].
+    egress: Option<PathBuf>,
+    /// Wait for the VM's state (`migrate-incoming`) instead of booting.
+    incoming: bool,
     /// virtiofs shares: (host dir, vhost-user socket); tags `s0`, `s1`...
     shares: &'a [(PathBuf, PathBuf)],
     /// The vsock transport: vhost-device-vsock's vhost-user socket. The
@@ -1118,19 +1199,28 @@ fn qemu_args(c: &QemuConfig<'_>) -> Vec<String> {
         "-qmp".into(),
         format!("unix:{},server=on,wait=off", qemu_escape(c.qmp)),
     ];
-    for (i, l) in c.layers.iter().enumerate() {
+    let disks = disk_fds(c.layers, c.upper);
+    for d in &disks {
+        a.push("-add-fd".into());
+        a.push(format!("fd={},set={}", d.fd, d.set));
+    }
+    // No image locks: the descriptors of one set are separate opens of
+    // the same file, whose locks would conflict with each other when QEMU
+    // reopens the disk; each disk is this VM's alone (the layers are
+    // read-only for every VM).
+    for i in 0..c.layers.len() {
         a.push("-drive".into());
         a.push(format!(
-            "id=l{i},file={},format=raw,if=none,readonly=on",
-            qemu_escape(l)
+            "id=l{i},file=/dev/fdset/{},file.locking=off,format=raw,if=none,readonly=on",
+            i + 1
         ));
         a.push("-device".into());
         a.push(format!("virtio-blk-device,drive=l{i},serial=l{i}"));
     }
     a.push("-drive".into());
     a.push(format!(
-        "id=upper,file={},format=raw,if=none,cache=writeback,discard=unmap",
-        qemu_escape(c.upper)
+        "id=upper,file=/dev/fdset/{},file.locking=off,format=raw,if=none,cache=writeback,discard=unmap",
+        c.layers.len() + 1
     ));
     a.push("-device".into());
     a.push("virtio-blk-device,drive=upper,serial=upper".into());
@@ -1139,14 +1229,13 @@ fn qemu_args(c: &QemuConfig<'_>) -> Vec<String> {
             "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{AGENT_PORT}-{}:{AGENT_PORT}",
             aibox_agent::guest::GUEST_ADDR
         );
-        if let Some((bin, sock)) = &c.egress {
+        if let Some(bin) = &c.egress {
             let ea = aibox_agent::guest::EGRESS_ADDR;
             net.push_str(&format!(
-                ",guestfwd=tcp:{}:{}-cmd:{} internal-connect {}",
+                ",guestfwd=tcp:{}:{}-cmd:{} internal-connect @{EGRESS_NAME}",
                 ea.ip(),
                 ea.port(),
                 qemu_escape(bin),
-                qemu_escape(sock)
             ));
         }
         a.push("-netdev".into());
@@ -1177,17 +1266,18 @@ fn qemu_args(c: &QemuConfig<'_>) -> Vec<String> {
             a.push("vhost-user-vsock-device,chardev=vsock".into());
         }
     }
-    if let Some(f) = c.incoming {
+    if c.incoming {
+        // The supervisor hands the memory file over QMP (`getfd`): QEMU
+        // itself may not be able to open it.
         a.push("-incoming".into());
-        a.push(format!("exec:cat {}", shell_quote(f)));
+        a.push("defer".into());
     }
     a
 }
 
-/// A path as one word for `/bin/sh` (QEMU's `exec:` migration runs one).
-fn shell_quote(p: &Path) -> String {
-    format!("'{}'", p.to_string_lossy().replace('\'', "'\\''"))
-}
+/// The abstract Unix socket (in the supervisor's own network namespace)
+/// where the supervisor takes QEMU's egress connections to the proxy.
+pub const EGRESS_NAME: &str = "aibox-vm-egress";
 
 // ---- the supervisor (`aibox internal-vm DIR`)
 
@@ -1377,22 +1467,32 @@ fn start(dir: &Path) -> Result<Running, Error> {
         start_vhost_vsock(bin, sock, uds, dir)
             .map_err(|e| unavailable(format!("the vsock device: {e}")))?;
     }
-    if let (Some(uds), true) = (&plan.vsock, plan.boot.egress) {
-        serve_vsock_egress(uds, &dir.join("egress.sock"))?;
+    if plan.boot.egress {
+        serve_egress(plan.vsock.as_deref(), &dir.join("egress.sock"))?;
     }
     let vmm_log = std::fs::File::create(dir.join("vmm.log"))
         .map_err(|e| failed(format!("creating vmm.log: {e}")))?;
-    let (mut cmd, slot) = vmm_command(&plan.launch, dir)?;
+    let (mut cmd, slot) = vmm_command(&plan, dir)?;
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(vmm_log);
-    // (Under the jailer this lasts until it drops to the slot's uid; the
-    // record's VMM pid is killed by pid then.)
+    // The VMM runs under `internal-vmm-init`, PID 1 of a pid namespace of
+    // its own, which dies with us (a VMM that drops to another uid loses
+    // its own parent-death signal) and takes the namespace down with it.
     aibox_sys::kill_with_parent(&mut cmd, libc::SIGKILL);
     let started = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| unavailable(format!("starting the VMM: {e}")))?;
+    let mut child = spawn_in_pid_namespace(cmd)?;
+    let vmm_pid = match vmm_child(child.id() as i32) {
+        Some(p) => p,
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(failed(format!(
+                "the VMM did not start: {}",
+                std::fs::read_to_string(dir.join("vmm.log")).unwrap_or_default()
+            )));
+        }
+    };
     let stdout = child.stdout.take().ok_or_else(|| failed("no console"))?;
     let (tx, rx) = std::sync::mpsc::channel::<bool>();
     let console = dir.join(CONSOLE);
@@ -1452,7 +1552,9 @@ fn start(dir: &Path) -> Result<Running, Error> {
         }
     } else {
         let loaded = match &plan.launch {
-            Launch::Qemu { .. } => resume_incoming(&mut child, dir, deadline),
+            Launch::Qemu { incoming, .. } => {
+                resume_incoming(&mut child, dir, incoming.as_deref(), deadline)
+            }
             Launch::Firecracker { root, .. } => load_firecracker(&mut child, root, deadline),
         };
         if let Err(e) = loaded {
@@ -1470,15 +1572,7 @@ fn start(dir: &Path) -> Result<Running, Error> {
     let target = std::sync::Arc::new(RelayTarget {
         token: plan.boot.token.clone(),
         vsock: plan.vsock.clone(),
-        // vhost-device-vsock loses connections opened while QEMU has its
-        // queues stopped: they wait for the guest to run.
-        pause_gate: match &plan.launch {
-            Launch::Qemu {
-                vhost_vsock: Some(_),
-                ..
-            } => rec.vm.as_ref().map(|v| v.control.clone()),
-            _ => None,
-        },
+        dir: dir.to_path_buf(),
     });
     std::thread::spawn(move || {
         for conn in listener.incoming() {
@@ -1512,8 +1606,8 @@ fn start(dir: &Path) -> Result<Running, Error> {
     rec.pid = me;
     rec.start_time = aibox_sys::process_start_time(me).unwrap_or(0);
     if let Some(vm) = rec.vm.as_mut() {
-        vm.vmm_pid = child.id() as i32;
-        vm.vmm_start_time = aibox_sys::process_start_time(child.id() as i32).unwrap_or(0);
+        vm.vmm_pid = vmm_pid;
+        vm.vmm_start_time = aibox_sys::process_start_time(vmm_pid).unwrap_or(0);
     }
     if let Some(v) = rec.isolation.vm.as_mut() {
         if !kernel.is_empty() {
@@ -1533,15 +1627,103 @@ fn start(dir: &Path) -> Result<Running, Error> {
     })
 }
 
-/// The VMM's command line, and the uid slot a jailed Firecracker runs as
-/// (held while we live).
-fn vmm_command(launch: &Launch, dir: &Path) -> Result<(Command, Option<std::fs::File>), Error> {
+/// Spawn `cmd` as PID 1 of a new pid namespace. A thread of its own does
+/// it (a thread whose children go to another pid namespace can start no
+/// threads) and then stays: the parent-death signal follows the thread
+/// that spawned.
+fn spawn_in_pid_namespace(mut cmd: Command) -> Result<std::process::Child, Error> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("vmm-parent".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let r = aibox_sys::unshare(libc::CLONE_NEWPID)
+                .map_err(|e| unavailable(format!("the VMM's pid namespace: {e}")))
+                .and_then(|()| {
+                    cmd.spawn()
+                        .map_err(|e| unavailable(format!("starting the VMM: {e}")))
+                });
+            let _ = tx.send(r);
+            loop {
+                std::thread::park();
+            }
+        })
+        .map_err(|e| failed(format!("a thread for the VMM: {e}")))?;
+    rx.recv()
+        .map_err(|_| failed("the VMM's parent thread ended"))?
+}
+
+/// `aibox internal-vmm-init` (this binary): the VMM's command follows.
+fn vmm_init_command() -> Command {
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg("internal-vmm-init").arg("--");
+    cmd
+}
+
+/// The VMM's pid (in our namespace): the child of `init`, its PID 1.
+fn vmm_child(init: i32) -> Option<i32> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let children = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children"))
+            .unwrap_or_default();
+        if let Some(p) = children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+        {
+            return Some(p);
+        }
+        if Instant::now() > deadline || aibox_sys::process_start_time(init).is_none() {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A uid of its own for the VMM: the first of a free slot's range, which
+/// no host user and no other sandbox has; the slot is held while the
+/// returned file is open.
+fn vmm_uid(slots: &Path) -> Result<(u32, std::fs::File), Error> {
+    let slot =
+        crate::state::claim_slot(slots).map_err(|e| failed(format!("a uid for the VMM: {e}")))?;
+    Ok((crate::state::slot_uid(slot.n), slot.file))
+}
+
+/// The VMM's command line, and the uid slot it runs as (held while we
+/// live). As root, QEMU drops to that uid once it has opened its files
+/// (`-runas`) and confines itself with its seccomp filter (`-sandbox`;
+/// no process spawning unless egress needs `guestfwd`'s command).
+fn vmm_command(plan: &Plan, dir: &Path) -> Result<(Command, Option<std::fs::File>), Error> {
     use crate::firecracker as fc;
-    match launch {
-        Launch::Qemu { bin, args, .. } => {
-            let mut cmd = Command::new(bin);
-            cmd.args(args);
-            Ok((cmd, None))
+    match &plan.launch {
+        Launch::Qemu {
+            bin, args, disks, ..
+        } => {
+            let mut cmd = vmm_init_command();
+            cmd.arg(bin).args(args);
+            let mut fds = Vec::with_capacity(disks.len());
+            for d in disks {
+                let f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(d.writable)
+                    .open(&d.path)
+                    .map_err(|e| failed(format!("opening {}: {e}", d.path.display())))?;
+                fds.push((std::os::fd::OwnedFd::from(f), d.fd));
+            }
+            aibox_sys::pass_fds(&mut cmd, fds)
+                .map_err(|e| failed(format!("passing the disks to QEMU: {e}")))?;
+            let Some(slots) = &plan.slots else {
+                return Ok((cmd, None));
+            };
+            let (uid, slot) = vmm_uid(slots)?;
+            let spawn = if plan.boot.egress { "allow" } else { "deny" };
+            cmd.arg("-runas")
+                .arg(format!("{uid}:{uid}"))
+                .arg("-sandbox")
+                .arg(format!(
+                    "on,obsolete=deny,resourcecontrol=deny,spawn={spawn}"
+                ));
+            Ok((cmd, Some(slot)))
         }
         Launch::Firecracker {
             bin,
@@ -1555,23 +1737,24 @@ fn vmm_command(launch: &Launch, dir: &Path) -> Result<(Command, Option<std::fs::
                 fc_args.extend(["--config-file".to_string(), fc::CONFIG.to_string()]);
             }
             let Some(j) = jailer else {
-                let mut cmd = Command::new(bin);
-                cmd.args(&fc_args).current_dir(root);
+                let mut cmd = vmm_init_command();
+                cmd.arg(bin).args(&fc_args).current_dir(root);
                 return Ok((cmd, None));
             };
             bind_read_only(binds)
                 .map_err(|e| failed(format!("placing the VM's files in its jail: {e}")))?;
-            // A uid of its own: the first of a free slot's range, which no
-            // host user and no other sandbox has.
-            let slot = crate::state::claim_slot(&j.slots)
-                .map_err(|e| failed(format!("a uid for the jailed VMM: {e}")))?;
-            let uid = crate::state::slot_uid(slot.n);
+            let slots = plan
+                .slots
+                .as_ref()
+                .ok_or_else(|| failed("the jailer needs root"))?;
+            let (uid, slot) = vmm_uid(slots)?;
             let upper = root.join(fc::UPPER);
             std::os::unix::fs::chown(&upper, Some(uid), Some(uid))
                 .map_err(|e| failed(format!("handing {} to the VMM: {e}", upper.display())))?;
             let id = dir.file_name().unwrap_or_default().to_string_lossy();
-            let mut cmd = Command::new(&j.bin);
-            cmd.arg("--id")
+            let mut cmd = vmm_init_command();
+            cmd.arg(&j.bin)
+                .arg("--id")
                 .arg(id.as_ref())
                 .arg("--exec-file")
                 .arg(bin)
@@ -1583,7 +1766,7 @@ fn vmm_command(launch: &Launch, dir: &Path) -> Result<(Command, Option<std::fs::
                 .arg(&j.base)
                 .arg("--")
                 .args(&fc_args);
-            Ok((cmd, Some(slot.file)))
+            Ok((cmd, Some(slot)))
         }
     }
 }
@@ -1653,21 +1836,35 @@ fn start_vhost_vsock(bin: &Path, sock: &Path, uds: &Path, dir: &Path) -> Result<
     Ok(())
 }
 
-/// Answer the guest's vsock connections to the host's egress proxy port
-/// (`<uds>_3128`) with the server's proxy at `egress`.
-fn serve_vsock_egress(uds: &Path, egress: &Path) -> Result<(), Error> {
-    let path = PathBuf::from(format!(
-        "{}_{}",
-        uds.display(),
-        aibox_types::EGRESS_PROXY_PORT
-    ));
-    let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path)
-        .map_err(|e| failed(format!("binding {}: {e}", path.display())))?;
-    // A jailed VMM connects as its own uid; only root and the sandbox's
-    // owner reach the 0700 sandboxes directory it is in.
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o666))
-        .map_err(|e| failed(format!("chmod {}: {e}", path.display())))?;
+/// Carry the guest's connections to the host's egress proxy to the
+/// server's proxy at `egress`: they arrive on `<uds>_3128` (vsock), or on
+/// the abstract socket [`EGRESS_NAME`] in our own network namespace, where
+/// QEMU's `guestfwd` command (`aibox internal-connect`) connects.
+fn serve_egress(vsock: Option<&Path>, egress: &Path) -> Result<(), Error> {
+    let listener = match vsock {
+        Some(uds) => {
+            let path = PathBuf::from(format!(
+                "{}_{}",
+                uds.display(),
+                aibox_types::EGRESS_PROXY_PORT
+            ));
+            let _ = std::fs::remove_file(&path);
+            let l = UnixListener::bind(&path)
+                .map_err(|e| failed(format!("binding {}: {e}", path.display())))?;
+            // A jailed VMM connects as its own uid; only root and the
+            // sandbox's owner reach the 0700 sandboxes directory it is in.
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+                .map_err(|e| failed(format!("chmod {}: {e}", path.display())))?;
+            l
+        }
+        None => {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(EGRESS_NAME)
+                .map_err(|e| failed(format!("the egress socket's name: {e}")))?;
+            UnixListener::bind_addr(&addr)
+                .map_err(|e| failed(format!("binding @{EGRESS_NAME}: {e}")))?
+        }
+    };
     let egress = egress.to_path_buf();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
@@ -1690,17 +1887,46 @@ fn serve_vsock_egress(uds: &Path, egress: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-/// A QEMU restore: the state loads (`inmigrate`); it was saved with the
+/// A QEMU restore: hand QEMU the memory file (opened here: it may not
+/// be able to), let the state load (`inmigrate`); it was saved with the
 /// guest stopped, so it then waits paused: start it.
 fn resume_incoming(
     child: &mut std::process::Child,
     dir: &Path,
+    memory: Option<&Path>,
     deadline: Instant,
 ) -> Result<(), String> {
     let qmp_sock = Record::load(dir)
         .ok()
         .and_then(|r| r.vm.map(|v| v.control))
         .unwrap_or_default();
+    let memory = memory.ok_or("no memory file to restore")?;
+    let file =
+        std::fs::File::open(memory).map_err(|e| format!("opening {}: {e}", memory.display()))?;
+    let mut monitor = loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Err(format!("QEMU stopped before its monitor was up ({st})"));
+        }
+        match Qmp::connect(&qmp_sock) {
+            Ok(m) => break m,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => return Err(format!("QEMU's monitor: {e}")),
+        }
+    };
+    monitor
+        .call_with_fd(
+            "getfd",
+            serde_json::json!({ "fdname": "incoming" }),
+            file.as_fd(),
+        )
+        .and_then(|_| {
+            monitor.call(
+                "migrate-incoming",
+                Some(serde_json::json!({ "uri": "fd:incoming" })),
+            )
+        })
+        .map_err(|e| format!("loading the snapshot: {e}"))?;
+    drop(monitor);
     loop {
         if let Ok(Some(st)) = child.try_wait() {
             return Err(format!(
@@ -1876,17 +2102,18 @@ fn serve(vm: Running) -> ! {
 struct RelayTarget {
     token: String,
     vsock: Option<PathBuf>,
-    /// QEMU's monitor: wait while the guest is stopped before connecting.
-    pause_gate: Option<PathBuf>,
+    /// The sandbox directory (its record and [`PAUSED_MARK`]).
+    dir: PathBuf,
 }
 
 fn relay(conn: UnixStream, t: &RelayTarget) {
-    if let Some(qmp_sock) = &t.pause_gate {
-        while qmp(qmp_sock, "query-status", None)
-            .is_ok_and(|v| v.get("running").and_then(|r| r.as_bool()) == Some(false))
-        {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    // A paused guest takes no connections: its caller hears so at once
+    // (and asks why) instead of having a request it gave up on run at
+    // the resume; and vhost-device-vsock loses a connection opened while
+    // QEMU has its queues stopped.
+    if t.dir.join(PAUSED_MARK).exists() && Record::load(&t.dir).is_ok_and(|rec| paused(&rec)) {
+        let _ = conn.shutdown(std::net::Shutdown::Both);
+        return;
     }
     let up = connect_guest(t.vsock.as_deref()).and_then(|mut s| {
         s.write_all(t.token.as_bytes())?;
@@ -1900,11 +2127,49 @@ fn relay(conn: UnixStream, t: &RelayTarget) {
     }
 }
 
+/// `aibox internal-vmm-init VMM ARGS...`: PID 1 of the VMM's own pid
+/// namespace. It runs the VMM and reaps what ends there; when it dies
+/// (killed with the supervisor: its parent-death signal, which a VMM that
+/// drops to another uid loses) the kernel kills everything in the
+/// namespace, the VMM included. Exits with the VMM's status.
+pub fn vmm_init(command: &[std::ffi::OsString]) -> i32 {
+    let Some((prog, args)) = command.split_first() else {
+        return 2;
+    };
+    let vmm = match Command::new(prog).args(args).spawn() {
+        Ok(c) => c.id() as i32,
+        Err(e) => {
+            eprintln!("aibox: cannot start {}: {e}", prog.to_string_lossy());
+            return 127;
+        }
+    };
+    loop {
+        match aibox_sys::wait_any(true) {
+            Ok(Some((pid, st))) if pid == vmm => {
+                return match st {
+                    aibox_sys::WaitStatus::Exited(c) => c,
+                    aibox_sys::WaitStatus::Signaled(s) => 128 + s,
+                }
+            }
+            Ok(_) => {}
+            Err(_) => return 1,
+        }
+    }
+}
+
 /// `aibox internal-connect PATH`: stdin to the Unix socket at `path`, its
 /// answers to stdout (QEMU runs this for each guest connection to the
 /// egress proxy address).
 pub fn connect_stdio(path: &Path) -> i32 {
-    let Ok(sock) = UnixStream::connect(path) else {
+    let sock = match path.to_str().and_then(|p| p.strip_prefix('@')) {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            std::os::unix::net::SocketAddr::from_abstract_name(name)
+                .and_then(|a| UnixStream::connect_addr(&a))
+        }
+        None => UnixStream::connect(path),
+    };
+    let Ok(sock) = sock else {
         return 1;
     };
     let Ok(mut back) = sock.try_clone() else {
@@ -1944,32 +2209,71 @@ pub(crate) fn kill_vm(rec: &Record) {
     }
 }
 
-/// One QMP command; its `return` value.
-pub fn qmp(
-    sock: &Path,
-    command: &str,
-    arguments: Option<serde_json::Value>,
-) -> Result<serde_json::Value, Error> {
-    let err = |e: std::io::Error| failed(format!("the VMM's monitor ({}): {e}", sock.display()));
-    let s = UnixStream::connect(sock).map_err(err)?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(err)?;
-    let mut w = s.try_clone().map_err(err)?;
-    let mut r = BufReader::new(s);
-    let mut answer = |w: &mut UnixStream,
-                      cmd: Option<&str>,
-                      args: Option<serde_json::Value>|
-     -> Result<serde_json::Value, Error> {
-        if let Some(c) = cmd {
-            let mut req = serde_json::json!({ "execute": c });
-            if let Some(a) = args {
-                req["arguments"] = a;
-            }
-            w.write_all(format!("{req}\n").as_bytes()).map_err(err)?;
+/// A QMP connection, capabilities negotiated.
+struct Qmp {
+    w: UnixStream,
+    r: BufReader<UnixStream>,
+    sock: PathBuf,
+}
+
+impl Qmp {
+    fn connect(sock: &Path) -> Result<Qmp, Error> {
+        let err =
+            |e: std::io::Error| failed(format!("the VMM's monitor ({}): {e}", sock.display()));
+        let s = UnixStream::connect(sock).map_err(err)?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(err)?;
+        let w = s.try_clone().map_err(err)?;
+        let mut q = Qmp {
+            w,
+            r: BufReader::new(s),
+            sock: sock.to_path_buf(),
+        };
+        q.answer("the greeting")?;
+        q.call("qmp_capabilities", None)?;
+        Ok(q)
+    }
+
+    fn err(&self, e: std::io::Error) -> Error {
+        failed(format!("the VMM's monitor ({}): {e}", self.sock.display()))
+    }
+
+    fn request(command: &str, arguments: Option<serde_json::Value>) -> String {
+        let mut req = serde_json::json!({ "execute": command });
+        if let Some(a) = arguments {
+            req["arguments"] = a;
         }
+        format!("{req}\n")
+    }
+
+    /// One command; its `return` value.
+    fn call(
+        &mut self,
+        command: &str,
+        arguments: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, Error> {
+        let req = Self::request(command, arguments);
+        self.w.write_all(req.as_bytes()).map_err(|e| self.err(e))?;
+        self.answer(command)
+    }
+
+    /// One command sent with a descriptor (`getfd`, `add-fd`).
+    fn call_with_fd(
+        &mut self,
+        command: &str,
+        arguments: serde_json::Value,
+        fd: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<serde_json::Value, Error> {
+        let req = Self::request(command, Some(arguments));
+        aibox_sys::send_with_fds(self.w.as_fd(), req.as_bytes(), &[fd]).map_err(|e| self.err(e))?;
+        self.answer(command)
+    }
+
+    /// Read up to the answer (events before it are skipped).
+    fn answer(&mut self, what: &str) -> Result<serde_json::Value, Error> {
         loop {
             let mut line = String::new();
-            if r.read_line(&mut line).map_err(err)? == 0 {
+            if self.r.read_line(&mut line).map_err(|e| self.err(e))? == 0 {
                 return Err(failed("the VMM's monitor closed"));
             }
             let v: serde_json::Value = serde_json::from_str(&line)
@@ -1979,16 +2283,21 @@ pub fn qmp(
             }
             if let Some(e) = v.get("error") {
                 return Err(failed(format!(
-                    "the VMM refused {}: {}",
-                    cmd.unwrap_or("the greeting"),
+                    "the VMM refused {what}: {}",
                     e.get("desc").and_then(|d| d.as_str()).unwrap_or("?")
                 )));
             }
         }
-    };
-    answer(&mut w, None, None)?;
-    answer(&mut w, Some("qmp_capabilities"), None)?;
-    answer(&mut w, Some(command), arguments)
+    }
+}
+
+/// One QMP command on a connection of its own; its `return` value.
+pub fn qmp(
+    sock: &Path,
+    command: &str,
+    arguments: Option<serde_json::Value>,
+) -> Result<serde_json::Value, Error> {
+    Qmp::connect(sock)?.call(command, arguments)
 }
 
 fn vm_of(rec: &Record) -> Result<&VmState, Error> {
@@ -1997,15 +2306,28 @@ fn vm_of(rec: &Record) -> Result<&VmState, Error> {
         .ok_or_else(|| failed(format!("sandbox {} is not a microVM", rec.id)))
 }
 
+/// In the sandbox directory while the guest is paused (set before the
+/// VMM stops it, removed after it runs again): the relay refuses
+/// connections then.
+const PAUSED_MARK: &str = "paused";
+
 pub(crate) fn set_paused(rec: &Record, pause: bool) -> Result<(), Error> {
     if !rec.alive() {
         return Err(Error::Gone(rec.id.clone()));
     }
     let vm = vm_of(rec)?;
-    match vm.root {
+    let mark = rec.socket.with_file_name(PAUSED_MARK);
+    if pause {
+        let _ = std::fs::write(&mark, b"");
+    }
+    let r = match vm.root {
         Some(_) => crate::firecracker::set_paused(&vm.control, pause),
         None => qmp(&vm.control, if pause { "stop" } else { "cont" }, None).map(drop),
+    };
+    if !pause && r.is_ok() {
+        let _ = std::fs::remove_file(&mark);
     }
+    r
 }
 
 pub(crate) fn paused(rec: &Record) -> bool {
@@ -2108,8 +2430,8 @@ mod tests {
             layers: &layers,
             upper: Path::new("/s/disk.ext4"),
             qmp: Path::new("/s/qmp.sock"),
-            egress: Some(("/bin/aibox".into(), "/s/egress.sock".into())),
-            incoming: Some(Path::new("/snap/it's/memory.bin")),
+            egress: Some("/bin/aibox".into()),
+            incoming: true,
             shares: &[("/usr".into(), "/s/vfs0.sock".into())],
             vhost_vsock: None,
         });
@@ -2117,20 +2439,30 @@ mod tests {
         assert!(joined.contains("-accel tcg"));
         assert!(joined.contains("-m 512M"));
         assert!(joined.contains("-smp 2"));
-        assert!(joined.contains("id=l1,file=/d/b,,c.ext4,format=raw,if=none,readonly=on"));
+        assert!(joined.contains(
+            "-add-fd fd=10,set=1 -add-fd fd=11,set=2 -add-fd fd=12,set=3 -add-fd fd=13,set=3"
+        ));
+        assert!(joined
+            .contains("id=l1,file=/dev/fdset/2,file.locking=off,format=raw,if=none,readonly=on"));
+        assert!(joined.contains("id=upper,file=/dev/fdset/3,file.locking=off,format=raw"));
+        assert!(!joined.contains("/d/b"), "a disk by path: {joined}");
         assert!(joined.contains("virtio-blk-device,drive=l0,serial=l0"));
         assert!(joined.contains("serial=upper"));
-        assert!(!joined.contains("upper,file=/s/disk.ext4,format=raw,if=none,readonly"));
+        let fds = disk_fds(&layers, Path::new("/s/disk.ext4"));
+        assert_eq!(fds.len(), 4);
+        assert_eq!((fds[1].fd, fds[1].set, fds[1].writable), (11, 2, false));
+        assert_eq!((fds[2].fd, fds[2].set, fds[2].writable), (12, 3, true));
+        assert_eq!((fds[3].fd, fds[3].set, fds[3].writable), (13, 3, false));
         assert!(joined.contains("restrict=on"));
         assert!(joined.contains("hostfwd=tcp:127.0.0.1:1024-10.0.2.15:1024"));
         assert!(joined.contains(
-            "guestfwd=tcp:10.0.2.100:3128-cmd:/bin/aibox internal-connect /s/egress.sock"
+            "guestfwd=tcp:10.0.2.100:3128-cmd:/bin/aibox internal-connect @aibox-vm-egress"
         ));
         assert!(joined.contains("-nodefaults"));
         assert!(joined.contains("microvm,x-option-roms=off,pit=off,pic=off,memory-backend=mem"));
         assert!(joined.contains("memory-backend-memfd,id=mem,size=512M,share=on"));
         assert!(joined.contains("vhost-user-fs-device,chardev=vfs0,tag=s0"));
-        assert!(joined.ends_with("-incoming exec:cat '/snap/it'\\''s/memory.bin'"));
+        assert!(joined.ends_with("-incoming defer"));
         assert!(!joined.contains("aibox.vsock"));
     }
 
@@ -2146,8 +2478,8 @@ mod tests {
             layers: &layers,
             upper: Path::new("/s/disk.ext4"),
             qmp: Path::new("/s/qmp.sock"),
-            egress: Some(("/bin/aibox".into(), "/s/egress.sock".into())),
-            incoming: None,
+            egress: Some("/bin/aibox".into()),
+            incoming: false,
             shares: &[],
             vhost_vsock: Some(Path::new("/s/vhost-vsock.sock")),
         });

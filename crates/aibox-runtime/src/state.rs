@@ -97,7 +97,7 @@ impl Record {
 
     /// Is the recorded PID 1 still the process we started?
     pub fn alive(&self) -> bool {
-        self.pid > 0 && aibox_sys::process_start_time(self.pid) == Some(self.start_time)
+        self.pid > 0 && aibox_sys::live_process_start_time(self.pid) == Some(self.start_time)
     }
 }
 

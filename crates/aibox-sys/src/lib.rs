@@ -1141,6 +1141,38 @@ pub fn spawn_with_controlling_tty(cmd: &mut Command) {
     }
 }
 
+/// Give the child of `cmd` each descriptor at its target number (3..100),
+/// without the close-on-exec flag. The descriptors are first moved to
+/// numbers of 100 and up, so no target overwrites a source.
+pub fn pass_fds(cmd: &mut Command, fds: Vec<(OwnedFd, RawFd)>) -> io::Result<()> {
+    let mut moved = Vec::with_capacity(fds.len());
+    for (fd, target) in fds {
+        if !(3..100).contains(&target) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "descriptor targets must be in 3..100",
+            ));
+        }
+        // SAFETY: F_DUPFD_CLOEXEC on a valid descriptor.
+        let high = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 100) })?;
+        // SAFETY: a new descriptor we own.
+        moved.push((unsafe { OwnedFd::from_raw_fd(high) }, target));
+    }
+    // SAFETY: dup2 is async-signal-safe; the sources stay open in the
+    // parent's copy of the closure until the child has exec'd.
+    unsafe {
+        cmd.pre_exec(move || {
+            for (fd, target) in &moved {
+                if libc::dup2(fd.as_raw_fd(), *target) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
 /// The command, once spawned, gets `sig` when the spawning thread dies
 /// (PR_SET_PDEATHSIG), and exits at once if that already happened.
 pub fn kill_with_parent(cmd: &mut Command, sig: libc::c_int) {
@@ -1152,7 +1184,9 @@ pub fn kill_with_parent(cmd: &mut Command, sig: libc::c_int) {
             if libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong) == -1 {
                 return Err(io::Error::last_os_error());
             }
-            if libc::getppid() != parent {
+            // (PID 1 of a new pid namespace sees its parent as 0.)
+            let pp = libc::getppid();
+            if pp != parent && pp != 0 {
                 libc::_exit(1);
             }
             Ok(())
@@ -1317,6 +1351,17 @@ pub fn process_start_time(pid: libc::pid_t) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = stat.rsplit_once(')')?.1;
     after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// The start time of a process that is still running (not a zombie
+/// waiting for its parent to reap it).
+pub fn live_process_start_time(pid: libc::pid_t) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    if matches!(fields.next(), Some("Z" | "X")) {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 /// Mount flags (MS_*) currently in effect at `path`, as statvfs reports

@@ -183,6 +183,11 @@ pub struct VmReport {
     pub disk_mib: u64,
     /// The VMM runs in a network namespace of its own, with loopback only.
     pub vmm_netns: bool,
+    /// Whom the VMM runs as once started: a uid of its own (root
+    /// mode: QEMU's `-runas` with its seccomp sandbox, or Firecracker's
+    /// jailer), or the unprivileged caller.
+    #[serde(default)]
+    pub vmm_user: String,
     /// The guest can open connections to the host or beyond (never: egress
     /// goes through the server's proxy only).
     pub host_network: bool,
