@@ -315,24 +315,7 @@ fn microvm_sandboxes_under_tcg() {
         st.cpu_usec.unwrap() > 0 && st.memory_bytes.unwrap() > 0,
         "{st:?}"
     );
-    ok(&env.run(&["pause", &id]));
-    assert!(rt.get(&id).unwrap().paused());
-    // Refused, and not run at the resume either.
-    refused(
-        &env.run(&["exec", &id, "--", "touch", "/data/ran-while-paused"]),
-        "paused",
-    );
-    ok(&env.run(&["resume", &id]));
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    assert_eq!(
-        ok(&sh(
-            &env,
-            &id,
-            "root",
-            "ls /data/ran-while-paused 2>&1 || true"
-        )),
-        "ls: /data/ran-while-paused: No such file or directory\n"
-    );
+    pause_refuse_resume(&env, &id);
     assert!(!rt.get(&id).unwrap().paused());
     assert_eq!(
         ok(&sh(&env, &id, "user", "cat /data/in.txt")),
@@ -492,6 +475,23 @@ fn microvm_sandboxes_under_tcg() {
     assert!(
         env.runtime().list().is_empty(),
         "aibox run left its microVM"
+    );
+}
+
+/// Pause (the VMM's), an exec refused while paused and not run at the
+/// resume either, resume.
+fn pause_refuse_resume(env: &Env, id: &str) {
+    ok(&env.run(&["pause", id]));
+    assert!(env.runtime().get(id).unwrap().paused());
+    refused(
+        &env.run(&["exec", id, "--", "touch", "/data/ran-while-paused"]),
+        "paused",
+    );
+    ok(&env.run(&["resume", id]));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        ok(&sh(env, id, "root", "ls /data/ran-while-paused 2>&1 || true")),
+        "ls: /data/ran-while-paused: No such file or directory\n"
     );
 }
 
@@ -672,24 +672,7 @@ fn vsock_scenario(name: &str, vars: &[(&str, &str)], vmm: &str, snapshots: bool)
     }
     assert!(body.contains("by-vsock"), "{body}");
     eprintln!("{name}: pause");
-    ok(&env.run(&["pause", &id]));
-    assert!(rt.get(&id).unwrap().paused());
-    // Refused, and not run at the resume either.
-    refused(
-        &env.run(&["exec", &id, "--", "touch", "/data/ran-while-paused"]),
-        "paused",
-    );
-    ok(&env.run(&["resume", &id]));
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    assert_eq!(
-        ok(&sh(
-            &env,
-            &id,
-            "root",
-            "ls /data/ran-while-paused 2>&1 || true"
-        )),
-        "ls: /data/ran-while-paused: No such file or directory\n"
-    );
+    pause_refuse_resume(&env, &id);
     assert_eq!(
         ok(&sh(&env, &id, "user", "cat /data/in.txt")),
         "over vsock\n"

@@ -1380,27 +1380,9 @@ fn start_shares(plan: &Plan, dir: &Path) -> Result<(), String> {
     let Some(bin) = &plan.virtiofsd else {
         return Ok(());
     };
-    aibox_sys::unshare(libc::CLONE_NEWNS).map_err(|e| format!("unshare(mount): {e}"))?;
-    aibox_sys::mount(
-        None,
-        Path::new("/"),
-        None,
-        libc::MS_REC | libc::MS_PRIVATE,
-        None,
-    )
-    .map_err(|e| format!("making mounts private: {e}"))?;
+    own_mount_namespace()?;
     for (i, (host, sock)) in plan.shares.iter().enumerate() {
-        aibox_sys::mount(Some(host), host, None, libc::MS_BIND | libc::MS_REC, None)
-            .map_err(|e| format!("binding {}: {e}", host.display()))?;
-        let flags = aibox_sys::current_mount_flags(host).unwrap_or(0);
-        aibox_sys::mount(
-            None,
-            host,
-            None,
-            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | flags,
-            None,
-        )
-        .map_err(|e| format!("making {} read-only: {e}", host.display()))?;
+        bind_read_only(host, host, libc::MS_REC)?;
         let log = std::fs::File::create(dir.join(format!("virtiofsd{i}.log")))
             .map_err(|e| format!("creating virtiofsd{i}.log: {e}"))?;
         let mut cmd = Command::new(bin);
@@ -1741,7 +1723,7 @@ fn vmm_command(plan: &Plan, dir: &Path) -> Result<(Command, Option<std::fs::File
                 cmd.arg(bin).args(&fc_args).current_dir(root);
                 return Ok((cmd, None));
             };
-            bind_read_only(binds)
+            bind_into_jail(binds)
                 .map_err(|e| failed(format!("placing the VM's files in its jail: {e}")))?;
             let slots = plan
                 .slots
@@ -1773,10 +1755,19 @@ fn vmm_command(plan: &Plan, dir: &Path) -> Result<(Command, Option<std::fs::File
 
 /// In a mount namespace of our own (which the jailer's inherits), bind
 /// each host file read-only over its placeholder in the jail.
-fn bind_read_only(binds: &[(PathBuf, PathBuf)]) -> Result<(), String> {
+fn bind_into_jail(binds: &[(PathBuf, PathBuf)]) -> Result<(), String> {
     if binds.is_empty() {
         return Ok(());
     }
+    own_mount_namespace()?;
+    for (from, to) in binds {
+        bind_read_only(from, to, 0)?;
+    }
+    Ok(())
+}
+
+/// A mount namespace of our own, nothing propagating out of it.
+fn own_mount_namespace() -> Result<(), String> {
     aibox_sys::unshare(libc::CLONE_NEWNS).map_err(|e| format!("unshare(mount): {e}"))?;
     aibox_sys::mount(
         None,
@@ -1785,21 +1776,22 @@ fn bind_read_only(binds: &[(PathBuf, PathBuf)]) -> Result<(), String> {
         libc::MS_REC | libc::MS_PRIVATE,
         None,
     )
-    .map_err(|e| format!("making mounts private: {e}"))?;
-    for (from, to) in binds {
-        aibox_sys::mount(Some(from), to, None, libc::MS_BIND, None)
-            .map_err(|e| format!("binding {}: {e}", from.display()))?;
-        let flags = aibox_sys::current_mount_flags(to).unwrap_or(0);
-        aibox_sys::mount(
-            None,
-            to,
-            None,
-            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | flags,
-            None,
-        )
-        .map_err(|e| format!("making {} read-only: {e}", to.display()))?;
-    }
-    Ok(())
+    .map_err(|e| format!("making mounts private: {e}"))
+}
+
+/// Bind `from` over `to` (with `extra` flags, e.g. MS_REC), read-only.
+fn bind_read_only(from: &Path, to: &Path, extra: libc::c_ulong) -> Result<(), String> {
+    aibox_sys::mount(Some(from), to, None, libc::MS_BIND | extra, None)
+        .map_err(|e| format!("binding {}: {e}", from.display()))?;
+    let flags = aibox_sys::current_mount_flags(to).unwrap_or(0);
+    aibox_sys::mount(
+        None,
+        to,
+        None,
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | flags,
+        None,
+    )
+    .map_err(|e| format!("making {} read-only: {e}", to.display()))
 }
 
 /// vhost-device-vsock for QEMU: the vhost-user device on `sock`, the
