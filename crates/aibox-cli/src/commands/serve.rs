@@ -51,6 +51,11 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(aibox_server::serve(config, engine))?;
+    let served = rt.block_on(aibox_server::serve(config, engine));
+    // A request still working in a blocking thread (an agent call, a
+    // stream) must not hold the exit: dropping the runtime would wait for
+    // it without end. Sandboxes keep running after the server.
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    served?;
     Ok(0)
 }
