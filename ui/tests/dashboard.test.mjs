@@ -427,8 +427,15 @@ check('audit log filters and chain check; keys; settings; logout', async () => {
   await page.getByLabel('Action (prefix)').fill('sandbox.create');
   await page.getByRole('button', { name: 'Search' }).click();
   await page.getByText(/^\d+ entries, newest first$/).waitFor();
-  const actions = await page.locator('tbody tr td:nth-child(4)').allTextContents();
-  assert.ok(actions.length >= 1 && actions.every((a) => a.startsWith('sandbox.create')), JSON.stringify(actions));
+  // The count line was already there for the unfiltered list: wait for
+  // the filtered rows themselves.
+  const filtered = (a) => a.length >= 1 && a.every((x) => x.startsWith('sandbox.create'));
+  let actions = [];
+  for (let i = 0; i < 100 && !filtered(actions); i++) {
+    if (i) await page.waitForTimeout(100);
+    actions = await page.locator('tbody tr td:nth-child(4)').allTextContents();
+  }
+  assert.ok(filtered(actions), JSON.stringify(actions));
   await page.getByRole('button', { name: 'Verify chain' }).click();
   await page.getByText(/Chain intact \(\d+ entries\)/).waitFor();
   await shot('11-audit');
