@@ -490,7 +490,12 @@ fn pause_refuse_resume(env: &Env, id: &str) {
     ok(&env.run(&["resume", id]));
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert_eq!(
-        ok(&sh(env, id, "root", "ls /data/ran-while-paused 2>&1 || true")),
+        ok(&sh(
+            env,
+            id,
+            "root",
+            "ls /data/ran-while-paused 2>&1 || true"
+        )),
         "ls: /data/ran-while-paused: No such file or directory\n"
     );
 }
