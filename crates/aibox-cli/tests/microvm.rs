@@ -267,26 +267,7 @@ fn microvm_sandboxes_under_tcg() {
     );
 
     // Listeners and a port forward through the agent.
-    ok(&sh(
-        &env,
-        &id,
-        "user",
-        "mkdir -p /data/www && echo served-by-vm > /data/www/index.html",
-    ));
-    let o = env.run(&[
-        "exec",
-        &id,
-        "-d",
-        "--",
-        "busybox",
-        "httpd",
-        "-f",
-        "-p",
-        "8088",
-        "-h",
-        "/data/www",
-    ]);
-    ok(&o);
+    start_httpd(&env, &id, 8088, "served-by-vm");
     let rt = env.runtime();
     let sb = rt.get(&id).unwrap();
     let mut ports = vec![];
@@ -478,6 +459,31 @@ fn microvm_sandboxes_under_tcg() {
     );
 }
 
+/// A background busybox httpd in the guest on `port`, serving `body` as
+/// `/index.html`.
+fn start_httpd(env: &Env, id: &str, port: u16, body: &str) {
+    ok(&sh(
+        env,
+        id,
+        "user",
+        &format!("mkdir -p /data/www && echo {body} > /data/www/index.html"),
+    ));
+    let port = port.to_string();
+    ok(&env.run(&[
+        "exec",
+        id,
+        "-d",
+        "--",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        &port,
+        "-h",
+        "/data/www",
+    ]));
+}
+
 /// Pause (the VMM's), an exec refused while paused and not run at the
 /// resume either, resume.
 fn pause_refuse_resume(env: &Env, id: &str) {
@@ -643,29 +649,11 @@ fn vsock_scenario(name: &str, vars: &[(&str, &str)], vmm: &str, snapshots: bool)
 
     eprintln!("{name}: port forward");
     // A port forward, and pause/resume through the VMM.
-    ok(&sh(
-        &env,
-        &id,
-        "user",
-        "mkdir -p /data/www && echo by-vsock > /data/www/i",
-    ));
-    ok(&env.run(&[
-        "exec",
-        &id,
-        "-d",
-        "--",
-        "busybox",
-        "httpd",
-        "-f",
-        "-p",
-        "8089",
-        "-h",
-        "/data/www",
-    ]));
+    start_httpd(&env, &id, 8089, "by-vsock");
     let mut body = String::new();
     for _ in 0..100 {
         if let Ok(mut s) = sb.client().port_forward(8089) {
-            if s.write_all(b"GET /i HTTP/1.0\r\n\r\n").is_ok() {
+            if s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").is_ok() {
                 body.clear();
                 let _ = s.read_to_string(&mut body);
                 if body.contains("by-vsock") {
