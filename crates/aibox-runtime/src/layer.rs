@@ -37,6 +37,15 @@ pub struct LayerError {
     pub source: io::Error,
 }
 
+fn beneath_err(path: &Path) -> impl FnOnce(crate::beneath::BeneathError) -> LayerError {
+    let path = path.to_path_buf();
+    move |e| LayerError {
+        what: "setting the metadata of",
+        path,
+        source: io::Error::other(e.to_string()),
+    }
+}
+
 fn at(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> LayerError {
     let path = path.to_path_buf();
     move |source| LayerError { what, path, source }
@@ -193,14 +202,22 @@ impl Copier {
         );
     }
 
-    fn finish_dirs(&mut self) -> Result<(), LayerError> {
+    /// Apply the directories' metadata, deepest first, through
+    /// descriptors opened beneath the layer's root (`crate::beneath`): an
+    /// entry the upper turned into a symlink or a file since its
+    /// directory was made is skipped, never followed (the review's C3: a
+    /// path-based chmod here followed a sandbox's symlink to the host).
+    fn finish_dirs(&mut self, root: &Path) -> Result<(), LayerError> {
+        let tree = crate::beneath::Tree::open(root).map_err(beneath_err(root))?;
         for d in self.dirs.drain(..).rev() {
-            if let Some(m) = self.dir_meta.get(&d) {
-                fs::set_permissions(&d, fs::Permissions::from_mode(m.mode))
-                    .map_err(at("chmod", &d))?;
-                aibox_sys::set_times_nofollow(&d, m.atime, m.mtime)
-                    .map_err(at("setting times of", &d))?;
-            }
+            let Some(m) = self.dir_meta.get(&d) else {
+                continue;
+            };
+            let Ok(rel) = d.strip_prefix(root) else {
+                continue;
+            };
+            tree.set_dir_meta(rel, m.mode, Some((m.atime, m.mtime)))
+                .map_err(beneath_err(&d))?;
         }
         Ok(())
     }
@@ -528,7 +545,7 @@ pub fn build(
     // The layer's root: overlay takes the root's attributes from the upper
     // layer of the sandbox that uses it, so only a sane mode matters.
     fs::set_permissions(dst, fs::Permissions::from_mode(0o755)).map_err(at("chmod", dst))?;
-    c.finish_dirs()?;
+    c.finish_dirs(dst)?;
     Ok(c.stats)
 }
 
@@ -639,6 +656,48 @@ mod tests {
             fs::metadata(out.join("a")).unwrap().ino(),
             fs::metadata(out.join("b")).unwrap().ino(),
             "hard links stay links"
+        );
+        remove_tree(&t).unwrap();
+    }
+
+    /// The review's C3 at the unit level: a directory of the parent layer
+    /// that the upper replaced by a symlink (or a file) keeps none of the
+    /// directory's metadata, and nothing the link names is touched.
+    #[test]
+    fn c3_a_replaced_directory_is_never_chmodded_through_a_symlink() {
+        let t = tmp();
+        let (parent, upper, out) = (t.join("parent"), t.join("upper"), t.join("out"));
+        let canary = t.join("canary");
+        fs::write(&canary, "secret").unwrap();
+        fs::set_permissions(&canary, fs::Permissions::from_mode(0o600)).unwrap();
+        let victim_dir = t.join("victim-dir");
+        fs::create_dir_all(victim_dir.join("sub")).unwrap();
+        fs::set_permissions(victim_dir.join("sub"), fs::Permissions::from_mode(0o700)).unwrap();
+        for d in ["parent/x", "parent/y/sub", "parent/z", "upper"] {
+            fs::create_dir_all(t.join(d)).unwrap();
+        }
+        for d in ["parent/x", "parent/y", "parent/y/sub", "parent/z"] {
+            fs::set_permissions(t.join(d), fs::Permissions::from_mode(0o4777)).unwrap();
+        }
+        // x: a link to a host file; y (with a subdirectory): a link to a
+        // host directory; z: a plain file.
+        std::os::unix::fs::symlink(&canary, upper.join("x")).unwrap();
+        std::os::unix::fs::symlink(&victim_dir, upper.join("y")).unwrap();
+        fs::write(upper.join("z"), "file").unwrap();
+        fs::set_permissions(upper.join("z"), fs::Permissions::from_mode(0o644)).unwrap();
+        build(&upper, Some(&parent), &out, Owners::Keep).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().mode() & 0o7777;
+        assert_eq!(mode(&canary), 0o600, "the link's target was chmodded");
+        assert_eq!(
+            mode(&victim_dir.join("sub")),
+            0o700,
+            "chmod went through a link"
+        );
+        assert!(fs::symlink_metadata(out.join("x")).unwrap().is_symlink());
+        assert_eq!(
+            mode(&out.join("z")),
+            0o644,
+            "a file took its directory's mode"
         );
         remove_tree(&t).unwrap();
     }

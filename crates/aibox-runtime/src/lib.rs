@@ -12,6 +12,7 @@
 //! Isolation backends implement [`Backend`]; namespaces are the first.
 #![forbid(unsafe_code)]
 
+pub mod beneath;
 pub mod build;
 pub mod cgroup;
 pub mod client;

@@ -13,9 +13,10 @@
 //! fetches, so a present layer is never fetched again). Unpacking is where
 //! hostile images are stopped: no entry may leave the layer (`..`,
 //! absolute paths, and writes through symlinks are refused), device nodes
-//! are skipped, set-id bits are dropped on files owned by ids outside the
-//! sandbox range, hard links must point inside, and counts and sizes are
-//! bounded. Every blob is checked against its digest before it is used.
+//! are skipped, set-id bits are dropped on files, directory modes are set
+//! last through descriptors that never follow a symlink
+//! ([`crate::beneath`]), hard links must point inside, and counts and sizes
+//! are bounded. Every blob is checked against its digest before it is used.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -41,7 +42,7 @@ fn max_entries() -> u64 {
 pub const MAX_LAYER_BYTES: u64 = 64 << 30;
 /// Largest JSON document (manifest, index, config) read.
 const MAX_JSON: u64 = 4 << 20;
-/// Ids a sandbox maps (0..65536): files owned outside keep no set-id bits.
+/// Ids a sandbox maps (0..65536): owners outside become 65534.
 const ID_RANGE: u32 = 65536;
 
 #[derive(Debug, thiserror::Error)]
@@ -728,12 +729,14 @@ fn unpack(r: &mut dyn Read, dir: &Path) -> Result<Stats, OciError> {
             h.uid().unwrap_or(0).min(u64::from(u32::MAX)) as u32,
             h.gid().unwrap_or(0).min(u64::from(u32::MAX)) as u32,
         );
-        // Set-id bits survive only on files owned inside the sandbox's
-        // id range (and never reach the host: mounts are nosuid anyway).
-        let mode = if uid >= ID_RANGE || gid >= ID_RANGE {
-            mode & 0o1777
+        // Set-id bits never stay on a file: in the store (root-owned on
+        // the host) they would be a set-uid program for whoever reaches it
+        // (the review's H3), and sandboxes run with no_new_privs, where
+        // they mean nothing. A directory keeps set-gid (group inheritance).
+        let mode = if kind == tar::EntryType::Directory {
+            mode & 0o3777
         } else {
-            mode & 0o7777
+            mode & 0o1777
         };
         let (uid, gid) = (uid.min(ID_RANGE - 2), gid.min(ID_RANGE - 2));
         match kind {
@@ -744,7 +747,7 @@ fn unpack(r: &mut dyn Read, dir: &Path) -> Result<Stats, OciError> {
                 if !dst.exists() {
                     fs::create_dir(&dst).map_err(io_at(format!("creating {}", dst.display())))?;
                 }
-                dir_modes.push((dst.clone(), mode));
+                dir_modes.push((rel.clone(), mode));
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 clear(&dst)?;
@@ -810,10 +813,6 @@ fn unpack(r: &mut dyn Read, dir: &Path) -> Result<Stats, OciError> {
         }
         if root_owned {
             let _ = std::os::unix::fs::lchown(&dst, Some(uid), Some(gid));
-            if kind != tar::EntryType::Symlink && kind != tar::EntryType::Directory {
-                // chown clears set-id bits: put them back.
-                let _ = fs::set_permissions(&dst, fs::Permissions::from_mode(mode));
-            }
         }
         if let Ok(Some(xattrs)) = e.pax_extensions() {
             for x in xattrs.flatten() {
@@ -828,11 +827,19 @@ fn unpack(r: &mut dyn Read, dir: &Path) -> Result<Stats, OciError> {
             }
         }
     }
-    // Directory modes last: a read-only directory would refuse its entries.
+    // Directory modes last: a read-only directory would refuse its
+    // entries. Through descriptors opened beneath the layer's root: a
+    // later entry may have replaced the directory with a symlink (the
+    // review's H1), which is skipped, never followed.
+    let beneath = |e: crate::beneath::BeneathError| OciError::Io {
+        context: "setting directory modes in a layer".into(),
+        source: io::Error::other(e.to_string()),
+    };
+    let tree = crate::beneath::Tree::open(dir).map_err(beneath)?;
     for (d, mode) in dir_modes.into_iter().rev() {
-        let _ = fs::set_permissions(&d, fs::Permissions::from_mode(mode & 0o7777));
+        tree.set_dir_meta(&d, mode & 0o7777, None)
+            .map_err(beneath)?;
     }
-    let _ = fs::metadata(dir).map(|m| m.mode());
     Ok(stats)
 }
 
@@ -1591,7 +1598,7 @@ mod tests {
         );
         assert!(!bottom.join("dev/null").exists(), "devices are skipped");
         assert_eq!(m.layers[0].skipped, 1);
-        // Set-id bits of a file owned outside the sandbox's ids are gone.
+        // Set-id bits of files are gone.
         assert_eq!(
             fs::metadata(bottom.join("bin/suid")).unwrap().mode() & 0o7000,
             0
@@ -1678,6 +1685,41 @@ mod tests {
         assert!(valid_name("localhost:5000/team/tools:1.2"));
         assert!(digest_hex("sha256:abc").is_err());
         assert!(digest_hex(&format!("sha512:{}", "a".repeat(64))).is_err());
+        let _ = crate::layer::remove_tree(&base);
+    }
+
+    /// The review's H1: a directory entry, its whiteout, then a symlink
+    /// of the same name to a host file: the deferred directory mode must
+    /// not reach the link's target.
+    #[test]
+    fn h1_a_directory_replaced_by_a_symlink_is_never_chmodded() {
+        let base = tmp("h1");
+        let canary = base.join("canary");
+        fs::write(&canary, "secret").unwrap();
+        fs::set_permissions(&canary, fs::Permissions::from_mode(0o600)).unwrap();
+        let store = Store::new(&base.join("templates"));
+        let target = format!("l:{}", canary.display());
+        let t = tar_of(&[
+            ("x/", "d"),
+            ("x/sub/", "d"),
+            (".wh.x", "f:"),
+            ("x", &target),
+            ("y/", "d"),
+            ("y/suid", "f:x"),
+        ]);
+        let digest = format!("sha256:{}", sha256_hex(&t));
+        store.add_layer(&digest, &mut &t[..], &mut |_| {}).unwrap();
+        assert_eq!(
+            fs::metadata(&canary).unwrap().mode() & 0o7777,
+            0o600,
+            "the symlink's target was chmodded"
+        );
+        let layer = store.layers_dir().join(&digest["sha256:".len()..]);
+        assert!(fs::symlink_metadata(layer.join("x")).unwrap().is_symlink());
+        assert_eq!(
+            fs::metadata(layer.join("y")).unwrap().mode() & 0o7777,
+            0o755
+        );
         let _ = crate::layer::remove_tree(&base);
     }
 

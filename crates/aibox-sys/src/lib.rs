@@ -553,6 +553,38 @@ pub fn detached_tree(
     })?;
     // SAFETY: tree is a fresh fd we own.
     let tree = unsafe { OwnedFd::from_raw_fd(tree as RawFd) };
+    set_tree_attrs(tree, userns, attrs)
+}
+
+/// [`detached_tree`] of the directory an open descriptor names (from
+/// [`openat2`], say): no path is resolved again, so nothing can be swapped
+/// between the check of the path and the mount.
+pub fn detached_tree_of(
+    dir: BorrowedFd<'_>,
+    userns: Option<BorrowedFd<'_>>,
+    attrs: u64,
+) -> io::Result<OwnedFd> {
+    let empty = c"";
+    // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH names `dir`
+    // itself; flags are integers; the returned fd is new.
+    let tree = cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            dir.as_raw_fd(),
+            empty.as_ptr(),
+            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH,
+        )
+    })?;
+    // SAFETY: tree is a fresh fd we own.
+    let tree = unsafe { OwnedFd::from_raw_fd(tree as RawFd) };
+    set_tree_attrs(tree, userns, attrs)
+}
+
+fn set_tree_attrs(
+    tree: OwnedFd,
+    userns: Option<BorrowedFd<'_>>,
+    attrs: u64,
+) -> io::Result<OwnedFd> {
     let attr = MountAttr {
         attr_set: attrs
             | if userns.is_some() {
@@ -599,6 +631,64 @@ pub fn attach_tree(tree: BorrowedFd<'_>, target: &Path) -> io::Result<()> {
         )
     })
     .map(drop)
+}
+
+/// How [`openat2`] resolves a path (openat2(2)'s `RESOLVE_*` flags).
+pub mod resolve {
+    /// No component may be a `/proc/PID/fd`-style magic link.
+    pub const NO_MAGICLINKS: u64 = libc::RESOLVE_NO_MAGICLINKS;
+    /// No component may be a symlink (the last one included).
+    pub const NO_SYMLINKS: u64 = libc::RESOLVE_NO_SYMLINKS;
+    /// The path must stay beneath the directory: no `..` above it, no
+    /// absolute path, no symlink leading out.
+    pub const BENEATH: u64 = libc::RESOLVE_BENEATH;
+    /// No crossing into another mount.
+    pub const NO_XDEV: u64 = libc::RESOLVE_NO_XDEV;
+}
+
+/// openat2(2): open `path` relative to `dir` under the `resolve` rules
+/// (see [`resolve`]). `flags` are `O_*` flags (`O_CLOEXEC` is added);
+/// `mode` applies with `O_CREAT`. The kernel refuses (EXDEV, ELOOP) a
+/// resolution that breaks the rules instead of following it, with no
+/// window between a check and the use.
+pub fn openat2(
+    dir: BorrowedFd<'_>,
+    path: &Path,
+    flags: libc::c_int,
+    mode: u32,
+    resolve: u64,
+) -> io::Result<OwnedFd> {
+    /// openat2(2)'s `struct open_how` (libc's is non-exhaustive).
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    let p = cpath(path)?;
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: if flags & (libc::O_CREAT | libc::O_TMPFILE) != 0 {
+            u64::from(mode)
+        } else {
+            0
+        },
+        resolve,
+    };
+    // SAFETY: p is NUL-terminated; `how` is a live open_how (the kernel's
+    // version-0 layout, 24 bytes) of the size passed; the returned fd is
+    // new and owned by the caller.
+    let fd = cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            p.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    })?;
+    // SAFETY: fd is a fresh descriptor nobody else holds.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// A connected pair of Unix stream sockets (close-on-exec), which unlike
