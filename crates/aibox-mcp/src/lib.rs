@@ -1,7 +1,7 @@
 //! aibox's MCP server: sandboxes as tools, resources and prompts for any
 //! MCP client. Every operation goes through the REST API ([`Api`]): over
 //! HTTP for `aibox mcp` (stdio), in-process for `/mcp` on `aibox serve`
-//! (with the caller's own key), so keys, quotas, audit and limits apply
+//! (as the principal the server resolved for the request), so keys, quotas, audit and limits apply
 //! to an agent exactly as to any other client.
 //!
 //! Each MCP session has a default sandbox, created on first use, so an
@@ -27,17 +27,30 @@ pub enum Body {
 pub struct Reply {
     pub status: u16,
     pub body: Vec<u8>,
+    /// The body was longer than the API's cap ([`Api::send`]) and is cut
+    /// there.
+    pub truncated: bool,
 }
+
+/// Who a tool call acts for: the extensions of the HTTP request that
+/// carried it, where the server put the principal it resolved from that
+/// request's credentials (streamable HTTP); empty over stdio, where the API
+/// client sends its own key. Opaque to this crate: only the [`Api`]
+/// implementation knows what to look for, and finding nothing must never
+/// mean more rights.
+#[derive(Clone, Default)]
+pub struct Caller(pub http::Extensions);
 
 /// The REST API, as the MCP server reaches it.
 #[async_trait]
 pub trait Api: Send + Sync + 'static {
-    /// Send one request. `auth` is the caller's `Authorization` header
-    /// (the HTTP transport passes its client's), or `None` for the API's
-    /// own credentials. `Err` is a transport failure, as a sentence.
+    /// Send one request on behalf of `caller`. An implementation may cut
+    /// a long body (setting [`Reply::truncated`]) so that no reply, a
+    /// sandbox's file above all, is held whole in memory. `Err` is a
+    /// transport failure, as a sentence.
     async fn send(
         &self,
-        auth: Option<&str>,
+        caller: &Caller,
         method: &str,
         path: &str,
         body: Body,
@@ -66,13 +79,14 @@ impl HttpApi {
 
     /// Is a server answering? (a clear error before any MCP traffic).
     pub async fn check(&self) -> Result<(), String> {
-        let r = self.send(None, "GET", "/v1/health", Body::Empty).await?;
+        let nobody = Caller::default();
+        let r = self.send(&nobody, "GET", "/v1/health", Body::Empty).await?;
         if r.status >= 300 {
             return Err(error_text(&r));
         }
         // With a key, the health reply says whether it was accepted.
         let r = self
-            .send(None, "GET", "/v1/sandboxes?limit=1", Body::Empty)
+            .send(&nobody, "GET", "/v1/sandboxes?limit=1", Body::Empty)
             .await?;
         if r.status == 401 || r.status == 403 {
             return Err(format!(
@@ -89,7 +103,7 @@ impl HttpApi {
 impl Api for HttpApi {
     async fn send(
         &self,
-        _auth: Option<&str>,
+        _caller: &Caller,
         method: &str,
         path: &str,
         body: Body,
@@ -115,6 +129,7 @@ impl Api for HttpApi {
         Ok(Reply {
             status: r.status,
             body: r.body.to_vec(),
+            truncated: false,
         })
     }
 }
@@ -141,8 +156,8 @@ pub(crate) fn error_text(r: &Reply) -> String {
 pub(crate) struct Session {
     pub api: Arc<dyn Api>,
     pub default: tokio::sync::Mutex<Option<String>>,
-    /// (id, auth, kept)
-    pub owned: Mutex<Vec<(String, Option<String>, bool)>>,
+    /// (id, caller, kept)
+    pub owned: Mutex<Vec<(String, Caller, bool)>>,
 }
 
 impl Session {
@@ -154,17 +169,17 @@ impl Session {
         }
     }
 
-    /// The session's sandboxes: (id, auth, kept).
-    pub fn owned(&self) -> std::sync::MutexGuard<'_, Vec<(String, Option<String>, bool)>> {
+    /// The session's sandboxes: (id, caller, kept).
+    pub fn owned(&self) -> std::sync::MutexGuard<'_, Vec<(String, Caller, bool)>> {
         self.owned.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The sandboxes to destroy now (not kept), forgotten.
-    fn take_unkept(&self) -> Vec<(String, Option<String>)> {
+    fn take_unkept(&self) -> Vec<(String, Caller)> {
         std::mem::take(&mut *self.owned())
             .into_iter()
             .filter(|(_, _, kept)| !kept)
-            .map(|(id, auth, _)| (id, auth))
+            .map(|(id, caller, _)| (id, caller))
             .collect()
     }
 
@@ -174,12 +189,10 @@ impl Session {
     }
 }
 
-async fn destroy(api: Arc<dyn Api>, sandboxes: Vec<(String, Option<String>)>) {
-    for (id, auth) in sandboxes {
+async fn destroy(api: Arc<dyn Api>, sandboxes: Vec<(String, Caller)>) {
+    for (id, caller) in sandboxes {
         let path = format!("/v1/sandboxes/{id}");
-        let _ = api
-            .send(auth.as_deref(), "DELETE", &path, Body::Empty)
-            .await;
+        let _ = api.send(&caller, "DELETE", &path, Body::Empty).await;
     }
 }
 
@@ -213,7 +226,7 @@ pub async fn serve_stdio(api: Arc<dyn Api>) -> Result<(), String> {
 
 /// The streamable-HTTP MCP service for `/mcp` (one [`AiboxMcp`] per
 /// session). Put it behind the server's authentication: each tool call
-/// acts with the `Authorization` header of the HTTP request carrying it.
+/// acts as the [`Caller`] of the HTTP request carrying it.
 pub fn http_service(
     api: Arc<dyn Api>,
     allowed_hosts: Vec<String>,

@@ -1,6 +1,6 @@
 //! The tools, resources and prompts.
 
-use crate::{error_text, Api, Body, Session};
+use crate::{error_text, Api, Body, Caller, Reply, Session};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
@@ -87,14 +87,14 @@ fn cut(s: &str) -> (&str, bool) {
     (&s[..end], true)
 }
 
-/// The `Authorization` header of the HTTP request carrying this call
-/// (streamable HTTP), if any.
-fn auth_of(ctx: &RequestContext<RoleServer>) -> Option<String> {
+/// Who this call acts for: what the server resolved about the HTTP
+/// request carrying it (streamable HTTP), or nobody in particular over
+/// stdio (the API client's own key).
+fn caller_of(ctx: &RequestContext<RoleServer>) -> Caller {
     ctx.extensions
         .get::<http::request::Parts>()
-        .and_then(|p| p.headers.get(http::header::AUTHORIZATION))
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+        .map(|p| Caller(p.extensions.clone()))
+        .unwrap_or_default()
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -242,7 +242,7 @@ impl AiboxMcp {
     /// A REST call as JSON; an error reply becomes its readable message.
     async fn api(
         &self,
-        auth: &Option<String>,
+        caller: &Caller,
         method: &str,
         path: &str,
         body: Body,
@@ -250,7 +250,7 @@ impl AiboxMcp {
         let r = self
             .session
             .api
-            .send(auth.as_deref(), method, path, body)
+            .send(caller, method, path, body)
             .await
             .map_err(Fail)?;
         if r.status >= 300 {
@@ -263,12 +263,7 @@ impl AiboxMcp {
     }
 
     /// A file's bytes; an error reply becomes its readable message.
-    async fn fetch_file(
-        &self,
-        auth: &Option<String>,
-        id: &str,
-        path: &str,
-    ) -> Result<Vec<u8>, Fail> {
+    async fn fetch_file(&self, caller: &Caller, id: &str, path: &str) -> Result<Reply, Fail> {
         let url = format!(
             "/v1/sandboxes/{id}/files?path={}",
             aibox_client::query_escape(path)
@@ -276,23 +271,23 @@ impl AiboxMcp {
         let r = self
             .session
             .api
-            .send(auth.as_deref(), "GET", &url, Body::Empty)
+            .send(caller, "GET", &url, Body::Empty)
             .await
             .map_err(Fail)?;
         if r.status >= 300 {
             return Err(Fail(error_text(&r)));
         }
-        Ok(r.body)
+        Ok(r)
     }
 
-    fn own(&self, id: &str, auth: &Option<String>, keep: bool) {
+    fn own(&self, id: &str, caller: &Caller, keep: bool) {
         let mut owned = self.session.owned();
-        owned.push((id.to_string(), auth.clone(), keep));
+        owned.push((id.to_string(), caller.clone(), keep));
     }
 
     /// The sandbox a call acts on: the one given, else the session's
     /// default (created now if there is none).
-    async fn target(&self, given: Option<String>, auth: &Option<String>) -> Result<String, Fail> {
+    async fn target(&self, given: Option<String>, caller: &Caller) -> Result<String, Fail> {
         if let Some(id) = given {
             valid_id(&id)?;
             return Ok(id);
@@ -303,7 +298,7 @@ impl AiboxMcp {
         }
         let v = self
             .api(
-                auth,
+                caller,
                 "POST",
                 "/v1/sandboxes",
                 Body::Json(json!({"labels": {"mcp": "session-default"}})),
@@ -313,7 +308,7 @@ impl AiboxMcp {
             .as_str()
             .ok_or("the server returned no sandbox id")?
             .to_string();
-        self.own(&id, auth, false);
+        self.own(&id, caller, false);
         *default = Some(id.clone());
         Ok(id)
     }
@@ -346,8 +341,8 @@ impl AiboxMcp {
     }
 
     /// The server's default TTL, in seconds.
-    async fn default_ttl(&self, auth: &Option<String>) -> u64 {
-        self.api(auth, "GET", "/v1/health", Body::Empty)
+    async fn default_ttl(&self, caller: &Caller) -> u64 {
+        self.api(caller, "GET", "/v1/health", Body::Empty)
             .await
             .ok()
             .and_then(|v| v["limits"]["default_ttl_seconds"].as_u64())
@@ -362,7 +357,7 @@ impl AiboxMcp {
         Parameters(a): Parameters<CreateArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> Outcome {
-        let auth = auth_of(&ctx);
+        let caller = caller_of(&ctx);
         done(async {
             let mut wider = Vec::new();
             if !a.allow_network.is_empty() {
@@ -377,7 +372,7 @@ impl AiboxMcp {
                 wider.push(format!("mount host paths {}", a.mounts.join(", ")));
             }
             if let Some(t) = a.ttl_seconds {
-                let d = self.default_ttl(&auth).await;
+                let d = self.default_ttl(&caller).await;
                 if t > d {
                     wider.push(format!("keep a sandbox for {t} s (the default is {d} s)"));
                 }
@@ -401,9 +396,9 @@ impl AiboxMcp {
             if !mounts.is_empty() {
                 body["mounts"] = json!(mounts);
             }
-            let v = self.api(&auth, "POST", "/v1/sandboxes", Body::Json(body)).await?;
+            let v = self.api(&caller, "POST", "/v1/sandboxes", Body::Json(body)).await?;
             let id = v["id"].as_str().ok_or("the server returned no sandbox id")?.to_string();
-            self.own(&id, &auth, a.keep);
+            self.own(&id, &caller, a.keep);
             let mut default = self.session.default.lock().await;
             let make_default = a.make_default.unwrap_or(default.is_none());
             if make_default {
@@ -426,9 +421,9 @@ impl AiboxMcp {
         description = "List the sandboxes this API key can use: id, state, template, expiry, and which one is this session's default."
     )]
     async fn list_sandboxes(&self, ctx: RequestContext<RoleServer>) -> Outcome {
-        let auth = auth_of(&ctx);
+        let caller = caller_of(&ctx);
         done(async {
-            let v = self.api(&auth, "GET", "/v1/sandboxes?limit=1000", Body::Empty).await?;
+            let v = self.api(&caller, "GET", "/v1/sandboxes?limit=1000", Body::Empty).await?;
             let default = self.session.default.lock().await.clone();
             let list: Vec<Value> = v["sandboxes"]
                 .as_array()
@@ -463,15 +458,10 @@ impl AiboxMcp {
         .await)
     }
 
-    async fn exec(
-        &self,
-        auth: &Option<String>,
-        id: &str,
-        body: Value,
-    ) -> Result<CallToolResult, Fail> {
+    async fn exec(&self, caller: &Caller, id: &str, body: Value) -> Result<CallToolResult, Fail> {
         let v = self
             .api(
-                auth,
+                caller,
                 "POST",
                 &format!("/v1/sandboxes/{id}/exec"),
                 Body::Json(body),
@@ -517,13 +507,13 @@ impl AiboxMcp {
         Parameters(a): Parameters<RunCommandArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> Outcome {
-        let auth = auth_of(&ctx);
+        let caller = caller_of(&ctx);
         done(
             async {
                 if a.command.trim().is_empty() {
                     return Err(Fail("command is empty".into()));
                 }
-                let id = self.target(a.sandbox_id, &auth).await?;
+                let id = self.target(a.sandbox_id, &caller).await?;
                 let mut body = json!({
                     "cmd": a.command,
                     "timeout_ms": a.timeout_seconds.unwrap_or(120).max(1) * 1000,
@@ -534,7 +524,7 @@ impl AiboxMcp {
                     absolute(&w)?;
                     body["cwd"] = json!(w);
                 }
-                self.exec(&auth, &id, body).await
+                self.exec(&caller, &id, body).await
             }
             .await,
         )
@@ -548,7 +538,7 @@ impl AiboxMcp {
         Parameters(a): Parameters<RunCodeArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> Outcome {
-        let auth = auth_of(&ctx);
+        let caller = caller_of(&ctx);
         done(async {
             let (ext, interpreter) = match a.language.to_ascii_lowercase().as_str() {
                 "python" | "python3" | "py" => ("py", "python3"),
@@ -560,10 +550,10 @@ impl AiboxMcp {
                     )))
                 }
             };
-            let id = self.target(a.sandbox_id, &auth).await?;
+            let id = self.target(a.sandbox_id, &caller).await?;
             let path = format!("/tmp/aibox-snippet-{}.{ext}", aibox_runtime::random_id());
             self.api(
-                &auth,
+                &caller,
                 "PUT",
                 &format!("/v1/sandboxes/{id}/files?path={}", aibox_client::query_escape(&path)),
                 Body::Bytes(a.code.into_bytes()),
@@ -574,7 +564,7 @@ impl AiboxMcp {
                 "timeout_ms": a.timeout_seconds.unwrap_or(120).max(1) * 1000,
                 "max_output": MAX_TEXT + 1,
             });
-            self.exec(&auth, &id, body).await
+            self.exec(&caller, &id, body).await
         }
         .await)
     }
@@ -587,18 +577,25 @@ impl AiboxMcp {
         Parameters(a): Parameters<ReadFileArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> Outcome {
-        let auth = auth_of(&ctx);
+        let caller = caller_of(&ctx);
         done(async {
             absolute(&a.path)?;
-            let id = self.target(a.sandbox_id, &auth).await?;
-            let body = self.fetch_file(&auth, &id, &a.path).await?;
-            let size = body.len();
+            let id = self.target(a.sandbox_id, &caller).await?;
+            let reply = self.fetch_file(&caller, &id, &a.path).await?;
+            // A cut reply says only how much was read.
+            let (size, size_json) = if reply.truncated {
+                (format!("more than {}", reply.body.len()), Value::Null)
+            } else {
+                (reply.body.len().to_string(), json!(reply.body.len()))
+            };
+            let cut_off = reply.truncated;
+            let body = reply.body;
             Ok(match String::from_utf8(body) {
                 Ok(text) => {
                     let (t, truncated) = cut(&text);
                     result(
                         if truncated { format!("{t}\n[truncated: the file has {size} bytes]") } else { t.to_string() },
-                        json!({"sandbox_id": id, "path": a.path, "size": size, "text": t, "truncated": truncated}),
+                        json!({"sandbox_id": id, "path": a.path, "size": size_json, "text": t, "truncated": truncated || cut_off}),
                     )
                 }
                 Err(e) => {
@@ -606,7 +603,7 @@ impl AiboxMcp {
                     let b64 = base64(&bytes[..bytes.len().min(MAX_TEXT)]);
                     result(
                         format!("binary file, {size} bytes; base64 of the first {} bytes:\n{b64}", bytes.len().min(MAX_TEXT)),
-                        json!({"sandbox_id": id, "path": a.path, "size": size, "base64": b64, "truncated": size > MAX_TEXT}),
+                        json!({"sandbox_id": id, "path": a.path, "size": size_json, "base64": b64, "truncated": cut_off || bytes.len() > MAX_TEXT}),
                     )
                 }
             })
@@ -622,17 +619,17 @@ impl AiboxMcp {
         Parameters(a): Parameters<WriteFileArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> Outcome {
-        let auth = auth_of(&ctx);
+        let caller = caller_of(&ctx);
         done(
             async {
                 absolute(&a.path)?;
-                let id = self.target(a.sandbox_id, &auth).await?;
+                let id = self.target(a.sandbox_id, &caller).await?;
                 if let Some(parent) = std::path::Path::new(&a.path)
                     .parent()
                     .filter(|p| p != &std::path::Path::new("/"))
                 {
                     self.api(
-                        &auth,
+                        &caller,
                         "POST",
                         &format!("/v1/sandboxes/{id}/files/mkdir"),
                         Body::Json(json!({"path": parent.to_string_lossy()})),
@@ -641,7 +638,7 @@ impl AiboxMcp {
                 }
                 let n = a.content.len();
                 self.api(
-                    &auth,
+                    &caller,
                     "PUT",
                     &format!(
                         "/v1/sandboxes/{id}/files?path={}",
@@ -667,15 +664,15 @@ impl AiboxMcp {
         Parameters(a): Parameters<ListFilesArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> Outcome {
-        let auth = auth_of(&ctx);
+        let caller = caller_of(&ctx);
         done(
             async {
                 let path = a.path.unwrap_or_else(|| "/workspace".into());
                 absolute(&path)?;
-                let id = self.target(a.sandbox_id, &auth).await?;
+                let id = self.target(a.sandbox_id, &caller).await?;
                 let v = self
                     .api(
-                        &auth,
+                        &caller,
                         "GET",
                         &format!(
                             "/v1/sandboxes/{id}/files/list?path={}&recursive={}",
@@ -722,7 +719,7 @@ impl AiboxMcp {
         Parameters(a): Parameters<SandboxArg>,
         ctx: RequestContext<RoleServer>,
     ) -> Outcome {
-        let auth = auth_of(&ctx);
+        let caller = caller_of(&ctx);
         done(
             async {
                 let id = match a.sandbox_id {
@@ -738,8 +735,13 @@ impl AiboxMcp {
                         .clone()
                         .ok_or("this session has no default sandbox; pass sandbox_id")?,
                 };
-                self.api(&auth, "DELETE", &format!("/v1/sandboxes/{id}"), Body::Empty)
-                    .await?;
+                self.api(
+                    &caller,
+                    "DELETE",
+                    &format!("/v1/sandboxes/{id}"),
+                    Body::Empty,
+                )
+                .await?;
                 {
                     let mut default = self.session.default.lock().await;
                     if default.as_deref() == Some(id.as_str()) {
@@ -764,10 +766,10 @@ impl AiboxMcp {
         Parameters(a): Parameters<SandboxArg>,
         ctx: RequestContext<RoleServer>,
     ) -> Outcome {
-        let auth = auth_of(&ctx);
+        let caller = caller_of(&ctx);
         done(
             async {
-                let id = self.target(a.sandbox_id, &auth).await?;
+                let id = self.target(a.sandbox_id, &caller).await?;
                 let mut owned = self.session.owned();
                 for o in owned.iter_mut().filter(|o| o.0 == id) {
                     o.2 = true;
@@ -789,17 +791,17 @@ impl AiboxMcp {
         Parameters(a): Parameters<SnapshotArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> Outcome {
-        let auth = auth_of(&ctx);
+        let caller = caller_of(&ctx);
         done(
             async {
-                let id = self.target(a.sandbox_id, &auth).await?;
+                let id = self.target(a.sandbox_id, &caller).await?;
                 let body = match &a.name {
                     Some(n) => json!({"name": n}),
                     None => json!({}),
                 };
                 let v = self
                     .api(
-                        &auth,
+                        &caller,
                         "POST",
                         &format!("/v1/sandboxes/{id}/snapshots"),
                         Body::Json(body),
@@ -823,19 +825,19 @@ impl AiboxMcp {
         Parameters(a): Parameters<RestoreArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> Outcome {
-        let auth = auth_of(&ctx);
+        let caller = caller_of(&ctx);
         done(async {
             valid_id(&a.snapshot_id)?;
             let v = self
                 .api(
-                    &auth,
+                    &caller,
                     "POST",
                     &format!("/v1/snapshots/{}/restore", a.snapshot_id),
                     Body::Json(json!({"labels": {"mcp": "session"}})),
                 )
                 .await?;
             let id = v["id"].as_str().ok_or("the server returned no sandbox id")?.to_string();
-            self.own(&id, &auth, a.keep);
+            self.own(&id, &caller, a.keep);
             let make_default = a.make_default.unwrap_or(true);
             if make_default {
                 *self.session.default.lock().await = Some(id.clone());
@@ -856,19 +858,19 @@ impl AiboxMcp {
         Parameters(a): Parameters<ExposeArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> Outcome {
-        let auth = auth_of(&ctx);
+        let caller = caller_of(&ctx);
         done(async {
             if a.port == 0 || a.port > 65535 {
                 return Err(Fail(format!("port {} is not a TCP port (1-65535)", a.port)));
             }
-            let id = self.target(a.sandbox_id, &auth).await?;
+            let id = self.target(a.sandbox_id, &caller).await?;
             let v = if a.public {
                 self.approve(&ctx, &format!("make port {} of sandbox {id} public (reachable without a token)", a.port))
                     .await?;
-                self.api(&auth, "PATCH", &format!("/v1/sandboxes/{id}/ports"), Body::Json(json!({"public": true})))
+                self.api(&caller, "PATCH", &format!("/v1/sandboxes/{id}/ports"), Body::Json(json!({"public": true})))
                     .await?
             } else {
-                self.api(&auth, "GET", &format!("/v1/sandboxes/{id}/ports"), Body::Empty).await?
+                self.api(&caller, "GET", &format!("/v1/sandboxes/{id}/ports"), Body::Empty).await?
             };
             let listening = v["ports"]
                 .as_array()
@@ -1062,10 +1064,10 @@ impl ServerHandler for AiboxMcp {
         let Some(id) = self.session.default.lock().await.clone() else {
             return Ok(ListResourcesResult::default());
         };
-        let auth = auth_of(&ctx);
+        let caller = caller_of(&ctx);
         let v = self
             .api(
-                &auth,
+                &caller,
                 "GET",
                 &format!("/v1/sandboxes/{id}/files/list?path=/workspace&recursive=true"),
                 Body::Empty,
@@ -1111,10 +1113,20 @@ impl ServerHandler for AiboxMcp {
             ));
         };
         let body = self
-            .fetch_file(&auth_of(&ctx), &id, &path)
+            .fetch_file(&caller_of(&ctx), &id, &path)
             .await
             .map_err(|Fail(m)| ErrorData::resource_not_found(m, None))?;
-        let contents = match String::from_utf8(body) {
+        if body.truncated {
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "{} is larger than {} bytes: read its start with read_file",
+                    request.uri,
+                    body.body.len()
+                ),
+                None,
+            ));
+        }
+        let contents = match String::from_utf8(body.body) {
             Ok(t) => ResourceContents::text(t, request.uri.clone()),
             Err(e) => ResourceContents::blob(base64(e.as_bytes()), request.uri.clone()),
         };

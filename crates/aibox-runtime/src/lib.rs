@@ -131,6 +131,47 @@ struct Holds {
     _snapshot: Option<std::os::fd::OwnedFd>,
 }
 
+/// Open each host mount's source once (O_PATH), so the mount is made of
+/// exactly what was checked: beneath its `within` directory without
+/// following any symlink when the server set one (`crate::beneath`), else
+/// the caller's own path as given. Returns the descriptors and whether
+/// each is a file.
+fn open_mount_sources(spec: &SandboxSpec) -> Result<Vec<(std::os::fd::OwnedFd, bool)>, Error> {
+    let mut out = Vec::new();
+    for m in &spec.mounts {
+        let bad = |why: String| {
+            Error::Setup(SetupError::MountSource {
+                path: m.host.clone(),
+                why,
+            })
+        };
+        let fd = match &m.within {
+            Some(root) => {
+                let rel = m
+                    .host
+                    .strip_prefix(root)
+                    .map_err(|_| bad(format!("not under {}", root.display())))?;
+                beneath::Tree::open(root)
+                    .and_then(|t| t.open_at(rel, libc::O_PATH))
+                    .map_err(|e| bad(e.to_string()))?
+            }
+            None => {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_PATH)
+                    .open(&m.host)
+                    .map_err(|e| bad(e.to_string()))?
+                    .into()
+            }
+        };
+        let file = std::fs::File::from(fd);
+        let is_file = file.metadata().map_err(|e| bad(e.to_string()))?.is_file();
+        out.push((file.into(), is_file));
+    }
+    Ok(out)
+}
+
 /// Result of a one-shot run.
 #[derive(Debug, Clone)]
 pub struct RunOutcome {
@@ -217,6 +258,7 @@ impl Runtime {
             None => None,
         };
         let id = random_id();
+        let mounts = open_mount_sources(spec)?;
         let slot = if self.rootless() {
             None
         } else {
@@ -238,6 +280,10 @@ impl Runtime {
                 .as_ref()
                 .map(|(_, lock)| std::os::fd::AsRawFd::as_raw_fd(lock)),
             egress_dir: None,
+            mount_sources: mounts
+                .into_iter()
+                .map(|(fd, file)| (std::sync::Arc::new(fd), file))
+                .collect(),
         };
         Ok((
             plan,

@@ -56,6 +56,13 @@ pub enum Step {
         mode: BindMode,
         file: bool,
     },
+    /// The `Bind` it holds, with its source resolved beneath `root`
+    /// without following any symlink: the bind is made of that
+    /// descriptor (the review's C2).
+    BindBeneath {
+        root: PathBuf,
+        bind: Box<Step>,
+    },
     /// Bind /dev/null over a file (if it exists).
     MaskFile(PathBuf),
     /// Mount an empty read-only tmpfs over a directory (if it exists).
@@ -138,8 +145,8 @@ pub struct Layout<'a> {
     /// (source before pivot_root, destination in the sandbox) read-only binds
     /// from the template (e.g. /usr).
     pub template_binds: &'a [(PathBuf, PathBuf)],
-    /// (source before pivot_root, destination, read_only, is_file) user mounts.
-    pub user_mounts: &'a [(PathBuf, PathBuf, bool, bool)],
+    /// The caller's host mounts.
+    pub user_mounts: &'a [UserMount],
     /// Whether gid 5 (tty) exists in the sandbox's user namespace.
     pub gid5_mapped: bool,
     /// The template binds are already read-only/nosuid/nodev (idmapped
@@ -148,6 +155,19 @@ pub struct Layout<'a> {
     /// The template may lack the directories mounts go on (an image, not
     /// the host template): create them in the writable layer.
     pub make_mountpoints: bool,
+}
+
+/// A host mount, as the mount steps make it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserMount {
+    /// The source, as seen before pivot_root.
+    pub src: PathBuf,
+    pub dst: PathBuf,
+    pub read_only: bool,
+    pub file: bool,
+    /// Resolve `src` beneath this directory (seen before pivot_root)
+    /// without following a symlink (`crate::beneath`).
+    pub within: Option<PathBuf>,
 }
 
 fn old(p: &Path) -> PathBuf {
@@ -289,16 +309,23 @@ pub fn plan(l: &Layout<'_>) -> Vec<Step> {
     for r in PROC_READ_ONLY {
         s.push(Step::ReadOnly(Path::new("/proc").join(r)));
     }
-    for (src, dst, ro, file) in l.user_mounts {
-        s.push(Step::Bind {
-            src: old(src),
-            dst: dst.clone(),
-            mode: if *ro {
+    for m in l.user_mounts {
+        let step = Step::Bind {
+            src: old(&m.src),
+            dst: m.dst.clone(),
+            mode: if m.read_only {
                 BindMode::ReadOnly
             } else {
                 BindMode::NoSuid
             },
-            file: *file,
+            file: m.file,
+        };
+        s.push(match &m.within {
+            Some(root) => Step::BindBeneath {
+                root: old(root),
+                bind: Box::new(step),
+            },
+            None => step,
         });
     }
     s.push(Step::DetachOldRoot);
@@ -331,6 +358,9 @@ fn describe(step: &Step) -> String {
         Step::Overlay { target, .. } => format!("overlay on {}", target.display()),
         Step::PivotRoot { .. } => "pivot_root".into(),
         Step::Bind { src, dst, .. } => format!("bind {} on {}", src.display(), dst.display()),
+        Step::BindBeneath { root, bind } => {
+            format!("{} (beneath {})", describe(bind), root.display())
+        }
         Step::MaskFile(p)
         | Step::MaskDir(p)
         | Step::ReadOnly(p)
@@ -484,6 +514,35 @@ fn exec_step(step: &Step) -> std::io::Result<()> {
                 }
             }
         }
+        Step::BindBeneath { root, bind } => {
+            let Step::Bind {
+                src,
+                dst,
+                mode,
+                file,
+            } = bind.as_ref()
+            else {
+                return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+            };
+            let rel = src
+                .strip_prefix(root)
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+            let fd = crate::beneath::Tree::open(root)
+                .and_then(|t| t.open_at(rel, libc::O_PATH))
+                .map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::PermissionDenied, e.to_string())
+                })?;
+            let by_fd = Step::Bind {
+                src: PathBuf::from(format!(
+                    "/proc/self/fd/{}",
+                    std::os::fd::AsRawFd::as_raw_fd(&fd)
+                )),
+                dst: dst.clone(),
+                mode: *mode,
+                file: *file,
+            };
+            exec_step(&by_fd)
+        }
         Step::MaskFile(p) => {
             if p.exists() {
                 mount(Some(Path::new("/dev/null")), p, None, libc::MS_BIND, None)?;
@@ -548,12 +607,13 @@ mod tests {
 
     fn sample() -> Vec<Step> {
         let binds = vec![(PathBuf::from("/usr"), PathBuf::from("/usr"))];
-        let user = vec![(
-            PathBuf::from("/host/data"),
-            PathBuf::from("/data"),
-            true,
-            false,
-        )];
+        let user = vec![UserMount {
+            src: PathBuf::from("/host/data"),
+            dst: PathBuf::from("/data"),
+            read_only: true,
+            file: false,
+            within: None,
+        }];
         plan(&Layout {
             lowers: &[
                 PathBuf::from("/run/aibox/staging/snap"),

@@ -57,8 +57,8 @@ pub enum SetupError {
     },
     #[error("resource limits were requested but cannot be enforced: {0}")]
     LimitsUnavailable(String),
-    #[error("host mount {path} does not exist")]
-    MountSource { path: PathBuf },
+    #[error("host mount {path}: {why}")]
+    MountSource { path: PathBuf, why: String },
 }
 
 fn sys(what: impl Into<String>) -> impl FnOnce(io::Error) -> SetupError {
@@ -89,6 +89,10 @@ pub struct Plan {
     /// Egress: an O_PATH fd of the sandbox's host directory, where the
     /// host's egress proxy listens (`egress.sock`); PID 1 keeps it.
     pub egress_dir: Option<std::os::fd::RawFd>,
+    /// One O_PATH fd per `spec.mounts` entry, opened as checked (see
+    /// `open_mount_sources`), and whether it is a file. The mounts are
+    /// made of these descriptors, never of the path again.
+    pub mount_sources: Vec<(std::sync::Arc<OwnedFd>, bool)>,
 }
 
 impl Plan {
@@ -233,12 +237,11 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
     if threads != 1 {
         return Err(SetupError::Threaded(threads));
     }
-    for m in &plan.spec.mounts {
-        if !m.host.exists() {
-            return Err(SetupError::MountSource {
-                path: m.host.clone(),
-            });
-        }
+    if plan.mount_sources.len() != plan.spec.mounts.len() {
+        return Err(SetupError::MountSource {
+            path: PathBuf::new(),
+            why: "the mount sources were not opened".into(),
+        });
     }
     let one_shot = matches!(payload, Payload::OneShot(_));
     let host_uid = aibox_sys::geteuid();
@@ -492,8 +495,8 @@ fn staged_targets(plan: &Plan) -> Vec<PathBuf> {
     for i in 0..plan.template.binds.len() {
         v.push(plan.staging.join(format!("t{i}")));
     }
-    for (i, m) in plan.spec.mounts.iter().enumerate() {
-        v.push(plan.staging.join(staging_name(i, m.host.is_file())));
+    for (i, (_, file)) in plan.mount_sources.iter().enumerate() {
+        v.push(plan.staging.join(staging_name(i, *file)));
     }
     v
 }
@@ -549,11 +552,9 @@ fn stage_trees(plan: &Plan, proc_dir: &Path) -> Result<(Vec<OwnedFd>, bool), Set
             .map_err(sys(format!("bind mount of {}", host.display())))?;
         trees.push(tree);
     }
-    for (i, m) in plan.spec.mounts.iter().enumerate() {
-        ensure_mountpoint(
-            &plan.staging.join(staging_name(i, m.host.is_file())),
-            m.host.is_file(),
-        )?;
+    for (i, (m, (source, file))) in plan.spec.mounts.iter().zip(&plan.mount_sources).enumerate() {
+        let file = *file;
+        ensure_mountpoint(&plan.staging.join(staging_name(i, file)), file)?;
         let attrs = aibox_sys::MOUNT_ATTR_NOSUID
             | aibox_sys::MOUNT_ATTR_NODEV
             | if m.read_only {
@@ -561,8 +562,9 @@ fn stage_trees(plan: &Plan, proc_dir: &Path) -> Result<(Vec<OwnedFd>, bool), Set
             } else {
                 0
             };
-        let tree = aibox_sys::detached_tree(&m.host, userns, attrs)
-            .or_else(|_| aibox_sys::detached_tree(&m.host, None, attrs))
+        let source = source.as_fd();
+        let tree = aibox_sys::detached_tree_of(source, userns, attrs)
+            .or_else(|_| aibox_sys::detached_tree_of(source, None, attrs))
             .map_err(sys(format!("bind mount of {}", m.host.display())))?;
         trees.push(tree);
     }
@@ -1016,18 +1018,32 @@ fn sandbox_init(
             )
         })
         .collect();
-    let user_mounts: Vec<(PathBuf, PathBuf, bool, bool)> = plan
+    let user_mounts: Vec<mounts::UserMount> = plan
         .spec
         .mounts
         .iter()
+        .zip(&plan.mount_sources)
         .enumerate()
-        .map(|(i, m)| {
-            let src = if plan.rootless() {
-                m.host.clone()
+        .map(|(i, (m, (_, file)))| {
+            if plan.rootless() {
+                // Resolved again in this mount namespace (a descriptor P
+                // opened belongs to the old one, which a bind refuses).
+                mounts::UserMount {
+                    src: m.host.clone(),
+                    dst: m.guest.clone(),
+                    read_only: m.read_only,
+                    file: *file,
+                    within: m.within.clone(),
+                }
             } else {
-                plan.staging.join(staging_name(i, m.host.is_file()))
-            };
-            (src, m.guest.clone(), m.read_only, m.host.is_file())
+                mounts::UserMount {
+                    src: plan.staging.join(staging_name(i, *file)),
+                    dst: m.guest.clone(),
+                    read_only: m.read_only,
+                    file: *file,
+                    within: None,
+                }
+            }
         })
         .collect();
     let scratch = plan.staging.join("scratch");

@@ -19,6 +19,8 @@ pub struct Principal {
     pub scope: Scope,
     pub max_sandboxes: Option<u64>,
     pub max_memory: Option<u64>,
+    /// What this principal may ask for at most; None for admins.
+    pub ceiling: Option<std::sync::Arc<aibox_types::ceiling::Ceiling>>,
 }
 
 /// Token buckets per key: `rate` requests per second, bursts of `2 × rate`.
@@ -52,6 +54,20 @@ impl Principal {
     pub fn admin(&self) -> bool {
         self.scope == Scope::Admin
     }
+
+    /// Refuse what lies beyond this principal's ceiling, with
+    /// `permission_denied` and the ceiling's name.
+    pub fn within(
+        &self,
+        check: impl FnOnce(&aibox_types::ceiling::Ceiling) -> Result<(), aibox_types::ceiling::Beyond>,
+    ) -> Result<(), ApiError> {
+        match &self.ceiling {
+            None => Ok(()),
+            Some(c) => {
+                check(c).map_err(|b| ApiError::new(ErrorCode::PermissionDenied, b.to_string()))
+            }
+        }
+    }
 }
 
 /// Marks requests that arrived on the Unix socket.
@@ -75,66 +91,81 @@ fn aibox_sys_random(buf: &mut [u8]) -> std::io::Result<()> {
     aibox_runtime::fill_random(buf)
 }
 
+/// The one place a request's principal is resolved: from the Unix socket
+/// it came on, its bearer key, or its dashboard session. The result is
+/// kept in the request's extensions, so every later step (a handler, the
+/// MCP server's in-process calls) acts as exactly this principal and
+/// never resolves anew. No credentials are an error, never a default.
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if parts.extensions.get::<LocalSocket>().is_some() {
-            return Ok(Principal {
-                id: "local".into(),
-                scope: Scope::Admin,
-                max_sandboxes: None,
-                max_memory: None,
-            });
+        if let Some(p) = parts.extensions.get::<Principal>() {
+            return Ok(p.clone());
         }
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        if header.is_none() {
-            // A dashboard session (cookie + CSRF token).
-            if let Some(found) = crate::ui::session_key(state, &parts.method, &parts.headers) {
-                let (k, _) = found.inspect_err(|e| {
-                    state.audit(
-                        "anonymous",
-                        "auth.failure",
-                        None,
-                        serde_json::json!({"reason": e.message}),
-                    );
-                })?;
-                return limited(state, k);
-            }
-        }
-        let Some(secret) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
-            state.audit(
-                "anonymous",
-                "auth.failure",
-                None,
-                serde_json::json!({"reason": "missing key"}),
-            );
-            return Err(ApiError::new(
-                ErrorCode::Unauthenticated,
-                "missing API key: send `Authorization: Bearer <key>`",
-            ));
-        };
-        let found = state
-            .store()
-            .find_key(secret.trim())
-            .map_err(|e| ApiError::internal("key lookup", e))?;
-        match found {
-            Some(k) => limited(state, k),
-            None => {
+        let p = resolve(parts, state)?;
+        parts.extensions.insert(p.clone());
+        Ok(p)
+    }
+}
+
+fn resolve(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
+    if parts.extensions.get::<LocalSocket>().is_some() {
+        return Ok(Principal {
+            id: "local".into(),
+            scope: Scope::Admin,
+            max_sandboxes: None,
+            max_memory: None,
+            ceiling: None,
+        });
+    }
+    let header = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if header.is_none() {
+        // A dashboard session (cookie + CSRF token).
+        if let Some(found) = crate::ui::session_key(state, &parts.method, &parts.headers) {
+            let (k, _) = found.inspect_err(|e| {
                 state.audit(
                     "anonymous",
                     "auth.failure",
                     None,
-                    serde_json::json!({"reason": "unknown or revoked key"}),
+                    serde_json::json!({"reason": e.message}),
                 );
-                Err(ApiError::new(
-                    ErrorCode::Unauthenticated,
-                    "unknown or revoked API key",
-                ))
-            }
+            })?;
+            return limited(state, k);
+        }
+    }
+    let Some(secret) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+        state.audit(
+            "anonymous",
+            "auth.failure",
+            None,
+            serde_json::json!({"reason": "missing key"}),
+        );
+        return Err(ApiError::new(
+            ErrorCode::Unauthenticated,
+            "missing API key: send `Authorization: Bearer <key>`",
+        ));
+    };
+    let found = state
+        .store()
+        .find_key(secret.trim())
+        .map_err(|e| ApiError::internal("key lookup", e))?;
+    match found {
+        Some(k) => limited(state, k),
+        None => {
+            state.audit(
+                "anonymous",
+                "auth.failure",
+                None,
+                serde_json::json!({"reason": "unknown or revoked key"}),
+            );
+            Err(ApiError::new(
+                ErrorCode::Unauthenticated,
+                "unknown or revoked API key",
+            ))
         }
     }
 }
@@ -151,10 +182,18 @@ fn limited(state: &AppState, k: crate::store::KeyInfo) -> Result<Principal, ApiE
         )
         .retry_after(wait));
     }
+    let ceiling = match k.scope {
+        Scope::Admin => None,
+        Scope::User => Some(std::sync::Arc::new(
+            k.ceiling
+                .unwrap_or_else(|| state.config().user_ceiling.clone()),
+        )),
+    };
     Ok(Principal {
         id: k.id,
         scope: k.scope,
         max_sandboxes: k.max_sandboxes,
         max_memory: k.max_memory,
+        ceiling,
     })
 }

@@ -45,6 +45,9 @@ pub struct Config {
     pub port_domain: String,
     /// The backend of sandboxes whose request names none.
     pub default_backend: aibox_types::BackendKind,
+    /// What a user key may ask for unless the operator gave the key a
+    /// ceiling of its own (admin keys have none).
+    pub user_ceiling: aibox_types::ceiling::Ceiling,
 }
 
 /// Settings as written in the TOML file, the environment or flags.
@@ -68,6 +71,8 @@ pub struct Raw {
     pub port_domain: Option<String>,
     /// `namespaces` or `microvm`.
     pub default_backend: Option<String>,
+    /// `[user_ceiling]` in the file; JSON in `AIBOX_USER_CEILING`.
+    pub user_ceiling: Option<aibox_types::ceiling::Ceiling>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,7 +115,8 @@ impl Raw {
             max_snapshots,
             egress_hosts,
             port_domain,
-            default_backend
+            default_backend,
+            user_ceiling
         );
         self
     }
@@ -144,6 +150,16 @@ impl Raw {
         let max_sandboxes = num("AIBOX_MAX_SANDBOXES", "max_sandboxes")?;
         let rate_limit = num("AIBOX_RATE_LIMIT", "rate_limit")?;
         let max_snapshots = num("AIBOX_MAX_SNAPSHOTS", "max_snapshots")?;
+        let user_ceiling = s("AIBOX_USER_CEILING")
+            .map(|v| {
+                serde_json::from_str(&v).map_err(|e| ConfigError::Invalid {
+                    key: "user_ceiling",
+                    value: v.clone(),
+                    origin: "AIBOX_USER_CEILING".into(),
+                    why: format!("expected a JSON object: {e}"),
+                })
+            })
+            .transpose()?;
         Ok(Raw {
             listen: s("AIBOX_LISTEN"),
             socket: s("AIBOX_SOCKET"),
@@ -161,6 +177,7 @@ impl Raw {
             egress_hosts: s("AIBOX_EGRESS_HOSTS"),
             port_domain: s("AIBOX_PORT_DOMAIN"),
             default_backend: s("AIBOX_DEFAULT_BACKEND"),
+            user_ceiling,
         })
     }
 
@@ -316,6 +333,10 @@ impl Raw {
             None => aibox_types::BackendKind::Namespaces,
             Some(v) => v.parse().map_err(|why| bad("default_backend", v, why))?,
         };
+        let user_ceiling = self.user_ceiling.unwrap_or_default();
+        user_ceiling
+            .validate()
+            .map_err(|why| bad("user_ceiling", &format!("{user_ceiling:?}"), why))?;
         Ok(Config {
             listen,
             socket,
@@ -332,6 +353,7 @@ impl Raw {
             egress_hosts,
             port_domain,
             default_backend,
+            user_ceiling,
         })
     }
 }

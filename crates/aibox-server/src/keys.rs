@@ -5,6 +5,7 @@ use crate::auth::{new_secret, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::store::Scope;
 use crate::{now_ms, ApiJson, AppState};
+use aibox_types::ceiling::Ceiling;
 use aibox_types::ErrorCode;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -33,6 +34,39 @@ pub struct NewKey {
     pub max_sandboxes: Option<u64>,
     /// Most memory (sum of limits) its sandboxes may have, e.g. "8g".
     pub max_memory: Option<String>,
+    /// What it may ask for at most (user keys; default: the server's
+    /// `user_ceiling`).
+    pub ceiling: Option<Ceiling>,
+}
+
+/// `PATCH /v1/keys/{id}`: what changes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyPatch {
+    /// A ceiling of the key's own, or `null` for the server's default.
+    #[serde(default, deserialize_with = "present")]
+    pub ceiling: Option<Option<Ceiling>>,
+}
+
+/// A field that is present, even as `null` (absent stays `None`).
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+fn checked(ceiling: &Ceiling, scope: Scope) -> ApiResult<()> {
+    ceiling
+        .validate()
+        .map_err(|e| ApiError::invalid(format!("ceiling: {e}")))?;
+    if scope == Scope::Admin {
+        return Err(ApiError::invalid(
+            "admin keys have no ceiling: give the key scope user",
+        ));
+    }
+    Ok(())
 }
 
 fn user_scope() -> Scope {
@@ -56,12 +90,21 @@ pub async fn create(
             aibox_types::parse_size(m).map_err(|e| ApiError::invalid(format!("max_memory: {e}")))
         })
         .transpose()?;
+    if let Some(c) = &req.ceiling {
+        checked(c, req.scope)?;
+    }
     let id = format!("k{}", aibox_runtime::random_id());
     let secret = new_secret();
     state
         .store()
         .add_key(&id, name, &secret, req.scope, now_ms())
         .and_then(|()| state.store().set_quota(&id, req.max_sandboxes, max_memory))
+        .and_then(|()| {
+            state
+                .store()
+                .set_ceiling(&id, req.ceiling.as_ref())
+                .map(drop)
+        })
         .map_err(|e| ApiError::internal("add key", e))?;
     state.audit(
         &who.id,
@@ -82,6 +125,48 @@ pub async fn list(State(state): State<AppState>, who: Principal) -> ApiResult<Js
         .list_keys()
         .map_err(|e| ApiError::internal("list keys", e))?;
     Ok(Json(json!({"keys": keys})))
+}
+
+/// `PATCH /v1/keys/{id}`: set or clear a key's own ceiling. Requests the
+/// key makes from then on are held to it (sandboxes it already has keep
+/// running; their next restore or network change is checked).
+pub async fn update(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiJson(patch): ApiJson<KeyPatch>,
+) -> ApiResult<Json<Value>> {
+    admin_only(&who)?;
+    let Some(key) = state
+        .store()
+        .key_by_id(&id)
+        .map_err(|e| ApiError::internal("key lookup", e))?
+    else {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("no live key with id {id:?}"),
+        ));
+    };
+    if let Some(ceiling) = &patch.ceiling {
+        if let Some(c) = ceiling {
+            checked(c, key.scope)?;
+        }
+        state
+            .store()
+            .set_ceiling(&id, ceiling.as_ref())
+            .map_err(|e| ApiError::internal("set ceiling", e))?;
+        state.audit(
+            &who.id,
+            "key.ceiling",
+            None,
+            json!({"key": id, "ceiling": ceiling}),
+        );
+    }
+    let key = state
+        .store()
+        .key_by_id(&id)
+        .map_err(|e| ApiError::internal("key lookup", e))?;
+    Ok(Json(json!(key)))
 }
 
 pub async fn revoke(

@@ -924,7 +924,10 @@ fn rest(state: AppState) -> Router {
         .route("/v1/audit", get(audit_list))
         .route("/v1/audit/verify", get(audit_verify))
         .route("/v1/keys", post(keys::create).get(keys::list))
-        .route("/v1/keys/{id}", axum::routing::delete(keys::revoke))
+        .route(
+            "/v1/keys/{id}",
+            axum::routing::delete(keys::revoke).patch(keys::update),
+        )
         .layer(DefaultBodyLimit::max(1 << 20))
         .route("/v1/sandboxes/{id}/files/list", get(agentops::list))
         .route("/v1/sandboxes/{id}/files/stat", get(agentops::stat))

@@ -1,17 +1,21 @@
 //! `/mcp`: aibox's MCP server over streamable HTTP. Requests need an API
-//! key like any other (or come over the local socket); each tool call
-//! then runs through the REST API in-process, with the caller's own key,
-//! so scopes, quotas, rate limits and the audit log apply unchanged.
+//! key, a dashboard session, or the local socket, like any other; the
+//! principal resolved from them rides in the request, and each tool call
+//! runs through the REST API in-process *as that principal*, so scopes,
+//! ownership, quotas and the audit log apply unchanged. An in-process call
+//! without a principal carries no credentials at all and is refused (the
+//! review's C1: it used to mean the local admin).
 
-use crate::auth::{LocalSocket, Principal};
+use crate::auth::Principal;
 use crate::AppState;
-use aibox_mcp::{Api, Body, Reply};
+use aibox_mcp::{Api, Body, Caller, Reply};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 
-/// Refuse `/mcp` requests without a valid key (as the REST API would).
+/// Refuse `/mcp` requests without valid credentials (as the REST API
+/// would), and put the resolved principal in the request for the tools.
 pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
     if let Err(e) = Principal::from_request_parts(&mut parts, &state).await {
@@ -35,7 +39,7 @@ impl InProcess {
 impl Api for InProcess {
     async fn send(
         &self,
-        auth: Option<&str>,
+        caller: &Caller,
         method: &str,
         path: &str,
         body: Body,
@@ -54,11 +58,10 @@ impl Api for InProcess {
                 d
             }
         };
-        match auth {
-            Some(a) => b = b.header(axum::http::header::AUTHORIZATION, a),
-            // `authenticate` let a request without a key through only
-            // when it came over the local socket.
-            None => b = b.extension(LocalSocket),
+        // Only the principal crosses over: nothing else of the outer
+        // request (its headers, its transport) speaks for the caller.
+        if let Some(p) = caller.0.get::<Principal>() {
+            b = b.extension(p.clone());
         }
         let req = b
             .body(axum::body::Body::from(bytes))
@@ -70,13 +73,32 @@ impl Api for InProcess {
             .await
             .map_err(|e| e.to_string())?;
         let status = resp.status().as_u16();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes()
-            .to_vec();
-        Ok(Reply { status, body })
+        // Read at most MAX_REPLY bytes: a tool never needs more (it shows
+        // a model 256 KiB), and a sandbox's file may be endless
+        // (`/dev/zero`) or huge (the review's H5). Dropping the body
+        // stops the read.
+        let mut body = resp.into_body();
+        let mut out = Vec::new();
+        let mut truncated = false;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| e.to_string())?;
+            if let Ok(data) = frame.into_data() {
+                let room = MAX_REPLY - out.len();
+                if data.len() > room {
+                    out.extend_from_slice(&data[..room]);
+                    truncated = true;
+                    break;
+                }
+                out.extend_from_slice(&data);
+            }
+        }
+        Ok(Reply {
+            status,
+            body: out,
+            truncated,
+        })
     }
 }
+
+/// Most bytes of one in-process reply an MCP tool reads.
+pub const MAX_REPLY: usize = 8 << 20;

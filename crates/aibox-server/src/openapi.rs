@@ -232,7 +232,24 @@ fn build() -> Value {
             "properties": {"id": {"type": "string"}, "name": {"type": "string"},
                 "scope": {"type": "string", "enum": ["admin", "user"]},
                 "created_ms": {"type": "integer"}, "revoked_ms": {"type": ["integer", "null"]},
-                "max_sandboxes": {"type": ["integer", "null"]}, "max_memory": {"type": ["integer", "null"]}}
+                "max_sandboxes": {"type": ["integer", "null"]}, "max_memory": {"type": ["integer", "null"]},
+                "ceiling": reference("Ceiling")}
+        },
+        "Ceiling": {
+            "type": "object", "additionalProperties": false,
+            "description": "What a user key may ask for at most; a request beyond it is refused with permission_denied naming the ceiling.",
+            "properties": {
+                "egress_local": {"type": "array", "items": {"type": "string"},
+                    "description": "local-class address blocks (loopback, private, link-local, metadata …) the key's egress rules may reach, e.g. 10.20.0.0/16; none when empty"},
+                "mounts": {"type": "array", "items": {"type": "string"},
+                    "description": "host paths the key may mount: PATH (read-only) or PATH:rw"},
+                "max_memory": {"type": "string"}, "max_disk": {"type": "string"},
+                "max_cpus": {"type": "number", "exclusiveMinimum": 0},
+                "max_pids": {"type": "integer", "minimum": 0},
+                "max_ttl_seconds": {"type": "integer", "minimum": 0},
+                "backends": {"type": "array", "items": {"type": "string", "enum": ["namespaces", "microvm"]}},
+                "public_ports": {"type": "boolean"}
+            }
         }
     });
     let mut schemas = schemas;
@@ -410,14 +427,20 @@ fn build() -> Value {
                     "name": {"type": "string", "minLength": 1, "maxLength": 64},
                     "scope": {"type": "string", "enum": ["admin", "user"]},
                     "max_sandboxes": {"type": "integer", "minimum": 0},
-                    "max_memory": {"type": "string"}}}))),
+                    "max_memory": {"type": "string"},
+                    "ceiling": reference("Ceiling")}}))),
                 errors(json!({"201": ok("the key; its secret is shown only here", json!({"type": "object",
                     "required": ["id", "key"], "properties": {"id": {"type": "string"}, "key": {"type": "string"}}}))}), &["403"])),
             "get": op("List API keys (admin)", json!([]), None, errors(json!({"200": ok("keys", json!({"type": "object",
                 "properties": {"keys": {"type": "array", "items": reference("Key")}}}))}), &["403"]))
         },
         "/v1/keys/{id}": {"delete": op("Revoke an API key (admin; never the last admin key)", json!([{"name": "id", "in": "path", "required": true,
-            "schema": {"type": "string"}}]), None, errors(json!({"204": empty("revoked")}), &["403", "404", "409"]))},
+            "schema": {"type": "string"}}]), None, errors(json!({"204": empty("revoked")}), &["403", "404", "409"])),
+            "patch": op("Set or clear a user key's own ceiling (admin; null: the server's user_ceiling)", json!([{"name": "id", "in": "path", "required": true,
+            "schema": {"type": "string"}}]),
+            Some(json_body(json!({"type": "object", "additionalProperties": false, "properties": {
+                "ceiling": {"oneOf": [reference("Ceiling"), {"type": "null"}]}}}))),
+            errors(json!({"200": ok("the key", reference("Key"))}), &["403", "404"]))},
         "/v1/audit/verify": {"get": op("Check the audit log's hash chain (admin)", json!([]), None,
             errors(json!({"200": ok("verdict", json!({"type": "object", "required": ["ok"], "properties": {
                 "ok": {"type": "boolean"}, "broken_at": {"type": ["integer", "null"]}, "entries": {"type": "integer"}}}))}), &[]))},

@@ -192,6 +192,9 @@ pub async fn update(
 ) -> ApiResult<Json<Value>> {
     let mut row = owned(&state, &who, &id)?;
     if let Some(p) = patch.public {
+        if p {
+            who.within(|c| c.check_public_ports())?;
+        }
         row.public_ports = p;
     }
     if patch.rotate_token {

@@ -204,14 +204,14 @@ fn spec_of(state: &AppState, who: &Principal, req: &CreateRequest) -> ApiResult<
         spec.mounts = req.mounts.clone();
     }
     // Checked again on a restore: the operator may have narrowed the list.
-    for m in &spec.mounts {
+    // The check is on the path as written (no `..`, by validate), and the
+    // runtime then resolves it beneath the allowed path it names without
+    // following a symlink: a link a sandbox planted in a shared directory
+    // cannot lead a later mount out of it (the review's C2).
+    for m in &mut spec.mounts {
         m.validate().map_err(ApiError::invalid)?;
-        if !state
-            .config()
-            .allowed_mounts
-            .iter()
-            .any(|allowed| m.host.starts_with(allowed))
-        {
+        let Some(root) = aibox_types::ceiling::grant_root(&state.config().allowed_mounts, &m.host)
+        else {
             return Err(ApiError::new(
                 ErrorCode::PermissionDenied,
                 format!(
@@ -219,9 +219,12 @@ fn spec_of(state: &AppState, who: &Principal, req: &CreateRequest) -> ApiResult<
                     m.host.display()
                 ),
             ));
-        }
+        };
+        m.within = Some(root.to_path_buf());
     }
     spec.validate().map_err(ApiError::invalid)?;
+    // A restore too: the key's ceiling may have been lowered since.
+    who.within(|c| c.check_spec(&spec))?;
     for (k, v) in &req.labels {
         if k.is_empty() || k.len() > 63 || v.len() > 255 {
             return Err(ApiError::invalid(format!(
@@ -352,6 +355,7 @@ pub async fn set_timeout(
             max.as_secs()
         )));
     }
+    who.within(|c| c.check_ttl(body.ttl_seconds))?;
     let ms = body.ttl_seconds * 1000;
     let r = if row.state == "paused" {
         state.store().set_paused(&row.id, Some(ms))
@@ -457,6 +461,7 @@ async fn create_sandbox(
             state.config().max_ttl.as_secs()
         )));
     }
+    who.within(|c| c.check_ttl(ttl.as_secs()))?;
     // Capacity and idempotency are decided under one lock, so parallel
     // creates cannot all squeeze past the limit.
     let id = {
@@ -923,6 +928,7 @@ pub async fn set_network(
     spec.network = body.mode;
     spec.network_rules = body.rules;
     spec.validate().map_err(ApiError::invalid)?;
+    who.within(|c| c.check_rules(&spec.network_rules))?;
     let value = serde_json::to_value(&spec).map_err(|e| ApiError::internal("spec", e))?;
     state
         .store()

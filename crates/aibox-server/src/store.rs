@@ -52,6 +52,10 @@ pub struct KeyInfo {
     /// Per-key quotas (None: only the server's limits apply).
     pub max_sandboxes: Option<u64>,
     pub max_memory: Option<u64>,
+    /// The operator's ceiling set for this key alone (None: the server's
+    /// default for its scope).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ceiling: Option<aibox_types::ceiling::Ceiling>,
 }
 
 /// A sandbox as the server knows it.
@@ -115,7 +119,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_ms BIGINT NOT NULL,
     revoked_ms BIGINT,
     max_sandboxes BIGINT,
-    max_memory BIGINT
+    max_memory BIGINT,
+    ceiling TEXT
 );
 CREATE TABLE IF NOT EXISTS sandboxes (
     id TEXT PRIMARY KEY,
@@ -181,9 +186,10 @@ fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
 }
 
 /// Columns added after the first release, for databases made before them.
-const ADDED_COLUMNS: [(&str, &str, &str); 2] = [
+const ADDED_COLUMNS: [(&str, &str, &str); 3] = [
     ("sandboxes", "port_token", "TEXT NOT NULL DEFAULT ''"),
     ("sandboxes", "public_ports", "BIGINT NOT NULL DEFAULT 0"),
+    ("api_keys", "ceiling", "TEXT"),
 ];
 
 fn migrate(db: &Connection) -> Result<(), StoreError> {
@@ -261,7 +267,7 @@ impl Store {
         Ok(self
             .db()
             .prepare_cached(
-                "SELECT id, name, scope, created_ms, revoked_ms, max_sandboxes, max_memory FROM api_keys WHERE hash = ?1 AND revoked_ms IS NULL",
+                "SELECT id, name, scope, created_ms, revoked_ms, max_sandboxes, max_memory, ceiling FROM api_keys WHERE hash = ?1 AND revoked_ms IS NULL",
             )?
             .query_row(params![sha256_hex(secret.as_bytes())], key_of)
             .optional()?)
@@ -272,7 +278,7 @@ impl Store {
         Ok(self
             .db()
             .prepare_cached(
-                "SELECT id, name, scope, created_ms, revoked_ms, max_sandboxes, max_memory FROM api_keys WHERE id = ?1 AND revoked_ms IS NULL",
+                "SELECT id, name, scope, created_ms, revoked_ms, max_sandboxes, max_memory, ceiling FROM api_keys WHERE id = ?1 AND revoked_ms IS NULL",
             )?
             .query_row(params![id], key_of)
             .optional()?)
@@ -281,7 +287,7 @@ impl Store {
     pub fn list_keys(&self) -> Result<Vec<KeyInfo>, StoreError> {
         let db = self.db();
         let mut st = db.prepare(
-            "SELECT id, name, scope, created_ms, revoked_ms, max_sandboxes, max_memory FROM api_keys ORDER BY created_ms, id",
+            "SELECT id, name, scope, created_ms, revoked_ms, max_sandboxes, max_memory, ceiling FROM api_keys ORDER BY created_ms, id",
         )?;
         let v = st.query_map([], key_of)?.collect::<Result<_, _>>()?;
         Ok(v)
@@ -302,6 +308,20 @@ impl Store {
             ],
         )?;
         Ok(())
+    }
+
+    /// Set (or with None clear) a live key's own ceiling; false when no
+    /// live key has this id.
+    pub fn set_ceiling(
+        &self,
+        id: &str,
+        ceiling: Option<&aibox_types::ceiling::Ceiling>,
+    ) -> Result<bool, StoreError> {
+        let text = ceiling.map(|c| serde_json::to_string(c).unwrap_or_default());
+        Ok(self.db().execute(
+            "UPDATE api_keys SET ceiling = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
+            params![id, text],
+        )? == 1)
     }
 
     /// Returns false when no live key has this id.
@@ -639,6 +659,17 @@ fn key_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyInfo> {
         revoked_ms: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
         max_sandboxes: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
         max_memory: r.get::<_, Option<i64>>(6)?.map(|v| v as u64),
+        // A ceiling that no longer parses is kept as the tightest one
+        // (nothing beyond the server's limits, no local egress, no mounts,
+        // no backend), never as none.
+        ceiling: r.get::<_, Option<String>>(7)?.map(|t| {
+            serde_json::from_str(&t).unwrap_or_else(|_| aibox_types::ceiling::Ceiling {
+                mounts: Some(vec![]),
+                backends: Some(vec![]),
+                public_ports: Some(false),
+                ..Default::default()
+            })
+        }),
     })
 }
 

@@ -3,6 +3,7 @@
 //! stable error codes. No IO lives here.
 #![forbid(unsafe_code)]
 
+pub mod ceiling;
 pub mod egress;
 mod isolation;
 mod spec;

@@ -171,6 +171,12 @@ pub struct MountSpec {
     pub guest: PathBuf,
     #[serde(default)]
     pub read_only: bool,
+    /// Resolve `host` beneath this directory without following any
+    /// symlink (the server sets it to the operator's allowed path that
+    /// `host` lies under; whatever a client sends is replaced). None: the
+    /// caller's own path, taken as given (`aibox run -v`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<PathBuf>,
 }
 
 impl std::str::FromStr for MountSpec {
@@ -196,6 +202,7 @@ impl std::str::FromStr for MountSpec {
             host: host.into(),
             guest: guest.into(),
             read_only,
+            within: None,
         };
         spec.validate()?;
         Ok(spec)

@@ -2,6 +2,8 @@
 //! directories per test, and loud skips when the host cannot run sandboxes.
 #![allow(dead_code)]
 
+pub mod server;
+
 use aibox_runtime::{Dirs, Runtime};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
