@@ -128,7 +128,10 @@ impl Tree {
         } else {
             r
         };
-        aibox_sys::openat2(self.root.as_fd(), &r, flags | libc::O_NOFOLLOW, 0, RULES).map_err(
+        // No O_NOFOLLOW: with it, O_PATH would open a trailing symlink
+        // itself; without it RESOLVE_NO_SYMLINKS refuses every symlink,
+        // the last component included (openat2(2)).
+        aibox_sys::openat2(self.root.as_fd(), &r, flags & !libc::O_NOFOLLOW, 0, RULES).map_err(
             |source| match source.raw_os_error() {
                 Some(libc::ELOOP) | Some(libc::EXDEV) => self.escapes(rel),
                 _ => BeneathError::Io {

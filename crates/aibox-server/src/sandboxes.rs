@@ -450,7 +450,18 @@ async fn create_sandbox(
         })
         .transpose()?;
     let ttl = match req.ttl_seconds {
-        None => state.config().default_ttl,
+        // The default never exceeds the key's ceiling.
+        None => {
+            let cap = who
+                .ceiling
+                .as_ref()
+                .and_then(|c| c.max_ttl_seconds)
+                .map(std::time::Duration::from_secs);
+            state
+                .config()
+                .default_ttl
+                .min(cap.unwrap_or(std::time::Duration::MAX))
+        }
         Some(0) => return Err(ApiError::invalid("ttl_seconds must be positive")),
         Some(s) => std::time::Duration::from_secs(s),
     };

@@ -1,0 +1,607 @@
+//! Regression tests for the findings of the security review
+//! (`shared/reviews/security.md`), each named after its finding and run
+//! against the real thing: a live `aibox serve`, real sandboxes, the real
+//! CLI. Each one is the review's probe, and fails on the code before its
+//! fix. The suite runs them as root and again rootless.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use aibox_client::{Body, Client, Method};
+use common::server::{create, data_dir, exec, http, new_key, Server};
+use serde_json::{json, Value};
+use std::os::unix::fs::PermissionsExt;
+
+/// An MCP client over streamable HTTP with whatever credentials the
+/// headers carry (a bearer key, or a dashboard session's cookie and CSRF
+/// token).
+struct Mcp {
+    addr: String,
+    headers: Vec<(String, String)>,
+    session: Option<String>,
+    next: u64,
+}
+
+impl Mcp {
+    fn connect(addr: &str, credentials: &[(&str, &str)]) -> Result<Mcp, (u16, String)> {
+        let mut m = Mcp {
+            addr: addr.to_string(),
+            headers: credentials
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            session: None,
+            next: 1,
+        };
+        let init = m.post(
+            json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "aibox-security-test", "version": "0"}}}),
+        );
+        if init.status != 200 {
+            return Err((init.status, init.text()));
+        }
+        m.session = init.header("mcp-session-id").map(str::to_string);
+        let r = m.post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        assert!(r.status < 300, "initialized: {} {}", r.status, r.text());
+        Ok(m)
+    }
+
+    fn post(&self, msg: Value) -> common::server::Raw {
+        let mut h: Vec<(&str, &str)> = vec![
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+            ("mcp-protocol-version", "2025-06-18"),
+        ];
+        for (k, v) in &self.headers {
+            h.push((k, v));
+        }
+        if let Some(s) = &self.session {
+            h.push(("mcp-session-id", s));
+        }
+        http(&self.addr, "POST", "/mcp", &h, msg.to_string().as_bytes())
+    }
+
+    /// A tool's result: (is_error, its text).
+    fn tool(&mut self, name: &str, args: Value) -> (bool, String) {
+        let id = self.next;
+        self.next += 1;
+        let r = self.post(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": name, "arguments": args}}));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let text = r.text();
+        let reply = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            .chain(serde_json::from_str::<Value>(&text).ok())
+            .find(|v| v["id"] == id)
+            .unwrap_or_else(|| panic!("no reply to {name} in {text}"));
+        let result = &reply["result"];
+        let words: Vec<&str> = result["content"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["text"].as_str())
+            .collect();
+        (result["isError"] == true, words.join("\n"))
+    }
+}
+
+/// Log a key in to the dashboard: (cookie header value, CSRF token).
+fn dashboard_login(s: &Server, key: &str) -> (String, String) {
+    let r = http(
+        &s.addr,
+        "POST",
+        "/ui/login",
+        &[("content-type", "application/json")],
+        json!({ "key": key }).to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let cookie = r
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    let csrf = r.json()["csrf"].as_str().expect("a CSRF token").to_string();
+    (cookie, csrf)
+}
+
+/// C1: a user key logged in to the dashboard called `/mcp` with the session
+/// cookie, and every tool ran as the local admin (other tenants'
+/// sandboxes listed and commands run in them).
+#[test]
+fn c1_cookie_session_cannot_reach_mcp_as_admin() {
+    require_sandboxes!();
+    let s = Server::start(&data_dir("c1"));
+    let admin = s.admin();
+    let (_, alice_key) = new_key(&admin, "alice", "user");
+    let (_, bob_key) = new_key(&admin, "bob", "user");
+    let alice = s.client(&alice_key);
+    let theirs = create(&alice, json!({}));
+
+    let (cookie, csrf) = dashboard_login(&s, &bob_key);
+    let mut bob = Mcp::connect(&s.addr, &[("cookie", &cookie), ("x-csrf-token", &csrf)])
+        .expect("a dashboard session may use /mcp as its own key");
+    let (_, listed) = bob.tool("list_sandboxes", json!({}));
+    assert!(
+        !listed.contains(&theirs),
+        "bob's MCP session lists alice's sandbox: {listed}"
+    );
+    let (failed, out) = bob.tool(
+        "run_command",
+        json!({"sandbox_id": theirs, "command": "id"}),
+    );
+    assert!(failed, "bob ran a command in alice's sandbox: {out}");
+    assert!(!out.contains("uid="), "{out}");
+    let (failed, out) = bob.tool("destroy_sandbox", json!({"sandbox_id": theirs}));
+    assert!(failed, "bob destroyed alice's sandbox: {out}");
+    assert!(alice
+        .json(Method::GET, &format!("/v1/sandboxes/{theirs}"), Body::Empty)
+        .is_ok());
+
+    // What bob makes through MCP is his: alice does not see it, and the
+    // server records bob as its owner.
+    let (failed, out) = bob.tool("create_sandbox", json!({"keep": true}));
+    assert!(!failed, "{out}");
+    let v = admin
+        .json(Method::GET, "/v1/sandboxes?limit=1000", Body::Empty)
+        .unwrap();
+    let mine: Vec<&Value> = v["sandboxes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["id"] != theirs.as_str())
+        .collect();
+    assert_eq!(mine.len(), 1, "{v}");
+    assert_ne!(mine[0]["owner"], "local", "{v}");
+    let alice_sees = alice
+        .json(Method::GET, "/v1/sandboxes", Body::Empty)
+        .unwrap();
+    assert_eq!(alice_sees["sandboxes"].as_array().unwrap().len(), 1);
+
+    // No credentials at all: refused before any tool runs.
+    let e = Mcp::connect(&s.addr, &[]).err().expect("refused");
+    assert_eq!(e.0, 401, "{}", e.1);
+    // A session cookie without its CSRF token: refused.
+    let e = Mcp::connect(&s.addr, &[("cookie", &cookie)])
+        .err()
+        .expect("refused");
+    assert_eq!(e.0, 403, "{}", e.1);
+}
+
+/// C2: a tenant with a writable mount under an allowed path planted a
+/// symlink to `/etc`; a second sandbox then mounted `allowed/link`, which
+/// the root-run mount followed to the host's `/etc`.
+#[test]
+fn c2_a_planted_symlink_cannot_lead_a_mount_out_of_the_allowed_path() {
+    require_sandboxes!();
+    let data = data_dir("c2");
+    let shared = data.with_extension("shared");
+    let outside = data.with_extension("outside");
+    std::fs::create_dir_all(shared.join("real")).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret"), "host secret").unwrap();
+    std::fs::write(shared.join("real/ok"), "shared").unwrap();
+    for d in [&shared, &shared.join("real")] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let s = Server::start_env(&data, &[("AIBOX_ALLOWED_MOUNTS", shared.to_str().unwrap())]);
+    let (_, key) = new_key(&s.admin(), "tenant", "user");
+    let c = s.client(&key);
+    let shared_s = shared.to_str().unwrap();
+    let a = create(
+        &c,
+        json!({"mounts": [{"host": shared_s, "guest": "/data"}]}),
+    );
+    let planted = exec(
+        &c,
+        &a,
+        json!([
+            "sh",
+            "-c",
+            format!(
+                "ln -s {} /data/link && ln -s real/../../ /data/up && ls -l /data",
+                outside.display()
+            )
+        ]),
+    );
+    assert_eq!(planted["exit_code"], 0, "{planted}");
+
+    for via in ["link", "up", "link/secret"] {
+        let host = shared.join(via);
+        let r = c.send(
+            Method::POST,
+            "/v1/sandboxes",
+            Body::Json(json!({"mounts": [{"host": host, "guest": "/hostdir", "read_only": true}]})),
+            &[],
+        );
+        let r = r.unwrap();
+        assert!(
+            r.status >= 400,
+            "mounting {} (a symlink out of the allowed path) was accepted: {}",
+            host.display(),
+            String::from_utf8_lossy(&r.body)
+        );
+        let text = String::from_utf8_lossy(&r.body).to_string();
+        assert!(text.contains("symlink"), "{text}");
+    }
+    // `..` never passes the request check either.
+    let r = c
+        .send(
+            Method::POST,
+            "/v1/sandboxes",
+            Body::Json(
+                json!({"mounts": [{"host": format!("{shared_s}/real/../.."), "guest": "/x"}]}),
+            ),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    // A real directory below the allowed path still mounts.
+    let b = create(
+        &c,
+        json!({"mounts": [{"host": shared.join("real"), "guest": "/r", "read_only": true}]}),
+    );
+    let v = exec(&c, &b, json!(["cat", "/r/ok"]));
+    assert_eq!(v["stdout"], "shared", "{v}");
+    drop(s);
+    let _ = std::fs::remove_dir_all(&shared);
+    let _ = std::fs::remove_dir_all(&outside);
+}
+
+/// C3: snapshotting a restored sandbox whose directory had become a
+/// symlink made the server `chmod` the link's target on the host.
+#[test]
+fn c3_snapshot_of_a_restored_sandbox_never_chmods_through_a_symlink() {
+    require_sandboxes!();
+    let data = data_dir("c3");
+    let canary = data.with_extension("canary");
+    std::fs::write(&canary, "canary").unwrap();
+    std::fs::set_permissions(&canary, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let s = Server::start(&data);
+    let (_, key) = new_key(&s.admin(), "tenant", "user");
+    let c = s.client(&key);
+    let sb = create(&c, json!({}));
+    let v = exec(
+        &c,
+        &sb,
+        json!([
+            "sh",
+            "-c",
+            "mkdir -p /workspace/x/y && chmod 4777 /workspace/x /workspace/x/y"
+        ]),
+    );
+    assert_eq!(v["exit_code"], 0, "{v}");
+    let snap = c
+        .json(
+            Method::POST,
+            &format!("/v1/sandboxes/{sb}/snapshots"),
+            Body::Json(json!({})),
+        )
+        .unwrap();
+    let snap = snap["id"].as_str().unwrap();
+    let restored = c
+        .json(
+            Method::POST,
+            &format!("/v1/snapshots/{snap}/restore"),
+            Body::Json(json!({})),
+        )
+        .unwrap();
+    let restored = restored["id"].as_str().unwrap().to_string();
+    let v = exec(
+        &c,
+        &restored,
+        json!([
+            "sh",
+            "-c",
+            format!(
+                "rm -rf /workspace/x && ln -s {} /workspace/x",
+                canary.display()
+            )
+        ]),
+    );
+    assert_eq!(v["exit_code"], 0, "{v}");
+    let again = c.json(
+        Method::POST,
+        &format!("/v1/sandboxes/{restored}/snapshots"),
+        Body::Json(json!({})),
+    );
+    assert!(again.is_ok(), "{again:?}");
+    let mode = std::fs::metadata(&canary).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(
+        mode, 0o600,
+        "the host file was chmodded through the sandbox's symlink"
+    );
+    // The second snapshot holds the link, not a directory.
+    let back = c
+        .json(
+            Method::POST,
+            &format!(
+                "/v1/snapshots/{}/restore",
+                again.unwrap()["id"].as_str().unwrap()
+            ),
+            Body::Json(json!({})),
+        )
+        .unwrap();
+    let v = exec(
+        &c,
+        back["id"].as_str().unwrap(),
+        json!(["sh", "-c", "test -L /workspace/x && echo link"]),
+    );
+    assert_eq!(v["stdout"], "link\n", "{v}");
+    drop(s);
+    let _ = std::fs::remove_file(&canary);
+}
+
+fn refused(c: &Client, method: Method, path: &str, body: Value) -> (u16, Value) {
+    let r = c.send(method, path, Body::Json(body), &[]).unwrap();
+    (r.status, r.json())
+}
+
+/// H2: a user key gave its own sandbox egress rules to the host's
+/// loopback, the cloud metadata address and the private network. Now only
+/// what the operator's ceiling opens, for that key, is allowed.
+#[test]
+fn h2_user_key_cannot_open_host_loopback_or_metadata() {
+    require_sandboxes!();
+    let s = Server::start(&data_dir("h2"));
+    let admin = s.admin();
+    let (kid, key) = new_key(&admin, "tenant", "user");
+    let c = s.client(&key);
+    for rules in [
+        json!(["127.0.0.1/32"]),
+        json!(["169.254.169.254/32:80"]),
+        json!(["10.0.0.0/8"]),
+        json!(["0.0.0.0/0"]),
+        json!(["[::1]:7878"]),
+    ] {
+        let (status, v) = refused(
+            &c,
+            Method::POST,
+            "/v1/sandboxes",
+            json!({"network": {"mode": "allowlist", "rules": rules}}),
+        );
+        assert_eq!(status, 403, "{rules}: {v}");
+        assert_eq!(v["error"]["code"], "permission_denied", "{v}");
+        let m = v["error"]["message"].as_str().unwrap();
+        assert!(m.contains("egress_local"), "{m}");
+    }
+    // Widening an existing sandbox is held to the same ceiling.
+    let id = create(
+        &c,
+        json!({"network": {"mode": "allowlist", "rules": ["pypi.org"]}}),
+    );
+    let (status, v) = refused(
+        &c,
+        Method::PATCH,
+        &format!("/v1/sandboxes/{id}/network"),
+        json!({"mode": "full", "rules": ["127.0.0.1/32:7878"]}),
+    );
+    assert_eq!(
+        (status, &v["error"]["code"]),
+        (403, &json!("permission_denied")),
+        "{v}"
+    );
+    // The operator opens one block for this key: that block, no more.
+    admin
+        .json(
+            Method::PATCH,
+            &format!("/v1/keys/{kid}"),
+            Body::Json(json!({"ceiling": {"egress_local": ["127.0.0.1/32"]}})),
+        )
+        .unwrap();
+    c.json(
+        Method::PATCH,
+        &format!("/v1/sandboxes/{id}/network"),
+        Body::Json(json!({"mode": "allowlist", "rules": ["127.0.0.1/32:7878"]})),
+    )
+    .unwrap();
+    let (status, _) = refused(
+        &c,
+        Method::PATCH,
+        &format!("/v1/sandboxes/{id}/network"),
+        json!({"mode": "allowlist", "rules": ["127.0.0.0/8"]}),
+    );
+    assert_eq!(status, 403);
+    // Admin keys have no ceiling.
+    let own = create(
+        &admin,
+        json!({"network": {"mode": "allowlist", "rules": ["127.0.0.1/32"]}}),
+    );
+    assert!(!own.is_empty());
+}
+
+/// The rest of the ceiling: limits, backends, mounts and public ports are
+/// refused beyond it with `permission_denied` naming the ceiling, and a
+/// ceiling an admin sets is validated.
+#[test]
+fn ceilings_refuse_what_lies_beyond_them() {
+    require_sandboxes!();
+    let data = data_dir("ceiling");
+    let shared = data.with_extension("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    let s = Server::start_env(
+        &data,
+        &[
+            ("AIBOX_ALLOWED_MOUNTS", shared.to_str().unwrap()),
+            (
+                "AIBOX_USER_CEILING",
+                &json!({"max_memory": "256m", "max_ttl_seconds": 120, "backends": ["namespaces"],
+                    "public_ports": false, "mounts": [shared]})
+                .to_string(),
+            ),
+        ],
+    );
+    let admin = s.admin();
+    let (kid, key) = new_key(&admin, "tenant", "user");
+    let c = s.client(&key);
+    let denied = |body: Value, ceiling: &str| {
+        let (status, v) = refused(&c, Method::POST, "/v1/sandboxes", body.clone());
+        assert_eq!(status, 403, "{body}: {v}");
+        assert_eq!(v["error"]["code"], "permission_denied");
+        let m = v["error"]["message"].as_str().unwrap().to_string();
+        assert!(m.contains(ceiling), "{body}: {m}");
+    };
+    denied(json!({"memory": "1g"}), "max_memory");
+    denied(
+        json!({"memory": "128m", "ttl_seconds": 3600}),
+        "max_ttl_seconds",
+    );
+    denied(json!({"memory": "128m", "backend": "microvm"}), "backends");
+    denied(
+        json!({"memory": "128m", "mounts": [{"host": shared, "guest": "/d"}]}),
+        "mounts",
+    );
+    // Within the ceiling: created (as root; rootless, this host cannot
+    // enforce the memory limit the ceiling makes a create ask for, and
+    // says so rather than running unlimited).
+    let within =
+        json!({"memory": "128m", "mounts": [{"host": shared, "guest": "/d", "read_only": true}]});
+    if common::is_root() {
+        let id = create(&c, within);
+        let (status, v) = refused(
+            &c,
+            Method::PATCH,
+            &format!("/v1/sandboxes/{id}/ports"),
+            json!({"public": true}),
+        );
+        assert_eq!(status, 403, "{v}");
+        let (status, v) = refused(
+            &c,
+            Method::POST,
+            &format!("/v1/sandboxes/{id}/timeout"),
+            json!({"ttl_seconds": 121}),
+        );
+        assert_eq!(status, 403, "{v}");
+    } else {
+        let (status, v) = refused(&c, Method::POST, "/v1/sandboxes", within);
+        assert_eq!(v["error"]["code"], "isolation_unavailable", "{status} {v}");
+    }
+    // Bad ceilings are refused by name; admin keys get none.
+    for bad in [
+        json!({"ceiling": {"egress_local": ["pypi.org"]}}),
+        json!({"ceiling": {"mounts": ["relative"]}}),
+        json!({"ceiling": {"max_cpus": -1.0}}),
+        json!({"ceiling": {"no_such": 1}}),
+    ] {
+        let (status, v) = refused(
+            &admin,
+            Method::PATCH,
+            &format!("/v1/keys/{kid}"),
+            bad.clone(),
+        );
+        assert_eq!(status, 400, "{bad}: {v}");
+    }
+    let (status, _) = refused(
+        &admin,
+        Method::POST,
+        "/v1/keys",
+        json!({"name": "x", "scope": "admin", "ceiling": {"max_pids": 10}}),
+    );
+    assert_eq!(status, 400);
+    // A key's own ceiling replaces the server's default for it; null
+    // puts the default back.
+    admin
+        .json(
+            Method::PATCH,
+            &format!("/v1/keys/{kid}"),
+            Body::Json(json!({"ceiling": {"max_memory": "2g"}})),
+        )
+        .unwrap();
+    let keys = admin.json(Method::GET, "/v1/keys", Body::Empty).unwrap();
+    let mine = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == kid.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(mine["ceiling"]["max_memory"], 2u64 << 30, "{mine}");
+    let (status, v) = refused(
+        &c,
+        Method::POST,
+        "/v1/sandboxes",
+        json!({"memory": "1g", "ttl_seconds": 3600}),
+    );
+    if common::is_root() {
+        assert!(status < 300, "{v}");
+    } else {
+        assert_eq!(v["error"]["code"], "isolation_unavailable", "{status} {v}");
+    }
+    admin
+        .json(
+            Method::PATCH,
+            &format!("/v1/keys/{kid}"),
+            Body::Json(json!({"ceiling": null})),
+        )
+        .unwrap();
+    denied(json!({"memory": "1g"}), "max_memory");
+    drop(s);
+    let _ = std::fs::remove_dir_all(&shared);
+}
+
+/// H1: an image layer with a directory, its whiteout, then a symlink of
+/// the same name made the root-run import `chmod` the symlink's target.
+#[test]
+fn h1_a_hostile_image_cannot_chmod_host_files() {
+    let dir = data_dir("h1");
+    let canary = dir.join("canary");
+    std::fs::write(&canary, "canary").unwrap();
+    std::fs::set_permissions(&canary, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let image = dir.join("evil-oci.tar");
+    let script = format!(
+        r#"
+import tarfile, io, json, hashlib
+def ent(t, name, **k):
+    i = tarfile.TarInfo(name)
+    for a, v in k.items(): setattr(i, a, v)
+    t.addfile(i, io.BytesIO(b'') if i.isreg() else None)
+b = io.BytesIO(); t = tarfile.open(fileobj=b, mode='w')
+ent(t, 'x', type=tarfile.DIRTYPE, mode=0o6777)
+ent(t, '.wh.x', size=0)
+ent(t, 'x', type=tarfile.SYMTYPE, linkname={canary:?})
+ent(t, 'suid', size=0, mode=0o4755)
+t.close()
+layer = b.getvalue(); lh = hashlib.sha256(layer).hexdigest()
+cfg = json.dumps({{"architecture": "amd64", "os": "linux", "config": {{}}, "rootfs": {{"type": "layers", "diff_ids": ["sha256:" + lh]}}}}).encode()
+ch = hashlib.sha256(cfg).hexdigest()
+man = json.dumps({{"schemaVersion": 2, "config": {{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:" + ch, "size": len(cfg)}}, "layers": [{{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": "sha256:" + lh, "size": len(layer)}}]}}).encode()
+mh = hashlib.sha256(man).hexdigest()
+idx = json.dumps({{"schemaVersion": 2, "manifests": [{{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + mh, "size": len(man)}}]}}).encode()
+o = tarfile.open({image:?}, 'w')
+for n, d in [('oci-layout', b'{{"imageLayoutVersion":"1.0.0"}}'), ('index.json', idx), ('blobs/sha256/' + lh, layer), ('blobs/sha256/' + ch, cfg), ('blobs/sha256/' + mh, man)]:
+    i = tarfile.TarInfo(n); i.size = len(d); o.addfile(i, io.BytesIO(d))
+o.close()
+"#,
+        canary = canary.to_str().unwrap(),
+        image = image.to_str().unwrap()
+    );
+    let ok = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "making the hostile image");
+    let env = common::Env::new("h1");
+    let mut cmd = env.aibox(&[
+        "template",
+        "import",
+        image.to_str().unwrap(),
+        "--name",
+        "evil:1",
+    ]);
+    cmd.env("AIBOX_DATA_DIR", dir.join("data"));
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let mode = std::fs::metadata(&canary).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o600, "the import chmodded the symlink's target");
+    // No set-id file anywhere in the store.
+    let found = std::process::Command::new("find")
+        .arg(dir.join("data"))
+        .args(["-perm", "/6000", "-type", "f"])
+        .output()
+        .unwrap();
+    assert_eq!(common::stdout(&found), "", "set-id files in the store");
+    let _ = aibox_runtime::layer::remove_tree(&dir);
+}
