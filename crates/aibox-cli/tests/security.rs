@@ -605,3 +605,243 @@ o.close()
     assert_eq!(common::stdout(&found), "", "set-id files in the store");
     let _ = aibox_runtime::layer::remove_tree(&dir);
 }
+
+/// Tenant isolation: a second user key walks every REST route the API
+/// describes (and the WebSocket and port routes it does not), every MCP
+/// tool and the same routes as a dashboard session, aimed at the first
+/// key's sandbox, snapshot, process, port and key, and never sees or
+/// touches any of them.
+#[test]
+fn tenant_isolation_every_route_mcp_tool_and_dashboard_call() {
+    require_sandboxes!();
+    let s = Server::start(&data_dir("tenancy"));
+    let admin = s.admin();
+    let (alice_kid, alice_key) = new_key(&admin, "alice", "user");
+    let (_, bob_key) = new_key(&admin, "bob", "user");
+    let alice = s.client(&alice_key);
+    let sb = create(&alice, json!({"labels": {"owner": "alice"}}));
+    alice
+        .call(
+            Method::PUT,
+            &format!("/v1/sandboxes/{sb}/files?path=/workspace/secret"),
+            Body::Raw(b"alice's secret".to_vec()),
+        )
+        .unwrap();
+    let proc_ = alice
+        .json(
+            Method::POST,
+            &format!("/v1/sandboxes/{sb}/processes"),
+            Body::Json(json!({"cmd": ["sleep", "600"]})),
+        )
+        .unwrap();
+    let pid = proc_["pid"].as_u64().or(proc_["id"].as_u64()).unwrap_or(1);
+    let snap = alice
+        .json(
+            Method::POST,
+            &format!("/v1/sandboxes/{sb}/snapshots"),
+            Body::Json(json!({})),
+        )
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let secrets = [
+        sb.as_str(),
+        snap.as_str(),
+        alice_kid.as_str(),
+        "alice's secret",
+    ];
+
+    let spec: Value = http(&s.addr, "GET", "/v1/openapi.json", &[], b"").json();
+    let mut routes: Vec<(String, String)> = Vec::new();
+    for (path, ops) in spec["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                routes.push((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    assert!(
+        routes.len() >= 40,
+        "the API describes {} operations",
+        routes.len()
+    );
+    for extra in [
+        "/v1/sandboxes/{id}/exec/ws",
+        "/v1/sandboxes/{id}/processes/{pid}/attach",
+        "/v1/sandboxes/{id}/forward/{port}",
+        "/v1/sandboxes/{id}/ports/{port}/",
+        "/v1/sandboxes/{id}/ports/{port}/some/page",
+    ] {
+        routes.push(("GET".into(), extra.into()));
+    }
+    let fill = |path: &str| {
+        let id = if path.starts_with("/v1/snapshots") {
+            snap.as_str()
+        } else if path.starts_with("/v1/keys") {
+            alice_kid.as_str()
+        } else {
+            sb.as_str()
+        };
+        path.replace("{id}", id)
+            .replace("{pid}", &pid.to_string())
+            .replace("{port}", "8000")
+            .replace("{name}", "host")
+    };
+    let (cookie, csrf) = dashboard_login(&s, &bob_key);
+    let bearer = format!("Bearer {bob_key}");
+    let as_bob: [Vec<(&str, &str)>; 2] = [
+        vec![("authorization", bearer.as_str())],
+        vec![("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())],
+    ];
+    let mut walked = 0;
+    for (method, path) in &routes {
+        let url = fill(path);
+        let query = if path.contains("/files") {
+            "?path=/workspace/secret"
+        } else if path.ends_with("/timeout") || path.ends_with("/stdin") {
+            ""
+        } else {
+            ""
+        };
+        let url = format!("{url}{query}");
+        for creds in &as_bob {
+            let mut h = creds.clone();
+            let ws =
+                path.ends_with("/ws") || path.ends_with("/attach") || path.contains("/forward/");
+            if ws {
+                h.extend([
+                    ("connection", "Upgrade"),
+                    ("upgrade", "websocket"),
+                    ("sec-websocket-version", "13"),
+                    ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                ]);
+            }
+            let octets = path.ends_with("/files")
+                || path.ends_with("/tar")
+                || path.ends_with("/stdin")
+                || path.ends_with("/import")
+                || path.ends_with("/build");
+            let body: &[u8] = if method == "GET" || method == "DELETE" {
+                b""
+            } else if octets {
+                h.push(("content-type", "application/octet-stream"));
+                b"x"
+            } else {
+                h.push(("content-type", "application/json"));
+                b"{}"
+            };
+            let r = http(&s.addr, method, &url, &h, body);
+            walked += 1;
+            let text = r.text();
+            let lists = !path.contains('{');
+            if lists {
+                // Lists and server-wide calls: nothing of alice's in them.
+                for secret in secrets {
+                    assert!(
+                        !text.contains(secret),
+                        "{method} {url} as bob shows alice's {secret}: {text}"
+                    );
+                }
+            } else {
+                assert!(
+                    [400, 401, 403, 404, 405, 409, 413, 422].contains(&r.status),
+                    "{method} {url} as bob answered {}: {text}",
+                    r.status
+                );
+                if r.status == 409 {
+                    // A conflict must not come from alice's sandbox state.
+                    assert!(!text.contains(&sb), "{method} {url}: {text}");
+                }
+                assert!(!text.contains("alice's secret"), "{method} {url}: {text}");
+            }
+        }
+    }
+    assert!(walked >= 2 * routes.len());
+
+    // Every MCP tool that takes an id, aimed at alice's.
+    let mut bob = Mcp::connect(&s.addr, &[("authorization", &bearer)]).unwrap();
+    let r = bob.post(json!({"jsonrpc": "2.0", "id": 900, "method": "tools/list"}));
+    let text = r.text();
+    let tools: Value = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .find(|v| v["id"] == 900)
+        .unwrap();
+    let tools = tools["result"]["tools"].as_array().unwrap().clone();
+    assert!(tools.len() >= 10, "{tools:?}");
+    let mut aimed = 0;
+    for t in &tools {
+        let name = t["name"].as_str().unwrap();
+        let props = t["inputSchema"]["properties"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let mut args = json!({});
+        if props.contains_key("sandbox_id") {
+            args["sandbox_id"] = json!(sb);
+        } else if props.contains_key("snapshot_id") {
+            args["snapshot_id"] = json!(snap);
+        } else {
+            let (_, out) = bob.tool(name, json!({}));
+            for secret in secrets {
+                assert!(
+                    !out.contains(secret),
+                    "{name} shows alice's {secret}: {out}"
+                );
+            }
+            continue;
+        }
+        for (k, v) in [
+            ("command", json!("cat /workspace/secret")),
+            ("code", json!("print(open('/workspace/secret').read())")),
+            ("path", json!("/workspace/secret")),
+            ("content", json!("bob was here")),
+            ("port", json!(8000)),
+            ("rules", json!(["*"])),
+        ] {
+            if props.contains_key(k) {
+                args[k] = v;
+            }
+        }
+        let (failed, out) = bob.tool(name, args);
+        aimed += 1;
+        assert!(
+            failed,
+            "MCP {name} as bob on alice's sandbox succeeded: {out}"
+        );
+        assert!(!out.contains("alice's secret"), "{name}: {out}");
+    }
+    assert!(aimed >= 5, "only {aimed} tools take an id");
+
+    // Alice's things are all still there and untouched.
+    let v = alice
+        .json(Method::GET, &format!("/v1/sandboxes/{sb}"), Body::Empty)
+        .unwrap();
+    assert_eq!(v["state"], "running", "{v}");
+    let back = alice
+        .call(
+            Method::GET,
+            &format!("/v1/sandboxes/{sb}/files?path=/workspace/secret"),
+            Body::Empty,
+        )
+        .unwrap();
+    assert_eq!(back.body.as_ref(), b"alice's secret");
+    alice
+        .json(Method::GET, &format!("/v1/snapshots/{snap}"), Body::Empty)
+        .unwrap();
+    let procs = alice
+        .json(
+            Method::GET,
+            &format!("/v1/sandboxes/{sb}/processes"),
+            Body::Empty,
+        )
+        .unwrap();
+    assert!(procs.to_string().contains("sleep"), "{procs}");
+    // Bob's view of the audit log: refused.
+    let e = s
+        .client(&bob_key)
+        .json(Method::GET, "/v1/audit", Body::Empty);
+    assert!(e.is_err());
+}

@@ -770,6 +770,10 @@ impl AiboxMcp {
         done(
             async {
                 let id = self.target(a.sandbox_id, &caller).await?;
+                // Only a sandbox the caller can see (never a word about
+                // another tenant's).
+                self.api(&caller, "GET", &format!("/v1/sandboxes/{id}"), Body::Empty)
+                    .await?;
                 let mut owned = self.session.owned();
                 for o in owned.iter_mut().filter(|o| o.0 == id) {
                     o.2 = true;

@@ -109,8 +109,13 @@ impl Dirs {
         for sub in ["lower", "snap", "scratch"] {
             ensure_dir(&st.join(sub), 0o755)?;
         }
-        ensure_dir(&self.data, 0o755)?;
-        ensure_dir(&self.templates(), 0o755)?;
+        ensure_dir(&self.data, 0o711)?;
+        // Layers hold image files owned by host uids (an image's uid 1000
+        // is host uid 1000 there) and world-writable directories: no other
+        // local user may reach them (the review's H3). Sandboxes never
+        // resolve these paths: in root mode the creator hands over mount
+        // descriptors, rootless the sandbox runs as the owner.
+        ensure_dir(&self.templates(), 0o700)?;
         Ok(())
     }
 }
@@ -145,6 +150,11 @@ pub(crate) fn ensure_dir(path: &Path, mode: u32) -> Result<(), DirsError> {
         Err(e) => return Err(create(e)),
     };
     let uid = aibox_sys::geteuid();
+    if md.uid() == uid && md.is_dir() && md.mode() & 0o777 & !mode != 0 {
+        // Made by an older aibox with a looser mode: never looser than asked.
+        fs::set_permissions(path, fs::Permissions::from_mode(md.mode() & mode & 0o7777))
+            .map_err(create)?;
+    }
     if md.uid() != uid {
         return Err(DirsError::NotOurs {
             path: path.into(),

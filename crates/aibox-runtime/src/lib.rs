@@ -153,7 +153,16 @@ fn open_mount_sources(spec: &SandboxSpec) -> Result<Vec<(std::os::fd::OwnedFd, b
                     .map_err(|_| bad(format!("not under {}", root.display())))?;
                 beneath::Tree::open(root)
                     .and_then(|t| t.open_at(rel, libc::O_PATH))
-                    .map_err(|e| bad(e.to_string()))?
+                    .map_err(|e| {
+                        bad(match &e {
+                            beneath::BeneathError::Io { source, .. }
+                                if source.kind() == std::io::ErrorKind::NotFound =>
+                            {
+                                "does not exist".into()
+                            }
+                            _ => e.to_string(),
+                        })
+                    })?
             }
             None => {
                 use std::os::unix::fs::OpenOptionsExt;
@@ -161,7 +170,13 @@ fn open_mount_sources(spec: &SandboxSpec) -> Result<Vec<(std::os::fd::OwnedFd, b
                     .read(true)
                     .custom_flags(libc::O_PATH)
                     .open(&m.host)
-                    .map_err(|e| bad(e.to_string()))?
+                    .map_err(|e| {
+                        bad(if e.kind() == std::io::ErrorKind::NotFound {
+                            "does not exist".into()
+                        } else {
+                            e.to_string()
+                        })
+                    })?
                     .into()
             }
         };

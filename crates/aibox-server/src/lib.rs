@@ -1072,10 +1072,8 @@ pub async fn serve(mut config: Config, engine: Arc<dyn Engine>) -> anyhow::Resul
         tasks.spawn(async move { axum::serve(l, router).await });
     }
     if let Some(path) = &config.socket {
-        let _ = std::fs::remove_file(path);
-        let l = tokio::net::UnixListener::bind(path)
+        let l = bind_private_socket(path)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", path.display()))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         eprintln!("aibox: listening on unix:{}", path.display());
         let router = app(state.clone()).layer(Extension(LocalSocket));
         tasks.spawn(async move { axum::serve(l, router).await });
@@ -1087,6 +1085,28 @@ pub async fn serve(mut config: Config, engine: Arc<dyn Engine>) -> anyhow::Resul
         _ = shutdown_signal() => {}
     }
     Ok(())
+}
+
+/// Listen on the local socket, which makes its caller the local admin:
+/// bound inside a fresh 0700 directory, made 0600, then renamed into
+/// place, so no other local user can connect in between, whatever the
+/// umask (the review's L6: bind, then chmod, left a window).
+fn bind_private_socket(path: &std::path::Path) -> std::io::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let parent = path.parent().unwrap_or(std::path::Path::new("/"));
+    let private = parent.join(format!(".aibox-sock-{}", aibox_runtime::random_id()));
+    std::fs::DirBuilder::new().mode(0o700).create(&private)?;
+    let inner = private.join("s");
+    let result = (|| {
+        let l = tokio::net::UnixListener::bind(&inner)?;
+        std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o600))?;
+        let _ = std::fs::remove_file(path);
+        std::fs::rename(&inner, path)?;
+        Ok(l)
+    })();
+    let _ = std::fs::remove_file(&inner);
+    let _ = std::fs::remove_dir(&private);
+    result
 }
 
 async fn shutdown_signal() {

@@ -598,7 +598,7 @@ async fn create_sandbox(
     };
     let store = state.store();
     let finish = || -> Result<Row, crate::store::StoreError> {
-        let mut row = store.get(&id)?.ok_or(crate::store::StoreError(
+        let mut row = store.get(&id)?.ok_or(crate::store::StoreError::Sql(
             rusqlite::Error::QueryReturnedNoRows,
         ))?;
         store.remove(&id)?;

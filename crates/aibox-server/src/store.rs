@@ -10,8 +10,16 @@ use std::path::Path;
 use std::sync::Mutex;
 
 #[derive(Debug, thiserror::Error)]
-#[error("state database: {0}")]
-pub struct StoreError(#[from] pub rusqlite::Error);
+pub enum StoreError {
+    #[error("state database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("state database file {path}")]
+    File {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 pub struct Store {
     db: Mutex<Connection>,
@@ -210,10 +218,40 @@ fn migrate(db: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The database holds every tenant's specs (environment secrets), port
+/// tokens and the audit log: it and its WAL and shared-memory files are
+/// the server's alone, 0600 (the review's M8). SQLite gives the WAL and
+/// SHM files the database file's own mode, so making that file first is
+/// enough; files from an older server are tightened.
+fn private_files(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let io = |source: std::io::Error| StoreError::File {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        match std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 const COLUMNS: &str = "id, owner, state, spec, labels, isolation, created_ms, expires_ms, idempotency_key, idle_timeout_ms, last_active_ms, remaining_ms, port_token, public_ports";
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        private_files(path)?;
         let db = Connection::open(path)?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "NORMAL")?;

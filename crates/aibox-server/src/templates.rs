@@ -134,6 +134,22 @@ pub struct ImportQuery {
     pub name: Option<String>,
 }
 
+/// `DATA/uploads`, 0700: uploaded images and build contexts (set-id files,
+/// secrets) are the admin's, unreadable to other local users (the
+/// review's H3 and M8).
+fn uploads_dir(state: &AppState) -> std::io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = state.config().data_dir.join("uploads");
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(dir)
+}
+
 /// Stream a request body to a file under the data dir (at most the
 /// server's `max_body`); returns the path and the bytes written.
 async fn save_upload(
@@ -143,14 +159,15 @@ async fn save_upload(
 ) -> ApiResult<(std::path::PathBuf, u64)> {
     use futures_util::StreamExt;
     use tokio::io::AsyncWriteExt;
-    let dir = state.config().data_dir.join("uploads");
-    tokio::fs::create_dir_all(&dir)
-        .await
-        .map_err(|e| ApiError::internal("upload dir", e))?;
+    let dir = uploads_dir(state).map_err(|e| ApiError::internal("upload dir", e))?;
     let path = dir.join(format!("{prefix}-{}.tar", aibox_runtime::random_id()));
     let max = state.config().max_body;
     let written = async {
-        let mut f = tokio::fs::File::create(&path)
+        let mut f = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
             .await
             .map_err(|e| ApiError::internal("upload file", e))?;
         let mut n = 0u64;
@@ -498,10 +515,8 @@ pub async fn build(
     let memory = size("memory", q.memory.as_deref())?;
     let disk = size("disk", q.disk.as_deref())?;
     let (upload, n) = save_upload(&state, body, "build").await?;
-    let context = state
-        .config()
-        .data_dir
-        .join("uploads")
+    let context = uploads_dir(&state)
+        .map_err(|e| ApiError::internal("upload dir", e))?
         .join(format!("context-{}", aibox_runtime::random_id()));
     let cleanup = {
         let (u, c) = (upload.clone(), context.clone());
