@@ -404,6 +404,20 @@ pub enum KeysCmd {
         /// Most memory (sum of limits), e.g. 8g.
         #[arg(long)]
         max_memory: Option<String>,
+        /// The key's own ceiling, as JSON (default: the server's user_ceiling),
+        /// e.g. '{"egress_local":["10.20.0.0/16"],"max_memory":"4g"}'.
+        #[arg(long)]
+        ceiling: Option<String>,
+    },
+    /// Set a user key's own ceiling (JSON), or with --clear go back to the
+    /// server's user_ceiling.
+    Ceiling {
+        id: String,
+        /// E.g. '{"mounts":["/srv/data:rw"],"backends":["namespaces"]}'.
+        #[arg(required_unless_present = "clear", conflicts_with = "clear")]
+        json: Option<String>,
+        #[arg(long)]
+        clear: bool,
     },
     /// Revoke a key.
     Rm { id: String },

@@ -502,13 +502,15 @@ fn ceilings_refuse_what_lies_beyond_them() {
     assert_eq!(status, 400);
     // A key's own ceiling replaces the server's default for it; null
     // puts the default back.
-    admin
-        .json(
-            Method::PATCH,
-            &format!("/v1/keys/{kid}"),
-            Body::Json(json!({"ceiling": {"max_memory": "2g"}})),
-        )
-        .unwrap();
+    let o = s.cli(&["keys", "ceiling", &kid, r#"{"max_memory": "2g"}"#]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let o = s.cli(&["keys", "ceiling", &kid, "not json"]);
+    assert!(!o.status.success());
+    assert!(
+        common::stderr(&o).contains("not JSON"),
+        "{}",
+        common::stderr(&o)
+    );
     let keys = admin.json(Method::GET, "/v1/keys", Body::Empty).unwrap();
     let mine = keys["keys"]
         .as_array()
@@ -529,13 +531,8 @@ fn ceilings_refuse_what_lies_beyond_them() {
     } else {
         assert_eq!(v["error"]["code"], "isolation_unavailable", "{status} {v}");
     }
-    admin
-        .json(
-            Method::PATCH,
-            &format!("/v1/keys/{kid}"),
-            Body::Json(json!({"ceiling": null})),
-        )
-        .unwrap();
+    let o = s.cli(&["keys", "ceiling", &kid, "--clear"]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
     denied(json!({"memory": "1g"}), "max_memory");
     drop(s);
     let _ = std::fs::remove_dir_all(&shared);
@@ -699,8 +696,6 @@ fn tenant_isolation_every_route_mcp_tool_and_dashboard_call() {
         let url = fill(path);
         let query = if path.contains("/files") {
             "?path=/workspace/secret"
-        } else if path.ends_with("/timeout") || path.ends_with("/stdin") {
-            ""
         } else {
             ""
         };

@@ -216,6 +216,7 @@ const COVERAGE = {
   "GET /v1/keys": NA + "key management is an operator's (aibox keys)",
   "POST /v1/keys": NA + "key management is an operator's (aibox keys)",
   "DELETE /v1/keys/{id}": NA + "key management is an operator's (aibox keys)",
+  "PATCH /v1/keys/{id}": NA + "key ceilings are an operator's (aibox keys ceiling)",
   "GET /v1/sandboxes": "Sandbox.list",
   "POST /v1/sandboxes": "Sandbox.create",
   "DELETE /v1/sandboxes/{id}": "Sandbox#kill",

@@ -531,8 +531,12 @@ pub fn keys(cmd: KeysCmd) -> anyhow::Result<u8> {
             admin,
             max_sandboxes,
             max_memory,
+            ceiling,
         } => {
             let mut body = json!({"name": name, "scope": if admin { "admin" } else { "user" }});
+            if let Some(c) = ceiling {
+                body["ceiling"] = parse_ceiling(&c)?;
+            }
             if let Some(m) = max_sandboxes {
                 body["max_sandboxes"] = json!(m);
             }
@@ -546,6 +550,19 @@ pub fn keys(cmd: KeysCmd) -> anyhow::Result<u8> {
             );
             println!("{}", v["key"].as_str().unwrap_or_default());
         }
+        KeysCmd::Ceiling { id, json, clear } => {
+            let ceiling = match (json, clear) {
+                (_, true) => Value::Null,
+                (Some(j), false) => parse_ceiling(&j)?,
+                (None, false) => anyhow::bail!("give the ceiling as JSON, or --clear"),
+            };
+            let v = c.json(
+                Method::PATCH,
+                &format!("/v1/keys/{}", query_escape(&id)),
+                Body::Json(json!({ "ceiling": ceiling })),
+            )?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
         KeysCmd::Rm { id } => {
             c.call(
                 Method::DELETE,
@@ -555,6 +572,15 @@ pub fn keys(cmd: KeysCmd) -> anyhow::Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// A ceiling as the operator typed it: a JSON object (the server checks
+/// its fields and says which one is wrong).
+fn parse_ceiling(text: &str) -> anyhow::Result<Value> {
+    let v: Value =
+        serde_json::from_str(text).map_err(|e| anyhow::anyhow!("the ceiling is not JSON: {e}"))?;
+    anyhow::ensure!(v.is_object(), "the ceiling must be a JSON object");
+    Ok(v)
 }
 
 pub fn audit(cmd: AuditCmd) -> anyhow::Result<u8> {
