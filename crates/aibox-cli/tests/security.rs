@@ -840,3 +840,98 @@ fn tenant_isolation_every_route_mcp_tool_and_dashboard_call() {
         .json(Method::GET, "/v1/audit", Body::Empty);
     assert!(e.is_err());
 }
+
+/// M10: every sandbox process inherited PID 1's `oom_score_adj` of -998,
+/// so in a host-wide OOM the kernel killed the host's services first.
+#[test]
+fn m10_sandbox_processes_are_not_shielded_from_the_oom_killer() {
+    require_sandboxes!();
+    let env = common::Env::new("m10");
+    let user = if common::is_root() { "root" } else { "user" };
+    let o = env.run(&[
+        "run",
+        "--user",
+        user,
+        "--",
+        "sh",
+        "-c",
+        "cat /proc/self/oom_score_adj; cat /proc/1/oom_score_adj 2>/dev/null || echo hidden; \
+         echo -500 > /proc/self/oom_score_adj && echo lowered || echo refused",
+    ]);
+    let out = common::stdout(&o);
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("0"), "{out} {}", common::stderr(&o));
+    let pid1 = lines.next().unwrap_or_default();
+    assert!(pid1 == "0" || pid1 == "hidden", "{out}");
+    if common::is_root() {
+        // The floor: nothing inside may lower its score.
+        assert_eq!(lines.next(), Some("refused"), "{out}");
+    }
+    // A persistent sandbox too.
+    let o = env.run(&["create", "--json"]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let id = serde_json::from_slice::<Value>(&o.stdout).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = env.run(&["exec", &id, "--", "cat", "/proc/self/oom_score_adj"]);
+    assert_eq!(common::stdout(&o), "0\n", "{}", common::stderr(&o));
+}
+
+/// M7: every failed authentication wrote an audit row, synchronously,
+/// before any limit: anyone who reached the port could grow the database
+/// without bound and serialise every request behind it.
+#[test]
+fn m7_failed_auth_floods_cost_little() {
+    let s = Server::start(&data_dir("m7"));
+    let mut statuses = std::collections::BTreeMap::new();
+    for _ in 0..300 {
+        let r = http(
+            &s.addr,
+            "GET",
+            "/v1/sandboxes",
+            &[("authorization", "Bearer aibox_not-a-key")],
+            b"",
+        );
+        *statuses.entry(r.status).or_insert(0) += 1;
+    }
+    assert!(
+        statuses.get(&429).copied().unwrap_or(0) > 200,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.get(&401).copied().unwrap_or(0) >= 1,
+        "{statuses:?}"
+    );
+    // The address is refused for a moment; then the admin reads the log.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let v = s
+        .admin()
+        .json(
+            Method::GET,
+            "/v1/audit?action=auth.failure&order=desc",
+            Body::Empty,
+        )
+        .unwrap();
+    let failures = v["entries"].as_array().unwrap();
+    assert!(
+        !failures.is_empty() && failures.len() <= 3,
+        "{} auth.failure entries for one flood: {v}",
+        failures.len()
+    );
+    assert!(
+        failures.iter().any(|e| e["detail"]["peer"] == "127.0.0.1"),
+        "{v}"
+    );
+    // Each entry is one refusal, or a count of those after it.
+    let counted: u64 = failures
+        .iter()
+        .map(|e| e["detail"]["repeated"].as_u64().unwrap_or(1))
+        .sum();
+    assert_eq!(counted, statuses[&401] as u64, "every refusal is counted: {v}");
+    let ok = s
+        .admin()
+        .json(Method::GET, "/v1/audit/verify", Body::Empty)
+        .unwrap();
+    assert_eq!(ok["ok"], true, "{ok}");
+}

@@ -334,9 +334,21 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
         if cgroup.version != "v1" {
             cgroup.add(child).map_err(SetupError::Cgroup)?;
         }
-        if plan.uid_base.is_some() {
-            // The kernel's OOM killer should pick the workload, not PID 1.
-            let _ = std::fs::write(proc_dir.join("oom_score_adj"), "-998");
+        // Every process of the sandbox inherits PID 1's OOM score: 0, and
+        // as root also the floor (a write with CAP_SYS_RESOURCE sets
+        // oom_score_adj_min), so nothing inside can make itself dearer to
+        // the kernel than the host's services, whatever the creator's own
+        // score was (a server run with a negative OOMScoreAdjust, say).
+        // Inside the sandbox's memory cgroup the largest process goes
+        // first; if that is PID 1, the sandbox ends and is reported gone.
+        // (It was -998 on PID 1, inherited by every workload: the review's
+        // M10.)
+        if let Err(e) = std::fs::write(proc_dir.join("oom_score_adj"), "0") {
+            // Raising a score needs no privilege, so this works rootless too.
+            return Err(SetupError::Sys {
+                what: "setting the sandbox's OOM score".into(),
+                source: e,
+            });
         }
 
         // Everything PID 1 will report is decided by now (it fails hard on

@@ -50,6 +50,31 @@ impl RateLimiter {
     }
 }
 
+impl RateLimiter {
+    /// Would `check` refuse now? (Nothing is spent.)
+    pub fn exhausted(&self, key: &str, rate: u64) -> bool {
+        if rate == 0 {
+            return false;
+        }
+        let (rate, burst) = (rate as f64, 2.0 * rate as f64);
+        let b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        b.get(key).is_some_and(|(tokens, last)| {
+            (*tokens + last.elapsed().as_secs_f64() * rate).min(burst) < 1.0
+        })
+    }
+}
+
+/// Failed authentications a client address may make per second (bursts of
+/// twice that) before it is refused without a look at its key.
+pub const AUTH_FAILURES_PER_SEC: u64 = 10;
+
+/// The client's address on the TCP listener (None on the Unix socket and
+/// in-process).
+pub fn peer(ext: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+    ext.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
 impl Principal {
     pub fn admin(&self) -> bool {
         self.scope == Scope::Admin
@@ -110,6 +135,30 @@ impl FromRequestParts<AppState> for Principal {
 }
 
 fn resolve(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
+    let peer = peer(&parts.extensions);
+    let throttle = peer.map(|ip| format!("auth-failures:{ip}"));
+    // A client that keeps failing is refused before any lookup or audit
+    // entry: a flood of bad keys costs a hash-map probe each (M7).
+    if let Some(t) = &throttle {
+        if state.limiter().exhausted(t, AUTH_FAILURES_PER_SEC) {
+            return Err(ApiError::new(
+                ErrorCode::RateLimited,
+                "too many failed authentications from this address",
+            )
+            .retry_after(1));
+        }
+    }
+    let failed = |reason: &str| {
+        if let Some(t) = &throttle {
+            let _ = state.limiter().check(t, AUTH_FAILURES_PER_SEC);
+        }
+        state.audit(
+            "anonymous",
+            "auth.failure",
+            None,
+            serde_json::json!({"reason": reason, "peer": peer.map(|p| p.to_string())}),
+        );
+    };
     if parts.extensions.get::<LocalSocket>().is_some() {
         return Ok(Principal {
             id: "local".into(),
@@ -126,24 +175,12 @@ fn resolve(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
     if header.is_none() {
         // A dashboard session (cookie + CSRF token).
         if let Some(found) = crate::ui::session_key(state, &parts.method, &parts.headers) {
-            let (k, _) = found.inspect_err(|e| {
-                state.audit(
-                    "anonymous",
-                    "auth.failure",
-                    None,
-                    serde_json::json!({"reason": e.message}),
-                );
-            })?;
+            let (k, _) = found.inspect_err(|e| failed(&e.message))?;
             return limited(state, k);
         }
     }
     let Some(secret) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
-        state.audit(
-            "anonymous",
-            "auth.failure",
-            None,
-            serde_json::json!({"reason": "missing key"}),
-        );
+        failed("missing key");
         return Err(ApiError::new(
             ErrorCode::Unauthenticated,
             "missing API key: send `Authorization: Bearer <key>`",
@@ -156,12 +193,7 @@ fn resolve(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
     match found {
         Some(k) => limited(state, k),
         None => {
-            state.audit(
-                "anonymous",
-                "auth.failure",
-                None,
-                serde_json::json!({"reason": "unknown or revoked key"}),
-            );
+            failed("unknown or revoked key");
             Err(ApiError::new(
                 ErrorCode::Unauthenticated,
                 "unknown or revoked API key",

@@ -11,6 +11,7 @@
 #![recursion_limit = "256"]
 
 pub mod agentops;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod dns;
@@ -55,7 +56,9 @@ pub struct AppState(Arc<Inner>);
 
 struct Inner {
     config: Config,
-    store: Store,
+    store: Arc<Store>,
+    /// Writes the audit log off the request path.
+    auditor: audit::Auditor,
     engine: Arc<dyn Engine>,
     create_lock: tokio::sync::Mutex<()>,
     metrics: metrics::Metrics,
@@ -101,8 +104,10 @@ impl Drop for Busy {
 
 impl AppState {
     pub fn new(config: Config, store: Store, engine: Arc<dyn Engine>) -> AppState {
+        let store = Arc::new(store);
         AppState(Arc::new(Inner {
             config,
+            auditor: audit::Auditor::start(store.clone()),
             store,
             engine,
             create_lock: tokio::sync::Mutex::new(()),
@@ -460,14 +465,21 @@ impl AppState {
         &self.0.create_lock
     }
 
-    /// Record an audit event; a failure to record is logged, never hidden.
+    /// Record an audit event (written by the audit thread, in order; a
+    /// failure to write is logged, never hidden).
     pub fn audit(&self, actor: &str, action: &str, sandbox: Option<&str>, detail: Value) {
-        if let Err(e) = self
-            .store()
-            .audit(now_ms(), actor, action, sandbox, &detail)
-        {
-            tracing::error!(error = %e, action, "cannot write the audit log");
-        }
+        self.0.auditor.record(store::AuditEvent {
+            at_ms: now_ms(),
+            actor: actor.to_string(),
+            action: action.to_string(),
+            sandbox: sandbox.map(str::to_string),
+            detail,
+        });
+    }
+
+    /// Wait until every event recorded so far is in the database.
+    pub fn flush_audit(&self) {
+        self.0.auditor.flush();
     }
 
     /// Destroy a sandbox and forget it.
@@ -751,13 +763,19 @@ async fn audit_list(
             "after pages oldest first and cannot be combined with filters or order=desc; use before",
         ));
     }
-    let entries = if searched {
-        state.store().audit_search(&filter, limit)
-    } else if q.after.is_some() {
-        state.store().audit_entries(q.after.unwrap_or(0), limit)
-    } else {
-        state.store().audit_entries(0, limit)
-    }
+    let reader = state.clone();
+    let entries = tokio::task::spawn_blocking(move || {
+        // What was recorded before this request is in the answer.
+        reader.flush_audit();
+        let store = reader.store();
+        if searched {
+            store.audit_search(&filter, limit)
+        } else {
+            store.audit_entries(q.after.unwrap_or(0), limit)
+        }
+    })
+    .await
+    .map_err(|e| ApiError::internal("audit task", e))?
     .map_err(|e| ApiError::internal("audit", e))?;
     Ok(Json(json!({"entries": entries})))
 }
@@ -809,10 +827,13 @@ async fn audit_verify(State(state): State<AppState>, who: Principal) -> ApiResul
         ));
     }
     let store = state.clone();
-    let broken = tokio::task::spawn_blocking(move || store.store().audit_verify())
-        .await
-        .map_err(|e| ApiError::internal("audit verify task", e))?
-        .map_err(|e| ApiError::internal("audit verify", e))?;
+    let broken = tokio::task::spawn_blocking(move || {
+        store.flush_audit();
+        store.store().audit_verify()
+    })
+    .await
+    .map_err(|e| ApiError::internal("audit verify task", e))?
+    .map_err(|e| ApiError::internal("audit verify", e))?;
     let entries = state
         .store()
         .audit_count()
@@ -1069,7 +1090,10 @@ pub async fn serve(mut config: Config, engine: Arc<dyn Engine>) -> anyhow::Resul
         let l = l.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        tasks.spawn(async move { axum::serve(l, router).await });
+        // The client's address rides with each request (per-address
+        // limits on failed authentication and dashboard logins).
+        let svc = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        tasks.spawn(async move { axum::serve(l, svc).await });
     }
     if let Some(path) = &config.socket {
         let l = bind_private_socket(path)
@@ -1084,6 +1108,8 @@ pub async fn serve(mut config: Config, engine: Arc<dyn Engine>) -> anyhow::Resul
         }
         _ = shutdown_signal() => {}
     }
+    // What was recorded is written before the process goes.
+    state.flush_audit();
     Ok(())
 }
 

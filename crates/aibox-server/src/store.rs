@@ -581,21 +581,50 @@ impl Store {
         sandbox: Option<&str>,
         detail: &serde_json::Value,
     ) -> Result<(), StoreError> {
-        let db = self.db();
-        let last: Option<(i64, String)> = db
-            .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
-            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        let (seq, prev) = match last {
-            Some((s, h)) => (s + 1, h),
-            None => (1, "0".repeat(64)),
-        };
-        let detail = detail.to_string();
-        let hash = audit_hash(seq, now_ms, actor, action, sandbox, &detail, &prev);
-        db.prepare_cached(
-            "INSERT INTO audit (seq, at_ms, actor, action, sandbox, detail, prev, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?
-        .execute(params![seq, now_ms as i64, actor, action, sandbox, detail, prev, hash])?;
+        self.audit_batch(&[AuditEvent {
+            at_ms: now_ms,
+            actor: actor.to_string(),
+            action: action.to_string(),
+            sandbox: sandbox.map(str::to_string),
+            detail: detail.clone(),
+        }])
+    }
+
+    /// Append events to the hash chain, in order, in one transaction.
+    pub fn audit_batch(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        {
+            let last: Option<(i64, String)> = tx
+                .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let (mut seq, mut prev) = match last {
+                Some((s, h)) => (s + 1, h),
+                None => (1, "0".repeat(64)),
+            };
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO audit (seq, at_ms, actor, action, sandbox, detail, prev, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for e in events {
+                let detail = e.detail.to_string();
+                let sandbox = e.sandbox.as_deref();
+                let hash = audit_hash(seq, e.at_ms, &e.actor, &e.action, sandbox, &detail, &prev);
+                insert.execute(params![
+                    seq,
+                    e.at_ms as i64,
+                    e.actor,
+                    e.action,
+                    sandbox,
+                    detail,
+                    prev,
+                    hash
+                ])?;
+                prev = hash;
+                seq += 1;
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -709,6 +738,16 @@ fn key_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyInfo> {
             })
         }),
     })
+}
+
+/// An event to append to the audit log.
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    pub at_ms: u64,
+    pub actor: String,
+    pub action: String,
+    pub sandbox: Option<String>,
+    pub detail: serde_json::Value,
 }
 
 #[derive(Debug, Clone, Serialize)]

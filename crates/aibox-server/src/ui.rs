@@ -186,6 +186,7 @@ pub struct LoginBody {
 pub async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,
+    ext: axum::http::Extensions,
     crate::ApiJson(body): crate::ApiJson<LoginBody>,
 ) -> ApiResult<Response> {
     if !same_origin(&headers) {
@@ -194,7 +195,13 @@ pub async fn login(
             "log in from the dashboard's own origin",
         ));
     }
-    if let Err(wait) = state.limiter().check("ui.login", 5) {
+    // Per client address: one global bucket let anyone keep everyone's
+    // logins failing (the review's L5).
+    let bucket = match crate::auth::peer(&ext) {
+        Some(ip) => format!("ui.login:{ip}"),
+        None => "ui.login:local".to_string(),
+    };
+    if let Err(wait) = state.limiter().check(&bucket, 5) {
         return Err(
             ApiError::new(ErrorCode::RateLimited, "too many login attempts").retry_after(wait),
         );

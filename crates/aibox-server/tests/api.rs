@@ -356,6 +356,7 @@ async fn per_key_quotas() {
     )
     .await;
     assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    s.flush_audit();
     let denied = s
         .store()
         .audit_entries(0, 100)
