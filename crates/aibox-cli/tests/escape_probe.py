@@ -77,6 +77,27 @@ denied("pivot_root", 155, b"/tmp", b"/tmp")
 TIOCSTI = 0x5412
 r = libc.ioctl(0, TIOCSTI, ctypes.c_char_p(b"x"))
 out("tiocsti", r == -1, f"errno={errno.errorcode.get(ctypes.get_errno(), '')}")
+# M4: line disciplines on the sandbox's own pty (n_hdlc is 13)
+import pty, struct
+m_fd, s_fd = pty.openpty()
+r = libc.ioctl(s_fd, 0x5423, ctypes.byref(ctypes.c_int(13)))
+out("tiocsetd_line_discipline", r == -1, f"errno={errno.errorcode.get(ctypes.get_errno(), '')}")
+# M4: socketpair of other families (TIPC works as a pair), exotic inet protocols
+pair = (ctypes.c_int * 2)()
+r = libc.socketpair(30, socket.SOCK_SEQPACKET, 0, pair)
+out("socketpair_tipc", r == -1, f"errno={errno.errorcode.get(ctypes.get_errno(), '')}")
+for name, args in [("socket_sctp", (socket.AF_INET, socket.SOCK_STREAM, 132)),
+                   ("socket_seqpacket_inet", (socket.AF_INET, socket.SOCK_SEQPACKET, 0)),
+                   ("socket_dccp", (socket.AF_INET6, 6, 33)),
+                   ("socket_mptcp", (socket.AF_INET, socket.SOCK_STREAM, 262))]:
+    try:
+        socket.socket(*args).close()
+        out(name, False, "opened")
+    except OSError as e:
+        out(name, e.errno in (errno.EPROTONOSUPPORT, errno.ESOCKTNOSUPPORT, errno.EAFNOSUPPORT, errno.EPERM), errno.errorcode.get(e.errno, ""))
+a, b = socket.socketpair()
+out("socketpair_unix_works", True, "")
+out("sync_is_a_no_op", libc.syscall(162) == 0, "")
 
 # --- /proc and /sys
 pids = [p for p in os.listdir("/proc") if p.isdigit()]

@@ -928,10 +928,174 @@ fn m7_failed_auth_floods_cost_little() {
         .iter()
         .map(|e| e["detail"]["repeated"].as_u64().unwrap_or(1))
         .sum();
-    assert_eq!(counted, statuses[&401] as u64, "every refusal is counted: {v}");
+    assert_eq!(
+        counted, statuses[&401] as u64,
+        "every refusal is counted: {v}"
+    );
     let ok = s
         .admin()
         .json(Method::GET, "/v1/audit/verify", Body::Empty)
         .unwrap();
     assert_eq!(ok["ok"], true, "{ok}");
+}
+
+/// Open a WebSocket handshake and keep the connection: the HTTP status
+/// it got, and the stream (open while the session lasts).
+fn ws_open(addr: &str, path: &str, key: &str) -> (u16, std::net::TcpStream) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut b).unwrap() == 0 {
+            break;
+        }
+        head.push(b[0]);
+    }
+    let status = String::from_utf8_lossy(&head)
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, s)
+}
+
+/// H5: one key could take every blocking thread (512 execs of `sleep`),
+/// make the server buffer any amount of output (`max_output` unbounded)
+/// or hold uploads whole in memory. Now each key has a share of calls and
+/// of WebSockets, output is capped by the server, uploads stream.
+#[test]
+fn h5_one_key_cannot_exhaust_the_server() {
+    require_sandboxes!();
+    let s = Server::start_env(
+        &data_dir("h5"),
+        &[
+            ("AIBOX_MAX_CALLS_PER_KEY", "3"),
+            ("AIBOX_MAX_STREAMS_PER_KEY", "2"),
+            ("AIBOX_MAX_EXEC_OUTPUT", "1m"),
+            ("AIBOX_MAX_BODY", "1m"),
+        ],
+    );
+    let admin = s.admin();
+    let (_, greedy_key) = new_key(&admin, "greedy", "user");
+    let (_, other_key) = new_key(&admin, "other", "user");
+    let greedy = s.client(&greedy_key);
+    let other = s.client(&other_key);
+    let g = create(&greedy, json!({}));
+    let o = create(&other, json!({}));
+
+    // Three long execs fill the greedy key's share; a fourth is refused at
+    // once, and another key is served meanwhile.
+    let addr = s.addr.clone();
+    let holders: Vec<_> = (0..3)
+        .map(|_| {
+            let (addr, key, g) = (addr.clone(), greedy_key.clone(), g.clone());
+            std::thread::spawn(move || {
+                let body = json!({"cmd": ["sleep", "4"]}).to_string();
+                http(
+                    &addr,
+                    "POST",
+                    &format!("/v1/sandboxes/{g}/exec"),
+                    &[
+                        ("authorization", &format!("Bearer {key}")),
+                        ("content-type", "application/json"),
+                    ],
+                    body.as_bytes(),
+                )
+                .status
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let (status, v) = refused(
+        &greedy,
+        Method::POST,
+        &format!("/v1/sandboxes/{g}/exec"),
+        json!({"cmd": ["true"]}),
+    );
+    assert_eq!(status, 429, "{v}");
+    assert_eq!(v["error"]["code"], "rate_limited", "{v}");
+    let t = std::time::Instant::now();
+    let v = exec(&other, &o, json!(["echo", "served"]));
+    assert_eq!(v["stdout"], "served\n");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        t.elapsed()
+    );
+    for h in holders {
+        assert_eq!(h.join().unwrap(), 200);
+    }
+    // The share is back once they are done.
+    assert_eq!(exec(&greedy, &g, json!(["true"]))["exit_code"], 0);
+
+    // Output: the server's cap, whatever the request asks.
+    let v = greedy
+        .json(
+            Method::POST,
+            &format!("/v1/sandboxes/{g}/exec"),
+            Body::Json(json!({"cmd": "head -c 5000000 /dev/zero | tr '\\0' x", "max_output": 1_000_000_000_000u64})),
+        )
+        .unwrap();
+    assert_eq!(v["stdout_truncated"], true, "{}", v["exit_code"]);
+    assert!(v["stdout"].as_str().unwrap().len() <= 1 << 20);
+
+    // Uploads: streamed, cut off past max_body with 413, the old file kept.
+    greedy
+        .call(
+            Method::PUT,
+            &format!("/v1/sandboxes/{g}/files?path=/workspace/f"),
+            Body::Raw(b"old".to_vec()),
+        )
+        .unwrap();
+    let r = greedy
+        .send(
+            Method::PUT,
+            &format!("/v1/sandboxes/{g}/files?path=/workspace/f"),
+            Body::Raw(vec![b'y'; 3 << 20]),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(r.status, 413, "{}", String::from_utf8_lossy(&r.body));
+    let back = greedy
+        .call(
+            Method::GET,
+            &format!("/v1/sandboxes/{g}/files?path=/workspace/f"),
+            Body::Empty,
+        )
+        .unwrap();
+    assert_eq!(back.body.as_ref(), b"old");
+    // A large upload within the limit arrives whole.
+    let big: Vec<u8> = (0..(900 << 10)).map(|i| (i % 251) as u8).collect();
+    greedy
+        .call(
+            Method::PUT,
+            &format!("/v1/sandboxes/{g}/files?path=/workspace/big"),
+            Body::Raw(big.clone()),
+        )
+        .unwrap();
+    let back = greedy
+        .call(
+            Method::GET,
+            &format!("/v1/sandboxes/{g}/files?path=/workspace/big"),
+            Body::Empty,
+        )
+        .unwrap();
+    assert_eq!(back.body.as_ref(), big.as_slice());
+
+    // WebSockets: two sessions at once for this key, a third refused.
+    let path = format!("/v1/sandboxes/{g}/exec/ws");
+    let (a, _keep_a) = ws_open(&s.addr, &path, &greedy_key);
+    let (b, _keep_b) = ws_open(&s.addr, &path, &greedy_key);
+    let (c, _) = ws_open(&s.addr, &path, &greedy_key);
+    assert_eq!((a, b, c), (101, 101, 429));
+    let (d, _) = ws_open(&s.addr, &format!("/v1/sandboxes/{o}/exec/ws"), &other_key);
+    assert_eq!(d, 101, "another key is not affected");
 }

@@ -37,7 +37,7 @@ const ALLOWED: &[(&str, libc::c_long)] = calls![
     SYS_shmget, SYS_shmat, SYS_shmctl, SYS_dup, SYS_dup3, SYS_nanosleep, SYS_getitimer,
     SYS_setitimer, SYS_getpid, SYS_sendfile, SYS_connect, SYS_accept, SYS_accept4, SYS_sendto,
     SYS_recvfrom, SYS_sendmsg, SYS_recvmsg, SYS_sendmmsg, SYS_recvmmsg, SYS_shutdown, SYS_bind,
-    SYS_listen, SYS_getsockname, SYS_getpeername, SYS_socketpair, SYS_setsockopt, SYS_getsockopt,
+    SYS_listen, SYS_getsockname, SYS_getpeername, SYS_setsockopt, SYS_getsockopt,
     SYS_execve, SYS_execveat, SYS_exit, SYS_exit_group, SYS_wait4, SYS_waitid, SYS_kill,
     SYS_tkill, SYS_tgkill, SYS_uname, SYS_semget, SYS_semop, SYS_semtimedop, SYS_semctl,
     SYS_shmdt, SYS_msgget, SYS_msgsnd, SYS_msgrcv, SYS_msgctl, SYS_fcntl, SYS_flock, SYS_fsync,
@@ -67,7 +67,7 @@ const ALLOWED: &[(&str, libc::c_long)] = calls![
     SYS_openat2, SYS_mkdirat, SYS_mknodat, SYS_fchownat, SYS_newfstatat, SYS_unlinkat,
     SYS_renameat, SYS_renameat2, SYS_linkat, SYS_symlinkat, SYS_readlinkat, SYS_fchmodat,
     SYS_fchmodat2, SYS_faccessat, SYS_faccessat2, SYS_pselect6, SYS_ppoll, SYS_splice, SYS_tee,
-    SYS_sync, SYS_syncfs, SYS_sync_file_range, SYS_vmsplice, SYS_utimensat, SYS_signalfd4,
+    SYS_syncfs, SYS_sync_file_range, SYS_vmsplice, SYS_utimensat, SYS_signalfd4,
     SYS_timerfd_create, SYS_timerfd_settime, SYS_timerfd_gettime, SYS_eventfd2, SYS_fallocate,
     SYS_pipe2, SYS_preadv, SYS_pwritev, SYS_preadv2, SYS_pwritev2, SYS_getcpu, SYS_getrandom,
     SYS_memfd_create, SYS_membarrier, SYS_copy_file_range, SYS_statx, SYS_rseq,
@@ -110,7 +110,10 @@ pub const BLOCKED: &[(&str, &str)] = &[
     ("sethostname setdomainname", "the sandbox's identity is set by aibox"),
     ("move_pages migrate_pages", "touching the memory placement of other processes"),
     ("socket(AF_PACKET, AF_VSOCK, AF_ALG, ...)", "only unix, inet, inet6 and netlink sockets are allowed"),
-    ("ioctl(TIOCSTI, TIOCLINUX)", "injecting keystrokes into a terminal the sandbox shares"),
+    ("socketpair(anything but AF_UNIX)", "a pair of another family (TIPC) works, and any family's create() autoloads its module"),
+    ("socket(AF_INET*, SOCK_SEQPACKET or a protocol other than IP/TCP/UDP/ICMP)", "SCTP, DCCP, L2TP, MPTCP and friends: rarely used stacks, autoloaded on demand"),
+    ("ioctl(TIOCSTI, TIOCLINUX, TIOCSETD)", "injecting keystrokes into a terminal the sandbox shares; loading line disciplines (n_gsm, n_hdlc)"),
+    ("sync (answers 0, does nothing)", "host-wide writeback on demand; syncfs and fsync stay"),
     ("personality(other than Linux defaults)", "disabling ASLR and other exploitation aids"),
 ];
 
@@ -125,6 +128,15 @@ const CLONE_NS_FLAGS: u32 = (libc::CLONE_NEWNS
 
 const TIOCSTI: u32 = 0x5412;
 const TIOCLINUX: u32 = 0x541C;
+const TIOCSETD: u32 = 0x5423;
+/// `socket(2)`'s type argument without SOCK_NONBLOCK and SOCK_CLOEXEC.
+const SOCK_TYPE_MASK: u32 = 0xf;
+/// Internet protocols a sandbox may open: the default for the type, ICMP
+/// (ping sockets), TCP, UDP, ICMPv6.
+const INET_PROTOCOLS: [u32; 5] = [0, 1, 6, 17, 58];
+/// Internet socket types: stream, datagram, raw (raw needs CAP_NET_RAW,
+/// which no sandbox process has).
+const INET_TYPES: [u32; 3] = [1, 2, 3];
 
 #[cfg(target_arch = "aarch64")]
 const AUDIT_ARCH: u32 = 0xC000_00B7;
@@ -137,6 +149,7 @@ const JMP_JA: u16 = 0x05;
 const JMP_JEQ_K: u16 = 0x15;
 const JMP_JGE_K: u16 = 0x35;
 const JMP_JSET_K: u16 = 0x45;
+const ALU_AND_K: u16 = 0x54;
 const RET_K: u16 = 0x06;
 const RET_ALLOW: u32 = 0x7fff_0000;
 const RET_KILL_PROCESS: u32 = 0x8000_0000;
@@ -180,31 +193,59 @@ fn checks() -> Vec<(i64, Vec<sock_filter>)> {
             allow(),
         ],
     ));
-    // socket: unix, inet, inet6, netlink; others look like an unsupported family.
-    let fams = [
-        libc::AF_UNIX,
-        libc::AF_INET,
-        libc::AF_INET6,
-        libc::AF_NETLINK,
+    // socket: unix and netlink as they are; inet and inet6 only with a
+    // common type and protocol; any other family looks unsupported.
+    let unsupported = |e: i32| ins(RET_K, ret_errno(e), 0, 0);
+    let mut b = vec![
+        ins(LD_W_ABS, off_arg_lo(0), 0, 0),
+        ins(JMP_JEQ_K, libc::AF_UNIX as u32, 0, 1),
+        allow(),
+        ins(JMP_JEQ_K, libc::AF_NETLINK as u32, 0, 1),
+        allow(),
+        ins(JMP_JEQ_K, libc::AF_INET as u32, 2, 0),
+        ins(JMP_JEQ_K, libc::AF_INET6 as u32, 1, 0),
+        unsupported(libc::EAFNOSUPPORT),
+        // The type, without its flags.
+        ins(LD_W_ABS, off_arg_lo(1), 0, 0),
+        ins(ALU_AND_K, SOCK_TYPE_MASK, 0, 0),
     ];
-    let mut b = vec![ins(LD_W_ABS, off_arg_lo(0), 0, 0)];
-    for (i, f) in fams.iter().enumerate() {
-        b.push(ins(JMP_JEQ_K, *f as u32, (fams.len() - i) as u8, 0));
+    let n = INET_TYPES.len();
+    for (i, t) in INET_TYPES.iter().enumerate() {
+        b.push(ins(JMP_JEQ_K, *t, (n - i) as u8, 0));
     }
-    b.push(ins(RET_K, ret_errno(libc::EAFNOSUPPORT), 0, 0));
+    b.push(unsupported(libc::ESOCKTNOSUPPORT));
+    b.push(ins(LD_W_ABS, off_arg_lo(2), 0, 0));
+    let n = INET_PROTOCOLS.len();
+    for (i, p) in INET_PROTOCOLS.iter().enumerate() {
+        b.push(ins(JMP_JEQ_K, *p, (n - i) as u8, 0));
+    }
+    b.push(unsupported(libc::EPROTONOSUPPORT));
     b.push(allow());
     v.push((libc::SYS_socket, b));
-    // ioctl: everything but terminal injection.
+    // socketpair: unix only (the one family whose pairs are common).
+    v.push((
+        libc::SYS_socketpair,
+        vec![
+            ins(LD_W_ABS, off_arg_lo(0), 0, 0),
+            ins(JMP_JEQ_K, libc::AF_UNIX as u32, 1, 0),
+            unsupported(libc::EAFNOSUPPORT),
+            allow(),
+        ],
+    ));
+    // ioctl: everything but terminal injection and line disciplines.
     v.push((
         libc::SYS_ioctl,
         vec![
             ins(LD_W_ABS, off_arg_lo(1), 0, 0),
-            ins(JMP_JEQ_K, TIOCSTI, 1, 0),
-            ins(JMP_JEQ_K, TIOCLINUX, 0, 1),
+            ins(JMP_JEQ_K, TIOCSTI, 2, 0),
+            ins(JMP_JEQ_K, TIOCLINUX, 1, 0),
+            ins(JMP_JEQ_K, TIOCSETD, 0, 1),
             deny(),
             allow(),
         ],
     ));
+    // sync: succeeds without flushing every filesystem of the host.
+    v.push((libc::SYS_sync, vec![ins(RET_K, ret_errno(0), 0, 0)]));
     // personality: query and the standard Linux personas only.
     let pers = [0u32, 0x8, 0x20000, 0x20008, 0xffff_ffff];
     let mut b = vec![ins(LD_W_ABS, off_arg_lo(0), 0, 0)];
@@ -342,6 +383,7 @@ mod tests {
                 JMP_JEQ_K => pc += if acc == i.k { i.jt } else { i.jf } as usize,
                 JMP_JGE_K => pc += if acc >= i.k { i.jt } else { i.jf } as usize,
                 JMP_JSET_K => pc += if acc & i.k != 0 { i.jt } else { i.jf } as usize,
+                ALU_AND_K => acc &= i.k,
                 RET_K => return i.k,
                 c => panic!("unknown opcode {c:#x}"),
             }
@@ -366,8 +408,10 @@ mod tests {
             } else if [
                 libc::SYS_clone,
                 libc::SYS_socket,
+                libc::SYS_socketpair,
                 libc::SYS_ioctl,
                 libc::SYS_personality,
+                libc::SYS_sync,
             ]
             .contains(&nr)
             {
@@ -428,6 +472,56 @@ mod tests {
             call(libc::SYS_ioctl, [0, libc::TIOCGWINSZ, 0, 0, 0, 0]),
             RET_ALLOW
         );
+        // M4: line disciplines, socketpair families, inet protocols, sync.
+        assert_eq!(
+            call(libc::SYS_ioctl, [0, TIOCSETD as u64, 0, 0, 0, 0]),
+            ret_errno(libc::EPERM)
+        );
+        for (args, want) in [
+            ([libc::AF_UNIX as u64, 1, 0, 0, 0, 0], RET_ALLOW),
+            (
+                [30 /* AF_TIPC */, 5, 0, 0, 0, 0],
+                ret_errno(libc::EAFNOSUPPORT),
+            ),
+            (
+                [libc::AF_INET as u64, 1, 0, 0, 0, 0],
+                ret_errno(libc::EAFNOSUPPORT),
+            ),
+        ] {
+            assert_eq!(
+                call(libc::SYS_socketpair, args),
+                want,
+                "socketpair {args:?}"
+            );
+        }
+        let nb = (libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) as u64;
+        for (args, want) in [
+            ([libc::AF_INET6 as u64, 1 | nb, 6, 0, 0, 0], RET_ALLOW),
+            ([libc::AF_INET as u64, 2, 17, 0, 0, 0], RET_ALLOW),
+            ([libc::AF_INET as u64, 2, 1, 0, 0, 0], RET_ALLOW),
+            ([libc::AF_INET6 as u64, 2, 58, 0, 0, 0], RET_ALLOW),
+            ([libc::AF_UNIX as u64, 5, 0, 0, 0, 0], RET_ALLOW),
+            ([libc::AF_NETLINK as u64, 3, 0, 0, 0, 0], RET_ALLOW),
+            (
+                [libc::AF_INET as u64, 1, 132, 0, 0, 0],
+                ret_errno(libc::EPROTONOSUPPORT),
+            ),
+            (
+                [libc::AF_INET as u64, 1, 262, 0, 0, 0],
+                ret_errno(libc::EPROTONOSUPPORT),
+            ),
+            (
+                [libc::AF_INET6 as u64, 6, 33, 0, 0, 0],
+                ret_errno(libc::ESOCKTNOSUPPORT),
+            ),
+            (
+                [libc::AF_INET as u64, 5 | nb, 0, 0, 0, 0],
+                ret_errno(libc::ESOCKTNOSUPPORT),
+            ),
+        ] {
+            assert_eq!(call(libc::SYS_socket, args), want, "socket {args:?}");
+        }
+        assert_eq!(call(libc::SYS_sync, [0; 6]), ret_errno(0));
         assert_eq!(
             call(libc::SYS_personality, [0xffff_ffff, 0, 0, 0, 0, 0]),
             RET_ALLOW

@@ -177,17 +177,23 @@ pub async fn tar_upload(
     who: Principal,
     Path(id): Path<String>,
     Query(q): Query<TarQuery>,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> ApiResult<StatusCode> {
     let row = running(&state, &who, &id)?;
     let path = abs(&q.path)?;
-    let len = body.len();
+    let max = state.config().max_body;
+    let mut reader = crate::streaming::BodyReader::new(body, max);
+    let seen = reader.state();
     let p2 = path.clone();
-    with_agent(&state, &row.id, move |a| {
-        let mut r: &[u8] = &body;
-        a.tar_upload(&p2, &mut r, None)
+    let done = with_agent(&state, &row.id, move |a| {
+        a.tar_upload(&p2, &mut reader, None)
     })
-    .await?;
+    .await;
+    if let Some(e) = crate::streaming::too_large(&seen, max) {
+        return Err(e);
+    }
+    done?;
+    let len = seen.bytes.load(std::sync::atomic::Ordering::SeqCst);
     state.audit(
         &who.id,
         "file.tar_upload",

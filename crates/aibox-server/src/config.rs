@@ -48,6 +48,14 @@ pub struct Config {
     /// What a user key may ask for unless the operator gave the key a
     /// ceiling of its own (admin keys have none).
     pub user_ceiling: aibox_types::ceiling::Ceiling,
+    /// Calls into sandboxes one key may have in progress at once (execs,
+    /// transfers, process waits): each holds a server thread.
+    pub max_calls_per_key: usize,
+    /// WebSocket sessions one key may have open at once.
+    pub max_streams_per_key: usize,
+    /// Most bytes of each of an exec's stdout and stderr the server keeps,
+    /// whatever the request asks (the rest is counted, not kept).
+    pub max_exec_output: u64,
 }
 
 /// Settings as written in the TOML file, the environment or flags.
@@ -73,6 +81,9 @@ pub struct Raw {
     pub default_backend: Option<String>,
     /// `[user_ceiling]` in the file; JSON in `AIBOX_USER_CEILING`.
     pub user_ceiling: Option<aibox_types::ceiling::Ceiling>,
+    pub max_calls_per_key: Option<u64>,
+    pub max_streams_per_key: Option<u64>,
+    pub max_exec_output: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +127,10 @@ impl Raw {
             egress_hosts,
             port_domain,
             default_backend,
-            user_ceiling
+            user_ceiling,
+            max_calls_per_key,
+            max_streams_per_key,
+            max_exec_output
         );
         self
     }
@@ -150,6 +164,8 @@ impl Raw {
         let max_sandboxes = num("AIBOX_MAX_SANDBOXES", "max_sandboxes")?;
         let rate_limit = num("AIBOX_RATE_LIMIT", "rate_limit")?;
         let max_snapshots = num("AIBOX_MAX_SNAPSHOTS", "max_snapshots")?;
+        let max_calls_per_key = num("AIBOX_MAX_CALLS_PER_KEY", "max_calls_per_key")?;
+        let max_streams_per_key = num("AIBOX_MAX_STREAMS_PER_KEY", "max_streams_per_key")?;
         let user_ceiling = s("AIBOX_USER_CEILING")
             .map(|v| {
                 serde_json::from_str(&v).map_err(|e| ConfigError::Invalid {
@@ -178,6 +194,9 @@ impl Raw {
             port_domain: s("AIBOX_PORT_DOMAIN"),
             default_backend: s("AIBOX_DEFAULT_BACKEND"),
             user_ceiling,
+            max_calls_per_key,
+            max_streams_per_key,
+            max_exec_output: s("AIBOX_MAX_EXEC_OUTPUT"),
         })
     }
 
@@ -333,6 +352,21 @@ impl Raw {
             None => aibox_types::BackendKind::Namespaces,
             Some(v) => v.parse().map_err(|why| bad("default_backend", v, why))?,
         };
+        let share =
+            |key: &'static str, v: Option<u64>, default: u64| -> Result<usize, ConfigError> {
+                let n = v.unwrap_or(default);
+                if n == 0 || n > 4096 {
+                    return Err(bad(
+                        key,
+                        &n.to_string(),
+                        "must be between 1 and 4096".into(),
+                    ));
+                }
+                Ok(n as usize)
+            };
+        let max_calls_per_key = share("max_calls_per_key", self.max_calls_per_key, 64)?;
+        let max_streams_per_key = share("max_streams_per_key", self.max_streams_per_key, 32)?;
+        let max_exec_output = size("max_exec_output", self.max_exec_output.as_deref(), 10 << 20)?;
         let user_ceiling = self.user_ceiling.unwrap_or_default();
         user_ceiling
             .validate()
@@ -354,6 +388,9 @@ impl Raw {
             port_domain,
             default_backend,
             user_ceiling,
+            max_calls_per_key,
+            max_streams_per_key,
+            max_exec_output,
         })
     }
 }

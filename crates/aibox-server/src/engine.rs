@@ -30,11 +30,13 @@ pub trait Engine: Send + Sync + 'static {
         on_size: &mut dyn FnMut(u64),
         out: &mut dyn std::io::Write,
     ) -> Result<(), ApiError>;
+    /// Write a file from `data`, streamed (the agent writes a temporary
+    /// file and renames it: a failed upload leaves the old file).
     fn write_file(
         &self,
         id: &str,
         path: &str,
-        data: &[u8],
+        data: &mut dyn std::io::Read,
         mode: Option<u32>,
     ) -> Result<(), ApiError>;
     /// The sandbox's agent, for every other operation.
@@ -294,13 +296,12 @@ impl Engine for RuntimeEngine {
         &self,
         id: &str,
         path: &str,
-        data: &[u8],
+        data: &mut dyn std::io::Read,
         mode: Option<u32>,
     ) -> Result<(), ApiError> {
-        let mut r = data;
         self.rt
             .agent_client(id)?
-            .write_file(path, &mut r, mode, None, true)?;
+            .write_file(path, data, mode, None, true)?;
         Ok(())
     }
 }

@@ -18,6 +18,7 @@ pub mod dns;
 pub mod egress;
 pub mod engine;
 pub mod error;
+pub mod fairness;
 pub mod keys;
 pub mod l4;
 pub mod mcp;
@@ -74,6 +75,8 @@ struct Inner {
     port_pool: ports::Pool,
     /// Dashboard sessions.
     sessions: ui::Sessions,
+    /// Each key's share of long calls and WebSockets.
+    shares: fairness::Shares,
 }
 
 struct EgressEntry {
@@ -117,6 +120,7 @@ impl AppState {
             egress: Default::default(),
             port_pool: Default::default(),
             sessions: Default::default(),
+            shares: Default::default(),
         }))
     }
 
@@ -446,6 +450,9 @@ impl AppState {
     }
     pub fn engine(&self) -> Arc<dyn Engine> {
         self.0.engine.clone()
+    }
+    pub fn shares(&self) -> &fairness::Shares {
+        &self.0.shares
     }
     pub fn port_pool(&self) -> &ports::Pool {
         &self.0.port_pool
@@ -903,52 +910,11 @@ fn rest(state: AppState) -> Router {
             get(agentops::tar_download).put(agentops::tar_upload),
         )
         .layer(DefaultBodyLimit::max(max_body));
-    Router::new()
-        .route("/v1/health", get(health))
-        .route(
-            "/v1/sandboxes",
-            post(sandboxes::create).get(sandboxes::list),
-        )
-        .route(
-            "/v1/sandboxes/{id}",
-            get(sandboxes::get).delete(sandboxes::delete),
-        )
+    // Calls that hold a blocking thread or a connection for as long as the
+    // sandbox wants: each takes a permit from its key's share.
+    let agent = Router::new()
         .route("/v1/sandboxes/{id}/exec", post(sandboxes::exec))
-        .route("/v1/sandboxes/{id}/pause", post(sandboxes::pause))
-        .route("/v1/sandboxes/{id}/resume", post(sandboxes::resume))
-        .route("/v1/sandboxes/{id}/timeout", post(sandboxes::set_timeout))
-        .route(
-            "/v1/sandboxes/{id}/network",
-            axum::routing::patch(sandboxes::set_network),
-        )
-        .route(
-            "/v1/sandboxes/{id}/ports",
-            get(ports::list).patch(ports::update),
-        )
         .route("/v1/sandboxes/{id}/snapshots", post(snapshots::create))
-        .route("/v1/snapshots", get(snapshots::list))
-        .route(
-            "/v1/snapshots/{id}",
-            get(snapshots::get).delete(snapshots::delete),
-        )
-        .route("/v1/snapshots/{id}/restore", post(snapshots::restore))
-        .route("/v1/snapshots/{id}/fork", post(snapshots::fork))
-        .route("/v1/snapshots/{id}/template", post(templates::promote))
-        .route("/v1/templates", get(templates::list))
-        .route("/v1/templates/prune", post(templates::prune))
-        .route("/v1/templates/build", post(templates::build))
-        .route("/v1/templates/pull", post(templates::pull))
-        .route(
-            "/v1/templates/{*name}",
-            get(templates::get).delete(templates::delete),
-        )
-        .route("/v1/audit", get(audit_list))
-        .route("/v1/audit/verify", get(audit_verify))
-        .route("/v1/keys", post(keys::create).get(keys::list))
-        .route(
-            "/v1/keys/{id}",
-            axum::routing::delete(keys::revoke).patch(keys::update),
-        )
         .layer(DefaultBodyLimit::max(1 << 20))
         .route("/v1/sandboxes/{id}/files/list", get(agentops::list))
         .route("/v1/sandboxes/{id}/files/stat", get(agentops::stat))
@@ -977,8 +943,58 @@ fn rest(state: AppState) -> Router {
             post(agentops::proc_stdin),
         )
         .route("/v1/sandboxes/{id}/forward/{port}", get(ports::forward))
-        .route("/v1/templates/import", post(templates::import))
         .merge(uploads)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            fairness::limit,
+        ));
+    Router::new()
+        .route("/v1/health", get(health))
+        .route(
+            "/v1/sandboxes",
+            post(sandboxes::create).get(sandboxes::list),
+        )
+        .route(
+            "/v1/sandboxes/{id}",
+            get(sandboxes::get).delete(sandboxes::delete),
+        )
+        .route("/v1/sandboxes/{id}/pause", post(sandboxes::pause))
+        .route("/v1/sandboxes/{id}/resume", post(sandboxes::resume))
+        .route("/v1/sandboxes/{id}/timeout", post(sandboxes::set_timeout))
+        .route(
+            "/v1/sandboxes/{id}/network",
+            axum::routing::patch(sandboxes::set_network),
+        )
+        .route(
+            "/v1/sandboxes/{id}/ports",
+            get(ports::list).patch(ports::update),
+        )
+        .route("/v1/snapshots", get(snapshots::list))
+        .route(
+            "/v1/snapshots/{id}",
+            get(snapshots::get).delete(snapshots::delete),
+        )
+        .route("/v1/snapshots/{id}/restore", post(snapshots::restore))
+        .route("/v1/snapshots/{id}/fork", post(snapshots::fork))
+        .route("/v1/snapshots/{id}/template", post(templates::promote))
+        .route("/v1/templates", get(templates::list))
+        .route("/v1/templates/prune", post(templates::prune))
+        .route("/v1/templates/build", post(templates::build))
+        .route("/v1/templates/pull", post(templates::pull))
+        .route(
+            "/v1/templates/{*name}",
+            get(templates::get).delete(templates::delete),
+        )
+        .route("/v1/audit", get(audit_list))
+        .route("/v1/audit/verify", get(audit_verify))
+        .route("/v1/keys", post(keys::create).get(keys::list))
+        .route(
+            "/v1/keys/{id}",
+            axum::routing::delete(keys::revoke).patch(keys::update),
+        )
+        .layer(DefaultBodyLimit::max(1 << 20))
+        .merge(agent)
+        .route("/v1/templates/import", post(templates::import))
         .route(
             "/v1/sandboxes/{id}/ports/{port}",
             axum::routing::any(ports::path_route),

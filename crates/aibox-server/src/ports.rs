@@ -219,12 +219,19 @@ pub async fn forward(
     State(state): State<AppState>,
     who: Principal,
     Path((id, port)): Path<(String, u16)>,
+    axum::Extension(share): axum::Extension<crate::fairness::Share>,
     ws: WebSocketUpgrade,
 ) -> ApiResult<Response> {
     let row = running(&state, &who, &id)?;
     // Connect before upgrading, so a closed port is a plain HTTP error.
     let stream = open(&state, &row.id, port).await?;
-    Ok(ws.on_upgrade(move |socket| pipe_ws(socket, stream)))
+    Ok(ws
+        .max_message_size(crate::ws::MAX_MESSAGE)
+        .on_upgrade(move |socket| async move {
+            // The key's share is held for the whole session.
+            let _share = share;
+            pipe_ws(socket, stream).await
+        }))
 }
 
 async fn pipe_ws(mut socket: WebSocket, stream: tokio::net::UnixStream) {
@@ -492,6 +499,48 @@ fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// What speaks for the caller to aibox never reaches the app: an API key
+/// (`Authorization: Bearer aibox_…`, natural to send when scripting the
+/// API at a path-routed port) or a dashboard CSRF token. The app's own
+/// `Authorization` (any other value) passes (the review's M1).
+fn strip_api_credentials(h: &mut HeaderMap) {
+    let api_key = h.get_all(header::AUTHORIZATION).iter().any(|v| {
+        v.as_bytes()
+            .trim_ascii_start()
+            .starts_with(b"Bearer aibox_")
+    });
+    if api_key {
+        h.remove(header::AUTHORIZATION);
+    }
+    h.remove(crate::ui::CSRF_HEADER);
+}
+
+/// An app may not set aibox's own cookies: a path-routed port answers on
+/// the dashboard's origin, where `Set-Cookie: aibox_session=…` would swap
+/// the user's session for the attacker's (session fixation), and a
+/// host-routed one could aim `Domain=` at a parent domain (the review's
+/// M1). Every other cookie passes.
+fn drop_aibox_cookies(h: &mut HeaderMap) {
+    let kept: Vec<HeaderValue> = h
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter(|v| {
+            let name = v
+                .to_str()
+                .ok()
+                .and_then(|c| c.split(['=', ';']).next())
+                .map(str::trim)
+                .unwrap_or("");
+            !name.to_ascii_lowercase().starts_with("aibox_")
+        })
+        .cloned()
+        .collect();
+    h.remove(header::SET_COOKIE);
+    for v in kept {
+        h.append(header::SET_COOKIE, v);
+    }
+}
+
 fn is_upgrade(h: &HeaderMap) -> bool {
     h.contains_key(header::UPGRADE)
         && h.get_all(header::CONNECTION).iter().any(|v| {
@@ -561,8 +610,11 @@ async fn proxy_inner(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("text/html"));
     if valid == Some(true) && req.method() == Method::GET && browser {
+        // One leading slash: `//evil.example/` would be a scheme-relative
+        // redirect to another site (the review's L10).
+        let local = format!("/{}", path.trim_start_matches(['/', '\\']));
         let visible = format!(
-            "{}{path}{}",
+            "{}{local}{}",
             prefix.as_deref().unwrap_or(""),
             query.as_ref().map(|q| format!("?{q}")).unwrap_or_default()
         );
@@ -588,6 +640,7 @@ async fn proxy_inner(
     let original_host = headers.get(header::HOST).cloned();
     strip_hop_by_hop(&mut headers, upgrade);
     headers.remove(TOKEN_HEADER);
+    strip_api_credentials(&mut headers);
     let cookies: Vec<String> = headers
         .get_all(header::COOKIE)
         .iter()
@@ -712,6 +765,7 @@ async fn proxy_inner(
     } else {
         strip_hop_by_hop(resp.headers_mut(), false);
     }
+    drop_aibox_cookies(resp.headers_mut());
     let mut resp = resp.map(Body::new);
     // Our side of the hop speaks HTTP/1.1 whatever the app spoke.
     *resp.version_mut() = axum::http::Version::HTTP_11;
@@ -729,6 +783,41 @@ fn bad_gateway(id: &str, port: u16, e: &hyper::Error) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn m1_api_credentials_and_aibox_cookies_never_cross_the_proxy() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer aibox_0123"),
+        );
+        h.insert(crate::ui::CSRF_HEADER, HeaderValue::from_static("t"));
+        strip_api_credentials(&mut h);
+        assert!(h.is_empty(), "{h:?}");
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic dTpw"),
+        );
+        strip_api_credentials(&mut h);
+        assert_eq!(
+            h[header::AUTHORIZATION],
+            "Basic dTpw",
+            "the app's own auth passes"
+        );
+
+        let mut r = HeaderMap::new();
+        for c in [
+            "aibox_session=ATTACKER; Path=/; HttpOnly",
+            "theme=dark; Path=/",
+            "AIBOX_port=x; Domain=example.com",
+            " aibox_x =1",
+        ] {
+            r.append(header::SET_COOKIE, HeaderValue::from_static(c));
+        }
+        drop_aibox_cookies(&mut r);
+        let left: Vec<_> = r.get_all(header::SET_COOKIE).iter().collect();
+        assert_eq!(left, ["theme=dark; Path=/"]);
+    }
 
     #[test]
     fn port_hosts() {

@@ -6,7 +6,6 @@ use crate::store::Row;
 use crate::{now_ms, ApiJson, AppState};
 use aibox_protocol::ExecRequest;
 use aibox_types::{parse_size, ByteSize, ErrorCode, IsolationLevel, MountSpec, SandboxSpec, User};
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -824,7 +823,13 @@ pub async fn exec(
         stdin: body.stdin.is_some(),
         timeout_ms: body.timeout_ms,
         pty: None,
-        max_output: Some(body.max_output.unwrap_or(10 << 20)),
+        // The server's cap, whatever the request asks: both streams are
+        // held in memory (and again in the JSON reply).
+        max_output: Some(
+            body.max_output
+                .unwrap_or(state.config().max_exec_output)
+                .min(state.config().max_exec_output),
+        ),
         background: false,
     };
     let engine = state.engine();
@@ -888,18 +893,26 @@ pub async fn write_file(
     who: Principal,
     Path(id): Path<String>,
     Query(q): Query<FileQuery>,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> ApiResult<Json<Value>> {
     let row = running(&state, &who, &id)?;
     check_path(&q.path)?;
     let mode = crate::agentops::octal(q.mode.as_deref())?;
     let engine = state.engine();
-    let len = body.len();
+    let max = state.config().max_body;
+    let mut reader = crate::streaming::BodyReader::new(body, max);
+    let seen = reader.state();
     let path = q.path.clone();
     let sid = row.id.clone();
-    tokio::task::spawn_blocking(move || engine.write_file(&sid, &path, &body, mode))
-        .await
-        .map_err(|e| ApiError::internal("write task", e))??;
+    let written =
+        tokio::task::spawn_blocking(move || engine.write_file(&sid, &path, &mut reader, mode))
+            .await
+            .map_err(|e| ApiError::internal("write task", e))?;
+    if let Some(e) = crate::streaming::too_large(&seen, max) {
+        return Err(e);
+    }
+    written?;
+    let len = seen.bytes.load(std::sync::atomic::Ordering::SeqCst);
     state.audit(
         &who.id,
         "file.write",

@@ -74,3 +74,94 @@ where
     }
     Ok(resp)
 }
+
+/// A request body as a blocking reader, for an agent call on the blocking
+/// pool: the body is pulled a chunk at a time (at most a few chunks
+/// ahead), never held whole, and cut off past `max` bytes (the review's
+/// H5: uploads used to be held in memory whole, up to `max_body`).
+pub struct BodyReader {
+    rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+    chunk: Bytes,
+    state: std::sync::Arc<ReadState>,
+}
+
+/// What the reader saw, for the handler once the call is done.
+#[derive(Default)]
+pub struct ReadState {
+    pub bytes: std::sync::atomic::AtomicU64,
+    pub too_large: std::sync::atomic::AtomicBool,
+}
+
+impl BodyReader {
+    /// Start pulling `body` (on the async runtime).
+    pub fn new(body: Body, max: u64) -> BodyReader {
+        use futures_util::StreamExt;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let state = std::sync::Arc::new(ReadState::default());
+        let seen = state.clone();
+        tokio::spawn(async move {
+            let mut stream = body.into_data_stream();
+            let mut n = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let item = match chunk {
+                    Ok(c) => {
+                        n += c.len() as u64;
+                        if n > max {
+                            seen.too_large
+                                .store(true, std::sync::atomic::Ordering::SeqCst);
+                            Err(std::io::Error::other("the upload is larger than max_body"))
+                        } else {
+                            Ok(c)
+                        }
+                    }
+                    Err(e) => Err(std::io::Error::other(format!("reading the upload: {e}"))),
+                };
+                let stop = item.is_err();
+                if tx.send(item).await.is_err() || stop {
+                    return;
+                }
+            }
+        });
+        BodyReader {
+            rx,
+            chunk: Bytes::new(),
+            state,
+        }
+    }
+
+    pub fn state(&self) -> std::sync::Arc<ReadState> {
+        self.state.clone()
+    }
+}
+
+impl std::io::Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(c)) => self.chunk = c,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk[..n]);
+        let _ = self.chunk.split_to(n);
+        self.state
+            .bytes
+            .fetch_add(n as u64, std::sync::atomic::Ordering::SeqCst);
+        Ok(n)
+    }
+}
+
+/// The error for an upload the reader cut off, if it was.
+pub fn too_large(state: &ReadState, max: u64) -> Option<ApiError> {
+    state
+        .too_large
+        .load(std::sync::atomic::Ordering::SeqCst)
+        .then(|| {
+            ApiError::new(
+                aibox_types::ErrorCode::PayloadTooLarge,
+                format!("the upload is larger than this server's max_body ({max} bytes)"),
+            )
+        })
+}

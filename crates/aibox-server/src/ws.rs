@@ -12,6 +12,7 @@
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
+use crate::fairness::Share;
 use crate::sandboxes::{running, Cmd};
 use crate::AppState;
 use aibox_protocol::{read_frame, write_frame, AgentMsg, ClientMsg, ExecRequest, Kind, PtySize};
@@ -19,6 +20,7 @@ use aibox_types::User;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::response::Response;
+use axum::Extension;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -55,39 +57,58 @@ enum ToAgent {
     Control(ClientMsg),
 }
 
+/// Largest WebSocket message a client may send (stdin data, control):
+/// with [`STDIN_BACKLOG`] it bounds what one session can make the server
+/// hold.
+pub const MAX_MESSAGE: usize = 1 << 20;
+/// Stdin messages queued for the agent before the session is refused
+/// more (the process is not reading its input).
+const STDIN_BACKLOG: usize = 16;
+
 pub async fn exec(
     State(state): State<AppState>,
     who: Principal,
     Path(id): Path<String>,
+    Extension(share): Extension<Share>,
     ws: WebSocketUpgrade,
 ) -> ApiResult<Response> {
     let row = running(&state, &who, &id)?;
-    Ok(ws.on_upgrade(move |socket| exec_session(state, who, row.id, socket)))
+    Ok(ws
+        .max_message_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| async move {
+            // The key's share is held for the whole session.
+            let _share = share;
+            exec_session(state, who, row.id, socket).await
+        }))
 }
 
 pub async fn attach(
     State(state): State<AppState>,
     who: Principal,
     Path((id, pid)): Path<(String, u64)>,
+    Extension(share): Extension<Share>,
     ws: WebSocketUpgrade,
 ) -> ApiResult<Response> {
     let row = running(&state, &who, &id)?;
-    Ok(ws.on_upgrade(move |mut socket| async move {
-        let engine = state.engine();
-        let sid = row.id.clone();
-        let stream = tokio::task::spawn_blocking(move || -> ApiResult<UnixStream> {
-            Ok(engine.agent(&sid)?.proc_attach(pid)?)
-        })
-        .await
-        .map_err(|e| ApiError::internal("attach task", e))
-        .and_then(|r| r);
-        match stream {
-            Ok(s) => relay(s, socket, false).await,
-            Err(e) => {
-                let _ = socket.send(error_msg(&e)).await;
+    Ok(ws
+        .max_message_size(MAX_MESSAGE)
+        .on_upgrade(move |mut socket| async move {
+            let _share = share;
+            let engine = state.engine();
+            let sid = row.id.clone();
+            let stream = tokio::task::spawn_blocking(move || -> ApiResult<UnixStream> {
+                Ok(engine.agent(&sid)?.proc_attach(pid)?)
+            })
+            .await
+            .map_err(|e| ApiError::internal("attach task", e))
+            .and_then(|r| r);
+            match stream {
+                Ok(s) => relay(s, socket, false).await,
+                Err(e) => {
+                    let _ = socket.send(error_msg(&e)).await;
+                }
             }
-        }
-    }))
+        }))
 }
 
 fn error_msg(e: &ApiError) -> Message {
@@ -199,7 +220,7 @@ async fn relay(stream: UnixStream, mut socket: WebSocket, input: bool) {
             return;
         }
     });
-    let (to_tx, to_rx) = std::sync::mpsc::channel::<ToAgent>();
+    let (to_tx, to_rx) = std::sync::mpsc::sync_channel::<ToAgent>(STDIN_BACKLOG);
     let mut writer = stream;
     std::thread::spawn(move || {
         for m in to_rx {
@@ -241,17 +262,25 @@ async fn relay(stream: UnixStream, mut socket: WebSocket, input: bool) {
             msg = socket.recv() => match msg {
                 Some(Ok(Message::Binary(d))) if input => {
                     if d.is_empty() { continue; }
-                    let _ = to_tx.send(ToAgent::Stdin(d.to_vec()));
+                    // Never waits: a process that does not read its input
+                    // ends the session rather than growing the server.
+                    if to_tx.try_send(ToAgent::Stdin(d.to_vec())).is_err() {
+                        let _ = socket.send(error_msg(&ApiError::new(
+                            aibox_types::ErrorCode::ResourceExhausted,
+                            format!("more than {STDIN_BACKLOG} stdin messages are waiting for the process to read them"),
+                        ))).await;
+                        return;
+                    }
                 }
                 Some(Ok(Message::Text(t))) if input => match serde_json::from_str::<Control>(&t) {
                     Ok(Control::Resize { rows, cols }) => {
-                        let _ = to_tx.send(ToAgent::Control(ClientMsg::Resize(PtySize { rows, cols })));
+                        let _ = to_tx.try_send(ToAgent::Control(ClientMsg::Resize(PtySize { rows, cols })));
                     }
                     Ok(Control::Signal { signal }) => {
-                        let _ = to_tx.send(ToAgent::Control(ClientMsg::Signal { signal }));
+                        let _ = to_tx.try_send(ToAgent::Control(ClientMsg::Signal { signal }));
                     }
                     Ok(Control::StdinClose) => {
-                        let _ = to_tx.send(ToAgent::Stdin(Vec::new()));
+                        let _ = to_tx.try_send(ToAgent::Stdin(Vec::new()));
                     }
                     Err(e) => {
                         let _ = socket.send(error_msg(&ApiError::invalid(format!("bad control message: {e}")))).await;

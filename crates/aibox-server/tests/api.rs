@@ -116,8 +116,16 @@ impl Engine for Fake {
         out.write_all(b"data").unwrap();
         Ok(())
     }
-    fn write_file(&self, _: &str, _: &str, _: &[u8], _: Option<u32>) -> Result<(), ApiError> {
-        Ok(())
+    fn write_file(
+        &self,
+        _: &str,
+        _: &str,
+        data: &mut dyn std::io::Read,
+        _: Option<u32>,
+    ) -> Result<(), ApiError> {
+        std::io::copy(data, &mut std::io::sink())
+            .map(drop)
+            .map_err(|e| ApiError::invalid(e.to_string()))
     }
 }
 

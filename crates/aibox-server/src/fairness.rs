@@ -1,0 +1,102 @@
+//! Fair shares of the server per key. Every call that holds server
+//! resources for as long as a sandbox wants (an exec, a file or tar
+//! transfer, a process wait: a blocking thread each; a WebSocket: two
+//! threads and a connection) takes a permit from its key's share first,
+//! and gives it back when the response has been sent in full, or when the
+//! WebSocket closes. A key at its limit gets 429 `rate_limited` at once,
+//! so one key can never take the blocking pool (512 threads) or the
+//! server's memory from the others (the review's H5).
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::AppState;
+use aibox_types::ErrorCode;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// A key's two shares: calls (blocking work) and streams (WebSockets).
+type KeyShares = (Arc<Semaphore>, Arc<Semaphore>);
+
+/// Every key's shares.
+#[derive(Default)]
+pub struct Shares {
+    keys: Mutex<HashMap<String, KeyShares>>,
+}
+
+/// A permit of a key's share, held by whatever keeps the work going (a
+/// response body, a WebSocket session). Cloning shares the one permit.
+#[derive(Clone)]
+pub struct Share(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
+
+impl Shares {
+    fn of(&self, key: &str, calls: usize, streams: usize) -> KeyShares {
+        let mut m = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(key.to_string())
+            .or_insert_with(|| {
+                (
+                    Arc::new(Semaphore::new(calls)),
+                    Arc::new(Semaphore::new(streams)),
+                )
+            })
+            .clone()
+    }
+}
+
+fn is_websocket(req: &Request) -> bool {
+    req.headers()
+        .get(axum::http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// Middleware for the routes that hold server resources: resolve the
+/// caller, take a permit from its share (refusing at the limit), hand it
+/// to the handler (`Extension<Share>`, for WebSocket sessions) and keep it
+/// until the response body is done.
+pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let ws = is_websocket(&req);
+    let (mut parts, body) = req.into_parts();
+    let who = match Principal::from_request_parts(&mut parts, &state).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let c = state.config();
+    let (calls, streams) = state
+        .shares()
+        .of(&who.id, c.max_calls_per_key, c.max_streams_per_key);
+    let (sem, max, what) = if ws {
+        (streams, c.max_streams_per_key, "WebSocket sessions")
+    } else {
+        (
+            calls,
+            c.max_calls_per_key,
+            "calls into sandboxes (execs, transfers, waits)",
+        )
+    };
+    let permit = match sem.try_acquire_owned() {
+        Ok(p) => Share(Arc::new(p)),
+        Err(_) => {
+            return ApiError::new(
+                ErrorCode::RateLimited,
+                format!("this key already has {max} {what} in progress: wait for one to end"),
+            )
+            .retry_after(1)
+            .into_response()
+        }
+    };
+    parts.extensions.insert(permit.clone());
+    let resp = next.run(Request::from_parts(parts, body)).await;
+    // The permit goes with the body: a streamed download holds it to its
+    // last byte.
+    resp.map(|b| {
+        use http_body_util::BodyExt;
+        axum::body::Body::new(b.map_frame(move |f| {
+            let _held = &permit;
+            f
+        }))
+    })
+}
