@@ -11,6 +11,7 @@ use aibox_client::{Body, Client, Method};
 use common::server::{create, data_dir, exec, http, new_key, Server};
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 /// An MCP client over streamable HTTP with whatever credentials the
 /// headers carry (a bearer key, or a dashboard session's cookie and CSRF
@@ -1098,4 +1099,71 @@ fn h5_one_key_cannot_exhaust_the_server() {
     assert_eq!((a, b, c), (101, 101, 429));
     let (d, _) = ws_open(&s.addr, &format!("/v1/sandboxes/{o}/exec/ws"), &other_key);
     assert_eq!(d, 101, "another key is not affected");
+}
+
+/// M9: rootless, `:ro` made only the top of a bind read-only: submounts
+/// under it (`/dev/shm`, a data disk under `$HOME`) stayed writable.
+#[test]
+fn m9_read_only_mounts_are_read_only_all_the_way_down() {
+    require_sandboxes!();
+    let env = common::Env::new("m9");
+    let name = format!("aibox-m9-{}", aibox_runtime::random_id());
+    let o = env.run(&[
+        "run",
+        "--mount",
+        "/dev:/hostdev:ro",
+        "--",
+        "sh",
+        "-c",
+        &format!("test -d /hostdev/shm && (touch /hostdev/shm/{name} && echo WRITABLE || echo refused)"),
+    ]);
+    let leaked = Path::new("/dev/shm").join(&name);
+    let escaped = leaked.exists();
+    let _ = std::fs::remove_file(&leaked);
+    assert!(!escaped, "a file appeared in the host's /dev/shm");
+    assert_eq!(common::stdout(&o), "refused\n", "{}", common::stderr(&o));
+}
+
+/// L9: a sandbox in full network mode with L4 turned IPv4 forwarding on
+/// for the whole host, for good. Now: on only for sandbox links (the
+/// fence), and off again with the last link.
+#[test]
+fn l9_forwarding_is_fenced_and_restored() {
+    require_sandboxes!();
+    if !common::is_root() || !Path::new("/usr/sbin/nft").exists() {
+        eprintln!("SKIP l9_forwarding_is_fenced_and_restored: needs root and nftables (L4 egress)");
+        return;
+    }
+    let fwd = "/proc/sys/net/ipv4/ip_forward";
+    let before = std::fs::read_to_string(fwd).unwrap();
+    if before.trim() != "0" {
+        eprintln!("SKIP l9_forwarding_is_fenced_and_restored: this host forwards already (ip_forward={})", before.trim());
+        return;
+    }
+    let s = Server::start(&data_dir("l9"));
+    let admin = s.admin();
+    let id = create(
+        &admin,
+        json!({"network": {"mode": "full", "enforcement": "l4"}}),
+    );
+    assert_eq!(std::fs::read_to_string(fwd).unwrap().trim(), "1");
+    let tables = std::process::Command::new("nft")
+        .args(["list", "table", "inet", "aibox-fence"])
+        .output()
+        .unwrap();
+    let fence = common::stdout(&tables);
+    assert!(fence.contains("abx") && fence.contains("drop"), "{fence}");
+    admin
+        .call(Method::DELETE, &format!("/v1/sandboxes/{id}"), Body::Empty)
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(fwd).unwrap().trim(),
+        "0",
+        "forwarding stayed on after the last sandbox link"
+    );
+    let gone = std::process::Command::new("nft")
+        .args(["list", "table", "inet", "aibox-fence"])
+        .output()
+        .unwrap();
+    assert!(!gone.status.success(), "the fence stayed");
 }

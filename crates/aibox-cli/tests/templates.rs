@@ -422,9 +422,32 @@ fn pulls_through_token_authentication() {
         .aibox(&["template", "pull", &reference, "--name", &name])
         .env("AIBOX_REGISTRY_USER", "alice")
         .env("AIBOX_REGISTRY_PASSWORD", "wrong")
+        .env("AIBOX_REGISTRY", reference.split('/').next().unwrap())
         .output()
         .unwrap();
     assert!(stderr(&o).contains("[permission_denied]"), "{}", stderr(&o));
+    // The right ones, but for another registry (or for none): never sent
+    // (the security review's M5); for this one: pulled.
+    for scope in [None, Some("elsewhere.example:5000")] {
+        let mut c = env.aibox(&["template", "pull", &reference, "--name", &name]);
+        c.env("AIBOX_REGISTRY_USER", "alice")
+            .env("AIBOX_REGISTRY_PASSWORD", "s3cret");
+        match scope {
+            Some(r) => c.env("AIBOX_REGISTRY", r),
+            None => c.env_remove("AIBOX_REGISTRY"),
+        };
+        let o = c.output().unwrap();
+        assert!(stderr(&o).contains("[permission_denied]"), "{scope:?}: {}", stderr(&o));
+    }
+    let o = env
+        .aibox(&["template", "pull", &reference, "--name", &name])
+        .env("AIBOX_REGISTRY_USER", "alice")
+        .env("AIBOX_REGISTRY_PASSWORD", "s3cret")
+        .env("AIBOX_REGISTRY", reference.split('/').next().unwrap())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(env.run(&["template", "rm", &name]).status.success());
     // From a docker config file, as `docker login` leaves it.
     let home = base.join("home");
     std::fs::create_dir_all(home.join(".docker")).unwrap();

@@ -501,7 +501,15 @@ fn exec_step(step: &Step) -> std::io::Result<()> {
             mount(Some(src), dst, None, libc::MS_BIND | libc::MS_REC, None)?;
             match mode {
                 BindMode::Inherit => Ok(()),
-                BindMode::ReadOnly => remount_ro(dst, libc::MS_NOSUID | libc::MS_NODEV),
+                // Every submount too (the review's M9: a remount is per
+                // mount, so /dev/shm or a data disk under a read-only
+                // rootless bind stayed writable).
+                BindMode::ReadOnly => aibox_sys::set_mount_attrs_recursive(
+                    dst,
+                    aibox_sys::MOUNT_ATTR_RDONLY
+                        | aibox_sys::MOUNT_ATTR_NOSUID
+                        | aibox_sys::MOUNT_ATTR_NODEV,
+                ),
                 BindMode::NoSuid => {
                     let cur = aibox_sys::current_mount_flags(dst)?;
                     mount(

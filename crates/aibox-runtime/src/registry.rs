@@ -144,13 +144,20 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// Credentials for `registry` from the environment or the docker config.
+/// Credentials for `registry`: `AIBOX_REGISTRY_USER` and
+/// `AIBOX_REGISTRY_PASSWORD` when `AIBOX_REGISTRY` names this registry
+/// (they are never offered to any other: an image reference or a
+/// Dockerfile's `FROM` picks the registry, and with it who would see them;
+/// the review's M5), else the docker config's entry for it.
 pub fn credentials_for(registry: &str) -> Option<Credentials> {
-    if let (Ok(user), Ok(password)) = (
+    if let (Ok(user), Ok(password), Ok(scope)) = (
         std::env::var("AIBOX_REGISTRY_USER"),
         std::env::var("AIBOX_REGISTRY_PASSWORD"),
+        std::env::var("AIBOX_REGISTRY"),
     ) {
-        return Some(Credentials { user, password });
+        if scope.trim().eq_ignore_ascii_case(registry) {
+            return Some(Credentials { user, password });
+        }
     }
     let path = std::env::var_os("DOCKER_CONFIG")
         .map(|d| std::path::PathBuf::from(d).join("config.json"))
@@ -224,6 +231,24 @@ fn base64_encode(b: &[u8]) -> String {
         }
     }
     out
+}
+
+/// May a token realm see the registry's credentials? Only on the
+/// registry's own `host[:port]`, or Docker Hub's token service for Docker
+/// Hub.
+fn realm_trusted(realm: &str, registry: &str) -> bool {
+    let host = realm
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .unwrap_or("")
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or("")
+        .rsplit('@')
+        .next()
+        .unwrap_or("");
+    host.eq_ignore_ascii_case(registry)
+        || (registry == "registry-1.docker.io" && host.eq_ignore_ascii_case("auth.docker.io"))
 }
 
 /// A `WWW-Authenticate` challenge: scheme and parameters.
@@ -378,6 +403,12 @@ impl Client {
                         "token realm {realm:?} is no URL"
                     )));
                 }
+                if self.base.starts_with("https://") && realm.starts_with("http://") {
+                    return Err(OciError::Denied(format!(
+                        "{} sent its token service to plain HTTP ({realm}): refused",
+                        self.reference.registry
+                    )));
+                }
                 let scope = params
                     .get("scope")
                     .cloned()
@@ -386,7 +417,11 @@ impl Client {
                 if let Some(service) = params.get("service") {
                     req = req.query("service", service);
                 }
-                if let Some(b) = &basic {
+                // Credentials go to the registry's own host (and Docker
+                // Hub's token service) only: a realm elsewhere gets an
+                // anonymous request (a registry cannot send them away).
+                let trusted = realm_trusted(realm, &self.reference.registry);
+                if let (Some(b), true) = (&basic, trusted) {
                     req = req.header("Authorization", b);
                 }
                 let mut resp = req.call().map_err(http_err("token request"))?;
@@ -578,6 +613,22 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn m5_credentials_go_only_to_their_registry() {
+        assert!(realm_trusted("http://127.0.0.1:5000/token", "127.0.0.1:5000"));
+        assert!(realm_trusted("https://ghcr.io/token?x=1", "ghcr.io"));
+        assert!(realm_trusted("https://auth.docker.io/token", "registry-1.docker.io"));
+        for (realm, registry) in [
+            ("https://evil.example/token", "ghcr.io"),
+            ("https://ghcr.io.evil.example/token", "ghcr.io"),
+            ("https://ghcr.io@evil.example/token", "ghcr.io"),
+            ("http://127.0.0.1:5001/token", "127.0.0.1:5000"),
+            ("https://auth.docker.io/token", "ghcr.io"),
+        ] {
+            assert!(!realm_trusted(realm, registry), "{realm} for {registry}");
+        }
+    }
 
     #[test]
     fn references_parse_like_docker_reads_them() {

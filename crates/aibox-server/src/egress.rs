@@ -384,6 +384,21 @@ async fn read_head<S: AsyncRead + Unpin>(client: &mut S) -> io::Result<(String, 
     }
 }
 
+/// The method and target of a request head (up to the blank line), as
+/// the proxy reads it; None when the proxy would refuse it. For fuzzing
+/// and tests: the proxy itself reads from its socket.
+pub fn parse_request_head(data: &[u8]) -> Option<(String, String)> {
+    let end = find(data, b"\r\n\r\n")?;
+    if end > MAX_HEAD {
+        return None;
+    }
+    let head = std::str::from_utf8(&data[..end]).ok()?;
+    let r = Request::parse(head)?;
+    let _ = r.header("host");
+    let _ = split_authority(&r.target);
+    Some((r.method, r.target))
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
@@ -409,6 +424,12 @@ impl Request {
         }
         let mut headers = Vec::new();
         for l in lines {
+            // A bare CR or LF inside a line would be a header boundary to
+            // the upstream server but not to this check (the review's
+            // M2a: `X: a\nHost: other` smuggled a second Host).
+            if l.contains(['\r', '\n']) {
+                return None;
+            }
             let (k, v) = l.split_once(':')?;
             if k.is_empty() || k.contains(char::is_whitespace) {
                 return None;
@@ -524,6 +545,13 @@ pub fn minimal_client_hello(sni: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn m2a_a_bare_line_feed_cannot_smuggle_a_header() {
+        assert!(parse_request_head(b"GET http://a.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n").is_some());
+        assert!(parse_request_head(b"GET http://a.example/ HTTP/1.1\r\nX: a\nHost: b.example\r\n\r\n").is_none());
+        assert!(parse_request_head(b"GET http://a.example/ HTTP/1.1\r\nX: a\rHost: b\r\n\r\n").is_none());
+    }
 
     #[test]
     fn sni_is_read_from_a_client_hello() {

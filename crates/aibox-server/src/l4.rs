@@ -361,13 +361,46 @@ pub fn apply(script: &str) -> Result<(), String> {
     run("nft", &["-f", "-"], Some(script)).map(|_| ())
 }
 
-/// Full mode forwards UDP: the host must route.
-pub fn enable_forwarding() {
-    let path = "/proc/sys/net/ipv4/ip_forward";
-    if std::fs::read_to_string(path).is_ok_and(|v| v.trim() == "0") {
-        tracing::warn!("enabling IPv4 forwarding for a sandbox in full network mode");
-        let _ = std::fs::write(path, "1");
+const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+/// Present while aibox has IPv4 forwarding on that the host had off (one
+/// file for every server on the host: the setting is host-wide).
+const FORWARD_MARK: &str = "/run/aibox-ip-forward";
+/// While aibox has forwarding on, the host forwards only to and from
+/// sandbox links: it never becomes a router for its other networks.
+const FENCE: &str = "table inet aibox-fence
+delete table inet aibox-fence
+table inet aibox-fence {
+  chain forward {
+    type filter hook forward priority filter - 10; policy accept;
+    iifname != \"abx*\" oifname != \"abx*\" drop
+  }
+}
+";
+
+/// Full mode forwards UDP and ICMP: the host must route. A host that had
+/// forwarding off gets it on only for sandbox links (the fence), and gets
+/// it back off when the last link goes ([`restore_forwarding`]; the
+/// review's L9: it was turned on host-wide for good).
+pub fn enable_forwarding() -> Result<(), String> {
+    if std::fs::read_to_string(IP_FORWARD).is_ok_and(|v| v.trim() != "0") {
+        return Ok(());
     }
+    tracing::info!("enabling IPv4 forwarding for sandbox links (full network mode)");
+    std::fs::write(FORWARD_MARK, "0\n").map_err(|e| format!("writing {FORWARD_MARK}: {e}"))?;
+    apply(FENCE)?;
+    std::fs::write(IP_FORWARD, "1").map_err(|e| format!("enabling IPv4 forwarding: {e}"))
+}
+
+/// Turn forwarding off again if aibox turned it on and no sandbox link
+/// is left on the host.
+pub fn restore_forwarding() {
+    if !std::path::Path::new(FORWARD_MARK).exists() || !links().is_empty() {
+        return;
+    }
+    tracing::info!("no sandbox link left: IPv4 forwarding back off");
+    let _ = std::fs::write(IP_FORWARD, "0");
+    let _ = run("nft", &["delete", "table", "inet", "aibox-fence"], None);
+    let _ = std::fs::remove_file(FORWARD_MARK);
 }
 
 /// Remove a sandbox's table and link (the link usually went with its
@@ -376,6 +409,7 @@ pub fn detach(id: &str) {
     let name = ifname(id);
     let _ = run("nft", &["delete", "table", "inet", &name], None);
     let _ = run("ip", &["link", "del", &name], None);
+    restore_forwarding();
 }
 
 /// Remove the tables of links that are gone. A link lives exactly as long
@@ -397,6 +431,7 @@ pub fn gc() {
             let _ = run("nft", &["delete", "table", "inet", name], None);
         }
     }
+    restore_forwarding();
 }
 
 /// What the sandbox resolved: address → names, for the TCP check.

@@ -317,7 +317,7 @@ impl AppState {
         let (sid, host_ip) = (id.to_string(), link.host_ip);
         let applied = tokio::task::spawn_blocking(move || -> Result<(), String> {
             if mode == aibox_types::NetworkMode::Full {
-                l4::enable_forwarding();
+                l4::enable_forwarding()?;
             }
             l4::apply(&script)?;
             write_resolv_conf(engine.as_ref(), &sid, host_ip)
@@ -404,7 +404,7 @@ impl AppState {
             let script = l4::ruleset(&link, policy.mode, tcp, dns);
             tokio::task::spawn_blocking(move || {
                 if policy.mode == aibox_types::NetworkMode::Full {
-                    l4::enable_forwarding();
+                    l4::enable_forwarding()?;
                 }
                 l4::apply(&script)
             })

@@ -614,6 +614,32 @@ fn set_tree_attrs(
     Ok(tree)
 }
 
+/// Add MOUNT_ATTR_* `attrs` to the mount at `path` and every mount below
+/// it (mount_setattr(2) with AT_RECURSIVE): a read-only bind stays
+/// read-only in its submounts, which a remount (one mount at a time) does
+/// not do.
+pub fn set_mount_attrs_recursive(path: &Path, attrs: u64) -> io::Result<()> {
+    let p = cpath(path)?;
+    let attr = MountAttr {
+        attr_set: attrs,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: p is NUL-terminated; attr is a live struct of the size passed.
+    cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            p.as_ptr(),
+            AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })
+    .map(drop)
+}
+
 /// Attach a detached tree (from [`detached_tree`]) at `target`, in the
 /// caller's mount namespace.
 pub fn attach_tree(tree: BorrowedFd<'_>, target: &Path) -> io::Result<()> {

@@ -306,13 +306,60 @@ def tar_dir(local: str) -> bytes:
 
 
 def extract_tar(data: bytes, local: str) -> None:
-    """Unpack a tar archive into `local` (created); nothing may land outside it."""
+    """Unpack a tar archive into `local` (created); nothing may land outside it.
+
+    The archive comes from a sandbox, so every entry is checked before it
+    is written, on every Python: no absolute or `..` names, no device or
+    hard-link tricks, no symlink whose target is absolute or leads outside,
+    and nothing written under (or through) a symlink (the security
+    review's M11: without tarfile's data filter, `a -> ~/.ssh` then
+    `a/authorized_keys` was written through the link).
+    """
     import io
     import tarfile
     os.makedirs(local, exist_ok=True)
+    root = os.path.realpath(local)
+
+    def inside(p: str) -> bool:
+        return p == root or p.startswith(root + os.sep)
+
+    def refuse(name: str, why: str) -> None:
+        raise InvalidArgumentError(f"the archive's entry {name!r} {why}")
+
     with tarfile.open(fileobj=io.BytesIO(data), mode="r") as t:
-        kw = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-        t.extractall(local, **kw)
+        for m in t:
+            name = m.name[2:] if m.name.startswith("./") else m.name
+            if not name or name == ".":
+                continue
+            if os.path.isabs(name) or ".." in name.split("/"):
+                refuse(m.name, f"leads outside {local}")
+            target = os.path.join(root, name)
+            # No component below the root may be a symlink, nor the entry's
+            # own path (a write would follow it).
+            parent = os.path.dirname(target)
+            while inside(parent) and parent != root:
+                if os.path.islink(parent):
+                    refuse(m.name, "lies under a symlink")
+                parent = os.path.dirname(parent)
+            if os.path.islink(target):
+                refuse(m.name, "would be written through a symlink")
+            if m.issym():
+                if os.path.isabs(m.linkname) or not inside(
+                        os.path.normpath(os.path.join(os.path.dirname(target), m.linkname))):
+                    refuse(m.name, f"is a symlink to {m.linkname!r}, outside {local}")
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                os.symlink(m.linkname, target)
+            elif m.isdir():
+                os.makedirs(target, exist_ok=True)
+            elif m.isfile():
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                src = t.extractfile(m)
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
+                             m.mode & 0o777)
+                with os.fdopen(fd, "wb") as f:
+                    if src is not None:
+                        f.write(src.read())
+            # Hard links, devices and fifos are not written.
 
 
 def port_url(ports: Mapping[str, Any], port: int) -> str:

@@ -470,11 +470,29 @@ function tarOf(dir: string): Uint8Array {
   return out;
 }
 
-/** Unpack a tar archive (files, directories, symlinks) into `dir`. */
+/**
+ * Unpack a tar archive (files, directories, symlinks) into `dir`. The
+ * archive comes from a sandbox, so nothing in it may write outside `dir`:
+ * entries with `..` or absolute names, symlinks whose target is absolute
+ * or leads outside, and entries whose parent is (or whose own path already
+ * is) a symlink are refused (the security review's M11: a link `a -> ~/.ssh`
+ * followed by `a/authorized_keys` used to be written through the link).
+ */
 function untar(tar: Uint8Array, dir: string): void {
   const root = resolvePath(dir);
   mkdirSync(root, { recursive: true });
   const str = (off: number, len: number) => new TextDecoder().decode(tar.subarray(off, off + len)).replace(/\0.*$/s, "");
+  const inside = (p: string) => p === root || p.startsWith(root + sep);
+  const refuse = (name: string, why: string) => {
+    throw new InvalidArgumentError(`the archive's entry ${JSON.stringify(name)} ${why}`, "invalid_argument");
+  };
+  const isLink = (p: string) => {
+    try {
+      return lstatSync(p).isSymbolicLink();
+    } catch {
+      return false;
+    }
+  };
   let off = 0;
   let longName: string | undefined;
   while (off + 512 <= tar.length) {
@@ -496,11 +514,17 @@ function untar(tar: Uint8Array, dir: string): void {
     name = name.replace(/^\.\//, "");
     if (!name || name === ".") continue;
     const target = resolvePath(root, name);
-    if (target !== root && !target.startsWith(root + sep)) {
-      throw new InvalidArgumentError(`the archive's entry ${JSON.stringify(name)} leads outside ${dir}`, "invalid_argument");
+    if (!inside(target)) refuse(name, `leads outside ${dir}`);
+    // No component between the root and the entry may be a symlink.
+    for (let p = dirname(target); p !== root && inside(p); p = dirname(p)) {
+      if (isLink(p)) refuse(name, "lies under a symlink");
     }
+    if (isLink(target)) refuse(name, "would be written through a symlink");
     if (type === "5") mkdirSync(target, { recursive: true });
     else if (type === "2") {
+      if (link.startsWith("/") || !inside(resolvePath(dirname(target), link))) {
+        refuse(name, `is a symlink to ${JSON.stringify(link)}, outside ${dir}`);
+      }
       mkdirSync(dirname(target), { recursive: true });
       symlinkSync(link, target);
     } else if (type === "0" || type === "7") {
@@ -509,6 +533,9 @@ function untar(tar: Uint8Array, dir: string): void {
     }
   }
 }
+
+/** Internals exported for the SDK's own tests; not part of the API. */
+export const __internal = { untar };
 
 export interface CreateOptions extends ConnectionOptions {
   template?: string;

@@ -276,3 +276,51 @@ test("parity with the served OpenAPI spec", async () => {
     assert.equal(typeof owner?.[method], "function", `${op}: ${target} is missing`);
   }
 });
+
+// The security review's M11: a sandbox's tar cannot write outside the
+// destination (a symlink, then an entry through it).
+test("downloads never write outside their destination", () => {
+  const tarOf = (entries) => {
+    const blocks = [];
+    for (const [name, type, body = "", link = ""] of entries) {
+      const h = new Uint8Array(512);
+      const put = (s, o) => h.set(new TextEncoder().encode(s), o);
+      put(name, 0);
+      put("0000644\0", 100);
+      put("0000000\0", 108);
+      put("0000000\0", 116);
+      put(body.length.toString(8).padStart(11, "0") + "\0", 124);
+      put("00000000000\0", 136);
+      put(type, 156);
+      put(link, 157);
+      put("ustar\x0000", 257);
+      put("        ", 148);
+      const sum = h.reduce((a, b) => a + b, 0);
+      put(sum.toString(8).padStart(6, "0") + "\0 ", 148);
+      blocks.push(h);
+      if (body.length) {
+        const d = new Uint8Array(Math.ceil(body.length / 512) * 512);
+        d.set(new TextEncoder().encode(body));
+        blocks.push(d);
+      }
+    }
+    blocks.push(new Uint8Array(1024));
+    return Buffer.concat(blocks);
+  };
+  const base = mkdtempSync(join(tmpdir(), "aibox-m11-"));
+  const victim = join(base, "victim");
+  mkdirSync(victim);
+  for (const [what, entries] of [
+    ["an entry through a symlink", [["a", "2", "", victim], ["a/pwned", "0", "x"]]],
+    ["a relative link out", [["b", "2", "", "../victim"]]],
+    ["dotdot", [["../victim/pwned", "0", "x"]]],
+  ]) {
+    const out = join(base, "out-" + what.replace(/\W/g, ""));
+    assert.throws(() => aibox.__internal.untar(tarOf(entries), out), /invalid_argument|outside|symlink/, what);
+    assert.ok(!existsSync(join(victim, "pwned")), what);
+  }
+  const ok = join(base, "ok");
+  aibox.__internal.untar(tarOf([["d", "5"], ["d/f", "0", "hello"], ["d/l", "2", "", "f"]]), ok);
+  assert.equal(readFileSync(join(ok, "d/l"), "utf8"), "hello");
+  rmSync(base, { recursive: true, force: true });
+});
