@@ -1115,7 +1115,9 @@ fn m9_read_only_mounts_are_read_only_all_the_way_down() {
         "--",
         "sh",
         "-c",
-        &format!("test -d /hostdev/shm && (touch /hostdev/shm/{name} && echo WRITABLE || echo refused)"),
+        &format!(
+            "test -d /hostdev/shm && (touch /hostdev/shm/{name} && echo WRITABLE || echo refused)"
+        ),
     ]);
     let leaked = Path::new("/dev/shm").join(&name);
     let escaped = leaked.exists();
@@ -1137,7 +1139,10 @@ fn l9_forwarding_is_fenced_and_restored() {
     let fwd = "/proc/sys/net/ipv4/ip_forward";
     let before = std::fs::read_to_string(fwd).unwrap();
     if before.trim() != "0" {
-        eprintln!("SKIP l9_forwarding_is_fenced_and_restored: this host forwards already (ip_forward={})", before.trim());
+        eprintln!(
+            "SKIP l9_forwarding_is_fenced_and_restored: this host forwards already (ip_forward={})",
+            before.trim()
+        );
         return;
     }
     let s = Server::start(&data_dir("l9"));
@@ -1166,4 +1171,54 @@ fn l9_forwarding_is_fenced_and_restored() {
         .output()
         .unwrap();
     assert!(!gone.status.success(), "the fence stayed");
+}
+
+/// M3: a sandbox's PID 1 is a clone of its creator and kept the creator's
+/// environment: rootless, `/proc/1/environ` (through the file API, or from
+/// a command) showed the server's secrets.
+#[test]
+fn m3_the_creators_environment_never_reaches_a_sandbox() {
+    require_sandboxes!();
+    let secret = format!("hunter2-{}", aibox_runtime::random_id());
+    let s = Server::start_env(&data_dir("m3"), &[("AIBOX_TEST_SECRET", &secret)]);
+    let (_, key) = new_key(&s.admin(), "tenant", "user");
+    let c = s.client(&key);
+    let id = create(&c, json!({}));
+    let r = c
+        .send(
+            Method::GET,
+            &format!("/v1/sandboxes/{id}/files?path=/proc/1/environ"),
+            Body::Empty,
+            &[],
+        )
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&r.body).contains(&secret),
+        "the file API served the server's environment"
+    );
+    let v = exec(
+        &c,
+        &id,
+        json!(["sh", "-c", "cat /proc/1/environ 2>/dev/null; env"]),
+    );
+    assert!(!v["stdout"].as_str().unwrap().contains(&secret), "{v}");
+    // A one-shot run: the caller's environment stays with the caller.
+    let env = common::Env::new("m3");
+    let o = env
+        .aibox(&[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "cat /proc/1/environ 2>/dev/null; env",
+        ])
+        .env("AIBOX_TEST_SECRET", &secret)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert!(
+        !common::stdout(&o).contains(&secret),
+        "{}",
+        common::stdout(&o)
+    );
 }

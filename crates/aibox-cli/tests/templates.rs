@@ -437,7 +437,11 @@ fn pulls_through_token_authentication() {
             None => c.env_remove("AIBOX_REGISTRY"),
         };
         let o = c.output().unwrap();
-        assert!(stderr(&o).contains("[permission_denied]"), "{scope:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("[permission_denied]"),
+            "{scope:?}: {}",
+            stderr(&o)
+        );
     }
     let o = env
         .aibox(&["template", "pull", &reference, "--name", &name])

@@ -141,6 +141,9 @@ fn every_target_survives_its_corpus_and_mutations() {
             run_one(name, *f, &input);
             execs += 1;
         }
-        eprintln!("fuzz: {name}: {} corpus inputs, {execs} runs, no failure", corpus.len());
+        eprintln!(
+            "fuzz: {name}: {} corpus inputs, {execs} runs, no failure",
+            corpus.len()
+        );
     }
 }

@@ -616,9 +616,15 @@ mod tests {
 
     #[test]
     fn m5_credentials_go_only_to_their_registry() {
-        assert!(realm_trusted("http://127.0.0.1:5000/token", "127.0.0.1:5000"));
+        assert!(realm_trusted(
+            "http://127.0.0.1:5000/token",
+            "127.0.0.1:5000"
+        ));
         assert!(realm_trusted("https://ghcr.io/token?x=1", "ghcr.io"));
-        assert!(realm_trusted("https://auth.docker.io/token", "registry-1.docker.io"));
+        assert!(realm_trusted(
+            "https://auth.docker.io/token",
+            "registry-1.docker.io"
+        ));
         for (realm, registry) in [
             ("https://evil.example/token", "ghcr.io"),
             ("https://ghcr.io.evil.example/token", "ghcr.io"),

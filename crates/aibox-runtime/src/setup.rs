@@ -839,6 +839,14 @@ fn sandbox_pid1(plan: &Plan, from_p: OwnedFd, to_p: OwnedFd, payload: Payload) -
         let _ = send(&to_p, b'E', msg.as_bytes());
         aibox_sys::exit_now(1);
     };
+    // S is a clone of its creator: the creator's environment (a server's
+    // registry password, a developer's tokens) is still in its memory and
+    // in /proc/1/environ, which processes of the same uid could read
+    // (rootless, where PID 1 stays dumpable) and the agent's file API
+    // would serve (the review's M3). Nothing here reads the environment.
+    if let Err(e) = aibox_sys::scrub_environ_block() {
+        fail(format!("clearing the inherited environment: {e}"));
+    }
     // No pdeathsig: if P dies, S sees EOF on `from_p` while it waits for
     // the release, and a failed verdict write (or the link's EOF) after.
     let (net, trees, seccomp) = match setup_namespaces(plan, &from_p) {

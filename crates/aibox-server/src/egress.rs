@@ -548,9 +548,18 @@ mod tests {
 
     #[test]
     fn m2a_a_bare_line_feed_cannot_smuggle_a_header() {
-        assert!(parse_request_head(b"GET http://a.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n").is_some());
-        assert!(parse_request_head(b"GET http://a.example/ HTTP/1.1\r\nX: a\nHost: b.example\r\n\r\n").is_none());
-        assert!(parse_request_head(b"GET http://a.example/ HTTP/1.1\r\nX: a\rHost: b\r\n\r\n").is_none());
+        assert!(
+            parse_request_head(b"GET http://a.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n")
+                .is_some()
+        );
+        assert!(parse_request_head(
+            b"GET http://a.example/ HTTP/1.1\r\nX: a\nHost: b.example\r\n\r\n"
+        )
+        .is_none());
+        assert!(
+            parse_request_head(b"GET http://a.example/ HTTP/1.1\r\nX: a\rHost: b\r\n\r\n")
+                .is_none()
+        );
     }
 
     #[test]

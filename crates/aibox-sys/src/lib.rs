@@ -325,6 +325,42 @@ pub fn set_pdeathsig(sig: libc::c_int) -> io::Result<()> {
     cvt(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig, 0, 0, 0) }).map(drop)
 }
 
+/// Overwrite this process's initial environment block, the bytes
+/// `/proc/PID/environ` shows, with zeros: a process cloned from its creator
+/// carries the creator's environment there (credentials, tokens) even
+/// when it never uses it. Afterwards the process's own environment
+/// (`getenv`) is empty too.
+pub fn scrub_environ_block() -> io::Result<()> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the command name, which may contain spaces: field 3
+    // (state) is the first; env_start and env_end are fields 50 and 51.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| -> io::Result<usize> {
+        f.get(n - 3)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))
+    };
+    let (start, end) = (field(50)?, field(51)?);
+    if end <= start || end - start > 1 << 24 {
+        return Err(io::Error::from(io::ErrorKind::InvalidData));
+    }
+    // SAFETY: [env_start, env_end) is the kernel's record of this
+    // process's environment strings, mapped and writable (the top of the
+    // initial stack). No Rust value lives there: only libc's `environ`
+    // array points into it, and its entries become empty strings, which
+    // match no name. Volatile, so the writes are not elided.
+    unsafe {
+        for addr in start..end {
+            std::ptr::write_volatile(addr as *mut u8, 0);
+        }
+    }
+    Ok(())
+}
+
 pub fn set_child_subreaper() -> io::Result<()> {
     // SAFETY: prctl with integer arguments.
     cvt(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) }).map(drop)

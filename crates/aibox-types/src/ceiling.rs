@@ -309,45 +309,10 @@ fn intersection(a: &Cidr, b: &Cidr) -> Option<Cidr> {
 /// [`crate::egress::local_address_class`] names them: IPv4, then IPv6
 /// (with IPv4 carried inside it: NAT64, 6to4 and IPv4-compatible).
 fn local_blocks() -> Vec<(Cidr, &'static str)> {
-    let v4: [(Ipv4Addr, u8, &'static str); 12] = [
-        (Ipv4Addr::new(0, 0, 0, 0), 8, "an unspecified address"),
-        (Ipv4Addr::new(10, 0, 0, 0), 8, "a private address"),
-        (
-            Ipv4Addr::new(100, 64, 0, 0),
-            10,
-            "a carrier-grade NAT address",
-        ),
-        (
-            Ipv4Addr::new(100, 100, 100, 200),
-            32,
-            "a cloud metadata address",
-        ),
-        (Ipv4Addr::new(127, 0, 0, 0), 8, "a loopback address"),
-        (Ipv4Addr::new(169, 254, 0, 0), 16, "a link-local address"),
-        (
-            Ipv4Addr::new(169, 254, 169, 254),
-            32,
-            "a cloud metadata address",
-        ),
-        (Ipv4Addr::new(172, 16, 0, 0), 12, "a private address"),
-        (
-            Ipv4Addr::new(192, 0, 0, 192),
-            32,
-            "a cloud metadata address",
-        ),
-        (Ipv4Addr::new(192, 168, 0, 0), 16, "a private address"),
-        (Ipv4Addr::new(224, 0, 0, 0), 4, "a multicast address"),
-        (Ipv4Addr::new(240, 0, 0, 0), 4, "a reserved address"),
-    ];
     let mut out: Vec<(Cidr, &'static str)> = Vec::new();
-    for (a, p, class) in v4 {
-        out.push((
-            Cidr {
-                addr: IpAddr::V4(a),
-                prefix: p,
-            },
-            class,
-        ));
+    let mut push = |addr: IpAddr, prefix: u8, class| out.push((Cidr { addr, prefix }, class));
+    for (a, p, class) in LOCAL_V4 {
+        push(IpAddr::V4(a), p, class);
         // The same block inside 6to4 (2002:AABB:CCDD::/16+p).
         let o = a.octets();
         let six = Ipv6Addr::new(
@@ -360,63 +325,44 @@ fn local_blocks() -> Vec<(Cidr, &'static str)> {
             0,
             0,
         );
-        out.push((
-            Cidr {
-                addr: IpAddr::V6(six),
-                prefix: 16 + p,
-            },
-            class,
-        ));
+        push(IpAddr::V6(six), 16 + p, class);
     }
-    let v6: [(Ipv6Addr, u8, &'static str); 7] = [
-        // ::/96 holds ::, ::1 and the IPv4-compatible addresses.
-        (
-            Ipv6Addr::UNSPECIFIED,
-            96,
-            "a loopback, unspecified or IPv4-compatible address",
-        ),
-        (
-            Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0),
-            96,
-            "a NAT64 address",
-        ),
-        (
-            Ipv6Addr::new(0x64, 0xff9b, 1, 0, 0, 0, 0, 0),
-            48,
-            "a NAT64 address",
-        ),
-        (
-            Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0),
-            7,
-            "a private address",
-        ),
-        (
-            Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0),
-            10,
-            "a link-local address",
-        ),
-        (
-            Ipv6Addr::new(0xfec0, 0, 0, 0, 0, 0, 0, 0),
-            10,
-            "a site-local address",
-        ),
-        (
-            Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0),
-            8,
-            "a multicast address",
-        ),
-    ];
-    for (a, p, class) in v6 {
-        out.push((
-            Cidr {
-                addr: IpAddr::V6(a),
-                prefix: p,
-            },
-            class,
-        ));
+    for (a, p, class) in LOCAL_V6 {
+        push(IpAddr::V6(a), p, class);
     }
     out
 }
+
+/// The local IPv4 classes: block, prefix length, what it is.
+#[rustfmt::skip]
+const LOCAL_V4: [(Ipv4Addr, u8, &str); 12] = [
+    (Ipv4Addr::new(0, 0, 0, 0), 8, "an unspecified address"),
+    (Ipv4Addr::new(10, 0, 0, 0), 8, "a private address"),
+    (Ipv4Addr::new(100, 64, 0, 0), 10, "a carrier-grade NAT address"),
+    (Ipv4Addr::new(100, 100, 100, 200), 32, "a cloud metadata address"),
+    (Ipv4Addr::new(127, 0, 0, 0), 8, "a loopback address"),
+    (Ipv4Addr::new(169, 254, 0, 0), 16, "a link-local address"),
+    (Ipv4Addr::new(169, 254, 169, 254), 32, "a cloud metadata address"),
+    (Ipv4Addr::new(172, 16, 0, 0), 12, "a private address"),
+    (Ipv4Addr::new(192, 0, 0, 192), 32, "a cloud metadata address"),
+    (Ipv4Addr::new(192, 168, 0, 0), 16, "a private address"),
+    (Ipv4Addr::new(224, 0, 0, 0), 4, "a multicast address"),
+    (Ipv4Addr::new(240, 0, 0, 0), 4, "a reserved address"),
+];
+
+/// The local IPv6 classes (IPv4 inside IPv6 as NAT64 and ::/96; 6to4 is
+/// derived from [`LOCAL_V4`]).
+#[rustfmt::skip]
+const LOCAL_V6: [(Ipv6Addr, u8, &str); 7] = [
+    // ::/96 holds ::, ::1 and the IPv4-compatible addresses.
+    (Ipv6Addr::UNSPECIFIED, 96, "a loopback, unspecified or IPv4-compatible address"),
+    (Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0), 96, "a NAT64 address"),
+    (Ipv6Addr::new(0x64, 0xff9b, 1, 0, 0, 0, 0, 0), 48, "a NAT64 address"),
+    (Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0), 7, "a private address"),
+    (Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10, "a link-local address"),
+    (Ipv6Addr::new(0xfec0, 0, 0, 0, 0, 0, 0, 0), 10, "a site-local address"),
+    (Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0), 8, "a multicast address"),
+];
 
 /// Where a mount grant lets `host` be mounted from: the grant's path (the
 /// longest that contains it), for resolving beneath it.
