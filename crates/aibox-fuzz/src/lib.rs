@@ -80,7 +80,11 @@ pub fn egress_rules(data: &[u8]) {
         // A rule's text parses back to the same rule (a panic is what a
         // fuzz target reports).
         let again: Result<Rule, _> = r.text.parse();
-        assert!(again.as_ref() == Ok(r), "{:?} parses back as {again:?}", r.text);
+        assert!(
+            again.as_ref() == Ok(r),
+            "{:?} parses back as {again:?}",
+            r.text
+        );
     }
     let policy = Policy {
         mode: Mode::Allowlist,

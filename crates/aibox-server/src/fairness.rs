@@ -18,6 +18,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// Largest WebSocket message a client may send (stdin data, tunnelled
+/// bytes, control): with a session's bounded stdin backlog it bounds what
+/// one session can make the server hold.
+pub const MAX_WS_MESSAGE: usize = 1 << 20;
+
 /// A key's two shares: calls (blocking work) and streams (WebSockets).
 type KeyShares = (Arc<Semaphore>, Arc<Semaphore>);
 

@@ -226,7 +226,7 @@ pub async fn forward(
     // Connect before upgrading, so a closed port is a plain HTTP error.
     let stream = open(&state, &row.id, port).await?;
     Ok(ws
-        .max_message_size(crate::ws::MAX_MESSAGE)
+        .max_message_size(crate::fairness::MAX_WS_MESSAGE)
         .on_upgrade(move |socket| async move {
             // The key's share is held for the whole session.
             let _share = share;

@@ -57,10 +57,6 @@ enum ToAgent {
     Control(ClientMsg),
 }
 
-/// Largest WebSocket message a client may send (stdin data, control):
-/// with [`STDIN_BACKLOG`] it bounds what one session can make the server
-/// hold.
-pub const MAX_MESSAGE: usize = 1 << 20;
 /// Stdin messages queued for the agent before the session is refused
 /// more (the process is not reading its input).
 const STDIN_BACKLOG: usize = 16;
@@ -74,7 +70,7 @@ pub async fn exec(
 ) -> ApiResult<Response> {
     let row = running(&state, &who, &id)?;
     Ok(ws
-        .max_message_size(MAX_MESSAGE)
+        .max_message_size(crate::fairness::MAX_WS_MESSAGE)
         .on_upgrade(move |socket| async move {
             // The key's share is held for the whole session.
             let _share = share;
@@ -91,7 +87,7 @@ pub async fn attach(
 ) -> ApiResult<Response> {
     let row = running(&state, &who, &id)?;
     Ok(ws
-        .max_message_size(MAX_MESSAGE)
+        .max_message_size(crate::fairness::MAX_WS_MESSAGE)
         .on_upgrade(move |mut socket| async move {
             let _share = share;
             let engine = state.engine();
