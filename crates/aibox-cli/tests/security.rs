@@ -450,6 +450,7 @@ fn ceilings_refuse_what_lies_beyond_them() {
         "max_ttl_seconds",
     );
     denied(json!({"memory": "128m", "backend": "microvm"}), "backends");
+    denied(json!({"memory": "128m", "public": true}), "public_ports");
     denied(
         json!({"memory": "128m", "mounts": [{"host": shared, "guest": "/d"}]}),
         "mounts",

@@ -328,6 +328,7 @@ impl Copier {
                         Some(x) if x.is_dir() && !is_whiteout(x) => {
                             if opaque {
                                 clear_dir(&d).map_err(at("clearing", &d))?;
+                                self.links.retain(|_, p| !p.starts_with(&d));
                             } else {
                                 sub_fresh = false;
                             }
@@ -336,6 +337,8 @@ impl Copier {
                         other => {
                             if other.is_some() {
                                 remove_tree(&d).map_err(at("removing", &d))?;
+                                // Nothing below it may be linked to again.
+                                self.links.retain(|_, p| !p.starts_with(&d));
                                 // Whatever lies below must stay hidden.
                                 opaque = true;
                             }
@@ -353,6 +356,7 @@ impl Copier {
                 k => {
                     if existing.is_some() {
                         remove_tree(&d).map_err(at("removing", &d))?;
+                        self.links.retain(|_, p| !p.starts_with(&d));
                     }
                     self.leaf(&s, &d, &md, k).map_err(|mut e| {
                         if e.path == s {

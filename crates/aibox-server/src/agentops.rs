@@ -28,7 +28,7 @@ async fn with_agent<T: Send + 'static>(
 ) -> ApiResult<T> {
     let engine = state.engine();
     let id = id.to_string();
-    tokio::task::spawn_blocking(move || -> ApiResult<T> { Ok(f(engine.agent(&id)?)?) })
+    crate::fairness::spawn_blocking(move || -> ApiResult<T> { Ok(f(engine.agent(&id)?)?) })
         .await
         .map_err(|e| ApiError::internal("agent task", e))?
 }

@@ -8,8 +8,8 @@
 //! equal in actor, reason and peer to one written in the last [`WINDOW`]
 //! is counted, not written, and the count is written as one entry
 //! (`"repeated": N`) when the window closes; a sandbox's `egress.deny`
-//! entries are written one by one up to [`EGRESS_DENIALS`] per window,
-//! then counted the same way. So a client hammering the API with a bad
+//! and `egress.allow` entries are written one by one up to
+//! [`EGRESS_DENIALS`] of each per window, then counted the same way. So a client hammering the API with a bad
 //! key, or a sandbox trying random names, grows the log by a few entries
 //! every ten seconds, not by one per attempt.
 //!
@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 
 /// How long equal refusals are counted rather than written.
 pub const WINDOW: Duration = Duration::from_secs(10);
-/// A sandbox's egress refusals written one by one per window.
+/// A sandbox's egress decisions (of each kind) written one by one per
+/// window.
 pub const EGRESS_DENIALS: u32 = 20;
 /// Events queued before `record` waits for the writer (backpressure).
 const QUEUE: usize = 16_384;
@@ -96,14 +97,17 @@ struct Writer {
 fn flood_key(e: &AuditEvent) -> Option<(String, u32)> {
     let sandbox = e.sandbox.as_deref().unwrap_or("");
     match e.action.as_str() {
+        // Equal in every detail: different refusals never hide each other.
         "auth.failure" | "policy.denied" => Some((
             format!(
-                "{}\u{0}{}\u{0}{sandbox}\u{0}{}\u{0}{}",
-                e.action, e.actor, e.detail["reason"], e.detail["peer"]
+                "{}\u{0}{}\u{0}{sandbox}\u{0}{}",
+                e.action, e.actor, e.detail
             ),
             1,
         )),
-        "egress.deny" => Some((format!("egress.deny\u{0}{sandbox}"), EGRESS_DENIALS)),
+        "egress.deny" | "egress.allow" => {
+            Some((format!("{}\u{0}{sandbox}", e.action), EGRESS_DENIALS))
+        }
         _ => None,
     }
 }
@@ -193,7 +197,7 @@ impl Writer {
                 if c.more > 0 {
                     let mut e = c.first;
                     e.at_ms = crate::now_ms();
-                    if e.action == "egress.deny" {
+                    if e.action.starts_with("egress.") {
                         // Not one destination's: a count of the rest.
                         e.detail = serde_json::json!({"reason": "further refusals, not listed one by one"});
                     }

@@ -23,6 +23,9 @@ pub struct Principal {
     pub ceiling: Option<std::sync::Arc<aibox_types::ceiling::Ceiling>>,
 }
 
+/// Buckets kept before idle ones are dropped.
+const MAX_BUCKETS: usize = 10_000;
+
 /// Token buckets per key: `rate` requests per second, bursts of `2 × rate`.
 #[derive(Default)]
 pub struct RateLimiter {
@@ -38,6 +41,12 @@ impl RateLimiter {
         let (rate, burst) = (rate as f64, 2.0 * rate as f64);
         let now = std::time::Instant::now();
         let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if b.len() >= MAX_BUCKETS {
+            // Buckets idle for a minute are full again: forgetting them
+            // changes nothing (many client addresses must not grow this
+            // without bound).
+            b.retain(|_, (_, last)| now.duration_since(*last).as_secs() < 60);
+        }
         let (tokens, last) = b.entry(key.to_string()).or_insert((burst, now));
         *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(burst);
         *last = now;
@@ -50,22 +59,8 @@ impl RateLimiter {
     }
 }
 
-impl RateLimiter {
-    /// Would `check` refuse now? (Nothing is spent.)
-    pub fn exhausted(&self, key: &str, rate: u64) -> bool {
-        if rate == 0 {
-            return false;
-        }
-        let (rate, burst) = (rate as f64, 2.0 * rate as f64);
-        let b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        b.get(key).is_some_and(|(tokens, last)| {
-            (*tokens + last.elapsed().as_secs_f64() * rate).min(burst) < 1.0
-        })
-    }
-}
-
 /// Failed authentications a client address may make per second (bursts of
-/// twice that) before it is refused without a look at its key.
+/// twice that) before its failures are answered 429, unaudited.
 pub const AUTH_FAILURES_PER_SEC: u64 = 10;
 
 /// The client's address on the TCP listener (None on the Unix socket and
@@ -137,20 +132,20 @@ impl FromRequestParts<AppState> for Principal {
 fn resolve(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
     let peer = peer(&parts.extensions);
     let throttle = peer.map(|ip| format!("auth-failures:{ip}"));
-    // A client that keeps failing is refused before any lookup or audit
-    // entry: a flood of bad keys costs a hash-map probe each (M7).
-    if let Some(t) = &throttle {
-        if state.limiter().exhausted(t, AUTH_FAILURES_PER_SEC) {
-            return Err(ApiError::new(
-                ErrorCode::RateLimited,
-                "too many failed authentications from this address",
-            )
-            .retry_after(1));
-        }
-    }
-    let failed = |reason: &str| {
+    // A refusal: counted against the client's address, audited, and once
+    // the address keeps failing, answered 429 without an audit entry (a
+    // flood of bad keys costs a lookup each, and never more log; M7).
+    // Valid credentials are never throttled here, so clients sharing an
+    // address with a bad one (behind NAT, a proxy) are not locked out.
+    let failed = |reason: &str, err: ApiError| -> ApiError {
         if let Some(t) = &throttle {
-            let _ = state.limiter().check(t, AUTH_FAILURES_PER_SEC);
+            if state.limiter().check(t, AUTH_FAILURES_PER_SEC).is_err() {
+                return ApiError::new(
+                    ErrorCode::RateLimited,
+                    "too many failed authentications from this address",
+                )
+                .retry_after(1);
+            }
         }
         state.audit(
             "anonymous",
@@ -158,6 +153,7 @@ fn resolve(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
             None,
             serde_json::json!({"reason": reason, "peer": peer.map(|p| p.to_string())}),
         );
+        err
     };
     if parts.extensions.get::<LocalSocket>().is_some() {
         return Ok(Principal {
@@ -175,15 +171,17 @@ fn resolve(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
     if header.is_none() {
         // A dashboard session (cookie + CSRF token).
         if let Some(found) = crate::ui::session_key(state, &parts.method, &parts.headers) {
-            let (k, _) = found.inspect_err(|e| failed(&e.message))?;
+            let (k, _) = found.map_err(|e| failed(&e.message.clone(), e))?;
             return limited(state, k);
         }
     }
     let Some(secret) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
-        failed("missing key");
-        return Err(ApiError::new(
-            ErrorCode::Unauthenticated,
-            "missing API key: send `Authorization: Bearer <key>`",
+        return Err(failed(
+            "missing key",
+            ApiError::new(
+                ErrorCode::Unauthenticated,
+                "missing API key: send `Authorization: Bearer <key>`",
+            ),
         ));
     };
     let found = state
@@ -192,13 +190,10 @@ fn resolve(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
         .map_err(|e| ApiError::internal("key lookup", e))?;
     match found {
         Some(k) => limited(state, k),
-        None => {
-            failed("unknown or revoked key");
-            Err(ApiError::new(
-                ErrorCode::Unauthenticated,
-                "unknown or revoked API key",
-            ))
-        }
+        None => Err(failed(
+            "unknown or revoked key",
+            ApiError::new(ErrorCode::Unauthenticated, "unknown or revoked API key"),
+        )),
     }
 }
 

@@ -51,6 +51,26 @@ impl Shares {
     }
 }
 
+tokio::task_local! {
+    /// The share of the request being handled (set by [`limit`]).
+    static CURRENT: Share;
+}
+
+/// `tokio::task::spawn_blocking` for work done on behalf of a request: the
+/// request's share (if it has one) stays taken until `f` returns, even if
+/// the client has gone and the handler was dropped.
+pub fn spawn_blocking<T, F>(f: F) -> tokio::task::JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let held = CURRENT.try_with(Share::clone).ok();
+    tokio::task::spawn_blocking(move || {
+        let _held = held;
+        f()
+    })
+}
+
 fn is_websocket(req: &Request) -> bool {
     req.headers()
         .get(axum::http::header::UPGRADE)
@@ -94,7 +114,12 @@ pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> R
         }
     };
     parts.extensions.insert(permit.clone());
-    let resp = next.run(Request::from_parts(parts, body)).await;
+    // Blocking work started by the handler takes a clone along
+    // ([`spawn_blocking`]): a client that goes away does not free the
+    // share while its exec still runs.
+    let resp = CURRENT
+        .scope(permit.clone(), next.run(Request::from_parts(parts, body)))
+        .await;
     // The permit goes with the body: a streamed download holds it to its
     // last byte.
     resp.map(|b| {

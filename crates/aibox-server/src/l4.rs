@@ -377,11 +377,26 @@ table inet aibox-fence {
 }
 ";
 
+/// One host-wide lock for turning forwarding on and off (every aibox
+/// server of the host takes it), held while the returned file lives.
+fn forwarding_lock() -> Result<std::fs::File, String> {
+    use std::os::fd::AsFd;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/run/aibox-ip-forward.lock")
+        .map_err(|e| format!("opening the forwarding lock: {e}"))?;
+    aibox_sys::lock_exclusive(f.as_fd()).map_err(|e| format!("taking the forwarding lock: {e}"))?;
+    Ok(f)
+}
+
 /// Full mode forwards UDP and ICMP: the host must route. A host that had
 /// forwarding off gets it on only for sandbox links (the fence), and gets
 /// it back off when the last link goes ([`restore_forwarding`]; the
 /// review's L9: it was turned on host-wide for good).
 pub fn enable_forwarding() -> Result<(), String> {
+    let _lock = forwarding_lock()?;
     if std::fs::read_to_string(IP_FORWARD).is_ok_and(|v| v.trim() != "0") {
         return Ok(());
     }
@@ -394,6 +409,14 @@ pub fn enable_forwarding() -> Result<(), String> {
 /// Turn forwarding off again if aibox turned it on and no sandbox link
 /// is left on the host.
 pub fn restore_forwarding() {
+    if !std::path::Path::new(FORWARD_MARK).exists() {
+        return;
+    }
+    // Under the lock enable_forwarding takes, so a sandbox that made its
+    // link meanwhile either shows here or turns forwarding on again after.
+    let Ok(_lock) = forwarding_lock() else {
+        return;
+    };
     if !std::path::Path::new(FORWARD_MARK).exists() || !links().is_empty() {
         return;
     }

@@ -525,13 +525,18 @@ fn drop_aibox_cookies(h: &mut HeaderMap) {
         .get_all(header::SET_COOKIE)
         .iter()
         .filter(|v| {
-            let name = v
+            // The name=value pair: a nameless cookie (`=aibox_session=x`)
+            // reaches the server as `aibox_session=x`, so the whole pair
+            // is checked, and one without a name is dropped.
+            let pair = v
                 .to_str()
                 .ok()
-                .and_then(|c| c.split(['=', ';']).next())
-                .map(str::trim)
+                .and_then(|c| c.split(';').next())
                 .unwrap_or("");
-            !name.to_ascii_lowercase().starts_with("aibox_")
+            let Some((name, _)) = pair.split_once('=') else {
+                return false;
+            };
+            !name.trim().is_empty() && !pair.to_ascii_lowercase().contains("aibox_")
         })
         .cloned()
         .collect();
@@ -811,6 +816,8 @@ mod tests {
             "theme=dark; Path=/",
             "AIBOX_port=x; Domain=example.com",
             " aibox_x =1",
+            "=aibox_session=X; Path=/ui",
+            "plain",
         ] {
             r.append(header::SET_COOKIE, HeaderValue::from_static(c));
         }

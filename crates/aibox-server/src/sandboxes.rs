@@ -472,6 +472,9 @@ async fn create_sandbox(
         )));
     }
     who.within(|c| c.check_ttl(ttl.as_secs()))?;
+    if req.public {
+        who.within(|c| c.check_public_ports())?;
+    }
     // Capacity and idempotency are decided under one lock, so parallel
     // creates cannot all squeeze past the limit.
     let id = {
@@ -836,7 +839,7 @@ pub async fn exec(
     let sid = row.id.clone();
     let stdin = body.stdin;
     let t = std::time::Instant::now();
-    let out = tokio::task::spawn_blocking(move || {
+    let out = crate::fairness::spawn_blocking(move || {
         engine.exec(&sid, req, stdin.as_deref().map(str::as_bytes))
     })
     .await
@@ -905,7 +908,7 @@ pub async fn write_file(
     let path = q.path.clone();
     let sid = row.id.clone();
     let written =
-        tokio::task::spawn_blocking(move || engine.write_file(&sid, &path, &mut reader, mode))
+        crate::fairness::spawn_blocking(move || engine.write_file(&sid, &path, &mut reader, mode))
             .await
             .map_err(|e| ApiError::internal("write task", e))?;
     if let Some(e) = crate::streaming::too_large(&seen, max) {

@@ -110,7 +110,7 @@ pub async fn create(
     let sid = row.id.clone();
     let t = std::time::Instant::now();
     let name = body.name.clone();
-    let meta = tokio::task::spawn_blocking(move || engine.snapshot(&sid, name.as_deref()))
+    let meta = crate::fairness::spawn_blocking(move || engine.snapshot(&sid, name.as_deref()))
         .await
         .map_err(|e| ApiError::internal("snapshot task", e))??;
     let snap = SnapshotRow {

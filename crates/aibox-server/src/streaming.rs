@@ -33,7 +33,7 @@ where
 {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     let (start_tx, start_rx) = tokio::sync::oneshot::channel::<Result<Option<u64>, ApiError>>();
-    tokio::task::spawn_blocking(move || {
+    crate::fairness::spawn_blocking(move || {
         let mut start_tx = Some(start_tx);
         let mut out = ChannelWriter(tx.clone());
         let r = produce(

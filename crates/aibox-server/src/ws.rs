@@ -188,6 +188,19 @@ async fn relay(stream: UnixStream, mut socket: WebSocket, input: bool) {
     let Ok(mut reader) = stream.try_clone() else {
         return;
     };
+    // However the session ends, the agent stream is shut down both ways,
+    // so the two threads below end with it (the writer may be blocked on
+    // an agent that stopped reading) and hold nothing after the key's
+    // share is given back.
+    struct Closer(Option<UnixStream>);
+    impl Drop for Closer {
+        fn drop(&mut self) {
+            if let Some(s) = &self.0 {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+    let _closer = Closer(stream.try_clone().ok());
     let _ = reader.set_read_timeout(None);
     std::thread::spawn(move || loop {
         let ev = match read_frame(&mut reader) {

@@ -353,11 +353,12 @@ const LOCAL_V4: [(Ipv4Addr, u8, &str); 12] = [
 /// The local IPv6 classes (IPv4 inside IPv6 as NAT64 and ::/96; 6to4 is
 /// derived from [`LOCAL_V4`]).
 #[rustfmt::skip]
-const LOCAL_V6: [(Ipv6Addr, u8, &str); 7] = [
+const LOCAL_V6: [(Ipv6Addr, u8, &str); 6] = [
     // ::/96 holds ::, ::1 and the IPv4-compatible addresses.
     (Ipv6Addr::UNSPECIFIED, 96, "a loopback, unspecified or IPv4-compatible address"),
-    (Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0), 96, "a NAT64 address"),
-    (Ipv6Addr::new(0x64, 0xff9b, 1, 0, 0, 0, 0, 0), 48, "a NAT64 address"),
+    // All of 64:ff9b::/32, as the policy classes it (the well-known /96
+    // and the local-use /48 within it).
+    (Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0), 32, "a NAT64 address"),
     (Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0), 7, "a private address"),
     (Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10, "a link-local address"),
     (Ipv6Addr::new(0xfec0, 0, 0, 0, 0, 0, 0, 0), 10, "a site-local address"),
@@ -388,6 +389,44 @@ mod tests {
         // Every block is local for the policy, at both ends.
         for (c, _) in local_blocks() {
             assert!(local_address_class(c.addr).is_some(), "{c}");
+        }
+        // And the other way: every address the policy calls local lies in
+        // a block (a sample across every class and IPv6 embedding).
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.31.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "100.100.100.200",
+            "192.0.0.192",
+            "0.1.2.3",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "::7f00:1",
+            "fd00:ec2::254",
+            "fe80::1",
+            "fec0::1",
+            "ff02::1",
+            "64:ff9b::7f00:1",
+            "64:ff9b:0:1::a9fe:a9fe",
+            "64:ff9b:1::1",
+            "2002:7f00:1::1",
+            "2002:a9fe:a9fe::1",
+            "2002:c0a8:101::1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert!(
+                local_address_class(ip).is_some(),
+                "{ip} is local to the policy"
+            );
+            assert!(
+                local_blocks().iter().any(|(c, _)| c.contains(ip)),
+                "{ip} is local to the policy but in no ceiling block"
+            );
         }
         for ip in ["8.8.8.8", "2606:4700::1111", "2002:0808:0808::1"] {
             let ip: IpAddr = ip.parse().unwrap();
