@@ -133,30 +133,15 @@ impl Ceiling {
         let over = |what: &str, asked: String, max: String| {
             format!("{what} {asked} is above the largest this key may ask for ({max})")
         };
-        if let Some(max) = self.max_memory {
-            if spec.memory_bytes() > max.0 {
-                return Err(beyond(
-                    "max_memory",
-                    over(
-                        "memory",
-                        ByteSize(spec.memory_bytes()).to_string(),
-                        max.to_string(),
-                    ),
-                ));
-            }
-        }
-        if let Some(max) = self.max_disk {
-            if spec.disk_bytes() > max.0 {
-                return Err(beyond(
-                    "max_disk",
-                    over(
-                        "disk",
-                        ByteSize(spec.disk_bytes()).to_string(),
-                        max.to_string(),
-                    ),
-                ));
-            }
-        }
+        let size = |ceiling, what: &str, asked: u64, max: Option<ByteSize>| match max {
+            Some(max) if asked > max.0 => Err(beyond(
+                ceiling,
+                over(what, ByteSize(asked).to_string(), max.to_string()),
+            )),
+            _ => Ok(()),
+        };
+        size("max_memory", "memory", spec.memory_bytes(), self.max_memory)?;
+        size("max_disk", "disk", spec.disk_bytes(), self.max_disk)?;
         if let Some(max) = self.max_cpus {
             // No limit at all is more than any number.
             let asked = spec.cpus.unwrap_or(f64::INFINITY);
