@@ -221,7 +221,9 @@ pub struct SpecArgs {
     /// Environment variable K=V (or K to copy it from this environment).
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
-    /// Bind a host path: HOST:GUEST[:ro].
+    /// Bind a host path: HOST:GUEST[:ro]. As root the sandbox's user acts
+    /// there as the path's owner, and a read-write mount of a root-owned
+    /// path is refused.
     #[arg(long = "mount", value_parser = parse_mount)]
     pub mounts: Vec<MountSpec>,
     /// Working directory inside (default /workspace).

@@ -161,6 +161,7 @@ fn host_mounts_read_only_and_read_write() {
     std::fs::write(host.join("in.txt"), "from host").unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o777)).unwrap();
+    common::give_to_user(&host);
     let ro = format!("{}:/data:ro", host.display());
     let o = env.run(&[
         "run",
@@ -269,11 +270,11 @@ fn bad_inputs_get_clear_errors() {
         (&["run", "-e", "=x", "--", "true"], "environment"),
         (&["run", "--workdir", "relative", "--", "true"], "absolute"),
         (
-            &["run", "--mount", "/tmp:/etc/passwd", "--", "true"],
+            &["run", "--mount", "/tmp:/etc/passwd:ro", "--", "true"],
             "mount setup failed",
         ),
         (
-            &["create", "--mount", "/tmp:/etc/passwd"],
+            &["create", "--mount", "/tmp:/etc/passwd:ro"],
             "mount setup failed",
         ),
         (&["exec", "ffffffffffff", "--", "true"], "no sandbox"),

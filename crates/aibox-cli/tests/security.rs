@@ -187,6 +187,7 @@ fn c2_a_planted_symlink_cannot_lead_a_mount_out_of_the_allowed_path() {
     for d in [&shared, &shared.join("real")] {
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
     }
+    common::give_to_user(&shared);
     let s = Server::start_env(&data, &[("AIBOX_ALLOWED_MOUNTS", shared.to_str().unwrap())]);
     let (_, key) = new_key(&s.admin(), "tenant", "user");
     let c = s.client(&key);
@@ -249,6 +250,110 @@ fn c2_a_planted_symlink_cannot_lead_a_mount_out_of_the_allowed_path() {
     drop(s);
     let _ = std::fs::remove_dir_all(&shared);
     let _ = std::fs::remove_dir_all(&outside);
+}
+
+/// H4: as root, a host mount was idmapped with the sandbox's own map, so
+/// sandbox uid k was host uid k there, root included: `cp /bin/sh` +
+/// `chmod 4755` left a setuid-root shell on the host. Now the mount's
+/// owner is the only id mapped (to the sandbox user), and a read-write
+/// mount of a directory root owns is refused.
+#[test]
+fn h4_a_host_mount_acts_as_its_owner_never_as_root() {
+    require_sandboxes!();
+    if !common::is_root() {
+        eprintln!(
+            "SKIP h4_a_host_mount_acts_as_its_owner_never_as_root: rootless, a mount acts as the caller (no idmaps); the finding is root mode's"
+        );
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let env = common::Env::new("h4");
+    let dir = data_dir("h4");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("mine"), "owner's").unwrap();
+    std::fs::set_permissions(dir.join("mine"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    common::give_to_user(&dir);
+    // Root's own file in the owner's directory.
+    std::fs::write(dir.join("roots"), "root's").unwrap();
+    std::fs::set_permissions(dir.join("roots"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let rw = format!("{}:/data", dir.display());
+    let o = env.run(&[
+        "run",
+        "--user",
+        "root",
+        "--mount",
+        &rw,
+        "--",
+        "sh",
+        "-c",
+        "cat /data/mine; echo; cp /bin/sh /data/rsh && chmod 4755 /data/rsh; \
+         echo x >> /data/roots 2>/dev/null && echo ROOTS-WRITTEN; \
+         chmod 666 /data/roots 2>/dev/null && echo ROOTS-CHMODDED; \
+         stat -c '%u %g' /data/roots",
+    ]);
+    let out = common::stdout(&o);
+    assert!(
+        out.starts_with("owner's\n"),
+        "the owner's file: {out} {}",
+        common::stderr(&o)
+    );
+    assert!(!out.contains("ROOTS-"), "root's file was changed: {out}");
+    assert!(
+        out.ends_with("65534 65534\n"),
+        "root's file shows as nobody's: {out}"
+    );
+    let rsh = std::fs::metadata(dir.join("rsh")).unwrap();
+    assert_eq!(
+        (rsh.uid(), rsh.gid()),
+        (common::MOUNT_OWNER, common::MOUNT_OWNER),
+        "a file the sandbox's root writes belongs to the directory's owner"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("roots")).unwrap(),
+        "root's"
+    );
+    assert_eq!(
+        std::fs::metadata(dir.join("roots")).unwrap().mode() & 0o777,
+        0o644
+    );
+
+    // A directory root owns: read-write is refused, read-only shows
+    // root's files as nobody's (a 0600 one stays unreadable).
+    let rooted = dir.join("rooted");
+    std::fs::create_dir(&rooted).unwrap();
+    std::os::unix::fs::chown(&rooted, Some(0), Some(0)).unwrap();
+    std::fs::write(rooted.join("secret"), "root only").unwrap();
+    std::fs::set_permissions(
+        rooted.join("secret"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let o = env.run(&[
+        "run",
+        "--mount",
+        &format!("{}:/r", rooted.display()),
+        "--",
+        "true",
+    ]);
+    assert_ne!(o.status.code(), Some(0));
+    let err = common::stderr(&o);
+    assert!(
+        err.contains("owned by root") && err.contains("invalid_argument"),
+        "{err}"
+    );
+    let o = env.run(&[
+        "run",
+        "--user",
+        "root",
+        "--mount",
+        &format!("{}:/r:ro", rooted.display()),
+        "--",
+        "sh",
+        "-c",
+        "cat /r/secret 2>/dev/null || echo unreadable",
+    ]);
+    assert_eq!(common::stdout(&o), "unreadable\n", "{}", common::stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// C3: snapshotting a restored sandbox whose directory had become a

@@ -134,9 +134,13 @@ struct Holds {
 /// Open each host mount's source once (O_PATH), so the mount is made of
 /// exactly what was checked: beneath its `within` directory without
 /// following any symlink when the server set one (`crate::beneath`), else
-/// the caller's own path as given. Returns the descriptors and whether
-/// each is a file.
-fn open_mount_sources(spec: &SandboxSpec) -> Result<Vec<(std::os::fd::OwnedFd, bool)>, Error> {
+/// the caller's own path as given.
+///
+/// As root (`rootful`), a read-write mount acts on the host as its owner
+/// (`setup::owner_userns`), so one owned by uid or group 0 is refused:
+/// the sandbox would be root there (set-id files for every local user,
+/// root's own files rewritten).
+fn open_mount_sources(spec: &SandboxSpec, rootful: bool) -> Result<Vec<setup::MountSource>, Error> {
     let mut out = Vec::new();
     for m in &spec.mounts {
         let bad = |why: String| {
@@ -181,8 +185,20 @@ fn open_mount_sources(spec: &SandboxSpec) -> Result<Vec<(std::os::fd::OwnedFd, b
             }
         };
         let file = std::fs::File::from(fd);
-        let is_file = file.metadata().map_err(|e| bad(e.to_string()))?.is_file();
-        out.push((file.into(), is_file));
+        let meta = file.metadata().map_err(|e| bad(e.to_string()))?;
+        use std::os::unix::fs::MetadataExt;
+        if rootful && !m.read_only && (meta.uid() == 0 || meta.gid() == 0) {
+            return Err(bad(format!(
+                "is owned by root (uid {}, gid {}): read-write, the sandbox would act as root on the host there; give it to an unprivileged owner (chown UID:GID) or mount it read-only",
+                meta.uid(),
+                meta.gid()
+            )));
+        }
+        out.push(setup::MountSource {
+            fd: std::sync::Arc::new(file.into()),
+            file: meta.is_file(),
+            owner: (meta.uid(), meta.gid()),
+        });
     }
     Ok(out)
 }
@@ -273,7 +289,7 @@ impl Runtime {
             None => None,
         };
         let id = random_id();
-        let mounts = open_mount_sources(spec)?;
+        let mounts = open_mount_sources(spec, !self.rootless())?;
         let slot = if self.rootless() {
             None
         } else {
@@ -295,10 +311,7 @@ impl Runtime {
                 .as_ref()
                 .map(|(_, lock)| std::os::fd::AsRawFd::as_raw_fd(lock)),
             egress_dir: None,
-            mount_sources: mounts
-                .into_iter()
-                .map(|(fd, file)| (std::sync::Arc::new(fd), file))
-                .collect(),
+            mount_sources: mounts,
         };
         Ok((
             plan,

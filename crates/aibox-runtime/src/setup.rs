@@ -89,10 +89,21 @@ pub struct Plan {
     /// Egress: an O_PATH fd of the sandbox's host directory, where the
     /// host's egress proxy listens (`egress.sock`); PID 1 keeps it.
     pub egress_dir: Option<std::os::fd::RawFd>,
-    /// One O_PATH fd per `spec.mounts` entry, opened as checked (see
-    /// `open_mount_sources`), and whether it is a file. The mounts are
-    /// made of these descriptors, never of the path again.
-    pub mount_sources: Vec<(std::sync::Arc<OwnedFd>, bool)>,
+    /// One per `spec.mounts` entry, opened as checked (see
+    /// `open_mount_sources`). The mounts are made of these descriptors,
+    /// never of the path again.
+    pub mount_sources: Vec<MountSource>,
+}
+
+/// A host mount's source, opened once.
+#[derive(Debug, Clone)]
+pub struct MountSource {
+    /// O_PATH.
+    pub fd: std::sync::Arc<OwnedFd>,
+    pub file: bool,
+    /// The host uid and gid that own it. As root, a mount shows these
+    /// (and only these) as the sandbox user's own; see `owner_userns`.
+    pub owner: (u32, u32),
 }
 
 impl Plan {
@@ -507,8 +518,8 @@ fn staged_targets(plan: &Plan) -> Vec<PathBuf> {
     for i in 0..plan.template.binds.len() {
         v.push(plan.staging.join(format!("t{i}")));
     }
-    for (i, (_, file)) in plan.mount_sources.iter().enumerate() {
-        v.push(plan.staging.join(staging_name(i, *file)));
+    for (i, m) in plan.mount_sources.iter().enumerate() {
+        v.push(plan.staging.join(staging_name(i, m.file)));
     }
     v
 }
@@ -564,9 +575,12 @@ fn stage_trees(plan: &Plan, proc_dir: &Path) -> Result<(Vec<OwnedFd>, bool), Set
             .map_err(sys(format!("bind mount of {}", host.display())))?;
         trees.push(tree);
     }
-    for (i, (m, (source, file))) in plan.spec.mounts.iter().zip(&plan.mount_sources).enumerate() {
-        let file = *file;
-        ensure_mountpoint(&plan.staging.join(staging_name(i, file)), file)?;
+    let mut owners: Vec<((u32, u32), Option<OwnedFd>)> = Vec::new();
+    for (i, (m, source)) in plan.spec.mounts.iter().zip(&plan.mount_sources).enumerate() {
+        ensure_mountpoint(
+            &plan.staging.join(staging_name(i, source.file)),
+            source.file,
+        )?;
         let attrs = aibox_sys::MOUNT_ATTR_NOSUID
             | aibox_sys::MOUNT_ATTR_NODEV
             | if m.read_only {
@@ -574,13 +588,68 @@ fn stage_trees(plan: &Plan, proc_dir: &Path) -> Result<(Vec<OwnedFd>, bool), Set
             } else {
                 0
             };
-        let source = source.as_fd();
-        let tree = aibox_sys::detached_tree_of(source, userns, attrs)
-            .or_else(|_| aibox_sys::detached_tree_of(source, None, attrs))
-            .map_err(sys(format!("bind mount of {}", m.host.display())))?;
+        if !owners.iter().any(|(o, _)| *o == source.owner) {
+            owners.push((source.owner, owner_userns(plan, source.owner)?));
+        }
+        let idmap = owners
+            .iter()
+            .find(|(o, _)| *o == source.owner)
+            .and_then(|(_, ns)| ns.as_ref());
+        let fd = source.fd.as_fd();
+        let bind = sys(format!("bind mount of {}", m.host.display()));
+        let tree = match (idmap, m.read_only) {
+            (None, _) => aibox_sys::detached_tree_of(fd, None, attrs).map_err(bind)?,
+            // A filesystem without idmapped mounts still mounts read-only,
+            // with every file shown as nobody's.
+            (Some(ns), true) => aibox_sys::detached_tree_of(fd, Some(ns.as_fd()), attrs)
+                .or_else(|_| aibox_sys::detached_tree_of(fd, None, attrs))
+                .map_err(bind)?,
+            // Read-write, the mapping is what makes the files the sandbox
+            // writes its owner's rather than a slot uid's: no fallback.
+            (Some(ns), false) => match aibox_sys::detached_tree_of(fd, Some(ns.as_fd()), attrs) {
+                Ok(tree) => tree,
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    return Err(SetupError::MountSource {
+                        path: m.host.clone(),
+                        why: "its filesystem has no idmapped mounts, which a read-write mount needs as root: mount it read-only".into(),
+                    })
+                }
+                Err(e) => return Err(bind(e)),
+            },
+        };
         trees.push(tree);
     }
     Ok((trees, true))
+}
+
+/// The user namespace a host mount's ownership is translated through, as
+/// root: its owner (uid, gid) becomes the sandbox user's own and nothing
+/// else is mapped, so every other file in it shows as nobody's and only
+/// its "other" bits apply, to the sandbox's root too (no capability
+/// reaches an owner outside the sandbox's namespace). The sandbox acts
+/// there as the directory's owner and no one else: never as the host's
+/// root (uid or group 0 is never mapped; `open_mount_sources` refuses
+/// read-write mounts owned by either) and never as the slot's uids.
+/// (The sandbox's own map, which mounts used before, made sandbox uid k
+/// host uid k, root included: the review's H4.) None: nothing to map,
+/// a plain bind.
+fn owner_userns(plan: &Plan, (uid, gid): (u32, u32)) -> Result<Option<OwnedFd>, SetupError> {
+    let Some(base) = plan.uid_base else {
+        return Ok(None);
+    };
+    let inner = base + plan.spec.user.uid();
+    // Uid or group 0 stays unmapped: in its place the slot's own id maps
+    // to itself (a namespace needs both maps), which no host file has.
+    let line = |host: u32| {
+        let host = if host == 0 { inner } else { host };
+        format!("{host} {inner} 1\n")
+    };
+    if uid == 0 && gid == 0 {
+        return Ok(None);
+    }
+    aibox_sys::mapped_userns(&line(uid), &line(gid))
+        .map(Some)
+        .map_err(sys("making a user namespace for a mount's owner"))
 }
 
 /// Create the sandbox's cgroup with its limits. Rootless hosts rarely
@@ -1044,7 +1113,8 @@ fn sandbox_init(
         .iter()
         .zip(&plan.mount_sources)
         .enumerate()
-        .map(|(i, (m, (_, file)))| {
+        .map(|(i, (m, source))| {
+            let file = &source.file;
             if plan.rootless() {
                 // Resolved again in this mount namespace (a descriptor P
                 // opened belongs to the old one, which a bind refuses).

@@ -103,6 +103,35 @@ pub fn clone_process(flags: libc::c_int) -> io::Result<Fork> {
     })
 }
 
+/// A new user namespace with exactly these maps (`uid_map` and `gid_map`
+/// in the kernel's "inside outside count" lines; an idmapped mount needs
+/// both),
+/// held by a descriptor and by nothing else: what an idmapped mount
+/// translates ownership through. A child is cloned into the namespace
+/// only long enough to write its maps. Same single-thread requirement as
+/// [`fork`]; writing maps to outside ids other than our own needs
+/// CAP_SETUID / CAP_SETGID.
+pub fn mapped_userns(uid_map: &str, gid_map: &str) -> io::Result<OwnedFd> {
+    let pid = match clone_process(libc::CLONE_NEWUSER)? {
+        Fork::Child => loop {
+            // SAFETY: pause takes nothing; the parent kills us.
+            unsafe { libc::pause() };
+        },
+        Fork::Parent(pid) => pid,
+    };
+    let made = (|| {
+        let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+        std::fs::write(proc_dir.join("uid_map"), uid_map)?;
+        std::fs::write(proc_dir.join("gid_map"), gid_map)?;
+        Ok(OwnedFd::from(std::fs::File::open(
+            proc_dir.join("ns/user"),
+        )?))
+    })();
+    let _ = kill(pid, libc::SIGKILL);
+    let _ = waitpid(pid);
+    made
+}
+
 pub fn unshare(flags: libc::c_int) -> io::Result<()> {
     // SAFETY: unshare takes a flag word only.
     cvt(unsafe { libc::unshare(flags) }).map(drop)

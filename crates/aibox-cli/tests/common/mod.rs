@@ -20,6 +20,25 @@ pub fn is_root() -> bool {
     aibox_sys::geteuid() == 0
 }
 
+/// The unprivileged owner a test gives a directory it mounts read-write:
+/// as root, a sandbox acts there as the directory's owner, and one owned
+/// by root is refused. Rootless, the caller owns it already.
+pub const MOUNT_OWNER: u32 = 1000;
+
+/// Make `dir` (and what is in it) [`MOUNT_OWNER`]'s when running as root.
+pub fn give_to_user(dir: &std::path::Path) {
+    if !is_root() {
+        return;
+    }
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        std::os::unix::fs::lchown(&p, Some(MOUNT_OWNER), Some(MOUNT_OWNER)).unwrap();
+        if p.is_dir() && !p.is_symlink() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+}
+
 /// Can this process create a user namespace at all? Tests that need one
 /// call this and skip with a printed reason when not.
 pub fn sandboxes_supported() -> bool {
