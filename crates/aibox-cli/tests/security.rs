@@ -518,6 +518,58 @@ fn h2_user_key_cannot_open_host_loopback_or_metadata() {
     assert!(!own.is_empty());
 }
 
+/// M2b: in full mode the proxy connected from the host to the host's own
+/// public addresses, where daemons bound to every interface listen. Now
+/// they are local like loopback: refused with the reason, and a user key
+/// cannot open them without the ceiling's leave.
+#[test]
+fn m2b_the_hosts_own_addresses_are_local() {
+    require_sandboxes!();
+    let Some(own) = aibox_sys::interface_addresses()
+        .unwrap()
+        .into_iter()
+        .find(|ip| ip.is_ipv4() && aibox_types::egress::local_address_class(*ip).is_none())
+    else {
+        eprintln!("SKIP m2b_the_hosts_own_addresses_are_local: this host has no address outside the static local classes");
+        return;
+    };
+    let s = Server::start(&data_dir("m2b"));
+    let admin = s.admin();
+    let id = create(
+        &admin,
+        json!({"network": {"mode": "full", "enforcement": "proxy"}}),
+    );
+    // Nothing listens there: before, the proxy tried it (502); now the
+    // policy refuses it (403) without connecting.
+    let v = exec(
+        &admin,
+        &id,
+        json!([
+            "sh",
+            "-c",
+            format!("curl -s -m 10 -w '\n%{{http_code}}' http://{own}:9/")
+        ]),
+    );
+    let out = v["stdout"].as_str().unwrap();
+    assert!(out.ends_with("\n403"), "{v}");
+    assert!(out.contains("this host's own addresses"), "{v}");
+    let (_, key) = new_key(&admin, "tenant", "user");
+    let (status, v) = refused(
+        &s.client(&key),
+        Method::POST,
+        "/v1/sandboxes",
+        json!({"network": {"mode": "allowlist", "rules": [format!("{own}/32")]}}),
+    );
+    assert_eq!(status, 403, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("egress_local"),
+        "{v}"
+    );
+}
+
 /// The rest of the ceiling: limits, backends, mounts and public ports are
 /// refused beyond it with `permission_denied` naming the ceiling, and a
 /// ceiling an admin sets is validated.

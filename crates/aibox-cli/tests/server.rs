@@ -1618,11 +1618,9 @@ fn l4_egress_checks_raw_tcp_and_dns_by_the_rules() {
     let hosts = format!("git.test={ip},db.test={ip}");
     let s = Server::start_env(&data, &[("AIBOX_EGRESS_HOSTS", &hosts)]);
     let c = s.admin();
-    let mut rules = vec![format!("git.test:{ssh}")];
-    // A host address in a private range needs a rule that names it.
-    if aibox_types::egress::local_address_class(ip.parse().unwrap()).is_some() {
-        rules.push(format!("{ip}/32:{ssh}"));
-    }
+    // The servers listen on one of the host's own addresses, which is
+    // local to every policy (like loopback): it needs a rule naming it.
+    let rules = vec![format!("git.test:{ssh}"), format!("{ip}/32:{ssh}")];
     let v = c
         .json(
             Method::POST,
@@ -1687,9 +1685,7 @@ fn l4_egress_checks_raw_tcp_and_dns_by_the_rules() {
     // The policy is replaced at once: the other port becomes reachable.
     let mut wider = rules.clone();
     wider.push(format!("db.test:{other}"));
-    if aibox_types::egress::local_address_class(ip.parse().unwrap()).is_some() {
-        wider.push(format!("{ip}/32:{other}"));
-    }
+    wider.push(format!("{ip}/32:{other}"));
     c.json(
         Method::PATCH,
         &format!("/v1/sandboxes/{id}/network"),

@@ -139,7 +139,7 @@ where
             )
             .await;
         };
-        let Some((mut upstream, decision, host)) =
+        let Some((upstream, decision, host)) =
             open_upstream(&mut client, policy, resolver, report, &host, port).await?
         else {
             return Ok(());
@@ -147,39 +147,24 @@ where
         client
             .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
             .await?;
-        // The first bytes of the tunnel: a TLS ClientHello must name the
-        // host that was allowed.
-        let mut first = extra;
-        if first.is_empty() {
-            let mut buf = vec![0u8; MAX_HEAD];
-            let n = match tokio::time::timeout(HEAD_TIMEOUT, client.read(&mut buf)).await {
-                Ok(r) => r?,
-                Err(_) => 0,
-            };
-            first = buf[..n].to_vec();
+        // What the tunnel carries must name the host that was allowed
+        // (crate::tunnel), unless an address or a rule with its ports
+        // allowed it.
+        let expect = match &host {
+            Host::Name { name, .. } => crate::tunnel::Expect::for_name(policy, &decision, name),
+            Host::Ip(_) => crate::tunnel::Expect::Any,
+        };
+        let start = crate::tunnel::Start::Inspect(extra, expect, port);
+        if let crate::tunnel::Outcome::Refused(reason) =
+            crate::tunnel::splice(client, upstream, start).await?
+        {
+            report(Event {
+                destination: format!("{host}:{port}"),
+                allowed: false,
+                rule: decision.rule.clone(),
+                reason: format!("Tunnel to {host}:{port} refused: {reason}."),
+            });
         }
-        if first.first() == Some(&0x16) {
-            let sni = client_hello_sni(&first);
-            let ok = match (&host, &sni) {
-                (Host::Name { name, .. }, Some(s)) => s.eq_ignore_ascii_case(name),
-                (Host::Name { .. }, None) => false,
-                (Host::Ip(_), _) => true,
-            };
-            if !ok {
-                report(Event {
-                    destination: format!("{host}:{port}"),
-                    allowed: false,
-                    rule: decision.rule.clone(),
-                    reason: format!(
-                        "TLS to {host}:{port} refused: the handshake names {} instead.",
-                        sni.as_deref().unwrap_or("no server")
-                    ),
-                });
-                return Ok(());
-            }
-        }
-        upstream.write_all(&first).await?;
-        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
         return Ok(());
     }
     // Plain HTTP through the proxy: absolute-form URL.
@@ -201,6 +186,16 @@ where
         Some(v) => v,
         None => (authority.to_string(), 80),
     };
+    if req.headers_named("host").count() > 1 {
+        return refuse(
+            &mut client,
+            400,
+            "Bad Request",
+            "a request needs exactly one Host header\n",
+            None,
+        )
+        .await;
+    }
     if let Some(h) = req.header("host") {
         let (hh, hp) = split_authority(h).unwrap_or((h.to_string(), 80));
         if !hh
@@ -220,23 +215,16 @@ where
             return refuse(&mut client, 403, "Forbidden", &msg, None).await;
         }
     }
-    let Some((mut upstream, _, _)) =
+    let Some((upstream, _, _)) =
         open_upstream(&mut client, policy, resolver, report, &host_text, port).await?
     else {
         return Ok(());
     };
-    let mut out = format!("{} {} {}\r\n", req.method, path, req.version);
-    for (k, v) in &req.headers {
-        let lk = k.to_ascii_lowercase();
-        if lk.starts_with("proxy-") || lk == "connection" || lk == "keep-alive" {
-            continue;
-        }
-        out.push_str(&format!("{k}: {v}\r\n"));
-    }
-    out.push_str("Connection: close\r\n\r\n");
-    upstream.write_all(out.as_bytes()).await?;
-    upstream.write_all(&extra).await?;
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    // One request per connection, its body framed here: nothing the
+    // client pipelines after it reaches the server.
+    let path = path.to_string();
+    let start = crate::tunnel::Start::Request(req, path, extra);
+    crate::tunnel::splice(client, upstream, start).await?;
     Ok(())
 }
 
@@ -399,19 +387,23 @@ pub fn parse_request_head(data: &[u8]) -> Option<(String, String)> {
     Some((r.method, r.target))
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-struct Request {
-    method: String,
-    target: String,
-    version: String,
-    headers: Vec<(String, String)>,
+/// An HTTP/1 request head as the proxy reads it.
+#[derive(Debug)]
+pub struct Request {
+    pub method: String,
+    pub target: String,
+    pub version: String,
+    pub headers: Vec<(String, String)>,
 }
 
 impl Request {
-    fn parse(head: &str) -> Option<Request> {
+    /// The head up to (not including) the blank line; None when the proxy
+    /// refuses it.
+    pub fn parse(head: &str) -> Option<Request> {
         let mut lines = head.split("\r\n");
         let mut first = lines.next()?.split(' ');
         let (method, target, version) = (first.next()?, first.next()?, first.next()?);
@@ -444,16 +436,21 @@ impl Request {
         })
     }
 
-    fn header(&self, name: &str) -> Option<&str> {
+    fn header<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        self.headers_named(name).next()
+    }
+
+    /// Every value of the header `name`.
+    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.headers
             .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 }
 
 /// `host:port`, `[v6]:port` → (host, port).
-fn split_authority(a: &str) -> Option<(String, u16)> {
+pub(crate) fn split_authority(a: &str) -> Option<(String, u16)> {
     let (h, p) = if let Some(rest) = a.strip_prefix('[') {
         let (h, after) = rest.split_once(']')?;
         (h, after.strip_prefix(':')?)

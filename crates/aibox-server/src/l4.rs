@@ -24,7 +24,7 @@
 use crate::egress::{Event, Resolve};
 use aibox_types::egress::{Mode, Policy};
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
@@ -628,28 +628,28 @@ async fn connection(
     use std::os::fd::AsFd;
     let dst = aibox_sys::original_dst(conn.as_fd())?;
     let now = policy.read().unwrap_or_else(|p| p.into_inner()).clone();
-    match open(dst, &now, names, &**report).await {
-        Some(mut up) => {
-            let mut conn = conn;
-            let _ = conn.set_nodelay(true);
-            tokio::io::copy_bidirectional(&mut conn, &mut up).await?;
-        }
+    let mut conn = conn;
+    let _ = conn.set_nodelay(true);
+    let relayed = match decide(dst, &now, names, &**report) {
+        Some(expect) => splice(&mut conn, dst, Vec::new(), expect, &**report).await,
+        None => Ok(false),
+    };
+    if !matches!(relayed, Ok(true)) {
         // A reset, so the client sees the connection refused.
-        None => {
-            let _ = aibox_sys::set_linger_zero(conn.as_fd());
-        }
+        let _ = aibox_sys::set_linger_zero(conn.as_fd());
     }
     Ok(())
 }
 
 /// Decide a connection to `dst` (by the names the sandbox resolved to its
-/// address, else by the address), report it, and connect when allowed.
-async fn open(
+/// address, else by the address) and report it. Allowed: what its
+/// traffic must show (`crate::tunnel`).
+fn decide(
     dst: std::net::SocketAddrV4,
     policy: &Policy,
     names: &Names,
     report: &(dyn Fn(Event) + Send + Sync),
-) -> Option<tokio::net::TcpStream> {
+) -> Option<crate::tunnel::Expect> {
     let ip = *dst.ip();
     let known = names.of(ip);
     let d = policy.decide_connection(&known, IpAddr::V4(ip), dst.port());
@@ -663,17 +663,45 @@ async fn open(
         rule: d.rule.clone(),
         reason: d.reason.clone(),
     });
-    if !d.allowed {
-        return None;
-    }
-    let up = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        tokio::net::TcpStream::connect(SocketAddr::from((ip, dst.port()))),
-    )
-    .await;
+    d.allowed
+        .then(|| crate::tunnel::Expect::for_address(policy, &known, IpAddr::V4(ip), dst.port()))
+}
+
+async fn connect(dst: std::net::SocketAddrV4) -> Option<tokio::net::TcpStream> {
+    let up = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(dst)).await;
     let up = up.ok()?.ok()?;
     let _ = up.set_nodelay(true);
     Some(up)
+}
+
+/// Relay an allowed connection (see `crate::tunnel`). False: not
+/// connected, or refused.
+async fn splice<C>(
+    client: C,
+    dst: std::net::SocketAddrV4,
+    first: Vec<u8>,
+    expect: crate::tunnel::Expect,
+    report: &(dyn Fn(Event) + Send + Sync),
+) -> std::io::Result<bool>
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let Some(up) = connect(dst).await else {
+        return Ok(false);
+    };
+    let start = crate::tunnel::Start::Inspect(first, expect, dst.port());
+    match crate::tunnel::splice(client, up, start).await? {
+        crate::tunnel::Outcome::Relayed => Ok(true),
+        crate::tunnel::Outcome::Refused(reason) => {
+            report(Event {
+                destination: format!("{dst} (tcp)"),
+                allowed: false,
+                rule: None,
+                reason: format!("Connection to {dst} refused: {reason}."),
+            });
+            Ok(false)
+        }
+    }
 }
 
 /// A request of a sandbox's agent, on its egress socket (rootless L4):
@@ -697,17 +725,26 @@ where
         let Ok(dst) = dst.trim().parse::<std::net::SocketAddrV4>() else {
             return client.write_all(b"DENY malformed destination\n").await;
         };
-        return match open(dst, policy, names, report).await {
-            Some(mut up) => {
-                client.write_all(b"OK\n").await?;
-                if !extra.is_empty() {
-                    up.write_all(&extra).await?;
-                }
-                tokio::io::copy_bidirectional(&mut client, &mut up).await?;
-                Ok(())
-            }
-            None => client.write_all(b"DENY\n").await,
+        let Some(expect) = decide(dst, policy, names, report) else {
+            return client.write_all(b"DENY\n").await;
         };
+        // Connected before the answer, so a failure is a DENY.
+        let Some(up) = connect(dst).await else {
+            return client.write_all(b"DENY\n").await;
+        };
+        client.write_all(b"OK\n").await?;
+        let start = crate::tunnel::Start::Inspect(extra, expect, dst.port());
+        if let crate::tunnel::Outcome::Refused(reason) =
+            crate::tunnel::splice(client, up, start).await?
+        {
+            report(Event {
+                destination: format!("{dst} (tcp)"),
+                allowed: false,
+                rule: None,
+                reason: format!("Connection to {dst} refused: {reason}."),
+            });
+        }
+        return Ok(());
     }
     if let Some(len) = line.strip_prefix("DNS ") {
         let Some(len) = len.trim().parse::<usize>().ok().filter(|l| *l <= 4096) else {

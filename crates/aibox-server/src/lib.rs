@@ -30,6 +30,7 @@ pub mod snapshots;
 pub mod store;
 pub mod streaming;
 pub mod templates;
+pub mod tunnel;
 pub mod ui;
 pub mod ws;
 
@@ -1082,6 +1083,21 @@ pub async fn serve(mut config: Config, engine: Arc<dyn Engine>) -> anyhow::Resul
         .await
         .map_err(|e| anyhow::anyhow!(e.message))?;
 
+    // The host's own addresses are local to every egress policy (M2b);
+    // interfaces come and go, so they are read again every few seconds.
+    let read_addresses = || {
+        if let Ok(addrs) = aibox_sys::interface_addresses() {
+            aibox_types::egress::set_host_addresses(addrs);
+        }
+    };
+    read_addresses();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            read_addresses();
+        }
+    });
     let reaper = state.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));

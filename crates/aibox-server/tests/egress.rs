@@ -368,3 +368,98 @@ async fn agent_tcp_and_dns_requests_follow_the_rules() {
         "{ev:?}"
     );
 }
+
+/// An upstream that keeps everything it is sent (until the client stops
+/// for a moment), answers a fixed 200 and closes.
+async fn recorder() -> (u16, Arc<Mutex<Vec<u8>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let kept = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                while let Ok(Ok(n)) =
+                    tokio::time::timeout(std::time::Duration::from_millis(300), s.read(&mut buf))
+                        .await
+                {
+                    if n == 0 {
+                        break;
+                    }
+                    kept.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await;
+            });
+        }
+    });
+    (port, seen)
+}
+
+/// M2a: a destination allowed by a name rule is only ever reached by
+/// traffic that names it. The review's probe (`CONNECT allowed:80` then a
+/// request for another virtual host), a pipelined second request, and a
+/// protocol that names nothing never reach the server.
+#[tokio::test]
+async fn m2a_a_name_rule_holds_for_every_request_through_it() {
+    let (up, seen) = recorder().await;
+    // The address rule only unlocks loopback for the test; the name
+    // rule (no port) decides.
+    let policy = rules(
+        Mode::Allowlist,
+        &["allowed.test".into(), format!("127.0.0.1:{up}")],
+    );
+    let p = proxy(policy, &[("allowed.test", "127.0.0.1")]).await;
+    let connect = format!("CONNECT allowed.test:{up} HTTP/1.1\r\nHost: allowed.test:{up}\r\n\r\n");
+    let take = || std::mem::take(&mut *seen.lock().unwrap());
+
+    let r = ask(
+        &p,
+        format!("{connect}GET / HTTP/1.1\r\nHost: www.python.org\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await;
+    assert!(
+        r.contains("HTTP/1.1 403") && r.contains("names www.python.org"),
+        "{r}"
+    );
+    assert!(
+        take().is_empty(),
+        "the request for another host reached the server"
+    );
+
+    let smuggled = "GET / HTTP/1.1\r\nHost: other.test\r\n\r\n";
+    for first in [
+        format!("{connect}GET / HTTP/1.1\r\nHost: allowed.test:{up}\r\n\r\n"),
+        format!("GET http://allowed.test:{up}/ HTTP/1.1\r\nHost: allowed.test:{up}\r\n\r\n"),
+        format!(
+            "{connect}POST / HTTP/1.1\r\nHost: allowed.test:{up}\r\nContent-Length: 2\r\n\r\nhi"
+        ),
+    ] {
+        let r = ask(&p, format!("{first}{smuggled}").as_bytes()).await;
+        assert!(r.ends_with("ok"), "{r}");
+        let got = String::from_utf8(take()).unwrap();
+        assert!(got.contains("Connection: close\r\n\r\n"), "{got}");
+        assert!(
+            !got.contains("other.test"),
+            "a pipelined request went through: {got}"
+        );
+    }
+
+    let r = ask(&p, format!("{connect}SSH-2.0-OpenSSH_9.2\r\n").as_bytes()).await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(!r.contains("ok"), "{r}");
+    assert!(
+        take().is_empty(),
+        "a protocol naming nothing reached the server"
+    );
+    let ev = p.events.lock().unwrap();
+    assert!(
+        ev.iter()
+            .any(|e| !e.allowed && e.reason.contains("neither TLS nor an HTTP/1 request")),
+        "{ev:?}"
+    );
+}

@@ -132,6 +132,44 @@ pub fn mapped_userns(uid_map: &str, gid_map: &str) -> io::Result<OwnedFd> {
     made
 }
 
+/// Every address of this host's interfaces (getifaddrs), IPv4 and IPv6.
+pub fn interface_addresses() -> io::Result<Vec<std::net::IpAddr>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list we free below.
+    cvt(unsafe { libc::getifaddrs(&mut head) })?;
+    let mut out = Vec::new();
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: cur is a live node of the list getifaddrs returned.
+        let ifa = unsafe { &*cur };
+        if !ifa.ifa_addr.is_null() {
+            // SAFETY: ifa_addr points at a sockaddr whose family says
+            // which struct it is.
+            match i32::from(unsafe { (*ifa.ifa_addr).sa_family }) {
+                libc::AF_INET => {
+                    // SAFETY: an AF_INET sockaddr is a sockaddr_in.
+                    let a = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+                    out.push(std::net::IpAddr::V4(std::net::Ipv4Addr::from(
+                        u32::from_be(a.sin_addr.s_addr),
+                    )));
+                }
+                libc::AF_INET6 => {
+                    // SAFETY: an AF_INET6 sockaddr is a sockaddr_in6.
+                    let a = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
+                    out.push(std::net::IpAddr::V6(std::net::Ipv6Addr::from(
+                        a.sin6_addr.s6_addr,
+                    )));
+                }
+                _ => {}
+            }
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: head came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(out)
+}
+
 pub fn unshare(flags: libc::c_int) -> io::Result<()> {
     // SAFETY: unshare takes a flag word only.
     cvt(unsafe { libc::unshare(flags) }).map(drop)

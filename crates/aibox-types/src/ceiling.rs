@@ -315,6 +315,13 @@ fn local_blocks() -> Vec<(Cidr, &'static str)> {
     for (a, p, class) in LOCAL_V6 {
         push(IpAddr::V6(a), p, class);
     }
+    for ip in crate::egress::host_addresses() {
+        push(
+            ip,
+            if ip.is_ipv4() { 32 } else { 128 },
+            crate::egress::HOST_ADDRESS,
+        );
+    }
     out
 }
 

@@ -229,6 +229,17 @@ pub struct Rule {
     pub text: String,
 }
 
+impl Rule {
+    /// Does this rule trust whatever a connection it allows carries? An
+    /// address rule does, and so does a name rule that names its ports
+    /// (`git.example:22`: the operator opted that port in, for protocols
+    /// that carry no name). Otherwise a name rule holds only for traffic
+    /// that names it (TLS SNI, an HTTP Host), as the egress proxy checks.
+    pub fn trusts_any_traffic(&self) -> bool {
+        matches!(self.target, Target::Cidr(_)) || self.ports != Ports::ANY
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid egress rule {rule:?}: {why}")]
 pub struct RuleError {
@@ -460,10 +471,37 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 /// Why an address is refused unless a rule names it, or None when it is an
 /// ordinary public address.
 pub fn local_address_class(ip: IpAddr) -> Option<&'static str> {
-    match canonical(ip) {
+    let ip = canonical(ip);
+    match ip {
         IpAddr::V4(v4) => v4_class(v4),
         IpAddr::V6(v6) => v6_class(v6),
     }
+    .or_else(|| host_addresses().contains(&ip).then_some(HOST_ADDRESS))
+}
+
+/// The class of the host's own addresses (the review's M2b: a daemon the
+/// host binds to every interface was reachable at the host's public
+/// address, which the static classes do not know).
+pub const HOST_ADDRESS: &str = "one of this host's own addresses";
+
+static HOST_ADDRESSES: std::sync::RwLock<Vec<IpAddr>> = std::sync::RwLock::new(Vec::new());
+
+/// Tell the policy which addresses are the host's own (the server reads
+/// its interfaces at start and again every few seconds): they are local,
+/// like loopback.
+pub fn set_host_addresses(addrs: impl IntoIterator<Item = IpAddr>) {
+    let mut v: Vec<IpAddr> = addrs.into_iter().map(canonical).collect();
+    v.sort();
+    v.dedup();
+    *HOST_ADDRESSES.write().unwrap_or_else(|p| p.into_inner()) = v;
+}
+
+/// The host's own addresses, as last set.
+pub fn host_addresses() -> Vec<IpAddr> {
+    HOST_ADDRESSES
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
 }
 
 fn v4_class(ip: Ipv4Addr) -> Option<&'static str> {
@@ -611,8 +649,14 @@ impl Policy {
     /// refusal comes back now (`Some`), so a name no rule allows never
     /// reaches a DNS server, and the sandbox cannot carry data out in DNS
     /// queries. `None`: resolve it, then call [`decide`](Self::decide).
+    /// The rule a decision names, if one decided.
+    pub fn rule_of(&self, d: &Decision) -> Option<&Rule> {
+        let text = d.rule.as_ref()?;
+        self.rules.iter().find(|r| &r.text == text)
+    }
+
     pub fn precheck_name(&self, host: &Host, port: u16) -> Option<Decision> {
-        let Host::Name { name, .. } = host else {
+        let Host::Name { .. } = host else {
             return None;
         };
         let names_only = Policy {
@@ -624,14 +668,14 @@ impl Policy {
                 .cloned()
                 .collect(),
         };
-        // A documentation address (TEST-NET-1) stands in for the lookup:
-        // only name rules are left, and it is no local address.
-        let probe = Host::Name {
-            name: name.clone(),
-            resolved: vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))],
-        };
-        let d = names_only.decide(&probe, port);
-        (!d.allowed).then_some(d)
+        // Only the rules decide here: the addresses come later.
+        let hit = names_only.first_match(host, port);
+        let allowed = self.mode != Mode::None
+            && match hit {
+                Some(i) => names_only.rules[i].action == Action::Allow,
+                None => self.mode == Mode::Full,
+            };
+        (!allowed).then(|| names_only.decide(host, port))
     }
 
     /// May the name be resolved for a connection on some port? (The
@@ -930,6 +974,38 @@ mod tests {
             "{}",
             d.reason
         );
+    }
+
+    /// M2b: the host's own addresses are local like loopback, so a
+    /// daemon bound to every interface is not reachable at the host's
+    /// public address without a rule naming it (and the ceiling treats
+    /// such a rule like one for loopback).
+    #[test]
+    fn m2b_the_hosts_own_addresses_are_local() {
+        // Addresses no other test uses: the set is process-wide.
+        set_host_addresses([
+            "198.18.77.77".parse().unwrap(),
+            "2001:db8:77::77".parse().unwrap(),
+        ]);
+        let p = policy(Mode::Full, &[]);
+        for h in ["198.18.77.77", "[2001:db8:77::77]", "::ffff:198.18.77.77"] {
+            let d = p.decide(&ip(h), 22);
+            assert!(!d.allowed, "{h}");
+            assert!(d.reason.contains(HOST_ADDRESS), "{}", d.reason);
+        }
+        let d = p.decide(&name("host.example", &["198.18.77.77"]), 443);
+        assert!(
+            !d.allowed && d.reason.contains(HOST_ADDRESS),
+            "{}",
+            d.reason
+        );
+        assert!(p.decide(&ip("198.18.77.78"), 22).allowed);
+        let open = policy(Mode::Allowlist, &["198.18.77.77/32:22"]);
+        assert!(open.decide(&ip("198.18.77.77"), 22).allowed);
+        let ceiling = crate::ceiling::Ceiling::default();
+        let rule: Rule = "198.18.0.0/15".parse().unwrap();
+        let e = ceiling.check_rules(&[rule]).unwrap_err();
+        assert!(e.to_string().contains(HOST_ADDRESS), "{e}");
     }
 
     #[test]
