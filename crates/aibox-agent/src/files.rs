@@ -34,7 +34,9 @@ impl Drop for FsIds {
     }
 }
 
-fn resolve(agent: &Agent, path: &str) -> Result<PathBuf, Failure> {
+/// The absolute path a request names (relative ones are taken from the
+/// sandbox's working directory).
+fn absolute(agent: &Agent, path: &str) -> Result<PathBuf, Failure> {
     if path.is_empty() || path.contains('\0') {
         return Err(Failure::new(
             ErrorCode::InvalidArgument,
@@ -47,6 +49,107 @@ fn resolve(agent: &Agent, path: &str) -> Result<PathBuf, Failure> {
     } else {
         Path::new(&agent.cfg.workdir).join(p)
     })
+}
+
+/// Where a file operation acts, pinned: its parent directory held open and
+/// its last name, so nothing can swap a directory of the path for a link
+/// between the check and the use. Resolution follows the sandbox's own
+/// symlinks but never a magic link (`RESOLVE_NO_MAGICLINKS`: PID 1 holds a
+/// descriptor of a host directory, and `/proc/1/fd/N/..` led there, the
+/// review's L1), and never acts in /proc or /sys: the file API is for the
+/// sandbox's files; the kernel's view is for commands.
+struct At {
+    dir: std::os::fd::OwnedFd,
+    name: std::ffi::OsString,
+    /// The path as asked, for replies.
+    shown: PathBuf,
+}
+
+impl At {
+    fn locate(agent: &Agent, path: &str, create_parents: bool) -> Result<At, Failure> {
+        let shown = absolute(agent, path)?;
+        let (parent, name) = match shown.file_name() {
+            Some(n) if !shown.ends_with(".") => {
+                (shown.parent().unwrap_or(Path::new("/")), n.to_os_string())
+            }
+            // `/`, or a path ending in `..` or `.`: the directory itself.
+            _ => (shown.as_path(), ".".into()),
+        };
+        let dir = open_dir(parent, create_parents).map_err(|e| Failure::io(path, &e))?;
+        Ok(At { dir, name, shown })
+    }
+
+    /// The path std::fs acts on: the held directory, then the name.
+    fn path(&self) -> PathBuf {
+        fd_path(&self.dir).join(&self.name)
+    }
+
+    /// The object itself, a symlink at the end followed as everywhere
+    /// else (never a magic one), held open: its path to act on.
+    fn follow(&self) -> std::io::Result<(std::os::fd::OwnedFd, PathBuf)> {
+        use std::os::fd::AsFd;
+        let fd = aibox_sys::openat2(
+            self.dir.as_fd(),
+            Path::new(&self.name),
+            libc::O_PATH,
+            0,
+            aibox_sys::resolve::NO_MAGICLINKS,
+        )?;
+        not_kernel(&fd)?;
+        let path = fd_path(&fd);
+        Ok((fd, path))
+    }
+
+    fn shown(&self) -> String {
+        self.shown.to_string_lossy().into_owned()
+    }
+}
+
+fn fd_path(fd: &std::os::fd::OwnedFd) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// Refuse /proc and /sys.
+fn not_kernel(fd: &std::os::fd::OwnedFd) -> std::io::Result<()> {
+    match aibox_sys::statfs_type(&fd_path(fd))? {
+        PROC_SUPER_MAGIC | SYSFS_MAGIC => Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "the file API does not reach /proc or /sys (run a command to read them)",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Open the directory `path` one component at a time from `/`, never
+/// through a magic link, creating what is missing when asked.
+fn open_dir(path: &Path, create: bool) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::AsFd;
+    use std::path::Component;
+    let flags = libc::O_PATH | libc::O_DIRECTORY;
+    let nomagic = aibox_sys::resolve::NO_MAGICLINKS;
+    let root = std::fs::File::open("/")?;
+    let mut dir = aibox_sys::openat2(root.as_fd(), Path::new("/"), flags, 0, nomagic)?;
+    for c in path.components() {
+        let name = match c {
+            Component::Normal(n) => Path::new(n),
+            Component::ParentDir => Path::new(".."),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => continue,
+        };
+        let next = match aibox_sys::openat2(dir.as_fd(), name, flags, 0, nomagic) {
+            Err(e) if create && e.kind() == std::io::ErrorKind::NotFound => {
+                match fs::create_dir(fd_path(&dir).join(name)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+                    _ => {}
+                }
+                aibox_sys::openat2(dir.as_fd(), name, flags, 0, nomagic)?
+            }
+            r => r?,
+        };
+        dir = next;
+    }
+    not_kernel(&dir)?;
+    Ok(dir)
 }
 
 pub fn stat(path: &Path, display: &str) -> std::io::Result<FileStat> {
@@ -84,10 +187,11 @@ fn value<T: serde::Serialize>(v: &T) -> serde_json::Value {
 pub(crate) fn handle(agent: &Agent, s: &mut UnixStream, op: Op) -> OpResult {
     match op {
         Op::FileRead { path, user } => {
-            let p = resolve(agent, &path)?;
             let _ids = FsIds::enter(uid_for(agent, user)?)?;
+            let at = At::locate(agent, &path, false)?;
+            let (_held, p) = at.follow().map_err(|e| Failure::io(&path, &e))?;
             let mut f = fs::File::open(&p).map_err(|e| Failure::io(&path, &e))?;
-            let st = stat(&p, &p.to_string_lossy()).map_err(|e| Failure::io(&path, &e))?;
+            let st = stat(&at.path(), &at.shown()).map_err(|e| Failure::io(&path, &e))?;
             // The opened file, not the path: a symlink to a directory is one.
             let is_dir = f.metadata().map(|m| m.is_dir()).unwrap_or(false);
             if st.kind == FileKind::Dir || is_dir {
@@ -112,21 +216,25 @@ pub(crate) fn handle(agent: &Agent, s: &mut UnixStream, op: Op) -> OpResult {
             user,
             parents,
         } => {
-            let p = resolve(agent, &path)?;
             let mut body = FrameReader::new(s);
             let r = (|| -> Result<FileStat, Failure> {
                 let _ids = FsIds::enter(uid_for(agent, user)?)?;
-                let name = p.file_name().ok_or_else(|| {
-                    Failure::new(
+                let at = At::locate(agent, &path, parents)?;
+                if at.name == "." {
+                    return Err(Failure::new(
                         ErrorCode::InvalidArgument,
                         format!("{path}: not a file path"),
-                    )
-                })?;
-                let dir = p.parent().unwrap_or(Path::new("/"));
-                if parents {
-                    fs::create_dir_all(dir).map_err(|e| Failure::io(&dir.to_string_lossy(), &e))?;
+                    ));
                 }
-                if p.is_dir() {
+                let (name, dir, p) = (&at.name, fd_path(&at.dir), at.path());
+                // What is there now (a link followed): a directory is
+                // refused, a file gives its mode.
+                let now = match at.follow() {
+                    Ok((_held, real)) => fs::metadata(real).ok(),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                    Err(e) => return Err(Failure::io(&path, &e)),
+                };
+                if now.as_ref().is_some_and(|m| m.is_dir()) {
                     return Err(Failure::new(
                         ErrorCode::InvalidArgument,
                         format!("{path}: is a directory"),
@@ -134,7 +242,7 @@ pub(crate) fn handle(agent: &Agent, s: &mut UnixStream, op: Op) -> OpResult {
                 }
                 let mode = mode
                     .map(|m| m & 0o7777)
-                    .or_else(|| fs::metadata(&p).ok().map(|m| m.mode() & 0o7777))
+                    .or_else(|| now.map(|m| m.mode() & 0o7777))
                     .unwrap_or(0o644);
                 // Atomic: write a temp file next to the target, then rename.
                 let tmp = dir.join(format!(
@@ -155,16 +263,16 @@ pub(crate) fn handle(agent: &Agent, s: &mut UnixStream, op: Op) -> OpResult {
                     let _ = fs::remove_file(&tmp);
                     return Err(Failure::io(&path, &e));
                 }
-                stat(&p, &p.to_string_lossy()).map_err(|e| Failure::io(&path, &e))
+                stat(&p, &at.shown()).map_err(|e| Failure::io(&path, &e))
             })();
             // Keep the connection in sync even when we failed early.
             let _ = body.drain();
             ok(s, value(&r?))
         }
         Op::FileStat { path, user } => {
-            let p = resolve(agent, &path)?;
             let _ids = FsIds::enter(uid_for(agent, user)?)?;
-            let st = stat(&p, &p.to_string_lossy()).map_err(|e| Failure::io(&path, &e))?;
+            let at = At::locate(agent, &path, false)?;
+            let st = stat(&at.path(), &at.shown()).map_err(|e| Failure::io(&path, &e))?;
             ok(s, value(&st))
         }
         Op::FileList {
@@ -172,11 +280,13 @@ pub(crate) fn handle(agent: &Agent, s: &mut UnixStream, op: Op) -> OpResult {
             recursive,
             user,
         } => {
-            let p = resolve(agent, &path)?;
             let _ids = FsIds::enter(uid_for(agent, user)?)?;
+            let at = At::locate(agent, &path, false)?;
+            let (_held, p) = at.follow().map_err(|e| Failure::io(&path, &e))?;
             let mut out = Vec::new();
             let mut budget = MAX_LIST_BYTES;
-            list(&p, recursive, 0, &mut out, &mut budget).map_err(|e| Failure::io(&path, &e))?;
+            list(&p, &at.shown, recursive, 0, &mut out, &mut budget)
+                .map_err(|e| Failure::io(&path, &e))?;
             if budget == 0 {
                 return Err(Failure::new(
                     ErrorCode::InvalidArgument,
@@ -186,16 +296,18 @@ pub(crate) fn handle(agent: &Agent, s: &mut UnixStream, op: Op) -> OpResult {
             ok(s, value(&out))
         }
         Op::Mkdir { path, mode, user } => {
-            let p = resolve(agent, &path)?;
             let _ids = FsIds::enter(uid_for(agent, user)?)?;
+            let at = At::locate(agent, &path, true)?;
+            let p = at.path();
             let mut b = fs::DirBuilder::new();
             std::os::unix::fs::DirBuilderExt::mode(&mut b, mode.unwrap_or(0o755) & 0o7777);
-            b.recursive(true)
-                .create(&p)
-                .map_err(|e| Failure::io(&path, &e))?;
+            match b.create(&p) {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && p.is_dir() => {}
+                r => r.map_err(|e| Failure::io(&path, &e))?,
+            }
             ok(
                 s,
-                value(&stat(&p, &p.to_string_lossy()).map_err(|e| Failure::io(&path, &e))?),
+                value(&stat(&p, &at.shown()).map_err(|e| Failure::io(&path, &e))?),
             )
         }
         Op::Remove {
@@ -203,14 +315,15 @@ pub(crate) fn handle(agent: &Agent, s: &mut UnixStream, op: Op) -> OpResult {
             recursive,
             user,
         } => {
-            let p = resolve(agent, &path)?;
-            if p == Path::new("/") {
+            let _ids = FsIds::enter(uid_for(agent, user)?)?;
+            let at = At::locate(agent, &path, false)?;
+            if at.name == "." {
                 return Err(Failure::new(
                     ErrorCode::InvalidArgument,
-                    "refusing to remove /",
+                    format!("refusing to remove {path}: name what is in it"),
                 ));
             }
-            let _ids = FsIds::enter(uid_for(agent, user)?)?;
+            let p = at.path();
             let md = fs::symlink_metadata(&p).map_err(|e| Failure::io(&path, &e))?;
             let r = if md.is_dir() {
                 if recursive {
@@ -225,17 +338,22 @@ pub(crate) fn handle(agent: &Agent, s: &mut UnixStream, op: Op) -> OpResult {
             ok(s, serde_json::Value::Null)
         }
         Op::Rename { from, to, user } => {
-            let (a, b) = (resolve(agent, &from)?, resolve(agent, &to)?);
             let _ids = FsIds::enter(uid_for(agent, user)?)?;
-            fs::rename(&a, &b).map_err(|e| Failure::io(&format!("{from} -> {to}"), &e))?;
+            let (a, b) = (
+                At::locate(agent, &from, false)?,
+                At::locate(agent, &to, false)?,
+            );
+            fs::rename(a.path(), b.path())
+                .map_err(|e| Failure::io(&format!("{from} -> {to}"), &e))?;
             ok(s, serde_json::Value::Null)
         }
         Op::TarUpload { path, user } => {
-            let p = resolve(agent, &path)?;
             let mut body = FrameReader::new(s);
             let r = (|| -> Result<(), Failure> {
                 let _ids = FsIds::enter(uid_for(agent, user)?)?;
-                fs::create_dir_all(&p).map_err(|e| Failure::io(&path, &e))?;
+                let dir =
+                    open_dir(&absolute(agent, &path)?, true).map_err(|e| Failure::io(&path, &e))?;
+                let p = fd_path(&dir);
                 let mut ar = tar::Archive::new(&mut body);
                 ar.set_preserve_permissions(true);
                 ar.set_overwrite(true);
@@ -259,8 +377,9 @@ pub(crate) fn handle(agent: &Agent, s: &mut UnixStream, op: Op) -> OpResult {
             ok(s, serde_json::Value::Null)
         }
         Op::TarDownload { path, user } => {
-            let p = resolve(agent, &path)?;
             let _ids = FsIds::enter(uid_for(agent, user)?)?;
+            let at = At::locate(agent, &path, false)?;
+            let p = at.path();
             let md = fs::symlink_metadata(&p).map_err(|e| Failure::io(&path, &e))?;
             ok(s, serde_json::Value::Null)?;
             let mut w = FrameWriter::new(s);
@@ -270,7 +389,8 @@ pub(crate) fn handle(agent: &Agent, s: &mut UnixStream, op: Op) -> OpResult {
                 let res = if md.is_dir() {
                     append_tree(&mut b, Path::new("."), &p, 0)
                 } else {
-                    let name = p
+                    let name = at
+                        .shown
                         .file_name()
                         .map(PathBuf::from)
                         .unwrap_or_else(|| "file".into());
@@ -295,6 +415,7 @@ pub(crate) fn handle(agent: &Agent, s: &mut UnixStream, op: Op) -> OpResult {
 /// (which reaches 0 when it did not: the caller reports that).
 fn list(
     dir: &Path,
+    shown: &Path,
     recursive: bool,
     depth: usize,
     out: &mut Vec<FileStat>,
@@ -304,7 +425,8 @@ fn list(
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let path = e.path();
-        let Ok(st) = stat(&path, &path.to_string_lossy()) else {
+        let shown = shown.join(e.file_name());
+        let Ok(st) = stat(&path, &shown.to_string_lossy()) else {
             continue;
         };
         // JSON of one entry: the path (escaped at most 6×) plus ~150 bytes.
@@ -318,7 +440,7 @@ fn list(
         out.push(st);
         if recursive && is_dir && depth < 64 {
             // Unreadable subdirectories are listed but not descended into.
-            let _ = list(&path, true, depth + 1, out, budget);
+            let _ = list(&path, &shown, true, depth + 1, out, budget);
             if *budget == 0 {
                 return Ok(());
             }

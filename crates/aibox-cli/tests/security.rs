@@ -1380,3 +1380,80 @@ fn m3_the_creators_environment_never_reaches_a_sandbox() {
         common::stdout(&o)
     );
 }
+
+/// L1: the agent's file API took paths as given, so `/proc/1/fd/N/..`
+/// reached the host directory PID 1 holds a descriptor of (stat as a
+/// minimum, read and write where Landlock is absent), and listing
+/// `/proc/1/fd` showed host paths. Now it never resolves through a magic
+/// link, never acts in /proc or /sys, and a planted link to either is
+/// refused too; the sandbox's own files and links work as before.
+#[test]
+fn l1_the_file_api_never_passes_through_proc() {
+    require_sandboxes!();
+    let s = Server::start(&data_dir("l1"));
+    let (_, key) = new_key(&s.admin(), "tenant", "user");
+    let c = s.client(&key);
+    // With network, PID 1 holds the host directory of the egress socket.
+    let id = create(
+        &c,
+        json!({"network": {"mode": "allowlist", "rules": ["pypi.org"]}}),
+    );
+    let get = |q: String| {
+        let r = c
+            .send(
+                Method::GET,
+                &format!("/v1/sandboxes/{id}/files{q}"),
+                Body::Empty,
+                &[],
+            )
+            .unwrap();
+        (r.status, String::from_utf8_lossy(&r.body).to_string())
+    };
+    let (status, body) = get("/list?path=/proc/1/fd".into());
+    assert!(status >= 400, "/proc/1/fd was listed: {body}");
+    assert!(body.contains("/proc"), "{body}");
+    for n in 0..16 {
+        for q in [
+            format!("/stat?path=/proc/1/fd/{n}/.."),
+            format!("/list?path=/proc/1/fd/{n}/.."),
+            format!("?path=/proc/1/fd/{n}/../egress.sock"),
+            format!("/stat?path=/proc/self/root/proc/1/fd/{n}"),
+        ] {
+            let (status, body) = get(q.clone());
+            assert!(status >= 400, "{q}: {body}");
+        }
+    }
+    // A link the sandbox plants to a magic link, or into /proc.
+    let v = exec(
+        &c,
+        &id,
+        json!(["sh", "-c", "mkdir -p /workspace/d && echo mine > /workspace/d/f && ln -s /proc/1/fd/3/.. /workspace/up && ln -s /proc/1 /workspace/p1 && ln -s d /workspace/alias"]),
+    );
+    assert_eq!(v["exit_code"], 0, "{v}");
+    for q in [
+        "/list?path=/workspace/up",
+        "?path=/workspace/p1/environ",
+        "/list?path=/workspace/p1/fd",
+    ] {
+        let (status, body) = get(q.into());
+        assert!(status >= 400, "{q}: {body}");
+    }
+    // The sandbox's own files, through its own links, as before.
+    let (status, body) = get("?path=/workspace/alias/f".into());
+    assert_eq!((status, body.as_str()), (200, "mine\n"));
+    let (status, body) = get("/list?path=/workspace".into());
+    assert_eq!(status, 200, "{body}");
+    let listed: Value = serde_json::from_str(&body).unwrap();
+    let paths: Vec<&str> = listed["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        paths.contains(&"/workspace/up") && paths.contains(&"/workspace/d"),
+        "{paths:?}"
+    );
+    let (status, body) = get("/stat?path=/workspace/up".into());
+    assert_eq!(status, 200, "the link itself can be looked at: {body}");
+}
