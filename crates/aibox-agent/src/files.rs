@@ -56,17 +56,22 @@ fn absolute(agent: &Agent, path: &str) -> Result<PathBuf, Failure> {
 /// between the check and the use. Resolution follows the sandbox's own
 /// symlinks but never a magic link (`RESOLVE_NO_MAGICLINKS`: PID 1 holds a
 /// descriptor of a host directory, and `/proc/1/fd/N/..` led there, the
-/// review's L1), and never acts in /proc or /sys: the file API is for the
-/// sandbox's files; the kernel's view is for commands.
+/// review's L1). In /proc and /sys the file API only reads files (the
+/// host reads a guest's `/proc/net/tcp` so): it lists, stats and changes
+/// nothing there, so no link target there is shown.
 struct At {
     dir: std::os::fd::OwnedFd,
     name: std::ffi::OsString,
     /// The path as asked, for replies.
     shown: PathBuf,
+    /// Only a read: /proc and /sys allowed.
+    reads: bool,
 }
 
 impl At {
-    fn locate(agent: &Agent, path: &str, create_parents: bool) -> Result<At, Failure> {
+    /// `reads`: the operation only reads a file, which may lie in /proc
+    /// or /sys.
+    fn locate(agent: &Agent, path: &str, create_parents: bool, reads: bool) -> Result<At, Failure> {
         let shown = absolute(agent, path)?;
         let (parent, name) = match shown.file_name() {
             Some(n) if !shown.ends_with(".") => {
@@ -75,8 +80,13 @@ impl At {
             // `/`, or a path ending in `..` or `.`: the directory itself.
             _ => (shown.as_path(), ".".into()),
         };
-        let dir = open_dir(parent, create_parents).map_err(|e| Failure::io(path, &e))?;
-        Ok(At { dir, name, shown })
+        let dir = open_dir(parent, create_parents, reads).map_err(|e| Failure::io(path, &e))?;
+        Ok(At {
+            dir,
+            name,
+            shown,
+            reads,
+        })
     }
 
     /// The path std::fs acts on: the held directory, then the name.
@@ -95,7 +105,9 @@ impl At {
             0,
             aibox_sys::resolve::NO_MAGICLINKS,
         )?;
-        not_kernel(&fd)?;
+        if !self.reads {
+            not_kernel(&fd)?;
+        }
         let path = fd_path(&fd);
         Ok((fd, path))
     }
@@ -115,15 +127,16 @@ fn not_kernel(fd: &std::os::fd::OwnedFd) -> std::io::Result<()> {
     match aibox_sys::statfs_type(&fd_path(fd))? {
         PROC_SUPER_MAGIC | SYSFS_MAGIC => Err(std::io::Error::new(
             std::io::ErrorKind::PermissionDenied,
-            "the file API does not reach /proc or /sys (run a command to read them)",
+            "in /proc and /sys the file API only reads files (run a command for the rest)",
         )),
         _ => Ok(()),
     }
 }
 
 /// Open the directory `path` one component at a time from `/`, never
-/// through a magic link, creating what is missing when asked.
-fn open_dir(path: &Path, create: bool) -> std::io::Result<std::os::fd::OwnedFd> {
+/// through a magic link, creating what is missing when asked; in /proc or
+/// /sys only when `reads`.
+fn open_dir(path: &Path, create: bool, reads: bool) -> std::io::Result<std::os::fd::OwnedFd> {
     use std::os::fd::AsFd;
     use std::path::Component;
     let flags = libc::O_PATH | libc::O_DIRECTORY;
@@ -148,7 +161,9 @@ fn open_dir(path: &Path, create: bool) -> std::io::Result<std::os::fd::OwnedFd> 
         };
         dir = next;
     }
-    not_kernel(&dir)?;
+    if !reads {
+        not_kernel(&dir)?;
+    }
     Ok(dir)
 }
 
@@ -188,7 +203,7 @@ pub(crate) fn handle(agent: &Agent, s: &mut UnixStream, op: Op) -> OpResult {
     match op {
         Op::FileRead { path, user } => {
             let _ids = FsIds::enter(uid_for(agent, user)?)?;
-            let at = At::locate(agent, &path, false)?;
+            let at = At::locate(agent, &path, false, true)?;
             let (_held, p) = at.follow().map_err(|e| Failure::io(&path, &e))?;
             let mut f = fs::File::open(&p).map_err(|e| Failure::io(&path, &e))?;
             let st = stat(&at.path(), &at.shown()).map_err(|e| Failure::io(&path, &e))?;
@@ -219,7 +234,7 @@ pub(crate) fn handle(agent: &Agent, s: &mut UnixStream, op: Op) -> OpResult {
             let mut body = FrameReader::new(s);
             let r = (|| -> Result<FileStat, Failure> {
                 let _ids = FsIds::enter(uid_for(agent, user)?)?;
-                let at = At::locate(agent, &path, parents)?;
+                let at = At::locate(agent, &path, parents, false)?;
                 if at.name == "." {
                     return Err(Failure::new(
                         ErrorCode::InvalidArgument,
@@ -271,7 +286,7 @@ pub(crate) fn handle(agent: &Agent, s: &mut UnixStream, op: Op) -> OpResult {
         }
         Op::FileStat { path, user } => {
             let _ids = FsIds::enter(uid_for(agent, user)?)?;
-            let at = At::locate(agent, &path, false)?;
+            let at = At::locate(agent, &path, false, false)?;
             let st = stat(&at.path(), &at.shown()).map_err(|e| Failure::io(&path, &e))?;
             ok(s, value(&st))
         }
@@ -281,7 +296,7 @@ pub(crate) fn handle(agent: &Agent, s: &mut UnixStream, op: Op) -> OpResult {
             user,
         } => {
             let _ids = FsIds::enter(uid_for(agent, user)?)?;
-            let at = At::locate(agent, &path, false)?;
+            let at = At::locate(agent, &path, false, false)?;
             let (_held, p) = at.follow().map_err(|e| Failure::io(&path, &e))?;
             let mut out = Vec::new();
             let mut budget = MAX_LIST_BYTES;
@@ -297,7 +312,7 @@ pub(crate) fn handle(agent: &Agent, s: &mut UnixStream, op: Op) -> OpResult {
         }
         Op::Mkdir { path, mode, user } => {
             let _ids = FsIds::enter(uid_for(agent, user)?)?;
-            let at = At::locate(agent, &path, true)?;
+            let at = At::locate(agent, &path, true, false)?;
             let p = at.path();
             let mut b = fs::DirBuilder::new();
             std::os::unix::fs::DirBuilderExt::mode(&mut b, mode.unwrap_or(0o755) & 0o7777);
@@ -316,7 +331,7 @@ pub(crate) fn handle(agent: &Agent, s: &mut UnixStream, op: Op) -> OpResult {
             user,
         } => {
             let _ids = FsIds::enter(uid_for(agent, user)?)?;
-            let at = At::locate(agent, &path, false)?;
+            let at = At::locate(agent, &path, false, false)?;
             if at.name == "." {
                 return Err(Failure::new(
                     ErrorCode::InvalidArgument,
@@ -340,8 +355,8 @@ pub(crate) fn handle(agent: &Agent, s: &mut UnixStream, op: Op) -> OpResult {
         Op::Rename { from, to, user } => {
             let _ids = FsIds::enter(uid_for(agent, user)?)?;
             let (a, b) = (
-                At::locate(agent, &from, false)?,
-                At::locate(agent, &to, false)?,
+                At::locate(agent, &from, false, false)?,
+                At::locate(agent, &to, false, false)?,
             );
             fs::rename(a.path(), b.path())
                 .map_err(|e| Failure::io(&format!("{from} -> {to}"), &e))?;
@@ -351,8 +366,8 @@ pub(crate) fn handle(agent: &Agent, s: &mut UnixStream, op: Op) -> OpResult {
             let mut body = FrameReader::new(s);
             let r = (|| -> Result<(), Failure> {
                 let _ids = FsIds::enter(uid_for(agent, user)?)?;
-                let dir =
-                    open_dir(&absolute(agent, &path)?, true).map_err(|e| Failure::io(&path, &e))?;
+                let dir = open_dir(&absolute(agent, &path)?, true, false)
+                    .map_err(|e| Failure::io(&path, &e))?;
                 let p = fd_path(&dir);
                 let mut ar = tar::Archive::new(&mut body);
                 ar.set_preserve_permissions(true);
@@ -378,7 +393,7 @@ pub(crate) fn handle(agent: &Agent, s: &mut UnixStream, op: Op) -> OpResult {
         }
         Op::TarDownload { path, user } => {
             let _ids = FsIds::enter(uid_for(agent, user)?)?;
-            let at = At::locate(agent, &path, false)?;
+            let at = At::locate(agent, &path, false, false)?;
             let p = at.path();
             let md = fs::symlink_metadata(&p).map_err(|e| Failure::io(&path, &e))?;
             ok(s, serde_json::Value::Null)?;

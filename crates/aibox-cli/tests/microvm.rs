@@ -145,10 +145,20 @@ fn microvm_sandboxes_under_tcg() {
             .collect::<Vec<_>>()
     };
     let uids: Vec<u32> = field("Uid:").iter().map(|u| u.parse().unwrap()).collect();
+    // No program it runs gains privileges (set-uid binaries, file caps).
+    assert_eq!(field("NoNewPrivs:"), ["1"], "QEMU can gain privileges");
     if common::is_root() {
         assert!(uids.iter().all(|&u| u >= 1 << 30), "QEMU runs as {uids:?}");
         assert_eq!(field("Seccomp:"), ["2"], "QEMU has no seccomp filter");
         assert!(iso["vm"]["vmm_user"].as_str().unwrap().contains("seccomp"));
+        // The whole host side is in a cgroup of its own, with a pids cap
+        // (M6: a guest's connections to the egress address each made a
+        // host process, without bound) and memory for the guest plus the
+        // VMM.
+        let cgroups = std::fs::read_to_string(format!("/proc/{vmm_pid}/cgroup")).unwrap();
+        assert!(cgroups.contains(&format!("aibox-vm-{id}")), "{cgroups}");
+        assert_eq!(iso["cgroups"]["pids"]["applied"], true, "{iso}");
+        assert_ne!(iso["cgroups"]["version"], "none", "{iso}");
     } else {
         assert!(uids.iter().all(|&u| u == aibox_sys::geteuid()), "{uids:?}");
     }

@@ -1385,8 +1385,9 @@ fn m3_the_creators_environment_never_reaches_a_sandbox() {
 /// reached the host directory PID 1 holds a descriptor of (stat as a
 /// minimum, read and write where Landlock is absent), and listing
 /// `/proc/1/fd` showed host paths. Now it never resolves through a magic
-/// link, never acts in /proc or /sys, and a planted link to either is
-/// refused too; the sandbox's own files and links work as before.
+/// link, and in /proc and /sys it only reads files (the host reads a
+/// guest's /proc/net/tcp so), also through a link the sandbox planted;
+/// the sandbox's own files and links work as before.
 #[test]
 fn l1_the_file_api_never_passes_through_proc() {
     require_sandboxes!();
@@ -1432,12 +1433,24 @@ fn l1_the_file_api_never_passes_through_proc() {
     assert_eq!(v["exit_code"], 0, "{v}");
     for q in [
         "/list?path=/workspace/up",
-        "?path=/workspace/p1/environ",
+        "?path=/workspace/up/egress.sock",
+        "?path=/workspace/p1/fd/3",
         "/list?path=/workspace/p1/fd",
+        "/stat?path=/workspace/p1/fd/3",
+        "/stat?path=/workspace/p1/cwd",
     ] {
         let (status, body) = get(q.into());
         assert!(status >= 400, "{q}: {body}");
     }
+    // Plain files of /proc can be read; PID 1's environment is empty
+    // where it is readable at all (rootless: as root PID 1 is not dumpable).
+    let (status, body) = get("?path=/proc/net/tcp".into());
+    assert!(status == 200 && body.contains("local_address"), "{body}");
+    let (status, body) = get("?path=/workspace/p1/environ".into());
+    assert!(
+        status >= 400 || (status == 200 && body.is_empty()),
+        "{status} {body}"
+    );
     // The sandbox's own files, through its own links, as before.
     let (status, body) = get("?path=/workspace/alias/f".into());
     assert_eq!((status, body.as_str()), (200, "mine\n"));

@@ -592,6 +592,9 @@ impl Runtime {
     fn destroy_record(&self, rec: &Record) -> Result<(), Error> {
         if rec.vm.is_some() {
             microvm::kill_vm(rec);
+            // What the VMM's tree left (virtiofsd, egress helpers).
+            rec.cgroup.kill_all();
+            let _ = rec.cgroup.remove(Duration::from_secs(5));
             self.abandon(&rec.id);
             return Ok(());
         }
@@ -654,6 +657,19 @@ impl Runtime {
                 };
                 for e in rd.flatten() {
                     let name = e.file_name().to_string_lossy().into_owned();
+                    // A microVM's is destroyed with its record; one left
+                    // behind (the record lost) is empty. Cgroups are the
+                    // host's, shared by every data directory, so only an
+                    // empty one over a minute old goes: its supervisor
+                    // joins it within seconds of its making.
+                    if name.starts_with(microvm::VM_CGROUP_PREFIX) {
+                        let empty = std::fs::read_to_string(e.path().join("cgroup.procs"))
+                            .is_ok_and(|p| p.trim().is_empty());
+                        if empty && age(&e).is_some_and(|a| a > Duration::from_secs(60)) {
+                            self.remove_cgroup(&name);
+                        }
+                        continue;
+                    }
                     let Some((id, slot)) =
                         name.strip_prefix("aibox-").and_then(|r| r.split_once('.'))
                     else {
@@ -692,6 +708,13 @@ impl Runtime {
 }
 
 impl Runtime {
+    /// Remove a microVM's cgroup (nothing left in it is spared).
+    pub(crate) fn remove_vm_cgroup(&self, id: &str) {
+        if !self.rootless() {
+            self.remove_cgroup(&format!("{}{id}", microvm::VM_CGROUP_PREFIX));
+        }
+    }
+
     /// Kill and remove cgroup `name` under every controller we use.
     fn remove_cgroup(&self, name: &str) {
         let dirs: Vec<(String, PathBuf)> = match self.cgroup_layout() {

@@ -284,21 +284,13 @@ fn choose_vmm(want: Option<(&str, bool)>) -> Result<Vmm, Error> {
         }
     };
     if name == "firecracker" {
-        let Some(bin) = d.firecracker else {
-            return Err(unavailable(
-                "Firecracker is not installed (no `firecracker` on PATH): install it, or use QEMU (Debian's qemu-system-x86)",
-            ));
-        };
-        if let Err(e) = d.kvm {
-            return Err(unavailable(format!("Firecracker needs KVM: {e}")));
-        }
-        if vsock == Some(false) {
-            return Err(unavailable(
-                "Firecracker reaches its guest over vsock only (AIBOX_VM_TRANSPORT=net is QEMU's)",
-            ));
-        }
-        let jailer = d.jailer.filter(|_| aibox_sys::geteuid() == 0);
-        return Ok(Vmm::Firecracker { bin, jailer });
+        return firecracker_vmm(
+            d.firecracker,
+            d.kvm,
+            d.jailer,
+            aibox_sys::geteuid() == 0,
+            vsock,
+        );
     }
     let Some((bin, _)) = d.qemu else {
         return Err(unavailable(
@@ -322,6 +314,41 @@ fn choose_vmm(want: Option<(&str, bool)>) -> Result<Vmm, Error> {
         accel,
         vhost_vsock,
     })
+}
+
+/// Firecracker, if it can run here: KVM, vsock, and as root only under its
+/// jailer, so a VMM escape never lands as the host's root (the review's
+/// M6: without a jailer it ran as root).
+fn firecracker_vmm(
+    bin: Option<PathBuf>,
+    kvm: Result<i32, String>,
+    jailer: Option<PathBuf>,
+    root: bool,
+    vsock: Option<bool>,
+) -> Result<Vmm, Error> {
+    let Some(bin) = bin else {
+        return Err(unavailable(
+            "Firecracker is not installed (no `firecracker` on PATH): install it, or use QEMU (Debian's qemu-system-x86)",
+        ));
+    };
+    if let Err(e) = kvm {
+        return Err(unavailable(format!("Firecracker needs KVM: {e}")));
+    }
+    if vsock == Some(false) {
+        return Err(unavailable(
+            "Firecracker reaches its guest over vsock only (AIBOX_VM_TRANSPORT=net is QEMU's)",
+        ));
+    }
+    let jailer = match (jailer, root) {
+        (Some(j), true) => Some(j),
+        (None, true) => {
+            return Err(unavailable(
+                "Firecracker runs as root only under its jailer, and there is no `jailer` on PATH: install the jailer from Firecracker's release, run the server rootless, or use QEMU",
+            ))
+        }
+        (_, false) => None,
+    };
+    Ok(Vmm::Firecracker { bin, jailer })
 }
 
 /// The guest artifacts, built on first use (and again when the aibox
@@ -661,6 +688,12 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
         };
         std::fs::create_dir_all(&root)
             .map_err(|e| failed(format!("creating {}: {e}", root.display())))?;
+        let cgroup = vmm_cgroup(rt, &id, memory_mib)?;
+        let mut report = report.clone();
+        if cgroup.version != "none" {
+            report.cgroups.version = cgroup.version.clone();
+            report.cgroups.pids = aibox_types::LimitReport::applied(VMM_PIDS);
+        }
         let upper = root.join(crate::firecracker::UPPER);
         let token = match &restore {
             Some((sdir, snap, _)) => {
@@ -691,10 +724,7 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
             start_time: aibox_sys::process_start_time(aibox_sys::getpid()).unwrap_or(0),
             spec: spec.clone(),
             isolation: report,
-            cgroup: crate::cgroup::Cgroup {
-                version: "none".into(),
-                dirs: vec![],
-            },
+            cgroup,
             uid_slot: None,
             socket: dir.join("agent.sock"),
             scratch_fd: None,
@@ -877,9 +907,49 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
         if let Ok(rec) = Record::load(&dir) {
             kill_vm(&rec);
         }
+        rt.remove_vm_cgroup(&id);
         let _ = std::fs::remove_dir_all(&dir);
     }
     result
+}
+
+/// The most processes the VMM's tree (supervisor, VMM, virtiofsd, QEMU's
+/// per-connection egress helpers) may have: a guest that opens thousands
+/// of connections to the egress address makes thousands of host
+/// processes without it (the review's M6).
+pub const VMM_PIDS: u64 = 512;
+
+/// Memory the VMM's tree may use beyond the guest's RAM: QEMU itself, its
+/// translation cache under TCG, virtiofsd, the supervisor.
+const VMM_OVERHEAD: u64 = 768 << 20;
+
+/// Name prefix of a microVM's cgroup (`gc` removes those with no sandbox).
+pub const VM_CGROUP_PREFIX: &str = "aibox-vm-";
+
+/// As root, a cgroup for the sandbox's whole host side (the supervisor
+/// joins it before it starts anything): memory for the guest's RAM plus
+/// [`VMM_OVERHEAD`], at most [`VMM_PIDS`] processes. Rootless hosts rarely
+/// delegate cgroups: none, and the report says so.
+fn vmm_cgroup(rt: &Runtime, id: &str, memory_mib: u64) -> Result<crate::cgroup::Cgroup, Error> {
+    let none = crate::cgroup::Cgroup {
+        version: "none".into(),
+        dirs: vec![],
+    };
+    if aibox_sys::geteuid() != 0 {
+        return Ok(none);
+    }
+    let limits = crate::cgroup::Limits {
+        memory: Some((memory_mib << 20) + VMM_OVERHEAD),
+        pids: Some(VMM_PIDS),
+        ..Default::default()
+    };
+    crate::cgroup::Cgroup::create(
+        rt.cgroup_layout(),
+        &format!("{VM_CGROUP_PREFIX}{id}"),
+        &limits,
+    )
+    .map(|(cg, _)| cg)
+    .map_err(|e| failed(format!("the VMM's cgroup: {e}")))
 }
 
 /// A snapshot taken with memory, for a restore of `spec`: its directory,
@@ -1116,7 +1186,7 @@ fn report(
                     },
                     true,
                 ) => "a uid of its own, jailed (chroot, seccomp)",
-                (Vmm::Firecracker { jailer: None, .. }, true) => "root (no jailer on PATH)",
+                (Vmm::Firecracker { jailer: None, .. }, true) => "root (refused: no jailer)",
             }
             .into(),
             kernel: kernel.to_string(),
@@ -1324,7 +1394,15 @@ pub fn supervise(dir: &Path) -> i32 {
             let mut report = std::fs::File::from(w);
             let _ = aibox_sys::new_session();
             let _ = aibox_sys::stdio_to_devnull();
-            match start(dir) {
+            // Everything the supervisor starts is held to the VMM's cgroup.
+            let joined = Record::load(dir)
+                .map_err(|e| failed(e.to_string()))
+                .and_then(|rec| {
+                    rec.cgroup
+                        .join_self()
+                        .map_err(|e| failed(format!("joining the VMM's cgroup: {e}")))
+                });
+            match joined.and_then(|()| start(dir)) {
                 Ok(vm) => {
                     let ok = crate::HelperReply::Ok { id: vm.id.clone() };
                     let _ = writeln!(report, "{}", serde_json::to_string(&ok).unwrap_or_default());
@@ -2128,6 +2206,15 @@ pub fn vmm_init(command: &[std::ffi::OsString]) -> i32 {
     let Some((prog, args)) = command.split_first() else {
         return 2;
     };
+    // No program the VMM (or what it spawns) executes gains privileges
+    // from set-id bits or file capabilities: a VMM escape cannot climb
+    // through a set-uid binary. QEMU's own drop to its uid (`-runas`) is
+    // a setuid call, which this leaves alone; QEMU's `elevateprivileges=
+    // deny` would forbid that call too.
+    if let Err(e) = aibox_sys::set_no_new_privs() {
+        eprintln!("aibox: no_new_privs for the VMM: {e}");
+        return 1;
+    }
     let vmm = match Command::new(prog).args(args).spawn() {
         Ok(c) => c.id() as i32,
         Err(e) => {
@@ -2490,6 +2577,40 @@ mod tests {
         let l = layer_label(Path::new("/x/0123456789abcdef0123456789abcdef-v2.ext4"));
         assert_eq!(l, "0123456789abcdef");
         assert!(l.len() <= 16);
+    }
+
+    #[test]
+    fn firecracker_never_runs_as_root_without_its_jailer() {
+        let fc = |jailer: Option<&str>, root| {
+            firecracker_vmm(
+                Some("/usr/bin/firecracker".into()),
+                Ok(3),
+                jailer.map(PathBuf::from),
+                root,
+                None,
+            )
+        };
+        let Err(e) = fc(None, true) else {
+            panic!("Firecracker as root without its jailer");
+        };
+        assert!(e.to_string().contains("jailer"), "{e}");
+        assert_eq!(e.code(), ErrorCode::IsolationUnavailable);
+        assert!(matches!(
+            fc(Some("/usr/bin/jailer"), true),
+            Ok(Vmm::Firecracker {
+                jailer: Some(_),
+                ..
+            })
+        ));
+        // Rootless it runs as the caller, and the jailer (root-only) is not used.
+        assert!(matches!(
+            fc(Some("/usr/bin/jailer"), false),
+            Ok(Vmm::Firecracker { jailer: None, .. })
+        ));
+        assert!(matches!(
+            fc(None, false),
+            Ok(Vmm::Firecracker { jailer: None, .. })
+        ));
     }
 
     #[test]

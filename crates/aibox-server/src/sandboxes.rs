@@ -886,7 +886,14 @@ pub async fn read_file(
     check_path(&q.path)?;
     let engine = state.engine();
     crate::streaming::respond("application/octet-stream", move |start, out| {
-        engine.read_file_to(&row.id, &q.path, &mut |size| start(Some(size)), out)
+        // A size of 0 may be a kernel file's (/proc) whose content the
+        // size does not count: then no length is promised.
+        engine.read_file_to(
+            &row.id,
+            &q.path,
+            &mut |size| start((size > 0).then_some(size)),
+            out,
+        )
     })
     .await
 }
