@@ -1470,3 +1470,60 @@ fn l1_the_file_api_never_passes_through_proc() {
     let (status, body) = get("/stat?path=/workspace/up".into());
     assert_eq!(status, 200, "the link itself can be looked at: {body}");
 }
+
+/// L2: between `pivot_root` and the old root's detach, setup created
+/// mount points (and an image's `/etc/hosts`) by path, so a snapshot
+/// whose `/workspace` had become a link to `/.aibox-old/…` made
+/// directories on the host for a mount below it. Now such a sandbox is
+/// refused and nothing appears on the host.
+#[test]
+fn l2_setup_never_follows_a_link_into_the_host_root() {
+    require_sandboxes!();
+    let data = data_dir("l2");
+    let host = data.with_extension("hostdir");
+    let shared = data.with_extension("shared");
+    for d in [&host, &shared] {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let s = Server::start_env(&data, &[("AIBOX_ALLOWED_MOUNTS", shared.to_str().unwrap())]);
+    let c = s.admin();
+    let sb = create(&c, json!({}));
+    let v = c
+        .json(
+            Method::POST,
+            &format!("/v1/sandboxes/{sb}/exec"),
+            Body::Json(json!({
+                "cmd": ["sh", "-c", format!("rm -rf /workspace && ln -s /.aibox-old{} /workspace", host.display())],
+                "user": "root",
+            })),
+        )
+        .unwrap();
+    assert_eq!(v["exit_code"], 0, "{v}");
+    let snap = c
+        .json(
+            Method::POST,
+            &format!("/v1/sandboxes/{sb}/snapshots"),
+            Body::Json(json!({})),
+        )
+        .unwrap();
+    let snap = snap["id"].as_str().unwrap().to_string();
+    let (status, v) = refused(
+        &c,
+        Method::POST,
+        "/v1/sandboxes",
+        json!({"snapshot": snap, "workdir": "/",
+               "mounts": [{"host": shared, "guest": "/workspace/m/n", "read_only": true}]}),
+    );
+    let made: Vec<_> = std::fs::read_dir(&host)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(made.is_empty(), "setup created {made:?} on the host");
+    assert!(status >= 400, "{v}");
+    let m = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(m.contains("leads out of the sandbox's root"), "{v}");
+    drop(s);
+    let _ = std::fs::remove_dir_all(&host);
+    let _ = std::fs::remove_dir_all(&shared);
+}

@@ -99,7 +99,9 @@ impl Error {
             Error::Setup(SetupError::Isolation { .. } | SetupError::LimitsUnavailable(_)) => {
                 ErrorCode::IsolationUnavailable
             }
-            Error::Setup(SetupError::MountSource { .. }) => ErrorCode::InvalidArgument,
+            Error::Setup(SetupError::MountSource { .. } | SetupError::Refused(_)) => {
+                ErrorCode::InvalidArgument
+            }
             Error::NotFound(_) | Error::SnapshotNotFound(_) => ErrorCode::NotFound,
             Error::Gone(_) => ErrorCode::SandboxGone,
             Error::Unsupported(_) => ErrorCode::InvalidArgument,

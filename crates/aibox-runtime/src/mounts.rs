@@ -340,6 +340,29 @@ pub struct MountError {
     pub source: std::io::Error,
 }
 
+/// A path of the sandbox's own files (image, snapshot, a mount's target)
+/// that leads out of its root: the request's or the content's fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct OutsideRoot(pub String);
+
+impl MountError {
+    /// What P is told: the content's fault prefixed with [`REFUSED`].
+    pub fn message(&self) -> String {
+        match self
+            .source
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<OutsideRoot>())
+        {
+            Some(o) => format!("{REFUSED}{o}"),
+            None => format!("{self}: {}", self.source),
+        }
+    }
+}
+
+/// The prefix of a setup error that is the sandbox content's fault.
+pub const REFUSED: &str = "refused: ";
+
 /// Perform the steps in order. Runs inside the new mount namespace.
 pub fn execute(steps: &[Step]) -> Result<(), MountError> {
     for step in steps {
@@ -397,9 +420,58 @@ fn remount_ro(path: &Path, extra: libc::c_ulong) -> std::io::Result<()> {
     )
 }
 
+/// After `pivot_root` the host's root stays at [`OLD_ROOT`] until the last
+/// step detaches it, and an absolute symlink in the image or a snapshot
+/// (`etc -> /.aibox-old/tmp`) resolves there: a step that creates or
+/// mounts on such a path would act on the host (the review's L2). So every
+/// path a step creates or mounts on must resolve, as far as it exists,
+/// inside the new root; a dangling link is refused too, since creating
+/// through it would make its target. Below /dev and /proc (filesystems
+/// this setup just mounted, whose own mount points were checked) nothing
+/// is left to the image.
+fn stays_inside(path: &Path) -> std::io::Result<()> {
+    if !path.is_absolute() || path.starts_with("/dev/") || path.starts_with("/proc/") {
+        return Ok(());
+    }
+    let out = |why: &str| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            OutsideRoot(format!("{} {why}", path.display())),
+        ))
+    };
+    if std::fs::symlink_metadata(path).is_ok() {
+        return match std::fs::canonicalize(path) {
+            Ok(real) if real.starts_with(OLD_ROOT) => {
+                out("leads out of the sandbox's root (a symlink in the image or snapshot)")
+            }
+            Ok(_) => Ok(()),
+            Err(_) => out("is a symlink that leads nowhere"),
+        };
+    }
+    match path.parent() {
+        Some(parent) if parent != path => stays_inside(parent),
+        _ => Ok(()),
+    }
+}
+
 fn exec_step(step: &Step) -> std::io::Result<()> {
     use aibox_sys::mount;
     use std::os::unix::fs::DirBuilderExt;
+    match step {
+        // (What exists already, even a dangling link, the `IfMissing`
+        // steps leave alone.)
+        Step::MkdirIfMissing { path: p, .. } | Step::FileIfMissing { path: p, .. }
+            if std::fs::symlink_metadata(p).is_err() =>
+        {
+            stays_inside(p)?
+        }
+        Step::Tmpfs { target: p, .. }
+        | Step::Mkdir { path: p, .. }
+        | Step::Bind { dst: p, .. }
+        | Step::Proc(p)
+        | Step::Symlink { link: p, .. } => stays_inside(p)?,
+        _ => {}
+    }
     match step {
         Step::MakePrivate => mount(
             None,

@@ -59,6 +59,19 @@ pub enum SetupError {
     LimitsUnavailable(String),
     #[error("host mount {path}: {why}")]
     MountSource { path: PathBuf, why: String },
+    /// The sandbox's files (an image's, a snapshot's) or a mount's target
+    /// lead out of its root.
+    #[error("the sandbox's files cannot be set up: {0}")]
+    Refused(String),
+}
+
+/// What S reported: the content's fault, or a setup failure.
+fn reported(body: &[u8]) -> SetupError {
+    let text = String::from_utf8_lossy(body);
+    match text.strip_prefix(mounts::REFUSED) {
+        Some(why) => SetupError::Refused(why.to_string()),
+        None => SetupError::Child(text.into_owned()),
+    }
 }
 
 fn sys(what: impl Into<String>) -> impl FnOnce(io::Error) -> SetupError {
@@ -229,7 +242,7 @@ fn recv(fd: &OwnedFd) -> io::Result<Option<(u8, Vec<u8>)>> {
 
 fn child_error(msg: Option<(u8, Vec<u8>)>, stage: &str) -> SetupError {
     match msg {
-        Some((b'E', body)) => SetupError::Child(String::from_utf8_lossy(&body).into_owned()),
+        Some((b'E', body)) => reported(&body),
         Some((tag, _)) => SetupError::Child(format!(
             "unexpected message {:?} during {stage}",
             tag as char
@@ -498,9 +511,7 @@ fn confirm_setup(pipe: &mut Option<OwnedFd>) -> Result<Vec<u8>, SetupError> {
     };
     match recv(&fd).map_err(sys("reading the sandbox's report"))? {
         Some((b'R', body)) => Ok(body),
-        Some((b'E', body)) => Err(SetupError::Child(
-            String::from_utf8_lossy(&body).into_owned(),
-        )),
+        Some((b'E', body)) => Err(reported(&body)),
         _ => Err(SetupError::Child(
             "the sandbox's init process died during setup".into(),
         )),
@@ -1163,13 +1174,13 @@ fn sandbox_init(
         }
         _ => (&[][..], before),
     };
-    mounts::execute(private).map_err(|e| format!("{e}: {}", e.source))?;
+    mounts::execute(private).map_err(|e| e.message())?;
     for (tree, target) in trees.iter().zip(staged_targets(plan)) {
         aibox_sys::attach_tree(tree.as_fd(), &target)
             .map_err(|e| format!("attaching {}: {e}", target.display()))?;
     }
     drop(trees);
-    mounts::execute(rest).map_err(|e| format!("{e}: {}", e.source))?;
+    mounts::execute(rest).map_err(|e| e.message())?;
     // A persistent sandbox's PID 1 keeps the scratch tmpfs (upper and work
     // dirs) open: once the old root is gone nothing else reaches it, and
     // snapshots read the upper through this descriptor (close-on-exec:
@@ -1190,7 +1201,7 @@ fn sandbox_init(
         None
     };
     let release = join_cgroup(from_p)?;
-    mounts::execute(detach).map_err(|e| format!("{e}: {}", e.source))?;
+    mounts::execute(detach).map_err(|e| e.message())?;
     // The working directory belongs to the sandbox's user (created before
     // capabilities are dropped, since chown needs CAP_CHOWN).
     let workdir = Path::new(&plan.spec.workdir);
