@@ -1527,3 +1527,42 @@ fn l2_setup_never_follows_a_link_into_the_host_root() {
     let _ = std::fs::remove_dir_all(&host);
     let _ = std::fs::remove_dir_all(&shared);
 }
+
+/// L3: without `-t`, `aibox run` gave the command the caller's terminal
+/// itself as stdin, stdout and stderr, so it could change the terminal's
+/// modes or line discipline under the caller's shell. Now a terminal of
+/// the caller's is relayed through pipes by PID 1: the command has no
+/// terminal, and its output and input still flow.
+#[test]
+fn l3_the_callers_terminal_is_never_handed_to_the_command() {
+    require_sandboxes!();
+    use std::io::Read;
+    let env = common::Env::new("l3");
+    let (master, slave) = aibox_sys::openpty().unwrap();
+    let stdio = || std::process::Stdio::from(slave.try_clone().unwrap());
+    let mut child = env
+        .aibox(&[
+            "run",
+            "-i",
+            "--",
+            "sh",
+            "-c",
+            "for f in 0 1 2; do [ -t $f ] && echo tty$f; done; read line; echo got:$line; echo err >&2",
+        ])
+        .stdin(stdio())
+        .stdout(stdio())
+        .stderr(stdio())
+        .spawn()
+        .unwrap();
+    drop(slave);
+    let mut m = std::fs::File::from(master);
+    use std::io::Write;
+    m.write_all(b"typed\n").unwrap();
+    let status = child.wait().unwrap();
+    let mut out = Vec::new();
+    let _ = m.read_to_end(&mut out); // EIO once every slave is closed
+    let out = String::from_utf8_lossy(&out).replace('\r', "");
+    assert!(status.success(), "{out}");
+    assert!(!out.contains("tty"), "the command had the terminal: {out}");
+    assert!(out.contains("got:typed") && out.contains("err"), "{out}");
+}

@@ -104,6 +104,11 @@ pub fn run(one: OneShot, spec: &SandboxSpec, parent_link: OwnedFd) -> i32 {
     let env = base_env(spec, spec.user);
     let program = aibox_agent::resolve_program(&one.argv[0], &env);
     let host_in = std::io::stdin();
+    let host_fd = |fd: BorrowedFd<'_>| -> Option<std::fs::File> {
+        fd.try_clone_to_owned().ok().map(std::fs::File::from)
+    };
+    // What PID 1 copies between the caller's stdio and the command.
+    let mut relays: Vec<Relay> = Vec::new();
     let mut master: Option<std::fs::File> = None;
     let spawned = if one.tty {
         let Ok((m, slave)) = aibox_sys::openpty() else {
@@ -116,7 +121,13 @@ pub fn run(one: OneShot, spec: &SandboxSpec, parent_link: OwnedFd) -> i32 {
         let (Ok(s1), Ok(s2)) = (slave.try_clone(), slave.try_clone()) else {
             return 125;
         };
-        master = Some(std::fs::File::from(m));
+        let m = std::fs::File::from(m);
+        let (Ok(m_in), Some(from_host)) = (m.try_clone(), host_fd(host_in.as_fd())) else {
+            return 125;
+        };
+        relays.push(Relay::input(from_host, m_in));
+        relays.push(Relay::output(m.try_clone().ok(), Sink::Out));
+        master = Some(m);
         // A controlling terminal needs code between fork and exec.
         let mut cmd = Command::new(&program);
         cmd.arg0(&one.argv[0])
@@ -131,7 +142,46 @@ pub fn run(one: OneShot, spec: &SandboxSpec, parent_link: OwnedFd) -> i32 {
         cmd.spawn().map(|c| c.id() as i32)
         // `cmd` drops here, closing our copies of the slave side.
     } else {
-        aibox_sys::spawn_clean(&aibox_sys::CleanSpawn {
+        // The caller's terminal is never handed to the command: where our
+        // stdin, stdout or stderr is one, the command gets a pipe that PID 1
+        // copies (review L3: with the terminal itself it could change its
+        // modes, or its line discipline, under the caller's shell).
+        let mut stdio: [Option<OwnedFd>; 3] = [None, None, None];
+        let terminal = |fd: i32| match fd {
+            0 => aibox_sys::is_terminal(std::io::stdin().as_fd()),
+            1 => aibox_sys::is_terminal(std::io::stdout().as_fd()),
+            _ => aibox_sys::is_terminal(std::io::stderr().as_fd()),
+        };
+        if one.stdin && terminal(0) {
+            let (Ok((r, w)), Some(from_host)) = (aibox_sys::pipe(), host_fd(host_in.as_fd()))
+            else {
+                return 125;
+            };
+            // A thread of its own: a write into a full pipe must not stop
+            // PID 1 from draining the command's output.
+            let mut to = std::fs::File::from(w);
+            let mut from_host = from_host;
+            let copier = std::thread::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    let _ = std::io::copy(&mut from_host, &mut to);
+                });
+            if copier.is_err() {
+                return 125;
+            }
+            stdio[0] = Some(r);
+        }
+        for (fd, sink) in [(1, Sink::Out), (2, Sink::Err)] {
+            if terminal(fd) {
+                let Ok((r, w)) = aibox_sys::pipe() else {
+                    return 125;
+                };
+                relays.push(Relay::output(Some(std::fs::File::from(r)), sink));
+                stdio[fd as usize] = Some(w);
+            }
+        }
+        use std::os::fd::AsRawFd;
+        let spawned = aibox_sys::spawn_clean(&aibox_sys::CleanSpawn {
             path: &program,
             argv: &one.argv,
             env: &env,
@@ -139,7 +189,11 @@ pub fn run(one: OneShot, spec: &SandboxSpec, parent_link: OwnedFd) -> i32 {
             stdin_null: !one.stdin,
             // Its own process group, so signals reach all of it at once.
             new_process_group: true,
-        })
+            stdio: [0, 1, 2].map(|i| stdio[i].as_ref().map(|f| f.as_raw_fd())),
+        });
+        // Our copies of the command's ends go: its exit ends the relays.
+        drop(stdio);
+        spawned
     };
     let wpid = match spawned {
         Ok(pid) => pid,
@@ -153,21 +207,20 @@ pub fn run(one: OneShot, spec: &SandboxSpec, parent_link: OwnedFd) -> i32 {
     // The network helper (setup::NetHelper) may have exited before the
     // signal pipe existed, so its SIGCHLD is not in there.
     reap(wpid, &mut status);
-    let mut stdin_open = one.tty;
-    let mut master_open = master.is_some();
     let mut buf = vec![0u8; 16 * 1024];
-    let mut out = std::io::stdout().lock();
     loop {
-        if status.is_some() && !master_open {
+        let outputs_open = relays.iter().any(|r| r.output && r.open);
+        if status.is_some() && !outputs_open {
             break;
         }
         let mut fds: Vec<BorrowedFd<'_>> = vec![sigfd.as_fd(), parent_link.as_fd()];
-        if stdin_open {
-            fds.push(host_in.as_fd());
-        }
-        let poll_master = master.is_some() && master_open;
-        if let Some(m) = master.as_ref().filter(|_| master_open) {
-            fds.push(m.as_fd());
+        let polled: Vec<usize> = (0..relays.len())
+            .filter(|&i| relays[i].open && !(relays[i].is_input() && status.is_some()))
+            .collect();
+        for &i in &polled {
+            if let Some(f) = &relays[i].from {
+                fds.push(f.as_fd());
+            }
         }
         let timeout = status
             .is_some()
@@ -176,7 +229,7 @@ pub fn run(one: OneShot, spec: &SandboxSpec, parent_link: OwnedFd) -> i32 {
             return 125;
         };
         if status.is_some() && !ready.iter().any(|r| *r) {
-            break; // output drained (or a grandchild holds the pty open)
+            break; // output drained (or a grandchild holds it open)
         }
         if ready[1] {
             // Parent (the aibox CLI) is gone: take everything down.
@@ -200,34 +253,76 @@ pub fn run(one: OneShot, spec: &SandboxSpec, parent_link: OwnedFd) -> i32 {
                 }
             }
         }
-        let mut idx = 2;
-        if stdin_open {
-            if ready[idx] {
-                match host_in.lock().read(&mut buf) {
-                    Ok(0) | Err(_) => stdin_open = false,
-                    Ok(n) => {
-                        if let Some(m) = master.as_mut() {
-                            let _ = m.write_all(&buf[..n]);
-                        }
-                    }
-                }
-            }
-            idx += 1;
-        }
-        if poll_master && ready[idx] {
-            if let Some(m) = master.as_mut() {
-                match m.read(&mut buf) {
-                    // EIO: every slave fd is closed.
-                    Ok(0) | Err(_) => master_open = false,
-                    Ok(n) => {
-                        let _ = out.write_all(&buf[..n]);
-                        let _ = out.flush();
-                    }
-                }
+        for (k, &i) in polled.iter().enumerate() {
+            if ready[2 + k] {
+                relays[i].pump(&mut buf);
             }
         }
     }
     status.unwrap_or(125)
+}
+
+/// Where a relay writes.
+enum Sink {
+    Out,
+    Err,
+    /// The command's side (a pipe, or the PTY's master).
+    To(std::fs::File),
+}
+
+/// One direction PID 1 copies.
+struct Relay {
+    from: Option<std::fs::File>,
+    to: Sink,
+    open: bool,
+    /// The command's output (drained before PID 1 exits).
+    output: bool,
+}
+
+impl Relay {
+    fn input(from: std::fs::File, to: std::fs::File) -> Relay {
+        Relay {
+            from: Some(from),
+            to: Sink::To(to),
+            open: true,
+            output: false,
+        }
+    }
+
+    fn output(from: Option<std::fs::File>, to: Sink) -> Relay {
+        Relay {
+            open: from.is_some(),
+            from,
+            to,
+            output: true,
+        }
+    }
+
+    fn is_input(&self) -> bool {
+        !self.output
+    }
+
+    /// Copy what is there; at the end (EOF, or EIO once a PTY's last
+    /// slave is closed) stop.
+    fn pump(&mut self, buf: &mut [u8]) {
+        let Some(from) = self.from.as_mut() else {
+            self.open = false;
+            return;
+        };
+        match from.read(buf) {
+            Ok(0) | Err(_) => self.open = false,
+            Ok(n) => {
+                let _ = match &mut self.to {
+                    Sink::Out => {
+                        let mut out = std::io::stdout().lock();
+                        out.write_all(&buf[..n]).and_then(|_| out.flush())
+                    }
+                    Sink::Err => std::io::stderr().lock().write_all(&buf[..n]),
+                    Sink::To(f) => f.write_all(&buf[..n]),
+                };
+            }
+        }
+    }
 }
 
 /// Reap every exited child; the command's status goes to `status`.

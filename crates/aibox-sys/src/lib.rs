@@ -1426,6 +1426,15 @@ pub struct CleanSpawn<'a> {
     pub stdin_null: bool,
     /// Put the child in a new process group of its own.
     pub new_process_group: bool,
+    /// Descriptors to put at 0, 1 and 2 instead of ours (after
+    /// `stdin_null`).
+    pub stdio: [Option<RawFd>; 3],
+}
+
+/// Is `fd` a terminal?
+pub fn is_terminal(fd: BorrowedFd<'_>) -> bool {
+    // SAFETY: isatty takes an fd only.
+    unsafe { libc::isatty(fd.as_raw_fd()) == 1 }
 }
 
 /// What the vfork child reads (the parent is suspended until it execs).
@@ -1436,6 +1445,7 @@ struct CleanChild {
     cwd: *const libc::c_char,
     stdin_null: bool,
     new_process_group: bool,
+    stdio: [Option<RawFd>; 3],
     /// errno of the step that failed, 0 if exec succeeded.
     err: std::sync::atomic::AtomicI32,
 }
@@ -1465,6 +1475,14 @@ extern "C" fn clean_child(arg: *mut libc::c_void) -> libc::c_int {
             }
             if fd != 0 {
                 libc::close(fd);
+            }
+        }
+        for (target, fd) in c.stdio.iter().enumerate() {
+            if let Some(fd) = *fd {
+                // (dup2 leaves the copy without close-on-exec.)
+                if libc::dup2(fd, target as libc::c_int) == -1 {
+                    return fail(c);
+                }
             }
         }
         if libc::chdir(c.cwd) == -1 {
@@ -1505,6 +1523,7 @@ pub fn spawn_clean(spec: &CleanSpawn<'_>) -> io::Result<libc::pid_t> {
         cwd: cwd.as_ptr(),
         stdin_null: spec.stdin_null,
         new_process_group: spec.new_process_group,
+        stdio: spec.stdio,
         err: std::sync::atomic::AtomicI32::new(0),
     };
     let mut stack = vec![0u8; 64 * 1024];
