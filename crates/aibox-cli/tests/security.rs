@@ -1566,3 +1566,80 @@ fn l3_the_callers_terminal_is_never_handed_to_the_command() {
     assert!(!out.contains("tty"), "the command had the terminal: {out}");
     assert!(out.contains("got:typed") && out.contains("err"), "{out}");
 }
+
+/// L4: as root the host's /usr was bound idmapped with the sandbox's own
+/// map, so sandbox uid k had host uid k's owner rights there (root's 0600
+/// files, a service's 0700 directories). Now it is bound as it is: its
+/// files are nobody's to the sandbox and only their "other" bits apply.
+#[test]
+fn l4_the_hosts_usr_gives_no_owner_rights() {
+    require_sandboxes!();
+    let env = common::Env::new("l4");
+    let o = env.run(&[
+        "run",
+        "--user",
+        "root",
+        "--",
+        "stat",
+        "-c",
+        "%u %g",
+        "/usr/bin/env",
+    ]);
+    assert_eq!(
+        common::stdout(&o),
+        "65534 65534\n",
+        "{}",
+        common::stderr(&o)
+    );
+    // A path of the host's /usr that only its owner may read, if there is
+    // one: its owner's uid in the sandbox cannot.
+    use std::os::unix::fs::MetadataExt;
+    let mut private = None;
+    let mut stack = vec![(std::path::PathBuf::from("/usr"), 0)];
+    while let Some((dir, depth)) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten().take(400) {
+            let Ok(m) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if m.mode() & 0o004 == 0 && m.mode() & 0o400 != 0 && m.uid() < 65534 {
+                private = Some((e.path(), m.uid(), m.is_dir()));
+                break;
+            }
+            if m.is_dir() && depth < 4 {
+                stack.push((e.path(), depth + 1));
+            }
+        }
+        if private.is_some() {
+            break;
+        }
+    }
+    let Some((path, uid, dir)) = private else {
+        eprintln!(
+            "l4: no owner-only path under this host's /usr to probe beyond the ownership check"
+        );
+        return;
+    };
+    let read = if dir { "ls" } else { "cat" };
+    let o = env.run(&[
+        "run",
+        "--user",
+        &uid.to_string(),
+        "--",
+        "sh",
+        "-c",
+        &format!(
+            "{read} {} >/dev/null 2>&1 && echo READ || echo refused",
+            path.display()
+        ),
+    ]);
+    assert_eq!(
+        common::stdout(&o),
+        "refused\n",
+        "{}: {}",
+        path.display(),
+        common::stderr(&o)
+    );
+}

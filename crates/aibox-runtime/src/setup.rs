@@ -544,9 +544,10 @@ fn lower_name(i: usize) -> String {
     }
 }
 
-/// Root mode: detached, idmapped copies of the template, its host binds,
-/// a snapshot layer and the user mounts, so that they appear owned by the
-/// sandbox's own uids without copying or chowning anything. They are
+/// Root mode: detached copies of the template and a snapshot layer
+/// (idmapped, so that they appear owned by the sandbox's own uids without
+/// copying or chowning anything), its host binds (as they are) and the
+/// user mounts (idmapped to their owner, see `owner_userns`). They are
 /// attached nowhere on the host: P passes them to S, which attaches them
 /// at the staging points in its own mount namespace (so P needs no mount
 /// namespace of its own, whose teardown would cost an RCU grace period).
@@ -579,10 +580,11 @@ fn stage_trees(plan: &Plan, proc_dir: &Path) -> Result<(Vec<OwnedFd>, bool), Set
     }
     for (i, (host, _)) in plan.template.binds.iter().enumerate() {
         ensure_mountpoint(&plan.staging.join(format!("t{i}")), false)?;
-        // Not every filesystem supports idmapping; a plain read-only bind
-        // still works (files then show as nobody).
-        let tree = aibox_sys::detached_tree(host, userns, ro)
-            .or_else(|_| aibox_sys::detached_tree(host, None, ro))
+        // The host's /usr as it is, not idmapped: its files show as nobody's
+        // and only their "other" bits apply (as rootless). Idmapped with the
+        // sandbox's map, sandbox uid k had host uid k's owner rights there,
+        // root's 0600 files and 0700 directories included (review L4).
+        let tree = aibox_sys::detached_tree(host, None, ro)
             .map_err(sys(format!("bind mount of {}", host.display())))?;
         trees.push(tree);
     }
