@@ -558,8 +558,7 @@ fn egress_relay_reaches_the_host_proxy_socket() {
     // sandbox's root in root mode.
     let sock = rt.dirs().sandbox(sb.id()).join("egress.sock");
     let l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-    if let Some(slot) = sb.record().uid_slot {
-        let uid = aibox_runtime::state::slot_uid(slot);
+    if let Some(uid) = sb.record().uid_base() {
         std::os::unix::fs::chown(&sock, Some(uid), Some(uid)).unwrap();
     }
     let server = std::thread::spawn(move || {

@@ -148,7 +148,10 @@ fn microvm_sandboxes_under_tcg() {
     // No program it runs gains privileges (set-uid binaries, file caps).
     assert_eq!(field("NoNewPrivs:"), ["1"], "QEMU can gain privileges");
     if common::is_root() {
-        assert!(uids.iter().all(|&u| u >= 1 << 30), "QEMU runs as {uids:?}");
+        assert!(
+            uids.iter().all(|&u| u >= aibox_runtime::state::SLOT_BASE),
+            "QEMU runs as {uids:?}"
+        );
         assert_eq!(field("Seccomp:"), ["2"], "QEMU has no seccomp filter");
         assert!(iso["vm"]["vmm_user"].as_str().unwrap().contains("seccomp"));
         // The whole host side is in a cgroup of its own, with a pids cap

@@ -340,6 +340,7 @@ impl Runtime {
             uid_slot: plan
                 .uid_base
                 .map(|b| (b - state::SLOT_BASE) / state::SLOT_SIZE),
+            uid_base: plan.uid_base,
             socket: self.dirs.sandbox(&plan.id).join("agent.sock"),
             scratch_fd: None,
             vm: None,

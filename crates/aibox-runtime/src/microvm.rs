@@ -726,6 +726,7 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
             isolation: report,
             cgroup,
             uid_slot: None,
+            uid_base: None,
             socket: dir.join("agent.sock"),
             scratch_fd: None,
             vm: Some(VmState {

@@ -19,7 +19,7 @@
 //! reference behind.
 
 use crate::layer::{self, Owners};
-use crate::state::{self, Record};
+use crate::state::Record;
 use crate::{now_ms, random_id, Error, Runtime};
 use aibox_types::SandboxSpec;
 use serde::{Deserialize, Serialize};
@@ -174,10 +174,8 @@ impl Runtime {
             return Err(Error::Gone(rec.id.clone()));
         }
         let upper = PathBuf::from(format!("/proc/{}/fd/{fd}/upper", rec.pid));
-        let owners = match rec.uid_slot {
-            Some(slot) => Owners::Shift {
-                base: state::slot_uid(slot),
-            },
+        let owners = match rec.uid_base() {
+            Some(base) => Owners::Shift { base },
             None => Owners::Keep,
         };
         let parent = match &rec.spec.snapshot {

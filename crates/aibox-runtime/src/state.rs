@@ -54,6 +54,9 @@ pub struct Record {
     pub isolation: IsolationReport,
     pub cgroup: Cgroup,
     pub uid_slot: Option<u32>,
+    /// The host uid the sandbox's 0 is (root mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid_base: Option<u32>,
     pub socket: PathBuf,
     /// PID 1's descriptor of the scratch tmpfs (overlay upper and work
     /// dirs): snapshots read the upper through `/proc/PID/fd/N`.
@@ -95,6 +98,13 @@ impl Record {
         serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt { path, source })
     }
 
+    /// The host uid the sandbox's uid 0 is, in root mode (a record from
+    /// before `uid_base` was kept names only its slot, of the old base).
+    pub fn uid_base(&self) -> Option<u32> {
+        self.uid_base
+            .or_else(|| self.uid_slot.map(|n| LEGACY_SLOT_BASE + n * SLOT_SIZE))
+    }
+
     /// Is the recorded PID 1 still the process we started?
     pub fn alive(&self) -> bool {
         self.pid > 0 && aibox_sys::live_process_start_time(self.pid) == Some(self.start_time)
@@ -102,11 +112,21 @@ impl Record {
 }
 
 /// Host uid ranges for root mode: slot N maps the sandbox's 0..65536 to
-/// `SLOT_BASE + N * 65536`. The base is far above the ranges distributions
-/// hand out in /etc/subuid (100000+), so no host user owns these uids.
-pub const SLOT_BASE: u32 = 1 << 30;
+/// `SLOT_BASE + N * 65536`. The slots fill the range systemd leaves unused
+/// (0x70000000..0x7FFE0000, docs: systemd.io/UIDS-GIDS): above what
+/// distributions hand out in /etc/subuid (100000+) and above systemd's
+/// container range (524288..1879048191: `nspawn --private-users=pick`,
+/// machined, nsresourced), below its foreign range (0x7FFE0000) and the
+/// signed-32-bit half no one should use. So no host user and no container
+/// of another manager has these uids (the review's L7: the slots began at
+/// 2^30, inside the container range).
+pub const SLOT_BASE: u32 = 0x7000_0000;
 pub const SLOT_SIZE: u32 = 65536;
-pub const SLOT_COUNT: u32 = 16000;
+/// (0x7FFE0000 - 0x70000000) / 65536.
+pub const SLOT_COUNT: u32 = 4094;
+
+/// Where slots began before (a record written then names its slot only).
+const LEGACY_SLOT_BASE: u32 = 1 << 30;
 
 pub fn slot_uid(slot: u32) -> u32 {
     SLOT_BASE + slot * SLOT_SIZE
@@ -188,5 +208,45 @@ pub fn slot_held(slots: &Path, n: u32) -> bool {
         Ok(f) => !aibox_sys::try_lock_exclusive(f.as_fd()).unwrap_or(false),
         // No slot file: nobody can hold it.
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aibox_types::{IsolationReport, SandboxSpec};
+
+    /// L7: every slot lies in the range systemd leaves unused, clear of
+    /// its container range (nspawn, machined, nsresourced) and its foreign
+    /// range, and of the upper half no one should use.
+    #[test]
+    fn l7_slots_lie_outside_systemds_ranges() {
+        const CONTAINER: std::ops::RangeInclusive<u64> = 524_288..=1_879_048_191;
+        const FOREIGN_AND_ABOVE: u64 = 0x7FFE_0000;
+        let first = u64::from(slot_uid(0));
+        let last = u64::from(slot_uid(SLOT_COUNT - 1)) + u64::from(SLOT_SIZE) - 1;
+        assert!(first > *CONTAINER.end(), "{first}");
+        assert!(last < FOREIGN_AND_ABOVE, "{last}");
+        assert_eq!(
+            (FOREIGN_AND_ABOVE - first) / u64::from(SLOT_SIZE),
+            u64::from(SLOT_COUNT)
+        );
+    }
+
+    #[test]
+    fn an_old_record_keeps_its_uids() {
+        let json = |extra: &str| {
+            format!(
+                r#"{{"id":"a","status":"running","created_unix_ms":0,"pid":1,"start_time":0,
+                "spec":{},"isolation":{},"cgroup":{{"version":"none","dirs":[]}},
+                "uid_slot":3,"socket":"/x"{extra}}}"#,
+                serde_json::to_string(&SandboxSpec::default()).unwrap(),
+                serde_json::to_string(&IsolationReport::default()).unwrap(),
+            )
+        };
+        let old: Record = serde_json::from_str(&json("")).unwrap();
+        assert_eq!(old.uid_base(), Some((1 << 30) + 3 * SLOT_SIZE));
+        let new: Record = serde_json::from_str(&json(r#","uid_base":1879244800"#)).unwrap();
+        assert_eq!(new.uid_base(), Some(1_879_244_800));
     }
 }

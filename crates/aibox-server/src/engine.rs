@@ -270,7 +270,7 @@ impl Engine for RuntimeEngine {
         (rec.spec.network != aibox_types::NetworkMode::None).then(|| {
             (
                 self.rt.dirs().sandbox(id).join("egress.sock"),
-                rec.uid_slot.map(aibox_runtime::state::slot_uid),
+                rec.uid_base(),
             )
         })
     }
