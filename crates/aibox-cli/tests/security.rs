@@ -1643,3 +1643,27 @@ fn l4_the_hosts_usr_gives_no_owner_rights() {
         common::stderr(&o)
     );
 }
+
+/// L8: /proc showed the host's users with keys, its loaded modules and its
+/// kernel's configuration. Now they read empty (where the kernel has
+/// them); what stays visible is written down in docs/threat-model.md.
+#[test]
+fn l8_proc_does_not_describe_the_host() {
+    require_sandboxes!();
+    let env = common::Env::new("l8");
+    for f in ["key-users", "modules", "config.gz", "keys", "kallsyms"] {
+        let o = env.run(&[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            &format!("cat /proc/{f} 2>/dev/null | wc -c"),
+        ]);
+        assert_eq!(
+            common::stdout(&o).trim(),
+            "0",
+            "/proc/{f}: {}",
+            common::stderr(&o)
+        );
+    }
+}

@@ -116,7 +116,11 @@ const NOSUID_NOEXEC: Flags = Flags {
 
 /// Files under /proc that leak host information or kernel state (Docker's
 /// masked paths, plus kallsyms).
-pub const PROC_MASK_FILES: [&str; 7] = [
+/// Docker's list, and what the review's L8 found beyond it: the host's
+/// users with keys (`key-users`), its loaded modules and its kernel's
+/// configuration (reconnaissance for a kernel exploit). Each is masked only
+/// where the kernel has it.
+pub const PROC_MASK_FILES: [&str; 10] = [
     "kcore",
     "keys",
     "timer_list",
@@ -124,6 +128,9 @@ pub const PROC_MASK_FILES: [&str; 7] = [
     "latency_stats",
     "kallsyms",
     "timer_stats",
+    "key-users",
+    "modules",
+    "config.gz",
 ];
 pub const PROC_MASK_DIRS: [&str; 3] = ["acpi", "scsi", "asound"];
 /// Docker also remounts bus, fs, irq and sysrq-trigger read-only; in a user
