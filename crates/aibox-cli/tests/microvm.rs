@@ -783,3 +783,102 @@ fn firecracker_sandboxes() {
         true,
     );
 }
+
+/// M6, the review's probe: the guest's connections to the egress address
+/// each start a host process (QEMU's `guestfwd` command), which had no
+/// bound. Now the VM's host side is in a cgroup of its own with a pids
+/// cap: a guest opening far more connections than that gets no more host
+/// processes, and the VM goes on working.
+#[test]
+fn m6_a_guest_cannot_flood_the_host_with_egress_helpers() {
+    if let Some(t) = common::microvm_missing_tool() {
+        eprintln!("SKIP m6_a_guest_cannot_flood_the_host_with_egress_helpers: {t} is missing");
+        return;
+    }
+    if !common::is_root() {
+        eprintln!("SKIP m6_a_guest_cannot_flood_the_host_with_egress_helpers: the VMM's cgroup needs root (rootless hosts seldom delegate cgroups)");
+        return;
+    }
+    let env = Env::new("m6");
+    let template = busybox_template(&env);
+    let spec = aibox_types::SandboxSpec {
+        template,
+        backend: Some(aibox_types::BackendKind::Microvm),
+        network: aibox_types::NetworkMode::Full,
+        memory: Some("512m".parse().unwrap()),
+        disk: Some("64m".parse().unwrap()),
+        ..Default::default()
+    };
+    let id = match create_spec(&env, &spec) {
+        Ok(id) => id,
+        Err(e) if e.contains("artifacts could not be built") => {
+            eprintln!("SKIP m6: no guest kernel: {e}");
+            return;
+        }
+        Err(e) => panic!("create failed: {e}"),
+    };
+    // The server's proxy, played by the test: it takes every connection
+    // and keeps it, so every helper stays alive.
+    let dir = env.dirs.sandbox(&id);
+    let proxy = std::os::unix::net::UnixListener::bind(dir.join("egress.sock")).unwrap();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        while let Ok((c, _)) = proxy.accept() {
+            keep.lock().unwrap().push(c);
+        }
+    });
+    let helpers = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read(e.path().join("cmdline"))
+                    .is_ok_and(|c| c.windows(16).any(|w| w == b"internal-connect"))
+            })
+            .count()
+    };
+    let wanted = aibox_runtime::microvm::VMM_PIDS as usize + 100;
+    let o = sh(
+        &env,
+        &id,
+        "root",
+        &format!(
+            "i=0; while [ $i -lt {wanted} ]; do sleep 30 | busybox nc 10.0.2.100 3128 >/dev/null 2>&1 & i=$((i+1)); done; sleep 10; echo spawned"
+        ),
+    );
+    assert_eq!(stdout(&o).trim(), "spawned", "{}", stderr(&o));
+    let (alive, kept) = (helpers(), held.lock().unwrap().len());
+    // The cap was what stopped it: forks refused at the cgroup's limit.
+    let rec = env.runtime().get(&id).unwrap().record().clone();
+    let (_, pids_dir) = rec
+        .cgroup
+        .dirs
+        .iter()
+        .find(|(c, _)| c == "pids" || c == "unified")
+        .expect("the VM's cgroup has pids");
+    let events = std::fs::read_to_string(pids_dir.join("pids.events")).unwrap();
+    let refused: u64 = events
+        .lines()
+        .find_map(|l| l.strip_prefix("max "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    eprintln!(
+        "m6: {wanted} guest connections, {alive} host helpers, {kept} reached the proxy, {refused} forks refused at the cap"
+    );
+    assert!(kept > 50, "the flood never reached the host ({kept})");
+    assert!(refused > 0, "the flood never met the cap: {events}");
+    assert!(
+        alive < aibox_runtime::microvm::VMM_PIDS as usize,
+        "{alive} host processes for the guest's connections"
+    );
+    // The VM still answers.
+    assert_eq!(ok(&sh(&env, &id, "user", "echo alive")), "alive\n");
+    assert!(env.run(&["rm", &id]).status.success());
+    held.lock().unwrap().clear();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while helpers() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(helpers(), 0, "helpers outlived the sandbox");
+}
