@@ -104,6 +104,23 @@ pub fn egress_rules(data: &[u8]) {
 pub fn proxy_request(data: &[u8]) {
     let _ = aibox_server::egress::parse_request_head(data);
     let _ = aibox_server::egress::client_hello_sni(data);
+    // The same bytes through a tunnel a name rule allowed (M2): a refusal
+    // sends nothing upstream, and what is relayed is one request, closed.
+    let (outcome, upstream) = aibox_server::tunnel::replay(data);
+    match outcome {
+        aibox_server::tunnel::Outcome::Refused(_) => {
+            assert!(upstream.is_empty(), "a refused tunnel sent bytes upstream")
+        }
+        aibox_server::tunnel::Outcome::Relayed if !data.starts_with(&[0x16]) => {
+            let head_end = upstream.windows(4).position(|w| w == b"\r\n\r\n");
+            let head = &upstream[..head_end.unwrap_or(upstream.len())];
+            assert!(
+                head.ends_with(b"Connection: close"),
+                "a relayed request was not closed"
+            );
+        }
+        aibox_server::tunnel::Outcome::Relayed => {}
+    }
 }
 
 fn sha256_hex(data: &[u8]) -> String {

@@ -473,6 +473,52 @@ async fn read_crlf_line<R: tokio::io::AsyncBufRead + Unpin>(from: &mut R) -> io:
     Ok(line)
 }
 
+/// For fuzzing: a client that sends `data` and closes, through a tunnel to
+/// `a.example:80` allowed by a name rule, to a server that reads what comes
+/// and answers nothing. Returns how it ended and what reached the server.
+/// Whatever `data` is, it must end without a panic, and a refusal must
+/// leave the server with nothing.
+pub fn replay(data: &[u8]) -> (Outcome, Vec<u8>) {
+    thread_local! {
+        static RT: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime");
+    }
+    RT.with(|rt| {
+        rt.block_on(async {
+            let (client, mut far) = tokio::io::duplex(1 << 16);
+            let (upstream, mut server) = tokio::io::duplex(1 << 16);
+            let data = data.to_vec();
+            let writer = async move {
+                let _ = far.write_all(&data).await;
+                let _ = far.shutdown().await;
+                let mut sink = Vec::new();
+                let _ = far.read_to_end(&mut sink).await;
+            };
+            let reader = async move {
+                let mut got = Vec::new();
+                let _ = server.read_to_end(&mut got).await;
+                got
+            };
+            let expect = Expect::Names {
+                names: vec!["a.example".into()],
+                other: false,
+            };
+            let start = Start::Inspect(Vec::new(), expect, 80);
+            let (outcome, _, got) = tokio::join!(
+                async {
+                    let r = splice(client, upstream, start).await;
+                    r.unwrap_or(Outcome::Refused("i/o".into()))
+                },
+                writer,
+                reader
+            );
+            (outcome, got)
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
