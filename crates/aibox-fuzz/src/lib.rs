@@ -102,8 +102,8 @@ pub fn egress_rules(data: &[u8]) {
 /// The egress proxy's view of a client: the request head and a TLS
 /// ClientHello's SNI.
 pub fn proxy_request(data: &[u8]) {
-    let _ = aibox_server::egress::parse_request_head(data);
-    let _ = aibox_server::egress::client_hello_sni(data);
+    let _ = aibox_server::wire::parse_request_head(data);
+    let _ = aibox_server::wire::client_hello_sni(data);
     // The same bytes through a tunnel a name rule allowed (M2): a refusal
     // sends nothing upstream, and what is relayed is one request, closed.
     let (outcome, upstream) = aibox_server::tunnel::replay(data);

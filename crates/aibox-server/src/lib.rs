@@ -32,6 +32,7 @@ pub mod streaming;
 pub mod templates;
 pub mod tunnel;
 pub mod ui;
+pub mod wire;
 pub mod ws;
 
 use crate::auth::{LocalSocket, Principal};

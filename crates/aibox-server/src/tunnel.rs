@@ -24,7 +24,7 @@
 //! *inside* TLS (a Host header the proxy cannot read, or Encrypted Client
 //! Hello) on CDNs that allow it.
 
-use crate::egress::{client_hello_sni, split_authority, Request};
+use crate::wire::{client_hello_sni, split_authority, Request};
 use aibox_types::egress::{Decision, Policy};
 use std::io;
 use std::time::Duration;
@@ -342,7 +342,7 @@ fn classify(b: &[u8]) -> Option<First> {
             let method = b.iter().take_while(|c| c.is_ascii_uppercase()).count();
             match b.get(method) {
                 None => None,
-                Some(b' ') if method > 0 => crate::egress::find(b, b"\r\n\r\n").map(First::Http),
+                Some(b' ') if method > 0 => crate::wire::find(b, b"\r\n\r\n").map(First::Http),
                 Some(_) => Some(First::Other),
             }
         }
@@ -480,12 +480,15 @@ async fn read_crlf_line<R: tokio::io::AsyncBufRead + Unpin>(from: &mut R) -> io:
 /// leave the server with nothing.
 pub fn replay(data: &[u8]) -> (Outcome, Vec<u8>) {
     thread_local! {
-        static RT: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+        static RT: Option<tokio::runtime::Runtime> = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
-            .expect("a runtime");
+            .ok();
     }
     RT.with(|rt| {
+        let Some(rt) = rt else {
+            return (Outcome::Refused("no runtime".into()), Vec::new());
+        };
         rt.block_on(async {
             let (client, mut far) = tokio::io::duplex(1 << 16);
             let (upstream, mut server) = tokio::io::duplex(1 << 16);
@@ -570,12 +573,12 @@ mod tests {
     #[tokio::test]
     async fn a_name_tunnel_carries_tls_or_http_naming_it() {
         let ok = names(&["allowed.example"], false);
-        let hello = crate::egress::minimal_client_hello("allowed.example");
+        let hello = crate::wire::minimal_client_hello("allowed.example");
         let (got, back, outcome) = run(inspect_start(ok.clone()), &hello, b"server hello").await;
         assert_eq!(outcome, Outcome::Relayed);
         assert_eq!(got.as_bytes(), &hello[..]);
         assert_eq!(back, "server hello");
-        let other = crate::egress::minimal_client_hello("other.example");
+        let other = crate::wire::minimal_client_hello("other.example");
         let (got, _, outcome) = run(inspect_start(ok.clone()), &other, b"").await;
         assert!(matches!(outcome, Outcome::Refused(r) if r.contains("other.example")));
         assert!(got.is_empty());
@@ -639,7 +642,7 @@ mod tests {
             (got.as_str(), back.as_str()),
             ("SSH-2.0-OpenSSH_9.2\r\n", "SSH-2.0-server\r\n")
         );
-        let other = crate::egress::minimal_client_hello("other.example");
+        let other = crate::wire::minimal_client_hello("other.example");
         let (_, _, outcome) = run(inspect_start(ported), &other, b"").await;
         assert!(matches!(outcome, Outcome::Refused(_)));
         let (got, _, outcome) = run(inspect_start(Expect::Any), b"anything", b"").await;

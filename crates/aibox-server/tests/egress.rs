@@ -221,7 +221,7 @@ async fn connect_tunnels_check_the_tls_server_name() {
         &[format!("allowed.test:{up}"), format!("127.0.0.1:{up}")],
     );
     let p = proxy(policy, &[("allowed.test", "127.0.0.1")]).await;
-    let hello = egress::minimal_client_hello;
+    let hello = aibox_server::wire::minimal_client_hello;
     for (sni, passes) in [
         ("allowed.test", true),
         ("ALLOWED.test", true),
