@@ -427,6 +427,9 @@ fn remount_ro(path: &Path, extra: libc::c_ulong) -> std::io::Result<()> {
     )
 }
 
+/// Between `PivotRoot` and `DetachOldRoot` (S runs the steps, alone).
+static PIVOTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// After `pivot_root` the host's root stays at [`OLD_ROOT`] until the last
 /// step detaches it, and an absolute symlink in the image or a snapshot
 /// (`etc -> /.aibox-old/tmp`) resolves there: a step that creates or
@@ -437,7 +440,13 @@ fn remount_ro(path: &Path, extra: libc::c_ulong) -> std::io::Result<()> {
 /// this setup just mounted, whose own mount points were checked) nothing
 /// is left to the image.
 fn stays_inside(path: &Path) -> std::io::Result<()> {
-    if !path.is_absolute() || path.starts_with("/dev/") || path.starts_with("/proc/") {
+    use std::sync::atomic::Ordering;
+    // Before the pivot every path is the host's own, chosen by setup.
+    if !PIVOTED.load(Ordering::Relaxed)
+        || !path.is_absolute()
+        || path.starts_with("/dev/")
+        || path.starts_with("/proc/")
+    {
         return Ok(());
     }
     let out = |why: &str| {
@@ -559,6 +568,7 @@ fn exec_step(step: &Step) -> std::io::Result<()> {
         }
         Step::PivotRoot { new_root, put_old } => {
             aibox_sys::pivot_root(new_root, put_old)?;
+            PIVOTED.store(true, std::sync::atomic::Ordering::Relaxed);
             std::env::set_current_dir("/")
         }
         Step::Bind {
@@ -683,6 +693,7 @@ fn exec_step(step: &Step) -> std::io::Result<()> {
         Step::RemountReadOnly(p) => remount_ro(p, 0),
         Step::DetachOldRoot => {
             aibox_sys::umount2(Path::new(OLD_ROOT), libc::MNT_DETACH)?;
+            PIVOTED.store(false, std::sync::atomic::Ordering::Relaxed);
             std::fs::remove_dir(OLD_ROOT)
         }
     }
