@@ -220,10 +220,15 @@ fn join_with<A: Duplex, B: Duplex>(a: std::io::Result<A>, b: B, close_a: bool) {
                 a3.shutdown_all();
             }
         });
+    let Ok(back) = back else {
+        // No thread to carry the other direction (a process budget spent):
+        // a clean close, never a stream that only goes one way.
+        a.shutdown_all();
+        b.shutdown_all();
+        return;
+    };
     pump(a, b);
-    if let Ok(t) = back {
-        let _ = t.join();
-    }
+    let _ = back.join();
 }
 
 /// Copy until EOF, then pass the EOF on.
