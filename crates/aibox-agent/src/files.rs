@@ -297,10 +297,10 @@ pub(crate) fn handle(agent: &Agent, s: &mut UnixStream, op: Op) -> OpResult {
         } => {
             let _ids = FsIds::enter(uid_for(agent, user)?)?;
             let at = At::locate(agent, &path, false, false)?;
-            let (_held, p) = at.follow().map_err(|e| Failure::io(&path, &e))?;
+            let (held, _) = at.follow().map_err(|e| Failure::io(&path, &e))?;
             let mut out = Vec::new();
             let mut budget = MAX_LIST_BYTES;
-            list(&p, &at.shown, recursive, 0, &mut out, &mut budget)
+            list(&held, &at.shown, recursive, 0, &mut out, &mut budget)
                 .map_err(|e| Failure::io(&path, &e))?;
             if budget == 0 {
                 return Err(Failure::new(
@@ -402,14 +402,15 @@ pub(crate) fn handle(agent: &Agent, s: &mut UnixStream, op: Op) -> OpResult {
                 let mut b = tar::Builder::new(&mut w);
                 b.follow_symlinks(false);
                 let res = if md.is_dir() {
-                    append_tree(&mut b, Path::new("."), &p, 0)
+                    child_at(&at.dir, &at.name, libc::O_PATH | libc::O_DIRECTORY)
+                        .and_then(|top| append_tree(&mut b, Path::new("."), &top, 0))
                 } else {
                     let name = at
                         .shown
                         .file_name()
                         .map(PathBuf::from)
                         .unwrap_or_else(|| "file".into());
-                    b.append_path_with_name(&p, name)
+                    append_entry(&mut b, &at.dir, &at.name, &md, &name)
                 };
                 res.and_then(|_| b.finish())
             };
@@ -427,16 +428,19 @@ pub(crate) fn handle(agent: &Agent, s: &mut UnixStream, op: Op) -> OpResult {
 }
 
 /// Append `dir`'s entries to `out` while their encoded size fits `budget`
-/// (which reaches 0 when it did not: the caller reports that).
+/// (which reaches 0 when it did not: the caller reports that). `dir` is
+/// held open, and so is every directory descended into, each opened from
+/// its parent without following a link: a directory swapped for a link
+/// while the listing runs is not followed.
 fn list(
-    dir: &Path,
+    dir: &std::os::fd::OwnedFd,
     shown: &Path,
     recursive: bool,
     depth: usize,
     out: &mut Vec<FileStat>,
     budget: &mut usize,
 ) -> std::io::Result<()> {
-    let mut entries: Vec<_> = fs::read_dir(dir)?.flatten().collect();
+    let mut entries: Vec<_> = fs::read_dir(fd_path(dir))?.flatten().collect();
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let path = e.path();
@@ -455,13 +459,32 @@ fn list(
         out.push(st);
         if recursive && is_dir && depth < 64 {
             // Unreadable subdirectories are listed but not descended into.
-            let _ = list(&path, &shown, true, depth + 1, out, budget);
+            if let Ok(child) = child_at(dir, &e.file_name(), libc::O_PATH | libc::O_DIRECTORY) {
+                let _ = list(&child, &shown, true, depth + 1, out, budget);
+            }
             if *budget == 0 {
                 return Ok(());
             }
         }
     }
     Ok(())
+}
+
+/// `name` in the held directory `dir`, opened with `flags` without
+/// following any link (magic or not).
+fn child_at(
+    dir: &std::os::fd::OwnedFd,
+    name: &std::ffi::OsStr,
+    flags: i32,
+) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::AsFd;
+    aibox_sys::openat2(
+        dir.as_fd(),
+        Path::new(name),
+        flags,
+        0,
+        aibox_sys::resolve::NO_SYMLINKS | aibox_sys::resolve::NO_MAGICLINKS,
+    )
 }
 
 fn rand_u32() -> u32 {
@@ -484,46 +507,101 @@ const SYSFS_MAGIC: i64 = 0x6265_6572;
 fn append_tree<W: std::io::Write>(
     b: &mut tar::Builder<W>,
     name: &Path,
-    dir: &Path,
+    dir: &std::os::fd::OwnedFd,
     depth: usize,
 ) -> std::io::Result<()> {
+    let here = fd_path(dir);
     if name != Path::new(".") {
-        b.append_dir(name, dir)?;
+        b.append_dir(name, &here)?;
     }
     if depth > 256
         || matches!(
-            aibox_sys::statfs_type(dir),
+            aibox_sys::statfs_type(&here),
             Ok(PROC_SUPER_MAGIC | SYSFS_MAGIC)
         )
     {
         return Ok(());
     }
-    let Ok(rd) = fs::read_dir(dir) else {
+    let Ok(rd) = fs::read_dir(&here) else {
         return Ok(());
     };
     let mut entries: Vec<_> = rd.flatten().collect();
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
-        let path = e.path();
         let child = name.join(e.file_name());
-        let Ok(md) = fs::symlink_metadata(&path) else {
+        let Ok(md) = fs::symlink_metadata(e.path()) else {
             continue;
         };
         if md.is_dir() {
-            append_tree(b, &child, &path, depth + 1)?;
+            // Held, opened without following a link (one swapped in
+            // meanwhile is skipped).
+            if let Ok(sub) = child_at(dir, &e.file_name(), libc::O_PATH | libc::O_DIRECTORY) {
+                append_tree(b, &child, &sub, depth + 1)?;
+            }
             continue;
         }
-        match b.append_path_with_name(&path, &child) {
-            Ok(()) => {}
-            // Unreadable: skipped.
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {}
-            // A special file the format cannot describe (nothing was written
-            // for it: headers are built before they are written): skipped.
-            Err(_) if !md.is_file() => {}
-            // Anything else (the client went away, a file changed size
-            // while read) ends the transfer.
-            Err(e) => return Err(e),
-        }
+        append_entry(b, dir, &e.file_name(), &md, &child)?;
     }
     Ok(())
+}
+
+/// One entry of the held directory `dir` (as `md` described it) into the
+/// archive as `as_name`: a file read through a descriptor opened without
+/// following any link, a link as a link, a special file as its header.
+fn append_entry<W: std::io::Write>(
+    b: &mut tar::Builder<W>,
+    dir: &std::os::fd::OwnedFd,
+    name: &std::ffi::OsStr,
+    md: &fs::Metadata,
+    as_name: &Path,
+) -> std::io::Result<()> {
+    let r = if md.is_file() {
+        child_at(dir, name, libc::O_RDONLY).and_then(|fd| {
+            let f = fs::File::from(fd);
+            let meta = f.metadata()?;
+            if !meta.is_file() {
+                return Ok(());
+            }
+            let mut header = tar::Header::new_gnu();
+            header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+            b.append_data(&mut header, as_name, f)
+        })
+    } else if md.file_type().is_symlink() {
+        fs::read_link(fd_path(dir).join(name)).and_then(|target| {
+            let mut header = tar::Header::new_gnu();
+            header.set_metadata_in_mode(md, tar::HeaderMode::Complete);
+            header.set_size(0);
+            b.append_link(&mut header, as_name, target)
+        })
+    } else {
+        use std::os::unix::fs::FileTypeExt;
+        let t = md.file_type();
+        if !(t.is_fifo() || t.is_char_device() || t.is_block_device()) {
+            // A socket: the format cannot describe it.
+            return Ok(());
+        }
+        // A header only, from what was seen; nothing is opened.
+        let mut header = tar::Header::new_gnu();
+        header.set_metadata_in_mode(md, tar::HeaderMode::Complete);
+        header.set_size(0);
+        b.append_data(&mut header, as_name, std::io::empty())
+    };
+    match r {
+        Ok(()) => Ok(()),
+        // Unreadable, or gone (or swapped for a link) meanwhile: skipped.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::NotFound
+            ) || e.raw_os_error() == Some(libc::ELOOP) =>
+        {
+            Ok(())
+        }
+        // A special file the format cannot describe (nothing was written
+        // for it: headers are built before they are written): skipped.
+        Err(_) if !md.is_file() => Ok(()),
+        // Anything else (the client went away, a file changed size while
+        // read) ends the transfer.
+        Err(e) => Err(e),
+    }
 }

@@ -255,8 +255,9 @@ fn c2_a_planted_symlink_cannot_lead_a_mount_out_of_the_allowed_path() {
 /// H4: as root, a host mount was idmapped with the sandbox's own map, so
 /// sandbox uid k was host uid k there, root included: `cp /bin/sh` +
 /// `chmod 4755` left a setuid-root shell on the host. Now the mount's
-/// owner is the only id mapped (to the sandbox user), and a read-write
-/// mount of a directory root owns is refused.
+/// owner (and its group, an ordinary one) are the only ids mapped, to the
+/// sandbox user, and a read-write mount of a directory root or a system
+/// group owns is refused.
 #[test]
 fn h4_a_host_mount_acts_as_its_owner_never_as_root() {
     require_sandboxes!();
@@ -304,10 +305,25 @@ fn h4_a_host_mount_acts_as_its_owner_never_as_root() {
     );
     let rsh = std::fs::metadata(dir.join("rsh")).unwrap();
     assert_eq!(
-        (rsh.uid(), rsh.gid()),
-        (common::MOUNT_OWNER, common::MOUNT_OWNER),
+        rsh.uid(),
+        common::MOUNT_OWNER,
         "a file the sandbox's root writes belongs to the directory's owner"
     );
+    assert_eq!(
+        rsh.gid(),
+        common::MOUNT_OWNER,
+        "and to the directory's group"
+    );
+    // A directory of a system group (here 27, Debian's `sudo`): read-write,
+    // the sandbox could leave set-gid files of it there: refused.
+    std::os::unix::fs::chown(&dir, None, Some(27)).unwrap();
+    let o = env.run(&["run", "--mount", &rw, "--", "true"]);
+    let err = common::stderr(&o);
+    assert!(
+        err.contains("system group 27") && err.contains("invalid_argument"),
+        "{err}"
+    );
+    std::os::unix::fs::chown(&dir, None, Some(common::MOUNT_OWNER)).unwrap();
     assert_eq!(
         std::fs::read_to_string(dir.join("roots")).unwrap(),
         "root's"

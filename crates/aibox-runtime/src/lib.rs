@@ -139,7 +139,8 @@ struct Holds {
 /// the caller's own path as given.
 ///
 /// As root (`rootful`), a read-write mount acts on the host as its owner
-/// (`setup::owner_userns`), so one owned by uid or group 0 is refused:
+/// (`setup::owner_userns`), so one owned by uid 0 or a system group is
+/// refused:
 /// the sandbox would be root there (set-id files for every local user,
 /// root's own files rewritten).
 fn open_mount_sources(spec: &SandboxSpec, rootful: bool) -> Result<Vec<setup::MountSource>, Error> {
@@ -189,10 +190,14 @@ fn open_mount_sources(spec: &SandboxSpec, rootful: bool) -> Result<Vec<setup::Mo
         let file = std::fs::File::from(fd);
         let meta = file.metadata().map_err(|e| bad(e.to_string()))?;
         use std::os::unix::fs::MetadataExt;
-        if rootful && !m.read_only && (meta.uid() == 0 || meta.gid() == 0) {
+        if rootful && !m.read_only && meta.uid() == 0 {
+            return Err(bad(
+                "is owned by root: read-write, the sandbox would act as root on the host there; give it to an unprivileged owner (chown UID:GID) or mount it read-only".into(),
+            ));
+        }
+        if rootful && !m.read_only && !setup::ordinary_group(meta.gid()) {
             return Err(bad(format!(
-                "is owned by root (uid {}, gid {}): read-write, the sandbox would act as root on the host there; give it to an unprivileged owner (chown UID:GID) or mount it read-only",
-                meta.uid(),
+                "belongs to the system group {}: read-write, the sandbox could leave set-gid files of that group there; give it a user's group (chgrp, gid 1000 or above) or mount it read-only",
                 meta.gid()
             )));
         }

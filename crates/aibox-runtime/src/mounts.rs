@@ -442,10 +442,12 @@ static PIVOTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::n
 fn stays_inside(path: &Path) -> std::io::Result<()> {
     use std::sync::atomic::Ordering;
     // Before the pivot every path is the host's own, chosen by setup.
+    // Below /dev and /proc only setup's own paths (user mounts are refused
+    // there), and only as written: `/./proc/self/root/...` is checked.
+    let plain = || path.as_os_str() == path.components().collect::<PathBuf>().as_os_str();
     if !PIVOTED.load(Ordering::Relaxed)
         || !path.is_absolute()
-        || path.starts_with("/dev/")
-        || path.starts_with("/proc/")
+        || ((path.starts_with("/dev/") || path.starts_with("/proc/")) && plain())
     {
         return Ok(());
     }

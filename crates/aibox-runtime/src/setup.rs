@@ -636,33 +636,43 @@ fn stage_trees(plan: &Plan, proc_dir: &Path) -> Result<(Vec<OwnedFd>, bool), Set
 }
 
 /// The user namespace a host mount's ownership is translated through, as
-/// root: its owner (uid, gid) becomes the sandbox user's own and nothing
-/// else is mapped, so every other file in it shows as nobody's and only
-/// its "other" bits apply, to the sandbox's root too (no capability
-/// reaches an owner outside the sandbox's namespace). The sandbox acts
-/// there as the directory's owner and no one else: never as the host's
-/// root (uid or group 0 is never mapped; `open_mount_sources` refuses
-/// read-write mounts owned by either) and never as the slot's uids.
-/// (The sandbox's own map, which mounts used before, made sandbox uid k
-/// host uid k, root included: the review's H4.) None: nothing to map,
-/// a plain bind.
+/// root: its owner uid becomes the sandbox user's own, and its group the
+/// sandbox user's group when it is an ordinary one (a user's own group,
+/// gid 1000 and above: creating files through an idmapped mount needs the
+/// creator's group mapped to the directory's). No other host id is mapped,
+/// so every other file shows as nobody's and only its "other" bits apply,
+/// to the sandbox's root too (no capability reaches an owner outside the
+/// sandbox's namespace). Never root, never a system group: uid 0 and
+/// gids below 1000 (`sudo`, `docker`, `shadow`, `disk`...) are not mapped,
+/// and `open_mount_sources` refuses read-write mounts of directories that
+/// have them, where the sandbox could leave set-uid or set-gid files for
+/// them. (The sandbox's own map, which mounts used before, made sandbox
+/// uid k host uid k, root included: the review's H4.) None: nothing to
+/// map, a plain bind.
 fn owner_userns(plan: &Plan, (uid, gid): (u32, u32)) -> Result<Option<OwnedFd>, SetupError> {
     let Some(base) = plan.uid_base else {
         return Ok(None);
     };
-    let inner = base + plan.spec.user.uid();
-    // Uid or group 0 stays unmapped: in its place the slot's own id maps
-    // to itself (a namespace needs both maps), which no host file has.
-    let line = |host: u32| {
-        let host = if host == 0 { inner } else { host };
-        format!("{host} {inner} 1\n")
-    };
-    if uid == 0 && gid == 0 {
+    if uid == 0 {
         return Ok(None);
     }
-    aibox_sys::mapped_userns(&line(uid), &line(gid))
-        .map(Some)
-        .map_err(sys("making a user namespace for a mount's owner"))
+    let inner = base + plan.spec.user.uid();
+    // An unmapped group still needs a line: the slot's own gid, to itself
+    // (no host file has it).
+    let group = if ordinary_group(gid) { gid } else { inner };
+    aibox_sys::mapped_userns(
+        &format!("{uid} {inner} 1\n"),
+        &format!("{group} {inner} 1\n"),
+    )
+    .map(Some)
+    .map_err(sys("making a user namespace for a mount's owner"))
+}
+
+/// A group a read-write host mount may hand to the sandbox: a user's own
+/// (gid 1000 and above, the ranges distributions give users and their
+/// groups), not a system group that grants rights (`docker`, `sudo`...).
+pub fn ordinary_group(gid: u32) -> bool {
+    gid >= 1000
 }
 
 /// Create the sandbox's cgroup with its limits. Rootless hosts rarely

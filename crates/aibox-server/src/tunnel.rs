@@ -256,7 +256,10 @@ async fn inspect<C: AsyncRead + Unpin>(
     match read {
         Ok(r) => r?,
         // A client that waits for the server to speak first.
-        Err(_) if *other_ok => return Ok(Verdict::Raw(buf)),
+        // A client that waits for the server to speak first, having sent
+        // nothing. (One that sent the start of a TLS record or an HTTP
+        // head and paused must not slip past the check.)
+        Err(_) if *other_ok && buf.is_empty() => return Ok(Verdict::Raw(buf)),
         Err(_) => {
             return Ok(Verdict::Refused {
                 reason: format!(
@@ -313,9 +316,22 @@ async fn inspect<C: AsyncRead + Unpin>(
                     http: true,
                 });
             }
+            // The target names only a path: an absolute one (`http://other/`)
+            // or an authority (`other:443`) would name the server instead
+            // of Host, and servers follow the target.
+            if !(req.target.starts_with('/') || (req.target == "*" && req.method == "OPTIONS")) {
+                return Ok(Verdict::Refused {
+                    reason: format!(
+                        "HTTP refused: through a tunnel a request names its path only ({} names more)",
+                        req.target
+                    ),
+                    http: true,
+                });
+            }
             Ok(Verdict::Request(req, buf[end + 4..].to_vec()))
         }
-        _ if *other_ok => Ok(Verdict::Raw(buf)),
+        // Clearly neither TLS nor HTTP, under a rule that names its port.
+        Some(First::Other) if *other_ok => Ok(Verdict::Raw(buf)),
         None if buf.is_empty() => Ok(other("the connection closed before sending anything")),
         _ => Ok(other("neither TLS nor an HTTP/1 request")),
     }
@@ -614,6 +630,18 @@ mod tests {
                 b"GET / HTTP/1.1\r\nHost: allowed.example\r\nX: a\nHost: b\r\n\r\n",
                 true,
             ),
+            (
+                b"GET http://other.example/ HTTP/1.1\r\nHost: allowed.example\r\n\r\n",
+                true,
+            ),
+            (
+                b"CONNECT other.example:443 HTTP/1.1\r\nHost: allowed.example\r\n\r\n",
+                true,
+            ),
+            (
+                b"GET / HTTP/1.1\nHost:other.example\n\nX\r\nHost: allowed.example\r\n\r\n",
+                true,
+            ),
             (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", true),
             (b"SSH-2.0-OpenSSH_9.2\r\n", false),
             (
@@ -643,8 +671,12 @@ mod tests {
             ("SSH-2.0-OpenSSH_9.2\r\n", "SSH-2.0-server\r\n")
         );
         let other = crate::wire::minimal_client_hello("other.example");
-        let (_, _, outcome) = run(inspect_start(ported), &other, b"").await;
+        let (_, _, outcome) = run(inspect_start(ported.clone()), &other, b"").await;
         assert!(matches!(outcome, Outcome::Refused(_)));
+        // The start of a ClientHello, then a pause: still checked (the
+        // sniff waits; the client here closes, leaving it incomplete).
+        let (got, _, outcome) = run(inspect_start(ported), &other[..4], b"").await;
+        assert!(matches!(outcome, Outcome::Refused(_)) && got.is_empty());
         let (got, _, outcome) = run(inspect_start(Expect::Any), b"anything", b"").await;
         assert_eq!((got.as_str(), outcome), ("anything", Outcome::Relayed));
     }

@@ -37,22 +37,31 @@ impl Request {
     /// The head up to (not including) the blank line; None when the proxy
     /// refuses it.
     pub fn parse(head: &str) -> Option<Request> {
+        // A control character (a bare CR or LF above all) inside a line
+        // would be a line boundary to the upstream server but not to this
+        // check: `X: a\nHost: other`, or a version `HTTP/1.1\nHost: other`,
+        // smuggled a second Host (the review's M2a). Tabs may separate a
+        // header's value.
+        let control = |l: &str| l.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f);
         let mut lines = head.split("\r\n");
-        let mut first = lines.next()?.split(' ');
+        let request_line = lines.next()?;
+        if control(request_line) {
+            return None;
+        }
+        let mut first = request_line.split(' ');
         let (method, target, version) = (first.next()?, first.next()?, first.next()?);
         if first.next().is_some()
-            || !version.starts_with("HTTP/1.")
+            || !matches!(version, "HTTP/1.0" | "HTTP/1.1")
             || method.is_empty()
             || !method.bytes().all(|b| b.is_ascii_uppercase())
+            || target.is_empty()
+            || target.contains('\t')
         {
             return None;
         }
         let mut headers = Vec::new();
         for l in lines {
-            // A bare CR or LF inside a line would be a header boundary to
-            // the upstream server but not to this check (the review's
-            // M2a: `X: a\nHost: other` smuggled a second Host).
-            if l.contains(['\r', '\n']) {
+            if control(l) {
                 return None;
             }
             let (k, v) = l.split_once(':')?;
@@ -190,6 +199,16 @@ mod tests {
             parse_request_head(b"GET http://a.example/ HTTP/1.1\r\nX: a\rHost: b\r\n\r\n")
                 .is_none()
         );
+        // ... nor in the request line (the target, the version).
+        for smuggled in [
+            &b"GET http://a.example/ HTTP/1.1\nHost:b.example\r\n\r\n"[..],
+            b"GET http://a.example/\nHost:b HTTP/1.1\r\nHost: a.example\r\n\r\n",
+            b"GET / HTTP/1.1\x00\r\nHost: a.example\r\n\r\n",
+            b"GET / HTTP/1.2\r\nHost: a.example\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a.example\x0b\r\n\r\n",
+        ] {
+            assert!(parse_request_head(smuggled).is_none(), "{smuggled:?}");
+        }
     }
 
     #[test]

@@ -234,11 +234,18 @@ impl MountSpec {
                 self.host, self.guest
             ));
         }
+        // Compared by components (`/./proc/x` and `//proc/x` are in /proc:
+        // a string compare let them through, and setup then followed
+        // `/proc/self/root` back to the host's root).
         let g = self.guest.to_string_lossy();
-        for reserved in ["/", "/proc", "/dev", "/usr", "/sys"] {
-            if g == reserved || (reserved != "/" && g.starts_with(&format!("{reserved}/"))) {
+        let guest: std::path::PathBuf = self.guest.components().collect();
+        for reserved in ["/proc", "/dev", "/usr", "/sys"] {
+            if guest.starts_with(reserved) {
                 return Err(format!("mount target {g:?} is reserved by the sandbox"));
             }
+        }
+        if guest == std::path::Path::new("/") {
+            return Err(format!("mount target {g:?} is reserved by the sandbox"));
         }
         Ok(())
     }
@@ -443,6 +450,28 @@ impl SandboxSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_targets_are_reserved_by_their_components() {
+        for guest in [
+            "/proc/x",
+            "/./proc/self/root/x",
+            "//proc/x",
+            "/dev",
+            "/usr/./lib",
+            "/",
+            "/.",
+        ] {
+            let m = MountSpec {
+                host: "/srv/data".into(),
+                guest: guest.into(),
+                read_only: true,
+                within: None,
+            };
+            let e = m.validate().unwrap_err();
+            assert!(e.contains("reserved"), "{guest}: {e}");
+        }
+    }
 
     #[test]
     fn mount_specs() {
