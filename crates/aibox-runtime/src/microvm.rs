@@ -692,7 +692,7 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
         let mut report = report.clone();
         if cgroup.version != "none" {
             report.cgroups.version = cgroup.version.clone();
-            report.cgroups.pids = aibox_types::LimitReport::applied(VMM_PIDS);
+            report.cgroups.pids = aibox_types::LimitReport::applied(vmm_pids());
         }
         let upper = root.join(crate::firecracker::UPPER);
         let token = match &restore {
@@ -914,11 +914,23 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
     result
 }
 
-/// The most processes the VMM's tree (supervisor, VMM, virtiofsd, QEMU's
-/// per-connection egress helpers) may have: a guest that opens thousands
-/// of connections to the egress address makes thousands of host
-/// processes without it (the review's M6).
-pub const VMM_PIDS: u64 = 512;
+/// The most processes and threads the VMM's tree (supervisor, VMM,
+/// virtiofsd, QEMU's per-connection egress helper and the supervisor's two
+/// relay threads per connection) may have: a guest that opens thousands
+/// of connections to the egress address made thousands of host processes
+/// without it (the review's M6). Room for about 1,300 connections at once;
+/// `AIBOX_VMM_PIDS` sets another bound. A guest that spends it may lose
+/// its own VMM (QEMU aborts when it cannot start a thread); the host is
+/// unaffected.
+pub const VMM_PIDS: u64 = 4096;
+
+/// [`VMM_PIDS`], or what `AIBOX_VMM_PIDS` says (at least 64).
+pub fn vmm_pids() -> u64 {
+    std::env::var("AIBOX_VMM_PIDS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(VMM_PIDS, |n| n.max(64))
+}
 
 /// Memory the VMM's tree may use beyond the guest's RAM: QEMU itself, its
 /// translation cache under TCG, virtiofsd, the supervisor.
@@ -941,7 +953,7 @@ fn vmm_cgroup(rt: &Runtime, id: &str, memory_mib: u64) -> Result<crate::cgroup::
     }
     let limits = crate::cgroup::Limits {
         memory: Some((memory_mib << 20) + VMM_OVERHEAD),
-        pids: Some(VMM_PIDS),
+        pids: Some(vmm_pids()),
         ..Default::default()
     };
     crate::cgroup::Cgroup::create(
