@@ -105,7 +105,8 @@ impl Client {
 pub fn endpoint_from_env() -> Result<(Endpoint, Option<String>), ClientError> {
     {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let data = aibox_runtime::Dirs::from_env().data;
+        let (_, data) =
+            aibox_types::paths::default_dirs(aibox_sys::geteuid(), |k| std::env::var(k).ok());
         let admin_key = || {
             std::fs::read_to_string(data.join("admin.key"))
                 .ok()

@@ -8,6 +8,8 @@
 //! agent need not pass ids; sandboxes a session created are destroyed when
 //! it ends, unless kept (`keep: true`, or the `keep_sandbox` tool).
 
+#![forbid(unsafe_code)]
+
 mod tools;
 
 use async_trait::async_trait;

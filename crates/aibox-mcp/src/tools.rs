@@ -551,7 +551,7 @@ impl AiboxMcp {
                 }
             };
             let id = self.target(a.sandbox_id, &caller).await?;
-            let path = format!("/tmp/aibox-snippet-{}.{ext}", aibox_runtime::random_id());
+            let path = format!("/tmp/aibox-snippet-{}.{ext}", snippet_tag());
             self.api(
                 &caller,
                 "PUT",
@@ -1185,6 +1185,16 @@ impl ServerHandler for AiboxMcp {
         })?;
         Ok(GetPromptResult::new(vec![PromptMessage::new_text(Role::User, text)]).into())
     }
+}
+
+/// A fresh name part for a snippet's file in the sandbox: it only has to
+/// differ between calls (the sandbox is the caller's own), so std's
+/// randomly keyed hasher over the time is enough.
+fn snippet_tag() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(aibox_types::now_ms());
+    format!("{:016x}", h.finish())
 }
 
 #[cfg(test)]

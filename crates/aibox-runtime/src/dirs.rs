@@ -1,11 +1,6 @@
-//! Where aibox keeps its state.
-//!
-//! * run dir (volatile: sockets, records of live sandboxes, uid slots,
-//!   staging mount points): `$AIBOX_RUN_DIR`, else `/run/aibox` for root,
-//!   else `$XDG_RUNTIME_DIR/aibox`, else `/tmp/aibox-$UID`.
-//! * uid slots (root only, host-wide): `$AIBOX_SLOTS_DIR`, else `/run/aibox/slots`.
-//! * data dir (templates): `$AIBOX_DATA_DIR`, else `/var/lib/aibox` for root,
-//!   else `$XDG_DATA_HOME/aibox`, else `~/.local/share/aibox`.
+//! Where aibox keeps its state: the run and data dirs (their defaults are
+//! `aibox_types::paths`), and uid slots (root only, host-wide):
+//! `$AIBOX_SLOTS_DIR`, else `/run/aibox/slots`.
 //!
 //! Directories we create are checked to be owned by us and not writable by
 //! others, so another local user cannot plant symlinks in them.
@@ -39,32 +34,8 @@ pub struct Dirs {
 
 impl Dirs {
     pub fn from_env() -> Dirs {
-        let uid = aibox_sys::geteuid();
-        let env = |k: &str| {
-            std::env::var_os(k)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        };
-        let run = env("AIBOX_RUN_DIR").unwrap_or_else(|| {
-            if uid == 0 {
-                "/run/aibox".into()
-            } else if let Some(x) = env("XDG_RUNTIME_DIR") {
-                x.join("aibox")
-            } else {
-                format!("/tmp/aibox-{uid}").into()
-            }
-        });
-        let data = env("AIBOX_DATA_DIR").unwrap_or_else(|| {
-            if uid == 0 {
-                "/var/lib/aibox".into()
-            } else if let Some(x) = env("XDG_DATA_HOME") {
-                x.join("aibox")
-            } else if let Some(h) = env("HOME") {
-                h.join(".local/share/aibox")
-            } else {
-                format!("/tmp/aibox-{uid}/data").into()
-            }
-        });
+        let (run, data) =
+            aibox_types::paths::default_dirs(aibox_sys::geteuid(), |k| std::env::var(k).ok());
         Dirs { run, data }
     }
 

@@ -47,7 +47,7 @@ use aibox_types::{ErrorCode, IsolationReport, SandboxSpec};
 use cgroup::{Cgroup, Layout, Stats};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -231,11 +231,7 @@ pub struct Runtime {
     helper: PathBuf,
 }
 
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub(crate) use aibox_types::now_ms;
 
 impl Runtime {
     /// Directories from the environment (see [`Dirs::from_env`]); the helper

@@ -610,6 +610,17 @@ impl Client {
     }
 }
 
+/// A template name for a reference: as written, with `:latest` when it
+/// names neither a tag nor a digest.
+pub fn default_name(reference: &str) -> String {
+    let last = reference.rsplit('/').next().unwrap_or(reference);
+    if last.contains(':') || reference.contains('@') {
+        reference.to_string()
+    } else {
+        format!("{reference}:latest")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

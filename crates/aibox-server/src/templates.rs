@@ -267,7 +267,7 @@ pub async fn pull(
     let name = body
         .name
         .clone()
-        .unwrap_or_else(|| default_name(&body.reference));
+        .unwrap_or_else(|| aibox_runtime::registry::default_name(&body.reference));
     if !aibox_runtime::oci::valid_name(&name) {
         return Err(ApiError::invalid(format!(
             "{name:?} is not a valid template name"
@@ -342,17 +342,6 @@ fn ndjson(rx: tokio::sync::mpsc::Receiver<Vec<u8>>) -> ApiResult<axum::response:
         .header("cache-control", "no-store")
         .body(Body::from_stream(stream))
         .map_err(|e| ApiError::internal("stream response", e))
-}
-
-/// A template name for a reference: as written, with `:latest` when it
-/// names neither a tag nor a digest.
-pub fn default_name(reference: &str) -> String {
-    let last = reference.rsplit('/').next().unwrap_or(reference);
-    if last.contains(':') || reference.contains('@') {
-        reference.to_string()
-    } else {
-        format!("{reference}:latest")
-    }
 }
 
 #[derive(Debug, Deserialize)]

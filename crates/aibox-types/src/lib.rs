@@ -6,6 +6,7 @@
 pub mod ceiling;
 pub mod egress;
 mod isolation;
+pub mod paths;
 mod spec;
 mod units;
 
@@ -20,6 +21,13 @@ pub use spec::{
 pub use units::{parse_duration, parse_size, ByteSize, UnitError};
 
 use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 /// Stable, machine-readable error codes. Their string forms are part of the
 /// public API: never rename one, only add.

@@ -155,7 +155,7 @@ pub fn list(a: ListArgs) -> anyhow::Result<u8> {
         }
         return Ok(0);
     }
-    let now = aibox_server::now_ms();
+    let now = aibox_types::now_ms();
     println!(
         "{:<14} {:<9} {:<10} {:<10} {:>8} {:>10}",
         "ID", "STATE", "ISOLATION", "TEMPLATE", "AGE", "EXPIRES IN"

@@ -69,7 +69,7 @@ pub fn snapshot(cmd: SnapshotCmd) -> anyhow::Result<u8> {
                 }
                 return Ok(0);
             }
-            let now = aibox_server::now_ms();
+            let now = aibox_types::now_ms();
             println!(
                 "{:<14} {:<16} {:<14} {:>10} {:>8}",
                 "ID", "NAME", "SANDBOX", "SIZE", "AGE"

@@ -17,7 +17,7 @@ pub fn template(cmd: TemplateCmd) -> anyhow::Result<u8> {
             insecure,
         } => {
             let r = aibox_runtime::registry::Reference::parse(&reference)?;
-            let name = name.unwrap_or_else(|| aibox_server::templates::default_name(&reference));
+            let name = name.unwrap_or_else(|| aibox_runtime::registry::default_name(&reference));
             let tty = std::io::stderr().is_terminal();
             let mut last = String::new();
             let mut progress = |what: &str, done: u64, total: u64| {
