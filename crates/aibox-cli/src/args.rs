@@ -200,9 +200,9 @@ pub fn parse() -> Command {
 /// Resource and identity options shared by `run` and `create`.
 #[derive(Args, Debug, Clone)]
 pub struct SpecArgs {
-    /// Template to start from.
-    #[arg(long, default_value = "host")]
-    pub template: String,
+    /// Template to start from (default `host`, or a snapshot's).
+    #[arg(long)]
+    pub template: Option<String>,
     /// Memory limit, e.g. 512m or 2g (default 1g; swap is not allowed beyond it).
     #[arg(long, value_parser = parse_size)]
     pub memory: Option<ByteSize>,
@@ -285,8 +285,25 @@ pub struct CreateArgs {
     /// Published ports answer without the sandbox's port token (server only).
     #[arg(long)]
     pub public: bool,
+    /// Where egress is enforced: proxy, or l4 (any TCP, checked per
+    /// connection; fails the create when the host cannot give it).
+    #[arg(long, value_parser = parse_enforcement)]
+    pub enforcement: Option<aibox_types::egress::Enforcement>,
+    /// Destroy the sandbox after this long without API activity, e.g. 10m
+    /// (server only).
+    #[arg(long, value_parser = parse_duration)]
+    pub idle_timeout: Option<std::time::Duration>,
+    /// Start from this snapshot's files and settings (the flags above
+    /// override them; server only: `aibox restore` says the same).
+    #[arg(long)]
+    pub snapshot: Option<String>,
     #[command(flatten)]
     pub target: Target,
+}
+
+fn parse_enforcement(s: &str) -> Result<aibox_types::egress::Enforcement, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| format!("{s:?}: expected proxy or l4"))
 }
 
 /// Where the sandbox verbs act: the aibox server (found through

@@ -21,7 +21,6 @@ use aibox_types::SandboxSpec;
 pub fn dispatch(cmd: Command) -> anyhow::Result<u8> {
     match cmd {
         Command::Run(a) => run::run(a),
-        Command::Create(a) if !a.target.is_local() => remote::create(a),
         Command::Create(a) => create::create(a),
         Command::InternalCreate => create::internal_create(),
         Command::InternalVm { dir } => Ok(aibox_runtime::microvm::supervise(&dir) as u8),
@@ -131,18 +130,42 @@ pub fn limits_body(
     body
 }
 
-/// `-l K=V` labels as a JSON object.
+/// Denies first, then the rules kept, then the allows: `deny` takes
+/// precedence, as an operator adding one expects. A rule that does not
+/// parse is refused here, naming the flag.
+pub fn rules_of(
+    kept: &[aibox_types::egress::Rule],
+    allow: &[String],
+    deny: &[String],
+) -> anyhow::Result<Vec<aibox_types::egress::Rule>> {
+    let parse = |flag: &str, verb: &str, target: &String| {
+        format!("{verb} {target}")
+            .parse::<aibox_types::egress::Rule>()
+            .map_err(|e| aibox_runtime::Error::InvalidSpec(format!("--{flag} {target}: {e}")))
+    };
+    let mut v = deny
+        .iter()
+        .map(|d| parse("deny", "deny", d))
+        .collect::<Result<Vec<_>, _>>()?;
+    v.extend(kept.iter().cloned());
+    for a in allow {
+        v.push(parse("allow", "allow", a)?);
+    }
+    Ok(v)
+}
+
+/// `-l K=V` labels.
 pub fn parse_labels(
     items: &[String],
-) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
-    let mut labels = serde_json::Map::new();
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let mut labels = std::collections::BTreeMap::new();
     for l in items {
         let Some((k, v)) = l.split_once('=') else {
             anyhow::bail!(aibox_runtime::Error::InvalidSpec(format!(
                 "invalid label {l:?}: expected K=V"
             )));
         };
-        labels.insert(k.to_string(), serde_json::Value::String(v.to_string()));
+        labels.insert(k.to_string(), v.to_string());
     }
     Ok(labels)
 }
@@ -170,7 +193,7 @@ pub fn parse_env(items: &[String]) -> anyhow::Result<Vec<(String, String)>> {
 
 pub fn spec_from(a: &SpecArgs) -> anyhow::Result<SandboxSpec> {
     let mut spec = SandboxSpec {
-        template: a.template.clone(),
+        template: a.template.clone().unwrap_or_else(|| "host".into()),
         memory: a.memory,
         cpus: a.cpus,
         pids: a.pids,

@@ -34,12 +34,9 @@ fn main() -> ExitCode {
                 e.downcast_ref::<aibox_runtime::Error>(),
                 e.downcast_ref::<aibox_client::ClientError>(),
             ) {
-                (Some(r), _) => r.code().as_str().to_string(),
-                (_, Some(aibox_client::ClientError::Api { code, .. })) => code.clone(),
-                (_, Some(aibox_client::ClientError::NotRunning { .. })) => {
-                    "server_unreachable".into()
-                }
-                _ => "error".into(),
+                (Some(r), _) => r.code().as_str(),
+                (_, Some(c)) => c.code().as_str(),
+                _ => "error",
             };
             let mut msg = format!("aibox: {e}");
             for cause in e.chain().skip(1) {

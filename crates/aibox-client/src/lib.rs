@@ -5,11 +5,17 @@
 
 #![forbid(unsafe_code)]
 
+use aibox_types::api::{
+    CreateRequest, ExecRequest, ExecResult, ListQuery, NetworkRequest, SandboxList, SandboxView,
+    TimeoutRequest,
+};
+use aibox_types::ErrorCode;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 pub use hyper::Method;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -37,13 +43,37 @@ pub enum ClientError {
     #[error("{message}")]
     Api {
         status: u16,
-        code: String,
+        /// The server's stable code (`internal` for one this client does
+        /// not know, from a newer server).
+        code: ErrorCode,
         message: String,
+    },
+    /// A success whose body is not what the API promises.
+    #[error("the aibox server at {endpoint} answered {what} with an unexpected body: {reason}")]
+    BadReply {
+        endpoint: Endpoint,
+        what: String,
+        reason: String,
     },
     #[error("invalid AIBOX_URL {0:?}: expected http://HOST:PORT or unix:/path/to.sock")]
     BadUrl(String),
     #[error("talking to the aibox server at {endpoint}: {reason}")]
     Transport { endpoint: Endpoint, reason: String },
+}
+
+impl ClientError {
+    /// The stable code of this error: the server's, or the one that says
+    /// what went wrong on the way to it.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ClientError::Api { code, .. } => *code,
+            ClientError::NotRunning { .. } | ClientError::Transport { .. } => {
+                ErrorCode::Unavailable
+            }
+            ClientError::BadUrl(_) => ErrorCode::InvalidArgument,
+            ClientError::BadReply { .. } => ErrorCode::ProtocolError,
+        }
+    }
 }
 
 pub struct Client {
@@ -199,6 +229,120 @@ impl Client {
     pub fn json(&self, method: Method, path: &str, body: Body) -> Result<Value, ClientError> {
         Ok(self.call(method, path, body)?.json())
     }
+
+    /// Send a typed body (or none) and read a typed reply.
+    fn typed<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<T, ClientError> {
+        let what = format!("{method} {path}");
+        let body = body.map_or(Body::Empty, Body::Json);
+        let r = check(self.send(method, path, body, headers)?)?;
+        serde_json::from_slice(&r.body).map_err(|e| ClientError::BadReply {
+            endpoint: self.endpoint.clone(),
+            what,
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// `/v1/sandboxes/{id}`, for an id the server could have made (anything
+/// else is refused here rather than sent).
+pub fn sandbox_path(id: &str) -> Result<String, ClientError> {
+    if !aibox_types::validate_id(id) {
+        return Err(ClientError::Api {
+            status: 400,
+            code: ErrorCode::InvalidArgument,
+            message: format!("{id:?} is not a sandbox id"),
+        });
+    }
+    Ok(format!("/v1/sandboxes/{id}"))
+}
+
+fn body_of<T: serde::Serialize>(v: &T) -> Option<Value> {
+    // A request type always serializes (plain data, string keys).
+    Some(serde_json::to_value(v).unwrap_or(Value::Null))
+}
+
+/// The sandbox routes, one method each, with the API's own types.
+impl Client {
+    /// `POST /v1/sandboxes`; with `idempotency_key`, a retry returns the
+    /// sandbox the first try made.
+    pub fn create_sandbox(
+        &self,
+        req: &CreateRequest,
+        idempotency_key: Option<&str>,
+    ) -> Result<SandboxView, ClientError> {
+        let headers: Vec<(&str, &str)> = idempotency_key
+            .map(|k| ("idempotency-key", k))
+            .into_iter()
+            .collect();
+        self.typed(Method::POST, "/v1/sandboxes", body_of(req), &headers)
+    }
+
+    pub fn sandbox(&self, id: &str) -> Result<SandboxView, ClientError> {
+        self.typed(Method::GET, &sandbox_path(id)?, None, &[])
+    }
+
+    /// One page of sandboxes.
+    pub fn sandboxes(&self, q: &ListQuery) -> Result<SandboxList, ClientError> {
+        let mut parts = Vec::new();
+        if let Some(s) = q.state {
+            parts.push(format!("state={}", s.as_str()));
+        }
+        for (k, v) in [
+            ("label", &q.label),
+            ("cursor", &q.cursor),
+            ("view", &q.view),
+        ] {
+            if let Some(v) = v {
+                parts.push(format!("{k}={}", query_escape(v)));
+            }
+        }
+        if let Some(l) = q.limit {
+            parts.push(format!("limit={l}"));
+        }
+        let path = if parts.is_empty() {
+            "/v1/sandboxes".to_string()
+        } else {
+            format!("/v1/sandboxes?{}", parts.join("&"))
+        };
+        self.typed(Method::GET, &path, None, &[])
+    }
+
+    pub fn delete_sandbox(&self, id: &str) -> Result<(), ClientError> {
+        self.call(Method::DELETE, &sandbox_path(id)?, Body::Empty)
+            .map(drop)
+    }
+
+    pub fn pause_sandbox(&self, id: &str) -> Result<SandboxView, ClientError> {
+        let path = format!("{}/pause", sandbox_path(id)?);
+        self.typed(Method::POST, &path, None, &[])
+    }
+
+    pub fn resume_sandbox(&self, id: &str) -> Result<SandboxView, ClientError> {
+        let path = format!("{}/resume", sandbox_path(id)?);
+        self.typed(Method::POST, &path, None, &[])
+    }
+
+    pub fn set_timeout(&self, id: &str, req: &TimeoutRequest) -> Result<SandboxView, ClientError> {
+        let path = format!("{}/timeout", sandbox_path(id)?);
+        self.typed(Method::POST, &path, body_of(req), &[])
+    }
+
+    pub fn set_network(&self, id: &str, req: &NetworkRequest) -> Result<SandboxView, ClientError> {
+        let path = format!("{}/network", sandbox_path(id)?);
+        self.typed(Method::PATCH, &path, body_of(req), &[])
+    }
+
+    /// Run a command to completion.
+    pub fn exec(&self, id: &str, req: &ExecRequest) -> Result<ExecResult, ClientError> {
+        let path = format!("{}/exec", sandbox_path(id)?);
+        self.typed(Method::POST, &path, body_of(req), &[])
+    }
 }
 
 /// Percent-encode a query value (`/` kept).
@@ -295,7 +439,7 @@ pub fn check(r: Response) -> Result<Response, ClientError> {
     let v = r.json();
     Err(ClientError::Api {
         status: r.status,
-        code: v["error"]["code"].as_str().unwrap_or("unknown").to_string(),
+        code: serde_json::from_value(v["error"]["code"].clone()).unwrap_or(ErrorCode::Internal),
         message: v["error"]["message"]
             .as_str()
             .map(str::to_string)
@@ -514,7 +658,8 @@ impl Client {
                 let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                 ClientError::Api {
                     status: r.status().as_u16(),
-                    code: v["error"]["code"].as_str().unwrap_or("unknown").to_string(),
+                    code: serde_json::from_value(v["error"]["code"].clone())
+                        .unwrap_or(ErrorCode::Internal),
                     message: v["error"]["message"].as_str().unwrap_or("").to_string(),
                 }
             }

@@ -103,27 +103,107 @@ pub struct CreateArgs {
     /// python3, node and bash when the host has them) or an OCI template (`aibox template ls`).
     pub template: Option<String>,
     /// Memory limit, e.g. "512m" or "2g" (default 1g).
-    pub memory: Option<String>,
+    pub memory: Option<aibox_types::api::Size>,
+    /// CPU limit in cores, e.g. 0.5 (default: unlimited).
+    pub cpus: Option<f64>,
+    /// The most processes and threads at once (default 1024).
+    pub pids: Option<u64>,
+    /// Writable disk space, e.g. "2g" (default 1g).
+    pub disk: Option<aibox_types::api::Size>,
     /// Lifetime in seconds (default: the server's, usually 600). Longer than the default
     /// asks the user first.
     pub ttl_seconds: Option<u64>,
-    /// Egress to allow: domains (`pypi.org`, `*.github.com`), `host:port` or CIDR blocks.
-    /// Default: no network. Asks the user first.
+    /// Destroy after this many seconds without activity.
+    pub idle_timeout_seconds: Option<u64>,
+    /// Egress to allow: domains (`pypi.org`, `*.github.com`), `host:port` or CIDR blocks
+    /// (a shorthand for `network` in allowlist mode). Default: no network. Asks the user first.
     #[serde(default)]
     pub allow_network: Vec<String>,
+    /// The egress policy in full (mode none, allowlist or full; rules; enforcement proxy or
+    /// l4), instead of `allow_network`. Asks the user first.
+    pub network: Option<aibox_types::api::NetworkRequest>,
     /// Environment variables for every command.
     #[serde(default)]
     pub env: std::collections::BTreeMap<String, String>,
+    /// Working directory of commands (default /workspace).
+    pub workdir: Option<String>,
+    /// `user` (uid 1000, the default), `root` (uid 0 inside, no capabilities) or a uid.
+    pub user: Option<aibox_types::User>,
+    /// Hostname inside the sandbox.
+    pub hostname: Option<String>,
+    /// Labels to find the sandbox by (`mcp: session` is always added).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Refuse to create unless the sandbox gets at least this isolation level: basic,
+    /// standard, strict or vm.
+    pub require_isolation: Option<aibox_types::IsolationLevel>,
+    /// `namespaces` or `microvm` (default: the server's).
+    pub backend: Option<aibox_types::BackendKind>,
     /// Host directories to mount: `HOST:GUEST`, `HOST:GUEST:ro` or `HOST:GUEST:rw` (absolute
     /// paths; only under what the server allows). Asks the user first.
     #[serde(default)]
     pub mounts: Vec<String>,
+    /// Start from this snapshot (its files and settings; the fields above override them).
+    pub snapshot: Option<String>,
+    /// Published ports answer without the port token. Asks the user first.
+    #[serde(default)]
+    pub public: bool,
     /// Keep the sandbox when this MCP session ends (default: destroyed with the session).
     #[serde(default)]
     pub keep: bool,
     /// Make it the session's default sandbox, used by tools given no sandbox_id (default:
     /// true when the session has none yet).
     pub make_default: Option<bool>,
+}
+
+impl CreateArgs {
+    /// The REST create request these arguments make. Written without
+    /// `..Default::default()`, so a field added to the request does not
+    /// compile here until the tool takes it.
+    fn request(
+        &self,
+        mounts: Vec<aibox_types::MountSpec>,
+    ) -> Result<aibox_types::api::CreateRequest, Fail> {
+        let network = match (&self.network, self.allow_network.is_empty()) {
+            (Some(_), false) => return Err(Fail("give allow_network or network, not both".into())),
+            (Some(n), true) => Some(n.clone()),
+            (None, false) => Some(aibox_types::api::NetworkRequest {
+                mode: aibox_types::NetworkMode::Allowlist,
+                rules: self
+                    .allow_network
+                    .iter()
+                    .map(|r| {
+                        r.parse()
+                            .map_err(|e| Fail(format!("allow_network {r:?}: {e}")))
+                    })
+                    .collect::<Result<_, _>>()?,
+                enforcement: None,
+            }),
+            (None, true) => None,
+        };
+        let mut labels = self.labels.clone();
+        labels.insert("mcp".into(), "session".into());
+        Ok(aibox_types::api::CreateRequest {
+            template: self.template.clone(),
+            cpus: self.cpus,
+            memory: self.memory.clone(),
+            pids: self.pids,
+            disk: self.disk.clone(),
+            env: self.env.clone(),
+            workdir: self.workdir.clone(),
+            user: self.user,
+            ttl_seconds: self.ttl_seconds,
+            idle_timeout_seconds: self.idle_timeout_seconds,
+            hostname: self.hostname.clone(),
+            labels,
+            require_isolation: self.require_isolation,
+            backend: self.backend,
+            mounts,
+            snapshot: self.snapshot.clone(),
+            network,
+            public: self.public,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -359,17 +439,25 @@ impl AiboxMcp {
     ) -> Outcome {
         let caller = caller_of(&ctx);
         done(async {
-            let mut wider = Vec::new();
-            if !a.allow_network.is_empty() {
-                wider.push(format!("allow network egress to {}", a.allow_network.join(", ")));
-            }
             let mut mounts = Vec::new();
             for m in &a.mounts {
                 let spec: aibox_types::MountSpec = m.parse().map_err(|e| Fail(format!("mount {m:?}: {e}")))?;
                 mounts.push(spec);
             }
-            if !mounts.is_empty() {
+            let req = a.request(mounts)?;
+            let mut wider = Vec::new();
+            if let Some(n) = req.network.as_ref().filter(|n| n.mode != aibox_types::NetworkMode::None) {
+                let rules: Vec<String> = n.rules.iter().map(|r| r.to_string()).collect();
+                wider.push(match n.mode {
+                    aibox_types::NetworkMode::Full => "allow full network egress".to_string(),
+                    _ => format!("allow network egress by the rules {}", rules.join(", ")),
+                });
+            }
+            if !a.mounts.is_empty() {
                 wider.push(format!("mount host paths {}", a.mounts.join(", ")));
+            }
+            if a.public {
+                wider.push("make the sandbox's published ports public".to_string());
             }
             if let Some(t) = a.ttl_seconds {
                 let d = self.default_ttl(&caller).await;
@@ -380,22 +468,7 @@ impl AiboxMcp {
             if !wider.is_empty() {
                 self.approve(&ctx, &wider.join(" and ")).await?;
             }
-            let mut body = json!({"labels": {"mcp": "session"}, "env": a.env});
-            if let Some(t) = &a.template {
-                body["template"] = json!(t);
-            }
-            if let Some(m) = &a.memory {
-                body["memory"] = json!(m);
-            }
-            if let Some(t) = a.ttl_seconds {
-                body["ttl_seconds"] = json!(t);
-            }
-            if !a.allow_network.is_empty() {
-                body["network"] = json!({"mode": "allowlist", "rules": a.allow_network});
-            }
-            if !mounts.is_empty() {
-                body["mounts"] = json!(mounts);
-            }
+            let body = serde_json::to_value(&req).map_err(|e| Fail(e.to_string()))?;
             let v = self.api(&caller, "POST", "/v1/sandboxes", Body::Json(body)).await?;
             let id = v["id"].as_str().ok_or("the server returned no sandbox id")?.to_string();
             self.own(&id, &caller, a.keep);

@@ -5,10 +5,11 @@
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::sandboxes::{running, Cmd};
+use crate::sandboxes::running;
 use crate::{ApiJson, AppState};
 use aibox_protocol::ExecRequest;
 use aibox_runtime::{AgentClient, ClientError};
+use aibox_types::api::Cmd;
 use aibox_types::User;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};

@@ -84,13 +84,25 @@ impl From<aibox_runtime::ClientError> for ApiError {
     }
 }
 
+impl From<aibox_types::api::FieldError> for ApiError {
+    fn from(e: aibox_types::api::FieldError) -> ApiError {
+        ApiError::invalid(e.to_string())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let code = self.code;
+        let body = aibox_types::api::ErrorBody {
+            error: aibox_types::api::ErrorDetail {
+                code: self.code,
+                message: self.message,
+            },
+        };
         let mut resp = (status, Json(body)).into_response();
         // For the errors-by-code metric.
-        resp.extensions_mut().insert(self.code);
+        resp.extensions_mut().insert(code);
         if let Some(secs) = self.retry_after {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
@@ -101,3 +113,80 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// A JSON body as `T`, or an error that names the field at fault in the
+/// API's terms: never the parser's position or Rust type names.
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::invalid(describe_json(&path, e.inner()))
+    })?;
+    de.end()
+        .map_err(|_| ApiError::invalid("the body has more after its JSON value"))?;
+    Ok(value)
+}
+
+fn describe_json(path: &str, e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let text = e.to_string();
+    let at = format!(" at line {} column {}", e.line(), e.column());
+    let msg = text.strip_suffix(&at).unwrap_or(&text);
+    match e.classify() {
+        Category::Syntax => "the body is not valid JSON".to_string(),
+        Category::Eof => "the body ends before its JSON does".to_string(),
+        Category::Io => "the request body could not be read".to_string(),
+        Category::Data => {
+            // serde's word for a value that fits no accepted form names
+            // the Rust type; say it in the API's terms instead.
+            let msg = if msg.contains("did not match any variant") {
+                "has none of the accepted forms (see the OpenAPI document)"
+            } else {
+                msg
+            };
+            // The path of an unknown field ends with that field, which
+            // the message names already.
+            let path = if msg.starts_with("unknown field") {
+                path.rsplit_once('.').map_or("", |(parent, _)| parent)
+            } else {
+                path
+            };
+            if path.is_empty() || path == "." {
+                msg.to_string()
+            } else {
+                format!("{path}: {msg}")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_json;
+    use aibox_types::api::CreateRequest;
+
+    fn message(body: &str) -> String {
+        parse_json::<CreateRequest>(body.as_bytes())
+            .unwrap_err()
+            .message
+    }
+
+    #[test]
+    fn a_bad_body_is_named_by_its_field_without_the_parser_s_details() {
+        let m = message(r#"{"network": {"mode": "allowlist", "rules": ["allow bad host!"]}}"#);
+        assert!(m.starts_with("network.rules[0]: "), "{m}");
+        assert!(!m.contains("line 1") && !m.contains("column"), "{m}");
+        let m = message(r#"{"memory": [1]}"#);
+        assert!(
+            m.starts_with("memory: has none of the accepted forms"),
+            "{m}"
+        );
+        assert!(!m.contains("enum"), "{m}");
+        assert_eq!(message("{"), "the body ends before its JSON does");
+        assert_eq!(message("{x"), "the body is not valid JSON");
+        assert_eq!(message("{} {}"), "the body has more after its JSON value");
+        assert!(message(r#"{"bakend": 1}"#).starts_with("unknown field `bakend`"));
+        let m = message(r#"{"network": {"mode": "full", "rulez": []}}"#);
+        assert!(m.starts_with("network: unknown field `rulez`"), "{m}");
+    }
+}

@@ -624,19 +624,30 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(rej) => {
-                let status = rej.status();
-                if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    return Err(ApiError::new(
-                        ErrorCode::PayloadTooLarge,
-                        "request body too large",
-                    ));
-                }
-                Err(ApiError::invalid(rej.body_text()))
-            }
+        let media = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|t| t.split(';').next())
+            .map(|t| t.trim().to_ascii_lowercase());
+        let json = media
+            .as_deref()
+            .is_some_and(|m| m == "application/json" || m.ends_with("+json"));
+        if !json {
+            return Err(ApiError::invalid(
+                "the body must be JSON, sent with Content-Type: application/json",
+            ));
         }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|rej| {
+                if rej.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(ErrorCode::PayloadTooLarge, "request body too large")
+                } else {
+                    ApiError::invalid("the request body could not be read")
+                }
+            })?;
+        crate::error::parse_json(&bytes).map(ApiJson)
     }
 }
 

@@ -1,8 +1,9 @@
 //! The OpenAPI 3.1 description of `/v1` (served at `/v1/openapi.json`) and
 //! Swagger UI at `/docs`, whose files are embedded in the binary so the page
-//! works offline. The document is written out here rather than derived, so
-//! it states exactly what the handlers accept and return; the schemathesis
-//! run in the test suite holds the two together.
+//! works offline. The bodies' schemas are derived from their types in
+//! `aibox_types::api`; the operations (paths, parameters, status codes)
+//! and the bodies not yet moved there are written out here. The
+//! schemathesis run in the test suite holds the document to the handlers.
 
 use axum::extract::Path;
 use axum::http::{header, StatusCode};
@@ -81,48 +82,7 @@ fn build() -> Value {
     ]});
     let env = json!({"type": "object", "additionalProperties": {"type": "string"}});
     let user = json!({"type": "string", "pattern": "^(user|root|[0-9]{1,5}(:[0-9]{1,5})?)$", "description": "`user` (uid 1000), `root` (uid 0 in the sandbox) or a numeric uid"});
-    let size = json!({"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string"}]});
     let schemas = json!({
-        "Error": {
-            "type": "object", "required": ["error"],
-            "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
-                "code": {"type": "string", "description": "stable error code"},
-                "message": {"type": "string"}}}}
-        },
-        "CreateSandbox": {
-            "type": "object", "additionalProperties": false,
-            "properties": {
-                "template": {"type": "string", "minLength": 1},
-                "cpus": {"type": "number"},
-                "memory": size, "disk": size,
-                "pids": {"type": "integer", "minimum": 0},
-                "env": env,
-                "workdir": {"type": "string"},
-                "user": user,
-                "ttl_seconds": {"type": "integer", "minimum": 1},
-                "idle_timeout_seconds": {"type": "integer", "minimum": 1},
-                "hostname": {"type": "string"},
-                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-                "require_isolation": {"type": "string", "enum": ["basic", "standard", "strict", "vm"]},
-                "backend": {"type": "string", "enum": ["namespaces", "microvm"], "description": "Isolation backend (default: the server's default_backend)."},
-                "mounts": {"type": "array", "items": {"type": "object", "required": ["host", "guest"], "properties": {
-                    "host": {"type": "string"}, "guest": {"type": "string"}, "read_only": {"type": "boolean"}}}},
-                "snapshot": {"type": "string", "pattern": "^[0-9a-f]{1,64}$",
-                    "description": "start from this snapshot; its spec is the base the other fields override"},
-                "network": reference("Network"),
-                "public": {"type": "boolean", "description": "published ports answer without the port token"}
-            }
-        },
-        "Network": {
-            "type": "object", "required": ["mode"], "additionalProperties": false,
-            "description": "egress policy: rules are `[allow|deny] TARGET[:PORTS]`, first match wins (docs/network.md)",
-            "properties": {
-                "mode": {"type": "string", "enum": ["none", "allowlist", "full"]},
-                "rules": {"type": "array", "maxItems": 1000, "items": {"type": "string"}},
-                "enforcement": {"type": "string", "enum": ["proxy", "l4"],
-                    "description": "create only: `l4` fails the create when the host cannot give it (needs nftables and iproute2); default: the best available"}
-            }
-        },
         "Snapshot": {
             "type": "object",
             "required": ["id", "source_sandbox", "created_at_ms", "template", "size_bytes", "consistent", "spec"],
@@ -144,25 +104,6 @@ fn build() -> Value {
         "CreateSnapshot": {
             "type": "object", "additionalProperties": false,
             "properties": {"name": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,63}$"}}
-        },
-        "Sandbox": {
-            "type": "object",
-            "required": ["id", "state", "created_at_ms", "labels", "spec", "isolation"],
-            "properties": {
-                "id": {"type": "string"},
-                "state": {"type": "string", "enum": ["creating", "running", "paused"]},
-                "created_at_ms": {"type": "integer"},
-                "expires_at_ms": {"type": ["integer", "null"]},
-                "remaining_ms": {"type": ["integer", "null"]},
-                "idle_timeout_seconds": {"type": ["integer", "null"]},
-                "labels": {"type": "object"},
-                "spec": {"type": "object"},
-                "isolation": {"type": ["object", "null"]},
-                "limits": {"type": "object", "description": "the limits in effect (defaults included): memory, disk (bytes), pids, cpus (null: unlimited)",
-                    "properties": {"memory": {"type": "integer"}, "disk": {"type": "integer"}, "pids": {"type": "integer"}, "cpus": {"type": ["number", "null"]}}},
-                "usage": {"type": ["object", "null"]},
-                "public_ports": {"type": "boolean"}
-            }
         },
         "Ports": {
             "type": "object", "required": ["id", "public", "token", "ports"],
@@ -188,30 +129,6 @@ fn build() -> Value {
         "PortsPatch": {
             "type": "object", "additionalProperties": false,
             "properties": {"public": {"type": "boolean"}, "rotate_token": {"type": "boolean"}}
-        },
-        "SandboxList": {
-            "type": "object", "required": ["sandboxes", "next"],
-            "properties": {"sandboxes": {"type": "array", "items": sandbox}, "next": {"type": ["string", "null"]}}
-        },
-        "Exec": {
-            "type": "object", "required": ["cmd"], "additionalProperties": false,
-            "properties": {
-                "cmd": cmd, "env": env, "cwd": {"type": "string"}, "user": user,
-                "timeout_ms": {"type": "integer", "minimum": 0},
-                "stdin": {"type": "string"},
-                "max_output": {"type": "integer", "minimum": 0}
-            }
-        },
-        "ExecResult": {
-            "type": "object",
-            "required": ["exit_code", "stdout", "stderr", "timed_out", "duration_ms"],
-            "properties": {
-                "exit_code": {"type": "integer"}, "signal": {"type": ["integer", "null"]},
-                "stdout": {"type": "string"}, "stderr": {"type": "string"},
-                "timed_out": {"type": "boolean"},
-                "stdout_truncated": {"type": "boolean"}, "stderr_truncated": {"type": "boolean"},
-                "duration_ms": {"type": "integer"}
-            }
         },
         "FileStat": {
             "type": "object", "required": ["path", "kind", "size", "mode"],
@@ -254,6 +171,10 @@ fn build() -> Value {
         }
     });
     let mut schemas = schemas;
+    // The bodies defined once in aibox-types, with the types they use.
+    for (name, schema) in aibox_types::api::schemas() {
+        schemas[name] = schema;
+    }
     // A restore takes the create fields; a fork also `count`.
     let mut restore = schemas["CreateSandbox"].clone();
     restore["properties"]
@@ -299,8 +220,7 @@ fn build() -> Value {
         "/v1/sandboxes/{id}/resume": {"post": op("Thaw a paused sandbox", json!([id]), None,
             errors(json!({"200": sb_ok}), &["404", "409"]))},
         "/v1/sandboxes/{id}/timeout": {"post": op("Set the remaining lifetime", json!([id]),
-            Some(json_body(json!({"type": "object", "required": ["ttl_seconds"], "additionalProperties": false,
-                "properties": {"ttl_seconds": {"type": "integer", "minimum": 1}}}))),
+            Some(json_body(reference("Timeout"))),
             errors(json!({"200": sb_ok}), &["404"]))},
         "/v1/sandboxes/{id}/network": {"patch": op("Replace the egress policy (new connections see it at once)", json!([id]),
             Some(json_body(reference("Network"))), errors(json!({"200": sb_ok.clone()}), &["404", "409"]))},

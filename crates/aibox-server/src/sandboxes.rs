@@ -5,124 +5,43 @@ use crate::error::{ApiError, ApiResult};
 use crate::store::Row;
 use crate::{now_ms, ApiJson, AppState};
 use aibox_protocol::ExecRequest;
-use aibox_types::{parse_size, ByteSize, ErrorCode, IsolationLevel, MountSpec, SandboxSpec, User};
+pub(crate) use aibox_types::api::{
+    self, CreateRequest, Limits, ListQuery, SandboxList, SandboxState, SandboxView, TimeoutRequest,
+};
+use aibox_types::{ByteSize, ErrorCode, SandboxSpec};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 
 /// States that hold resources.
 const ACTIVE: [&str; 3] = ["creating", "running", "paused"];
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum Size {
-    Bytes(u64),
-    Text(String),
-}
-
-impl Size {
-    fn bytes(&self, field: &str) -> ApiResult<ByteSize> {
-        match self {
-            Size::Bytes(b) => Ok(ByteSize(*b)),
-            Size::Text(t) => parse_size(t)
-                .map(ByteSize)
-                .map_err(|e| ApiError::invalid(format!("{field}: {e}"))),
-        }
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateRequest {
-    pub template: Option<String>,
-    pub cpus: Option<f64>,
-    pub memory: Option<Size>,
-    pub pids: Option<u64>,
-    pub disk: Option<Size>,
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    pub workdir: Option<String>,
-    pub user: Option<User>,
-    /// Lifetime in seconds (default: the server's `default_ttl`).
-    pub ttl_seconds: Option<u64>,
-    /// Destroy after this many seconds without API activity (exec, files).
-    pub idle_timeout_seconds: Option<u64>,
-    pub hostname: Option<String>,
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    pub require_isolation: Option<IsolationLevel>,
-    /// `namespaces` or `microvm` (default: the server's `default_backend`).
-    #[serde(default)]
-    pub backend: Option<aibox_types::BackendKind>,
-    #[serde(default)]
-    pub mounts: Vec<MountSpec>,
-    /// Start from this snapshot's filesystem; its spec is the base that
-    /// the other fields override.
-    pub snapshot: Option<String>,
-    /// Egress: mode and rules (default: no network).
-    pub network: Option<NetworkBody>,
-    /// Published ports answer without the sandbox's port token.
-    #[serde(default)]
-    pub public: bool,
-}
-
-/// A sandbox's egress policy as the API takes it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NetworkBody {
-    pub mode: aibox_types::NetworkMode,
-    #[serde(default)]
-    pub rules: Vec<aibox_types::egress::Rule>,
-    /// `proxy` or `l4` (create only; default: the best the host offers,
-    /// and `l4` fails the create when the host cannot give it).
-    pub enforcement: Option<aibox_types::egress::Enforcement>,
-}
-
-/// A sandbox as the API shows it.
-#[derive(Debug, Serialize)]
-pub struct SandboxView {
-    pub id: String,
-    pub state: String,
-    pub created_at_ms: u64,
-    /// When the TTL ends (null while paused: the clock is stopped).
-    pub expires_at_ms: Option<u64>,
-    /// TTL left, frozen while paused.
-    pub remaining_ms: Option<u64>,
-    pub idle_timeout_seconds: Option<u64>,
-    pub labels: serde_json::Map<String, Value>,
-    pub spec: Value,
-    /// The limits in effect, defaults included.
-    pub limits: Value,
-    pub isolation: Value,
-    /// Published ports answer without the port token.
-    pub public_ports: bool,
-}
-
-impl From<Row> for SandboxView {
-    fn from(r: Row) -> SandboxView {
-        SandboxView {
-            id: r.id,
-            state: r.state,
-            created_at_ms: r.created_ms,
-            expires_at_ms: r.expires_ms,
-            remaining_ms: r
-                .remaining_ms
-                .or_else(|| r.expires_ms.map(|e| e.saturating_sub(now_ms()))),
-            idle_timeout_seconds: r.idle_timeout_ms.map(|m| m / 1000),
-            labels: r.labels,
-            limits: serde_json::from_value::<SandboxSpec>(r.spec.clone())
-                .map(|s| {
-                    json!({"memory": s.memory_bytes(), "disk": s.disk_bytes(), "pids": s.pids_limit(), "cpus": s.cpus})
-                })
-                .unwrap_or(Value::Null),
-            spec: r.spec,
-            isolation: r.isolation,
-            public_ports: r.public_ports,
-        }
+/// A sandbox's row as the API shows it.
+pub(crate) fn view(r: Row) -> SandboxView {
+    let limits = serde_json::from_value::<SandboxSpec>(r.spec.clone())
+        .ok()
+        .map(|s| Limits::of(&s));
+    SandboxView {
+        state: r.state.parse().unwrap_or(SandboxState::Running),
+        created_at_ms: r.created_ms,
+        expires_at_ms: r.expires_ms,
+        remaining_ms: r
+            .remaining_ms
+            .or_else(|| r.expires_ms.map(|e| e.saturating_sub(now_ms()))),
+        idle_timeout_seconds: r.idle_timeout_ms.map(|m| m / 1000),
+        labels: r
+            .labels
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v.as_str()?.to_string())))
+            .collect(),
+        limits,
+        spec: r.spec,
+        isolation: r.isolation,
+        public_ports: r.public_ports,
+        usage: None,
+        id: r.id,
     }
 }
 
@@ -147,60 +66,9 @@ fn spec_of(state: &AppState, who: &Principal, req: &CreateRequest) -> ApiResult<
         }
         None => SandboxSpec::default(),
     };
-    if let Some(t) = &req.template {
-        spec.template = t.clone();
-    }
-    if req.cpus.is_some() {
-        spec.cpus = req.cpus;
-    }
-    if let Some(m) = &req.memory {
-        spec.memory = Some(m.bytes("memory")?);
-    }
-    if let Some(d) = &req.disk {
-        spec.disk = Some(d.bytes("disk")?);
-    }
-    if req.pids.is_some() {
-        spec.pids = req.pids;
-    }
-    for (k, v) in &req.env {
-        spec.env.retain(|(old, _)| old != k);
-        spec.env.push((k.clone(), v.clone()));
-    }
-    if let Some(w) = &req.workdir {
-        spec.workdir = w.clone();
-    }
-    if let Some(u) = req.user {
-        spec.user = u;
-    }
-    if req.require_isolation.is_some() {
-        spec.require_isolation = req.require_isolation;
-    }
-    if req.backend.is_some() {
-        spec.backend = req.backend;
-    }
+    req.apply(&mut spec)?;
     if spec.backend.is_none() {
         spec.backend = Some(state.config().default_backend);
-    }
-    if req.hostname.is_some() {
-        spec.hostname = req.hostname.clone();
-    }
-    if let Some(n) = &req.network {
-        spec.network = n.mode;
-        spec.network_rules = n.rules.clone();
-        if n.enforcement.is_some() {
-            if n.mode == aibox_types::NetworkMode::None {
-                return Err(ApiError::invalid(
-                    "network enforcement needs network mode allowlist or full",
-                ));
-            }
-            spec.network_enforcement = n.enforcement;
-        }
-    }
-    if req.idle_timeout_seconds == Some(0) {
-        return Err(ApiError::invalid("idle_timeout_seconds must be positive"));
-    }
-    if !req.mounts.is_empty() {
-        spec.mounts = req.mounts.clone();
     }
     // Checked again on a restore: the operator may have narrowed the list.
     // The check is on the path as written (no `..`, by validate), and the
@@ -224,13 +92,6 @@ fn spec_of(state: &AppState, who: &Principal, req: &CreateRequest) -> ApiResult<
     spec.validate().map_err(ApiError::invalid)?;
     // A restore too: the key's ceiling may have been lowered since.
     who.within(|c| c.check_spec(&spec))?;
-    for (k, v) in &req.labels {
-        if k.is_empty() || k.len() > 63 || v.len() > 255 {
-            return Err(ApiError::invalid(format!(
-                "label {k:?}: keys are 1-63 bytes, values at most 255"
-            )));
-        }
-    }
     Ok(spec)
 }
 
@@ -329,22 +190,14 @@ async fn freeze(
         "sandbox.resume"
     };
     state.audit(&who.id, action, Some(&row.id), json!({}));
-    Ok(Json(SandboxView::from(owned(state, who, id)?)))
+    Ok(Json(view(owned(state, who, id)?)))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TimeoutBody {
-    /// New lifetime from now, in seconds.
-    pub ttl_seconds: u64,
-}
-
-/// Set the sandbox's remaining lifetime (from now; kept frozen if paused).
 pub async fn set_timeout(
     State(state): State<AppState>,
     who: Principal,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<TimeoutBody>,
+    ApiJson(body): ApiJson<TimeoutRequest>,
 ) -> ApiResult<Json<SandboxView>> {
     let row = owned(&state, &who, &id)?;
     let max = state.config().max_ttl;
@@ -368,7 +221,7 @@ pub async fn set_timeout(
         Some(&row.id),
         json!({"ttl_seconds": body.ttl_seconds}),
     );
-    Ok(Json(SandboxView::from(owned(&state, &who, &id)?)))
+    Ok(Json(view(owned(&state, &who, &id)?)))
 }
 
 pub async fn create(
@@ -491,7 +344,7 @@ async fn create_sandbox(
                         "a create with this Idempotency-Key is still in progress",
                     ));
                 }
-                return Ok((StatusCode::OK, SandboxView::from(r)));
+                return Ok((StatusCode::OK, view(r)));
             }
         }
         let rows = state
@@ -637,7 +490,7 @@ async fn create_sandbox(
         Some(&row.id),
         json!({"template": spec.template, "memory": spec.memory_bytes(), "ttl_s": ttl.as_secs(), "snapshot": spec.snapshot}),
     );
-    Ok((StatusCode::CREATED, SandboxView::from(row)))
+    Ok((StatusCode::CREATED, view(row)))
 }
 
 fn row_memory(r: &Row) -> u64 {
@@ -646,25 +499,11 @@ fn row_memory(r: &Row) -> u64 {
         .unwrap_or(0)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    pub state: Option<String>,
-    /// `key=value`.
-    pub label: Option<String>,
-    pub limit: Option<u64>,
-    /// The `next` cursor of the previous page.
-    pub cursor: Option<String>,
-    /// `full` (default) or `summary`: isolation reports cut to
-    /// `{backend, level}` (a list of many sandboxes is half the size).
-    pub view: Option<String>,
-}
-
 pub async fn list(
     State(state): State<AppState>,
     who: Principal,
     Query(q): Query<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SandboxList>> {
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > 1000 {
         return Err(ApiError::invalid("limit must be between 1 and 1000"));
@@ -709,12 +548,12 @@ pub async fn list(
         let exhausted = (page.len() as u64) < limit;
         for r in page {
             cursor = Some((r.created_ms, r.id.clone()));
-            let state_ok = q.state.as_deref().is_none_or(|s| s == r.state);
+            let state_ok = q.state.is_none_or(|s| s.as_str() == r.state);
             let label_ok = label
                 .as_ref()
                 .is_none_or(|(k, v)| r.labels.get(k).and_then(Value::as_str) == Some(v.as_str()));
             if state_ok && label_ok && !r.id.starts_with("pending-") {
-                let mut v = SandboxView::from(r);
+                let mut v = view(r);
                 if summary && v.isolation.is_object() {
                     v.isolation =
                         json!({"backend": v.isolation["backend"], "level": v.isolation["level"]});
@@ -730,7 +569,10 @@ pub async fn list(
             break;
         }
     }
-    Ok(Json(json!({"sandboxes": out, "next": next})))
+    Ok(Json(SandboxList {
+        sandboxes: out,
+        next,
+    }))
 }
 
 /// One sandbox, with live usage (CPU, memory, pids) while it runs.
@@ -738,7 +580,7 @@ pub async fn get(
     State(state): State<AppState>,
     who: Principal,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SandboxView>> {
     let row = owned(&state, &who, &id)?;
     let usage = if row.state == "running" || row.state == "paused" {
         let engine = state.engine();
@@ -750,8 +592,8 @@ pub async fn get(
     } else {
         None
     };
-    let mut v = serde_json::to_value(SandboxView::from(row)).unwrap_or(Value::Null);
-    v["usage"] = usage.unwrap_or(Value::Null);
+    let mut v = view(row);
+    v.usage = usage;
     Ok(Json(v))
 }
 
@@ -773,48 +615,12 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum Cmd {
-    Argv(Vec<String>),
-    Shell(String),
-}
-
-impl Cmd {
-    /// (argv, shell string); an empty command is refused.
-    pub fn split(self) -> ApiResult<(Vec<String>, Option<String>)> {
-        match self {
-            Cmd::Argv(v) if v.is_empty() || v[0].is_empty() => {
-                Err(ApiError::invalid("cmd must not be empty"))
-            }
-            Cmd::Argv(v) => Ok((v, None)),
-            Cmd::Shell(s) if s.trim().is_empty() => Err(ApiError::invalid("cmd must not be empty")),
-            Cmd::Shell(s) => Ok((vec![], Some(s))),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExecBody {
-    pub cmd: Cmd,
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    pub cwd: Option<String>,
-    pub user: Option<User>,
-    pub timeout_ms: Option<u64>,
-    /// Text fed to the command's stdin (otherwise /dev/null).
-    pub stdin: Option<String>,
-    /// Per-stream cap in bytes (default 10 MiB); the rest is counted, not kept.
-    pub max_output: Option<u64>,
-}
-
 pub async fn exec(
     State(state): State<AppState>,
     who: Principal,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<ExecBody>,
-) -> ApiResult<Json<Value>> {
+    ApiJson(body): ApiJson<api::ExecRequest>,
+) -> ApiResult<Json<api::ExecResult>> {
     let row = running(&state, &who, &id)?;
     let (argv, shell) = body.cmd.split()?;
     let req = ExecRequest {
@@ -852,19 +658,19 @@ pub async fn exec(
         Some(&row.id),
         json!({"argv": argv, "shell": shell, "user": body.user, "exit_code": exit.status(), "duration_ms": exit.duration_ms}),
     );
-    Ok(Json(json!({
-        "exit_code": exit.status(),
-        "signal": exit.signal,
-        "stdout": String::from_utf8_lossy(&out.stdout),
-        "stderr": String::from_utf8_lossy(&out.stderr),
-        "timed_out": exit.timed_out,
-        "stdout_truncated": exit.stdout_truncated,
-        "stderr_truncated": exit.stderr_truncated,
-        "duration_ms": exit.duration_ms,
-    })))
+    Ok(Json(api::ExecResult {
+        exit_code: exit.status(),
+        signal: exit.signal,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        timed_out: exit.timed_out,
+        stdout_truncated: exit.stdout_truncated,
+        stderr_truncated: exit.stderr_truncated,
+        duration_ms: exit.duration_ms,
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileQuery {
     pub path: String,
@@ -937,7 +743,7 @@ pub async fn set_network(
     State(state): State<AppState>,
     who: Principal,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<NetworkBody>,
+    ApiJson(body): ApiJson<api::NetworkRequest>,
 ) -> ApiResult<Json<SandboxView>> {
     let row = owned(&state, &who, &id)?;
     let mut spec: SandboxSpec = serde_json::from_value(row.spec.clone())
@@ -984,5 +790,5 @@ pub async fn set_network(
         Some(&row.id),
         json!({"mode": spec.network, "rules": spec.network_rules}),
     );
-    Ok(Json(SandboxView::from(owned(&state, &who, &id)?)))
+    Ok(Json(view(owned(&state, &who, &id)?)))
 }

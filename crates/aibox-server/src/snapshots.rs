@@ -199,7 +199,7 @@ fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> ApiRe
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))
+    crate::error::parse_json(body)
 }
 
 /// A create request from a JSON object with `snapshot` set to `id`.
@@ -213,7 +213,7 @@ fn restore_request(id: &str, mut body: Value) -> ApiResult<CreateRequest> {
         ));
     }
     body["snapshot"] = json!(id);
-    serde_json::from_value(body).map_err(|e| ApiError::invalid(e.to_string()))
+    crate::error::parse_json(&serde_json::to_vec(&body).unwrap_or_default())
 }
 
 /// A new sandbox from a snapshot (the body: `POST /v1/sandboxes` fields

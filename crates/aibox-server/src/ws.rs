@@ -13,9 +13,10 @@
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::fairness::Share;
-use crate::sandboxes::{running, Cmd};
+use crate::sandboxes::running;
 use crate::AppState;
 use aibox_protocol::{read_frame, write_frame, AgentMsg, ClientMsg, ExecRequest, Kind, PtySize};
+use aibox_types::api::Cmd;
 use aibox_types::User;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
@@ -137,7 +138,7 @@ async fn exec_session(state: AppState, who: Principal, id: String, mut socket: W
     let (argv, shell) = match start.cmd.split() {
         Ok(v) => v,
         Err(e) => {
-            let _ = socket.send(error_msg(&e)).await;
+            let _ = socket.send(error_msg(&ApiError::from(e))).await;
             return;
         }
     };

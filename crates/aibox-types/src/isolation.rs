@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 /// Levels a caller can require with `--require-isolation` / `require_isolation`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum IsolationLevel {
     /// Nothing was confirmed (never satisfied by a real sandbox report check).
@@ -49,7 +51,7 @@ impl std::fmt::Display for IsolationLevel {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NamespaceReport {
     pub user: bool,
     pub mount: bool,
@@ -75,7 +77,7 @@ impl NamespaceReport {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UidMapping {
     pub inside: u32,
     pub outside: u32,
@@ -83,7 +85,7 @@ pub struct UidMapping {
 }
 
 /// One resource limit: what was asked and whether the kernel enforces it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LimitReport {
     pub requested: Option<u64>,
     pub applied: bool,
@@ -108,7 +110,7 @@ impl LimitReport {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CgroupReport {
     /// "v1", "v2" or "none".
     pub version: String,
@@ -120,7 +122,7 @@ pub struct CgroupReport {
     pub freezer: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct IsolationReport {
     pub backend: String,
     /// The highest level every check below satisfies.
@@ -161,7 +163,7 @@ pub struct IsolationReport {
 }
 
 /// What a microVM sandbox runs on.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VmReport {
     /// `qemu` or `firecracker`.
     pub vmm: String,

@@ -3,6 +3,7 @@
 //! stable error codes. No IO lives here.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod ceiling;
 pub mod egress;
 mod isolation;
@@ -31,7 +32,7 @@ pub fn now_ms() -> u64 {
 
 /// Stable, machine-readable error codes. Their string forms are part of the
 /// public API: never rename one, only add.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     InvalidArgument,

@@ -124,6 +124,22 @@ impl std::fmt::Display for User {
     }
 }
 
+impl schemars::JsonSchema for User {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "User".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^(user|root|[0-9]{1,5}(:[0-9]{1,5})?)$",
+            "description": "`user` (uid 1000), `root` (uid 0 in the sandbox) or a numeric uid"
+        })
+    }
+}
+
 impl Serialize for User {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
@@ -165,7 +181,7 @@ pub const L4_TCP_PORT: u16 = 3129;
 pub const L4_DNS_PORT: u16 = 3153;
 
 /// A host directory or file made visible inside the sandbox.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MountSpec {
     pub host: PathBuf,
     pub guest: PathBuf,
@@ -252,7 +268,7 @@ impl MountSpec {
 }
 
 /// An isolation backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BackendKind {
     /// Linux namespaces, seccomp, cgroups and Landlock around processes
@@ -291,7 +307,7 @@ impl std::str::FromStr for BackendKind {
 }
 
 /// Everything needed to create a sandbox. Defaults are the safe choice.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SandboxSpec {
     pub template: String,

@@ -2,27 +2,98 @@
 
 use crate::args::CreateArgs;
 use aibox_runtime::{HelperReply, Runtime};
+use aibox_types::api::{CreateRequest, NetworkRequest, Size};
+use aibox_types::{NetworkMode, SandboxSpec};
 use std::io::Read;
 
+/// The create request the flags describe: the one value both the server
+/// path and `--local` take, so a flag reaches both or neither.
+pub fn request(a: &CreateArgs) -> anyhow::Result<CreateRequest> {
+    let s = &a.spec;
+    let network = if a.network.is_some() || !a.allow.is_empty() || !a.deny.is_empty() {
+        let mode = match a.network.as_deref() {
+            None => NetworkMode::Allowlist,
+            Some(m) => serde_json::from_value(serde_json::json!(m)).map_err(|_| {
+                aibox_runtime::Error::InvalidSpec(format!(
+                    "--network {m:?}: expected none, allowlist or full"
+                ))
+            })?,
+        };
+        Some(NetworkRequest {
+            mode,
+            rules: super::rules_of(&[], &a.allow, &a.deny)?,
+            enforcement: a.enforcement,
+        })
+    } else if a.enforcement.is_some() {
+        anyhow::bail!(aibox_runtime::Error::InvalidSpec(
+            "--enforcement needs --network allowlist or full (or an --allow rule)".into()
+        ));
+    } else {
+        None
+    };
+    let seconds = |d: std::time::Duration| (d.as_millis() as u64).div_ceil(1000);
+    Ok(CreateRequest {
+        template: s.template.clone(),
+        cpus: s.cpus,
+        memory: s.memory.map(Size::from),
+        pids: s.pids,
+        disk: s.disk.map(Size::from),
+        env: super::parse_env(&s.env)?.into_iter().collect(),
+        workdir: s.workdir.clone(),
+        user: s.user,
+        ttl_seconds: s.timeout.map(seconds),
+        idle_timeout_seconds: a.idle_timeout.map(seconds),
+        hostname: s.hostname.clone(),
+        labels: super::parse_labels(&a.labels)?,
+        require_isolation: s.require_isolation,
+        backend: s.backend,
+        mounts: s.mounts.clone(),
+        snapshot: a.snapshot.clone(),
+        network,
+        public: a.public,
+    })
+}
+
 pub fn create(a: CreateArgs) -> anyhow::Result<u8> {
-    if a.network.is_some() || !a.allow.is_empty() || !a.deny.is_empty() {
-        anyhow::bail!(aibox_runtime::Error::Unsupported(
-            "network egress goes through the aibox server's proxy: drop --local".into()
-        ));
+    let req = request(&a)?;
+    if !a.target.is_local() {
+        let v = super::remote::client()?.create_sandbox(&req, None)?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            println!("{}", v.id);
+        }
+        return Ok(0);
     }
-    if a.public {
-        anyhow::bail!(aibox_runtime::Error::Unsupported(
-            "published ports are served by the aibox server: drop --local (`aibox port-forward --local` reaches a port without it)".into()
-        ));
-    }
-    let spec = super::spec_from(&a.spec)?;
-    let sb = Runtime::new().create(&spec)?;
+    let sb = Runtime::new().create(&local_spec(&req)?)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(sb.record())?);
     } else {
         println!("{}", sb.id());
     }
     Ok(0)
+}
+
+/// The spec `--local` creates: the request over the defaults, with the
+/// fields only the server can honour refused by name.
+fn local_spec(req: &CreateRequest) -> anyhow::Result<SandboxSpec> {
+    let server_only = [
+        (req.network.is_some(), "network egress goes through the aibox server's proxy (--network, --allow, --deny, --enforcement)"),
+        (req.public, "published ports are served by the aibox server (--public; `aibox port-forward --local` reaches a port without it)"),
+        (!req.labels.is_empty(), "labels are kept by the aibox server (--label)"),
+        (req.idle_timeout_seconds.is_some(), "the idle timeout is the aibox server's (--idle-timeout)"),
+        (req.snapshot.is_some(), "snapshots are the aibox server's (--snapshot)"),
+    ];
+    if let Some((_, what)) = server_only.iter().find(|(set, _)| *set) {
+        anyhow::bail!(aibox_runtime::Error::Unsupported(format!(
+            "{what}: drop --local"
+        )));
+    }
+    let mut spec = SandboxSpec::default();
+    req.apply(&mut spec)
+        .map_err(|e| aibox_runtime::Error::InvalidSpec(e.to_string()))?;
+    spec.timeout_ms = req.ttl_seconds.map(|s| s * 1000);
+    Ok(spec)
 }
 
 /// Reads a `SandboxSpec` as JSON on stdin, creates the sandbox in this

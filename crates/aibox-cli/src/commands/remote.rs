@@ -1,7 +1,7 @@
 //! The sandbox verbs through the aibox server (the default; `--local` acts
 //! on this host's runtime directly).
 
-use crate::args::{AuditCmd, CreateArgs, ExecArgs, KeysCmd, ListArgs, Target};
+use crate::args::{AuditCmd, ExecArgs, KeysCmd, ListArgs, Target};
 use aibox_client::{query_escape, Body, Client, ClientError, Method};
 use serde_json::{json, Map, Value};
 use std::io::Read;
@@ -19,73 +19,12 @@ pub(crate) fn sandbox_path(id: &str) -> anyhow::Result<String> {
     Ok(format!("/v1/sandboxes/{id}"))
 }
 
-pub fn create(a: CreateArgs) -> anyhow::Result<u8> {
-    let spec = super::spec_from(&a.spec)?;
-    let mut body = super::limits_body(
-        spec.memory,
-        spec.disk,
-        spec.cpus,
-        spec.pids,
-        spec.timeout_ms,
-    );
-    body.insert("template".into(), json!(spec.template));
-    let env: Map<String, Value> = spec
-        .env
-        .iter()
-        .map(|(k, v)| (k.clone(), json!(v)))
-        .collect();
-    body.insert("env".into(), Value::Object(env));
-    body.insert("workdir".into(), json!(spec.workdir));
-    body.insert("user".into(), json!(spec.user));
-    if let Some(l) = spec.require_isolation {
-        body.insert("require_isolation".into(), json!(l));
-    }
-    if let Some(h) = &spec.hostname {
-        body.insert("hostname".into(), json!(h));
-    }
-    body.insert("mounts".into(), json!(spec.mounts));
-    body.insert(
-        "labels".into(),
-        Value::Object(super::parse_labels(&a.labels)?),
-    );
-    if a.network.is_some() || !a.allow.is_empty() || !a.deny.is_empty() {
-        let mode = a.network.clone().unwrap_or_else(|| "allowlist".into());
-        body.insert(
-            "network".into(),
-            json!({"mode": mode, "rules": rules_of(&[], &a.allow, &a.deny)}),
-        );
-    }
-    if a.public {
-        body.insert("public".into(), json!(true));
-    }
-    let v = client()?.json(
-        Method::POST,
-        "/v1/sandboxes",
-        Body::Json(Value::Object(body)),
-    )?;
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        println!("{}", v["id"].as_str().unwrap_or_default());
-    }
-    Ok(0)
-}
-
-/// Denies first, then the rules kept, then the allows: `deny` takes
-/// precedence, as an operator adding one expects.
-fn rules_of(kept: &[Value], allow: &[String], deny: &[String]) -> Vec<Value> {
-    let mut v: Vec<Value> = deny.iter().map(|d| json!(format!("deny {d}"))).collect();
-    v.extend(kept.iter().cloned());
-    v.extend(allow.iter().map(|a| json!(format!("allow {a}"))));
-    v
-}
-
 pub fn network(cmd: crate::args::NetworkCmd) -> anyhow::Result<u8> {
     use crate::args::NetworkCmd;
     let c = client()?;
     let (id, v) = match cmd {
         NetworkCmd::Show { id } => {
-            let v = c.json(Method::GET, &sandbox_path(&id)?, Body::Empty)?;
+            let v = c.sandbox(&id)?;
             (id, v)
         }
         NetworkCmd::Set {
@@ -95,36 +34,29 @@ pub fn network(cmd: crate::args::NetworkCmd) -> anyhow::Result<u8> {
             deny,
             clear,
         } => {
-            let cur = c.json(Method::GET, &sandbox_path(&id)?, Body::Empty)?;
-            let kept = if clear {
-                vec![]
-            } else {
-                cur["spec"]["network_rules"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
+            let cur = c.sandbox(&id)?.typed_spec().unwrap_or_default();
+            let kept = if clear { vec![] } else { cur.network_rules };
+            let mode = match mode {
+                None => cur.network,
+                Some(m) => serde_json::from_value(json!(m)).map_err(|_| {
+                    aibox_runtime::Error::InvalidSpec(format!(
+                        "--mode {m:?}: expected none, allowlist or full"
+                    ))
+                })?,
             };
-            let mode = mode.unwrap_or_else(|| {
-                cur["spec"]["network"]
-                    .as_str()
-                    .unwrap_or("none")
-                    .to_string()
-            });
-            let body = json!({"mode": mode, "rules": rules_of(&kept, &allow, &deny)});
-            let v = c.json(
-                Method::PATCH,
-                &format!("{}/network", sandbox_path(&id)?),
-                Body::Json(body),
-            )?;
+            let req = aibox_types::api::NetworkRequest {
+                mode,
+                rules: super::rules_of(&kept, &allow, &deny)?,
+                enforcement: None,
+            };
+            let v = c.set_network(&id, &req)?;
             (id, v)
         }
     };
-    println!(
-        "{id}: network {}",
-        v["spec"]["network"].as_str().unwrap_or("none")
-    );
-    for r in v["spec"]["network_rules"].as_array().into_iter().flatten() {
-        println!("  {}", r.as_str().unwrap_or_default());
+    let spec = v.typed_spec().unwrap_or_default();
+    println!("{id}: network {}", spec.network);
+    for r in &spec.network_rules {
+        println!("  {r}");
     }
     Ok(0)
 }

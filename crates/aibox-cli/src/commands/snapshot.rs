@@ -165,7 +165,7 @@ pub fn fork(snapshot: &str, count: u64, o: &OverrideArgs, single: bool) -> anyho
         }
         let labels = super::parse_labels(&o.labels)?;
         if !labels.is_empty() {
-            body.insert("labels".into(), Value::Object(labels));
+            body.insert("labels".into(), json!(labels));
         }
         let c = Client::from_env()?;
         if single {

@@ -2,6 +2,7 @@
 //! directories per test, and loud skips when the host cannot run sandboxes.
 #![allow(dead_code)]
 
+pub mod mcp;
 pub mod server;
 
 use aibox_runtime::{Dirs, Runtime};
