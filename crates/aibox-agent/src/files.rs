@@ -2,7 +2,7 @@
 //! kernel applies that user's permissions. Relative paths are taken from the
 //! sandbox's working directory.
 
-use crate::conn::{ok, uid_for, Failure, OpResult};
+use crate::op::{ok, uid_for, Failure, OpResult};
 use crate::stream::{FrameReader, FrameWriter, CHUNK};
 use crate::Agent;
 use aibox_protocol::{write_frame, FileKind, FileStat, Kind, Op, MAX_FRAME};

@@ -16,6 +16,7 @@ mod conn;
 pub mod egress;
 mod files;
 pub mod guest;
+mod op;
 mod procs;
 mod stream;
 

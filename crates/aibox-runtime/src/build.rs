@@ -22,8 +22,7 @@ use std::io::{self, BufRead, Read};
 use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
 
-/// Hidden images (build cache entries) have names starting with this.
-pub const CACHE_PREFIX: &str = ".build/";
+use crate::oci::CACHE_PREFIX;
 
 /// What a failed step reports: which step, how it ended, and the sandbox
 /// kept for inspection (with `keep_failed`).

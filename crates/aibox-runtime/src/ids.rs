@@ -21,6 +21,21 @@ pub fn random_id() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// A fresh secret (API keys, session cookies, CSRF tokens): `aibox_` and
+/// 256 random bits in hex, from the kernel's CSPRNG. A weak secret is
+/// never an option: if the kernel cannot give randomness, abort.
+pub fn new_secret() -> String {
+    let mut b = [0u8; 32];
+    if fill_random(&mut b).is_err() {
+        // getrandom(2) cannot fail on Linux >= 3.17 once the pool is ready.
+        std::process::abort();
+    }
+    format!(
+        "aibox_{}",
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    )
+}
+
 /// Fill `buf` from the kernel's CSPRNG, for secrets (no fallback).
 pub fn fill_random(buf: &mut [u8]) -> std::io::Result<()> {
     aibox_sys::getrandom(buf)

@@ -37,7 +37,7 @@ pub mod vm;
 
 pub use client::{AgentClient, ClientError, Output};
 pub use dirs::Dirs;
-pub use ids::{fill_random, random_id};
+pub use ids::{fill_random, new_secret, random_id};
 pub use init::OneShot;
 pub use setup::SetupError;
 pub use snapshot::SnapshotMeta;

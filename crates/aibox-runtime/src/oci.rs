@@ -25,6 +25,9 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
+/// Hidden images (build cache entries) have names starting with this.
+pub const CACHE_PREFIX: &str = ".build/";
+
 /// Most layers an image may have (overlayfs stacks at most ~500, and the
 /// mount options must fit a page).
 pub const MAX_LAYERS: usize = 128;
@@ -315,7 +318,7 @@ impl Store {
     /// The templates, without the build cache's hidden images.
     pub fn images(&self) -> Vec<ImageMeta> {
         let mut v = self.all_images();
-        v.retain(|m| !m.name.starts_with(crate::build::CACHE_PREFIX));
+        v.retain(|m| !m.name.starts_with(CACHE_PREFIX));
         v
     }
 
@@ -393,13 +396,10 @@ impl Store {
         let _lock = self.lock(true)?;
         let mut images = self.all_images();
         if build_cache {
-            for m in images
-                .iter()
-                .filter(|m| m.name.starts_with(crate::build::CACHE_PREFIX))
-            {
+            for m in images.iter().filter(|m| m.name.starts_with(CACHE_PREFIX)) {
                 let _ = fs::remove_file(self.image_file(&m.name));
             }
-            images.retain(|m| !m.name.starts_with(crate::build::CACHE_PREFIX));
+            images.retain(|m| !m.name.starts_with(CACHE_PREFIX));
         }
         let used: std::collections::HashSet<String> = images
             .iter()

@@ -64,7 +64,7 @@ pub struct Record {
     pub scratch_fd: Option<i32>,
     /// The microVM, for sandboxes of the microvm backend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vm: Option<crate::microvm::VmState>,
+    pub vm: Option<VmState>,
 }
 
 pub const RECORD: &str = "sandbox.json";
@@ -209,6 +209,43 @@ pub fn slot_held(slots: &Path, n: u32) -> bool {
         // No slot file: nobody can hold it.
         Err(_) => false,
     }
+}
+
+/// The microVM part of a sandbox record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VmState {
+    /// `qemu` or `firecracker`.
+    pub vmm: String,
+    pub accel: String,
+    /// The VMM's pid and start time.
+    pub vmm_pid: i32,
+    pub vmm_start_time: u64,
+    /// The VMM's control socket: QEMU's monitor (QMP) or Firecracker's API.
+    #[serde(alias = "qmp")]
+    pub control: PathBuf,
+    /// The hybrid vsock socket the host reaches the guest through; none
+    /// when it is QEMU's forwarded port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vsock: Option<PathBuf>,
+    /// Firecracker's working directory (its chroot under the jailer): the
+    /// names in its configuration and snapshots are relative to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<PathBuf>,
+    pub memory_mib: u64,
+    pub vcpus: u32,
+    /// The writable disk.
+    pub upper: PathBuf,
+    /// The read-only layer images, top first.
+    pub layers: Vec<PathBuf>,
+    /// The guest kernel and initramfs it booted (a restore boots none but
+    /// needs the same machine).
+    #[serde(default)]
+    pub kernel: PathBuf,
+    #[serde(default)]
+    pub initramfs: PathBuf,
+    /// Host directories shared read-only over virtiofs: (host, guest).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shares: Vec<(PathBuf, PathBuf)>,
 }
 
 #[cfg(test)]

@@ -4,8 +4,9 @@
 //! processes (start, list, get, wait, kill, stdin).
 
 use crate::auth::Principal;
+use crate::control::files::{abs, octal};
+use crate::control::sandboxes::running;
 use crate::error::{ApiError, ApiResult};
-use crate::sandboxes::running;
 use crate::{ApiJson, AppState};
 use aibox_protocol::ExecRequest;
 use aibox_runtime::{AgentClient, ClientError};
@@ -32,15 +33,6 @@ async fn with_agent<T: Send + 'static>(
     crate::fairness::spawn_blocking(move || -> ApiResult<T> { Ok(f(engine.agent(&id)?)?) })
         .await
         .map_err(|e| ApiError::internal("agent task", e))?
-}
-
-pub(crate) fn abs(p: &str) -> ApiResult<String> {
-    if !p.starts_with('/') || p.contains('\0') {
-        return Err(ApiError::invalid(format!(
-            "path {p:?} must be absolute (inside the sandbox)"
-        )));
-    }
-    Ok(p.to_string())
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,16 +87,6 @@ pub struct MkdirBody {
     pub path: String,
     /// Octal, e.g. "755".
     pub mode: Option<String>,
-}
-
-pub fn octal(m: Option<&str>) -> ApiResult<Option<u32>> {
-    m.map(|m| {
-        u32::from_str_radix(m, 8)
-            .ok()
-            .filter(|m| *m <= 0o7777)
-            .ok_or_else(|| ApiError::invalid("mode must be octal, e.g. 644"))
-    })
-    .transpose()
 }
 
 pub async fn mkdir(

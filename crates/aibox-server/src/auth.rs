@@ -94,23 +94,6 @@ impl Principal {
 #[derive(Debug, Clone, Copy)]
 pub struct LocalSocket;
 
-pub fn new_secret() -> String {
-    let mut b = [0u8; 32];
-    if aibox_sys_random(&mut b).is_err() {
-        // getrandom(2) cannot fail on Linux ≥ 3.17 once the pool is ready;
-        // never fall back to a weak key.
-        std::process::abort();
-    }
-    format!(
-        "aibox_{}",
-        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-    )
-}
-
-fn aibox_sys_random(buf: &mut [u8]) -> std::io::Result<()> {
-    aibox_runtime::fill_random(buf)
-}
-
 /// The one place a request's principal is resolved: from the Unix socket
 /// it came on, its bearer key, or its dashboard session. The result is
 /// kept in the request's extensions, so every later step (a handler, the
@@ -170,7 +153,7 @@ fn resolve(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
         .and_then(|v| v.to_str().ok());
     if header.is_none() {
         // A dashboard session (cookie + CSRF token).
-        if let Some(found) = crate::ui::session_key(state, &parts.method, &parts.headers) {
+        if let Some(found) = crate::session::session_key(state, &parts.method, &parts.headers) {
             let (k, _) = found.map_err(|e| failed(&e.message.clone(), e))?;
             return limited(state, k);
         }

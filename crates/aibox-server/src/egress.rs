@@ -20,10 +20,8 @@
 
 use crate::wire::{find, split_authority, Request, MAX_HEAD};
 use aibox_types::egress::{Decision, Host, Policy};
-use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -31,48 +29,7 @@ use tokio::net::TcpStream;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub type Lookup<'a> = Pin<Box<dyn Future<Output = io::Result<Vec<IpAddr>>> + Send + 'a>>;
-
-/// Name resolution on the host side.
-pub trait Resolve: Send + Sync {
-    fn lookup<'a>(&'a self, name: &'a str) -> Lookup<'a>;
-}
-
-/// The host's resolver.
-pub struct SystemResolver;
-
-impl Resolve for SystemResolver {
-    fn lookup<'a>(&'a self, name: &'a str) -> Lookup<'a> {
-        Box::pin(async move {
-            let addrs = tokio::net::lookup_host((name, 0)).await?;
-            Ok(addrs.map(|a| a.ip()).collect())
-        })
-    }
-}
-
-/// The host's resolver, with operator-set answers for some names
-/// (`egress_hosts`).
-pub struct HostResolver {
-    pub overrides: std::collections::HashMap<String, Vec<IpAddr>>,
-}
-
-impl Resolve for HostResolver {
-    fn lookup<'a>(&'a self, name: &'a str) -> Lookup<'a> {
-        match self.overrides.get(name) {
-            Some(ips) => Box::pin(std::future::ready(Ok(ips.clone()))),
-            None => SystemResolver.lookup(name),
-        }
-    }
-}
-
-/// One decision the proxy made, for the audit log and metrics.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
-    pub destination: String,
-    pub allowed: bool,
-    pub rule: Option<String>,
-    pub reason: String,
-}
+pub use crate::resolver::{Event, HostResolver, Lookup, Resolve, SystemResolver};
 
 /// Serve one client connection. `report` is called once per decision.
 pub async fn serve<S>(

@@ -1,10 +1,11 @@
 //! `/v1/keys`: create, list, revoke API keys (admin only). A new key's
 //! secret is returned once, in the create response; only its hash is kept.
 
-use crate::auth::{new_secret, Principal};
+use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::store::Scope;
 use crate::{now_ms, ApiJson, AppState};
+use aibox_runtime::new_secret;
 use aibox_types::ceiling::Ceiling;
 use aibox_types::ErrorCode;
 use axum::extract::{Path, State};

@@ -21,7 +21,7 @@
 //! new one from the host, so the local-address protections (and DNS
 //! rebinding checks) of the proxy apply unchanged.
 
-use crate::egress::{Event, Resolve};
+use crate::resolver::{Event, Resolve};
 use aibox_types::egress::{Mode, Policy};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};

@@ -14,6 +14,7 @@ pub mod agentops;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod control;
 pub mod dns;
 pub mod egress;
 pub mod engine;
@@ -25,7 +26,9 @@ pub mod mcp;
 pub mod metrics;
 pub mod openapi;
 pub mod ports;
+pub mod resolver;
 pub mod sandboxes;
+pub mod session;
 pub mod snapshots;
 pub mod store;
 pub mod streaming;
@@ -71,7 +74,7 @@ struct Inner {
     /// Idle keep-alive connections to published ports.
     port_pool: ports::Pool,
     /// Dashboard sessions.
-    sessions: ui::Sessions,
+    sessions: session::Sessions,
     /// Each key's share of long calls and WebSockets.
     shares: fairness::Shares,
 }
@@ -455,7 +458,7 @@ impl AppState {
         &self.0.port_pool
     }
 
-    pub fn sessions(&self) -> &ui::Sessions {
+    pub fn sessions(&self) -> &session::Sessions {
         &self.0.sessions
     }
 
@@ -666,7 +669,7 @@ async fn health(
         || match bearer {
             Some(k) => matches!(state.store().find_key(k.trim()), Ok(Some(_))),
             None => matches!(
-                ui::session_key(&state, &axum::http::Method::GET, &headers),
+                session::session_key(&state, &axum::http::Method::GET, &headers),
                 Some(Ok(_))
             ),
         };
@@ -1049,7 +1052,7 @@ pub fn bootstrap_admin_key(store: &Store, data_dir: &std::path::Path) -> anyhow:
     if store.key_count()? > 0 {
         return Ok(());
     }
-    let secret = auth::new_secret();
+    let secret = aibox_runtime::new_secret();
     let path = data_dir.join("admin.key");
     let tmp = data_dir.join(".admin.key.tmp");
     let _ = std::fs::remove_file(&tmp);

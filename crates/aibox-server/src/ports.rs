@@ -16,8 +16,8 @@
 //! that is what `aibox port-forward` uses.
 
 use crate::auth::Principal;
+use crate::control::sandboxes::{new_token, owned, running};
 use crate::error::{ApiError, ApiResult};
-use crate::sandboxes::{owned, running};
 use crate::{now_ms, ApiJson, AppState};
 use aibox_types::ErrorCode;
 use axum::body::Body;
@@ -85,16 +85,6 @@ impl Pool {
 /// Marks a response that came from inside a sandbox: it leaves as it is.
 #[derive(Debug, Clone, Copy)]
 pub struct Proxied;
-
-/// A fresh port token: 128 random bits in hex.
-pub fn new_token() -> String {
-    let mut b = [0u8; 16];
-    if aibox_runtime::fill_random(&mut b).is_err() {
-        // getrandom(2) cannot fail once the pool is ready; never fall back.
-        std::process::abort();
-    }
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
 
 // ---- the API: GET and PATCH /v1/sandboxes/{id}/ports
 
@@ -512,7 +502,7 @@ fn strip_api_credentials(h: &mut HeaderMap) {
     if api_key {
         h.remove(header::AUTHORIZATION);
     }
-    h.remove(crate::ui::CSRF_HEADER);
+    h.remove(crate::session::CSRF_HEADER);
 }
 
 /// An app may not set aibox's own cookies: a path-routed port answers on
@@ -655,7 +645,9 @@ async fn proxy_inner(
         .filter(|p| {
             let name = p.split_once('=').map(|(k, _)| k);
             // Neither the port token nor a dashboard session reaches the app.
-            !p.is_empty() && name != Some(TOKEN_COOKIE) && name != Some(crate::ui::SESSION_COOKIE)
+            !p.is_empty()
+                && name != Some(TOKEN_COOKIE)
+                && name != Some(crate::session::SESSION_COOKIE)
         })
         .map(str::to_string)
         .collect();
@@ -796,7 +788,7 @@ mod tests {
             header::AUTHORIZATION,
             HeaderValue::from_static("Bearer aibox_0123"),
         );
-        h.insert(crate::ui::CSRF_HEADER, HeaderValue::from_static("t"));
+        h.insert(crate::session::CSRF_HEADER, HeaderValue::from_static("t"));
         strip_api_credentials(&mut h);
         assert!(h.is_empty(), "{h:?}");
         h.insert(

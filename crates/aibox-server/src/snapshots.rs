@@ -10,9 +10,9 @@
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::sandboxes::{CreateRequest, SandboxView};
 use crate::store::SnapshotRow;
 use crate::AppState;
+use aibox_types::api::{CreateRequest, SandboxView};
 use aibox_types::ErrorCode;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -40,23 +40,7 @@ fn view(s: &SnapshotRow) -> Value {
     })
 }
 
-/// The caller's snapshot `id`; another tenant's is reported as absent.
-pub(crate) fn owned(state: &AppState, who: &Principal, id: &str) -> ApiResult<SnapshotRow> {
-    if !aibox_types::validate_id(id) {
-        return Err(ApiError::invalid(format!("{id:?} is not a snapshot id")));
-    }
-    match state
-        .store()
-        .get_snapshot(id)
-        .map_err(|e| ApiError::internal("get snapshot", e))?
-    {
-        Some(s) if who.admin() || s.owner == who.id => Ok(s),
-        _ => Err(ApiError::new(
-            ErrorCode::NotFound,
-            format!("no snapshot with id {id:?}"),
-        )),
-    }
-}
+pub(crate) use crate::control::snapshots::owned;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,7 +63,7 @@ pub async fn create(
             ));
         }
     }
-    let row = crate::sandboxes::owned(&state, &who, &id)?;
+    let row = crate::control::sandboxes::owned(&state, &who, &id)?;
     if row.state != "running" && row.state != "paused" {
         return Err(ApiError::new(
             ErrorCode::Conflict,
@@ -228,7 +212,12 @@ pub async fn restore(
     owned(&state, &who, &id)?;
     let body: Value = optional_json(&body)?;
     let req = restore_request(&id, if body.is_null() { json!({}) } else { body })?;
-    let (status, v) = crate::sandboxes::create_audited(&state, &who, &headers, req).await?;
+    let key = crate::sandboxes::idempotency_key(&headers)?;
+    let (created, v) = crate::control::sandboxes::create(&state, &who, req, key).await?;
+    let status = match created {
+        crate::control::sandboxes::Created::New => StatusCode::CREATED,
+        crate::control::sandboxes::Created::Earlier => StatusCode::OK,
+    };
     Ok((status, Json(v)))
 }
 
@@ -278,7 +267,7 @@ pub async fn fork(
         tasks.spawn(async move {
             let req = restore_request(&id, body)?;
             // No Idempotency-Key: it names one sandbox, and a fork makes many.
-            crate::sandboxes::create_audited(&state, &who, &HeaderMap::new(), req)
+            crate::control::sandboxes::create(&state, &who, req, None)
                 .await
                 .map(|(_, v)| v)
         });

@@ -456,7 +456,7 @@ impl aibox_runtime::build::Hooks for Relay {
             idle_timeout_ms: None,
             last_active_ms: now,
             remaining_ms: None,
-            port_token: crate::ports::new_token(),
+            port_token: crate::control::sandboxes::new_token(),
             public_ports: false,
         };
         if let Err(e) = self.state.store().insert(&row) {

@@ -11,9 +11,9 @@
 //! `{"type":"stdin_close"}`. Closing the socket kills a foreground command.
 
 use crate::auth::Principal;
+use crate::control::sandboxes::running;
 use crate::error::{ApiError, ApiResult};
 use crate::fairness::Share;
-use crate::sandboxes::running;
 use crate::AppState;
 use aibox_protocol::{read_frame, write_frame, AgentMsg, ClientMsg, ExecRequest, Kind, PtySize};
 use aibox_types::api::Cmd;
