@@ -128,61 +128,9 @@ pub enum ClientMsg {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FileKind {
-    File,
-    Dir,
-    Symlink,
-    Other,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileStat {
-    pub path: String,
-    pub kind: FileKind,
-    pub size: u64,
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub mtime: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-}
+pub use aibox_types::api::{ExitInfo, FileKind, FileStat, ProcInfo};
 
 pub type DirEntry = FileStat;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct ExitInfo {
-    pub code: Option<i32>,
-    pub signal: Option<i32>,
-    pub timed_out: bool,
-    pub stdout_truncated: bool,
-    pub stderr_truncated: bool,
-    pub duration_ms: u64,
-}
-
-impl ExitInfo {
-    /// Shell convention: the exit code, or 128 + signal.
-    pub fn status(&self) -> i32 {
-        match (self.code, self.signal) {
-            (Some(c), _) => c,
-            (None, Some(s)) => 128 + s,
-            (None, None) => 255,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProcInfo {
-    pub id: u64,
-    pub pid: i32,
-    pub argv: Vec<String>,
-    pub background: bool,
-    pub running: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exit: Option<ExitInfo>,
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]

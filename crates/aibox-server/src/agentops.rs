@@ -1,58 +1,36 @@
-//! File and process operations beyond plain read/write, carried out by the
-//! sandbox's agent (so every path is resolved inside the sandbox):
-//! list, stat, mkdir, delete, rename, tar upload/download, and background
-//! processes (start, list, get, wait, kill, stdin).
+//! The REST handlers of file and process operations beyond plain
+//! read/write (list, stat, mkdir, delete, rename, tar upload/download;
+//! background processes): parse, call `crate::control::{files,
+//! processes}`, render. Tar transfers stream here, through the same
+//! checks.
 
 use crate::auth::Principal;
-use crate::control::files::{abs, octal};
+use crate::control::files::{self, abs, with_agent};
+use crate::control::processes;
 use crate::control::sandboxes::running;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::{ApiJson, AppState};
-use aibox_protocol::ExecRequest;
-use aibox_runtime::{AgentClient, ClientError};
-use aibox_types::api::Cmd;
-use aibox_types::User;
+use aibox_types::api::{
+    FileList, FileStat, KillRequest, MkdirRequest, PathQuery, ProcInfo, ProcessExit, ProcessList,
+    RenameRequest, StartRequest, Started, StdinQuery, WaitQuery,
+};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
-use std::collections::BTreeMap;
-use std::time::Duration;
-
-/// Run `f` with the sandbox's agent on the blocking pool.
-async fn with_agent<T: Send + 'static>(
-    state: &AppState,
-    id: &str,
-    f: impl FnOnce(AgentClient) -> Result<T, ClientError> + Send + 'static,
-) -> ApiResult<T> {
-    let engine = state.engine();
-    let id = id.to_string();
-    crate::fairness::spawn_blocking(move || -> ApiResult<T> { Ok(f(engine.agent(&id)?)?) })
-        .await
-        .map_err(|e| ApiError::internal("agent task", e))?
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PathQuery {
-    pub path: String,
-    #[serde(default)]
-    pub recursive: bool,
-}
+use serde_json::json;
 
 pub async fn list(
     State(state): State<AppState>,
     who: Principal,
     Path(id): Path<String>,
     Query(q): Query<PathQuery>,
-) -> ApiResult<Json<Value>> {
-    let row = running(&state, &who, &id)?;
-    let path = abs(&q.path)?;
-    let entries = with_agent(&state, &row.id, move |a| a.list(&path, q.recursive, None)).await?;
-    Ok(Json(json!({ "entries": entries })))
+) -> ApiResult<Json<FileList>> {
+    files::list(&state, &who, &id, &q.path, q.recursive)
+        .await
+        .map(Json)
 }
 
 pub async fn stat(
@@ -60,11 +38,8 @@ pub async fn stat(
     who: Principal,
     Path(id): Path<String>,
     Query(q): Query<PathQuery>,
-) -> ApiResult<Json<Value>> {
-    let row = running(&state, &who, &id)?;
-    let path = abs(&q.path)?;
-    let st = with_agent(&state, &row.id, move |a| a.stat(&path, None)).await?;
-    Ok(Json(serde_json::to_value(st).unwrap_or(Value::Null)))
+) -> ApiResult<Json<FileStat>> {
+    files::stat(&state, &who, &id, &q.path).await.map(Json)
 }
 
 pub async fn delete(
@@ -73,63 +48,27 @@ pub async fn delete(
     Path(id): Path<String>,
     Query(q): Query<PathQuery>,
 ) -> ApiResult<StatusCode> {
-    let row = running(&state, &who, &id)?;
-    let path = abs(&q.path)?;
-    let p2 = path.clone();
-    with_agent(&state, &row.id, move |a| a.remove(&p2, q.recursive, None)).await?;
-    state.audit(&who.id, "file.delete", Some(&row.id), json!({"path": path}));
+    files::delete(&state, &who, &id, &q.path, q.recursive).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MkdirBody {
-    pub path: String,
-    /// Octal, e.g. "755".
-    pub mode: Option<String>,
 }
 
 pub async fn mkdir(
     State(state): State<AppState>,
     who: Principal,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<MkdirBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let row = running(&state, &who, &id)?;
-    let path = abs(&body.path)?;
-    let mode = octal(body.mode.as_deref())?;
-    let p2 = path.clone();
-    let st = with_agent(&state, &row.id, move |a| a.mkdir(&p2, mode, None)).await?;
-    state.audit(&who.id, "file.mkdir", Some(&row.id), json!({"path": path}));
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::to_value(st).unwrap_or(Value::Null)),
-    ))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RenameBody {
-    pub from: String,
-    pub to: String,
+    ApiJson(body): ApiJson<MkdirRequest>,
+) -> ApiResult<(StatusCode, Json<FileStat>)> {
+    let st = files::mkdir(&state, &who, &id, body).await?;
+    Ok((StatusCode::CREATED, Json(st)))
 }
 
 pub async fn rename(
     State(state): State<AppState>,
     who: Principal,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<RenameBody>,
+    ApiJson(body): ApiJson<RenameRequest>,
 ) -> ApiResult<StatusCode> {
-    let row = running(&state, &who, &id)?;
-    let (from, to) = (abs(&body.from)?, abs(&body.to)?);
-    let (f2, t2) = (from.clone(), to.clone());
-    with_agent(&state, &row.id, move |a| a.rename(&f2, &t2, None)).await?;
-    state.audit(
-        &who.id,
-        "file.rename",
-        Some(&row.id),
-        json!({"from": from, "to": to}),
-    );
+    files::rename(&state, &who, &id, body).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -188,84 +127,30 @@ pub async fn tar_upload(
 
 // ---- background processes
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StartBody {
-    pub cmd: Cmd,
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    pub cwd: Option<String>,
-    pub user: Option<User>,
-    pub timeout_ms: Option<u64>,
-    /// Keep stdin open for `/stdin` writes (otherwise /dev/null).
-    #[serde(default)]
-    pub stdin: bool,
-}
-
 pub async fn start(
     State(state): State<AppState>,
     who: Principal,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<StartBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let row = running(&state, &who, &id)?;
-    let (argv, shell) = body.cmd.split()?;
-    let req = ExecRequest {
-        argv: argv.clone(),
-        shell: shell.clone(),
-        env: body.env.into_iter().collect(),
-        cwd: body.cwd,
-        user: body.user,
-        stdin: body.stdin,
-        timeout_ms: body.timeout_ms,
-        background: true,
-        ..Default::default()
-    };
-    let (pid_id, pid) = with_agent(&state, &row.id, move |a| {
-        a.exec_start(req).map(|(_stream, id, pid)| (id, pid))
-    })
-    .await?;
-    state.metrics().count_exec();
-    state.audit(
-        &who.id,
-        "process.start",
-        Some(&row.id),
-        json!({"process": pid_id, "argv": argv, "shell": shell, "user": body.user}),
-    );
-    Ok((StatusCode::CREATED, Json(json!({"id": pid_id, "pid": pid}))))
+    ApiJson(body): ApiJson<StartRequest>,
+) -> ApiResult<(StatusCode, Json<Started>)> {
+    let s = processes::start(&state, &who, &id, body).await?;
+    Ok((StatusCode::CREATED, Json(s)))
 }
 
 pub async fn procs(
     State(state): State<AppState>,
     who: Principal,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let row = running(&state, &who, &id)?;
-    let list = with_agent(&state, &row.id, |a| a.proc_list()).await?;
-    Ok(Json(json!({ "processes": list })))
+) -> ApiResult<Json<ProcessList>> {
+    processes::list(&state, &who, &id).await.map(Json)
 }
 
 pub async fn proc_get(
     State(state): State<AppState>,
     who: Principal,
     Path((id, pid)): Path<(String, u64)>,
-) -> ApiResult<Json<Value>> {
-    let row = running(&state, &who, &id)?;
-    let list = with_agent(&state, &row.id, |a| a.proc_list()).await?;
-    match list.into_iter().find(|p| p.id == pid) {
-        Some(p) => Ok(Json(serde_json::to_value(p).unwrap_or(Value::Null))),
-        None => Err(ApiError::new(
-            aibox_types::ErrorCode::NotFound,
-            format!("no process {pid} in sandbox {id}"),
-        )),
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WaitQuery {
-    /// Give up after this long (default: wait for the exit, at most 10 min).
-    pub timeout_ms: Option<u64>,
+) -> ApiResult<Json<ProcInfo>> {
+    processes::get(&state, &who, &id, pid).await.map(Json)
 }
 
 pub async fn proc_wait(
@@ -273,52 +158,20 @@ pub async fn proc_wait(
     who: Principal,
     Path((id, pid)): Path<(String, u64)>,
     Query(q): Query<WaitQuery>,
-) -> ApiResult<Json<Value>> {
-    let row = running(&state, &who, &id)?;
-    let t = Duration::from_millis(q.timeout_ms.unwrap_or(600_000).min(600_000));
-    let exit = with_agent(&state, &row.id, move |a| a.proc_wait(pid, Some(t))).await?;
-    Ok(Json(json!({
-        "exit_code": exit.status(),
-        "signal": exit.signal,
-        "timed_out": exit.timed_out,
-        "duration_ms": exit.duration_ms,
-    })))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KillBody {
-    /// Signal number (default 15, SIGTERM).
-    pub signal: Option<i32>,
+) -> ApiResult<Json<ProcessExit>> {
+    processes::wait(&state, &who, &id, pid, q.timeout_ms)
+        .await
+        .map(Json)
 }
 
 pub async fn proc_kill(
     State(state): State<AppState>,
     who: Principal,
     Path((id, pid)): Path<(String, u64)>,
-    ApiJson(body): ApiJson<KillBody>,
+    ApiJson(body): ApiJson<KillRequest>,
 ) -> ApiResult<StatusCode> {
-    let row = running(&state, &who, &id)?;
-    let sig = body.signal.unwrap_or(15);
-    if !(1..=64).contains(&sig) {
-        return Err(ApiError::invalid("signal must be between 1 and 64"));
-    }
-    with_agent(&state, &row.id, move |a| a.proc_kill(pid, sig)).await?;
-    state.audit(
-        &who.id,
-        "process.kill",
-        Some(&row.id),
-        json!({"process": pid, "signal": sig}),
-    );
+    processes::kill(&state, &who, &id, pid, body.signal).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StdinQuery {
-    /// Close the process's stdin after these bytes.
-    #[serde(default)]
-    pub close: bool,
 }
 
 pub async fn proc_stdin(
@@ -328,7 +181,6 @@ pub async fn proc_stdin(
     Query(q): Query<StdinQuery>,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
-    let row = running(&state, &who, &id)?;
-    with_agent(&state, &row.id, move |a| a.proc_stdin(pid, &body, q.close)).await?;
+    processes::stdin(&state, &who, &id, pid, body.to_vec(), q.close).await?;
     Ok(StatusCode::NO_CONTENT)
 }

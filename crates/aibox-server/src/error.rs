@@ -140,10 +140,13 @@ fn describe_json(path: &str, e: &serde_json::Error) -> String {
             // serde's word for a value that fits no accepted form names
             // the Rust type; say it in the API's terms instead.
             let msg = if msg.contains("did not match any variant") {
-                "has none of the accepted forms (see the OpenAPI document)"
+                "has none of the accepted forms (see the OpenAPI document)".to_string()
+            } else if let Some((head, _)) = msg.split_once("expected struct ") {
+                format!("{head}expected a JSON object")
             } else {
-                msg
+                msg.to_string()
             };
+            let msg = msg.as_str();
             // The path of an unknown field ends with that field, which
             // the message names already.
             let path = if msg.starts_with("unknown field") {
@@ -185,6 +188,10 @@ mod tests {
         assert_eq!(message("{"), "the body ends before its JSON does");
         assert_eq!(message("{x"), "the body is not valid JSON");
         assert_eq!(message("{} {}"), "the body has more after its JSON value");
+        assert_eq!(
+            message("1"),
+            "invalid type: integer `1`, expected a JSON object"
+        );
         assert!(message(r#"{"bakend": 1}"#).starts_with("unknown field `bakend`"));
         let m = message(r#"{"network": {"mode": "full", "rulez": []}}"#);
         assert!(m.starts_with("network: unknown field `rulez`"), "{m}");

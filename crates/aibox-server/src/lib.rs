@@ -659,8 +659,15 @@ async fn health(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
     local: Option<Extension<LocalSocket>>,
-) -> ApiResult<Json<Value>> {
-    let mut v = json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")});
+) -> ApiResult<Json<aibox_types::api::Health>> {
+    let mut v = aibox_types::api::Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        sandboxes: None,
+        memory: None,
+        activity: None,
+        limits: None,
+    };
     let bearer = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
@@ -688,18 +695,18 @@ async fn health(
             .map(|s| s.memory_bytes())
             .sum();
         let count = |s: &str| active.iter().filter(|r| r.state == s).count();
-        v["sandboxes"] = json!({
+        v.sandboxes = Some(json!({
             "active": active.len(),
             "max": state.config().max_sandboxes,
             "running": count("running"),
             "paused": count("paused"),
             "creating": count("creating"),
-        });
-        v["memory"] = json!({"budget": state.config().memory_budget, "reserved": used});
-        v["activity"] = state.metrics().activity();
-        v["limits"] = json!({
-            "default_ttl_seconds": state.config().default_ttl.as_secs(),
-            "max_ttl_seconds": state.config().max_ttl.as_secs(),
+        }));
+        v.memory = Some(json!({"budget": state.config().memory_budget, "reserved": used}));
+        v.activity = Some(state.metrics().activity());
+        v.limits = Some(aibox_types::api::HealthLimits {
+            default_ttl_seconds: state.config().default_ttl.as_secs(),
+            max_ttl_seconds: state.config().max_ttl.as_secs(),
         });
     }
     Ok(Json(v))

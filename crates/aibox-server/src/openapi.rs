@@ -76,47 +76,7 @@ pub fn document() -> &'static Value {
 fn build() -> Value {
     let id = path_id();
     let sandbox = reference("Sandbox");
-    let cmd = json!({"oneOf": [
-        {"type": "array", "items": {"type": "string"}, "minItems": 1},
-        {"type": "string", "minLength": 1}
-    ]});
-    let env = json!({"type": "object", "additionalProperties": {"type": "string"}});
-    let user = json!({"type": "string", "pattern": "^(user|root|[0-9]{1,5}(:[0-9]{1,5})?)$", "description": "`user` (uid 1000), `root` (uid 0 in the sandbox) or a numeric uid"});
     let schemas = json!({
-        "Snapshot": {
-            "type": "object",
-            "required": ["id", "source_sandbox", "created_at_ms", "template", "size_bytes", "consistent", "spec"],
-            "properties": {
-                "id": {"type": "string"}, "name": {"type": ["string", "null"]},
-                "source_sandbox": {"type": "string"}, "created_at_ms": {"type": "integer"},
-                "template": {"type": "string"},
-                "size_bytes": {"type": "integer", "description": "disk space of the layer's file data"},
-                "entries": {"type": "integer"},
-                "consistent": {"type": "boolean", "description": "taken with every process frozen"},
-                "memory": {"type": "boolean", "description": "a microVM's snapshot: memory and devices too, so a restore resumes its processes (not their network connections)"},
-                "spec": {"type": "object"}
-            }
-        },
-        "SnapshotList": {
-            "type": "object", "required": ["snapshots"],
-            "properties": {"snapshots": {"type": "array", "items": reference("Snapshot")}}
-        },
-        "CreateSnapshot": {
-            "type": "object", "additionalProperties": false,
-            "properties": {"name": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,63}$"}}
-        },
-        "Ports": {
-            "type": "object", "required": ["id", "public", "token", "ports"],
-            "properties": {
-                "id": {"type": "string"},
-                "public": {"type": "boolean"},
-                "token": {"type": "string", "description": "send as X-Aibox-Token, the aibox_token cookie or ?aibox_token="},
-                "url_template": {"type": ["string", "null"]},
-                "ports": {"type": "array", "items": {"type": "object", "required": ["port", "address", "reachable"], "properties": {
-                    "port": {"type": "integer"}, "address": {"type": "string"}, "reachable": {"type": "boolean"},
-                    "url": {"type": ["string", "null"]}, "path_url": {"type": ["string", "null"]}}}}
-            }
-        },
         "Template": {
             "type": "object", "required": ["name"],
             "properties": {
@@ -125,24 +85,6 @@ fn build() -> Value {
                 "layers": {"type": "array", "items": {"type": "object"}},
                 "config": {"type": "object"}, "created_ms": {"type": "integer"}, "source": {"type": "string"}
             }
-        },
-        "PortsPatch": {
-            "type": "object", "additionalProperties": false,
-            "properties": {"public": {"type": "boolean"}, "rotate_token": {"type": "boolean"}}
-        },
-        "FileStat": {
-            "type": "object", "required": ["path", "kind", "size", "mode"],
-            "properties": {
-                "path": {"type": "string"}, "kind": {"type": "string", "enum": ["file", "dir", "symlink", "other"]},
-                "size": {"type": "integer"}, "mode": {"type": "integer"}, "uid": {"type": "integer"},
-                "gid": {"type": "integer"}, "mtime": {"type": "integer"}, "target": {"type": "string"}
-            }
-        },
-        "Process": {
-            "type": "object", "required": ["id", "pid", "argv", "running"],
-            "properties": {"id": {"type": "integer"}, "pid": {"type": "integer"},
-                "argv": {"type": "array", "items": {"type": "string"}},
-                "background": {"type": "boolean"}, "running": {"type": "boolean"}, "exit": {"type": "object"}}
         },
         "Key": {
             "type": "object", "required": ["id", "name", "scope", "created_ms"],
@@ -182,7 +124,7 @@ fn build() -> Value {
         .map(|p| p.remove("snapshot"));
     let mut fork = restore.clone();
     fork["properties"]["count"] =
-        json!({"type": "integer", "minimum": 1, "maximum": crate::snapshots::MAX_FORK});
+        json!({"type": "integer", "minimum": 1, "maximum": aibox_types::api::MAX_FORK});
     fork["required"] = json!(["count"]);
     schemas["Restore"] = restore;
     schemas["Fork"] = fork;
@@ -192,9 +134,7 @@ fn build() -> Value {
     let sb_ok = ok("the sandbox", sandbox.clone());
     let paths = json!({
         "/v1/health": {"get": {"summary": "Liveness for anyone; capacity (active, max, memory budget) with a key", "security": [{}, {"bearer": []}], "responses": {
-            "200": ok("server health", json!({"type": "object", "required": ["status"], "properties": {
-                "status": {"type": "string"}, "version": {"type": "string"},
-                "sandboxes": {"type": "object"}, "memory": {"type": "object"}}}))}}},
+            "200": ok("server health", reference("Health"))}}},
         "/v1/sandboxes": {
             "post": op("Create a sandbox", json!([{"name": "Idempotency-Key", "in": "header", "required": false,
                     "schema": {"type": "string", "minLength": 1, "maxLength": 255}}]),
@@ -284,31 +224,27 @@ fn build() -> Value {
             errors(json!({"201": ok("created", sandbox.clone())}), &["404", "409", "422", "503"]))},
         "/v1/snapshots/{id}/fork": {"post": op("Create `count` sandboxes from a snapshot, all or none", json!([snap_id]),
             Some(json_body(reference("Fork"))),
-            errors(json!({"201": ok("created", json!({"type": "object", "required": ["sandboxes"],
-                "properties": {"sandboxes": {"type": "array", "items": sandbox.clone()}}}))}), &["404", "409", "422", "503"]))},
+            errors(json!({"201": ok("created", reference("Forked"))}), &["404", "409", "422", "503"]))},
         "/v1/sandboxes/{id}/files": {
             "get": op("Read a file (raw bytes)", json!([id, file_path()]), None,
                 errors(json!({"200": raw("file contents", "application/octet-stream")}), &["404", "409"])),
             "put": op("Write a file atomically (raw bytes)", json!([id, file_path(),
                     query("mode", false, json!({"type": "string", "pattern": "^[0-7]{1,4}$"}))]),
                 Some(json!({"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}})),
-                errors(json!({"200": ok("written", json!({"type": "object"}))}), &["404", "409"])),
+                errors(json!({"200": ok("written", reference("Written"))}), &["404", "409"])),
             "delete": op("Delete a file or directory", json!([id, file_path(), query("recursive", false, json!({"type": "boolean"}))]),
                 None, errors(json!({"204": empty("deleted")}), &["404", "409"]))
         },
         "/v1/sandboxes/{id}/files/list": {"get": op("List a directory", json!([id, file_path(),
             query("recursive", false, json!({"type": "boolean"}))]), None,
-            errors(json!({"200": ok("entries", json!({"type": "object", "required": ["entries"],
-                "properties": {"entries": {"type": "array", "items": reference("FileStat")}}}))}), &["404", "409"]))},
+            errors(json!({"200": ok("entries", reference("FileList"))}), &["404", "409"]))},
         "/v1/sandboxes/{id}/files/stat": {"get": op("Stat a path", json!([id, file_path()]), None,
             errors(json!({"200": ok("metadata", reference("FileStat"))}), &["404", "409"]))},
         "/v1/sandboxes/{id}/files/mkdir": {"post": op("mkdir -p", json!([id]),
-            Some(json_body(json!({"type": "object", "required": ["path"], "additionalProperties": false, "properties": {
-                "path": {"type": "string", "pattern": "^/"}, "mode": {"type": "string", "pattern": "^[0-7]{1,4}$"}}}))),
+            Some(json_body(reference("Mkdir"))),
             errors(json!({"201": ok("created", reference("FileStat"))}), &["404", "409"]))},
         "/v1/sandboxes/{id}/files/rename": {"post": op("Rename a path", json!([id]),
-            Some(json_body(json!({"type": "object", "required": ["from", "to"], "additionalProperties": false, "properties": {
-                "from": {"type": "string", "pattern": "^/"}, "to": {"type": "string", "pattern": "^/"}}}))),
+            Some(json_body(reference("Rename"))),
             errors(json!({"204": empty("renamed")}), &["404", "409"]))},
         "/v1/sandboxes/{id}/tar": {
             "get": op("Download a directory as tar", json!([id, file_path()]), None,
@@ -321,22 +257,17 @@ fn build() -> Value {
         },
         "/v1/sandboxes/{id}/processes": {
             "post": op("Start a background process", json!([id]),
-                Some(json_body(json!({"type": "object", "required": ["cmd"], "additionalProperties": false, "properties": {
-                    "cmd": cmd, "env": env, "cwd": {"type": "string"}, "user": user,
-                    "timeout_ms": {"type": "integer", "minimum": 0}, "stdin": {"type": "boolean"}}}))),
-                errors(json!({"201": ok("started", json!({"type": "object", "required": ["id", "pid"],
-                    "properties": {"id": {"type": "integer"}, "pid": {"type": "integer"}}}))}), &["404", "409"])),
-            "get": op("List processes", json!([id]), None, errors(json!({"200": ok("processes", json!({"type": "object",
-                "required": ["processes"], "properties": {"processes": {"type": "array", "items": reference("Process")}}}))}), &["404", "409"]))
+                Some(json_body(reference("StartProcess"))),
+                errors(json!({"201": ok("started", reference("Started"))}), &["404", "409"])),
+            "get": op("List processes", json!([id]), None, errors(json!({"200": ok("processes", reference("ProcessList"))}), &["404", "409"]))
         },
         "/v1/sandboxes/{id}/processes/{pid}": {"get": op("Get a process", json!([id, path_pid()]), None,
             errors(json!({"200": ok("the process", reference("Process"))}), &["404", "409"]))},
         "/v1/sandboxes/{id}/processes/{pid}/wait": {"post": op("Wait for a process to exit", json!([id, path_pid(),
             query("timeout_ms", false, json!({"type": "integer", "minimum": 0}))]), None,
-            errors(json!({"200": ok("its exit", json!({"type": "object"}))}), &["404", "409", "504"]))},
+            errors(json!({"200": ok("its exit", reference("ProcessExit"))}), &["404", "409", "504"]))},
         "/v1/sandboxes/{id}/processes/{pid}/kill": {"post": op("Signal a process", json!([id, path_pid()]),
-            Some(json_body(json!({"type": "object", "additionalProperties": false, "properties": {
-                "signal": {"type": "integer", "minimum": 1, "maximum": 64}}}))),
+            Some(json_body(reference("Kill"))),
             errors(json!({"204": empty("signalled")}), &["404", "409"]))},
         "/v1/sandboxes/{id}/processes/{pid}/stdin": {"post": op("Write to a process's stdin", json!([id, path_pid(),
             query("close", false, json!({"type": "boolean"}))]),

@@ -16,9 +16,10 @@
 //! that is what `aibox port-forward` uses.
 
 use crate::auth::Principal;
-use crate::control::sandboxes::{new_token, owned, running};
+use crate::control::sandboxes::running;
 use crate::error::{ApiError, ApiResult};
 use crate::{now_ms, ApiJson, AppState};
+use aibox_types::api::{PortsPatch, PortsView};
 use aibox_types::ErrorCode;
 use axum::body::Body;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -28,8 +29,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hyper_util::rt::TokioIo;
-use serde::Deserialize;
-use serde_json::{json, Value};
 
 pub const TOKEN_HEADER: &str = "x-aibox-token";
 pub const TOKEN_COOKIE: &str = "aibox_token";
@@ -88,88 +87,16 @@ pub struct Proxied;
 
 // ---- the API: GET and PATCH /v1/sandboxes/{id}/ports
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PortsPatch {
-    /// Reachable without the token (true) or only with it (false).
-    pub public: Option<bool>,
-    /// Replace the token: URLs handed out before stop working.
-    #[serde(default)]
-    pub rotate_token: bool,
-}
-
-/// The URL of `port` of sandbox `id` in both forms (None without a TCP
-/// listener).
-fn urls(state: &AppState, id: &str, port: u16) -> (Option<String>, Option<String>) {
-    let Some(listen) = state.config().listen else {
-        return (None, None);
-    };
-    let host = match listen.ip() {
-        ip if ip.is_unspecified() || ip.is_loopback() => "localhost".to_string(),
-        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-        ip => ip.to_string(),
-    };
-    let lp = listen.port();
-    let domain = &state.config().port_domain;
-    (
-        Some(format!("http://{port}-{id}.{domain}:{lp}/")),
-        Some(format!(
-            "http://{host}:{lp}/v1/sandboxes/{id}/ports/{port}/"
-        )),
-    )
-}
-
-async fn view(state: &AppState, row: &crate::store::Row) -> ApiResult<Value> {
-    let engine = state.engine();
-    let id = row.id.clone();
-    let listeners = if row.state == "running" || row.state == "paused" {
-        tokio::task::spawn_blocking(move || engine.listeners(&id))
-            .await
-            .map_err(|e| ApiError::internal("listeners task", e))??
-    } else {
-        Vec::new()
-    };
-    let networked = row.spec["network"].as_str().is_some_and(|m| m != "none");
-    let mut ports = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
-    for l in listeners {
-        // The agent's own egress relay is not the user's.
-        if networked && l.port == aibox_types::EGRESS_PROXY_PORT && l.address.is_loopback() {
-            continue;
-        }
-        if !seen.insert(l.port) {
-            continue;
-        }
-        let (url, path_url) = urls(state, &row.id, l.port);
-        ports.push(json!({
-            "port": l.port,
-            "address": l.address.to_string(),
-            // The agent connects to loopback: a socket bound to another
-            // address only cannot be reached through the server.
-            "reachable": l.address.is_loopback() || l.address.is_unspecified(),
-            "url": url,
-            "path_url": path_url,
-        }));
-    }
-    let (template, _) = urls(state, &row.id, 0);
-    Ok(json!({
-        "id": row.id,
-        "public": row.public_ports,
-        "token": row.port_token,
-        "url_template": template.map(|t| t.replacen("0-", "{port}-", 1)),
-        "ports": ports,
-    }))
-}
-
 /// `GET /v1/sandboxes/{id}/ports`: the listening ports, their URLs and
 /// the token.
 pub async fn list(
     State(state): State<AppState>,
     who: Principal,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let row = owned(&state, &who, &id)?;
-    Ok(Json(view(&state, &row).await?))
+) -> ApiResult<Json<PortsView>> {
+    crate::control::ports::get(&state, &who, &id)
+        .await
+        .map(Json)
 }
 
 /// `PATCH /v1/sandboxes/{id}/ports`: make the ports public or private,
@@ -179,28 +106,10 @@ pub async fn update(
     who: Principal,
     Path(id): Path<String>,
     ApiJson(patch): ApiJson<PortsPatch>,
-) -> ApiResult<Json<Value>> {
-    let mut row = owned(&state, &who, &id)?;
-    if let Some(p) = patch.public {
-        if p {
-            who.within(|c| c.check_public_ports())?;
-        }
-        row.public_ports = p;
-    }
-    if patch.rotate_token {
-        row.port_token = new_token();
-    }
-    state
-        .store()
-        .set_ports(&row.id, &row.port_token, row.public_ports)
-        .map_err(|e| ApiError::internal("set ports", e))?;
-    state.audit(
-        &who.id,
-        "sandbox.ports",
-        Some(&row.id),
-        json!({"public": row.public_ports, "token_rotated": patch.rotate_token}),
-    );
-    Ok(Json(view(&state, &row).await?))
+) -> ApiResult<Json<PortsView>> {
+    crate::control::ports::update(&state, &who, &id, patch)
+        .await
+        .map(Json)
 }
 
 // ---- raw TCP: GET /v1/sandboxes/{id}/forward/{port} (WebSocket)

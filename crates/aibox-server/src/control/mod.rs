@@ -6,5 +6,7 @@
 //! principal.
 
 pub mod files;
+pub mod ports;
+pub mod processes;
 pub mod sandboxes;
 pub mod snapshots;

@@ -10,6 +10,21 @@
 //! than a silently ignored wish. Responses are open: a client built
 //! against an older server keeps working when fields are added.
 
+mod files;
+mod ports;
+mod processes;
+mod snapshots;
+
+pub use files::{
+    FileKind, FileList, FileQuery, FileStat, MkdirRequest, PathQuery, RenameRequest, Written,
+};
+pub use ports::{PortView, PortsPatch, PortsView};
+pub use processes::{
+    ExitInfo, KillRequest, ProcInfo, ProcessExit, ProcessList, StartRequest, Started, StdinQuery,
+    WaitQuery,
+};
+pub use snapshots::{Forked, SnapshotList, SnapshotQuery, SnapshotRequest, SnapshotView, MAX_FORK};
+
 use crate::egress::{Enforcement, Rule};
 use crate::{
     parse_size, BackendKind, ByteSize, ErrorCode, IsolationLevel, IsolationReport, MountSpec,
@@ -441,6 +456,30 @@ pub struct ExecResult {
     pub duration_ms: u64,
 }
 
+/// `GET /v1/health`: liveness for anyone; with a key, the capacity too.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+    /// Sandboxes: active, max, running, paused, creating (with a key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandboxes: Option<Value>,
+    /// The memory budget and what is reserved of it (with a key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<HealthLimits>,
+}
+
+/// The lifetimes a server gives (with a key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct HealthLimits {
+    pub default_ttl_seconds: u64,
+    pub max_ttl_seconds: u64,
+}
+
 /// Every error response: `{"error": {"code", "message"}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[schemars(rename = "Error")]
@@ -473,6 +512,21 @@ pub fn schemas() -> serde_json::Map<String, Value> {
     g.subschema_for::<TimeoutRequest>();
     g.subschema_for::<ExecRequest>();
     g.subschema_for::<ExecResult>();
+    g.subschema_for::<FileList>();
+    g.subschema_for::<Written>();
+    g.subschema_for::<MkdirRequest>();
+    g.subschema_for::<RenameRequest>();
+    g.subschema_for::<ProcessList>();
+    g.subschema_for::<StartRequest>();
+    g.subschema_for::<Started>();
+    g.subschema_for::<ProcessExit>();
+    g.subschema_for::<KillRequest>();
+    g.subschema_for::<SnapshotRequest>();
+    g.subschema_for::<SnapshotList>();
+    g.subschema_for::<Forked>();
+    g.subschema_for::<PortsView>();
+    g.subschema_for::<PortsPatch>();
+    g.subschema_for::<Health>();
     g.take_definitions(true)
 }
 
