@@ -5,17 +5,17 @@
 
 #![forbid(unsafe_code)]
 
-use aibox_types::api::{
-    CreateRequest, ExecRequest, ExecResult, ListQuery, NetworkRequest, SandboxList, SandboxView,
-    TimeoutRequest,
-};
+mod routes;
+
+pub use routes::AsyncClient;
+
+use aibox_types::api::{CreateRequest, NetworkRequest, SandboxView};
 use aibox_types::ErrorCode;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 pub use hyper::Method;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -229,24 +229,6 @@ impl Client {
     pub fn json(&self, method: Method, path: &str, body: Body) -> Result<Value, ClientError> {
         Ok(self.call(method, path, body)?.json())
     }
-
-    /// Send a typed body (or none) and read a typed reply.
-    fn typed<T: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-        headers: &[(&str, &str)],
-    ) -> Result<T, ClientError> {
-        let what = format!("{method} {path}");
-        let body = body.map_or(Body::Empty, Body::Json);
-        let r = check(self.send(method, path, body, headers)?)?;
-        serde_json::from_slice(&r.body).map_err(|e| ClientError::BadReply {
-            endpoint: self.endpoint.clone(),
-            what,
-            reason: e.to_string(),
-        })
-    }
 }
 
 /// `/v1/sandboxes/{id}`, for an id the server could have made (anything
@@ -262,13 +244,18 @@ pub fn sandbox_path(id: &str) -> Result<String, ClientError> {
     Ok(format!("/v1/sandboxes/{id}"))
 }
 
-fn body_of<T: serde::Serialize>(v: &T) -> Option<Value> {
-    // A request type always serializes (plain data, string keys).
-    Some(serde_json::to_value(v).unwrap_or(Value::Null))
-}
-
-/// The sandbox routes, one method each, with the API's own types.
+/// The typed routes, blocking: each waits for [`AsyncClient`]'s.
 impl Client {
+    /// The same server and key, for async callers.
+    pub fn async_client(&self) -> AsyncClient {
+        AsyncClient::new(self.endpoint.clone(), self.key.clone())
+    }
+
+    /// Run one of [`AsyncClient`]'s calls to its end.
+    pub fn wait<T>(&self, call: impl std::future::Future<Output = T>) -> T {
+        self.rt.block_on(call)
+    }
+
     /// `POST /v1/sandboxes`; with `idempotency_key`, a retry returns the
     /// sandbox the first try made.
     pub fn create_sandbox(
@@ -276,72 +263,15 @@ impl Client {
         req: &CreateRequest,
         idempotency_key: Option<&str>,
     ) -> Result<SandboxView, ClientError> {
-        let headers: Vec<(&str, &str)> = idempotency_key
-            .map(|k| ("idempotency-key", k))
-            .into_iter()
-            .collect();
-        self.typed(Method::POST, "/v1/sandboxes", body_of(req), &headers)
+        self.wait(self.async_client().create_sandbox(req, idempotency_key))
     }
 
     pub fn sandbox(&self, id: &str) -> Result<SandboxView, ClientError> {
-        self.typed(Method::GET, &sandbox_path(id)?, None, &[])
-    }
-
-    /// One page of sandboxes.
-    pub fn sandboxes(&self, q: &ListQuery) -> Result<SandboxList, ClientError> {
-        let mut parts = Vec::new();
-        if let Some(s) = q.state {
-            parts.push(format!("state={}", s.as_str()));
-        }
-        for (k, v) in [
-            ("label", &q.label),
-            ("cursor", &q.cursor),
-            ("view", &q.view),
-        ] {
-            if let Some(v) = v {
-                parts.push(format!("{k}={}", query_escape(v)));
-            }
-        }
-        if let Some(l) = q.limit {
-            parts.push(format!("limit={l}"));
-        }
-        let path = if parts.is_empty() {
-            "/v1/sandboxes".to_string()
-        } else {
-            format!("/v1/sandboxes?{}", parts.join("&"))
-        };
-        self.typed(Method::GET, &path, None, &[])
-    }
-
-    pub fn delete_sandbox(&self, id: &str) -> Result<(), ClientError> {
-        self.call(Method::DELETE, &sandbox_path(id)?, Body::Empty)
-            .map(drop)
-    }
-
-    pub fn pause_sandbox(&self, id: &str) -> Result<SandboxView, ClientError> {
-        let path = format!("{}/pause", sandbox_path(id)?);
-        self.typed(Method::POST, &path, None, &[])
-    }
-
-    pub fn resume_sandbox(&self, id: &str) -> Result<SandboxView, ClientError> {
-        let path = format!("{}/resume", sandbox_path(id)?);
-        self.typed(Method::POST, &path, None, &[])
-    }
-
-    pub fn set_timeout(&self, id: &str, req: &TimeoutRequest) -> Result<SandboxView, ClientError> {
-        let path = format!("{}/timeout", sandbox_path(id)?);
-        self.typed(Method::POST, &path, body_of(req), &[])
+        self.wait(self.async_client().sandbox(id))
     }
 
     pub fn set_network(&self, id: &str, req: &NetworkRequest) -> Result<SandboxView, ClientError> {
-        let path = format!("{}/network", sandbox_path(id)?);
-        self.typed(Method::PATCH, &path, body_of(req), &[])
-    }
-
-    /// Run a command to completion.
-    pub fn exec(&self, id: &str, req: &ExecRequest) -> Result<ExecResult, ClientError> {
-        let path = format!("{}/exec", sandbox_path(id)?);
-        self.typed(Method::POST, &path, body_of(req), &[])
+        self.wait(self.async_client().set_network(id, req))
     }
 }
 

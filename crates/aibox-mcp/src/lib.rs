@@ -1,8 +1,9 @@
 //! aibox's MCP server: sandboxes as tools, resources and prompts for any
-//! MCP client. Every operation goes through the REST API ([`Api`]): over
-//! HTTP for `aibox mcp` (stdio), in-process for `/mcp` on `aibox serve`
-//! (as the principal the server resolved for the request), so keys, quotas, audit and limits apply
-//! to an agent exactly as to any other client.
+//! MCP client. Every operation goes through the typed API ([`Api`]): the
+//! REST API over HTTP for `aibox mcp` (stdio), the server's control layer
+//! for `/mcp` on `aibox serve` (as the principal the server resolved for
+//! the request), so keys, quotas, audit and limits apply to an agent
+//! exactly as to any other client.
 //!
 //! Each MCP session has a default sandbox, created on first use, so an
 //! agent need not pass ids; sandboxes a session created are destroyed when
@@ -12,27 +13,14 @@
 
 mod tools;
 
+use aibox_types::api::{
+    CreateRequest, ErrorDetail, ExecRequest, ExecResult, FileList, FileStat, MkdirRequest,
+    PortsPatch, PortsView, SandboxView, SnapshotRequest, SnapshotView, Written,
+};
 use async_trait::async_trait;
-use serde_json::Value;
 use std::sync::{Arc, Mutex};
 
 pub use tools::AiboxMcp;
-
-/// A request body for [`Api::send`].
-pub enum Body {
-    Empty,
-    Json(Value),
-    Bytes(Vec<u8>),
-}
-
-/// What the REST API answered.
-pub struct Reply {
-    pub status: u16,
-    pub body: Vec<u8>,
-    /// The body was longer than the API's cap ([`Api::send`]) and is cut
-    /// there.
-    pub truncated: bool,
-}
 
 /// Who a tool call acts for: the extensions of the HTTP request that
 /// carried it, where the server put the principal it resolved from that
@@ -43,32 +31,91 @@ pub struct Reply {
 #[derive(Clone, Default)]
 pub struct Caller(pub http::Extensions);
 
-/// The REST API, as the MCP server reaches it.
+/// A call that failed: the API's stable code and its message.
+pub type Failure = ErrorDetail;
+
+/// The aibox API as the tools use it, typed: over HTTP for `aibox mcp`
+/// ([`HttpApi`]), and in the server for `/mcp`, where each call goes
+/// straight to the control layer as the caller's principal.
 #[async_trait]
 pub trait Api: Send + Sync + 'static {
-    /// Send one request on behalf of `caller`. An implementation may cut
-    /// a long body (setting [`Reply::truncated`]) so that no reply, a
-    /// sandbox's file above all, is held whole in memory. `Err` is a
-    /// transport failure, as a sentence.
-    async fn send(
+    /// The server's default lifetime of a sandbox, in seconds.
+    async fn default_ttl(&self, caller: &Caller) -> Option<u64>;
+    async fn create_sandbox(
         &self,
         caller: &Caller,
-        method: &str,
+        req: CreateRequest,
+    ) -> Result<SandboxView, Failure>;
+    /// The caller's sandboxes (the first thousand).
+    async fn sandboxes(&self, caller: &Caller) -> Result<Vec<SandboxView>, Failure>;
+    async fn sandbox(&self, caller: &Caller, id: &str) -> Result<SandboxView, Failure>;
+    async fn delete_sandbox(&self, caller: &Caller, id: &str) -> Result<(), Failure>;
+    async fn exec(
+        &self,
+        caller: &Caller,
+        id: &str,
+        req: ExecRequest,
+    ) -> Result<ExecResult, Failure>;
+    /// A file's first `cap` bytes, and whether it has more: a file may be
+    /// endless (`/dev/zero`) or huge, and is never held whole.
+    async fn read_file(
+        &self,
+        caller: &Caller,
+        id: &str,
         path: &str,
-        body: Body,
-    ) -> Result<Reply, String>;
-
-    /// The base URL published ports are reached through, when the API's
-    /// own replies do not say (they do: `url` in `GET .../ports`).
-    fn base_url(&self) -> Option<String> {
-        None
-    }
+        cap: usize,
+    ) -> Result<(Vec<u8>, bool), Failure>;
+    async fn write_file(
+        &self,
+        caller: &Caller,
+        id: &str,
+        path: &str,
+        data: Vec<u8>,
+    ) -> Result<Written, Failure>;
+    async fn mkdir(
+        &self,
+        caller: &Caller,
+        id: &str,
+        req: MkdirRequest,
+    ) -> Result<FileStat, Failure>;
+    async fn list_files(
+        &self,
+        caller: &Caller,
+        id: &str,
+        path: &str,
+        recursive: bool,
+    ) -> Result<FileList, Failure>;
+    async fn snapshot(
+        &self,
+        caller: &Caller,
+        id: &str,
+        req: SnapshotRequest,
+    ) -> Result<SnapshotView, Failure>;
+    async fn restore(
+        &self,
+        caller: &Caller,
+        snapshot: &str,
+        req: CreateRequest,
+    ) -> Result<SandboxView, Failure>;
+    async fn ports(&self, caller: &Caller, id: &str) -> Result<PortsView, Failure>;
+    async fn set_ports(
+        &self,
+        caller: &Caller,
+        id: &str,
+        patch: PortsPatch,
+    ) -> Result<PortsView, Failure>;
 }
 
-/// The REST API over HTTP (or the server's Unix socket): `aibox mcp`.
+/// The API over HTTP (or the server's Unix socket): `aibox mcp`.
 pub struct HttpApi {
-    endpoint: aibox_client::Endpoint,
-    key: Option<String>,
+    client: aibox_client::AsyncClient,
+}
+
+fn failed(e: aibox_client::ClientError) -> Failure {
+    ErrorDetail {
+        code: e.code(),
+        message: e.to_string(),
+    }
 }
 
 impl HttpApi {
@@ -76,79 +123,136 @@ impl HttpApi {
     /// the CLI finds it).
     pub fn from_env() -> Result<HttpApi, String> {
         let (endpoint, key) = aibox_client::endpoint_from_env().map_err(|e| e.to_string())?;
-        Ok(HttpApi { endpoint, key })
+        Ok(HttpApi {
+            client: aibox_client::AsyncClient::new(endpoint, key),
+        })
     }
 
-    /// Is a server answering? (a clear error before any MCP traffic).
+    /// Is a server answering, and does it take the key? (a clear error
+    /// before any MCP traffic).
     pub async fn check(&self) -> Result<(), String> {
-        let nobody = Caller::default();
-        let r = self.send(&nobody, "GET", "/v1/health", Body::Empty).await?;
-        if r.status >= 300 {
-            return Err(error_text(&r));
+        self.client.health().await.map_err(|e| e.to_string())?;
+        let one = aibox_types::api::ListQuery {
+            limit: Some(1),
+            ..Default::default()
+        };
+        match self.client.sandboxes(&one).await {
+            Err(e @ aibox_client::ClientError::Api { .. })
+                if matches!(
+                    e.code(),
+                    aibox_types::ErrorCode::Unauthenticated
+                        | aibox_types::ErrorCode::PermissionDenied
+                ) =>
+            {
+                Err(format!(
+                    "the aibox server at {} refused the key: {e} (set AIBOX_KEY)",
+                    self.client.endpoint()
+                ))
+            }
+            Err(e) => Err(e.to_string()),
+            Ok(_) => Ok(()),
         }
-        // With a key, the health reply says whether it was accepted.
-        let r = self
-            .send(&nobody, "GET", "/v1/sandboxes?limit=1", Body::Empty)
-            .await?;
-        if r.status == 401 || r.status == 403 {
-            return Err(format!(
-                "the aibox server at {} refused the key: {} (set AIBOX_KEY)",
-                self.endpoint,
-                error_text(&r)
-            ));
-        }
-        Ok(())
     }
 }
 
 #[async_trait]
 impl Api for HttpApi {
-    async fn send(
+    async fn default_ttl(&self, _caller: &Caller) -> Option<u64> {
+        let h = self.client.health().await.ok()?;
+        h.limits.map(|l| l.default_ttl_seconds)
+    }
+    async fn create_sandbox(
         &self,
         _caller: &Caller,
-        method: &str,
-        path: &str,
-        body: Body,
-    ) -> Result<Reply, String> {
-        let method =
-            aibox_client::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
-        let body = match body {
-            Body::Empty => aibox_client::Body::Empty,
-            Body::Json(v) => aibox_client::Body::Json(v),
-            Body::Bytes(b) => aibox_client::Body::Raw(b),
-        };
-        let r = aibox_client::send_async(
-            &self.endpoint,
-            self.key.as_deref(),
-            method,
-            path,
-            body,
-            &[],
-            None,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        Ok(Reply {
-            status: r.status,
-            body: r.body.to_vec(),
-            truncated: false,
-        })
+        req: CreateRequest,
+    ) -> Result<SandboxView, Failure> {
+        self.client.create_sandbox(&req, None).await.map_err(failed)
     }
-}
-
-/// `code: message` of an error reply (or its raw text).
-pub(crate) fn error_text(r: &Reply) -> String {
-    match serde_json::from_slice::<Value>(&r.body) {
-        Ok(v) if v["error"]["message"].is_string() => format!(
-            "{} ({})",
-            v["error"]["message"].as_str().unwrap_or_default(),
-            v["error"]["code"].as_str().unwrap_or("error")
-        ),
-        _ => format!(
-            "HTTP {}: {}",
-            r.status,
-            String::from_utf8_lossy(&r.body).trim()
-        ),
+    async fn sandboxes(&self, _caller: &Caller) -> Result<Vec<SandboxView>, Failure> {
+        let q = aibox_types::api::ListQuery {
+            limit: Some(1000),
+            ..Default::default()
+        };
+        Ok(self.client.sandboxes(&q).await.map_err(failed)?.sandboxes)
+    }
+    async fn sandbox(&self, _caller: &Caller, id: &str) -> Result<SandboxView, Failure> {
+        self.client.sandbox(id).await.map_err(failed)
+    }
+    async fn delete_sandbox(&self, _caller: &Caller, id: &str) -> Result<(), Failure> {
+        self.client.delete_sandbox(id).await.map_err(failed)
+    }
+    async fn exec(
+        &self,
+        _caller: &Caller,
+        id: &str,
+        req: ExecRequest,
+    ) -> Result<ExecResult, Failure> {
+        self.client.exec(id, &req).await.map_err(failed)
+    }
+    async fn read_file(
+        &self,
+        _caller: &Caller,
+        id: &str,
+        path: &str,
+        cap: usize,
+    ) -> Result<(Vec<u8>, bool), Failure> {
+        self.client.read_file(id, path, cap).await.map_err(failed)
+    }
+    async fn write_file(
+        &self,
+        _caller: &Caller,
+        id: &str,
+        path: &str,
+        data: Vec<u8>,
+    ) -> Result<Written, Failure> {
+        self.client.write_file(id, path, data).await.map_err(failed)
+    }
+    async fn mkdir(
+        &self,
+        _caller: &Caller,
+        id: &str,
+        req: MkdirRequest,
+    ) -> Result<FileStat, Failure> {
+        self.client.mkdir(id, &req).await.map_err(failed)
+    }
+    async fn list_files(
+        &self,
+        _caller: &Caller,
+        id: &str,
+        path: &str,
+        recursive: bool,
+    ) -> Result<FileList, Failure> {
+        self.client
+            .list_files(id, path, recursive)
+            .await
+            .map_err(failed)
+    }
+    async fn snapshot(
+        &self,
+        _caller: &Caller,
+        id: &str,
+        req: SnapshotRequest,
+    ) -> Result<SnapshotView, Failure> {
+        self.client.snapshot(id, &req).await.map_err(failed)
+    }
+    async fn restore(
+        &self,
+        _caller: &Caller,
+        snapshot: &str,
+        req: CreateRequest,
+    ) -> Result<SandboxView, Failure> {
+        self.client.restore(snapshot, &req).await.map_err(failed)
+    }
+    async fn ports(&self, _caller: &Caller, id: &str) -> Result<PortsView, Failure> {
+        self.client.ports(id).await.map_err(failed)
+    }
+    async fn set_ports(
+        &self,
+        _caller: &Caller,
+        id: &str,
+        patch: PortsPatch,
+    ) -> Result<PortsView, Failure> {
+        self.client.set_ports(id, &patch).await.map_err(failed)
     }
 }
 
@@ -193,8 +297,7 @@ impl Session {
 
 async fn destroy(api: Arc<dyn Api>, sandboxes: Vec<(String, Caller)>) {
     for (id, caller) in sandboxes {
-        let path = format!("/v1/sandboxes/{id}");
-        let _ = api.send(&caller, "DELETE", &path, Body::Empty).await;
+        let _ = api.delete_sandbox(&caller, &id).await;
     }
 }
 

@@ -1,6 +1,6 @@
 //! The tools, resources and prompts.
 
-use crate::{error_text, Api, Body, Caller, Reply, Session};
+use crate::{Api, Caller, Session};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
@@ -19,6 +19,9 @@ use std::sync::Arc;
 
 /// Most bytes of a file or of a command's output given to the model.
 const MAX_TEXT: usize = 256 * 1024;
+/// Most bytes of a file a tool or a resource reads: a file may be endless
+/// (`/dev/zero`) or huge, and is never held whole.
+const MAX_FILE: usize = 8 << 20;
 
 /// One MCP session's server: the tools over the REST API.
 #[derive(Clone)]
@@ -319,45 +322,8 @@ impl AiboxMcp {
         self.session.clone()
     }
 
-    /// A REST call as JSON; an error reply becomes its readable message.
-    async fn api(
-        &self,
-        caller: &Caller,
-        method: &str,
-        path: &str,
-        body: Body,
-    ) -> Result<Value, Fail> {
-        let r = self
-            .session
-            .api
-            .send(caller, method, path, body)
-            .await
-            .map_err(Fail)?;
-        if r.status >= 300 {
-            return Err(Fail(error_text(&r)));
-        }
-        if r.body.is_empty() {
-            return Ok(Value::Null);
-        }
-        Ok(serde_json::from_slice(&r.body).unwrap_or(Value::Null))
-    }
-
-    /// A file's bytes; an error reply becomes its readable message.
-    async fn fetch_file(&self, caller: &Caller, id: &str, path: &str) -> Result<Reply, Fail> {
-        let url = format!(
-            "/v1/sandboxes/{id}/files?path={}",
-            aibox_client::query_escape(path)
-        );
-        let r = self
-            .session
-            .api
-            .send(caller, "GET", &url, Body::Empty)
-            .await
-            .map_err(Fail)?;
-        if r.status >= 300 {
-            return Err(Fail(error_text(&r)));
-        }
-        Ok(r)
+    fn api(&self) -> &dyn Api {
+        self.session.api.as_ref()
     }
 
     fn own(&self, id: &str, caller: &Caller, keep: bool) {
@@ -376,18 +342,11 @@ impl AiboxMcp {
         if let Some(id) = default.as_ref() {
             return Ok(id.clone());
         }
-        let v = self
-            .api(
-                caller,
-                "POST",
-                "/v1/sandboxes",
-                Body::Json(json!({"labels": {"mcp": "session-default"}})),
-            )
-            .await?;
-        let id = v["id"]
-            .as_str()
-            .ok_or("the server returned no sandbox id")?
-            .to_string();
+        let req = aibox_types::api::CreateRequest {
+            labels: [("mcp".to_string(), "session-default".to_string())].into(),
+            ..Default::default()
+        };
+        let id = self.api().create_sandbox(caller, req).await?.id;
         self.own(&id, caller, false);
         *default = Some(id.clone());
         Ok(id)
@@ -422,11 +381,7 @@ impl AiboxMcp {
 
     /// The server's default TTL, in seconds.
     async fn default_ttl(&self, caller: &Caller) -> u64 {
-        self.api(caller, "GET", "/v1/health", Body::Empty)
-            .await
-            .ok()
-            .and_then(|v| v["limits"]["default_ttl_seconds"].as_u64())
-            .unwrap_or(600)
+        self.api().default_ttl(caller).await.unwrap_or(600)
     }
 
     #[tool(
@@ -468,23 +423,22 @@ impl AiboxMcp {
             if !wider.is_empty() {
                 self.approve(&ctx, &wider.join(" and ")).await?;
             }
-            let body = serde_json::to_value(&req).map_err(|e| Fail(e.to_string()))?;
-            let v = self.api(&caller, "POST", "/v1/sandboxes", Body::Json(body)).await?;
-            let id = v["id"].as_str().ok_or("the server returned no sandbox id")?.to_string();
+            let v = self.api().create_sandbox(&caller, req).await?;
+            let id = v.id.clone();
             self.own(&id, &caller, a.keep);
             let mut default = self.session.default.lock().await;
             let make_default = a.make_default.unwrap_or(default.is_none());
             if make_default {
                 *default = Some(id.clone());
             }
-            let level = v["isolation"]["level"].as_str().unwrap_or("unknown").to_string();
+            let level = v.isolation["level"].as_str().unwrap_or("unknown").to_string();
             Ok(result(
                 format!(
                     "created sandbox {id} (isolation: {level}{}{})",
                     if make_default { ", the session's default" } else { "" },
                     if a.keep { ", kept after the session" } else { "" }
                 ),
-                json!({"sandbox_id": id, "default": make_default, "kept": a.keep, "isolation": v["isolation"], "expires_at_ms": v["expires_at_ms"]}),
+                json!({"sandbox_id": id, "default": make_default, "kept": a.keep, "isolation": v.isolation, "expires_at_ms": v.expires_at_ms}),
             ))
         }
         .await)
@@ -495,60 +449,63 @@ impl AiboxMcp {
     )]
     async fn list_sandboxes(&self, ctx: RequestContext<RoleServer>) -> Outcome {
         let caller = caller_of(&ctx);
-        done(async {
-            let v = self.api(&caller, "GET", "/v1/sandboxes?limit=1000", Body::Empty).await?;
-            let default = self.session.default.lock().await.clone();
-            let list: Vec<Value> = v["sandboxes"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|s| {
-                    json!({
-                        "sandbox_id": s["id"], "state": s["state"], "template": s["spec"]["template"],
-                        "expires_at_ms": s["expires_at_ms"], "labels": s["labels"],
-                        "default": default.as_deref() == s["id"].as_str(),
-                    })
-                })
-                .collect();
-            let text = if list.is_empty() {
-                "no sandboxes (tools create the session's default sandbox on first use)".to_string()
-            } else {
-                list.iter()
+        done(
+            async {
+                let all = self.api().sandboxes(&caller).await?;
+                let default = self.session.default.lock().await.clone();
+                let list: Vec<Value> = all
+                    .iter()
                     .map(|s| {
-                        format!(
-                            "{} {} template={}{}",
-                            s["sandbox_id"].as_str().unwrap_or_default(),
-                            s["state"].as_str().unwrap_or_default(),
-                            s["template"].as_str().unwrap_or("host"),
-                            if s["default"] == true { " (default)" } else { "" }
-                        )
+                        json!({
+                            "sandbox_id": s.id, "state": s.state, "template": s.spec["template"],
+                            "expires_at_ms": s.expires_at_ms, "labels": s.labels,
+                            "default": default.as_deref() == Some(s.id.as_str()),
+                        })
                     })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            };
-            Ok(result(text, json!({"sandboxes": list})))
-        }
-        .await)
+                    .collect();
+                let text = if list.is_empty() {
+                    "no sandboxes (tools create the session's default sandbox on first use)"
+                        .to_string()
+                } else {
+                    list.iter()
+                        .map(|s| {
+                            format!(
+                                "{} {} template={}{}",
+                                s["sandbox_id"].as_str().unwrap_or_default(),
+                                s["state"].as_str().unwrap_or_default(),
+                                s["template"].as_str().unwrap_or("host"),
+                                if s["default"] == true {
+                                    " (default)"
+                                } else {
+                                    ""
+                                }
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                };
+                Ok(result(text, json!({"sandboxes": list})))
+            }
+            .await,
+        )
     }
 
-    async fn exec(&self, caller: &Caller, id: &str, body: Value) -> Result<CallToolResult, Fail> {
-        let v = self
-            .api(
-                caller,
-                "POST",
-                &format!("/v1/sandboxes/{id}/exec"),
-                Body::Json(body),
-            )
-            .await?;
-        let (out, out_cut) = cut(v["stdout"].as_str().unwrap_or_default());
-        let (err, err_cut) = cut(v["stderr"].as_str().unwrap_or_default());
-        let out_trunc = out_cut || v["stdout_truncated"] == true;
-        let err_trunc = err_cut || v["stderr_truncated"] == true;
-        let code = v["exit_code"].as_i64();
-        let mut text = match (code, v["timed_out"] == true) {
-            (_, true) => format!("timed out after {} ms", v["duration_ms"]),
-            (Some(c), _) => format!("exit code {c} ({} ms)", v["duration_ms"]),
-            (None, _) => format!("killed by signal {} ({} ms)", v["signal"], v["duration_ms"]),
+    async fn exec(
+        &self,
+        caller: &Caller,
+        id: &str,
+        req: aibox_types::api::ExecRequest,
+    ) -> Result<CallToolResult, Fail> {
+        let v = self.api().exec(caller, id, req).await?;
+        let (out, out_cut) = cut(&v.stdout);
+        let (err, err_cut) = cut(&v.stderr);
+        let out_trunc = out_cut || v.stdout_truncated;
+        let err_trunc = err_cut || v.stderr_truncated;
+        let code = v.exit_code;
+        let mut text = match (v.signal, v.timed_out) {
+            (_, true) => format!("timed out after {} ms", v.duration_ms),
+            (None, _) => format!("exit code {code} ({} ms)", v.duration_ms),
+            (Some(sig), _) => format!("killed by signal {sig} ({} ms)", v.duration_ms),
         };
         if !out.is_empty() {
             text.push_str(&format!("\n--- stdout ---\n{out}"));
@@ -565,8 +522,8 @@ impl AiboxMcp {
         Ok(result(
             text,
             json!({
-                "sandbox_id": id, "exit_code": code, "signal": v["signal"], "timed_out": v["timed_out"],
-                "duration_ms": v["duration_ms"], "stdout": out, "stderr": err,
+                "sandbox_id": id, "exit_code": code, "signal": v.signal, "timed_out": v.timed_out,
+                "duration_ms": v.duration_ms, "stdout": out, "stderr": err,
                 "stdout_truncated": out_trunc, "stderr_truncated": err_trunc,
             }),
         ))
@@ -587,17 +544,16 @@ impl AiboxMcp {
                     return Err(Fail("command is empty".into()));
                 }
                 let id = self.target(a.sandbox_id, &caller).await?;
-                let mut body = json!({
-                    "cmd": a.command,
-                    "timeout_ms": a.timeout_seconds.unwrap_or(120).max(1) * 1000,
-                    "max_output": MAX_TEXT + 1,
-                    "env": a.env,
-                });
+                let mut req =
+                    aibox_types::api::ExecRequest::new(aibox_types::api::Cmd::Shell(a.command));
+                req.timeout_ms = Some(a.timeout_seconds.unwrap_or(120).max(1) * 1000);
+                req.max_output = Some(MAX_TEXT as u64 + 1);
+                req.env = a.env;
                 if let Some(w) = a.workdir {
                     absolute(&w)?;
-                    body["cwd"] = json!(w);
+                    req.cwd = Some(w);
                 }
-                self.exec(&caller, &id, body).await
+                self.exec(&caller, &id, req).await
             }
             .await,
         )
@@ -625,19 +581,16 @@ impl AiboxMcp {
             };
             let id = self.target(a.sandbox_id, &caller).await?;
             let path = format!("/tmp/aibox-snippet-{}.{ext}", snippet_tag());
-            self.api(
-                &caller,
-                "PUT",
-                &format!("/v1/sandboxes/{id}/files?path={}", aibox_client::query_escape(&path)),
-                Body::Bytes(a.code.into_bytes()),
-            )
-            .await?;
-            let body = json!({
-                "cmd": [interpreter, path],
-                "timeout_ms": a.timeout_seconds.unwrap_or(120).max(1) * 1000,
-                "max_output": MAX_TEXT + 1,
-            });
-            self.exec(&caller, &id, body).await
+            self.api()
+                .write_file(&caller, &id, &path, a.code.into_bytes())
+                .await?;
+            let mut req = aibox_types::api::ExecRequest::new(aibox_types::api::Cmd::Argv(vec![
+                interpreter.to_string(),
+                path,
+            ]));
+            req.timeout_ms = Some(a.timeout_seconds.unwrap_or(120).max(1) * 1000);
+            req.max_output = Some(MAX_TEXT as u64 + 1);
+            self.exec(&caller, &id, req).await
         }
         .await)
     }
@@ -654,15 +607,16 @@ impl AiboxMcp {
         done(async {
             absolute(&a.path)?;
             let id = self.target(a.sandbox_id, &caller).await?;
-            let reply = self.fetch_file(&caller, &id, &a.path).await?;
+            let (body, cut_off) = self
+                .api()
+                .read_file(&caller, &id, &a.path, MAX_FILE)
+                .await?;
             // A cut reply says only how much was read.
-            let (size, size_json) = if reply.truncated {
-                (format!("more than {}", reply.body.len()), Value::Null)
+            let (size, size_json) = if cut_off {
+                (format!("more than {}", body.len()), Value::Null)
             } else {
-                (reply.body.len().to_string(), json!(reply.body.len()))
+                (body.len().to_string(), json!(body.len()))
             };
-            let cut_off = reply.truncated;
-            let body = reply.body;
             Ok(match String::from_utf8(body) {
                 Ok(text) => {
                     let (t, truncated) = cut(&text);
@@ -701,25 +655,16 @@ impl AiboxMcp {
                     .parent()
                     .filter(|p| p != &std::path::Path::new("/"))
                 {
-                    self.api(
-                        &caller,
-                        "POST",
-                        &format!("/v1/sandboxes/{id}/files/mkdir"),
-                        Body::Json(json!({"path": parent.to_string_lossy()})),
-                    )
-                    .await?;
+                    let req = aibox_types::api::MkdirRequest {
+                        path: parent.to_string_lossy().into_owned(),
+                        mode: None,
+                    };
+                    self.api().mkdir(&caller, &id, req).await?;
                 }
                 let n = a.content.len();
-                self.api(
-                    &caller,
-                    "PUT",
-                    &format!(
-                        "/v1/sandboxes/{id}/files?path={}",
-                        aibox_client::query_escape(&a.path)
-                    ),
-                    Body::Bytes(a.content.into_bytes()),
-                )
-                .await?;
+                self.api()
+                    .write_file(&caller, &id, &a.path, a.content.into_bytes())
+                    .await?;
                 Ok(result(
                     format!("wrote {n} bytes to {}", a.path),
                     json!({"sandbox_id": id, "path": a.path, "bytes": n}),
@@ -743,19 +688,11 @@ impl AiboxMcp {
                 let path = a.path.unwrap_or_else(|| "/workspace".into());
                 absolute(&path)?;
                 let id = self.target(a.sandbox_id, &caller).await?;
-                let v = self
-                    .api(
-                        &caller,
-                        "GET",
-                        &format!(
-                            "/v1/sandboxes/{id}/files/list?path={}&recursive={}",
-                            aibox_client::query_escape(&path),
-                            a.recursive
-                        ),
-                        Body::Empty,
-                    )
-                    .await?;
-                let entries = v["entries"].as_array().cloned().unwrap_or_default();
+                let entries = self
+                    .api()
+                    .list_files(&caller, &id, &path, a.recursive)
+                    .await?
+                    .entries;
                 let text = if entries.is_empty() {
                     format!("{path} is empty")
                 } else {
@@ -764,12 +701,13 @@ impl AiboxMcp {
                         .map(|e| {
                             format!(
                                 "{}{} ({} bytes)",
-                                e["path"]
-                                    .as_str()
-                                    .or(e["name"].as_str())
-                                    .unwrap_or_default(),
-                                if e["kind"] == "dir" { "/" } else { "" },
-                                e["size"]
+                                e.path,
+                                if e.kind == aibox_types::api::FileKind::Dir {
+                                    "/"
+                                } else {
+                                    ""
+                                },
+                                e.size
                             )
                         })
                         .collect::<Vec<_>>()
@@ -808,13 +746,7 @@ impl AiboxMcp {
                         .clone()
                         .ok_or("this session has no default sandbox; pass sandbox_id")?,
                 };
-                self.api(
-                    &caller,
-                    "DELETE",
-                    &format!("/v1/sandboxes/{id}"),
-                    Body::Empty,
-                )
-                .await?;
+                self.api().delete_sandbox(&caller, &id).await?;
                 {
                     let mut default = self.session.default.lock().await;
                     if default.as_deref() == Some(id.as_str()) {
@@ -845,8 +777,7 @@ impl AiboxMcp {
                 let id = self.target(a.sandbox_id, &caller).await?;
                 // Only a sandbox the caller can see (never a word about
                 // another tenant's).
-                self.api(&caller, "GET", &format!("/v1/sandboxes/{id}"), Body::Empty)
-                    .await?;
+                self.api().sandbox(&caller, &id).await?;
                 let mut owned = self.session.owned();
                 for o in owned.iter_mut().filter(|o| o.0 == id) {
                     o.2 = true;
@@ -872,22 +803,12 @@ impl AiboxMcp {
         done(
             async {
                 let id = self.target(a.sandbox_id, &caller).await?;
-                let body = match &a.name {
-                    Some(n) => json!({"name": n}),
-                    None => json!({}),
-                };
-                let v = self
-                    .api(
-                        &caller,
-                        "POST",
-                        &format!("/v1/sandboxes/{id}/snapshots"),
-                        Body::Json(body),
-                    )
-                    .await?;
-                let sid = v["id"].as_str().unwrap_or_default().to_string();
+                let req = aibox_types::api::SnapshotRequest { name: a.name };
+                let v = self.api().snapshot(&caller, &id, req).await?;
+                let sid = v.id;
                 Ok(result(
-                    format!("snapshot {sid} of sandbox {id} ({} bytes)", v["size_bytes"]),
-                    json!({"snapshot_id": sid, "sandbox_id": id, "size_bytes": v["size_bytes"]}),
+                    format!("snapshot {sid} of sandbox {id} ({} bytes)", v.size_bytes),
+                    json!({"snapshot_id": sid, "sandbox_id": id, "size_bytes": v.size_bytes}),
                 ))
             }
             .await,
@@ -905,15 +826,11 @@ impl AiboxMcp {
         let caller = caller_of(&ctx);
         done(async {
             valid_id(&a.snapshot_id)?;
-            let v = self
-                .api(
-                    &caller,
-                    "POST",
-                    &format!("/v1/snapshots/{}/restore", a.snapshot_id),
-                    Body::Json(json!({"labels": {"mcp": "session"}})),
-                )
-                .await?;
-            let id = v["id"].as_str().ok_or("the server returned no sandbox id")?.to_string();
+            let req = aibox_types::api::CreateRequest {
+                labels: [("mcp".to_string(), "session".to_string())].into(),
+                ..Default::default()
+            };
+            let id = self.api().restore(&caller, &a.snapshot_id, req).await?.id;
             self.own(&id, &caller, a.keep);
             let make_default = a.make_default.unwrap_or(true);
             if make_default {
@@ -944,23 +861,19 @@ impl AiboxMcp {
             let v = if a.public {
                 self.approve(&ctx, &format!("make port {} of sandbox {id} public (reachable without a token)", a.port))
                     .await?;
-                self.api(&caller, "PATCH", &format!("/v1/sandboxes/{id}/ports"), Body::Json(json!({"public": true})))
-                    .await?
+                let patch = aibox_types::api::PortsPatch { public: Some(true), rotate_token: false };
+                self.api().set_ports(&caller, &id, patch).await?
             } else {
-                self.api(&caller, "GET", &format!("/v1/sandboxes/{id}/ports"), Body::Empty).await?
+                self.api().ports(&caller, &id).await?
             };
-            let listening = v["ports"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|p| p["port"] == a.port);
+            let listening = v.ports.iter().find(|p| u32::from(p.port) == a.port);
             let port = a.port.to_string();
-            let url = match listening.and_then(|p| p["url"].as_str()) {
+            let url = match listening.and_then(|p| p.url.as_deref()) {
                 Some(u) => u.to_string(),
-                None => v["url_template"].as_str().unwrap_or_default().replace("{port}", &port),
+                None => v.url_template.as_deref().unwrap_or_default().replace("{port}", &port),
             };
             // The same port under the API's own host (no wildcard DNS needed).
-            let path_url = match listening.and_then(|p| p["path_url"].as_str()) {
+            let path_url = match listening.and_then(|p| p.path_url.as_deref()) {
                 Some(u) => u.to_string(),
                 None => url
                     .split_once("://")
@@ -971,10 +884,7 @@ impl AiboxMcp {
                     })
                     .unwrap_or_default(),
             };
-            let token = match (v["public"] == true, v["token"].as_str()) {
-                (false, Some(t)) => Some(t.to_string()),
-                _ => None,
-            };
+            let token = (!v.public).then(|| v.token.clone());
             let with_token = |u: &str| match &token {
                 Some(t) if !u.contains("aibox_token=") && !u.is_empty() => {
                     format!("{u}{}aibox_token={t}", if u.contains('?') { '&' } else { '?' })
@@ -985,7 +895,7 @@ impl AiboxMcp {
             let note = if listening.is_some() { "" } else { "\n(nothing listens on it yet: start the server, then open the URL)" };
             Ok(result(
                 format!("{url}\n{path_url} (the same, without wildcard DNS){note}"),
-                json!({"sandbox_id": id, "port": a.port, "url": url, "path_url": path_url, "listening": listening.is_some(), "public": v["public"]}),
+                json!({"sandbox_id": id, "port": a.port, "url": url, "path_url": path_url, "listening": listening.is_some(), "public": v.public}),
             ))
         }
         .await)
@@ -1142,26 +1052,20 @@ impl ServerHandler for AiboxMcp {
             return Ok(ListResourcesResult::default());
         };
         let caller = caller_of(&ctx);
-        let v = self
-            .api(
-                &caller,
-                "GET",
-                &format!("/v1/sandboxes/{id}/files/list?path=/workspace&recursive=true"),
-                Body::Empty,
-            )
+        let entries = self
+            .api()
+            .list_files(&caller, &id, "/workspace", true)
             .await
-            .unwrap_or(Value::Null);
-        let resources = v["entries"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|e| e["kind"] == "file")
+            .map(|l| l.entries)
+            .unwrap_or_default();
+        let resources = entries
+            .iter()
+            .filter(|e| e.kind == aibox_types::api::FileKind::File)
             .take(500)
-            .filter_map(|e| {
-                let path = e["path"].as_str()?;
-                let mut r = Resource::new(format!("aibox://{id}{path}"), path.to_string());
-                r.size = e["size"].as_u64();
-                Some(r)
+            .map(|e| {
+                let mut r = Resource::new(format!("aibox://{id}{}", e.path), e.path.clone());
+                r.size = Some(e.size);
+                r
             })
             .collect();
         Ok(ListResourcesResult::with_all_items(resources))
@@ -1189,21 +1093,22 @@ impl ServerHandler for AiboxMcp {
                 None,
             ));
         };
-        let body = self
-            .fetch_file(&caller_of(&ctx), &id, &path)
+        let (body, more) = self
+            .api()
+            .read_file(&caller_of(&ctx), &id, &path, MAX_FILE)
             .await
-            .map_err(|Fail(m)| ErrorData::resource_not_found(m, None))?;
-        if body.truncated {
+            .map_err(|e| ErrorData::resource_not_found(e.to_string(), None))?;
+        if more {
             return Err(ErrorData::invalid_params(
                 format!(
                     "{} is larger than {} bytes: read its start with read_file",
                     request.uri,
-                    body.body.len()
+                    body.len()
                 ),
                 None,
             ));
         }
-        let contents = match String::from_utf8(body.body) {
+        let contents = match String::from_utf8(body) {
             Ok(t) => ResourceContents::text(t, request.uri.clone()),
             Err(e) => ResourceContents::blob(base64(e.as_bytes()), request.uri.clone()),
         };

@@ -71,6 +71,35 @@ where
     })
 }
 
+/// A key at its limit of calls.
+fn too_many_calls(max: usize) -> ApiError {
+    ApiError::new(
+        ErrorCode::RateLimited,
+        format!(
+            "this key already has {max} calls into sandboxes (execs, transfers, waits) in progress: wait for one to end"
+        ),
+    )
+    .retry_after(1)
+}
+
+/// Run `work` holding a permit of `who`'s share of calls (refused at the
+/// limit), as [`limit`] does for a REST request: for callers of the
+/// control layer that do not come through the router (the MCP tools).
+pub async fn within_share<T>(
+    state: &AppState,
+    who: &Principal,
+    work: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    let c = state.config();
+    let (calls, _) = state
+        .shares()
+        .of(&who.id, c.max_calls_per_key, c.max_streams_per_key);
+    let permit = calls
+        .try_acquire_owned()
+        .map_err(|_| too_many_calls(c.max_calls_per_key))?;
+    CURRENT.scope(Share(Arc::new(permit)), work).await
+}
+
 fn is_websocket(req: &Request) -> bool {
     req.headers()
         .get(axum::http::header::UPGRADE)

@@ -901,7 +901,7 @@ pub fn app(state: AppState) -> Router {
         hosts.push(addr.ip().to_string());
         hosts.push(addr.to_string());
     }
-    let service = aibox_mcp::http_service(Arc::new(mcp::InProcess::new(api.clone())), hosts);
+    let service = aibox_mcp::http_service(Arc::new(mcp::ControlApi::new(state.clone())), hosts);
     api.route_service(
         "/mcp",
         tower::ServiceBuilder::new()

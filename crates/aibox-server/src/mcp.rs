@@ -1,18 +1,25 @@
 //! `/mcp`: aibox's MCP server over streamable HTTP. Requests need an API
 //! key, a dashboard session, or the local socket, like any other; the
 //! principal resolved from them rides in the request, and each tool call
-//! runs through the REST API in-process *as that principal*, so scopes,
-//! ownership, quotas and the audit log apply unchanged. An in-process call
-//! without a principal carries no credentials at all and is refused (the
-//! review's C1: it used to mean the local admin).
+//! goes to the control layer *as that principal*, typed, so scopes,
+//! ownership, quotas, fair shares and the audit log apply unchanged. A
+//! call without a principal carries no credentials at all and is refused
+//! (the review's C1: it used to mean the local admin).
 
 use crate::auth::Principal;
+use crate::control;
+use crate::error::{ApiError, ApiResult};
+use crate::fairness::within_share;
 use crate::AppState;
-use aibox_mcp::{Api, Body, Caller, Reply};
+use aibox_mcp::{Api, Caller, Failure};
+use aibox_types::api::{
+    CreateRequest, ErrorDetail, ExecRequest, ExecResult, FileList, FileStat, ListQuery,
+    MkdirRequest, PortsPatch, PortsView, SandboxView, SnapshotRequest, SnapshotView, Written,
+};
+use aibox_types::ErrorCode;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 
 /// Refuse `/mcp` requests without valid credentials (as the REST API
 /// would), and put the resolved principal in the request for the tools.
@@ -24,81 +31,154 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
     next.run(Request::from_parts(parts, body)).await
 }
 
-/// The REST router, called in-process.
-pub struct InProcess {
-    router: Router,
+/// The control layer, as the MCP tools call it.
+pub struct ControlApi {
+    state: AppState,
 }
 
-impl InProcess {
-    pub fn new(router: Router) -> InProcess {
-        InProcess { router }
+impl ControlApi {
+    pub fn new(state: AppState) -> ControlApi {
+        ControlApi { state }
     }
-}
 
-#[async_trait::async_trait]
-impl Api for InProcess {
-    async fn send(
-        &self,
-        caller: &Caller,
-        method: &str,
-        path: &str,
-        body: Body,
-    ) -> Result<Reply, String> {
-        use http_body_util::BodyExt;
-        use tower::ServiceExt;
-        let mut b = axum::http::Request::builder().method(method).uri(path);
-        let bytes = match body {
-            Body::Empty => Vec::new(),
-            Body::Json(v) => {
-                b = b.header(axum::http::header::CONTENT_TYPE, "application/json");
-                v.to_string().into_bytes()
-            }
-            Body::Bytes(d) => {
-                b = b.header(axum::http::header::CONTENT_TYPE, "application/octet-stream");
-                d
-            }
-        };
-        // Only the principal crosses over: nothing else of the outer
-        // request (its headers, its transport) speaks for the caller.
-        if let Some(p) = caller.0.get::<Principal>() {
-            b = b.extension(p.clone());
-        }
-        let req = b
-            .body(axum::body::Body::from(bytes))
-            .map_err(|e| e.to_string())?;
-        let resp = self
-            .router
-            .clone()
-            .oneshot(req)
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        // Read at most MAX_REPLY bytes: a tool never needs more (it shows
-        // a model 256 KiB), and a sandbox's file may be endless
-        // (`/dev/zero`) or huge (the review's H5). Dropping the body
-        // stops the read.
-        let mut body = resp.into_body();
-        let mut out = Vec::new();
-        let mut truncated = false;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| e.to_string())?;
-            if let Ok(data) = frame.into_data() {
-                let room = MAX_REPLY - out.len();
-                if data.len() > room {
-                    out.extend_from_slice(&data[..room]);
-                    truncated = true;
-                    break;
-                }
-                out.extend_from_slice(&data);
-            }
-        }
-        Ok(Reply {
-            status,
-            body: out,
-            truncated,
+    /// The caller's principal: only it speaks for the call, nothing else
+    /// of the outer request.
+    fn who(caller: &Caller) -> Result<&Principal, Failure> {
+        caller.0.get::<Principal>().ok_or_else(|| ErrorDetail {
+            code: ErrorCode::Unauthenticated,
+            message: "no credentials came with this MCP request".into(),
         })
     }
 }
 
-/// Most bytes of one in-process reply an MCP tool reads.
-pub const MAX_REPLY: usize = 8 << 20;
+fn failed(e: ApiError) -> Failure {
+    ErrorDetail {
+        code: e.code,
+        message: e.message,
+    }
+}
+
+/// `r`'s result, or its failure in the API's terms.
+fn out<T>(r: ApiResult<T>) -> Result<T, Failure> {
+    r.map_err(failed)
+}
+
+#[async_trait::async_trait]
+impl Api for ControlApi {
+    async fn default_ttl(&self, _caller: &Caller) -> Option<u64> {
+        Some(self.state.config().default_ttl.as_secs())
+    }
+
+    async fn create_sandbox(
+        &self,
+        caller: &Caller,
+        req: CreateRequest,
+    ) -> Result<SandboxView, Failure> {
+        let who = Self::who(caller)?;
+        out(control::sandboxes::create(&self.state, who, req, None).await).map(|(_, v)| v)
+    }
+
+    async fn sandboxes(&self, caller: &Caller) -> Result<Vec<SandboxView>, Failure> {
+        let who = Self::who(caller)?;
+        let q = ListQuery {
+            limit: Some(1000),
+            ..Default::default()
+        };
+        out(control::sandboxes::list(&self.state, who, q)).map(|l| l.sandboxes)
+    }
+
+    async fn sandbox(&self, caller: &Caller, id: &str) -> Result<SandboxView, Failure> {
+        out(control::sandboxes::get(&self.state, Self::who(caller)?, id).await)
+    }
+
+    async fn delete_sandbox(&self, caller: &Caller, id: &str) -> Result<(), Failure> {
+        out(control::sandboxes::delete(&self.state, Self::who(caller)?, id).await)
+    }
+
+    async fn exec(
+        &self,
+        caller: &Caller,
+        id: &str,
+        req: ExecRequest,
+    ) -> Result<ExecResult, Failure> {
+        let (s, who) = (&self.state, Self::who(caller)?);
+        out(within_share(s, who, control::sandboxes::exec(s, who, id, req)).await)
+    }
+
+    async fn read_file(
+        &self,
+        caller: &Caller,
+        id: &str,
+        path: &str,
+        cap: usize,
+    ) -> Result<(Vec<u8>, bool), Failure> {
+        let (s, who) = (&self.state, Self::who(caller)?);
+        out(within_share(s, who, control::files::read(s, who, id, path, cap)).await)
+    }
+
+    async fn write_file(
+        &self,
+        caller: &Caller,
+        id: &str,
+        path: &str,
+        data: Vec<u8>,
+    ) -> Result<Written, Failure> {
+        let (s, who) = (&self.state, Self::who(caller)?);
+        out(within_share(s, who, control::files::write(s, who, id, path, data, None)).await)
+    }
+
+    async fn mkdir(
+        &self,
+        caller: &Caller,
+        id: &str,
+        req: MkdirRequest,
+    ) -> Result<FileStat, Failure> {
+        let (s, who) = (&self.state, Self::who(caller)?);
+        out(within_share(s, who, control::files::mkdir(s, who, id, req)).await)
+    }
+
+    async fn list_files(
+        &self,
+        caller: &Caller,
+        id: &str,
+        path: &str,
+        recursive: bool,
+    ) -> Result<FileList, Failure> {
+        let (s, who) = (&self.state, Self::who(caller)?);
+        out(within_share(s, who, control::files::list(s, who, id, path, recursive)).await)
+    }
+
+    async fn snapshot(
+        &self,
+        caller: &Caller,
+        id: &str,
+        req: SnapshotRequest,
+    ) -> Result<SnapshotView, Failure> {
+        let (s, who) = (&self.state, Self::who(caller)?);
+        out(within_share(s, who, control::snapshots::create(s, who, id, req)).await)
+    }
+
+    async fn restore(
+        &self,
+        caller: &Caller,
+        snapshot: &str,
+        req: CreateRequest,
+    ) -> Result<SandboxView, Failure> {
+        let who = Self::who(caller)?;
+        out(control::snapshots::restore(&self.state, who, snapshot, req, None).await)
+            .map(|(_, v)| v)
+    }
+
+    async fn ports(&self, caller: &Caller, id: &str) -> Result<PortsView, Failure> {
+        out(control::ports::get(&self.state, Self::who(caller)?, id).await)
+    }
+
+    async fn set_ports(
+        &self,
+        caller: &Caller,
+        id: &str,
+        patch: PortsPatch,
+    ) -> Result<PortsView, Failure> {
+        out(control::ports::update(&self.state, Self::who(caller)?, id, patch).await)
+    }
+}

@@ -494,6 +494,13 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
+impl std::fmt::Display for ErrorDetail {
+    /// `message (code)`: one line a person or a model can act on.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.code.as_str())
+    }
+}
+
 /// The OpenAPI 3.1 component schemas of the API's bodies, keyed by the
 /// names the document's operations refer to (`#/components/schemas/…`),
 /// with the types they refer to in turn.
