@@ -72,7 +72,9 @@ before(async () => {
   mkdirSync(artifacts, { recursive: true });
   data = mkdtempSync(join(tmpdir(), 'aibox-ui-'));
   chmodSync(data, 0o755);
-  const env = { ...process.env, AIBOX_LOG: 'warn' };
+  // A directory sandboxes may mount (read-only), for the form's mounts.
+  mkdirSync(join(data, 'shared'), { recursive: true });
+  const env = { ...process.env, AIBOX_LOG: 'warn', AIBOX_ALLOWED_MOUNTS: join(data, 'shared') };
   server = spawn(bin, ['serve', '--listen', '127.0.0.1:0', '--socket', 'none', '--data-dir', data, '--max-sandboxes', '300'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
   base = await new Promise((resolve, reject) => {
     let buf = '';
@@ -248,6 +250,66 @@ check('create a sandbox from the form and see its isolation and usage', async ()
   await page.getByRole('button', { name: 'Create sandbox' }).click();
   await page.getByRole('alert').filter({ hasText: 'forever is not a duration' }).waitFor();
   assert.equal((await json('GET', '/v1/sandboxes')).body.sandboxes.length, 1);
+});
+
+check('the create form has a control for every field of the create request, and each reaches the server', async () => {
+  const { components: { schemas } } = (await json('GET', '/v1/openapi.json')).body;
+  await go('#/sandboxes/new', 'New sandbox');
+  await page.getByText('More settings').click();
+  const missing = [];
+  for (const f of Object.keys(schemas.CreateSandbox.properties)) {
+    if (await page.locator(`[data-field="${f}"]`).count() === 0) missing.push(f);
+  }
+  assert.deepEqual(missing, [], 'create fields without a control in the form');
+  // Every field but the snapshot at once (a restore keeps its source's settings).
+  await page.getByLabel('Memory').fill('200m');
+  await page.getByLabel('CPUs').fill('0.5');
+  await page.getByLabel('Disk').fill('300m');
+  await page.getByLabel('Lifetime (TTL)').fill('1h');
+  await page.getByLabel('Idle timeout').fill('20m');
+  await page.getByLabel('Network').selectOption('allowlist');
+  await page.getByLabel('Allowed destinations').fill('parity.example');
+  await page.getByLabel('Enforcement').selectOption('proxy');
+  await page.getByLabel('Public ports').check();
+  await page.getByLabel('Labels').fill('parity=form');
+  await page.getByLabel('Environment').fill('PARITY=yes');
+  await page.getByLabel('Processes').fill('321');
+  await page.getByLabel('Working directory').fill('/tmp');
+  await page.getByLabel('User', { exact: true }).fill('root');
+  await page.getByLabel('Hostname').fill('parity');
+  await page.getByLabel('Minimum isolation').selectOption('basic');
+  await page.getByLabel('Backend').selectOption('namespaces');
+  await page.getByLabel('Host mounts').fill(`${join(data, 'shared')}:/parity:ro`);
+  await page.getByRole('button', { name: 'Create sandbox' }).click();
+  await page.waitForURL(/#\/sandboxes\/(?!new$)[a-z0-9]+$/);
+  const id = page.url().split('/').pop();
+  const sb = (await json('GET', `/v1/sandboxes/${id}`)).body;
+  assert.equal(sb.spec.template, 'host');
+  assert.equal(sb.spec.memory, 200 * 1024 * 1024);
+  assert.equal(sb.spec.cpus, 0.5);
+  assert.equal(sb.spec.disk, 300 * 1024 * 1024);
+  assert.ok(sb.remaining_ms > 3_500_000 && sb.remaining_ms <= 3_600_000, `remaining ${sb.remaining_ms}`);
+  assert.equal(sb.idle_timeout_seconds, 1200);
+  assert.equal(sb.spec.network, 'allowlist');
+  assert.deepEqual(sb.spec.network_rules, ['allow parity.example']);
+  assert.equal(sb.spec.network_enforcement, 'proxy');
+  assert.equal(sb.public_ports, true);
+  assert.equal(sb.labels.parity, 'form');
+  assert.ok(sb.spec.env.some(([k, v]) => k === 'PARITY' && v === 'yes'));
+  assert.equal(sb.spec.pids, 321);
+  assert.equal(sb.spec.workdir, '/tmp');
+  assert.equal(sb.spec.user, 'root');
+  assert.equal(sb.spec.hostname, 'parity');
+  assert.equal(sb.spec.require_isolation, 'basic');
+  assert.equal(sb.spec.backend, 'namespaces');
+  assert.equal(sb.spec.mounts[0].guest, '/parity');
+  assert.equal((await json('DELETE', `/v1/sandboxes/${id}`)).status, 204);
+  // The snapshot field reaches the server too: an unknown one is refused by it.
+  await go('#/sandboxes/new', 'New sandbox');
+  await page.getByText('More settings').click();
+  await page.getByLabel('From snapshot').fill('0123456789ab');
+  await page.getByRole('button', { name: 'Create sandbox' }).click();
+  await page.getByRole('alert').filter({ hasText: 'no snapshot with id' }).waitFor();
 });
 
 check('run a command in the web terminal', async () => {

@@ -9,6 +9,13 @@
 //! sandbox gets is checked field by field: the REST API, the CLI through
 //! the server, the MCP tool, and the CLI's `--local` mode, which either
 //! honours a field or refuses it by name.
+//!
+//! The SDKs and the dashboard hold the same line in their own suites,
+//! also against the served document: `sdk/python/tests/test_parity.py`
+//! (`CREATE_FIELDS`, `EXEC_FIELDS`, a create with every parameter),
+//! `sdk/typescript/test/sdk.test.mjs` (the same, with the compiler holding
+//! `CREATE_FIELDS` to the options type), and `ui/tests/dashboard.test.mjs`
+//! (a form control for every field, and a create with all of them).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

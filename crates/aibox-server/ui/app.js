@@ -384,35 +384,65 @@ async function sandboxesPage(root, _m, query) {
   await load();
 }
 
+/** The create form's controls, each tagged with the create request's field it fills (`data-field`): the dashboard's test reads the fields from the served OpenAPI document and finds a control for each. */
 async function createPage(root) {
   const { templates } = await api('GET', '/v1/templates');
   const limits = session.settings;
-  const template = h('select', { name: 'template' }, templates.map((t) => h('option', { value: t.name }, t.name)));
-  const memory = h('input', { name: 'memory', placeholder: 'e.g. 512m' });
-  const cpus = h('input', { name: 'cpus', type: 'number', min: '0.1', step: '0.1', placeholder: 'e.g. 1' });
-  const disk = h('input', { name: 'disk', placeholder: 'e.g. 1g' });
-  const ttl = h('input', { name: 'ttl', placeholder: `default ${duration(limits.default_ttl_seconds * 1000)}` });
-  const idle = h('input', { name: 'idle', placeholder: 'e.g. 10m (none by default)' });
-  const network = h('select', { name: 'network' }, [['none', 'none (loopback only)'], ['allowlist', 'allowlist'], ['full', 'full']].map(([v, t]) => h('option', { value: v }, t)));
+  const tag = (field, el) => { el.dataset.field = field; return el; };
+  const template = tag('template', h('select', { name: 'template' }, templates.map((t) => h('option', { value: t.name }, t.name))));
+  const memory = tag('memory', h('input', { name: 'memory', placeholder: 'e.g. 512m' }));
+  const cpus = tag('cpus', h('input', { name: 'cpus', type: 'number', min: '0.1', step: '0.1', placeholder: 'e.g. 1' }));
+  const pids = tag('pids', h('input', { name: 'pids', type: 'number', min: '1', step: '1', placeholder: 'default 1024' }));
+  const disk = tag('disk', h('input', { name: 'disk', placeholder: 'e.g. 1g' }));
+  const ttl = tag('ttl_seconds', h('input', { name: 'ttl', placeholder: `default ${duration(limits.default_ttl_seconds * 1000)}` }));
+  const idle = tag('idle_timeout_seconds', h('input', { name: 'idle', placeholder: 'e.g. 10m (none by default)' }));
+  const network = tag('network', h('select', { name: 'network' }, [['none', 'none (loopback only)'], ['allowlist', 'allowlist'], ['full', 'full']].map(([v, t]) => h('option', { value: v }, t))));
   const rules = h('textarea', { name: 'rules', rows: 4, placeholder: 'pypi.org\n*.githubusercontent.com:443\n10.0.0.0/8\ndeny example.com' });
-  const pub = h('input', { type: 'checkbox', name: 'public' });
-  const labels = h('textarea', { name: 'labels', rows: 2, placeholder: 'team=ml' });
-  const env = h('textarea', { name: 'env', rows: 2, placeholder: 'KEY=value' });
+  const enforcement = h('select', { name: 'enforcement' }, [['', 'the best the host offers'], ['proxy', 'proxy (HTTP and HTTPS)'], ['l4', 'l4 (any TCP, checked per connection)']].map(([v, t]) => h('option', { value: v }, t)));
+  const pub = tag('public', h('input', { type: 'checkbox', name: 'public' }));
+  const labels = tag('labels', h('textarea', { name: 'labels', rows: 2, placeholder: 'team=ml' }));
+  const env = tag('env', h('textarea', { name: 'env', rows: 2, placeholder: 'KEY=value' }));
+  const workdir = tag('workdir', h('input', { name: 'workdir', placeholder: '/workspace' }));
+  const user = tag('user', h('input', { name: 'user', placeholder: 'user (uid 1000), root, or a uid' }));
+  const hostname = tag('hostname', h('input', { name: 'hostname', placeholder: 'the sandbox id' }));
+  const level = tag('require_isolation', h('select', { name: 'require_isolation' }, [['', 'no minimum'], ['basic', 'basic'], ['standard', 'standard'], ['strict', 'strict'], ['vm', 'vm']].map(([v, t]) => h('option', { value: v }, t))));
+  const backend = tag('backend', h('select', { name: 'backend' }, [['', "the server's default"], ['namespaces', 'namespaces'], ['microvm', 'microvm']].map(([v, t]) => h('option', { value: v }, t))));
+  const mounts = tag('mounts', h('textarea', { name: 'mounts', rows: 2, placeholder: '/srv/data:/data:ro' }));
+  const snapshot = tag('snapshot', h('input', { name: 'snapshot', placeholder: 'a snapshot id (its files and settings)' }));
   const error = h('p', { class: 'error full', role: 'alert' });
   const rulesRow = field('Allowed destinations', rules, 'one rule per line: a domain (*.x.org), host:port, a CIDR, or deny RULE');
-  const setRules = () => rulesRow.forEach((n) => { n.hidden = network.value !== 'allowlist'; });
+  const enforcementRow = field('Enforcement', enforcement);
+  const setRules = () => {
+    rulesRow.forEach((n) => { n.hidden = network.value !== 'allowlist'; });
+    enforcementRow.forEach((n) => { n.hidden = network.value === 'none'; });
+  };
   network.addEventListener('change', setRules);
   const pairs = (text, what) => Object.fromEntries(text.split('\n').map((l) => l.trim()).filter(Boolean).map((l) => {
     const i = l.indexOf('=');
     if (i < 1) throw new Error(`${what}: ${l} is not KEY=value`);
     return [l.slice(0, i), l.slice(i + 1)];
   }));
+  const lines = (text) => text.split('\n').map((l) => l.trim()).filter(Boolean);
+  const mountOf = (l) => {
+    const p = l.split(':');
+    if ((p.length !== 2 && p.length !== 3) || (p.length === 3 && p[2] !== 'ro' && p[2] !== 'rw')) throw new Error(`mounts: ${l} is not HOST:GUEST[:ro|rw]`);
+    return { host: p[0], guest: p[1], read_only: p[2] === 'ro' };
+  };
+  const advanced = h('details', { class: 'full' }, h('summary', {}, 'More settings'),
+    h('div', { class: 'grid' },
+      field('Processes', pids, 'the most processes and threads at once'),
+      field('Working directory', workdir), field('User', user), field('Hostname', hostname),
+      field('Minimum isolation', level, 'refuse to create the sandbox with less'),
+      field('Backend', backend),
+      field('Host mounts', mounts, 'HOST:GUEST[:ro|rw] per line, under the paths the operator allowed'),
+      field('From snapshot', snapshot)));
   const form = h('form', { class: 'panel grid', 'aria-label': 'New sandbox' },
     field('Template', template), field('Memory', memory), field('CPUs', cpus), field('Disk', disk),
     field('Lifetime (TTL)', ttl, `30m, 2h, or seconds; at most ${duration(limits.max_ttl_seconds * 1000)}`),
-    field('Idle timeout', idle), field('Network', network), rulesRow,
+    field('Idle timeout', idle), field('Network', network), rulesRow, enforcementRow,
     field('Public ports', pub, 'published ports answer without the port token'),
     field('Labels', labels, 'KEY=value per line'), field('Environment', env, 'KEY=value per line'),
+    advanced,
     h('div', { class: 'full actions' }, h('button', { class: 'primary', type: 'submit' }, 'Create sandbox'), h('a', { href: '#/sandboxes' }, 'Cancel')),
     error);
   form.addEventListener('submit', async (ev) => {
@@ -422,16 +452,23 @@ async function createPage(root) {
     button.disabled = true;
     try {
       const body = { template: template.value, labels: pairs(labels.value, 'labels'), env: pairs(env.value, 'environment'), public: pub.checked };
-      if (memory.value.trim()) body.memory = memory.value.trim();
-      if (disk.value.trim()) body.disk = disk.value.trim();
+      const text = [['memory', memory], ['disk', disk], ['workdir', workdir], ['user', user], ['hostname', hostname], ['snapshot', snapshot]];
+      for (const [k, el] of text) if (el.value.trim()) body[k] = el.value.trim();
+      for (const [k, el] of [['require_isolation', level], ['backend', backend]]) if (el.value) body[k] = el.value;
       if (cpus.value) body.cpus = Number(cpus.value);
+      if (pids.value) body.pids = Number(pids.value);
       const t = parseDuration(ttl.value);
       if (t !== null) body.ttl_seconds = t;
       const i = parseDuration(idle.value);
       if (i !== null) body.idle_timeout_seconds = i;
+      const m = lines(mounts.value).map(mountOf);
+      if (m.length) body.mounts = m;
       if (network.value !== 'none') {
-        body.network = { mode: network.value, rules: network.value === 'allowlist' ? rules.value.split('\n').map((r) => r.trim()).filter(Boolean) : [] };
+        body.network = { mode: network.value, rules: network.value === 'allowlist' ? lines(rules.value) : [] };
+        if (enforcement.value) body.network.enforcement = enforcement.value;
       }
+      // A restore keeps the snapshot's template unless one is chosen.
+      if (body.snapshot && template.value === 'host') delete body.template;
       const sb = await api('POST', '/v1/sandboxes', body);
       notify(`Created ${sb.id}`);
       location.hash = `#/sandboxes/${sb.id}`;

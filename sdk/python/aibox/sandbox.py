@@ -9,7 +9,7 @@ import httpx
 
 from ._core import (
     extract_tar, port_url, ports_body, processes, tar_dir,
-    CommandResult, ConnectionError, EntryInfo, Endpoint, InvalidArgumentError, Network,
+    CommandResult, ConnectionError, EntryInfo, Endpoint, InvalidArgumentError, Mount, Network,
     create_body, error_from, exec_body, q, resolve, split_ws_message,
 )
 
@@ -132,12 +132,13 @@ class Commands:
     def run(self, cmd: Union[str, List[str]], *, env: Optional[Mapping[str, str]] = None,
             cwd: Optional[str] = None, user: Optional[str] = None, timeout: Optional[float] = None,
             stdin: Union[None, str, bytes] = None, on_stdout: Optional[OutputCallback] = None,
-            on_stderr: Optional[OutputCallback] = None, background: bool = False
+            on_stderr: Optional[OutputCallback] = None, background: bool = False,
+            max_output: Optional[int] = None
             ) -> Union[CommandResult, CommandHandle]:
         """Run `cmd` (a shell line, or an argv list). Waits and returns a
         `CommandResult`; with `on_stdout`/`on_stderr` the output streams as it
         comes; with `background=True` returns a `CommandHandle` at once."""
-        body = exec_body(cmd, env, cwd, user, timeout)
+        body = exec_body(cmd, env, cwd, user, timeout, max_output)
         base = f"/v1/sandboxes/{self._sb.id}"
         if background:
             if stdin is not None:
@@ -280,20 +281,26 @@ class Sandbox:
 
     @classmethod
     def create(cls, template: Optional[str] = None, *, memory: Union[None, int, str] = None,
-               cpus: Optional[float] = None, disk: Union[None, int, str] = None,
+               cpus: Optional[float] = None, pids: Optional[int] = None, disk: Union[None, int, str] = None,
                env: Optional[Mapping[str, str]] = None, workdir: Optional[str] = None,
                user: Optional[str] = None, timeout: Optional[int] = None,
-               idle_timeout: Optional[int] = None, labels: Optional[Mapping[str, str]] = None,
-               network: Network = None, public: bool = False, backend: Optional[str] = None,
+               idle_timeout: Optional[int] = None, hostname: Optional[str] = None,
+               labels: Optional[Mapping[str, str]] = None, require_isolation: Optional[str] = None,
+               backend: Optional[str] = None, mounts: Optional[List[Mount]] = None,
+               snapshot: Optional[str] = None, network: Network = None, public: bool = False,
                url: Optional[str] = None, key: Optional[str] = None, request_timeout: float = 300.0) -> "Sandbox":
         """Create a sandbox. `timeout` is its lifetime in seconds (TTL);
-        `network` a list of egress rules to allow (or `{"mode", "rules"}`);
-        `backend` "namespaces" or "microvm" (default: the server's)."""
+        `network` a list of egress rules to allow (or `{"mode", "rules",
+        "enforcement"}`); `backend` "namespaces" or "microvm" (default: the
+        server's); `mounts` "HOST:GUEST[:ro]" strings (under the server's
+        allowed_mounts); `snapshot` a snapshot to start from."""
         http = _Http(resolve(url, key), request_timeout)
         try:
             v = http.json("POST", "/v1/sandboxes", json_body=create_body(
-                template, memory, cpus, disk, env, workdir, user, timeout, idle_timeout, labels, network, public,
-                backend=backend))
+                template=template, memory=memory, cpus=cpus, pids=pids, disk=disk, env=env, workdir=workdir,
+                user=user, timeout=timeout, idle_timeout=idle_timeout, hostname=hostname, labels=labels,
+                require_isolation=require_isolation, backend=backend, mounts=mounts, snapshot=snapshot,
+                network=network, public=public))
         except BaseException:
             http.close()
             raise

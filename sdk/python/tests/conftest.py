@@ -24,7 +24,9 @@ def aibox_bin():
 def server():
     data = tempfile.mkdtemp(prefix="aibox-sdk-")
     os.chmod(data, 0o755)
-    env = dict(os.environ, AIBOX_LOG="warn")
+    # A directory sandboxes may mount (read-only), for the mounts parameter.
+    os.makedirs(os.path.join(data, "shared"))
+    env = dict(os.environ, AIBOX_LOG="warn", AIBOX_ALLOWED_MOUNTS=os.path.join(data, "shared"))
     env.pop("AIBOX_URL", None)
     env.pop("AIBOX_KEY", None)
     p = subprocess.Popen([aibox_bin(), "serve", "--listen", "127.0.0.1:0", "--socket", "none", "--data-dir", data],

@@ -66,3 +66,94 @@ def test_every_operation_is_covered(server):
             continue
         cls, meth = target.split(".")
         assert callable(getattr(getattr(aibox.sandbox, cls), meth, None)), f"{op}: {target} is missing"
+
+
+def _schema(server, name):
+    spec = httpx.get(server["url"] + "/v1/openapi.json").json()
+    return spec["components"]["schemas"][name]
+
+
+def test_every_create_field_is_a_parameter(server):
+    """A field the server's create request has is a parameter of
+    Sandbox.create and AsyncSandbox.create (CREATE_FIELDS), and back."""
+    import inspect
+    from aibox._core import CREATE_FIELDS
+    fields = set(_schema(server, "CreateSandbox")["properties"])
+    assert fields == set(CREATE_FIELDS.values()), (
+        f"the server's create fields {sorted(fields)} and the SDK's {sorted(CREATE_FIELDS.values())} differ")
+    for create in (aibox.Sandbox.create, aibox.AsyncSandbox.create):
+        params = set(inspect.signature(create).parameters)
+        assert set(CREATE_FIELDS) <= params, f"{create.__qualname__} lacks {set(CREATE_FIELDS) - params}"
+
+
+def test_every_exec_field_is_a_parameter(server):
+    import inspect
+    from aibox._core import EXEC_FIELDS
+    fields = set(_schema(server, "Exec")["properties"])
+    assert fields == set(EXEC_FIELDS.values()), (
+        f"the server's exec fields {sorted(fields)} and the SDK's {sorted(EXEC_FIELDS.values())} differ")
+    for run in (aibox.sandbox.Commands.run, aibox.async_sandbox.AsyncCommands.run):
+        params = set(inspect.signature(run).parameters)
+        assert set(EXEC_FIELDS) <= params, f"{run.__qualname__} lacks {set(EXEC_FIELDS) - params}"
+
+
+def test_create_body_sends_each_field_under_its_name():
+    from aibox._core import CREATE_FIELDS, create_body
+    sample = {"template": "host", "memory": "1g", "cpus": 1.5, "pids": 9, "disk": "2g", "env": {"A": "1"},
+              "workdir": "/w", "user": "root", "timeout": 60, "idle_timeout": 30, "hostname": "h",
+              "labels": {"k": "v"}, "require_isolation": "basic", "backend": "namespaces",
+              "mounts": ["/a:/b:ro"], "snapshot": "abc", "network": ["pypi.org"], "public": True}
+    assert set(sample) == set(CREATE_FIELDS)
+    body = create_body(**sample)
+    assert set(body) == set(CREATE_FIELDS.values())
+    assert body["mounts"] == [{"host": "/a", "guest": "/b", "read_only": True}]
+    assert body["network"] == {"mode": "allowlist", "rules": ["pypi.org"]}
+    assert body["ttl_seconds"] == 60
+
+
+def test_every_create_field_reaches_the_server(server):
+    """Sandbox.create with every parameter set; the sandbox shows each."""
+    import os
+    from aibox._core import CREATE_FIELDS
+    shared = os.path.join(server["data"], "shared")
+    sample = {"template": "host", "memory": "200m", "cpus": 0.5, "pids": 321, "disk": "300m",
+              "env": {"PARITY": "yes"}, "workdir": "/tmp", "user": "root", "timeout": 4321, "idle_timeout": 777,
+              "hostname": "parity", "labels": {"parity": "sdk"}, "require_isolation": "basic",
+              "backend": "namespaces", "mounts": [f"{shared}:/parity:ro"],
+              "network": {"mode": "allowlist", "rules": ["parity.example"], "enforcement": "proxy"},
+              "public": True}
+    if os.geteuid() != 0:
+        # Rootless without a delegated cgroup, an explicit limit fails closed.
+        for k in ("memory", "cpus", "pids"):
+            sample.pop(k)
+    assert set(sample) | {"snapshot", "memory", "cpus", "pids"} == set(CREATE_FIELDS)
+    sb = aibox.Sandbox.create(**sample)
+    try:
+        v = sb.refresh()
+        spec = v["spec"]
+        assert spec["template"] == "host" and spec["workdir"] == "/tmp" and spec["user"] == "root"
+        if "memory" in sample:
+            assert (spec["memory"], spec["cpus"], spec["pids"]) == (200 << 20, 0.5, 321)
+        assert spec["disk"] == 300 << 20
+        assert ["PARITY", "yes"] in spec["env"]
+        assert 4_000_000 < v["remaining_ms"] <= 4_321_000
+        assert v["idle_timeout_seconds"] == 777
+        assert spec["hostname"] == "parity" and v["labels"]["parity"] == "sdk"
+        assert spec["require_isolation"] == "basic" and spec["backend"] == "namespaces"
+        assert spec["mounts"][0]["guest"] == "/parity"
+        assert (spec["network"], spec["network_rules"], spec["network_enforcement"]) == (
+            "allowlist", ["allow parity.example"], "proxy")
+        assert v["public_ports"] is True
+    finally:
+        sb.kill()
+    base = aibox.Sandbox.create()
+    try:
+        snap = base.snapshot()
+        restored = aibox.Sandbox.create(snapshot=snap.id)
+        try:
+            assert restored.refresh()["spec"]["snapshot"] == snap.id
+        finally:
+            restored.kill()
+        snap.delete()
+    finally:
+        base.kill()

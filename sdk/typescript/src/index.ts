@@ -210,6 +210,8 @@ export interface RunOptions {
   onStdout?: (data: string) => void;
   onStderr?: (data: string) => void;
   background?: boolean;
+  /** Per-stream cap in bytes (the server's `max_exec_output` at most). */
+  maxOutput?: number;
 }
 
 function execBody(cmd: string | string[], o: RunOptions): Record<string, unknown> {
@@ -218,6 +220,7 @@ function execBody(cmd: string | string[], o: RunOptions): Record<string, unknown
   if (o.cwd) b.cwd = o.cwd;
   if (o.user) b.user = o.user;
   if (o.timeout !== undefined) b.timeout_ms = Math.max(1, Math.round(o.timeout * 1000));
+  if (o.maxOutput !== undefined) b.max_output = o.maxOutput;
   return b;
 }
 
@@ -537,23 +540,76 @@ function untar(tar: Uint8Array, dir: string): void {
 /** Internals exported for the SDK's own tests; not part of the API. */
 export const __internal = { untar };
 
-export interface CreateOptions extends ConnectionOptions {
+/** A sandbox's settings at create (every field optional: the server's defaults fill the rest). */
+export interface CreateFields {
   template?: string;
   memory?: number | string;
   cpus?: number;
+  /** The most processes and threads at once. */
+  pids?: number;
   disk?: number | string;
   env?: Record<string, string>;
   workdir?: string;
   user?: string;
   /** Lifetime in seconds (TTL). */
   timeout?: number;
+  /** Destroy after this many seconds without activity. */
   idleTimeout?: number;
+  hostname?: string;
   labels?: Record<string, string>;
-  /** Egress rules to allow, or `{ mode, rules }`. */
-  network?: string[] | { mode: string; rules?: string[] };
-  public?: boolean;
+  /** Refuse to create unless the sandbox gets at least this level: basic, standard, strict or vm. */
+  requireIsolation?: "basic" | "standard" | "strict" | "vm";
   /** Isolation backend: "namespaces" or "microvm" (default: the server's). */
   backend?: "namespaces" | "microvm";
+  /** Host paths to mount: "HOST:GUEST[:ro|rw]" or `{ host, guest, read_only }` (under the server's allowed_mounts). */
+  mounts?: (string | { host: string; guest: string; read_only?: boolean })[];
+  /** Start from this snapshot (its files and settings; the fields above override them). */
+  snapshot?: string;
+  /** Egress rules to allow, or `{ mode, rules, enforcement }`. */
+  network?: string[] | { mode: string; rules?: string[]; enforcement?: "proxy" | "l4" };
+  /** Published ports answer without the port token. */
+  public?: boolean;
+}
+
+export interface CreateOptions extends ConnectionOptions, CreateFields {}
+
+/**
+ * Each create option and the create request's field it fills (the server's
+ * OpenAPI schema `CreateSandbox`). The compiler holds it to `CreateFields`,
+ * and the SDK's tests to the served document.
+ */
+export const CREATE_FIELDS = {
+  template: "template", memory: "memory", cpus: "cpus", pids: "pids", disk: "disk", env: "env",
+  workdir: "workdir", user: "user", timeout: "ttl_seconds", idleTimeout: "idle_timeout_seconds",
+  hostname: "hostname", labels: "labels", requireIsolation: "require_isolation", backend: "backend",
+  mounts: "mounts", snapshot: "snapshot", network: "network", public: "public",
+} as const satisfies Record<keyof CreateFields, string>;
+
+/** Each run option and the exec request's field it fills (the schema `Exec`; `cmd` is the argument). */
+export const EXEC_FIELDS = {
+  env: "env", cwd: "cwd", user: "user", timeout: "timeout_ms", stdin: "stdin", maxOutput: "max_output",
+} as const satisfies Partial<Record<keyof RunOptions, string>>;
+
+function mountBody(m: string | { host: string; guest: string; read_only?: boolean }): Record<string, unknown> {
+  if (typeof m !== "string") return { ...m };
+  const p = m.split(":");
+  if ((p.length !== 2 && p.length !== 3) || (p.length === 3 && p[2] !== "ro" && p[2] !== "rw")) {
+    throw new Error(`mount ${m}: expected HOST:GUEST[:ro|rw]`);
+  }
+  return { host: p[0], guest: p[1], read_only: p[2] === "ro" };
+}
+
+/** The create request of `Sandbox.create`'s options; what is unset or false is left to the server. */
+export function createBody(o: CreateFields): Record<string, unknown> {
+  const body: Record<string, unknown> = {};
+  for (const [opt, field] of Object.entries(CREATE_FIELDS) as [keyof CreateFields, string][]) {
+    let v: unknown = o[opt];
+    if (v === undefined || v === null || v === false) continue;
+    if (opt === "network" && Array.isArray(v)) v = { mode: "allowlist", rules: v };
+    if (opt === "mounts") v = (v as CreateFields["mounts"] ?? []).map(mountBody);
+    body[field] = v;
+  }
+  return body;
 }
 
 export class Snapshot {
@@ -605,22 +661,7 @@ export class Sandbox {
 
   static async create(o: CreateOptions = {}): Promise<Sandbox> {
     const http = new Http(o);
-    const body: Record<string, unknown> = {};
-    const set = (k: string, v: unknown) => v !== undefined && (body[k] = v);
-    set("template", o.template);
-    set("memory", o.memory);
-    set("cpus", o.cpus);
-    set("disk", o.disk);
-    set("env", o.env);
-    set("workdir", o.workdir);
-    set("user", o.user);
-    set("ttl_seconds", o.timeout);
-    set("idle_timeout_seconds", o.idleTimeout);
-    set("labels", o.labels);
-    set("backend", o.backend);
-    if (o.network) body.network = Array.isArray(o.network) ? { mode: "allowlist", rules: o.network } : o.network;
-    if (o.public) body.public = true;
-    return new Sandbox(await http.json("POST", "/v1/sandboxes", { json: body }), http);
+    return new Sandbox(await http.json("POST", "/v1/sandboxes", { json: createBody(o) }), http);
   }
 
   static async connect(id: string, o: ConnectionOptions = {}): Promise<Sandbox> {

@@ -19,7 +19,9 @@ before(async () => {
   assert.ok(existsSync(bin), `no aibox binary at ${bin}`);
   data = mkdtempSync(join(tmpdir(), "aibox-ts-"));
   chmodSync(data, 0o755);
-  const env = { ...process.env, AIBOX_LOG: "warn" };
+  // A directory sandboxes may mount (read-only), for the mounts option.
+  mkdirSync(join(data, "shared"));
+  const env = { ...process.env, AIBOX_LOG: "warn", AIBOX_ALLOWED_MOUNTS: join(data, "shared") };
   delete env.AIBOX_URL;
   delete env.AIBOX_KEY;
   server = spawn(bin, ["serve", "--listen", "127.0.0.1:0", "--socket", "none", "--data-dir", data], { env, stdio: ["ignore", "ignore", "pipe"] });
@@ -323,4 +325,67 @@ test("downloads never write outside their destination", () => {
   aibox.__internal.untar(tarOf([["d", "5"], ["d/f", "0", "hello"], ["d/l", "2", "", "f"]]), ok);
   assert.equal(readFileSync(join(ok, "d/l"), "utf8"), "hello");
   rmSync(base, { recursive: true, force: true });
+});
+
+test("every create and exec field of the served schema is an SDK option, and back", async () => {
+  const r = await fetch(`${process.env.AIBOX_URL}/v1/openapi.json`);
+  const { components: { schemas } } = await r.json();
+  const sorted = (xs) => [...xs].sort();
+  assert.deepEqual(sorted(Object.values(aibox.CREATE_FIELDS)), sorted(Object.keys(schemas.CreateSandbox.properties)),
+    "the server's create fields and the SDK's CREATE_FIELDS differ");
+  assert.deepEqual(sorted(["cmd", ...Object.values(aibox.EXEC_FIELDS)]), sorted(Object.keys(schemas.Exec.properties)),
+    "the server's exec fields and the SDK's EXEC_FIELDS differ");
+  const body = aibox.createBody({ mounts: ["/a:/b:ro"], network: ["pypi.org"], timeout: 60, public: false, requireIsolation: "basic" });
+  assert.deepEqual(body, {
+    mounts: [{ host: "/a", guest: "/b", read_only: true }],
+    network: { mode: "allowlist", rules: ["pypi.org"] },
+    ttl_seconds: 60,
+    require_isolation: "basic",
+  });
+});
+
+test("every create option reaches the server", async () => {
+  const root = process.getuid() === 0;
+  const o = {
+    template: "host", disk: "300m", env: { PARITY: "yes" }, workdir: "/tmp", user: "root", timeout: 4321,
+    idleTimeout: 777, hostname: "parity", labels: { parity: "ts" }, requireIsolation: "basic", backend: "namespaces",
+    mounts: [`${join(data, "shared")}:/parity:ro`],
+    network: { mode: "allowlist", rules: ["parity.example"], enforcement: "proxy" }, public: true,
+    // Rootless without a delegated cgroup, an explicit limit fails closed.
+    ...(root ? { memory: "200m", cpus: 0.5, pids: 321 } : {}),
+  };
+  const expected = Object.keys(aibox.CREATE_FIELDS).filter((k) => k !== "snapshot" && (root || !["memory", "cpus", "pids"].includes(k)));
+  assert.deepEqual(Object.keys(o).sort(), expected.sort());
+  const sb = await Sandbox.create(o);
+  try {
+    const v = await sb.refresh();
+    const spec = v.spec;
+    assert.equal(spec.template, "host");
+    if (root) assert.deepEqual([spec.memory, spec.cpus, spec.pids], [200 * 2 ** 20, 0.5, 321]);
+    assert.equal(spec.disk, 300 * 2 ** 20);
+    assert.ok(spec.env.some(([k, x]) => k === "PARITY" && x === "yes"));
+    assert.deepEqual([spec.workdir, spec.user, spec.hostname], ["/tmp", "root", "parity"]);
+    assert.ok(v.remaining_ms > 4_000_000 && v.remaining_ms <= 4_321_000);
+    assert.equal(v.idle_timeout_seconds, 777);
+    assert.equal(v.labels.parity, "ts");
+    assert.deepEqual([spec.require_isolation, spec.backend], ["basic", "namespaces"]);
+    assert.equal(spec.mounts[0].guest, "/parity");
+    assert.deepEqual([spec.network, spec.network_rules, spec.network_enforcement], ["allowlist", ["allow parity.example"], "proxy"]);
+    assert.equal(v.public_ports, true);
+  } finally {
+    await sb.kill();
+  }
+  const base = await Sandbox.create();
+  try {
+    const snap = await base.snapshot();
+    const restored = await Sandbox.create({ snapshot: snap.id });
+    try {
+      assert.equal((await restored.refresh()).spec.snapshot, snap.id);
+    } finally {
+      await restored.kill();
+    }
+    await snap.delete();
+  } finally {
+    await base.kill();
+  }
 });
