@@ -337,6 +337,10 @@ pub struct ExecArgs {
     pub user: Option<User>,
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<std::time::Duration>,
+    /// Keep at most this much of each output stream, e.g. 1m (the rest is
+    /// dropped; the server caps it at its max_exec_output).
+    #[arg(long, value_parser = parse_size)]
+    pub max_output: Option<ByteSize>,
     /// Start in the background and print the process id.
     #[arg(short = 'd', long)]
     pub detach: bool,

@@ -509,3 +509,236 @@ fn every_create_field_reaches_every_front_end() {
         failures.join("\n")
     );
 }
+
+/// The shell line every exec front end runs: it shows the environment,
+/// the working directory, the user and the standard input it got.
+const SHOW: &str = r#"printf '%s|%s|%s|' "$PARITY" "$(pwd)" "$(id -u)"; cat"#;
+
+/// What [`SHOW`] printed is what was asked: `PARITY=yes`, cwd `/tmp`, uid
+/// 0 when `root` was asked, stdin `fed`.
+fn shows_all(front: &str, out: &str, root: bool, failures: &mut Vec<String>) {
+    let want_uid = if root { "0" } else { "" };
+    let parts: Vec<&str> = out.trim_end().split('|').collect();
+    let ok = parts.len() == 4
+        && parts[0] == "yes"
+        && parts[1] == "/tmp"
+        && (want_uid.is_empty() || parts[2] == want_uid)
+        && parts[3] == "fed";
+    if !ok {
+        failures.push(format!(
+            "{front}: exec printed {out:?}, not env PARITY=yes, cwd /tmp, uid {want_uid}, stdin fed"
+        ));
+    }
+}
+
+#[test]
+fn every_exec_field_reaches_every_front_end() {
+    if !common::sandboxes_supported() {
+        eprintln!("SKIP every_exec_field_reaches_every_front_end: sandboxes are not supported on this host");
+        return;
+    }
+    let root = common::is_root();
+    if !root {
+        eprintln!("   SKIP parity of exec's user: a rootless sandbox has one identity (the root run covers it)");
+    }
+    let data = data_dir("parity-exec");
+    let s = Server::start(&data);
+    let c = s.admin();
+    let doc = c
+        .json(Method::GET, "/v1/openapi.json", Body::Empty)
+        .unwrap();
+    let mut fields: Vec<String> = doc["components"]["schemas"]["Exec"]["properties"]
+        .as_object()
+        .expect("Exec has properties")
+        .keys()
+        .cloned()
+        .collect();
+    fields.sort();
+    // Each field below, as every front end spells it.
+    let known = [
+        "cmd",
+        "cwd",
+        "env",
+        "max_output",
+        "stdin",
+        "timeout_ms",
+        "user",
+    ];
+    assert_eq!(
+        fields, known,
+        "the exec request's fields changed: give every front end the new one, then cover it here"
+    );
+    let sb = c
+        .json(Method::POST, "/v1/sandboxes", Body::Json(json!({})))
+        .unwrap();
+    let id = sb["id"].as_str().unwrap().to_string();
+    let user = if root { "root" } else { "user" };
+    let mut failures = Vec::new();
+
+    // REST (as the SDKs and the dashboard's terminal-less calls send it).
+    let mut body = json!({"cmd": SHOW, "env": {"PARITY": "yes"}, "cwd": "/tmp",
+        "timeout_ms": 20000, "stdin": "fed", "max_output": 4096});
+    if root {
+        body["user"] = json!(user);
+    }
+    let exec = |body: Value| {
+        c.json(
+            Method::POST,
+            &format!("/v1/sandboxes/{id}/exec"),
+            Body::Json(body),
+        )
+        .unwrap()
+    };
+    let v = exec(body);
+    shows_all(
+        "REST",
+        v["stdout"].as_str().unwrap_or_default(),
+        root,
+        &mut failures,
+    );
+    let v = exec(json!({"cmd": "head -c 5000 /dev/zero | tr '\\0' x", "max_output": 100}));
+    if v["stdout"].as_str().map(str::len) != Some(100) || v["stdout_truncated"] != true {
+        failures.push(format!("REST: max_output 100 gave {v}"));
+    }
+    let v = exec(json!({"cmd": "sleep 10", "timeout_ms": 500}));
+    if v["timed_out"] != true {
+        failures.push(format!("REST: timeout_ms 500 gave {v}"));
+    }
+
+    // The CLI, through the server and --local (against a local sandbox).
+    let local_env = [
+        ("AIBOX_RUN_DIR", data.join("local-run")),
+        ("AIBOX_DATA_DIR", data.join("local-data")),
+    ];
+    let cli = |local: bool, args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut cmd = std::process::Command::new(common::bin());
+        // `--local` goes before a command's `--`.
+        cmd.arg(args[0])
+            .args(local.then_some("--local"))
+            .args(&args[1..])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if local {
+            cmd.env_remove("AIBOX_URL");
+            for (k, v) in &local_env {
+                cmd.env(k, v);
+            }
+        } else {
+            cmd.env("AIBOX_URL", format!("http://{}", s.addr))
+                .env("AIBOX_KEY", &s.key);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(stdin.as_bytes()).unwrap();
+        drop(input);
+        child.wait_with_output().unwrap()
+    };
+    let made = cli(true, &["create"], "");
+    let local_id = String::from_utf8_lossy(&made.stdout).trim().to_string();
+    assert!(
+        made.status.success(),
+        "create --local: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    for (front, local, target) in [
+        ("CLI", false, id.as_str()),
+        ("CLI --local", true, local_id.as_str()),
+    ] {
+        let mut args = vec![
+            "exec",
+            target,
+            "-i",
+            "-e",
+            "PARITY=yes",
+            "-w",
+            "/tmp",
+            "--timeout",
+            "20s",
+            "--max-output",
+            "4k",
+        ];
+        if root {
+            args.extend(["-u", user]);
+        }
+        args.extend(["--", "sh", "-c", SHOW]);
+        let out = cli(local, &args, "fed");
+        shows_all(
+            front,
+            &String::from_utf8_lossy(&out.stdout),
+            root,
+            &mut failures,
+        );
+        let out = cli(
+            local,
+            &[
+                "exec",
+                target,
+                "--max-output",
+                "100",
+                "--",
+                "sh",
+                "-c",
+                "head -c 5000 /dev/zero | tr '\\0' x",
+            ],
+            "",
+        );
+        if out.stdout.len() != 100 {
+            failures.push(format!(
+                "{front}: --max-output 100 gave {} bytes",
+                out.stdout.len()
+            ));
+        }
+        let out = cli(
+            local,
+            &["exec", target, "--timeout", "500ms", "--", "sleep", "10"],
+            "",
+        );
+        if out.status.code() != Some(124) {
+            failures.push(format!(
+                "{front}: --timeout 500ms exited {:?}",
+                out.status.code()
+            ));
+        }
+    }
+    let _ = cli(true, &["rm", &local_id], "");
+
+    // The MCP tool.
+    let mut mcp = Mcp::connect(&s.addr, &[("authorization", &format!("Bearer {}", s.key))])
+        .expect("MCP connects");
+    let mut args = json!({"sandbox_id": id, "command": SHOW, "env": {"PARITY": "yes"},
+        "workdir": "/tmp", "timeout_seconds": 20, "stdin": "fed", "max_output": 4096});
+    if root {
+        args["user"] = json!(user);
+    }
+    let (failed, text) = mcp.tool("run_command", args);
+    let out = text
+        .split_once("--- stdout ---\n")
+        .map(|(_, o)| o.lines().next().unwrap_or_default())
+        .unwrap_or_default();
+    if failed {
+        failures.push(format!("MCP: run_command failed: {text}"));
+    } else {
+        shows_all("MCP", out, root, &mut failures);
+    }
+    let (_, text) = mcp.tool(
+        "run_command",
+        json!({"sandbox_id": id, "command": "head -c 5000 /dev/zero | tr '\\0' x", "max_output": 100}),
+    );
+    if !text.contains("[stdout truncated]") {
+        failures.push(format!("MCP: max_output 100 gave {text}"));
+    }
+    let (_, text) = mcp.tool(
+        "run_command",
+        json!({"sandbox_id": id, "command": "sleep 10", "timeout_seconds": 1}),
+    );
+    if !text.contains("timed out") {
+        failures.push(format!("MCP: timeout_seconds 1 gave {text}"));
+    }
+    assert!(
+        failures.is_empty(),
+        "front ends that lose an exec field:\n{}",
+        failures.join("\n")
+    );
+}

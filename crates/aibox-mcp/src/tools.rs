@@ -228,6 +228,12 @@ pub struct RunCommandArgs {
     /// Extra environment variables.
     #[serde(default)]
     pub env: std::collections::BTreeMap<String, String>,
+    /// Run as `user` (uid 1000, the default), `root` (uid 0 inside, no capabilities) or a uid.
+    pub user: Option<aibox_types::User>,
+    /// Text fed to the command's standard input (default: none).
+    pub stdin: Option<String>,
+    /// Keep at most this many bytes of each output stream (default and most: 256 KiB).
+    pub max_output: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -547,8 +553,14 @@ impl AiboxMcp {
                 let mut req =
                     aibox_types::api::ExecRequest::new(aibox_types::api::Cmd::Shell(a.command));
                 req.timeout_ms = Some(a.timeout_seconds.unwrap_or(120).max(1) * 1000);
-                req.max_output = Some(MAX_TEXT as u64 + 1);
+                // Past the cap the model is told the output was cut.
+                req.max_output = Some(
+                    a.max_output
+                        .map_or(MAX_TEXT as u64 + 1, |m| m.min(MAX_TEXT as u64 + 1)),
+                );
                 req.env = a.env;
+                req.user = a.user;
+                req.stdin = a.stdin;
                 if let Some(w) = a.workdir {
                     absolute(&w)?;
                     req.cwd = Some(w);

@@ -36,6 +36,8 @@ struct Start {
     cwd: Option<String>,
     user: Option<User>,
     timeout_ms: Option<u64>,
+    /// Per-stream cap in bytes (the server's `max_exec_output` at most).
+    max_output: Option<u64>,
     pty: Option<PtySize>,
 }
 
@@ -120,14 +122,11 @@ async fn exec_session(state: AppState, who: Principal, id: String, mut socket: W
     // The first text message says what to run.
     let start = loop {
         match socket.recv().await {
-            Some(Ok(Message::Text(t))) => match serde_json::from_str::<Start>(&t) {
+            Some(Ok(Message::Text(t))) => match crate::error::parse_json::<Start>(t.as_bytes()) {
                 Ok(s) => break s,
                 Err(e) => {
-                    let _ = socket
-                        .send(error_msg(&ApiError::invalid(format!(
-                            "bad start message: {e}"
-                        ))))
-                        .await;
+                    let e = ApiError::invalid(format!("bad start message: {}", e.message));
+                    let _ = socket.send(error_msg(&e)).await;
                     return;
                 }
             },
@@ -150,6 +149,9 @@ async fn exec_session(state: AppState, who: Principal, id: String, mut socket: W
         user: start.user,
         stdin: true,
         timeout_ms: start.timeout_ms,
+        max_output: start
+            .max_output
+            .map(|m| m.min(state.config().max_exec_output)),
         pty: start.pty,
         ..Default::default()
     };

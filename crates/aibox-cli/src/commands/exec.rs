@@ -36,6 +36,7 @@ pub fn exec(a: ExecArgs) -> anyhow::Result<u8> {
         user: a.user,
         stdin: a.interactive || tty,
         timeout_ms: a.timeout.map(|t| t.as_millis() as u64),
+        max_output: a.max_output.map(|m| m.0),
         pty,
         background: a.detach,
         ..Default::default()

@@ -194,6 +194,9 @@ pub fn exec(a: ExecArgs) -> anyhow::Result<u8> {
     if let Some(t) = a.timeout {
         start["timeout_ms"] = json!(t.as_millis() as u64);
     }
+    if let Some(m) = a.max_output {
+        start["max_output"] = json!(m.0);
+    }
     let c = client()?;
     let (tx, rx) = std::sync::mpsc::channel::<StreamInput>();
     if a.interactive || tty {
@@ -273,8 +276,11 @@ pub fn exec(a: ExecArgs) -> anyhow::Result<u8> {
     let Some(exit) = exit else {
         anyhow::bail!("the server closed the stream before the command exited");
     };
+    // As `--local` and `timeout(1)` do: 124 for a command that ran out
+    // of time.
     if exit["timed_out"].as_bool() == Some(true) {
         eprintln!("aibox: command timed out");
+        return Ok(124);
     }
     Ok(exit["exit_code"].as_i64().unwrap_or(1).clamp(0, 255) as u8)
 }
@@ -317,6 +323,7 @@ pub fn shell_args(id: &str, shell: &str, target: Target) -> ExecArgs {
         workdir: None,
         user: None,
         timeout: None,
+        max_output: None,
         detach: false,
         target,
         command: vec![shell.to_string(), "-l".into()],
