@@ -11,6 +11,7 @@ mod remote;
 mod run;
 mod serve;
 mod snapshot;
+mod target;
 mod template;
 mod vm;
 
@@ -31,24 +32,12 @@ pub fn dispatch(cmd: Command) -> anyhow::Result<u8> {
             Ok(aibox_runtime::microvm::connect_stdio(&socket) as u8)
         }
         Command::InternalNetns { pid, command } => create::internal_netns(pid, &command),
-        Command::Exec(a) if !a.target.is_local() => remote::exec(a),
         Command::Exec(a) => exec::exec(a),
-        Command::List(a) if !a.target.is_local() => remote::list(a),
         Command::List(a) => list::list(a),
-        Command::Inspect { id, target } if !target.is_local() => remote::inspect(&id),
-        Command::Inspect { id, .. } => list::inspect(&id),
-        Command::Rm { ids, all, target } if !target.is_local() => remote::rm(ids, all),
-        Command::Rm { ids, all, .. } => list::rm(ids, all),
-        Command::Pause { id, target } if !target.is_local() => remote::pause(&id, true),
-        Command::Pause { id, .. } => {
-            Runtime::new().get(&id)?.pause()?;
-            Ok(0)
-        }
-        Command::Resume { id, target } if !target.is_local() => remote::pause(&id, false),
-        Command::Resume { id, .. } => {
-            Runtime::new().get(&id)?.resume()?;
-            Ok(0)
-        }
+        Command::Inspect { id, target } => list::inspect(&id, &target),
+        Command::Rm { ids, all, target } => list::rm(ids, all, &target),
+        Command::Pause { id, target } => list::pause(&id, true, &target),
+        Command::Resume { id, target } => list::pause(&id, false, &target),
         Command::Doctor { json } => doctor::doctor(json),
         Command::Vm { cmd } => vm::vm(cmd),
         Command::Gc => {
@@ -59,10 +48,7 @@ pub fn dispatch(cmd: Command) -> anyhow::Result<u8> {
         }
         Command::Serve(a) => serve::serve(a),
         Command::Mcp => mcp(),
-        Command::Shell { id, shell, target } if target.is_local() => {
-            exec::exec(remote::shell_args(&id, &shell, target))
-        }
-        Command::Shell { id, shell, .. } => remote::shell(&id, &shell),
+        Command::Shell { id, shell, target } => exec::exec(remote::shell_args(&id, &shell, target)),
         Command::Cp { src, dest } => remote::cp(&src, &dest),
         Command::Stats { id, json } => remote::stats(&id, json),
         Command::Keys { cmd } => remote::keys(cmd),

@@ -3,7 +3,7 @@
 use crate::args::CreateArgs;
 use aibox_runtime::{HelperReply, Runtime};
 use aibox_types::api::{CreateRequest, NetworkRequest, Size};
-use aibox_types::{NetworkMode, SandboxSpec};
+use aibox_types::NetworkMode;
 use std::io::Read;
 
 /// The create request the flags describe: the one value both the server
@@ -56,44 +56,13 @@ pub fn request(a: &CreateArgs) -> anyhow::Result<CreateRequest> {
 
 pub fn create(a: CreateArgs) -> anyhow::Result<u8> {
     let req = request(&a)?;
-    if !a.target.is_local() {
-        let v = super::remote::client()?.create_sandbox(&req, None)?;
-        if a.json {
-            println!("{}", serde_json::to_string_pretty(&v)?);
-        } else {
-            println!("{}", v.id);
-        }
-        return Ok(0);
-    }
-    let sb = Runtime::new().create(&local_spec(&req)?)?;
+    let v = super::target::open(&a.target)?.create(&req)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(sb.record())?);
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("{}", sb.id());
+        println!("{}", v.id);
     }
     Ok(0)
-}
-
-/// The spec `--local` creates: the request over the defaults, with the
-/// fields only the server can honour refused by name.
-fn local_spec(req: &CreateRequest) -> anyhow::Result<SandboxSpec> {
-    let server_only = [
-        (req.network.is_some(), "network egress goes through the aibox server's proxy (--network, --allow, --deny, --enforcement)"),
-        (req.public, "published ports are served by the aibox server (--public; `aibox port-forward --local` reaches a port without it)"),
-        (!req.labels.is_empty(), "labels are kept by the aibox server (--label)"),
-        (req.idle_timeout_seconds.is_some(), "the idle timeout is the aibox server's (--idle-timeout)"),
-        (req.snapshot.is_some(), "snapshots are the aibox server's (--snapshot)"),
-    ];
-    if let Some((_, what)) = server_only.iter().find(|(set, _)| *set) {
-        anyhow::bail!(aibox_runtime::Error::Unsupported(format!(
-            "{what}: drop --local"
-        )));
-    }
-    let mut spec = SandboxSpec::default();
-    req.apply(&mut spec)
-        .map_err(|e| aibox_runtime::Error::InvalidSpec(e.to_string()))?;
-    spec.timeout_ms = req.ttl_seconds.map(|s| s * 1000);
-    Ok(spec)
 }
 
 /// Reads a `SandboxSpec` as JSON on stdin, creates the sandbox in this

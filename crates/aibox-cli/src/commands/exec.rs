@@ -1,9 +1,11 @@
-//! `aibox exec`: run a command in a persistent sandbox through its agent.
+//! `aibox exec`: run a command in a persistent sandbox, through the server
+//! or (`--local`) its agent; the relay of a local one's streams.
 
+use super::target::Run;
 use crate::args::ExecArgs;
-use aibox_protocol::{read_frame, write_frame, AgentMsg, ClientMsg, ExecRequest, Kind, PtySize};
-use aibox_runtime::{ClientError, Runtime};
-use std::io::{IsTerminal, Read, Write};
+use aibox_protocol::{read_frame, write_frame, AgentMsg, ClientMsg, Kind, PtySize};
+use aibox_runtime::ClientError;
+use std::io::{Read, Write};
 use std::os::fd::AsFd;
 
 pub fn exec(a: ExecArgs) -> anyhow::Result<u8> {
@@ -12,65 +14,18 @@ pub fn exec(a: ExecArgs) -> anyhow::Result<u8> {
             "missing command: usage is `aibox exec ID -- CMD [ARGS...]`".into()
         ));
     }
-    let rt = Runtime::new();
-    let client = rt.agent_client(&a.id)?;
-    let stdin = std::io::stdin();
-    let tty = a.tty && stdin.is_terminal();
-    let pty = if tty {
-        let (rows, cols) = aibox_sys::get_winsize(stdin.as_fd()).unwrap_or((24, 80));
-        Some(PtySize { rows, cols })
-    } else {
-        None
-    };
-    let mut env = super::parse_env(&a.env)?;
-    if tty && !env.iter().any(|(k, _)| k == "TERM") {
-        env.push((
-            "TERM".into(),
-            std::env::var("TERM").unwrap_or_else(|_| "xterm".into()),
-        ));
-    }
-    let req = ExecRequest {
+    let run = Run {
         argv: a.command.clone(),
-        env,
+        env: super::parse_env(&a.env)?,
         cwd: a.workdir.clone(),
         user: a.user,
-        stdin: a.interactive || tty,
         timeout_ms: a.timeout.map(|t| t.as_millis() as u64),
         max_output: a.max_output.map(|m| m.0),
-        pty,
-        background: a.detach,
-        ..Default::default()
+        stdin: a.interactive,
+        tty: a.tty,
+        detach: a.detach,
     };
-    // A paused sandbox's agent cannot answer: say so instead of hanging.
-    let paused = || {
-        let paused = rt.get(&a.id).map(|sb| sb.paused()).unwrap_or(false);
-        paused.then(|| aibox_runtime::ClientError::Agent {
-            code: aibox_types::ErrorCode::Conflict,
-            message: format!("sandbox {} is paused: `aibox resume {}` first", a.id, a.id),
-        })
-    };
-    let (mut s, id, _pid) = client
-        .exec_start_checked(req, std::time::Duration::from_millis(500), &paused)
-        .map_err(aibox_runtime::Error::from)?;
-    if a.detach {
-        println!("{id}");
-        return Ok(0);
-    }
-    let saved = if tty {
-        aibox_sys::make_raw(stdin.as_fd()).ok()
-    } else {
-        None
-    };
-    let r = relay(&mut s, a.interactive || tty, tty);
-    if let Some(t) = saved {
-        let _ = aibox_sys::restore_termios(stdin.as_fd(), &t);
-    }
-    let exit = r?;
-    if exit.timed_out {
-        eprintln!("aibox: command timed out");
-        return Ok(124);
-    }
-    Ok(exit.status().clamp(0, 255) as u8)
+    super::target::open(&a.target)?.exec(&a.id, &run)
 }
 
 /// Copy our stdin to the process and its output to our stdout/stderr until

@@ -1,69 +1,53 @@
-//! `aibox ls`, `inspect`, `rm`.
+//! `aibox ls`, `inspect`, `rm`, `pause`, `resume`: through the server or
+//! (`--local`) on this host's runtime, the same way.
 
-use crate::args::ListArgs;
-use aibox_runtime::Runtime;
+use super::target;
+use crate::args::{ListArgs, Target};
 
 pub fn list(a: ListArgs) -> anyhow::Result<u8> {
-    let rt = Runtime::new();
-    rt.gc();
-    let recs = rt.list();
+    let all = target::open(&a.target)?.list()?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&recs)?);
+        println!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(0);
     }
     if a.quiet {
-        for r in &recs {
-            println!("{}", r.id);
+        for s in &all {
+            println!("{}", s.id);
         }
         return Ok(0);
     }
+    let now = aibox_types::now_ms();
+    let secs = |ms: u64| format!("{}s", ms / 1000);
     println!(
-        "{:<14} {:<8} {:<8} {:<10} {:<10} {:>10}",
-        "ID", "STATE", "PID", "ISOLATION", "TEMPLATE", "MEMORY"
+        "{:<14} {:<9} {:<10} {:<10} {:>8} {:>10}",
+        "ID", "STATE", "ISOLATION", "TEMPLATE", "AGE", "EXPIRES IN"
     );
-    for r in &recs {
-        let state = if !r.alive() {
-            "dead"
-        } else if r.cgroup.is_frozen() {
-            "paused"
-        } else {
-            "running"
-        };
-        let mem = r
-            .cgroup
-            .stats()
-            .memory_bytes
-            .map(|m| format!("{:.1}M", m as f64 / 1048576.0))
-            .unwrap_or_else(|| "-".into());
-        let level = r
-            .isolation
-            .level
-            .map(|l| l.to_string())
-            .unwrap_or_else(|| "-".into());
+    for s in &all {
         println!(
-            "{:<14} {:<8} {:<8} {:<10} {:<10} {:>10}",
-            r.id, state, r.pid, level, r.spec.template, mem
+            "{:<14} {:<9} {:<10} {:<10} {:>8} {:>10}",
+            s.id,
+            s.state.as_str(),
+            s.isolation["level"].as_str().unwrap_or("-"),
+            s.spec["template"].as_str().unwrap_or("-"),
+            secs(now.saturating_sub(s.created_at_ms)),
+            s.expires_at_ms
+                .map(|e| secs(e.saturating_sub(now)))
+                .unwrap_or_else(|| "-".into()),
         );
     }
     Ok(0)
 }
 
-pub fn inspect(id: &str) -> anyhow::Result<u8> {
-    let sb = Runtime::new().get(id)?;
-    let v = serde_json::json!({
-        "record": sb.record(),
-        "alive": sb.alive(),
-        "paused": sb.paused(),
-        "stats": sb.stats(),
-    });
+pub fn inspect(id: &str, target: &Target) -> anyhow::Result<u8> {
+    let v = target::open(target)?.get(id)?;
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(0)
 }
 
-pub fn rm(ids: Vec<String>, all: bool) -> anyhow::Result<u8> {
-    let rt = Runtime::new();
+pub fn rm(ids: Vec<String>, all: bool, target: &Target) -> anyhow::Result<u8> {
+    let sandboxes = target::open(target)?;
     let ids: Vec<String> = if all {
-        rt.list().into_iter().map(|r| r.id).collect()
+        sandboxes.list()?.into_iter().map(|s| s.id).collect()
     } else {
         ids
     };
@@ -74,13 +58,18 @@ pub fn rm(ids: Vec<String>, all: bool) -> anyhow::Result<u8> {
     }
     let mut failed = 0u8;
     for id in ids {
-        match rt.get(&id).and_then(|sb| sb.destroy()) {
+        match sandboxes.remove(&id) {
             Ok(()) => println!("{id}"),
             Err(e) => {
-                eprintln!("aibox: {id}: {e} [{}]", e.code());
+                eprintln!("aibox: {id}: {e}");
                 failed = 1;
             }
         }
     }
     Ok(failed)
+}
+
+pub fn pause(id: &str, pause: bool, target: &Target) -> anyhow::Result<u8> {
+    target::open(target)?.pause(id, pause)?;
+    Ok(0)
 }
