@@ -6,13 +6,13 @@ use crate::error::{ApiError, ApiResult};
 use crate::store::Scope;
 use crate::{now_ms, ApiJson, AppState};
 use aibox_runtime::new_secret;
+use aibox_types::api::{KeyList, KeyPatch, KeyRequest, KeyView, NewKey};
 use aibox_types::ceiling::Ceiling;
 use aibox_types::ErrorCode;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 fn admin_only(who: &Principal) -> ApiResult<()> {
     if who.admin() {
@@ -23,39 +23,6 @@ fn admin_only(who: &Principal) -> ApiResult<()> {
             "managing keys needs an admin key",
         ))
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewKey {
-    pub name: String,
-    #[serde(default = "user_scope")]
-    pub scope: Scope,
-    /// Most sandboxes this key may have at once.
-    pub max_sandboxes: Option<u64>,
-    /// Most memory (sum of limits) its sandboxes may have, e.g. "8g".
-    pub max_memory: Option<String>,
-    /// What it may ask for at most (user keys; default: the server's
-    /// `user_ceiling`).
-    pub ceiling: Option<Ceiling>,
-}
-
-/// `PATCH /v1/keys/{id}`: what changes.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeyPatch {
-    /// A ceiling of the key's own, or `null` for the server's default.
-    #[serde(default, deserialize_with = "present")]
-    pub ceiling: Option<Option<Ceiling>>,
-}
-
-/// A field that is present, even as `null` (absent stays `None`).
-fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    T::deserialize(d).map(Some)
 }
 
 fn checked(ceiling: &Ceiling, scope: Scope) -> ApiResult<()> {
@@ -70,15 +37,11 @@ fn checked(ceiling: &Ceiling, scope: Scope) -> ApiResult<()> {
     Ok(())
 }
 
-fn user_scope() -> Scope {
-    Scope::User
-}
-
 pub async fn create(
     State(state): State<AppState>,
     who: Principal,
-    ApiJson(req): ApiJson<NewKey>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    ApiJson(req): ApiJson<KeyRequest>,
+) -> ApiResult<(StatusCode, Json<NewKey>)> {
     admin_only(&who)?;
     let name = req.name.trim();
     if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
@@ -115,17 +78,22 @@ pub async fn create(
     );
     Ok((
         StatusCode::CREATED,
-        Json(json!({"id": id, "name": name, "scope": req.scope, "key": secret})),
+        Json(NewKey {
+            id,
+            name: name.to_string(),
+            scope: req.scope,
+            key: secret,
+        }),
     ))
 }
 
-pub async fn list(State(state): State<AppState>, who: Principal) -> ApiResult<Json<Value>> {
+pub async fn list(State(state): State<AppState>, who: Principal) -> ApiResult<Json<KeyList>> {
     admin_only(&who)?;
     let keys = state
         .store()
         .list_keys()
         .map_err(|e| ApiError::internal("list keys", e))?;
-    Ok(Json(json!({"keys": keys})))
+    Ok(Json(KeyList { keys }))
 }
 
 /// `PATCH /v1/keys/{id}`: set or clear a key's own ceiling. Requests the
@@ -136,7 +104,7 @@ pub async fn update(
     who: Principal,
     Path(id): Path<String>,
     ApiJson(patch): ApiJson<KeyPatch>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<KeyView>> {
     admin_only(&who)?;
     let Some(key) = state
         .store()
@@ -163,11 +131,17 @@ pub async fn update(
             json!({"key": id, "ceiling": ceiling}),
         );
     }
-    let key = state
+    match state
         .store()
         .key_by_id(&id)
-        .map_err(|e| ApiError::internal("key lookup", e))?;
-    Ok(Json(json!(key)))
+        .map_err(|e| ApiError::internal("key lookup", e))?
+    {
+        Some(key) => Ok(Json(key)),
+        None => Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("no live key with id {id:?}"),
+        )),
+    }
 }
 
 pub async fn revoke(

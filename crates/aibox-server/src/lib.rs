@@ -716,24 +716,6 @@ async fn not_found() -> ApiError {
     ApiError::new(ErrorCode::NotFound, "no such endpoint")
 }
 
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AuditQuery {
-    /// Oldest first, after this sequence number (the export order).
-    after: Option<u64>,
-    /// Newest first, before this sequence number (with any filter below).
-    before: Option<u64>,
-    actor: Option<String>,
-    /// A prefix: `sandbox.` selects every sandbox event.
-    action: Option<String>,
-    sandbox: Option<String>,
-    since_ms: Option<u64>,
-    until_ms: Option<u64>,
-    /// `asc` (default) or `desc`: newest first.
-    order: Option<String>,
-    limit: Option<u64>,
-}
-
 /// `GET /v1/audit`: `?after=SEQ` pages through the log oldest first (as
 /// `aibox audit export` does); any of `before`, `actor`, `action`,
 /// `sandbox`, `since_ms`, `until_ms`, or `order=desc` selects entries
@@ -741,8 +723,8 @@ struct AuditQuery {
 async fn audit_list(
     State(state): State<AppState>,
     who: Principal,
-    axum::extract::Query(q): axum::extract::Query<AuditQuery>,
-) -> ApiResult<Json<Value>> {
+    axum::extract::Query(q): axum::extract::Query<aibox_types::api::AuditQuery>,
+) -> ApiResult<Json<aibox_types::api::AuditList>> {
     if !who.admin() {
         return Err(ApiError::new(
             ErrorCode::PermissionDenied,
@@ -802,7 +784,7 @@ async fn audit_list(
     .await
     .map_err(|e| ApiError::internal("audit task", e))?
     .map_err(|e| ApiError::internal("audit", e))?;
-    Ok(Json(json!({"entries": entries})))
+    Ok(Json(aibox_types::api::AuditList { entries }))
 }
 
 /// Every error leaves as the JSON envelope with a stable code, including
@@ -844,7 +826,10 @@ async fn normalize_errors(resp: axum::response::Response) -> axum::response::Res
 }
 
 /// Walk the audit log's hash chain.
-async fn audit_verify(State(state): State<AppState>, who: Principal) -> ApiResult<Json<Value>> {
+async fn audit_verify(
+    State(state): State<AppState>,
+    who: Principal,
+) -> ApiResult<Json<aibox_types::api::AuditVerdict>> {
     if !who.admin() {
         return Err(ApiError::new(
             ErrorCode::PermissionDenied,
@@ -863,9 +848,11 @@ async fn audit_verify(State(state): State<AppState>, who: Principal) -> ApiResul
         .store()
         .audit_count()
         .map_err(|e| ApiError::internal("audit count", e))?;
-    Ok(Json(
-        json!({"ok": broken.is_none(), "broken_at": broken, "entries": entries}),
-    ))
+    Ok(Json(aibox_types::api::AuditVerdict {
+        ok: broken.is_none(),
+        broken_at: broken,
+        entries,
+    }))
 }
 
 /// Point the sandbox's resolver at `ip` (whatever it names, DNS is

@@ -76,42 +76,7 @@ pub fn document() -> &'static Value {
 fn build() -> Value {
     let id = path_id();
     let sandbox = reference("Sandbox");
-    let schemas = json!({
-        "Template": {
-            "type": "object", "required": ["name"],
-            "properties": {
-                "name": {"type": "string"}, "builtin": {"type": "boolean"},
-                "digest": {"type": "string"}, "size": {"type": "integer"},
-                "layers": {"type": "array", "items": {"type": "object"}},
-                "config": {"type": "object"}, "created_ms": {"type": "integer"}, "source": {"type": "string"}
-            }
-        },
-        "Key": {
-            "type": "object", "required": ["id", "name", "scope", "created_ms"],
-            "properties": {"id": {"type": "string"}, "name": {"type": "string"},
-                "scope": {"type": "string", "enum": ["admin", "user"]},
-                "created_ms": {"type": "integer"}, "revoked_ms": {"type": ["integer", "null"]},
-                "max_sandboxes": {"type": ["integer", "null"]}, "max_memory": {"type": ["integer", "null"]},
-                "ceiling": reference("Ceiling")}
-        },
-        "Ceiling": {
-            "type": "object", "additionalProperties": false,
-            "description": "What a user key may ask for at most; a request beyond it is refused with permission_denied naming the ceiling.",
-            "properties": {
-                "egress_local": {"type": "array", "items": {"type": "string"},
-                    "description": "local-class address blocks (loopback, private, link-local, metadata …) the key's egress rules may reach, e.g. 10.20.0.0/16; none when empty"},
-                "mounts": {"type": "array", "items": {"type": "string"},
-                    "description": "host paths the key may mount: PATH (read-only) or PATH:rw"},
-                "max_memory": {"type": ["string", "integer"], "description": "bytes, or a size such as 4g"},
-                "max_disk": {"type": ["string", "integer"], "description": "bytes, or a size such as 10g"},
-                "max_cpus": {"type": "number", "exclusiveMinimum": 0},
-                "max_pids": {"type": "integer", "minimum": 0},
-                "max_ttl_seconds": {"type": "integer", "minimum": 0},
-                "backends": {"type": "array", "items": {"type": "string", "enum": ["namespaces", "microvm"]}},
-                "public_ports": {"type": "boolean"}
-            }
-        }
-    });
+    let schemas = json!({});
     let mut schemas = schemas;
     // The bodies defined once in aibox-types, with the types they use.
     for (name, schema) in aibox_types::api::schemas() {
@@ -171,8 +136,7 @@ fn build() -> Value {
                 Some(json_body(reference("PortsPatch"))), errors(json!({"200": ok("ports", reference("Ports"))}), &["404"]))
         },
         "/v1/templates": {"get": op("List templates: the built-in host and the OCI images in the store", json!([]), None,
-            errors(json!({"200": ok("templates", json!({"type": "object", "required": ["templates", "store"], "properties": {
-                "templates": {"type": "array", "items": reference("Template")}, "store": {"type": "object"}}}))}), &[]))},
+            errors(json!({"200": ok("templates", reference("TemplateList"))}), &[]))},
         "/v1/templates/{name}": {
             "get": op("Get a template (its name may hold / and :)", json!([{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}]), None,
                 errors(json!({"200": ok("the template", reference("Template"))}), &["404"])),
@@ -180,15 +144,14 @@ fn build() -> Value {
                 errors(json!({"204": empty("removed")}), &["404", "409"]))
         },
         "/v1/templates/pull": {"post": op("Pull an image from a registry as a template (admin; plain HTTP only for loopback or with insecure). With `Accept: application/x-ndjson` the reply is 200 with JSON lines: `progress` {layer, done, total}, then `done` {template} or `error` {code, message}", json!([]),
-            Some(json_body(json!({"type": "object", "required": ["reference"], "additionalProperties": false, "properties": {
-                "reference": {"type": "string"}, "name": {"type": "string"}, "insecure": {"type": "boolean"}}}))),
+            Some(json_body(reference("Pull"))),
             errors(json!({"201": ok("the template", reference("Template"))}), &["404", "502"]))},
         "/v1/snapshots/{id}/template": {"post": op("Make a snapshot a template (admin): its layer on top of the template it was taken from", json!([snap_id.clone()]),
-            Some(json_body(json!({"type": "object", "required": ["name"], "additionalProperties": false, "properties": {"name": {"type": "string"}}}))),
+            Some(json_body(reference("Promote"))),
             errors(json!({"201": ok("the template", reference("Template"))}), &["404"]))},
         "/v1/templates/prune": {"post": op("Remove layers no template (nor the build cache) uses (admin)",
             json!([query("build_cache", false, json!({"type": "boolean"}))]), None,
-            errors(json!({"200": ok("removed", json!({"type": "object", "properties": {"layers": {"type": "integer"}, "bytes": {"type": "integer"}}}))}), &[]))},
+            errors(json!({"200": ok("removed", reference("StoreUsage"))}), &[]))},
         "/v1/templates/build": {"post": op("Build a template from the build context sent as a tar, holding an aibox.toml or a Dockerfile (admin). Replies with the build's events as JSON lines (step, output, layer, note), the last one `done` (with the template) or `error` (code, message; for a failed step: step, exit_code, and the kept sandbox)",
             json!([
                 query("name", false, json!({"type": "string"})),
@@ -275,27 +238,18 @@ fn build() -> Value {
             errors(json!({"204": empty("written")}), &["404", "409"]))},
         "/v1/keys": {
             "post": op("Create an API key (admin)", json!([]),
-                Some(json_body(json!({"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
-                    "name": {"type": "string", "minLength": 1, "maxLength": 64},
-                    "scope": {"type": "string", "enum": ["admin", "user"]},
-                    "max_sandboxes": {"type": "integer", "minimum": 0},
-                    "max_memory": {"type": "string"},
-                    "ceiling": reference("Ceiling")}}))),
-                errors(json!({"201": ok("the key; its secret is shown only here", json!({"type": "object",
-                    "required": ["id", "key"], "properties": {"id": {"type": "string"}, "key": {"type": "string"}}}))}), &["403"])),
-            "get": op("List API keys (admin)", json!([]), None, errors(json!({"200": ok("keys", json!({"type": "object",
-                "properties": {"keys": {"type": "array", "items": reference("Key")}}}))}), &["403"]))
+                Some(json_body(reference("CreateKey"))),
+                errors(json!({"201": ok("the key; its secret is shown only here", reference("NewKey"))}), &["403"])),
+            "get": op("List API keys (admin)", json!([]), None, errors(json!({"200": ok("keys", reference("KeyList"))}), &["403"]))
         },
         "/v1/keys/{id}": {"delete": op("Revoke an API key (admin; never the last admin key)", json!([{"name": "id", "in": "path", "required": true,
             "schema": {"type": "string"}}]), None, errors(json!({"204": empty("revoked")}), &["403", "404", "409"])),
             "patch": op("Set or clear a user key's own ceiling (admin; null: the server's user_ceiling)", json!([{"name": "id", "in": "path", "required": true,
             "schema": {"type": "string"}}]),
-            Some(json_body(json!({"type": "object", "additionalProperties": false, "properties": {
-                "ceiling": {"oneOf": [reference("Ceiling"), {"type": "null"}]}}}))),
+            Some(json_body(reference("KeyPatch"))),
             errors(json!({"200": ok("the key", reference("Key"))}), &["403", "404"]))},
         "/v1/audit/verify": {"get": op("Check the audit log's hash chain (admin)", json!([]), None,
-            errors(json!({"200": ok("verdict", json!({"type": "object", "required": ["ok"], "properties": {
-                "ok": {"type": "boolean"}, "broken_at": {"type": ["integer", "null"]}, "entries": {"type": "integer"}}}))}), &[]))},
+            errors(json!({"200": ok("verdict", reference("AuditVerdict"))}), &[]))},
         "/v1/audit": {"get": op("Read the audit log (admin): `after` pages oldest first; any of before, actor, action (a prefix), sandbox, since_ms, until_ms or order=desc selects newest first (not with after)", json!([
                 query("after", false, json!({"type": "integer", "minimum": 0})),
                 query("before", false, json!({"type": "integer", "minimum": 0})),
@@ -306,7 +260,7 @@ fn build() -> Value {
                 query("until_ms", false, json!({"type": "integer", "minimum": 0})),
                 query("order", false, json!({"type": "string", "enum": ["asc", "desc"]})),
                 query("limit", false, json!({"type": "integer", "minimum": 1, "maximum": 1000}))]),
-            None, errors(json!({"200": ok("entries", json!({"type": "object", "properties": {"entries": {"type": "array"}}}))}), &["403"]))}
+            None, errors(json!({"200": ok("entries", reference("AuditList"))}), &["403"]))}
     });
     json!({
         "openapi": "3.1.0",

@@ -4,7 +4,6 @@
 //! without touching the handlers.
 
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::sync::Mutex;
@@ -25,45 +24,15 @@ pub struct Store {
     db: Mutex<Connection>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Scope {
-    /// Everything, including keys and every tenant's sandboxes.
-    Admin,
-    /// Its own sandboxes only.
-    User,
-}
+pub use aibox_types::api::{AuditEntry, KeyView as KeyInfo, Scope};
 
-impl Scope {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Admin => "admin",
-            Scope::User => "user",
-        }
+/// A scope as the database spells it.
+fn parse_scope(s: &str) -> Scope {
+    if s == "admin" {
+        Scope::Admin
+    } else {
+        Scope::User
     }
-    fn parse(s: &str) -> Scope {
-        if s == "admin" {
-            Scope::Admin
-        } else {
-            Scope::User
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct KeyInfo {
-    pub id: String,
-    pub name: String,
-    pub scope: Scope,
-    pub created_ms: u64,
-    pub revoked_ms: Option<u64>,
-    /// Per-key quotas (None: only the server's limits apply).
-    pub max_sandboxes: Option<u64>,
-    pub max_memory: Option<u64>,
-    /// The operator's ceiling set for this key alone (None: the server's
-    /// default for its scope).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ceiling: Option<aibox_types::ceiling::Ceiling>,
 }
 
 /// A sandbox as the server knows it.
@@ -721,7 +690,7 @@ fn key_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyInfo> {
     Ok(KeyInfo {
         id: r.get(0)?,
         name: r.get(1)?,
-        scope: Scope::parse(&r.get::<_, String>(2)?),
+        scope: parse_scope(&r.get::<_, String>(2)?),
         created_ms: r.get::<_, i64>(3)? as u64,
         revoked_ms: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
         max_sandboxes: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
@@ -748,18 +717,6 @@ pub struct AuditEvent {
     pub action: String,
     pub sandbox: Option<String>,
     pub detail: serde_json::Value,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct AuditEntry {
-    pub seq: u64,
-    pub at_ms: u64,
-    pub actor: String,
-    pub action: String,
-    pub sandbox: Option<String>,
-    pub detail: serde_json::Value,
-    pub prev: String,
-    pub hash: String,
 }
 
 /// What `GET /v1/audit` can select on.

@@ -5,12 +5,15 @@
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
+use aibox_types::api::{
+    BuildQuery, ImportQuery, PromoteRequest, PruneQuery, PullRequest, StoreUsage, TemplateList,
+    TemplateView,
+};
 use aibox_types::ErrorCode;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 fn admin(who: &Principal, what: &str) -> ApiResult<()> {
@@ -24,25 +27,57 @@ fn admin(who: &Principal, what: &str) -> ApiResult<()> {
     }
 }
 
-fn view(m: &aibox_runtime::oci::ImageMeta) -> Value {
-    let mut v = serde_json::to_value(m).unwrap_or(Value::Null);
-    v["size"] = json!(m.size());
-    v
+/// An image as the API shows a template.
+fn view(m: &aibox_runtime::oci::ImageMeta) -> TemplateView {
+    let mut more = serde_json::Map::new();
+    if let Some(b) = &m.base {
+        more.insert("base".into(), json!(b));
+    }
+    TemplateView {
+        name: m.name.clone(),
+        builtin: false,
+        digest: Some(m.digest.clone()),
+        size: Some(m.size()),
+        layers: Some(
+            m.layers
+                .iter()
+                .map(|l| serde_json::to_value(l).unwrap_or(Value::Null))
+                .collect(),
+        ),
+        config: serde_json::to_value(&m.config).ok(),
+        created_ms: Some(m.created_ms),
+        source: Some(json!(m.source)),
+        more,
+    }
 }
 
 /// `GET /v1/templates`: the built-in `host` and every image, with the
 /// store's disk use.
-pub async fn list(State(state): State<AppState>, _who: Principal) -> ApiResult<Json<Value>> {
+pub async fn list(State(state): State<AppState>, _who: Principal) -> ApiResult<Json<TemplateList>> {
     let engine = state.engine();
     let (images, usage) = tokio::task::spawn_blocking(move || engine.templates())
         .await
         .map_err(|e| ApiError::internal("templates task", e))??;
-    let mut all = vec![json!({"name": "host", "builtin": true})];
-    all.extend(images.iter().map(view));
-    Ok(Json(json!({
-        "templates": all,
-        "store": {"layers": usage.0, "bytes": usage.1},
-    })))
+    let host = TemplateView {
+        name: "host".into(),
+        builtin: true,
+        digest: None,
+        size: None,
+        layers: None,
+        config: None,
+        created_ms: None,
+        source: None,
+        more: Default::default(),
+    };
+    let mut templates = vec![host];
+    templates.extend(images.iter().map(view));
+    Ok(Json(TemplateList {
+        templates,
+        store: StoreUsage {
+            layers: usage.0,
+            bytes: usage.1,
+        },
+    }))
 }
 
 /// `GET /v1/templates/{name}` (names may hold `/` and `:`).
@@ -50,7 +85,7 @@ pub async fn get(
     State(state): State<AppState>,
     _who: Principal,
     Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TemplateView>> {
     let engine = state.engine();
     let (images, _) = tokio::task::spawn_blocking(move || engine.templates())
         .await
@@ -97,21 +132,13 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PruneQuery {
-    /// Forget the build cache first, so its layers go too.
-    #[serde(default)]
-    pub build_cache: bool,
-}
-
 /// `POST /v1/templates/prune[?build_cache=true]`: remove layers no
 /// template (nor the build cache) uses.
 pub async fn prune(
     State(state): State<AppState>,
     who: Principal,
     Query(q): Query<PruneQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<StoreUsage>> {
     admin(&who, "pruning templates")?;
     let build_cache = q.build_cache;
     let engine = state.engine();
@@ -124,14 +151,7 @@ pub async fn prune(
         None,
         json!({"layers": layers, "bytes": bytes}),
     );
-    Ok(Json(json!({"layers": layers, "bytes": bytes})))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ImportQuery {
-    /// The template's name (default: the archive's tag).
-    pub name: Option<String>,
+    Ok(Json(StoreUsage { layers, bytes }))
 }
 
 /// `DATA/uploads`, 0700: uploaded images and build contexts (set-id files,
@@ -208,7 +228,7 @@ pub async fn import(
     who: Principal,
     Query(q): Query<ImportQuery>,
     body: Body,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<TemplateView>)> {
     admin(&who, "importing a template")?;
     if let Some(n) = &q.name {
         if !aibox_runtime::oci::valid_name(n) {
@@ -240,16 +260,6 @@ pub async fn import(
     Ok((StatusCode::CREATED, Json(view(&meta))))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PullBody {
-    pub reference: String,
-    pub name: Option<String>,
-    /// Plain HTTP for this (non-loopback) registry.
-    #[serde(default)]
-    pub insecure: bool,
-}
-
 /// `POST /v1/templates/pull`: fetch an image from a registry (admin).
 /// With `Accept: application/x-ndjson` the reply streams the pull as JSON
 /// lines: `progress` `{layer, done, total}` (at most ~10 a second per
@@ -259,7 +269,7 @@ pub async fn pull(
     State(state): State<AppState>,
     who: Principal,
     headers: axum::http::HeaderMap,
-    crate::ApiJson(body): crate::ApiJson<PullBody>,
+    crate::ApiJson(body): crate::ApiJson<PullRequest>,
 ) -> ApiResult<axum::response::Response> {
     admin(&who, "pulling a template")?;
     let r = aibox_runtime::registry::Reference::parse(&body.reference)
@@ -344,20 +354,14 @@ fn ndjson(rx: tokio::sync::mpsc::Receiver<Vec<u8>>) -> ApiResult<axum::response:
         .map_err(|e| ApiError::internal("stream response", e))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PromoteBody {
-    pub name: String,
-}
-
 /// `POST /v1/snapshots/{id}/template`: make a snapshot a template (admin:
 /// a template is visible to every tenant).
 pub async fn promote(
     State(state): State<AppState>,
     who: Principal,
     Path(id): Path<String>,
-    crate::ApiJson(body): crate::ApiJson<PromoteBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    crate::ApiJson(body): crate::ApiJson<PromoteRequest>,
+) -> ApiResult<(StatusCode, Json<TemplateView>)> {
     admin(&who, "making a template")?;
     let snap = crate::snapshots::owned(&state, &who, &id)?;
     if !aibox_runtime::oci::valid_name(&body.name) {
@@ -378,29 +382,6 @@ pub async fn promote(
         json!({"snapshot": snap.id, "name": meta.name}),
     );
     Ok((StatusCode::CREATED, Json(view(&meta))))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BuildQuery {
-    /// The template to write (default: the recipe's `name`).
-    pub name: Option<String>,
-    /// The recipe's path in the context (default: `aibox.toml`, else `Dockerfile`).
-    pub file: Option<String>,
-    #[serde(default)]
-    pub no_cache: bool,
-    /// Leave a failed step's sandbox running (it becomes one of the
-    /// caller's sandboxes, with the default TTL).
-    #[serde(default)]
-    pub keep_failed: bool,
-    /// RUN steps' network: `none`, `allowlist` or `full` (default: the recipe's).
-    pub network: Option<String>,
-    /// Egress rules, comma-separated (`pypi.org,deny 10.0.0.0/8`).
-    pub allow: Option<String>,
-    pub memory: Option<String>,
-    pub cpus: Option<f64>,
-    /// Size of each step's writable layer.
-    pub disk: Option<String>,
 }
 
 /// Relays a build's progress into the response stream, and gives its

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 /// What a key may ask for. Every field left out is not limited by the
 /// ceiling (the server's own limits still apply), except `egress_local`,
 /// whose absence means no local address at all.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Ceiling {
     /// Address blocks of the local classes (loopback, private, link-local,

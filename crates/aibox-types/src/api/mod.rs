@@ -10,11 +10,17 @@
 //! than a silently ignored wish. Responses are open: a client built
 //! against an older server keeps working when fields are added.
 
+mod admin;
 mod files;
 mod ports;
 mod processes;
 mod snapshots;
 
+pub use admin::{
+    AuditEntry, AuditList, AuditQuery, AuditVerdict, BuildQuery, ImportQuery, KeyList, KeyPatch,
+    KeyRequest, KeyView, NewKey, PromoteRequest, PruneQuery, Pruned, PullRequest, Scope,
+    StoreUsage, TemplateList, TemplateView,
+};
 pub use files::{
     FileKind, FileList, FileQuery, FileStat, MkdirRequest, PathQuery, RenameRequest, Written,
 };
@@ -534,6 +540,16 @@ pub fn schemas() -> serde_json::Map<String, Value> {
     g.subschema_for::<PortsView>();
     g.subschema_for::<PortsPatch>();
     g.subschema_for::<Health>();
+    g.subschema_for::<KeyRequest>();
+    g.subschema_for::<NewKey>();
+    g.subschema_for::<KeyPatch>();
+    g.subschema_for::<KeyList>();
+    g.subschema_for::<AuditList>();
+    g.subschema_for::<AuditVerdict>();
+    g.subschema_for::<TemplateList>();
+    g.subschema_for::<PullRequest>();
+    g.subschema_for::<PromoteRequest>();
+    g.subschema_for::<StoreUsage>();
     g.take_definitions(true)
 }
 
