@@ -696,7 +696,7 @@ pub enum VmCmd {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
         /// The kernel package (a metapackage resolves to its kernel).
-        #[arg(long, default_value = aibox_runtime::vm::DEFAULT_KERNEL_PACKAGE)]
+        #[arg(long, default_value = aibox_runtime::microvm::host::DEFAULT_KERNEL_PACKAGE)]
         package: String,
         /// Build again even when the kernel and this binary are unchanged.
         #[arg(long)]

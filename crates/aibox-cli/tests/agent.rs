@@ -165,7 +165,8 @@ fn background_processes() {
     // Attach after the fact replays the buffered output and the exit.
     let mut s = c.proc_attach(id).unwrap();
     let mut out = Vec::new();
-    let exit = aibox_runtime::client::pump(&mut s, |_, d| out.extend_from_slice(d)).unwrap();
+    let exit =
+        aibox_runtime::sandbox::client::pump(&mut s, |_, d| out.extend_from_slice(d)).unwrap();
     assert_eq!(
         String::from_utf8_lossy(&out),
         "started\ngot one\ngot two\nbye\n"
@@ -220,9 +221,10 @@ fn pty_with_resize() {
     while !String::from_utf8_lossy(&out).contains("24 80") {
         out.extend(read_frame(&mut s).unwrap().payload);
     }
-    aibox_runtime::client::resize(&mut s, 50, 132).unwrap();
+    aibox_runtime::sandbox::client::resize(&mut s, 50, 132).unwrap();
     write_frame(&mut s, Kind::Stdin, b"hello\r").unwrap();
-    let exit = aibox_runtime::client::pump(&mut s, |_, d| out.extend_from_slice(d)).unwrap();
+    let exit =
+        aibox_runtime::sandbox::client::pump(&mut s, |_, d| out.extend_from_slice(d)).unwrap();
     let text = String::from_utf8_lossy(&out);
     assert!(text.contains("/dev/pts/"), "{text}");
     assert!(text.contains("24 80"), "{text}");

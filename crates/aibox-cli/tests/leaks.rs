@@ -37,7 +37,7 @@ fn sandbox_processes() -> BTreeSet<i32> {
             .find_map(|l| l.strip_prefix("NSpid:"))
             .map(|v| v.split_whitespace().count())
             .unwrap_or(1);
-        if uid >= aibox_runtime::state::SLOT_BASE as u64
+        if uid >= aibox_runtime::sandbox::state::SLOT_BASE as u64
             || (nspid > 1 && pid != std::process::id() as i32)
         {
             out.insert(pid);
@@ -69,7 +69,7 @@ fn two_hundred_cycles_leave_nothing_behind() {
     let mounts = common::host_mounts();
     let cgroups = common::aibox_cgroups();
     let procs = sandbox_processes();
-    let slots_before = aibox_runtime::state::held_slots(&rt.dirs().slots());
+    let slots_before = aibox_runtime::sandbox::state::held_slots(&rt.dirs().slots());
     let cycles = std::env::var("AIBOX_LEAK_CYCLES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -142,7 +142,7 @@ fn two_hundred_cycles_leave_nothing_behind() {
         Vec::<String>::new(),
         "records or sockets left"
     );
-    let slots_after = aibox_runtime::state::held_slots(&rt.dirs().slots());
+    let slots_after = aibox_runtime::sandbox::state::held_slots(&rt.dirs().slots());
     assert_eq!(slots_after, slots_before, "uid slots left claimed");
     let mut staging = entries(&rt.dirs().staging());
     staging.sort();

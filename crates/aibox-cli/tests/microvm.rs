@@ -152,7 +152,8 @@ fn microvm_sandboxes_under_tcg() {
     assert_eq!(field("NoNewPrivs:"), ["1"], "QEMU can gain privileges");
     if common::is_root() {
         assert!(
-            uids.iter().all(|&u| u >= aibox_runtime::state::SLOT_BASE),
+            uids.iter()
+                .all(|&u| u >= aibox_runtime::sandbox::state::SLOT_BASE),
             "QEMU runs as {uids:?}"
         );
         assert_eq!(field("Seccomp:"), ["2"], "QEMU has no seccomp filter");
@@ -655,7 +656,7 @@ fn vsock_scenario(name: &str, vars: &[(&str, &str)], vmm: &str, snapshots: bool)
     eprintln!("{name}: token");
     // The agent's vsock port answers nothing without the token.
     let vs = sb.record().vm.as_ref().unwrap().vsock.clone().unwrap();
-    let mut raw = aibox_runtime::firecracker::vsock_connect(&vs, 1024).unwrap();
+    let mut raw = aibox_runtime::microvm::firecracker::vsock_connect(&vs, 1024).unwrap();
     raw.write_all(&[b'0'; 64]).unwrap();
     raw.set_read_timeout(Some(std::time::Duration::from_secs(5)))
         .unwrap();
@@ -723,7 +724,7 @@ fn microvm_over_vsock_under_qemu() {
         );
         return;
     }
-    if aibox_runtime::vm::which("vhost-device-vsock").is_none() {
+    if aibox_runtime::microvm::host::which("vhost-device-vsock").is_none() {
         eprintln!("SKIP microvm_over_vsock_under_qemu: vhost-device-vsock is missing (scripts/setup.sh installs it with cargo install)");
         return;
     }
@@ -738,7 +739,7 @@ fn microvm_over_vsock_under_qemu() {
         env.vars = vec![(k.into(), v.into())];
         refused(&env.run(&create), needle);
     }
-    if aibox_runtime::vm::detect().firecracker.is_none() {
+    if aibox_runtime::microvm::host::detect().firecracker.is_none() {
         env.vars = vec![("AIBOX_VMM".into(), "firecracker".into())];
         refused(&env.run(&create), "no `firecracker` on PATH");
     }
@@ -759,7 +760,7 @@ fn microvm_over_vsock_under_qemu() {
 /// under QEMU with KVM when QEMU is here).
 #[test]
 fn firecracker_sandboxes() {
-    let d = aibox_runtime::vm::detect();
+    let d = aibox_runtime::microvm::host::detect();
     if d.firecracker.is_none() {
         eprintln!("SKIP firecracker_sandboxes: no `firecracker` binary on PATH (it is not packaged in Debian; install a release from github.com/firecracker-microvm/firecracker)");
         return;

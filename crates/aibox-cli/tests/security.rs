@@ -700,7 +700,7 @@ o.close()
         .output()
         .unwrap();
     assert_eq!(common::stdout(&found), "", "set-id files in the store");
-    let _ = aibox_runtime::layer::remove_tree(&dir);
+    let _ = aibox_runtime::image::layer::remove_tree(&dir);
 }
 
 /// Tenant isolation: a second user key walks every REST route the API

@@ -48,14 +48,14 @@ pub fn oci_layer(data: &[u8]) {
         std::process::id(),
         aibox_runtime::random_id()
     ));
-    let store = aibox_runtime::oci::Store::new(&base.join("templates"));
+    let store = aibox_runtime::image::oci::Store::new(&base.join("templates"));
     let digest = format!("sha256:{}", sha256_hex(data));
     let mut r = data;
     let _ = store.add_layer(&digest, &mut r as &mut dyn Read, &mut |_| {});
     let escaped = std::fs::read_dir(&base)
         .map(|d| d.flatten().any(|e| e.file_name() != "templates"))
         .unwrap_or(false);
-    let _ = aibox_runtime::layer::remove_tree(&base);
+    let _ = aibox_runtime::image::layer::remove_tree(&base);
     assert!(!escaped, "a layer wrote outside its store");
 }
 
@@ -64,8 +64,8 @@ pub fn recipe(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let _ = aibox_runtime::recipe::parse_dockerfile("Dockerfile", text);
-    let _ = aibox_runtime::recipe::parse_toml("aibox.toml", text);
+    let _ = aibox_runtime::image::recipe::parse_dockerfile("Dockerfile", text);
+    let _ = aibox_runtime::image::recipe::parse_toml("aibox.toml", text);
 }
 
 /// Egress rules, and a policy made of them deciding on hosts from the

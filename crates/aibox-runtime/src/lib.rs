@@ -9,42 +9,30 @@
 //!   pause/resume (cgroup freezer), stats, destroy;
 //! * [`Runtime::gc`] — finds and cleans what crashed processes left behind.
 //!
-//! Isolation backends implement [`Backend`]; namespaces are the first.
+//! Isolation backends implement [`backend::Backend`]: the namespace
+//! backend (`namespace/`) and the microVM backend (`microvm/`).
 #![forbid(unsafe_code)]
 
-pub mod beneath;
-pub mod build;
-pub mod cgroup;
-pub mod client;
-mod dirs;
-pub mod firecracker;
-mod ids;
-mod init;
-pub mod landlock;
-pub mod layer;
-pub mod listening;
+pub mod backend;
+pub mod image;
 pub mod microvm;
-pub mod mounts;
-pub mod oci;
-pub mod recipe;
-pub mod registry;
-pub mod seccomp;
-mod setup;
-pub mod snapshot;
-pub mod state;
-pub mod template;
-pub mod vm;
+pub mod namespace;
+pub mod sandbox;
 
-pub use client::{AgentClient, ClientError, Output};
+use image::{build, oci, template};
+use namespace::{init, setup};
+use sandbox::{beneath, cgroup, dirs, ids, listening, snapshot, state};
+
 pub use dirs::Dirs;
 pub use ids::{fill_random, new_secret, random_id};
 pub use init::OneShot;
+pub use sandbox::client::{AgentClient, ClientError, Output};
 pub use setup::SetupError;
 pub use snapshot::SnapshotMeta;
 pub use state::{Record, Status};
 
 use aibox_types::{ErrorCode, IsolationReport, SandboxSpec};
-use cgroup::{Cgroup, Layout, Stats};
+use sandbox::cgroup::{Cgroup, Layout, Stats};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -114,18 +102,6 @@ impl Error {
     }
 }
 
-/// An isolation backend. The namespace backend is the first implementation;
-/// a microVM backend will be the second.
-pub trait Backend: Send + Sync {
-    fn name(&self) -> &'static str;
-    /// Create a persistent sandbox and return its record.
-    fn create(&self, spec: &SandboxSpec) -> Result<Record, Error>;
-    fn destroy(&self, rec: &Record) -> Result<(), Error>;
-    fn pause(&self, rec: &Record) -> Result<(), Error>;
-    fn resume(&self, rec: &Record) -> Result<(), Error>;
-    fn stats(&self, rec: &Record) -> Result<Stats, Error>;
-}
-
 /// What a sandbox being created holds until its PID 1 (which inherits
 /// them) is running: the uid slot's lock and a snapshot's shared lock.
 struct Holds {
@@ -135,7 +111,7 @@ struct Holds {
 
 /// Open each host mount's source once (O_PATH), so the mount is made of
 /// exactly what was checked: beneath its `within` directory without
-/// following any symlink when the server set one (`crate::beneath`), else
+/// following any symlink when the server set one (`crate::sandbox::beneath`), else
 /// the caller's own path as given.
 ///
 /// As root (`rootful`), a read-write mount acts on the host as its owner
@@ -367,7 +343,7 @@ impl Runtime {
                 "network egress needs a persistent sandbox behind the aibox server".into(),
             ));
         }
-        if spec.backend == Some(aibox_types::BackendKind::Microvm) {
+        if backend_of(spec.backend).kind() != aibox_types::BackendKind::Namespaces {
             return Err(Error::Unsupported(
                 "Runtime::run is the namespace backend's one-shot path: for a microVM, create a sandbox and exec in it (as `aibox run --backend microvm` does)".into(),
             ));
@@ -412,13 +388,12 @@ impl Runtime {
     /// single-threaded, else re-executes the helper binary.
     pub fn create(&self, spec: &SandboxSpec) -> Result<Sandbox, Error> {
         self.gc();
-        let rec = if spec.backend == Some(aibox_types::BackendKind::Microvm)
-            || setup::thread_count() == 1
-        {
-            self.create_here(spec)?
-        } else {
-            self.create_via_helper(spec)?
-        };
+        let rec =
+            if !backend_of(spec.backend).creates_single_threaded() || setup::thread_count() == 1 {
+                self.create_here(spec)?
+            } else {
+                self.create_via_helper(spec)?
+            };
         Ok(Sandbox {
             rec,
             runtime_dirs: self.dirs.clone(),
@@ -427,10 +402,11 @@ impl Runtime {
 
     /// The helper's side of [`create`]: runs in a single-threaded process.
     pub fn create_here(&self, spec: &SandboxSpec) -> Result<Record, Error> {
-        if spec.backend == Some(aibox_types::BackendKind::Microvm) {
-            // A supervisor process of its own holds the VM.
-            return microvm::create(self, spec);
-        }
+        backend_of(spec.backend).create(self, spec)
+    }
+
+    /// The namespace backend's create, in this single-threaded process.
+    pub(crate) fn create_namespaces(&self, spec: &SandboxSpec) -> Result<Record, Error> {
         // `_holds` keeps the uid slot (and a snapshot) held until PID 1
         // (which inherits the holds) is running and recorded.
         let (mut plan, _holds) = self.prepare(spec, true)?;
@@ -594,19 +570,9 @@ impl Runtime {
     }
 
     fn destroy_record(&self, rec: &Record) -> Result<(), Error> {
-        if rec.vm.is_some() {
-            microvm::kill_vm(rec);
-            // What the VMM's tree left (virtiofsd, egress helpers).
-            rec.cgroup.kill_all();
-            let _ = rec.cgroup.remove(Duration::from_secs(5));
-            self.abandon(&rec.id);
-            return Ok(());
-        }
-        kill_pid1(rec);
-        rec.cgroup.kill_all();
-        let r = rec.cgroup.remove(Duration::from_secs(5));
+        let r = rec.backend().destroy(rec);
         self.abandon(&rec.id);
-        r.map_err(Error::from)
+        r
     }
 
     /// Clean up what crashed creators and dead sandboxes left: records,
@@ -741,34 +707,22 @@ impl Default for Runtime {
     }
 }
 
-impl Backend for Runtime {
-    fn name(&self) -> &'static str {
-        "namespaces"
+/// The backend of a spec's kind (the namespace backend by default).
+pub fn backend_of(kind: Option<aibox_types::BackendKind>) -> &'static dyn backend::Backend {
+    match kind.unwrap_or(aibox_types::BackendKind::Namespaces) {
+        aibox_types::BackendKind::Namespaces => &namespace::Namespaces,
+        aibox_types::BackendKind::Microvm => &microvm::MicroVm,
     }
-    fn create(&self, spec: &SandboxSpec) -> Result<Record, Error> {
-        Runtime::create(self, spec).map(|s| s.rec)
-    }
-    fn destroy(&self, rec: &Record) -> Result<(), Error> {
-        self.destroy_record(rec)
-    }
-    fn pause(&self, rec: &Record) -> Result<(), Error> {
-        if rec.vm.is_some() {
-            return microvm::set_paused(rec, true);
-        }
-        rec.cgroup
-            .set_frozen(true)
-            .map_err(|_| Error::Unsupported(freezer_missing(rec)))
-    }
-    fn resume(&self, rec: &Record) -> Result<(), Error> {
-        if rec.vm.is_some() {
-            return microvm::set_paused(rec, false);
-        }
-        rec.cgroup
-            .set_frozen(false)
-            .map_err(|_| Error::Unsupported(freezer_missing(rec)))
-    }
-    fn stats(&self, rec: &Record) -> Result<Stats, Error> {
-        Ok(self::Sandbox::stats_of(rec))
+}
+
+impl Record {
+    /// The backend that made this sandbox.
+    pub fn backend(&self) -> &'static dyn backend::Backend {
+        backend_of(Some(if self.vm.is_some() {
+            aibox_types::BackendKind::Microvm
+        } else {
+            aibox_types::BackendKind::Namespaces
+        }))
     }
 }
 
@@ -777,7 +731,7 @@ pub(crate) fn age(e: &std::fs::DirEntry) -> Option<Duration> {
     e.metadata().ok()?.modified().ok()?.elapsed().ok()
 }
 
-fn freezer_missing(rec: &Record) -> String {
+pub(crate) fn freezer_missing(rec: &Record) -> String {
     if rec.isolation.rootless {
         "pause/resume needs the cgroup freezer, which is not delegated to this user".into()
     } else {
@@ -796,7 +750,7 @@ pub enum HelperReply {
 /// SIGKILL the sandbox's PID 1 (which takes its pid namespace down) and wait
 /// until it is gone. Uses a pidfd checked against the recorded start time,
 /// so a recycled pid is never signalled.
-fn kill_pid1(rec: &Record) {
+pub(crate) fn kill_pid1(rec: &Record) {
     if rec.status != Status::Running || !rec.alive() {
         return;
     }
@@ -920,38 +874,23 @@ impl Sandbox {
         AgentClient::new(&self.rec.socket)
     }
     pub fn pause(&self) -> Result<(), Error> {
-        Runtime::with(self.runtime_dirs.clone(), PathBuf::new()).pause(&self.rec)
+        self.rec.backend().set_paused(&self.rec, true)
     }
     pub fn resume(&self) -> Result<(), Error> {
-        Runtime::with(self.runtime_dirs.clone(), PathBuf::new()).resume(&self.rec)
+        self.rec.backend().set_paused(&self.rec, false)
     }
     pub fn paused(&self) -> bool {
-        if self.rec.vm.is_some() {
-            return microvm::paused(&self.rec);
-        }
-        self.rec.cgroup.is_frozen()
+        self.rec.backend().paused(&self.rec)
     }
     pub fn stats(&self) -> Stats {
-        Sandbox::stats_of(&self.rec)
-    }
-    fn stats_of(rec: &Record) -> Stats {
-        if rec.vm.is_some() {
-            return microvm::stats(rec);
-        }
-        rec.cgroup.stats()
+        self.rec.backend().stats(&self.rec)
     }
     /// The TCP ports processes inside listen on.
     pub fn listeners(&self) -> Result<Vec<listening::Listener>, Error> {
         if !self.alive() {
             return Err(Error::Gone(self.rec.id.clone()));
         }
-        if self.rec.vm.is_some() {
-            return microvm::listeners(&self.rec);
-        }
-        listening::listeners(self.rec.pid).map_err(|e| Error::Reported {
-            code: ErrorCode::Internal,
-            message: format!("reading sandbox {}'s sockets: {e}", self.rec.id),
-        })
+        self.rec.backend().listeners(&self.rec)
     }
     /// Kill every process, remove the cgroups, the record and the socket.
     pub fn destroy(self) -> Result<(), Error> {

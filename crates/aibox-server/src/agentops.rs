@@ -5,9 +5,9 @@
 //! checks.
 
 use crate::auth::Principal;
+use crate::control::access::running;
 use crate::control::files::{self, abs, with_agent};
 use crate::control::processes;
-use crate::control::sandboxes::running;
 use crate::error::ApiResult;
 use crate::{ApiJson, AppState};
 use aibox_types::api::{

@@ -51,7 +51,9 @@ pub trait Engine: Send + Sync + 'static {
         None
     }
     /// The OCI templates, and the store's (layers, bytes).
-    fn templates(&self) -> Result<(Vec<aibox_runtime::oci::ImageMeta>, (u64, u64)), ApiError> {
+    fn templates(
+        &self,
+    ) -> Result<(Vec<aibox_runtime::image::oci::ImageMeta>, (u64, u64)), ApiError> {
         Ok((Vec::new(), (0, 0)))
     }
     fn remove_template(&self, name: &str) -> Result<(), ApiError> {
@@ -63,13 +65,13 @@ pub trait Engine: Send + Sync + 'static {
     fn prune_templates(&self, _build_cache: bool) -> Result<(u64, u64), ApiError> {
         Ok((0, 0))
     }
-    /// Build a template (see `aibox_runtime::build`).
+    /// Build a template (see `aibox_runtime::image::build`).
     fn build_template(
         &self,
-        _recipe: &aibox_runtime::recipe::Recipe,
-        _opts: &aibox_runtime::build::BuildOptions,
-        _hooks: &mut dyn aibox_runtime::build::Hooks,
-    ) -> Result<aibox_runtime::oci::ImageMeta, aibox_runtime::Error> {
+        _recipe: &aibox_runtime::image::recipe::Recipe,
+        _opts: &aibox_runtime::image::build::BuildOptions,
+        _hooks: &mut dyn aibox_runtime::image::build::Hooks,
+    ) -> Result<aibox_runtime::image::oci::ImageMeta, aibox_runtime::Error> {
         Err(aibox_runtime::Error::Unsupported(
             "this engine cannot build templates".into(),
         ))
@@ -79,7 +81,7 @@ pub trait Engine: Send + Sync + 'static {
         &self,
         _archive: &std::path::Path,
         _name: Option<&str>,
-    ) -> Result<aibox_runtime::oci::ImageMeta, ApiError> {
+    ) -> Result<aibox_runtime::image::oci::ImageMeta, ApiError> {
         Err(ApiError::new(
             aibox_types::ErrorCode::InvalidArgument,
             "this engine has no template store",
@@ -90,7 +92,7 @@ pub trait Engine: Send + Sync + 'static {
         &self,
         _snapshot: &str,
         _name: &str,
-    ) -> Result<aibox_runtime::oci::ImageMeta, ApiError> {
+    ) -> Result<aibox_runtime::image::oci::ImageMeta, ApiError> {
         Err(ApiError::new(
             aibox_types::ErrorCode::InvalidArgument,
             "this engine has no template store",
@@ -99,11 +101,11 @@ pub trait Engine: Send + Sync + 'static {
     /// Pull an image from a registry as template `name`.
     fn pull_template(
         &self,
-        _reference: aibox_runtime::registry::Reference,
+        _reference: aibox_runtime::image::registry::Reference,
         _name: &str,
         _insecure: bool,
         _progress: &mut dyn FnMut(&str, u64, u64),
-    ) -> Result<aibox_runtime::oci::ImageMeta, ApiError> {
+    ) -> Result<aibox_runtime::image::oci::ImageMeta, ApiError> {
         Err(ApiError::new(
             aibox_types::ErrorCode::InvalidArgument,
             "this engine has no template store",
@@ -114,7 +116,10 @@ pub trait Engine: Send + Sync + 'static {
         None
     }
     /// The TCP ports processes in the sandbox listen on.
-    fn listeners(&self, _id: &str) -> Result<Vec<aibox_runtime::listening::Listener>, ApiError> {
+    fn listeners(
+        &self,
+        _id: &str,
+    ) -> Result<Vec<aibox_runtime::sandbox::listening::Listener>, ApiError> {
         Ok(Vec::new())
     }
     /// Snapshot sandbox `id`'s filesystem.
@@ -177,7 +182,9 @@ impl Engine for RuntimeEngine {
         serde_json::to_value(sb.stats()).ok()
     }
 
-    fn templates(&self) -> Result<(Vec<aibox_runtime::oci::ImageMeta>, (u64, u64)), ApiError> {
+    fn templates(
+        &self,
+    ) -> Result<(Vec<aibox_runtime::image::oci::ImageMeta>, (u64, u64)), ApiError> {
         let store = self.rt.templates();
         Ok((store.images(), store.usage()))
     }
@@ -196,10 +203,10 @@ impl Engine for RuntimeEngine {
 
     fn build_template(
         &self,
-        recipe: &aibox_runtime::recipe::Recipe,
-        opts: &aibox_runtime::build::BuildOptions,
-        hooks: &mut dyn aibox_runtime::build::Hooks,
-    ) -> Result<aibox_runtime::oci::ImageMeta, aibox_runtime::Error> {
+        recipe: &aibox_runtime::image::recipe::Recipe,
+        opts: &aibox_runtime::image::build::BuildOptions,
+        hooks: &mut dyn aibox_runtime::image::build::Hooks,
+    ) -> Result<aibox_runtime::image::oci::ImageMeta, aibox_runtime::Error> {
         self.rt.build(recipe, opts, hooks)
     }
 
@@ -207,7 +214,7 @@ impl Engine for RuntimeEngine {
         &self,
         archive: &std::path::Path,
         name: Option<&str>,
-    ) -> Result<aibox_runtime::oci::ImageMeta, ApiError> {
+    ) -> Result<aibox_runtime::image::oci::ImageMeta, ApiError> {
         Ok(self
             .rt
             .templates()
@@ -219,27 +226,32 @@ impl Engine for RuntimeEngine {
         &self,
         snapshot: &str,
         name: &str,
-    ) -> Result<aibox_runtime::oci::ImageMeta, ApiError> {
+    ) -> Result<aibox_runtime::image::oci::ImageMeta, ApiError> {
         Ok(self.rt.promote_snapshot(snapshot, name)?)
     }
 
     fn pull_template(
         &self,
-        reference: aibox_runtime::registry::Reference,
+        reference: aibox_runtime::image::registry::Reference,
         name: &str,
         insecure: bool,
         progress: &mut dyn FnMut(&str, u64, u64),
-    ) -> Result<aibox_runtime::oci::ImageMeta, ApiError> {
-        Ok(aibox_runtime::registry::Client::new(reference, insecure)
-            .pull(&self.rt.templates(), name, progress)
-            .map_err(aibox_runtime::Error::from)?)
+    ) -> Result<aibox_runtime::image::oci::ImageMeta, ApiError> {
+        Ok(
+            aibox_runtime::image::registry::Client::new(reference, insecure)
+                .pull(&self.rt.templates(), name, progress)
+                .map_err(aibox_runtime::Error::from)?,
+        )
     }
 
     fn pid(&self, id: &str) -> Option<i32> {
         self.rt.get(id).ok().map(|sb| sb.record().pid)
     }
 
-    fn listeners(&self, id: &str) -> Result<Vec<aibox_runtime::listening::Listener>, ApiError> {
+    fn listeners(
+        &self,
+        id: &str,
+    ) -> Result<Vec<aibox_runtime::sandbox::listening::Listener>, ApiError> {
         Ok(self.rt.get(id)?.listeners()?)
     }
 

@@ -180,13 +180,12 @@ impl AppState {
         // through the agent (without root); else the proxy alone.
         let mut l4_host = None;
         let mut agent_names = None;
-        let vm = spec.backend == Some(aibox_types::BackendKind::Microvm);
+        let backend = aibox_runtime::backend_of(spec.backend);
         let outcome: Result<aibox_types::egress::EgressReport, Option<String>> = match wanted {
             Some(Enforcement::Proxy) => Err(None),
-            _ if vm => Err(Some(
-                "a microVM's egress goes through the proxy (its VMM forwards the proxy address only)"
-                    .into(),
-            )),
+            _ if backend.no_per_connection_egress().is_some() => {
+                Err(backend.no_per_connection_egress().map(str::to_string))
+            }
             _ => match l4::support() {
                 Err(why) => Err(Some(why)),
                 Ok(l4::Path::Host) => self

@@ -16,7 +16,7 @@
 //! that is what `aibox port-forward` uses.
 
 use crate::auth::Principal;
-use crate::control::sandboxes::running;
+use crate::control::access::running;
 use crate::error::{ApiError, ApiResult};
 use crate::{now_ms, ApiJson, AppState};
 use aibox_types::api::{PortsPatch, PortsView};

@@ -3,7 +3,8 @@
 //! file reads and writes, which stream.
 
 use crate::auth::Principal;
-use crate::control::sandboxes::{self as control, running, Created};
+use crate::control::access::running;
+use crate::control::sandboxes::{self as control, Created};
 use crate::error::{ApiError, ApiResult};
 use crate::{ApiJson, AppState};
 use aibox_types::api::{

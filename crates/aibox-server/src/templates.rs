@@ -28,7 +28,7 @@ fn admin(who: &Principal, what: &str) -> ApiResult<()> {
 }
 
 /// An image as the API shows a template.
-fn view(m: &aibox_runtime::oci::ImageMeta) -> TemplateView {
+fn view(m: &aibox_runtime::image::oci::ImageMeta) -> TemplateView {
     let mut more = serde_json::Map::new();
     if let Some(b) = &m.base {
         more.insert("base".into(), json!(b));
@@ -231,7 +231,7 @@ pub async fn import(
 ) -> ApiResult<(StatusCode, Json<TemplateView>)> {
     admin(&who, "importing a template")?;
     if let Some(n) = &q.name {
-        if !aibox_runtime::oci::valid_name(n) {
+        if !aibox_runtime::image::oci::valid_name(n) {
             return Err(ApiError::invalid(format!(
                 "{n:?} is not a valid template name"
             )));
@@ -272,13 +272,13 @@ pub async fn pull(
     crate::ApiJson(body): crate::ApiJson<PullRequest>,
 ) -> ApiResult<axum::response::Response> {
     admin(&who, "pulling a template")?;
-    let r = aibox_runtime::registry::Reference::parse(&body.reference)
+    let r = aibox_runtime::image::registry::Reference::parse(&body.reference)
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     let name = body
         .name
         .clone()
-        .unwrap_or_else(|| aibox_runtime::registry::default_name(&body.reference));
-    if !aibox_runtime::oci::valid_name(&name) {
+        .unwrap_or_else(|| aibox_runtime::image::registry::default_name(&body.reference));
+    if !aibox_runtime::image::oci::valid_name(&name) {
         return Err(ApiError::invalid(format!(
             "{name:?} is not a valid template name"
         )));
@@ -289,7 +289,7 @@ pub async fn pull(
         .is_some_and(|a| a.contains("application/x-ndjson"));
     let engine = state.engine();
     let insecure = body.insecure;
-    let finish = move |state: &AppState, meta: &aibox_runtime::oci::ImageMeta| {
+    let finish = move |state: &AppState, meta: &aibox_runtime::image::oci::ImageMeta| {
         state.audit(
             &who.id,
             "template.pull",
@@ -364,7 +364,7 @@ pub async fn promote(
 ) -> ApiResult<(StatusCode, Json<TemplateView>)> {
     admin(&who, "making a template")?;
     let snap = crate::snapshots::owned(&state, &who, &id)?;
-    if !aibox_runtime::oci::valid_name(&body.name) {
+    if !aibox_runtime::image::oci::valid_name(&body.name) {
         return Err(ApiError::invalid(format!(
             "{:?} is not a valid template name",
             body.name
@@ -402,8 +402,8 @@ impl Relay {
     }
 }
 
-impl aibox_runtime::build::Hooks for Relay {
-    fn event(&mut self, e: aibox_runtime::build::Event) {
+impl aibox_runtime::image::build::Hooks for Relay {
+    fn event(&mut self, e: aibox_runtime::image::build::Event) {
         self.send(&e);
     }
 
@@ -492,7 +492,7 @@ pub async fn build(
         let (u, c) = (upload.clone(), context.clone());
         move || {
             let _ = std::fs::remove_file(&u);
-            let _ = aibox_runtime::layer::remove_tree(&c);
+            let _ = aibox_runtime::image::layer::remove_tree(&c);
         }
     };
     if n == 0 {
@@ -505,7 +505,7 @@ pub async fn build(
     // their errors are plain error replies.
     let prepared = {
         let (upload, context, file) = (upload.clone(), context.clone(), q.file.clone());
-        tokio::task::spawn_blocking(move || -> ApiResult<(String, aibox_runtime::recipe::Recipe)> {
+        tokio::task::spawn_blocking(move || -> ApiResult<(String, aibox_runtime::image::recipe::Recipe)> {
             std::fs::create_dir_all(&context).map_err(|e| ApiError::internal("context dir", e))?;
             let f = std::fs::File::open(&upload).map_err(|e| ApiError::internal("context", e))?;
             let mut ar = tar::Archive::new(f);
@@ -542,7 +542,7 @@ pub async fn build(
                     "no recipe {file:?} in the build context ({e}): send an aibox.toml or a Dockerfile, or name it with file="
                 ))
             })?;
-            let recipe = aibox_runtime::recipe::parse(&file, &text)
+            let recipe = aibox_runtime::image::recipe::parse(&file, &text)
                 .map_err(|e| ApiError::invalid(e.to_string()))?;
             Ok((file, recipe))
         })
@@ -563,13 +563,13 @@ pub async fn build(
             "name the template: name= (or `name` in the aibox.toml)",
         ));
     };
-    if !aibox_runtime::oci::valid_name(&name) {
+    if !aibox_runtime::image::oci::valid_name(&name) {
         cleanup();
         return Err(ApiError::invalid(format!(
             "{name:?} is not a valid template name"
         )));
     }
-    let opts = aibox_runtime::build::BuildOptions {
+    let opts = aibox_runtime::image::build::BuildOptions {
         name: name.clone(),
         context: context.clone(),
         file: file.clone(),
@@ -579,7 +579,7 @@ pub async fn build(
         memory,
         cpus: q.cpus,
         disk,
-        ignore: aibox_runtime::build::ignore_patterns(&context),
+        ignore: aibox_runtime::image::build::ignore_patterns(&context),
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(256);
     let mut relay = Relay {

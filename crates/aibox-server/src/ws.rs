@@ -11,7 +11,7 @@
 //! `{"type":"stdin_close"}`. Closing the socket kills a foreground command.
 
 use crate::auth::Principal;
-use crate::control::sandboxes::running;
+use crate::control::access::running;
 use crate::error::{ApiError, ApiResult};
 use crate::fairness::Share;
 use crate::AppState;

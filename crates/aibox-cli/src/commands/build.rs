@@ -3,7 +3,7 @@
 //! with `--local` in this process (no network).
 
 use crate::args::BuildArgs;
-use aibox_runtime::build::{self, BuildOptions, Event, Hooks};
+use aibox_runtime::image::build::{self, BuildOptions, Event, Hooks};
 use aibox_runtime::Runtime;
 use aibox_types::egress::{Mode, Rule};
 use serde_json::Value;
@@ -33,8 +33,8 @@ pub fn build(a: BuildArgs) -> anyhow::Result<u8> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "Dockerfile".into());
-    let recipe =
-        aibox_runtime::recipe::parse(&file_name, &text).map_err(|e| invalid(e.to_string()))?;
+    let recipe = aibox_runtime::image::recipe::parse(&file_name, &text)
+        .map_err(|e| invalid(e.to_string()))?;
     let name = a
         .name
         .clone()

@@ -3,7 +3,8 @@
 //! Static checks read kernel settings; then a probe sandbox is actually
 //! created (running `true`) so the report is what a real sandbox gets.
 
-use aibox_runtime::{cgroup::Layout, OneShot, Runtime};
+use aibox_runtime::sandbox::cgroup::Layout;
+use aibox_runtime::{OneShot, Runtime};
 use aibox_types::{IsolationLevel, SandboxSpec};
 use serde::Serialize;
 
@@ -158,7 +159,7 @@ pub fn doctor(json: bool) -> anyhow::Result<u8> {
     });
 
     // MicroVMs: which VMM and accelerator a microVM would get.
-    let vmm = aibox_runtime::vm::detect();
+    let vmm = aibox_runtime::microvm::host::detect();
     let kvm = match &vmm.kvm {
         Ok(v) => format!("KVM API {v}"),
         Err(e) => format!("no KVM ({e})"),

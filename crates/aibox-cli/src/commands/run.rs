@@ -23,7 +23,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
         ));
     }
     let rt = Runtime::new();
-    if spec.backend == Some(aibox_types::BackendKind::Microvm) {
+    if !aibox_runtime::backend_of(spec.backend).runs_one_shot() {
         return run_in_vm(&rt, &spec, a, tty);
     }
     let stdin = std::io::stdin();
@@ -100,7 +100,7 @@ fn run_in_vm(
         } else {
             None
         };
-        let r = super::exec::relay(&mut s, a.interactive || tty, tty);
+        let r = super::target::relay(&mut s, a.interactive || tty, tty);
         if let Some(t) = saved {
             let _ = aibox_sys::restore_termios(stdin.as_fd(), &t);
         }

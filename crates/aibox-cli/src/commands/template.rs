@@ -16,8 +16,9 @@ pub fn template(cmd: TemplateCmd) -> anyhow::Result<u8> {
             name,
             insecure,
         } => {
-            let r = aibox_runtime::registry::Reference::parse(&reference)?;
-            let name = name.unwrap_or_else(|| aibox_runtime::registry::default_name(&reference));
+            let r = aibox_runtime::image::registry::Reference::parse(&reference)?;
+            let name =
+                name.unwrap_or_else(|| aibox_runtime::image::registry::default_name(&reference));
             let tty = std::io::stderr().is_terminal();
             let mut last = String::new();
             let mut progress = |what: &str, done: u64, total: u64| {
@@ -32,7 +33,7 @@ pub fn template(cmd: TemplateCmd) -> anyhow::Result<u8> {
                     last = what.to_string();
                 }
             };
-            let meta = aibox_runtime::registry::Client::new(r, insecure)
+            let meta = aibox_runtime::image::registry::Client::new(r, insecure)
                 .pull(&store, &name, &mut progress)
                 .map_err(aibox_runtime::Error::from)?;
             if tty {
@@ -114,7 +115,9 @@ pub fn template(cmd: TemplateCmd) -> anyhow::Result<u8> {
         }
         TemplateCmd::Inspect { name } => {
             let m = store.get(&name).ok_or_else(|| {
-                aibox_runtime::Error::from(aibox_runtime::oci::OciError::NotFound(name.clone()))
+                aibox_runtime::Error::from(aibox_runtime::image::oci::OciError::NotFound(
+                    name.clone(),
+                ))
             })?;
             println!("{}", serde_json::to_string_pretty(&m)?);
             Ok(0)

@@ -1,7 +1,7 @@
 //! `aibox vm artifacts|probe`.
 
 use crate::args::VmCmd;
-use aibox_runtime::vm;
+use aibox_runtime::microvm::host;
 use std::time::Duration;
 
 fn dir_or_default(dir: Option<std::path::PathBuf>) -> std::path::PathBuf {
@@ -20,7 +20,7 @@ pub fn vm(cmd: VmCmd) -> anyhow::Result<u8> {
             let init = std::env::var_os("AIBOX_BIN")
                 .map(std::path::PathBuf::from)
                 .map_or_else(std::env::current_exe, Ok)?;
-            let (m, cached) = vm::build_artifacts(&dir, &package, &init, rebuild, &mut |l| {
+            let (m, cached) = host::build_artifacts(&dir, &package, &init, rebuild, &mut |l| {
                 if !json {
                     eprintln!("{l}");
                 }
@@ -62,7 +62,7 @@ pub fn vm(cmd: VmCmd) -> anyhow::Result<u8> {
             timeout,
             json,
         } => {
-            let p = vm::probe(&dir_or_default(dir), &accel, Duration::from_secs(timeout))
+            let p = host::probe(&dir_or_default(dir), &accel, Duration::from_secs(timeout))
                 .map_err(aibox_runtime::Error::from)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&p)?);

@@ -130,7 +130,7 @@ impl Drop for Server {
             }
         }
         rt.gc();
-        let _ = aibox_runtime::layer::remove_tree(&self.data);
+        let _ = aibox_runtime::image::layer::remove_tree(&self.data);
     }
 }
 

@@ -4,7 +4,7 @@
 //! through the same checks).
 
 use crate::auth::Principal;
-use crate::control::sandboxes::running;
+use crate::control::access::running;
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 use aibox_runtime::{AgentClient, ClientError};

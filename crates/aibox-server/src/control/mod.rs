@@ -5,6 +5,7 @@
 //! return; the MCP tools on `/mcp` call them directly as the request's
 //! principal.
 
+pub mod access;
 pub mod files;
 pub mod ports;
 pub mod processes;

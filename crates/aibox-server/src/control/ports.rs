@@ -2,7 +2,8 @@
 //! and who may use them (the port token, or anyone when public).
 
 use crate::auth::Principal;
-use crate::control::sandboxes::{new_token, owned};
+use crate::control::access::owned;
+use crate::control::sandboxes::new_token;
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 use aibox_types::api::{PortView, PortsPatch, PortsView};

@@ -2,8 +2,8 @@
 //! get, wait, signal, feed stdin.
 
 use crate::auth::Principal;
+use crate::control::access::running;
 use crate::control::files::with_agent;
-use crate::control::sandboxes::running;
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 use aibox_protocol::ExecRequest;

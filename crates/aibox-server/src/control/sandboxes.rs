@@ -4,6 +4,7 @@
 //! and enforces ownership, policy, quotas and the audit log; the REST
 //! handlers (`crate::sandboxes`) and the MCP tools call these.
 
+use super::access::{owned, running};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::store::Row;
@@ -57,7 +58,7 @@ fn spec_of(state: &AppState, who: &Principal, req: &CreateRequest) -> ApiResult<
     // A restore starts from the snapshot's spec (the source sandbox's).
     let mut spec = match &req.snapshot {
         Some(id) => {
-            let snap = super::snapshots::owned(state, who, id)?;
+            let snap = super::access::snapshot(state, who, id)?;
             let mut base: SandboxSpec = serde_json::from_value(snap.meta["spec"].clone())
                 .map_err(|e| ApiError::internal("snapshot spec", e))?;
             if req.template.as_ref().is_some_and(|t| *t != base.template) {
@@ -101,46 +102,6 @@ fn spec_of(state: &AppState, who: &Principal, req: &CreateRequest) -> ApiResult<
     // A restore too: the key's ceiling may have been lowered since.
     who.within(|c| c.check_spec(&spec))?;
     Ok(spec)
-}
-
-/// The caller's sandbox `id`; another tenant's is reported as absent.
-pub(crate) fn owned(state: &AppState, who: &Principal, id: &str) -> ApiResult<Row> {
-    if !aibox_types::validate_id(id) {
-        return Err(ApiError::invalid(format!("{id:?} is not a sandbox id")));
-    }
-    match state
-        .store()
-        .get(id)
-        .map_err(|e| ApiError::internal("get", e))?
-    {
-        Some(r) if who.admin() || r.owner == who.id => Ok(r),
-        _ => Err(ApiError::not_found(id)),
-    }
-}
-
-/// The caller's sandbox, which must be running (not paused); counts as
-/// activity for the idle timeout.
-pub(crate) fn running(state: &AppState, who: &Principal, id: &str) -> ApiResult<Row> {
-    let row = owned(state, who, id)?;
-    match row.state.as_str() {
-        "running" => {
-            // Activity is kept to the second (the reaper's tick): a burst
-            // of calls writes the database once.
-            let now = now_ms();
-            if now.saturating_sub(row.last_active_ms) >= 1000 {
-                let _ = state.store().touch(&row.id, now);
-            }
-            Ok(row)
-        }
-        "paused" => Err(ApiError::new(
-            ErrorCode::Conflict,
-            format!("sandbox {id} is paused: resume it first"),
-        )),
-        other => Err(ApiError::new(
-            ErrorCode::Conflict,
-            format!("sandbox {id} is {other}"),
-        )),
-    }
 }
 
 /// Pause (freeze every process and stop the TTL clock, keeping what is

@@ -14,23 +14,7 @@ use aibox_types::api::{
 use aibox_types::ErrorCode;
 use serde_json::{json, Value};
 
-/// The caller's snapshot `id`; another tenant's is reported as absent.
-pub fn owned(state: &AppState, who: &Principal, id: &str) -> ApiResult<SnapshotRow> {
-    if !aibox_types::validate_id(id) {
-        return Err(ApiError::invalid(format!("{id:?} is not a snapshot id")));
-    }
-    match state
-        .store()
-        .get_snapshot(id)
-        .map_err(|e| ApiError::internal("get snapshot", e))?
-    {
-        Some(s) if who.admin() || s.owner == who.id => Ok(s),
-        _ => Err(ApiError::new(
-            ErrorCode::NotFound,
-            format!("no snapshot with id {id:?}"),
-        )),
-    }
-}
+pub use super::access::snapshot as owned;
 
 /// A snapshot as the API shows it.
 pub fn view(s: &SnapshotRow) -> SnapshotView {
@@ -63,7 +47,7 @@ pub async fn create(
             ));
         }
     }
-    let row = crate::control::sandboxes::owned(state, who, id)?;
+    let row = super::access::owned(state, who, id)?;
     if row.state != "running" && row.state != "paused" {
         return Err(ApiError::new(
             ErrorCode::Conflict,

@@ -21,7 +21,7 @@ pub enum TemplateError {
     Oci {
         name: String,
         #[source]
-        source: crate::oci::OciError,
+        source: crate::image::oci::OciError,
     },
     #[error("failed to build the host template at {path}")]
     Build {
@@ -42,7 +42,7 @@ pub struct Template {
     /// Host directories bind-mounted read-only: (host path, path in sandbox).
     pub binds: Vec<(PathBuf, PathBuf)>,
     /// An image's defaults (env, workdir, user, command).
-    pub config: Option<crate::oci::ImageConfig>,
+    pub config: Option<crate::image::oci::ImageConfig>,
 }
 
 /// Top-level directories that come from the host when they are real
@@ -51,7 +51,7 @@ const USR_LINKS: [&str; 6] = ["bin", "sbin", "lib", "lib32", "lib64", "libx32"];
 
 pub fn resolve(templates_dir: &Path, name: &str) -> Result<Template, TemplateError> {
     if name != "host" {
-        let store = crate::oci::Store::new(templates_dir);
+        let store = crate::image::oci::Store::new(templates_dir);
         return match store.lowers(name) {
             Ok((meta, mut layers)) => {
                 let mut binds = Vec::new();
@@ -67,7 +67,7 @@ pub fn resolve(templates_dir: &Path, name: &str) -> Result<Template, TemplateErr
                     config: Some(meta.config),
                 })
             }
-            Err(crate::oci::OciError::NotFound(_)) => {
+            Err(crate::image::oci::OciError::NotFound(_)) => {
                 Err(TemplateError::NotFound(name.to_string()))
             }
             Err(source) => Err(TemplateError::Oci {
@@ -186,7 +186,7 @@ fn build_host(dir: &Path) -> io::Result<()> {
         .parent()
         .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
     fs::create_dir_all(parent)?;
-    let tmp = parent.join(format!(".build-{}", crate::ids::random_id()));
+    let tmp = parent.join(format!(".build-{}", crate::sandbox::ids::random_id()));
     let root = tmp.join("rootfs");
     let result = (|| -> io::Result<()> {
         let mkdir = |p: &str, mode: u32| -> io::Result<()> {
@@ -312,7 +312,8 @@ mod tests {
 
     #[test]
     fn host_template_has_no_host_secrets() {
-        let tmp = std::env::temp_dir().join(format!("aibox-tpl-{}", crate::ids::random_id()));
+        let tmp =
+            std::env::temp_dir().join(format!("aibox-tpl-{}", crate::sandbox::ids::random_id()));
         let t = resolve(&tmp, "host").unwrap();
         let passwd = fs::read_to_string(t.layers[0].join("etc/passwd")).unwrap();
         assert!(passwd.contains("user:x:1000:1000"));

@@ -17,7 +17,7 @@
 //! network device at all: the relay opens `CONNECT 1024` on the VMM's
 //! hybrid vsock socket `v.sock`, and the supervisor answers the guest's
 //! connections to host port 3128 on `v.sock_3128` with the egress proxy.
-//! See [`crate::firecracker`].
+//! See [`crate::microvm::firecracker`].
 //!
 //! The supervisor's pid is the record's pid, so "alive", `gc` and destroy
 //! work as for the namespace backend; the agent client talks to
@@ -27,13 +27,16 @@
 //! limit, joined by overlayfs in the guest. Pause and resume are the VMM's
 //! (`stop`/`cont` over QMP).
 
-use crate::state::{Record, Status};
-use crate::vm::{self, VmError};
+pub mod firecracker;
+pub mod host;
+
+use crate::sandbox::state::{Record, Status};
 use crate::{Error, Runtime};
 use aibox_agent::guest::{Boot, BootReply, AGENT_PORT, TOKEN_LEN};
 use aibox_types::{
     BackendKind, CgroupReport, ErrorCode, IsolationReport, LimitReport, SandboxSpec, VmReport,
 };
+use host::VmError;
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -43,7 +46,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub use crate::state::VmState;
+pub use crate::sandbox::state::VmState;
 
 /// What the creator hands the supervisor (`DIR/vm-plan.json`).
 #[derive(Debug, Serialize, Deserialize)]
@@ -218,10 +221,10 @@ impl Vmm {
 }
 
 /// The VMM for a new microVM: `want` (a snapshot's VMM and transport),
-/// or else what [`vm::detect`] chose (which follows `AIBOX_VMM`) with the
+/// or else what [`host::detect`] chose (which follows `AIBOX_VMM`) with the
 /// transport `AIBOX_VM_TRANSPORT` names (QEMU's default: `net`).
 fn choose_vmm(want: Option<(&str, bool)>) -> Result<Vmm, Error> {
-    let d = vm::detect();
+    let d = host::detect();
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let (name, vsock) = match want {
         Some((name, vsock)) => (name.to_string(), Some(vsock)),
@@ -318,17 +321,17 @@ fn firecracker_vmm(
 
 /// The guest artifacts, built on first use (and again when the aibox
 /// binary that is the guest's init changed).
-fn artifacts(rt: &Runtime) -> Result<(PathBuf, vm::Manifest), Error> {
+fn artifacts(rt: &Runtime) -> Result<(PathBuf, host::Manifest), Error> {
     let dir = rt.dirs().data.join("vm");
     let init = rt.helper_bin();
-    if let Ok(m) = vm::load_quick(&dir, &init) {
+    if let Ok(m) = host::load_quick(&dir, &init) {
         return Ok((dir, m));
     }
     let _lock = lock_file(&dir.join(".build.lock"))?;
-    if let Ok(m) = vm::load_quick(&dir, &init) {
+    if let Ok(m) = host::load_quick(&dir, &init) {
         return Ok((dir, m));
     }
-    let (m, _) = vm::build_artifacts(&dir, vm::DEFAULT_KERNEL_PACKAGE, &init, false, &mut |_| {})
+    let (m, _) = host::build_artifacts(&dir, host::DEFAULT_KERNEL_PACKAGE, &init, false, &mut |_| {})
         .map_err(|e| match e {
             VmError::Failed(m) | VmError::Unavailable(m) => unavailable(format!(
                 "the microVM guest artifacts could not be built ({m}); `aibox vm artifacts` shows the steps"
@@ -480,7 +483,7 @@ fn qemu_escape(p: &Path) -> String {
 
 /// The guest's memory must hold the unpacked initramfs (twice, while it
 /// unpacks) and leave room for the kernel and the agent.
-pub fn min_memory_mib(m: &vm::Manifest) -> u64 {
+pub fn min_memory_mib(m: &host::Manifest) -> u64 {
     128 + 2 * m.initramfs.bytes.div_ceil(1 << 20)
 }
 
@@ -516,7 +519,7 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
         ));
     }
     rt.dirs().ensure()?;
-    let template = crate::template::resolve(&rt.dirs().templates(), &spec.template)?;
+    let template = crate::image::template::resolve(&rt.dirs().templates(), &spec.template)?;
     let virtiofsd = if template.binds.is_empty() {
         None
     } else {
@@ -659,7 +662,7 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
             report.cgroups.version = cgroup.version.clone();
             report.cgroups.pids = aibox_types::LimitReport::applied(vmm_pids());
         }
-        let upper = root.join(crate::firecracker::UPPER);
+        let upper = root.join(crate::microvm::firecracker::UPPER);
         let token = match &restore {
             Some((sdir, snap, _)) => {
                 sparse_copy(&sdir.join(SNAP_DISK), &upper)?;
@@ -676,11 +679,13 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
         write_private(&dir.join(TOKEN), token.as_bytes())?;
         let firecracker = matches!(vmm, Vmm::Firecracker { .. });
         let control = if firecracker {
-            root.join(crate::firecracker::API)
+            root.join(crate::microvm::firecracker::API)
         } else {
             dir.join("qmp.sock")
         };
-        let vsock = vmm.vsock().then(|| root.join(crate::firecracker::VSOCK));
+        let vsock = vmm
+            .vsock()
+            .then(|| root.join(crate::microvm::firecracker::VSOCK));
         let rec = Record {
             id: id.clone(),
             status: Status::Creating,
@@ -729,7 +734,7 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
             upper: UPPER_NAME.into(),
             hostname,
             user: spec.user,
-            env: crate::init::base_env(spec, spec.user),
+            env: crate::namespace::init::base_env(spec, spec.user),
             workdir: spec.workdir.clone(),
             egress: spec.network != aibox_types::NetworkMode::None,
             shares: template
@@ -777,7 +782,7 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
                 }
             }
             Vmm::Firecracker { bin, jailer } => {
-                use crate::firecracker as fc;
+                use crate::microvm::firecracker as fc;
                 let mut files: Vec<(PathBuf, String)> = layers
                     .iter()
                     .enumerate()
@@ -809,7 +814,7 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
                 if restore.is_none() {
                     let args = format!(
                         "{} {} reboot=k",
-                        vm::kernel_cmdline(false),
+                        host::kernel_cmdline(false),
                         aibox_agent::guest::VSOCK_FLAG
                     );
                     let config = fc::config(&fc::Machine {
@@ -908,20 +913,24 @@ pub const VM_CGROUP_PREFIX: &str = "aibox-vm-";
 /// joins it before it starts anything): memory for the guest's RAM plus
 /// [`VMM_OVERHEAD`], at most [`VMM_PIDS`] processes. Rootless hosts rarely
 /// delegate cgroups: none, and the report says so.
-fn vmm_cgroup(rt: &Runtime, id: &str, memory_mib: u64) -> Result<crate::cgroup::Cgroup, Error> {
-    let none = crate::cgroup::Cgroup {
+fn vmm_cgroup(
+    rt: &Runtime,
+    id: &str,
+    memory_mib: u64,
+) -> Result<crate::sandbox::cgroup::Cgroup, Error> {
+    let none = crate::sandbox::cgroup::Cgroup {
         version: "none".into(),
         dirs: vec![],
     };
     if aibox_sys::geteuid() != 0 {
         return Ok(none);
     }
-    let limits = crate::cgroup::Limits {
+    let limits = crate::sandbox::cgroup::Limits {
         memory: Some((memory_mib << 20) + VMM_OVERHEAD),
         pids: Some(vmm_pids()),
         ..Default::default()
     };
-    crate::cgroup::Cgroup::create(
+    crate::sandbox::cgroup::Cgroup::create(
         rt.cgroup_layout(),
         &format!("{VM_CGROUP_PREFIX}{id}"),
         &limits,
@@ -1088,7 +1097,7 @@ fn save_qemu(qmp_sock: &Path, memory: &Path) -> Result<(), Error> {
 /// left readable: a jailed restore reads them as another uid, and only
 /// root reaches the snapshot directory.
 fn save_firecracker(api: &Path, root: &Path, dir: &Path) -> Result<(), Error> {
-    use crate::firecracker as fc;
+    use crate::microvm::firecracker as fc;
     for f in [fc::STATE, fc::MEMORY] {
         let _ = std::fs::remove_file(root.join(f));
     }
@@ -1213,7 +1222,7 @@ struct QemuConfig<'a> {
 fn qemu_args(c: &QemuConfig<'_>) -> Vec<String> {
     let mut a: Vec<String> = vec![
         "-M".into(),
-        vm::MACHINE.into(),
+        host::MACHINE.into(),
         "-accel".into(),
         c.accel.into(),
         "-cpu".into(),
@@ -1239,10 +1248,10 @@ fn qemu_args(c: &QemuConfig<'_>) -> Vec<String> {
         match c.vhost_vsock {
             Some(_) => format!(
                 "{} {}",
-                vm::kernel_cmdline(false),
+                host::kernel_cmdline(false),
                 aibox_agent::guest::VSOCK_FLAG
             ),
-            None => vm::kernel_cmdline(false),
+            None => host::kernel_cmdline(false),
         },
         "-qmp".into(),
         format!("unix:{},server=on,wait=off", qemu_escape(c.qmp)),
@@ -1722,9 +1731,9 @@ fn vmm_child(init: i32) -> Option<i32> {
 /// no host user and no other sandbox has; the slot is held while the
 /// returned file is open.
 fn vmm_uid(slots: &Path) -> Result<(u32, std::fs::File), Error> {
-    let slot =
-        crate::state::claim_slot(slots).map_err(|e| failed(format!("a uid for the VMM: {e}")))?;
-    Ok((crate::state::slot_uid(slot.n), slot.file))
+    let slot = crate::sandbox::state::claim_slot(slots)
+        .map_err(|e| failed(format!("a uid for the VMM: {e}")))?;
+    Ok((crate::sandbox::state::slot_uid(slot.n), slot.file))
 }
 
 /// The VMM's command line, and the uid slot it runs as (held while we
@@ -1732,7 +1741,7 @@ fn vmm_uid(slots: &Path) -> Result<(u32, std::fs::File), Error> {
 /// (`-runas`) and confines itself with its seccomp filter (`-sandbox`;
 /// no process spawning unless egress needs `guestfwd`'s command).
 fn vmm_command(plan: &Plan, dir: &Path) -> Result<(Command, Option<std::fs::File>), Error> {
-    use crate::firecracker as fc;
+    use crate::microvm::firecracker as fc;
     match &plan.launch {
         Launch::Qemu {
             bin, args, disks, ..
@@ -1857,7 +1866,7 @@ fn start_vhost_vsock(bin: &Path, sock: &Path, uds: &Path, dir: &Path) -> Result<
         .map_err(|e| format!("creating vhost-vsock.log: {e}"))?;
     let mut cmd = Command::new(bin);
     cmd.arg("--guest-cid")
-        .arg(crate::firecracker::GUEST_CID.to_string())
+        .arg(crate::microvm::firecracker::GUEST_CID.to_string())
         .arg("--socket")
         .arg(sock)
         .arg("--uds-path")
@@ -2008,7 +2017,7 @@ fn load_firecracker(
     root: &Path,
     deadline: Instant,
 ) -> Result<(), String> {
-    let api = root.join(crate::firecracker::API);
+    let api = root.join(crate::microvm::firecracker::API);
     while !api.exists() {
         if let Ok(Some(st)) = child.try_wait() {
             return Err(format!("Firecracker stopped before its API was up ({st})"));
@@ -2018,7 +2027,7 @@ fn load_firecracker(
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    crate::firecracker::load(&api).map_err(|e| format!("loading the snapshot: {e}"))
+    crate::microvm::firecracker::load(&api).map_err(|e| format!("loading the snapshot: {e}"))
 }
 
 /// A stream to the guest's agent port: QEMU's forwarded TCP port, or a
@@ -2031,7 +2040,7 @@ enum Guest {
 fn connect_guest(vsock: Option<&Path>) -> std::io::Result<Guest> {
     match vsock {
         Some(uds) => {
-            crate::firecracker::vsock_connect(uds, u32::from(AGENT_PORT)).map(Guest::Vsock)
+            crate::microvm::firecracker::vsock_connect(uds, u32::from(AGENT_PORT)).map(Guest::Vsock)
         }
         None => TcpStream::connect(("127.0.0.1", AGENT_PORT)).map(|s| {
             let _ = s.set_nodelay(true);
@@ -2378,7 +2387,7 @@ pub(crate) fn set_paused(rec: &Record, pause: bool) -> Result<(), Error> {
         let _ = std::fs::write(&mark, b"");
     }
     let r = match vm.root {
-        Some(_) => crate::firecracker::set_paused(&vm.control, pause),
+        Some(_) => crate::microvm::firecracker::set_paused(&vm.control, pause),
         None => qmp(&vm.control, if pause { "stop" } else { "cont" }, None).map(drop),
     };
     if !pause && r.is_ok() {
@@ -2389,15 +2398,15 @@ pub(crate) fn set_paused(rec: &Record, pause: bool) -> Result<(), Error> {
 
 pub(crate) fn paused(rec: &Record) -> bool {
     vm_of(rec).is_ok_and(|vm| match vm.root {
-        Some(_) => crate::firecracker::paused(&vm.control).unwrap_or(false),
+        Some(_) => crate::microvm::firecracker::paused(&vm.control).unwrap_or(false),
         None => qmp(&vm.control, "query-status", None)
             .is_ok_and(|v| v.get("running").and_then(|r| r.as_bool()) == Some(false)),
     })
 }
 
 /// The VMM process's CPU time and resident memory.
-pub(crate) fn stats(rec: &Record) -> crate::cgroup::Stats {
-    let mut s = crate::cgroup::Stats::default();
+pub(crate) fn stats(rec: &Record) -> crate::sandbox::cgroup::Stats {
+    let mut s = crate::sandbox::cgroup::Stats::default();
     let Some(vm) = &rec.vm else { return s };
     if aibox_sys::process_start_time(vm.vmm_pid) != Some(vm.vmm_start_time) {
         return s;
@@ -2428,7 +2437,7 @@ pub(crate) fn stats(rec: &Record) -> crate::cgroup::Stats {
 
 /// The TCP ports the guest listens on (its `/proc/net/tcp{,6}`, read by
 /// the agent), without the agent's own port; none while it is paused.
-pub(crate) fn listeners(rec: &Record) -> Result<Vec<crate::listening::Listener>, Error> {
+pub(crate) fn listeners(rec: &Record) -> Result<Vec<crate::sandbox::listening::Listener>, Error> {
     // A paused guest cannot be asked: its ports show again once it resumes.
     if paused(rec) {
         return Ok(Vec::new());
@@ -2437,7 +2446,9 @@ pub(crate) fn listeners(rec: &Record) -> Result<Vec<crate::listening::Listener>,
     let mut out = Vec::new();
     for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
         match client.read_file(file, Some(aibox_types::User::Root)) {
-            Ok((_, data)) => out.extend(crate::listening::parse(&String::from_utf8_lossy(&data))),
+            Ok((_, data)) => out.extend(crate::sandbox::listening::parse(
+                &String::from_utf8_lossy(&data),
+            )),
             // A guest kernel without IPv6 has no tcp6 table.
             Err(_) if file.ends_with('6') => {}
             Err(e) => return Err(e.into()),
@@ -2449,17 +2460,84 @@ pub(crate) fn listeners(rec: &Record) -> Result<Vec<crate::listening::Listener>,
     Ok(out)
 }
 
+/// The microVM backend: QEMU (`microvm` machine) or Firecracker, chosen
+/// per host (`choose_vmm`).
+pub struct MicroVm;
+
+impl crate::backend::Backend for MicroVm {
+    fn kind(&self) -> aibox_types::BackendKind {
+        aibox_types::BackendKind::Microvm
+    }
+
+    /// A supervisor process of its own holds the VM.
+    fn creates_single_threaded(&self) -> bool {
+        false
+    }
+
+    fn runs_one_shot(&self) -> bool {
+        false
+    }
+
+    fn no_per_connection_egress(&self) -> Option<&'static str> {
+        Some("a microVM's egress goes through the proxy (its VMM forwards the proxy address only)")
+    }
+
+    fn create(&self, rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> {
+        create(rt, spec)
+    }
+
+    fn destroy(&self, rec: &Record) -> Result<(), Error> {
+        kill_vm(rec);
+        // What the VMM's tree left (virtiofsd, egress helpers).
+        rec.cgroup.kill_all();
+        let _ = rec.cgroup.remove(std::time::Duration::from_secs(5));
+        Ok(())
+    }
+
+    fn set_paused(&self, rec: &Record, paused: bool) -> Result<(), Error> {
+        set_paused(rec, paused)
+    }
+
+    fn paused(&self, rec: &Record) -> bool {
+        paused(rec)
+    }
+
+    fn stats(&self, rec: &Record) -> crate::sandbox::cgroup::Stats {
+        stats(rec)
+    }
+
+    fn listeners(&self, rec: &Record) -> Result<Vec<crate::sandbox::listening::Listener>, Error> {
+        listeners(rec)
+    }
+
+    /// Memory and devices too: a restore resumes the processes.
+    fn snapshot_into(
+        &self,
+        rt: &Runtime,
+        rec: &Record,
+        dir: &Path,
+    ) -> Result<crate::sandbox::snapshot::Copied, Error> {
+        let bytes = snapshot_into(rt, rec, dir)?;
+        Ok(crate::sandbox::snapshot::Copied {
+            bytes,
+            entries: 0,
+            consistent: true,
+            memory: true,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn manifest() -> vm::Manifest {
-        let f = |n: &str, b| vm::FileInfo {
+    fn manifest() -> host::Manifest {
+        let f = |n: &str, b| host::FileInfo {
             file: n.into(),
             sha256: String::new(),
             bytes: b,
         };
-        vm::Manifest {
+        host::Manifest {
             format: 1,
             kernel_package: "p".into(),
             kernel_version: "1".into(),

@@ -12,7 +12,7 @@
 //! Plain HTTP is used only for loopback registries or those the caller
 //! names as insecure; everything else is HTTPS (Mozilla's roots).
 
-use crate::oci::{self, sha256_hex, ImageMeta, OciError, Store};
+use crate::image::oci::{self, sha256_hex, ImageMeta, OciError, Store};
 use serde::Deserialize;
 use std::io::Read;
 use std::time::Duration;

@@ -208,7 +208,10 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
 
     fn tmp() -> PathBuf {
-        let p = std::env::temp_dir().join(format!("aibox-beneath-{}", crate::ids::random_id()));
+        let p = std::env::temp_dir().join(format!(
+            "aibox-beneath-{}",
+            crate::sandbox::ids::random_id()
+        ));
         fs::create_dir_all(&p).unwrap();
         p
     }

@@ -1,7 +1,7 @@
 //! Records of sandboxes on disk, so a sandbox outlives the process that
 //! created it and can be found again by id, and uid-range slots.
 
-use crate::cgroup::Cgroup;
+use crate::sandbox::cgroup::Cgroup;
 use aibox_types::{IsolationReport, SandboxSpec};
 use serde::{Deserialize, Serialize};
 use std::fs;

@@ -3,7 +3,7 @@
 //! A snapshot is the sandbox's writable layer (the overlay upper directory,
 //! which holds everything it changed: /workspace, /home, /etc, /tmp, ...)
 //! written to `DATA_DIR/snapshots/<id>/layer` as a read-only layer (see
-//! [`crate::layer`]), with `meta.json` beside it. The sandbox is frozen
+//! [`crate::image::layer`]), with `meta.json` beside it. The sandbox is frozen
 //! while it is copied (when the host has a freezer), so the copy is
 //! consistent; host mounts and process state are not part of it.
 //!
@@ -18,8 +18,8 @@
 //! snapshot in use is never deleted, and a crash never leaves a stale
 //! reference behind.
 
-use crate::layer::{self, Owners};
-use crate::state::Record;
+use crate::image::layer::{self, Owners};
+use crate::sandbox::state::Record;
 use crate::{now_ms, random_id, Error, Runtime};
 use aibox_types::SandboxSpec;
 use serde::{Deserialize, Serialize};
@@ -73,6 +73,20 @@ fn open_lock(dir: &Path, create: bool) -> std::io::Result<OwnedFd> {
     lock_file(dir, LOCK, create)
 }
 
+/// What a backend wrote into a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Copied {
+    /// Disk space of the layer's file data.
+    pub bytes: u64,
+    /// Files, directories, links and whiteouts in the layer.
+    pub entries: u64,
+    /// Taken with every process frozen.
+    pub consistent: bool,
+    /// Memory and devices too (a microVM's), so a restore resumes its
+    /// processes.
+    pub memory: bool,
+}
+
 impl Runtime {
     pub fn snapshots_dir(&self) -> PathBuf {
         self.dirs().data.join("snapshots")
@@ -96,17 +110,7 @@ impl Runtime {
         }
         let sb = self.get(sandbox)?;
         let rec = sb.record().clone();
-        let vm = rec.vm.is_some();
-        let fd = match rec.scratch_fd {
-            Some(fd) => fd,
-            None if vm => -1,
-            None => {
-                return Err(Error::Unsupported(format!(
-                    "sandbox {sandbox} was created by an aibox without snapshots; recreate it"
-                )))
-            }
-        };
-        crate::dirs::ensure_dir(&self.snapshots_dir(), 0o700)?;
+        crate::sandbox::dirs::ensure_dir(&self.snapshots_dir(), 0o700)?;
         // One snapshot of a sandbox at a time: each freezes and thaws it.
         let guard = lock_file(&self.dirs().sandbox(sandbox), "snapshot.lock", true)
             .map_err(io_err(format!("locking sandbox {sandbox}")))?;
@@ -120,18 +124,7 @@ impl Runtime {
             // Held until the rename: `gc` leaves a locked .tmp alone.
             let lock = open_lock(&tmp, true).map_err(io_err("snapshot lock".into()))?;
             aibox_sys::lock_exclusive(lock.as_fd()).map_err(io_err("snapshot lock".into()))?;
-            let (stats, consistent) = if vm {
-                let bytes = crate::microvm::snapshot_into(self, &rec, &tmp)?;
-                (layer::CopyStats { bytes, entries: 0 }, true)
-            } else {
-                let was_frozen = rec.cgroup.is_frozen();
-                let froze = !was_frozen && rec.cgroup.set_frozen(true).is_ok();
-                let copied = self.copy_upper(&rec, fd, &tmp.join("layer"));
-                if froze {
-                    let _ = rec.cgroup.set_frozen(false);
-                }
-                (copied?, was_frozen || froze)
-            };
+            let copied = rec.backend().snapshot_into(self, &rec, &tmp)?;
             let mut spec = rec.spec.clone();
             spec.snapshot = None;
             let meta = SnapshotMeta {
@@ -141,10 +134,10 @@ impl Runtime {
                 source: rec.id.clone(),
                 template: rec.spec.template.clone(),
                 spec,
-                size_bytes: stats.bytes,
-                entries: stats.entries,
-                consistent,
-                memory: vm,
+                size_bytes: copied.bytes,
+                entries: copied.entries,
+                consistent: copied.consistent,
+                memory: copied.memory,
             };
             let bytes =
                 serde_json::to_vec_pretty(&meta).map_err(|e| Error::Helper(e.to_string()))?;
@@ -283,8 +276,12 @@ impl Runtime {
     /// Make snapshot `id` a template named `name`: the snapshot's layer on
     /// top of the layers of the template it was taken from (for `host`,
     /// on top of the host template itself).
-    pub fn promote_snapshot(&self, id: &str, name: &str) -> Result<crate::oci::ImageMeta, Error> {
-        if !crate::oci::valid_name(name) {
+    pub fn promote_snapshot(
+        &self,
+        id: &str,
+        name: &str,
+    ) -> Result<crate::image::oci::ImageMeta, Error> {
+        if !crate::image::oci::valid_name(name) {
             return Err(Error::InvalidSpec(format!(
                 "{name:?} is not a valid template name"
             )));
@@ -301,7 +298,7 @@ impl Runtime {
         let (mut layers, config, base) = if meta.template == "host" {
             (
                 Vec::new(),
-                crate::oci::ImageConfig::default(),
+                crate::image::oci::ImageConfig::default(),
                 Some("host".to_string()),
             )
         } else {
@@ -313,7 +310,7 @@ impl Runtime {
             })?;
             (b.layers, b.config, b.base)
         };
-        if layers.len() >= crate::oci::MAX_LAYERS {
+        if layers.len() >= crate::image::oci::MAX_LAYERS {
             return Err(Error::InvalidSpec(format!(
                 "template {:?} already has {} layers, the most a template may have",
                 meta.template,
@@ -321,7 +318,7 @@ impl Runtime {
             )));
         }
         layers.push(store.add_tree(&dir.join("layer"))?);
-        let image = crate::oci::ImageMeta {
+        let image = crate::image::oci::ImageMeta {
             name: name.to_string(),
             digest: layers.last().map(|l| l.digest.clone()).unwrap_or_default(),
             layers,

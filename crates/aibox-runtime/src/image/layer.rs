@@ -37,7 +37,7 @@ pub struct LayerError {
     pub source: io::Error,
 }
 
-fn beneath_err(path: &Path) -> impl FnOnce(crate::beneath::BeneathError) -> LayerError {
+fn beneath_err(path: &Path) -> impl FnOnce(crate::sandbox::beneath::BeneathError) -> LayerError {
     let path = path.to_path_buf();
     move |e| LayerError {
         what: "setting the metadata of",
@@ -203,12 +203,12 @@ impl Copier {
     }
 
     /// Apply the directories' metadata, deepest first, through
-    /// descriptors opened beneath the layer's root (`crate::beneath`): an
+    /// descriptors opened beneath the layer's root (`crate::sandbox::beneath`): an
     /// entry the upper turned into a symlink or a file since its
     /// directory was made is skipped, never followed (the review's C3: a
     /// path-based chmod here followed a sandbox's symlink to the host).
     fn finish_dirs(&mut self, root: &Path) -> Result<(), LayerError> {
-        let tree = crate::beneath::Tree::open(root).map_err(beneath_err(root))?;
+        let tree = crate::sandbox::beneath::Tree::open(root).map_err(beneath_err(root))?;
         for d in self.dirs.drain(..).rev() {
             let Some(m) = self.dir_meta.get(&d) else {
                 continue;
@@ -558,7 +558,8 @@ mod tests {
     use super::*;
 
     fn tmp() -> PathBuf {
-        let p = std::env::temp_dir().join(format!("aibox-layer-{}", crate::ids::random_id()));
+        let p =
+            std::env::temp_dir().join(format!("aibox-layer-{}", crate::sandbox::ids::random_id()));
         fs::create_dir_all(&p).unwrap();
         p
     }

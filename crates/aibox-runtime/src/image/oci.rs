@@ -15,7 +15,7 @@
 //! absolute paths, and writes through symlinks are refused), device nodes
 //! are skipped, set-id bits are dropped on files, directory modes are set
 //! last through descriptors that never follow a symlink
-//! ([`crate::beneath`]), hard links must point inside, and counts and sizes
+//! ([`crate::sandbox::beneath`]), hard links must point inside, and counts and sizes
 //! are bounded. Every blob is checked against its digest before it is used.
 
 use serde::{Deserialize, Serialize};
@@ -425,7 +425,7 @@ impl Store {
                 bytes += self
                     .layer(&format!("sha256:{hex}"))
                     .map_or(0, |l| l.unpacked_bytes);
-                crate::layer::remove_tree(&e.path()).map_err(io_at("removing a layer"))?;
+                crate::image::layer::remove_tree(&e.path()).map_err(io_at("removing a layer"))?;
                 n += 1;
             } else {
                 let _ = fs::remove_file(e.path());
@@ -512,7 +512,7 @@ impl Store {
         let stats = match result {
             Ok(s) => s,
             Err(e) => {
-                let _ = crate::layer::remove_tree(&tmp);
+                let _ = crate::image::layer::remove_tree(&tmp);
                 return Err(e);
             }
         };
@@ -527,7 +527,7 @@ impl Store {
         let dst = self.layers_dir().join(&hex);
         if dst.exists() {
             // Someone else unpacked it meanwhile: theirs is as good.
-            let _ = crate::layer::remove_tree(&tmp);
+            let _ = crate::image::layer::remove_tree(&tmp);
         } else {
             // Read-only from here on: the root of a lower layer.
             fs::rename(&tmp, &dst).map_err(io_at("storing a layer"))?;
@@ -704,7 +704,7 @@ fn unpack(r: &mut dyn Read, dir: &Path) -> Result<Stats, OciError> {
         // Whiteouts.
         if name == ".wh..wh..opq" {
             let parent = dst.parent().unwrap_or(dir);
-            aibox_sys::set_xattr(parent, crate::layer::OPAQUE_XATTR, b"y")
+            aibox_sys::set_xattr(parent, crate::image::layer::OPAQUE_XATTR, b"y")
                 .map_err(io_at(format!("marking {} opaque", parent.display())))?;
             continue;
         }
@@ -714,7 +714,7 @@ fn unpack(r: &mut dyn Read, dir: &Path) -> Result<Stats, OciError> {
             }
             let target = dst.with_file_name(hidden);
             if fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
-                crate::layer::remove_tree(&target).map_err(io_at("whiting out"))?;
+                crate::image::layer::remove_tree(&target).map_err(io_at("whiting out"))?;
             } else {
                 clear(&target)?;
             }
@@ -831,11 +831,11 @@ fn unpack(r: &mut dyn Read, dir: &Path) -> Result<Stats, OciError> {
     // entries. Through descriptors opened beneath the layer's root: a
     // later entry may have replaced the directory with a symlink (the
     // review's H1), which is skipped, never followed.
-    let beneath = |e: crate::beneath::BeneathError| OciError::Io {
+    let beneath = |e: crate::sandbox::beneath::BeneathError| OciError::Io {
         context: "setting directory modes in a layer".into(),
         source: io::Error::other(e.to_string()),
     };
-    let tree = crate::beneath::Tree::open(dir).map_err(beneath)?;
+    let tree = crate::sandbox::beneath::Tree::open(dir).map_err(beneath)?;
     for (d, mode) in dir_modes.into_iter().rev() {
         // As before: a mode that cannot be set (rootless, an odd order of
         // entries) leaves the directory as it is.
@@ -1117,7 +1117,7 @@ impl Store {
             }
             self.import_docker(&scratch, name, archive, progress)
         })();
-        let _ = crate::layer::remove_tree(&scratch);
+        let _ = crate::image::layer::remove_tree(&scratch);
         r
     }
 
@@ -1372,7 +1372,7 @@ fn pack(src: &Path, out: &mut dyn Write) -> Result<(), OciError> {
             b.append_path_with_name(&p, &rel)
                 .map_err(io_at(format!("packing {}", p.display())))?;
             if md.is_dir() {
-                if aibox_sys::get_xattr(&p, crate::layer::OPAQUE_XATTR)
+                if aibox_sys::get_xattr(&p, crate::image::layer::OPAQUE_XATTR)
                     .ok()
                     .flatten()
                     .is_some()
@@ -1610,7 +1610,7 @@ mod tests {
         let wh = fs::symlink_metadata(top.join("etc/gone")).unwrap();
         assert!(wh.file_type().is_char_device() && wh.rdev() == 0);
         assert_eq!(
-            aibox_sys::get_xattr(&top.join("opq"), crate::layer::OPAQUE_XATTR).unwrap(),
+            aibox_sys::get_xattr(&top.join("opq"), crate::image::layer::OPAQUE_XATTR).unwrap(),
             Some(b"y".to_vec())
         );
         // Present layers are not unpacked again; a second name shares them.
@@ -1645,7 +1645,7 @@ mod tests {
             store.remove("other:latest"),
             Err(OciError::NotFound(_))
         ));
-        let _ = crate::layer::remove_tree(&base);
+        let _ = crate::image::layer::remove_tree(&base);
     }
 
     #[test]
@@ -1688,7 +1688,7 @@ mod tests {
         assert!(valid_name("localhost:5000/team/tools:1.2"));
         assert!(digest_hex("sha256:abc").is_err());
         assert!(digest_hex(&format!("sha512:{}", "a".repeat(64))).is_err());
-        let _ = crate::layer::remove_tree(&base);
+        let _ = crate::image::layer::remove_tree(&base);
     }
 
     /// The review's H1: a directory entry, its whiteout, then a symlink
@@ -1723,7 +1723,7 @@ mod tests {
             fs::metadata(layer.join("y")).unwrap().mode() & 0o7777,
             0o755
         );
-        let _ = crate::layer::remove_tree(&base);
+        let _ = crate::image::layer::remove_tree(&base);
     }
 
     #[test]
@@ -1751,7 +1751,7 @@ mod tests {
         store
             .import_layout(&src2, None, "x:1", &mut |_, _, _| {})
             .unwrap();
-        let _ = crate::layer::remove_tree(&base);
+        let _ = crate::image::layer::remove_tree(&base);
     }
 
     #[test]
@@ -1762,6 +1762,6 @@ mod tests {
         layout(&src, &vec![one; MAX_LAYERS + 1], serde_json::json!({}));
         let r = Store::new(&base.join("t")).import_layout(&src, None, "bomb:1", &mut |_, _, _| {});
         assert!(matches!(r, Err(OciError::Limit(_))), "{r:?}");
-        let _ = crate::layer::remove_tree(&base);
+        let _ = crate::image::layer::remove_tree(&base);
     }
 }

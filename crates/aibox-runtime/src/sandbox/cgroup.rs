@@ -819,7 +819,7 @@ mod tests {
         let p = std::env::temp_dir().join(format!(
             "aibox-cg-test-{}-{}",
             std::process::id(),
-            crate::ids::random_id()
+            crate::sandbox::ids::random_id()
         ));
         fs::create_dir_all(&p).unwrap();
         p

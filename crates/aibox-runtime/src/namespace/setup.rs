@@ -26,9 +26,9 @@
 //! rest. Messages are few on purpose: on a VM every cross-CPU wake-up costs a few
 //! hundred microseconds. See docs/architecture.md.
 
-use crate::cgroup::{Cgroup, Layout as CgLayout, Limits};
-use crate::mounts;
-use crate::template::Template;
+use crate::image::template::Template;
+use crate::namespace::mounts;
+use crate::sandbox::cgroup::{Cgroup, Layout as CgLayout, Limits};
 use aibox_types::{IsolationLevel, IsolationReport, LimitReport, SandboxSpec, UidMapping};
 use std::fs::File;
 use std::io::{self, Read};
@@ -48,7 +48,7 @@ pub enum SetupError {
     #[error("sandbox setup failed: {0}")]
     Child(String),
     #[error("failed to create the sandbox's cgroup")]
-    Cgroup(#[source] crate::cgroup::CgroupError),
+    Cgroup(#[source] crate::sandbox::cgroup::CgroupError),
     #[error("the host cannot provide isolation level {level}: missing {}", gaps.join(", "))]
     Isolation {
         level: IsolationLevel,
@@ -130,7 +130,8 @@ impl Plan {
     pub fn cgroup_name(&self) -> String {
         match self.uid_base {
             Some(base) => {
-                let slot = (base - crate::state::SLOT_BASE) / crate::state::SLOT_SIZE;
+                let slot =
+                    (base - crate::sandbox::state::SLOT_BASE) / crate::sandbox::state::SLOT_SIZE;
                 if self.persistent {
                     format!("aibox-{}.{slot}", self.id)
                 } else {
@@ -171,7 +172,7 @@ pub const RUN_CGROUP_PREFIX: &str = "aibox-run.";
 /// What PID 1 does once the sandbox is sealed.
 pub enum Payload {
     /// Run one command with the caller's stdio; PID 1 exits with its status.
-    OneShot(crate::init::OneShot),
+    OneShot(crate::namespace::init::OneShot),
     /// Serve the agent protocol on this listening socket.
     Agent(OwnedFd),
 }
@@ -682,7 +683,7 @@ fn make_cgroup(
     plan: &Plan,
     cgroup: &mut Cgroup,
     host_uid: u32,
-) -> Result<crate::cgroup::Applied, SetupError> {
+) -> Result<crate::sandbox::cgroup::Applied, SetupError> {
     let limits = Limits {
         memory: Some(plan.spec.memory_bytes()),
         pids: Some(plan.spec.pids_limit()),
@@ -740,7 +741,7 @@ fn make_cgroup(
 fn expected_report(
     plan: &Plan,
     cgroup: &Cgroup,
-    applied: &crate::cgroup::Applied,
+    applied: &crate::sandbox::cgroup::Applied,
     idmapped: bool,
     host_uid: u32,
     host_gid: u32,
@@ -780,7 +781,7 @@ fn expected_report(
         dedicated_uid_range: plan.uid_base.is_some(),
         // PID 1 installs the filter or fails its setup.
         seccomp: true,
-        seccomp_allowed_syscalls: crate::seccomp::allowed_count(),
+        seccomp_allowed_syscalls: crate::namespace::seccomp::allowed_count(),
         landlock_abi: landlock,
         landlock_enforced: landlock.is_some(),
         no_new_privs: true,
@@ -972,7 +973,7 @@ fn sandbox_pid1(plan: &Plan, from_p: OwnedFd, to_p: OwnedFd, payload: Payload) -
     }
     drop(to_p);
     let code = match payload {
-        Payload::OneShot(one) => crate::init::run(one, &plan.spec, from_p),
+        Payload::OneShot(one) => crate::namespace::init::run(one, &plan.spec, from_p),
         Payload::Agent(listener) => {
             // Wait until the creator has written the record, so a crash in
             // between leaves nothing running unrecorded.
@@ -1002,7 +1003,14 @@ fn sandbox_pid1(plan: &Plan, from_p: OwnedFd, to_p: OwnedFd, payload: Payload) -
 fn setup_namespaces(
     plan: &Plan,
     from_p: &OwnedFd,
-) -> Result<(NetHelper, Vec<OwnedFd>, crate::seccomp::BpfProgram), String> {
+) -> Result<
+    (
+        NetHelper,
+        Vec<OwnedFd>,
+        crate::namespace::seccomp::BpfProgram,
+    ),
+    String,
+> {
     let e = |what: &str| {
         let what = what.to_string();
         move |err: io::Error| format!("{what}: {err}")
@@ -1015,7 +1023,7 @@ fn setup_namespaces(
     aibox_sys::reset_signal_dispositions();
     aibox_sys::drop_bounding_and_ambient(plan.kept_caps())
         .map_err(e("dropping the bounding set"))?;
-    let seccomp = crate::seccomp::program();
+    let seccomp = crate::namespace::seccomp::program();
     // "M" (an empty message) with the staged trees.
     let mut hdr = [0u8; 5];
     let trees = match aibox_sys::recv_with_fds(from_p.as_fd(), &mut hdr) {
@@ -1083,7 +1091,7 @@ fn agent_config(plan: &Plan) -> aibox_agent::Config {
             Some(plan.spec.user)
         },
         fixed_uid: plan.rootless().then(|| plan.rootless_uid()),
-        env: crate::init::base_env(&plan.spec, plan.spec.user),
+        env: crate::namespace::init::base_env(&plan.spec, plan.spec.user),
         workdir: plan.spec.workdir.clone(),
         egress_dir_fd: plan.egress_dir,
         egress_vm: None,
@@ -1094,7 +1102,7 @@ fn agent_config(plan: &Plan) -> aibox_agent::Config {
 /// the isolation report only S can observe.
 fn sandbox_init(
     plan: &Plan,
-    seccomp: &crate::seccomp::BpfProgram,
+    seccomp: &crate::namespace::seccomp::BpfProgram,
     net: NetHelper,
     trees: Vec<OwnedFd>,
     from_p: &OwnedFd,
@@ -1255,14 +1263,14 @@ fn sandbox_init(
     caps.extend_from_slice(plan.kept_caps());
     aibox_sys::set_caps(&caps).map_err(|e| format!("capset: {e}"))?;
     aibox_sys::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
-    let landlock = crate::landlock::apply().map_err(|e| format!("{e}: {}", e.source))?;
-    crate::seccomp::install(seccomp).map_err(|e| format!("{e}"))?;
+    let landlock = crate::namespace::landlock::apply().map_err(|e| format!("{e}: {}", e.source))?;
+    crate::namespace::seccomp::install(seccomp).map_err(|e| format!("{e}"))?;
 
     let bounding = aibox_sys::bounding_set();
     let report = IsolationReport {
         namespaces: aibox_types::NamespaceReport::all(),
         seccomp: aibox_sys::seccomp_installed().unwrap_or(false),
-        seccomp_allowed_syscalls: crate::seccomp::allowed_count(),
+        seccomp_allowed_syscalls: crate::namespace::seccomp::allowed_count(),
         landlock_abi: landlock,
         landlock_enforced: landlock.is_some(),
         no_new_privs: aibox_sys::no_new_privs().unwrap_or(false),

@@ -10,9 +10,10 @@
 //! made from, and what keeps their layers from `prune` (until
 //! `prune --build-cache`).
 
-use crate::oci::{self, ImageConfig, ImageMeta};
-use crate::recipe::{Instr, Recipe};
-use crate::{layer, Error, Runtime, Sandbox};
+use crate::image::layer;
+use crate::image::oci::{self, ImageConfig, ImageMeta};
+use crate::image::recipe::{Instr, Recipe};
+use crate::{Error, Runtime, Sandbox};
 use aibox_protocol::{ExecRequest, Kind};
 use aibox_types::egress::{Mode, Rule};
 use aibox_types::{SandboxSpec, User};
@@ -22,7 +23,7 @@ use std::io::{self, BufRead, Read};
 use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
 
-use crate::oci::CACHE_PREFIX;
+use crate::image::oci::CACHE_PREFIX;
 
 /// What a failed step reports: which step, how it ended, and the sandbox
 /// kept for inspection (with `keep_failed`).
@@ -294,7 +295,7 @@ impl Runtime {
                     let (_, dirs) = store
                         .lowers(&parent.image.name)
                         .map_err(|e| fail(e.into()))?;
-                    crate::template::image_user(user, &dirs).map_err(fail)?;
+                    crate::image::template::image_user(user, &dirs).map_err(fail)?;
                     c.user = Some(user.clone());
                 }
                 Instr::Cmd { argv } => c.cmd = argv.clone(),
@@ -377,7 +378,7 @@ impl Runtime {
         let (key, meta) = if image == "scratch" {
             base(key_of(&["scratch"]), vec![], ImageConfig::default(), None)
         } else if image == "host" {
-            let key = key_of(&["host", &crate::template::host_key()]);
+            let key = key_of(&["host", &crate::image::template::host_key()]);
             base(key, vec![], ImageConfig::default(), Some("host".into()))
         } else if let Some(suite) = image.strip_prefix("debootstrap:") {
             let mirror = debian_mirror();
@@ -405,7 +406,9 @@ impl Runtime {
                 .get(image)
                 .filter(|_| !image.starts_with(CACHE_PREFIX))
                 .ok_or_else(|| {
-                    Error::Template(crate::template::TemplateError::NotFound(image.to_string()))
+                    Error::Template(crate::image::template::TemplateError::NotFound(
+                        image.to_string(),
+                    ))
                 })?;
             let digests: Vec<&str> = m.layers.iter().map(|l| l.digest.as_str()).collect();
             let config = serde_json::to_string(&m.config).unwrap_or_default();
@@ -539,7 +542,7 @@ impl Runtime {
 
     fn build_dir(&self) -> Result<PathBuf, Error> {
         let d = self.dirs().data.join("builds");
-        crate::dirs::ensure_dir(&d, 0o700)?;
+        crate::sandbox::dirs::ensure_dir(&d, 0o700)?;
         Ok(d)
     }
 
@@ -608,7 +611,7 @@ impl Runtime {
                         ..Default::default()
                     };
                     let (mut s, _, _) = client.exec_start(req)?;
-                    let exit = crate::client::pump(&mut s, |k, d| {
+                    let exit = crate::sandbox::client::pump(&mut s, |k, d| {
                         hooks.event(Event::Output {
                             stream: if k == Kind::Stderr {
                                 "stderr"

@@ -173,7 +173,7 @@ pub struct UserMount {
     pub read_only: bool,
     pub file: bool,
     /// Resolve `src` beneath this directory (seen before pivot_root)
-    /// without following a symlink (`crate::beneath`).
+    /// without following a symlink (`crate::sandbox::beneath`).
     pub within: Option<PathBuf>,
 }
 
@@ -626,7 +626,7 @@ fn exec_step(step: &Step) -> std::io::Result<()> {
             let rel = src
                 .strip_prefix(root)
                 .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-            let fd = crate::beneath::Tree::open(root)
+            let fd = crate::sandbox::beneath::Tree::open(root)
                 .and_then(|t| t.open_at(rel, libc::O_PATH))
                 .map_err(|e| {
                     std::io::Error::new(std::io::ErrorKind::PermissionDenied, e.to_string())
