@@ -177,27 +177,44 @@ pub fn parse_env(items: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     Ok(out)
 }
 
-pub fn spec_from(a: &SpecArgs) -> anyhow::Result<SandboxSpec> {
-    let mut spec = SandboxSpec {
-        template: a.template.clone().unwrap_or_else(|| "host".into()),
-        memory: a.memory,
+/// The flags `run` and `create` share, as the API's create request: the
+/// one place such a flag becomes a field. Written without
+/// `..Default::default()`, so a field added to the request does not
+/// compile here until the CLI takes it (or says here why it does not).
+pub fn spec_request(a: &SpecArgs) -> anyhow::Result<aibox_types::api::CreateRequest> {
+    use aibox_types::api::Size;
+    let seconds = |d: std::time::Duration| (d.as_millis() as u64).div_ceil(1000);
+    Ok(aibox_types::api::CreateRequest {
+        template: a.template.clone(),
         cpus: a.cpus,
+        memory: a.memory.map(Size::from),
         pids: a.pids,
-        disk: a.disk,
-        timeout_ms: a.timeout.map(|t| t.as_millis() as u64),
-        env: parse_env(&a.env)?,
-        mounts: a.mounts.clone(),
+        disk: a.disk.map(Size::from),
+        env: parse_env(&a.env)?.into_iter().collect(),
+        workdir: a.workdir.clone(),
+        user: a.user,
+        ttl_seconds: a.timeout.map(seconds),
+        hostname: a.hostname.clone(),
         require_isolation: a.require_isolation,
         backend: a.backend,
-        hostname: a.hostname.clone(),
-        ..Default::default()
-    };
-    if let Some(w) = &a.workdir {
-        spec.workdir = w.clone();
-    }
-    if let Some(u) = a.user {
-        spec.user = u;
-    }
+        mounts: a.mounts.clone(),
+        // `create`'s own flags (`aibox run` has no server behind it).
+        idle_timeout_seconds: None,
+        labels: Default::default(),
+        snapshot: None,
+        network: None,
+        public: false,
+    })
+}
+
+/// `aibox run`'s spec: the shared flags over the defaults, and its
+/// timeout to the millisecond (a one-shot command's kill timer).
+pub fn spec_from(a: &SpecArgs) -> anyhow::Result<SandboxSpec> {
+    let mut spec = SandboxSpec::default();
+    spec_request(a)?
+        .apply(&mut spec)
+        .map_err(|e| aibox_runtime::Error::InvalidSpec(e.to_string()))?;
+    spec.timeout_ms = a.timeout.map(|t| t.as_millis() as u64);
     if spec.timeout_ms == Some(0) {
         anyhow::bail!(aibox_runtime::Error::InvalidSpec(
             "timeout must be greater than zero".into()

@@ -2,14 +2,13 @@
 
 use crate::args::CreateArgs;
 use aibox_runtime::{HelperReply, Runtime};
-use aibox_types::api::{CreateRequest, NetworkRequest, Size};
+use aibox_types::api::{CreateRequest, NetworkRequest};
 use aibox_types::NetworkMode;
 use std::io::Read;
 
 /// The create request the flags describe: the one value both the server
 /// path and `--local` take, so a flag reaches both or neither.
 pub fn request(a: &CreateArgs) -> anyhow::Result<CreateRequest> {
-    let s = &a.spec;
     let network = if a.network.is_some() || !a.allow.is_empty() || !a.deny.is_empty() {
         let mode = match a.network.as_deref() {
             None => NetworkMode::Allowlist,
@@ -33,24 +32,12 @@ pub fn request(a: &CreateArgs) -> anyhow::Result<CreateRequest> {
     };
     let seconds = |d: std::time::Duration| (d.as_millis() as u64).div_ceil(1000);
     Ok(CreateRequest {
-        template: s.template.clone(),
-        cpus: s.cpus,
-        memory: s.memory.map(Size::from),
-        pids: s.pids,
-        disk: s.disk.map(Size::from),
-        env: super::parse_env(&s.env)?.into_iter().collect(),
-        workdir: s.workdir.clone(),
-        user: s.user,
-        ttl_seconds: s.timeout.map(seconds),
         idle_timeout_seconds: a.idle_timeout.map(seconds),
-        hostname: s.hostname.clone(),
         labels: super::parse_labels(&a.labels)?,
-        require_isolation: s.require_isolation,
-        backend: s.backend,
-        mounts: s.mounts.clone(),
         snapshot: a.snapshot.clone(),
         network,
         public: a.public,
+        ..super::spec_request(&a.spec)?
     })
 }
 
