@@ -46,6 +46,12 @@ def aibox(*args):
     return subprocess.run([AIBOX, *args], check=True, env=env, capture_output=True, text=True).stdout.strip()
 
 
+def sandbox_pid(sid):
+    """The host pid of a local sandbox's PID 1, from its runtime record."""
+    with open(os.path.join(env["AIBOX_RUN_DIR"], "sandboxes", sid, "sandbox.json")) as f:
+        return json.load(f)["pid"]
+
+
 # 1. one-shot run with the full default isolation
 bwrap = ["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr"]
 for l in ["bin", "sbin", "lib", "lib64"]:
@@ -61,7 +67,7 @@ row("one-shot run of /bin/true", "plain /bin/true", t, base)
 
 # 2. exec into a running sandbox vs nsenter into the same namespaces
 sid = aibox("create")
-pid = json.loads(aibox("inspect", sid))["record"]["pid"]
+pid = sandbox_pid(sid)
 e, n = hyperfine([f"{AIBOX} exec {sid} -- /bin/true", f"nsenter -t {pid} -a /bin/true"])
 base = statistics.median(n)
 row("exec /bin/true in a running sandbox", "aibox exec (through the agent)", e, base)
@@ -78,11 +84,11 @@ aibox("rm", sid)
 # Fresh sandboxes that have served nothing yet.
 ids = [aibox("create")]
 time.sleep(0.5)
-pids = [json.loads(aibox("inspect", ids[0]))["record"]["pid"]]
+pids = [sandbox_pid(ids[0])]
 one = pss(pids[0]) / 1024
 ids += [aibox("create") for _ in range(9)]
 time.sleep(0.5)
-pids += [json.loads(aibox("inspect", i))["record"]["pid"] for i in ids[1:]]
+pids += [sandbox_pid(i) for i in ids[1:]]
 ten = statistics.mean(pss(p) for p in pids) / 1024
 rows.append(("idle sandbox memory (PSS)", "1 sandbox running", f"{one:.2f}", "", "", "MiB", ""))
 rows.append(("idle sandbox memory (PSS)", "10 sandboxes running, mean", f"{ten:.2f}", "", "", "MiB", ""))

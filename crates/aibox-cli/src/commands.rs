@@ -88,34 +88,6 @@ fn mcp() -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// The limit fields of a create or restore body: only those given.
-pub fn limits_body(
-    memory: Option<aibox_types::ByteSize>,
-    disk: Option<aibox_types::ByteSize>,
-    cpus: Option<f64>,
-    pids: Option<u64>,
-    ttl_ms: Option<u64>,
-) -> serde_json::Map<String, serde_json::Value> {
-    use serde_json::json;
-    let mut body = serde_json::Map::new();
-    if let Some(m) = memory {
-        body.insert("memory".into(), json!(m.0));
-    }
-    if let Some(d) = disk {
-        body.insert("disk".into(), json!(d.0));
-    }
-    if let Some(c) = cpus {
-        body.insert("cpus".into(), json!(c));
-    }
-    if let Some(p) = pids {
-        body.insert("pids".into(), json!(p));
-    }
-    if let Some(t) = ttl_ms {
-        body.insert("ttl_seconds".into(), json!(t.div_ceil(1000).max(1)));
-    }
-    body
-}
-
 /// Denies first, then the rules kept, then the allows: `deny` takes
 /// precedence, as an operator adding one expects. A rule that does not
 /// parse is refused here, naming the flag.

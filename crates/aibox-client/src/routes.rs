@@ -4,13 +4,27 @@
 
 use crate::{check, query_escape, sandbox_path, send_async, Body, ClientError, Endpoint, Method};
 use aibox_types::api::{
-    CreateRequest, ExecRequest, ExecResult, FileList, FileStat, Health, ListQuery, MkdirRequest,
-    NetworkRequest, PortsPatch, PortsView, SandboxList, SandboxView, SnapshotRequest, SnapshotView,
-    TimeoutRequest, Written,
+    CreateRequest, ExecRequest, ExecResult, FileList, FileStat, Forked, Health, ListQuery,
+    MkdirRequest, NetworkRequest, PortsPatch, PortsView, SandboxList, SandboxView, SnapshotList,
+    SnapshotRequest, SnapshotView, TimeoutRequest, Written,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
+
+/// A snapshot id the server could have made (anything else is refused
+/// here rather than sent).
+fn snapshot_id(id: &str) -> Result<&str, ClientError> {
+    if aibox_types::validate_id(id) {
+        Ok(id)
+    } else {
+        Err(ClientError::Api {
+            status: 400,
+            code: aibox_types::ErrorCode::InvalidArgument,
+            message: format!("{id:?} is not a snapshot id"),
+        })
+    }
+}
 
 /// A client of one server, with one key; cheap to clone.
 #[derive(Debug, Clone)]
@@ -224,15 +238,33 @@ impl AsyncClient {
         snapshot: &str,
         req: &CreateRequest,
     ) -> Result<SandboxView, ClientError> {
-        if !aibox_types::validate_id(snapshot) {
-            return Err(ClientError::Api {
-                status: 400,
-                code: aibox_types::ErrorCode::InvalidArgument,
-                message: format!("{snapshot:?} is not a snapshot id"),
-            });
-        }
-        let path = format!("/v1/snapshots/{snapshot}/restore");
+        let path = format!("/v1/snapshots/{}/restore", snapshot_id(snapshot)?);
         self.typed(Method::POST, &path, json_of(req), &[]).await
+    }
+
+    pub async fn snapshots(&self) -> Result<SnapshotList, ClientError> {
+        self.typed(Method::GET, "/v1/snapshots", Body::Empty, &[])
+            .await
+    }
+
+    pub async fn delete_snapshot(&self, id: &str) -> Result<(), ClientError> {
+        let path = format!("/v1/snapshots/{}", snapshot_id(id)?);
+        self.call(Method::DELETE, &path, Body::Empty, &[])
+            .await
+            .map(drop)
+    }
+
+    /// `count` sandboxes from snapshot `snapshot`, all or none.
+    pub async fn fork(
+        &self,
+        snapshot: &str,
+        req: &CreateRequest,
+        count: u64,
+    ) -> Result<Forked, ClientError> {
+        let mut body = serde_json::to_value(req).unwrap_or(Value::Null);
+        body["count"] = serde_json::json!(count);
+        let path = format!("/v1/snapshots/{}/fork", snapshot_id(snapshot)?);
+        self.typed(Method::POST, &path, Body::Json(body), &[]).await
     }
 
     pub async fn ports(&self, id: &str) -> Result<PortsView, ClientError> {

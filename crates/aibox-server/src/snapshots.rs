@@ -24,8 +24,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde_json::Value;
 
-pub(crate) use crate::control::snapshots::owned;
-
 /// A JSON body that may be left out (empty: the defaults).
 fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> ApiResult<T> {
     if body.iter().all(u8::is_ascii_whitespace) {

@@ -3,6 +3,7 @@
 //! so they need an admin key.
 
 use crate::auth::Principal;
+use crate::control::templates::{self as control, admin, view};
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 use aibox_types::api::{
@@ -16,68 +17,10 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
-fn admin(who: &Principal, what: &str) -> ApiResult<()> {
-    if who.admin() {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            ErrorCode::PermissionDenied,
-            format!("{what} needs an admin key: templates are shared by every tenant"),
-        ))
-    }
-}
-
-/// An image as the API shows a template.
-fn view(m: &aibox_runtime::image::oci::ImageMeta) -> TemplateView {
-    let mut more = serde_json::Map::new();
-    if let Some(b) = &m.base {
-        more.insert("base".into(), json!(b));
-    }
-    TemplateView {
-        name: m.name.clone(),
-        builtin: false,
-        digest: Some(m.digest.clone()),
-        size: Some(m.size()),
-        layers: Some(
-            m.layers
-                .iter()
-                .map(|l| serde_json::to_value(l).unwrap_or(Value::Null))
-                .collect(),
-        ),
-        config: serde_json::to_value(&m.config).ok(),
-        created_ms: Some(m.created_ms),
-        source: Some(json!(m.source)),
-        more,
-    }
-}
-
 /// `GET /v1/templates`: the built-in `host` and every image, with the
 /// store's disk use.
 pub async fn list(State(state): State<AppState>, _who: Principal) -> ApiResult<Json<TemplateList>> {
-    let engine = state.engine();
-    let (images, usage) = tokio::task::spawn_blocking(move || engine.templates())
-        .await
-        .map_err(|e| ApiError::internal("templates task", e))??;
-    let host = TemplateView {
-        name: "host".into(),
-        builtin: true,
-        digest: None,
-        size: None,
-        layers: None,
-        config: None,
-        created_ms: None,
-        source: None,
-        more: Default::default(),
-    };
-    let mut templates = vec![host];
-    templates.extend(images.iter().map(view));
-    Ok(Json(TemplateList {
-        templates,
-        store: StoreUsage {
-            layers: usage.0,
-            bytes: usage.1,
-        },
-    }))
+    control::list(&state).await.map(Json)
 }
 
 /// `GET /v1/templates/{name}` (names may hold `/` and `:`).
@@ -86,20 +29,7 @@ pub async fn get(
     _who: Principal,
     Path(name): Path<String>,
 ) -> ApiResult<Json<TemplateView>> {
-    let engine = state.engine();
-    let (images, _) = tokio::task::spawn_blocking(move || engine.templates())
-        .await
-        .map_err(|e| ApiError::internal("templates task", e))??;
-    images
-        .iter()
-        .find(|m| m.name == name)
-        .map(|m| Json(view(m)))
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::TemplateNotFound,
-                format!("no template named {name:?}"),
-            )
-        })
+    control::get(&state, &name).await.map(Json)
 }
 
 /// `DELETE /v1/templates/{name}`: refused while a sandbox uses it.
@@ -108,27 +38,7 @@ pub async fn delete(
     who: Principal,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    admin(&who, "removing a template")?;
-    let users: Vec<String> = state
-        .store()
-        .all()
-        .map_err(|e| ApiError::internal("list", e))?
-        .into_iter()
-        .filter(|r| r.spec["template"].as_str() == Some(name.as_str()))
-        .map(|r| r.id)
-        .collect();
-    if !users.is_empty() {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            format!("template {name} is used by sandboxes: {}", users.join(", ")),
-        ));
-    }
-    let engine = state.engine();
-    let n = name.clone();
-    tokio::task::spawn_blocking(move || engine.remove_template(&n))
-        .await
-        .map_err(|e| ApiError::internal("template task", e))??;
-    state.audit(&who.id, "template.remove", None, json!({"name": name}));
+    control::delete(&state, &who, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -139,19 +49,7 @@ pub async fn prune(
     who: Principal,
     Query(q): Query<PruneQuery>,
 ) -> ApiResult<Json<StoreUsage>> {
-    admin(&who, "pruning templates")?;
-    let build_cache = q.build_cache;
-    let engine = state.engine();
-    let (layers, bytes) = tokio::task::spawn_blocking(move || engine.prune_templates(build_cache))
-        .await
-        .map_err(|e| ApiError::internal("prune task", e))??;
-    state.audit(
-        &who.id,
-        "template.prune",
-        None,
-        json!({"layers": layers, "bytes": bytes}),
-    );
-    Ok(Json(StoreUsage { layers, bytes }))
+    control::prune(&state, &who, q.build_cache).await.map(Json)
 }
 
 /// `DATA/uploads`, 0700: uploaded images and build contexts (set-id files,
@@ -362,26 +260,8 @@ pub async fn promote(
     Path(id): Path<String>,
     crate::ApiJson(body): crate::ApiJson<PromoteRequest>,
 ) -> ApiResult<(StatusCode, Json<TemplateView>)> {
-    admin(&who, "making a template")?;
-    let snap = crate::snapshots::owned(&state, &who, &id)?;
-    if !aibox_runtime::image::oci::valid_name(&body.name) {
-        return Err(ApiError::invalid(format!(
-            "{:?} is not a valid template name",
-            body.name
-        )));
-    }
-    let engine = state.engine();
-    let (sid, name) = (snap.id.clone(), body.name.clone());
-    let meta = tokio::task::spawn_blocking(move || engine.promote_snapshot(&sid, &name))
-        .await
-        .map_err(|e| ApiError::internal("promote task", e))??;
-    state.audit(
-        &who.id,
-        "template.promote",
-        Some(&snap.source),
-        json!({"snapshot": snap.id, "name": meta.name}),
-    );
-    Ok((StatusCode::CREATED, Json(view(&meta))))
+    let v = control::promote(&state, &who, &id, body).await?;
+    Ok((StatusCode::CREATED, Json(v)))
 }
 
 /// Relays a build's progress into the response stream, and gives its

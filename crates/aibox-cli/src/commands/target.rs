@@ -8,7 +8,7 @@ use crate::args::Target;
 use aibox_client::{sandbox_path, Body, Client, Method};
 use aibox_protocol::{read_frame, write_frame, AgentMsg, ClientMsg, ExecRequest, Kind, PtySize};
 use aibox_runtime::{ClientError, Runtime};
-use aibox_types::api::{CreateRequest, Limits, SandboxState, SandboxView};
+use aibox_types::api::{CreateRequest, Limits, SandboxState, SandboxView, SnapshotView};
 use aibox_types::{SandboxSpec, User};
 use serde_json::{json, Map, Value};
 use std::io::{IsTerminal, Read, Write};
@@ -42,6 +42,17 @@ pub trait Sandboxes {
     /// Run `run` to its end (or start it, detached); the exit code to
     /// leave with: the command's, 124 when it ran out of time.
     fn exec(&self, id: &str, run: &Run) -> anyhow::Result<u8>;
+    fn snapshot(&self, id: &str, name: Option<String>) -> anyhow::Result<SnapshotView>;
+    fn snapshots(&self) -> anyhow::Result<Vec<SnapshotView>>;
+    fn delete_snapshot(&self, id: &str) -> anyhow::Result<()>;
+    /// `count` sandboxes from a snapshot (the request's fields over its
+    /// spec), all or none.
+    fn fork(
+        &self,
+        snapshot: &str,
+        req: &CreateRequest,
+        count: u64,
+    ) -> anyhow::Result<Vec<SandboxView>>;
 }
 
 /// The side `target` names.
@@ -99,6 +110,32 @@ impl Sandboxes for Server {
             self.client.wait(api.resume_sandbox(id))?;
         }
         Ok(())
+    }
+
+    fn snapshot(&self, id: &str, name: Option<String>) -> anyhow::Result<SnapshotView> {
+        let req = aibox_types::api::SnapshotRequest { name };
+        Ok(self.client.wait(self.snapshot_ops().snapshot(id, &req))?)
+    }
+
+    fn snapshots(&self) -> anyhow::Result<Vec<SnapshotView>> {
+        Ok(self.client.wait(self.snapshot_ops().snapshots())?.snapshots)
+    }
+
+    fn delete_snapshot(&self, id: &str) -> anyhow::Result<()> {
+        Ok(self.client.wait(self.snapshot_ops().delete_snapshot(id))?)
+    }
+
+    fn fork(
+        &self,
+        snapshot: &str,
+        req: &CreateRequest,
+        count: u64,
+    ) -> anyhow::Result<Vec<SandboxView>> {
+        let api = self.snapshot_ops();
+        if count == 1 {
+            return Ok(vec![self.client.wait(api.restore(snapshot, req))?]);
+        }
+        Ok(self.client.wait(api.fork(snapshot, req, count))?.sandboxes)
     }
 
     fn exec(&self, id: &str, run: &Run) -> anyhow::Result<u8> {
@@ -222,6 +259,10 @@ impl Sandboxes for Server {
 }
 
 impl Server {
+    fn snapshot_ops(&self) -> aibox_client::AsyncClient {
+        self.client.async_client()
+    }
+
     /// A background process (`aibox exec -d`): its id.
     fn exec_detached(&self, id: &str, run: &Run) -> anyhow::Result<u8> {
         let env: Map<String, Value> = run.env.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
@@ -310,6 +351,57 @@ impl Sandboxes for Local {
         Ok(())
     }
 
+    fn snapshot(&self, id: &str, name: Option<String>) -> anyhow::Result<SnapshotView> {
+        Ok(snapshot_view(&self.rt.snapshot(id, name.as_deref())?))
+    }
+
+    fn snapshots(&self) -> anyhow::Result<Vec<SnapshotView>> {
+        Ok(self.rt.snapshots().iter().map(snapshot_view).collect())
+    }
+
+    fn delete_snapshot(&self, id: &str) -> anyhow::Result<()> {
+        Ok(self.rt.delete_snapshot(id)?)
+    }
+
+    fn fork(
+        &self,
+        snapshot: &str,
+        req: &CreateRequest,
+        count: u64,
+    ) -> anyhow::Result<Vec<SandboxView>> {
+        let meta = self.rt.snapshot_info(snapshot)?;
+        let mut spec = meta.spec.clone();
+        refuse_server_only(req)?;
+        req.apply(&mut spec)
+            .map_err(|e| aibox_runtime::Error::InvalidSpec(e.to_string()))?;
+        spec.snapshot = Some(meta.id.clone());
+        spec.timeout_ms = req.ttl_seconds.map(|s| s * 1000);
+        let mut made: Vec<SandboxView> = Vec::new();
+        for i in 0..count {
+            match self.rt.create(&spec) {
+                Ok(sb) => {
+                    made.push(view_of(&sb));
+                    if count > 1 && std::io::stderr().is_terminal() {
+                        eprint!("\rforked {}/{count} ", i + 1);
+                    }
+                }
+                Err(e) => {
+                    // All or none.
+                    for v in &made {
+                        if let Ok(sb) = self.rt.get(&v.id) {
+                            let _ = sb.destroy();
+                        }
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        if count > 1 && std::io::stderr().is_terminal() {
+            eprint!("\r\x1b[K");
+        }
+        Ok(made)
+    }
+
     fn exec(&self, id: &str, run: &Run) -> anyhow::Result<u8> {
         let rt = &self.rt;
         let client = rt.agent_client(id)?;
@@ -373,26 +465,48 @@ impl Sandboxes for Local {
     }
 }
 
+/// A local snapshot as the API shows one.
+fn snapshot_view(m: &aibox_runtime::SnapshotMeta) -> SnapshotView {
+    SnapshotView {
+        id: m.id.clone(),
+        name: m.name.clone(),
+        source_sandbox: m.source.clone(),
+        created_at_ms: m.created_unix_ms,
+        template: m.template.clone(),
+        size_bytes: m.size_bytes,
+        entries: m.entries,
+        consistent: m.consistent,
+        memory: m.memory,
+        spec: serde_json::to_value(&m.spec).unwrap_or(Value::Null),
+    }
+}
+
 /// The spec `--local` creates: the request over the defaults, with the
 /// fields only the server can honour refused by name.
 fn local_spec(req: &CreateRequest) -> anyhow::Result<SandboxSpec> {
+    refuse_server_only(req)?;
+    let mut spec = SandboxSpec::default();
+    req.apply(&mut spec)
+        .map_err(|e| aibox_runtime::Error::InvalidSpec(e.to_string()))?;
+    spec.timeout_ms = req.ttl_seconds.map(|s| s * 1000);
+    Ok(spec)
+}
+
+/// A request field only the server can honour, refused by name.
+fn refuse_server_only(req: &CreateRequest) -> anyhow::Result<()> {
     let server_only = [
         (req.network.is_some(), "network egress goes through the aibox server's proxy (--network, --allow, --deny, --enforcement)"),
         (req.public, "published ports are served by the aibox server (--public; `aibox port-forward --local` reaches a port without it)"),
         (!req.labels.is_empty(), "labels are kept by the aibox server (--label)"),
         (req.idle_timeout_seconds.is_some(), "the idle timeout is the aibox server's (--idle-timeout)"),
-        (req.snapshot.is_some(), "snapshots are the aibox server's (--snapshot)"),
+        (req.snapshot.is_some(), "a create from a snapshot is the server's (--snapshot; `aibox restore --local SNAPSHOT` starts one from a local snapshot)"),
     ];
     if let Some((_, what)) = server_only.iter().find(|(set, _)| *set) {
         anyhow::bail!(aibox_runtime::Error::Unsupported(format!(
             "{what}: drop --local"
         )));
     }
-    let mut spec = SandboxSpec::default();
-    req.apply(&mut spec)
-        .map_err(|e| aibox_runtime::Error::InvalidSpec(e.to_string()))?;
-    spec.timeout_ms = req.ttl_seconds.map(|s| s * 1000);
-    Ok(spec)
+    Ok(())
 }
 
 /// Copy our stdin to the process and its output to our stdout/stderr until

@@ -6,8 +6,11 @@
 //! principal.
 
 pub mod access;
+pub mod audit;
 pub mod files;
+pub mod keys;
 pub mod ports;
 pub mod processes;
 pub mod sandboxes;
 pub mod snapshots;
+pub mod templates;
