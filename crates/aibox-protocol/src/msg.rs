@@ -31,6 +31,30 @@ pub struct ExecRequest {
     pub background: bool,
 }
 
+impl ExecRequest {
+    /// A command as the API gives it (its `cmd` split into an argv or a
+    /// shell line), with its environment, directory, user and time limit;
+    /// stdin, PTY, output cap and background as the caller then sets.
+    pub fn command(
+        argv: Vec<String>,
+        shell: Option<String>,
+        env: std::collections::BTreeMap<String, String>,
+        cwd: Option<String>,
+        user: Option<User>,
+        timeout_ms: Option<u64>,
+    ) -> ExecRequest {
+        ExecRequest {
+            argv,
+            shell,
+            env: env.into_iter().collect(),
+            cwd,
+            user,
+            timeout_ms,
+            ..Default::default()
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Op {

@@ -142,18 +142,19 @@ async fn exec_session(state: AppState, who: Principal, id: String, mut socket: W
         }
     };
     let req = ExecRequest {
-        argv: argv.clone(),
-        shell: shell.clone(),
-        env: start.env.into_iter().collect(),
-        cwd: start.cwd,
-        user: start.user,
         stdin: true,
-        timeout_ms: start.timeout_ms,
         max_output: start
             .max_output
             .map(|m| m.min(state.config().max_exec_output)),
         pty: start.pty,
-        ..Default::default()
+        ..ExecRequest::command(
+            argv.clone(),
+            shell.clone(),
+            start.env,
+            start.cwd,
+            start.user,
+            start.timeout_ms,
+        )
     };
     let engine = state.engine();
     let sid = id.clone();

@@ -265,21 +265,18 @@ impl Server {
 
     /// A background process (`aibox exec -d`): its id.
     fn exec_detached(&self, id: &str, run: &Run) -> anyhow::Result<u8> {
-        let env: Map<String, Value> = run.env.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-        let mut body = json!({"cmd": run.argv, "env": env});
-        if let Some(w) = &run.cwd {
-            body["cwd"] = json!(w);
-        }
-        if let Some(u) = run.user {
-            body["user"] = json!(u);
-        }
-        if let Some(t) = run.timeout_ms {
-            body["timeout_ms"] = json!(t);
-        }
+        let req = aibox_types::api::StartRequest {
+            cmd: aibox_types::api::Cmd::Argv(run.argv.clone()),
+            env: run.env.iter().cloned().collect(),
+            cwd: run.cwd.clone(),
+            user: run.user,
+            timeout_ms: run.timeout_ms,
+            stdin: false,
+        };
         let v = self.client.json(
             Method::POST,
             &format!("{}/processes", sandbox_path(id)?),
-            Body::Json(body),
+            Body::Json(serde_json::to_value(&req)?),
         )?;
         println!("{}", v["id"]);
         Ok(0)

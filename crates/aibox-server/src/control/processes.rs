@@ -23,15 +23,16 @@ pub async fn start(
     let row = running(state, who, id)?;
     let (argv, shell) = body.cmd.split()?;
     let req = ExecRequest {
-        argv: argv.clone(),
-        shell: shell.clone(),
-        env: body.env.into_iter().collect(),
-        cwd: body.cwd,
-        user: body.user,
         stdin: body.stdin,
-        timeout_ms: body.timeout_ms,
         background: true,
-        ..Default::default()
+        ..ExecRequest::command(
+            argv.clone(),
+            shell.clone(),
+            body.env,
+            body.cwd,
+            body.user,
+            body.timeout_ms,
+        )
     };
     let (pid_id, pid) = with_agent(state, &row.id, move |a| {
         a.exec_start(req).map(|(_stream, id, pid)| (id, pid))

@@ -548,14 +548,7 @@ pub async fn exec(
     let row = running(state, who, id)?;
     let (argv, shell) = body.cmd.split()?;
     let req = ExecRequest {
-        argv: argv.clone(),
-        shell: shell.clone(),
-        env: body.env.into_iter().collect(),
-        cwd: body.cwd,
-        user: body.user,
         stdin: body.stdin.is_some(),
-        timeout_ms: body.timeout_ms,
-        pty: None,
         // The server's cap, whatever the request asks: both streams are
         // held in memory (and again in the JSON reply).
         max_output: Some(
@@ -563,7 +556,14 @@ pub async fn exec(
                 .unwrap_or(state.config().max_exec_output)
                 .min(state.config().max_exec_output),
         ),
-        background: false,
+        ..ExecRequest::command(
+            argv.clone(),
+            shell.clone(),
+            body.env,
+            body.cwd,
+            body.user,
+            body.timeout_ms,
+        )
     };
     let engine = state.engine();
     let sid = row.id.clone();
