@@ -44,6 +44,10 @@ fn errors(mut responses: Value, codes: &[&str]) -> Value {
     responses
 }
 
+/// What an operation that reaches the sandbox's agent can fail with: the
+/// sandbox unknown (404), not running (409) or its agent gone (410).
+const AGENT: &[&str] = &["404", "409", "410"];
+
 fn op(summary: &str, params: Value, body: Option<Value>, responses: Value) -> Value {
     let mut o = json!({"summary": summary, "parameters": params, "responses": responses});
     if let Some(b) = body {
@@ -119,7 +123,7 @@ fn build() -> Value {
             "delete": op("Destroy a sandbox", json!([id]), None, errors(json!({"204": empty("destroyed")}), &["404", "409"]))
         },
         "/v1/sandboxes/{id}/exec": {"post": op("Run a command to completion", json!([id]),
-            Some(json_body(reference("Exec"))), errors(json!({"200": ok("the result", reference("ExecResult"))}), &["404", "409"]))},
+            Some(json_body(reference("Exec"))), errors(json!({"200": ok("the result", reference("ExecResult"))}), AGENT))},
         "/v1/sandboxes/{id}/pause": {"post": op("Freeze every process (the TTL clock stops)", json!([id]), None,
             errors(json!({"200": sb_ok}), &["404", "409"]))},
         "/v1/sandboxes/{id}/resume": {"post": op("Thaw a paused sandbox", json!([id]), None,
@@ -190,52 +194,52 @@ fn build() -> Value {
             errors(json!({"201": ok("created", reference("Forked"))}), &["404", "409", "422", "503"]))},
         "/v1/sandboxes/{id}/files": {
             "get": op("Read a file (raw bytes)", json!([id, file_path()]), None,
-                errors(json!({"200": raw("file contents", "application/octet-stream")}), &["404", "409"])),
+                errors(json!({"200": raw("file contents", "application/octet-stream")}), AGENT)),
             "put": op("Write a file atomically (raw bytes)", json!([id, file_path(),
                     query("mode", false, json!({"type": "string", "pattern": "^[0-7]{1,4}$"}))]),
                 Some(json!({"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}})),
-                errors(json!({"200": ok("written", reference("Written"))}), &["404", "409"])),
+                errors(json!({"200": ok("written", reference("Written"))}), AGENT)),
             "delete": op("Delete a file or directory", json!([id, file_path(), query("recursive", false, json!({"type": "boolean"}))]),
-                None, errors(json!({"204": empty("deleted")}), &["404", "409"]))
+                None, errors(json!({"204": empty("deleted")}), AGENT))
         },
         "/v1/sandboxes/{id}/files/list": {"get": op("List a directory", json!([id, file_path(),
             query("recursive", false, json!({"type": "boolean"}))]), None,
-            errors(json!({"200": ok("entries", reference("FileList"))}), &["404", "409"]))},
+            errors(json!({"200": ok("entries", reference("FileList"))}), AGENT))},
         "/v1/sandboxes/{id}/files/stat": {"get": op("Stat a path", json!([id, file_path()]), None,
-            errors(json!({"200": ok("metadata", reference("FileStat"))}), &["404", "409"]))},
+            errors(json!({"200": ok("metadata", reference("FileStat"))}), AGENT))},
         "/v1/sandboxes/{id}/files/mkdir": {"post": op("mkdir -p", json!([id]),
             Some(json_body(reference("Mkdir"))),
-            errors(json!({"201": ok("created", reference("FileStat"))}), &["404", "409"]))},
+            errors(json!({"201": ok("created", reference("FileStat"))}), AGENT))},
         "/v1/sandboxes/{id}/files/rename": {"post": op("Rename a path", json!([id]),
             Some(json_body(reference("Rename"))),
-            errors(json!({"204": empty("renamed")}), &["404", "409"]))},
+            errors(json!({"204": empty("renamed")}), AGENT))},
         "/v1/sandboxes/{id}/tar": {
             "get": op("Download a directory as tar", json!([id, file_path()]), None,
-                errors(json!({"200": raw("tar archive", "application/x-tar")}), &["404", "409"])),
+                errors(json!({"200": raw("tar archive", "application/x-tar")}), AGENT)),
             "put": op("Unpack a tar archive into a directory", json!([id, file_path()]),
                 Some(json!({"required": true, "content": {
                     "application/x-tar": {"schema": {"type": "string", "format": "binary"}},
                     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}})),
-                errors(json!({"204": empty("unpacked")}), &["404", "409"]))
+                errors(json!({"204": empty("unpacked")}), AGENT))
         },
         "/v1/sandboxes/{id}/processes": {
             "post": op("Start a background process", json!([id]),
                 Some(json_body(reference("StartProcess"))),
-                errors(json!({"201": ok("started", reference("Started"))}), &["404", "409"])),
-            "get": op("List processes", json!([id]), None, errors(json!({"200": ok("processes", reference("ProcessList"))}), &["404", "409"]))
+                errors(json!({"201": ok("started", reference("Started"))}), AGENT)),
+            "get": op("List processes", json!([id]), None, errors(json!({"200": ok("processes", reference("ProcessList"))}), AGENT))
         },
         "/v1/sandboxes/{id}/processes/{pid}": {"get": op("Get a process", json!([id, path_pid()]), None,
-            errors(json!({"200": ok("the process", reference("Process"))}), &["404", "409"]))},
+            errors(json!({"200": ok("the process", reference("Process"))}), AGENT))},
         "/v1/sandboxes/{id}/processes/{pid}/wait": {"post": op("Wait for a process to exit", json!([id, path_pid(),
             query("timeout_ms", false, json!({"type": "integer", "minimum": 0}))]), None,
-            errors(json!({"200": ok("its exit", reference("ProcessExit"))}), &["404", "409", "504"]))},
+            errors(json!({"200": ok("its exit", reference("ProcessExit"))}), &["404", "409", "410", "504"]))},
         "/v1/sandboxes/{id}/processes/{pid}/kill": {"post": op("Signal a process", json!([id, path_pid()]),
             Some(json_body(reference("Kill"))),
-            errors(json!({"204": empty("signalled")}), &["404", "409"]))},
+            errors(json!({"204": empty("signalled")}), AGENT))},
         "/v1/sandboxes/{id}/processes/{pid}/stdin": {"post": op("Write to a process's stdin", json!([id, path_pid(),
             query("close", false, json!({"type": "boolean"}))]),
             Some(json!({"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}})),
-            errors(json!({"204": empty("written")}), &["404", "409"]))},
+            errors(json!({"204": empty("written")}), AGENT))},
         "/v1/keys": {
             "post": op("Create an API key (admin)", json!([]),
                 Some(json_body(reference("CreateKey"))),
