@@ -106,6 +106,12 @@ pub enum Command {
         #[command(subcommand)]
         cmd: SnapshotCmd,
     },
+    /// Volumes: named filesystems with a quota that outlive sandboxes
+    /// (mount with `create --volume NAME:/path`).
+    Volume {
+        #[command(subcommand)]
+        cmd: VolumeCmd,
+    },
     /// Create a sandbox from a snapshot (its spec, with these overrides).
     Restore(RestoreArgs),
     /// Create N sandboxes from one snapshot, all or none.
@@ -226,6 +232,10 @@ pub struct SpecArgs {
     /// path is refused.
     #[arg(long = "mount", value_parser = parse_mount)]
     pub mounts: Vec<MountSpec>,
+    /// Mount a volume (`aibox volume create`): NAME:/PATH[:ro]. Its files
+    /// outlive the sandbox; several sandboxes may mount it at once.
+    #[arg(long = "volume", value_parser = parse_volume)]
+    pub volumes: Vec<aibox_types::api::VolumeRef>,
     /// Working directory inside (default /workspace).
     #[arg(short = 'w', long)]
     pub workdir: Option<String>,
@@ -370,6 +380,9 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 fn parse_mount(s: &str) -> Result<MountSpec, String> {
     s.parse()
 }
+fn parse_volume(s: &str) -> Result<aibox_types::api::VolumeRef, String> {
+    s.parse()
+}
 fn parse_user(s: &str) -> Result<User, String> {
     s.parse()
 }
@@ -488,6 +501,73 @@ pub enum SnapshotCmd {
     /// Delete snapshots (refused while a sandbox restored from one runs).
     Rm {
         ids: Vec<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VolumeCmd {
+    /// Make a volume and print its name.
+    Create {
+        name: String,
+        /// Its quota, e.g. 10g (default 1g; 16m to 16t).
+        #[arg(long, value_parser = parse_size)]
+        size: Option<ByteSize>,
+        /// Owner of its top directory inside sandboxes (default 1000, the
+        /// default user; 0 for sandboxes that run as root).
+        #[arg(long)]
+        uid: Option<u32>,
+        /// Label K=V (repeatable).
+        #[arg(short = 'l', long = "label")]
+        labels: Vec<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List volumes.
+    #[command(alias = "list")]
+    Ls {
+        /// Only volumes with this label (K=V).
+        #[arg(short = 'l', long = "label")]
+        label: Option<String>,
+        #[arg(long)]
+        json: bool,
+        /// Print only names.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Show a volume: quota and how it is enforced, usage, the sandboxes
+    /// that mount it, its snapshots.
+    Inspect {
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Remove volumes (refused while a sandbox mounts one), or a volume's
+    /// snapshot as NAME@SNAPSHOT.
+    Rm {
+        names: Vec<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Keep a named copy of a volume's files as they are now.
+    Snapshot {
+        name: String,
+        snapshot: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// A new volume with the files of SOURCE (a volume, or VOLUME@SNAPSHOT).
+    Clone {
+        source: String,
+        name: String,
+        /// Label K=V (repeatable).
+        #[arg(short = 'l', long = "label")]
+        labels: Vec<String>,
         #[command(flatten)]
         target: Target,
     },

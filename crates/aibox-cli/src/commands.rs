@@ -14,6 +14,7 @@ mod snapshot;
 mod target;
 mod template;
 mod vm;
+mod volume;
 
 use crate::args::{Command, SpecArgs};
 use aibox_runtime::Runtime;
@@ -54,6 +55,7 @@ pub fn dispatch(cmd: Command) -> anyhow::Result<u8> {
         Command::Keys { cmd } => remote::keys(cmd),
         Command::Audit { cmd } => remote::audit(cmd),
         Command::Snapshot { cmd } => snapshot::snapshot(cmd),
+        Command::Volume { cmd } => volume::volume(cmd),
         Command::Restore(a) => snapshot::fork(&a.snapshot, 1, &a.over, true),
         Command::Network { cmd } => remote::network(cmd),
         Command::Template { cmd } => template::template(cmd),
@@ -170,6 +172,7 @@ pub fn spec_request(a: &SpecArgs) -> anyhow::Result<aibox_types::api::CreateRequ
         require_isolation: a.require_isolation,
         backend: a.backend,
         mounts: a.mounts.clone(),
+        volumes: a.volumes.clone(),
         // `create`'s own flags (`aibox run` has no server behind it).
         idle_timeout_seconds: None,
         labels: Default::default(),

@@ -6,7 +6,8 @@ use crate::{check, query_escape, sandbox_path, send_async, Body, ClientError, En
 use aibox_types::api::{
     CreateRequest, ExecRequest, ExecResult, FileList, FileStat, Forked, Health, ListQuery,
     MkdirRequest, NetworkRequest, PortsPatch, PortsView, SandboxList, SandboxView, SnapshotList,
-    SnapshotRequest, SnapshotView, TimeoutRequest, Written,
+    SnapshotRequest, SnapshotView, TimeoutRequest, VolumeList, VolumeRequest,
+    VolumeSnapshotRequest, VolumeView, Written,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -22,6 +23,20 @@ fn snapshot_id(id: &str) -> Result<&str, ClientError> {
             status: 400,
             code: aibox_types::ErrorCode::InvalidArgument,
             message: format!("{id:?} is not a snapshot id"),
+        })
+    }
+}
+
+/// A volume's path: named by its name or id (anything else is refused
+/// here rather than sent).
+fn volume_path(volume: &str) -> Result<String, ClientError> {
+    if aibox_types::api::valid_volume_name(volume) || aibox_types::validate_id(volume) {
+        Ok(format!("/v1/volumes/{volume}"))
+    } else {
+        Err(ClientError::Api {
+            status: 400,
+            code: aibox_types::ErrorCode::InvalidArgument,
+            message: format!("{volume:?} is not a volume name"),
         })
     }
 }
@@ -275,5 +290,63 @@ impl AsyncClient {
     pub async fn set_ports(&self, id: &str, patch: &PortsPatch) -> Result<PortsView, ClientError> {
         let path = format!("{}/ports", sandbox_path(id)?);
         self.typed(Method::PATCH, &path, json_of(patch), &[]).await
+    }
+
+    pub async fn create_volume(&self, req: &VolumeRequest) -> Result<VolumeView, ClientError> {
+        self.typed(Method::POST, "/v1/volumes", json_of(req), &[])
+            .await
+    }
+
+    /// The caller's volumes; `label` (`K=V`) filters.
+    pub async fn volumes(&self, label: Option<&str>) -> Result<VolumeList, ClientError> {
+        let path = match label {
+            Some(l) => format!("/v1/volumes?label={}", query_escape(l)),
+            None => "/v1/volumes".to_string(),
+        };
+        self.typed(Method::GET, &path, Body::Empty, &[]).await
+    }
+
+    pub async fn volume(&self, volume: &str) -> Result<VolumeView, ClientError> {
+        self.typed(Method::GET, &volume_path(volume)?, Body::Empty, &[])
+            .await
+    }
+
+    pub async fn delete_volume(&self, volume: &str) -> Result<(), ClientError> {
+        self.call(Method::DELETE, &volume_path(volume)?, Body::Empty, &[])
+            .await
+            .map(drop)
+    }
+
+    pub async fn snapshot_volume(
+        &self,
+        volume: &str,
+        req: &VolumeSnapshotRequest,
+    ) -> Result<VolumeView, ClientError> {
+        let path = format!("{}/snapshots", volume_path(volume)?);
+        self.typed(Method::POST, &path, json_of(req), &[]).await
+    }
+
+    pub async fn delete_volume_snapshot(
+        &self,
+        volume: &str,
+        snapshot: &str,
+    ) -> Result<(), ClientError> {
+        let path = format!(
+            "{}/snapshots/{}",
+            volume_path(volume)?,
+            query_escape(snapshot)
+        );
+        self.call(Method::DELETE, &path, Body::Empty, &[])
+            .await
+            .map(drop)
+    }
+
+    pub async fn clone_volume(
+        &self,
+        volume: &str,
+        req: &aibox_types::api::CloneRequest,
+    ) -> Result<VolumeView, ClientError> {
+        let path = format!("{}/clone", volume_path(volume)?);
+        self.typed(Method::POST, &path, json_of(req), &[]).await
     }
 }

@@ -146,6 +146,10 @@ pub struct CreateArgs {
     /// paths; only under what the server allows). Asks the user first.
     #[serde(default)]
     pub mounts: Vec<String>,
+    /// Volumes of this API key to mount (`list_volumes`): `NAME:/path` (read-write; asks the
+    /// user first) or `NAME:/path:ro`. A volume's files outlive the sandbox.
+    #[serde(default)]
+    pub volumes: Vec<String>,
     /// Start from this snapshot (its files and settings; the fields above override them).
     pub snapshot: Option<String>,
     /// Published ports answer without the port token. Asks the user first.
@@ -166,6 +170,7 @@ impl CreateArgs {
     fn request(
         &self,
         mounts: Vec<aibox_types::MountSpec>,
+        volumes: Vec<aibox_types::api::VolumeRef>,
     ) -> Result<aibox_types::api::CreateRequest, Fail> {
         let network = match (&self.network, self.allow_network.is_empty()) {
             (Some(_), false) => return Err(Fail("give allow_network or network, not both".into())),
@@ -202,6 +207,7 @@ impl CreateArgs {
             require_isolation: self.require_isolation,
             backend: self.backend,
             mounts,
+            volumes,
             snapshot: self.snapshot.clone(),
             network,
             public: self.public,
@@ -405,7 +411,12 @@ impl AiboxMcp {
                 let spec: aibox_types::MountSpec = m.parse().map_err(|e| Fail(format!("mount {m:?}: {e}")))?;
                 mounts.push(spec);
             }
-            let req = a.request(mounts)?;
+            let mut volumes = Vec::new();
+            for v in &a.volumes {
+                let r: aibox_types::api::VolumeRef = v.parse().map_err(|e| Fail(format!("volume {v:?}: {e}")))?;
+                volumes.push(r);
+            }
+            let req = a.request(mounts, volumes)?;
             let mut wider = Vec::new();
             if let Some(n) = req.network.as_ref().filter(|n| n.mode != aibox_types::NetworkMode::None) {
                 let rules: Vec<String> = n.rules.iter().map(|r| r.to_string()).collect();
@@ -416,6 +427,10 @@ impl AiboxMcp {
             }
             if !a.mounts.is_empty() {
                 wider.push(format!("mount host paths {}", a.mounts.join(", ")));
+            }
+            let writable: Vec<String> = req.volumes.iter().filter(|v| !v.read_only).map(|v| v.to_string()).collect();
+            if !writable.is_empty() {
+                wider.push(format!("mount volumes read-write (the sandbox can change or delete their files) {}", writable.join(", ")));
             }
             if a.public {
                 wider.push("make the sandbox's published ports public".to_string());

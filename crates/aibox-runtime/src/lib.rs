@@ -18,6 +18,7 @@ pub mod image;
 pub mod microvm;
 pub mod namespace;
 pub mod sandbox;
+pub mod volume;
 
 use image::{build, oci, template};
 use namespace::{init, setup};
@@ -31,7 +32,7 @@ pub use setup::SetupError;
 pub use snapshot::SnapshotMeta;
 pub use state::{Record, Status};
 
-use aibox_types::{ErrorCode, IsolationReport, SandboxSpec};
+use aibox_types::{ErrorCode, IsolationReport, MountSpec, SandboxSpec};
 use sandbox::cgroup::{Cgroup, Layout, Stats};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -55,6 +56,8 @@ pub enum Error {
     NotFound(String),
     #[error("no snapshot with id {0:?}")]
     SnapshotNotFound(String),
+    #[error("no volume {0:?}")]
+    VolumeNotFound(String),
     #[error("sandbox {0} is no longer running")]
     Gone(String),
     #[error("{0}")]
@@ -90,7 +93,9 @@ impl Error {
             Error::Setup(SetupError::MountSource { .. } | SetupError::Refused(_)) => {
                 ErrorCode::InvalidArgument
             }
-            Error::NotFound(_) | Error::SnapshotNotFound(_) => ErrorCode::NotFound,
+            Error::NotFound(_) | Error::SnapshotNotFound(_) | Error::VolumeNotFound(_) => {
+                ErrorCode::NotFound
+            }
             Error::Gone(_) => ErrorCode::SandboxGone,
             Error::Unsupported(_) => ErrorCode::InvalidArgument,
             Error::Conflict(_) => ErrorCode::Conflict,
@@ -106,7 +111,8 @@ impl Error {
 /// them) is running: the uid slot's lock and a snapshot's shared lock.
 struct Holds {
     _slot: Option<state::Slot>,
-    _snapshot: Option<std::os::fd::OwnedFd>,
+    /// The snapshot's lock and each volume's.
+    _locks: Vec<std::os::fd::OwnedFd>,
 }
 
 /// Open each host mount's source once (O_PATH), so the mount is made of
@@ -119,7 +125,10 @@ struct Holds {
 /// refused:
 /// the sandbox would be root there (set-id files for every local user,
 /// root's own files rewritten).
-fn open_mount_sources(spec: &SandboxSpec, rootful: bool) -> Result<Vec<setup::MountSource>, Error> {
+fn open_mount_sources(
+    spec: &SandboxSpec,
+    rootful: bool,
+) -> Result<Vec<(MountSpec, setup::MountSource)>, Error> {
     let mut out = Vec::new();
     for m in &spec.mounts {
         let bad = |why: String| {
@@ -177,11 +186,14 @@ fn open_mount_sources(spec: &SandboxSpec, rootful: bool) -> Result<Vec<setup::Mo
                 meta.gid()
             )));
         }
-        out.push(setup::MountSource {
-            fd: std::sync::Arc::new(file.into()),
-            file: meta.is_file(),
-            owner: (meta.uid(), meta.gid()),
-        });
+        out.push((
+            m.clone(),
+            setup::MountSource {
+                fd: std::sync::Arc::new(file.into()),
+                file: meta.is_file(),
+                ids: setup::MountIds::Owner(meta.uid(), meta.gid()),
+            },
+        ));
     }
     Ok(out)
 }
@@ -259,6 +271,9 @@ impl Runtime {
     }
 
     fn prepare(&self, spec: &SandboxSpec, persistent: bool) -> Result<(setup::Plan, Holds), Error> {
+        let mut spec = spec.clone();
+        self.resolve_volumes(&mut spec)?;
+        let spec = &spec;
         spec.validate().map_err(Error::InvalidSpec)?;
         self.dirs.ensure()?;
         let template = template::resolve(&self.dirs.templates(), &spec.template)?;
@@ -268,12 +283,34 @@ impl Runtime {
             None => None,
         };
         let id = random_id();
-        let mounts = open_mount_sources(spec, !self.rootless())?;
+        let mut mounts = open_mount_sources(spec, !self.rootless())?;
+        let mut locks: Vec<std::os::fd::OwnedFd> = Vec::new();
+        for v in &spec.volumes {
+            let held = self.hold_volume(&v.id)?;
+            let dir = std::fs::File::open(&held.data)
+                .map_err(|e| Error::Helper(format!("opening volume {}: {e}", v.name)))?;
+            mounts.push((
+                MountSpec {
+                    host: held.data,
+                    guest: v.path.clone(),
+                    read_only: v.read_only,
+                    within: None,
+                },
+                setup::MountSource {
+                    fd: std::sync::Arc::new(dir.into()),
+                    file: false,
+                    ids: setup::MountIds::Sandbox,
+                },
+            ));
+            locks.push(held.lock);
+        }
         let slot = if self.rootless() {
             None
         } else {
             Some(state::claim_slot(&self.dirs.slots())?)
         };
+        let snapshot_layer = snapshot.as_ref().map(|(layer, _)| layer.clone());
+        locks.extend(snapshot.map(|(_, lock)| lock));
         let plan = setup::Plan {
             id,
             spec: spec.clone(),
@@ -285,18 +322,16 @@ impl Runtime {
                 .map(|s| std::os::fd::AsRawFd::as_raw_fd(&s.file)),
             cgroups: self.cgroup_layout().clone(),
             persistent,
-            snapshot_layer: snapshot.as_ref().map(|(layer, _)| layer.clone()),
-            snapshot_lock: snapshot
-                .as_ref()
-                .map(|(_, lock)| std::os::fd::AsRawFd::as_raw_fd(lock)),
+            snapshot_layer,
+            held_locks: locks.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect(),
             egress_dir: None,
-            mount_sources: mounts,
+            mounts,
         };
         Ok((
             plan,
             Holds {
                 _slot: slot,
-                _snapshot: snapshot.map(|(_, lock)| lock),
+                _locks: locks,
             },
         ))
     }
@@ -388,6 +423,9 @@ impl Runtime {
     /// single-threaded, else re-executes the helper binary.
     pub fn create(&self, spec: &SandboxSpec) -> Result<Sandbox, Error> {
         self.gc();
+        let mut spec = spec.clone();
+        self.resolve_volumes(&mut spec)?;
+        let spec = &spec;
         let rec =
             if !backend_of(spec.backend).creates_single_threaded() || setup::thread_count() == 1 {
                 self.create_here(spec)?

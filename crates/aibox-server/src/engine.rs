@@ -123,6 +123,14 @@ pub trait Engine: Send + Sync + 'static {
         Ok(Vec::new())
     }
     /// Snapshot sandbox `id`'s filesystem.
+    /// The volume store (volumes are files on the host, kept by the
+    /// runtime that mounts them).
+    fn volumes(&self) -> Result<&Runtime, ApiError> {
+        Err(ApiError::new(
+            aibox_types::ErrorCode::Unavailable,
+            "this engine has no volumes",
+        ))
+    }
     fn snapshot(&self, id: &str, name: Option<&str>) -> Result<SnapshotMeta, ApiError>;
     /// Delete a snapshot (a conflict while a sandbox restored from it runs).
     fn delete_snapshot(&self, snapshot: &str) -> Result<(), ApiError>;
@@ -262,6 +270,11 @@ impl Engine for RuntimeEngine {
     fn gc(&self) {
         let _ = self.rt.gc();
         let _ = self.rt.gc_snapshots();
+        let _ = self.rt.gc_volumes();
+    }
+
+    fn volumes(&self) -> Result<&Runtime, ApiError> {
+        Ok(&self.rt)
     }
 
     fn snapshot(&self, id: &str, name: Option<&str>) -> Result<SnapshotMeta, ApiError> {

@@ -35,6 +35,7 @@ pub mod streaming;
 pub mod templates;
 pub mod tunnel;
 pub mod ui;
+pub mod volumes;
 pub mod wire;
 pub mod ws;
 
@@ -449,6 +450,10 @@ impl AppState {
     }
     pub fn engine(&self) -> Arc<dyn Engine> {
         self.0.engine.clone()
+    }
+    /// The engine, borrowed (for calls that do not outlive the request).
+    pub fn engine_ref(&self) -> &dyn Engine {
+        self.0.engine.as_ref()
     }
     pub fn shares(&self) -> &fairness::Shares {
         &self.0.shares
@@ -889,6 +894,17 @@ fn rest(state: AppState) -> Router {
             "/v1/sandboxes/{id}/ports",
             get(ports::list).patch(ports::update),
         )
+        .route("/v1/volumes", post(volumes::create).get(volumes::list))
+        .route(
+            "/v1/volumes/{volume}",
+            get(volumes::get).delete(volumes::delete),
+        )
+        .route("/v1/volumes/{volume}/snapshots", post(volumes::snapshot))
+        .route(
+            "/v1/volumes/{volume}/snapshots/{snapshot}",
+            axum::routing::delete(volumes::delete_snapshot),
+        )
+        .route("/v1/volumes/{volume}/clone", post(volumes::clone))
         .route("/v1/snapshots", get(snapshots::list))
         .route(
             "/v1/snapshots/{id}",
@@ -1061,6 +1077,10 @@ pub async fn serve(mut config: Config, engine: Arc<dyn Engine>) -> anyhow::Resul
     }
     // What was recorded is written before the process goes.
     state.flush_audit();
+    // Volumes no sandbox uses are unmounted (mounted again on first use).
+    if let Ok(rt) = state.engine_ref().volumes() {
+        rt.release_volumes();
+    }
     Ok(())
 }
 

@@ -99,6 +99,8 @@ fn build() -> Value {
     schemas["Fork"] = fork;
     let snap_id = json!({"name": "id", "in": "path", "required": true,
         "schema": {"type": "string", "pattern": "^[0-9a-f]{1,64}$"}, "description": "snapshot id"});
+    let volume = json!({"name": "volume", "in": "path", "required": true,
+        "schema": {"type": "string", "minLength": 1}, "description": "the volume's name or id"});
     let optional_body = |schema: Value| json!({"required": false, "content": {"application/json": {"schema": schema}}});
     let sb_ok = ok("the sandbox", sandbox.clone());
     let paths = json!({
@@ -177,6 +179,28 @@ fn build() -> Value {
         "/v1/sandboxes/{id}/snapshots": {"post": op("Snapshot the sandbox's filesystem (frozen while copied)", json!([id]),
             Some(optional_body(reference("CreateSnapshot"))),
             errors(json!({"201": ok("the snapshot", reference("Snapshot"))}), &["404", "409", "410", "503"]))},
+        "/v1/volumes": {
+            "post": op("Create a volume: a named filesystem with a quota that outlives sandboxes", json!([]),
+                Some(json_body(reference("CreateVolume"))),
+                errors(json!({"201": ok("the volume", reference("Volume"))}), &["403", "409", "503"])),
+            "get": op("List volumes (an admin: every key's)", json!([query("label", false, json!({"type": "string", "pattern": "^[^=]+=.*$"}))]), None,
+                errors(json!({"200": ok("volumes, by name", reference("VolumeList"))}), &[]))
+        },
+        "/v1/volumes/{volume}": {
+            "get": op("Get a volume (by name or id): quota, usage, the sandboxes using it, its snapshots", json!([volume.clone()]), None,
+                errors(json!({"200": ok("the volume", reference("Volume"))}), &["404"])),
+            "delete": op("Remove a volume and its snapshots (409 while a sandbox has it mounted)", json!([volume.clone()]), None,
+                errors(json!({"204": empty("removed")}), &["404", "409"]))
+        },
+        "/v1/volumes/{volume}/snapshots": {"post": op("Snapshot a volume's files (a consistent copy, the filesystem frozen meanwhile)", json!([volume.clone()]),
+            Some(json_body(reference("CreateVolumeSnapshot"))),
+            errors(json!({"201": ok("the volume, with the snapshot", reference("Volume"))}), &["404", "409"]))},
+        "/v1/volumes/{volume}/snapshots/{snapshot}": {"delete": op("Delete a volume snapshot", json!([volume.clone(),
+                {"name": "snapshot", "in": "path", "required": true, "schema": {"type": "string"}}]), None,
+            errors(json!({"204": empty("deleted")}), &["404"]))},
+        "/v1/volumes/{volume}/clone": {"post": op("A new volume with this one's files (now, or as one of its snapshots holds them)", json!([volume]),
+            Some(json_body(reference("CloneVolume"))),
+            errors(json!({"201": ok("the new volume", reference("Volume"))}), &["403", "404", "409"]))},
         "/v1/snapshots": {"get": op("List snapshots", json!([
                 query("sandbox", false, json!({"type": "string"})),
                 query("name", false, json!({"type": "string"}))]),

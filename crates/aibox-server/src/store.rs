@@ -82,6 +82,28 @@ fn snapshot_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<SnapshotRow> {
     })
 }
 
+/// A volume as the server knows it: who owns it, by which name (unique
+/// per owner), and its quota (what counts against the owner's). The
+/// runtime keeps the rest (`aibox_runtime::volume::VolumeMeta`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeRow {
+    pub id: String,
+    pub owner: String,
+    pub name: String,
+    pub size_bytes: u64,
+    pub created_ms: u64,
+}
+
+fn volume_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<VolumeRow> {
+    Ok(VolumeRow {
+        id: r.get(0)?,
+        owner: r.get(1)?,
+        name: r.get(2)?,
+        size_bytes: r.get::<_, i64>(3)? as u64,
+        created_ms: r.get::<_, i64>(4)? as u64,
+    })
+}
+
 pub fn sha256_hex(data: &[u8]) -> String {
     let d = Sha256::digest(data);
     d.iter().map(|b| format!("{b:02x}")).collect()
@@ -123,6 +145,14 @@ CREATE TABLE IF NOT EXISTS snapshots (
     source TEXT NOT NULL,
     created_ms BIGINT NOT NULL,
     meta TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS volumes (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    name TEXT NOT NULL,
+    size_bytes BIGINT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    UNIQUE (owner, name)
 );
 CREATE TABLE IF NOT EXISTS audit (
     seq BIGINT PRIMARY KEY,
@@ -535,6 +565,59 @@ impl Store {
     pub fn remove_snapshot(&self, id: &str) -> Result<(), StoreError> {
         self.db()
             .execute("DELETE FROM snapshots WHERE id = ?1", params![id])?;
+        Ok(())
+    }
+
+    // ---- volumes
+
+    /// Record a volume; `Ok(false)` when its owner already has one of that
+    /// name.
+    pub fn insert_volume(&self, v: &VolumeRow) -> Result<bool, StoreError> {
+        let n = self.db().execute(
+            "INSERT OR IGNORE INTO volumes (id, owner, name, size_bytes, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![v.id, v.owner, v.name, v.size_bytes as i64, v.created_ms as i64],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub fn get_volume(&self, id: &str) -> Result<Option<VolumeRow>, StoreError> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT id, owner, name, size_bytes, created_ms FROM volumes WHERE id = ?1",
+                params![id],
+                volume_of,
+            )
+            .optional()?)
+    }
+
+    pub fn volume_by_name(&self, owner: &str, name: &str) -> Result<Option<VolumeRow>, StoreError> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT id, owner, name, size_bytes, created_ms FROM volumes WHERE owner = ?1 AND name = ?2",
+                params![owner, name],
+                volume_of,
+            )
+            .optional()?)
+    }
+
+    /// Every volume (owner `None`) or one owner's, by name.
+    pub fn volumes(&self, owner: Option<&str>) -> Result<Vec<VolumeRow>, StoreError> {
+        let db = self.db();
+        let mut st = db.prepare(
+            "SELECT id, owner, name, size_bytes, created_ms FROM volumes
+             WHERE (?1 IS NULL OR owner = ?1) ORDER BY name, id",
+        )?;
+        let v = st
+            .query_map(params![owner], volume_of)?
+            .collect::<Result<_, _>>()?;
+        Ok(v)
+    }
+
+    pub fn remove_volume(&self, id: &str) -> Result<(), StoreError> {
+        self.db()
+            .execute("DELETE FROM volumes WHERE id = ?1", params![id])?;
         Ok(())
     }
 

@@ -13,7 +13,7 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -958,6 +958,203 @@ pub fn statfs_type(path: &Path) -> io::Result<i64> {
 }
 
 pub const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+
+/// A filesystem's size and free space, in bytes (statfs): `(total, free)`,
+/// free counting only what an unprivileged writer may use.
+pub fn fs_space(path: &Path) -> io::Result<(u64, u64)> {
+    let p = cpath(path)?;
+    // SAFETY: zeroed statfs is a valid value; p is NUL-terminated.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: st is a live, writable statfs.
+    cvt(unsafe { libc::statfs(p.as_ptr(), &mut st) })?;
+    let bsize = st.f_bsize as u64;
+    Ok((st.f_blocks as u64 * bsize, st.f_bavail as u64 * bsize))
+}
+
+// ---------------------------------------------------------------- loop devices
+
+const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
+const LO_FLAGS_AUTOCLEAR: u32 = 4;
+
+#[repr(C)]
+struct LoopInfo64 {
+    lo_device: u64,
+    lo_inode: u64,
+    lo_rdevice: u64,
+    lo_offset: u64,
+    lo_sizelimit: u64,
+    lo_number: u32,
+    lo_encrypt_type: u32,
+    lo_encrypt_key_size: u32,
+    lo_flags: u32,
+    lo_file_name: [u8; 64],
+    lo_crypt_name: [u8; 64],
+    lo_encrypt_key: [u8; 32],
+    lo_init: [u64; 2],
+}
+
+#[repr(C)]
+struct LoopConfig {
+    fd: u32,
+    block_size: u32,
+    info: LoopInfo64,
+    reserved: [u64; 8],
+}
+
+/// Whether this host can attach loop devices (`/dev/loop-control`).
+pub fn loop_devices_available() -> bool {
+    Path::new("/dev/loop-control").exists()
+}
+
+/// The loop device already backed by `image` (same device and inode), if
+/// any: a second device over one image would give the filesystem two
+/// independent caches, which corrupts it.
+pub fn loop_device_of(image: &Path) -> io::Result<Option<PathBuf>> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(image)?;
+    let Ok(rd) = std::fs::read_dir("/sys/block") else {
+        return Ok(None);
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("loop") {
+            continue;
+        }
+        // /sys/block/loopN/loop exists only while the device is bound.
+        let Ok(backing) = std::fs::read_to_string(e.path().join("loop/backing_file")) else {
+            continue;
+        };
+        let inode = std::fs::read_to_string(e.path().join("loop/inode")).ok();
+        let same_inode = inode
+            .as_deref()
+            .map(|i| i.trim().parse::<u64>().ok() == Some(meta.ino()));
+        let same_path = Path::new(backing.trim()) == image;
+        if same_path && same_inode != Some(false) {
+            return Ok(Some(PathBuf::from(format!("/dev/{name}"))));
+        }
+    }
+    Ok(None)
+}
+
+/// Bind a free loop device to `image` (read-write), cleared by the kernel
+/// once nothing holds it any more (its last mount gone). The returned
+/// descriptor holds it meanwhile: keep it until the device is mounted.
+pub fn attach_loop(image: &Path) -> io::Result<(PathBuf, std::fs::File)> {
+    let ctl = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/loop-control")?;
+    let backing = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(image)?;
+    // Another attach may take the free device first: try again.
+    for _ in 0..16 {
+        // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a number.
+        let n = cvt(unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE) })?;
+        let dev = PathBuf::from(format!("/dev/loop{n}"));
+        let Ok(f) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&dev)
+        else {
+            continue;
+        };
+        // SAFETY: an all-zero LoopConfig is valid (no name, no key).
+        let mut cfg: LoopConfig = unsafe { std::mem::zeroed() };
+        cfg.fd = backing.as_raw_fd() as u32;
+        cfg.info.lo_flags = LO_FLAGS_AUTOCLEAR;
+        let name = image.as_os_str().as_encoded_bytes();
+        let len = name.len().min(63);
+        cfg.info.lo_file_name[..len].copy_from_slice(&name[..len]);
+        // SAFETY: cfg is a live LoopConfig the kernel only reads.
+        match cvt(unsafe { libc::ioctl(f.as_raw_fd(), LOOP_CONFIGURE, &cfg) }) {
+            Ok(_) => return Ok((dev, f)),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::ResourceBusy,
+        "no free loop device after 16 tries",
+    ))
+}
+
+const FIFREEZE: libc::c_ulong = 0xC004_5877;
+const FITHAW: libc::c_ulong = 0xC004_5878;
+
+/// Freeze the filesystem mounted at `dir` (writes block, the journal is
+/// clean on disk) until [`thaw_fs`]: the image underneath is then a
+/// consistent copy source.
+pub fn freeze_fs(dir: &Path) -> io::Result<()> {
+    let f = std::fs::File::open(dir)?;
+    // SAFETY: FIFREEZE takes an ignored int argument.
+    cvt(unsafe { libc::ioctl(f.as_raw_fd(), FIFREEZE, 0) }).map(drop)
+}
+
+pub fn thaw_fs(dir: &Path) -> io::Result<()> {
+    let f = std::fs::File::open(dir)?;
+    // SAFETY: FITHAW takes an ignored int argument.
+    cvt(unsafe { libc::ioctl(f.as_raw_fd(), FITHAW, 0) }).map(drop)
+}
+
+/// Copy `src` to a new file `dst` keeping holes: a clone (FICLONE) where
+/// the filesystem shares blocks (btrfs, xfs), else only the data extents
+/// (SEEK_DATA/SEEK_HOLE with copy_file_range). Returns whether it cloned.
+pub fn copy_sparse(src: &Path, dst: &Path) -> io::Result<bool> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let from = std::fs::File::open(src)?;
+    let to = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dst)?;
+    // SAFETY: FICLONE takes the source descriptor.
+    if unsafe { libc::ioctl(to.as_raw_fd(), libc::FICLONE, from.as_raw_fd()) } == 0 {
+        return Ok(true);
+    }
+    let len = from.metadata()?.len();
+    to.set_len(len)?;
+    let mut pos: i64 = 0;
+    while (pos as u64) < len {
+        // SAFETY: plain lseek on a descriptor we own.
+        let data = unsafe { libc::lseek(from.as_raw_fd(), pos, libc::SEEK_DATA) };
+        if data < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ENXIO) {
+                break; // only a hole remains
+            }
+            return Err(e);
+        }
+        // SAFETY: as above.
+        let hole = cvt_long(
+            unsafe { libc::lseek(from.as_raw_fd(), data, libc::SEEK_HOLE) } as libc::c_long,
+        )?;
+        let (mut off_in, mut off_out) = (data, data);
+        let mut left = (hole - data) as usize;
+        while left > 0 {
+            // SAFETY: both offsets are live i64s; the descriptors are ours.
+            let n = cvt_long(unsafe {
+                libc::copy_file_range(
+                    from.as_raw_fd(),
+                    &mut off_in,
+                    to.as_raw_fd(),
+                    &mut off_out,
+                    left,
+                    0,
+                )
+            } as libc::c_long)?;
+            if n == 0 {
+                break;
+            }
+            left -= n as usize;
+        }
+        pos = hole;
+    }
+    to.sync_all()?;
+    Ok(false)
+}
 
 // ---------------------------------------------------------------- network
 

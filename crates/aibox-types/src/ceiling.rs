@@ -53,6 +53,12 @@ pub struct Ceiling {
     /// May this key make its published ports public (no token)? Absent: yes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_ports: Option<bool>,
+    /// Most volumes this key may keep at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_volumes: Option<u64>,
+    /// Most bytes of volume quota this key may hold in all (`"100g"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_volume_bytes: Option<ByteSize>,
 }
 
 /// A request beyond a ceiling: which one, and why.
@@ -220,6 +226,32 @@ impl Ceiling {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// One more volume of `bytes`, the key holding `count` volumes of
+    /// `held` bytes already.
+    pub fn check_volume(&self, count: u64, held: u64, bytes: u64) -> Result<(), Beyond> {
+        if let Some(max) = self.max_volumes {
+            if count + 1 > max {
+                return Err(beyond(
+                    "max_volumes",
+                    format!("this key has {count} volumes, the most it may keep is {max}"),
+                ));
+            }
+        }
+        if let Some(max) = self.max_volume_bytes {
+            if held.saturating_add(bytes) > max.0 {
+                return Err(beyond(
+                    "max_volume_bytes",
+                    format!(
+                        "a volume of {} on top of the {} this key's volumes hold is above its {max}",
+                        ByteSize(bytes),
+                        ByteSize(held)
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Making published ports public.

@@ -16,8 +16,9 @@ pub use isolation::{
     VmReport,
 };
 pub use spec::{
-    passwd_entry, BackendKind, MountSpec, NetworkMode, PasswdEntry, SandboxSpec, User, BUILD_CAPS,
-    DEFAULT_WORKDIR, EGRESS_PROXY_PORT, L4_DNS_PORT, L4_TCP_PORT, MAX_UID,
+    check_target, passwd_entry, BackendKind, MountSpec, NetworkMode, PasswdEntry, SandboxSpec,
+    User, VolumeMount, BUILD_CAPS, DEFAULT_WORKDIR, EGRESS_PROXY_PORT, L4_DNS_PORT, L4_TCP_PORT,
+    MAX_UID, MAX_VOLUMES_PER_SANDBOX,
 };
 pub use units::{parse_duration, parse_size, ByteSize, UnitError};
 

@@ -233,40 +233,62 @@ impl MountSpec {
                 self.host
             ));
         }
-        if !self.guest.is_absolute() {
+        if self
+            .host
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+            || self.host.as_os_str().as_encoded_bytes().contains(&0)
+        {
             return Err(format!(
-                "mount target {:?} must be an absolute path",
-                self.guest
+                "mount source {:?} may not contain '..' or NUL",
+                self.host
             ));
         }
-        let bad = |p: &std::path::Path| {
-            p.components()
-                .any(|c| matches!(c, std::path::Component::ParentDir))
-                || p.as_os_str().as_encoded_bytes().contains(&0)
-        };
-        if bad(&self.host) || bad(&self.guest) {
-            return Err(format!(
-                "mount paths may not contain '..' or NUL: {:?}:{:?}",
-                self.host, self.guest
-            ));
-        }
-        // Compared by components (`/./proc/x` and `//proc/x` are in /proc:
-        // a string compare let them through, and setup then followed
-        // `/proc/self/root` back to the host's root).
-        let g = self.guest.to_string_lossy();
-        let guest: std::path::PathBuf = self.guest.components().collect();
-        for reserved in ["/proc", "/dev", "/usr", "/sys"] {
-            if guest.starts_with(reserved) {
-                return Err(format!("mount target {g:?} is reserved by the sandbox"));
-            }
-        }
-        if guest == std::path::Path::new("/") {
-            return Err(format!("mount target {g:?} is reserved by the sandbox"));
-        }
-        Ok(())
+        check_target(&self.guest)
     }
 }
 
+/// A mount target must be absolute, free of `..` and NUL, and outside
+/// what the sandbox itself provides (`/`, `/proc`, `/dev`, `/usr`, `/sys`).
+pub fn check_target(target: &std::path::Path) -> Result<(), String> {
+    let g = target.to_string_lossy();
+    if !target.is_absolute() {
+        return Err(format!("mount target {g:?} must be an absolute path"));
+    }
+    if target
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+        || target.as_os_str().as_encoded_bytes().contains(&0)
+    {
+        return Err(format!("mount target {g:?} may not contain '..' or NUL"));
+    }
+    // Compared by components (`/./proc/x` and `//proc/x` are in /proc:
+    // a string compare let them through, and setup then followed
+    // `/proc/self/root` back to the host's root).
+    let guest: std::path::PathBuf = target.components().collect();
+    for reserved in ["/proc", "/dev", "/usr", "/sys"] {
+        if guest.starts_with(reserved) {
+            return Err(format!("mount target {g:?} is reserved by the sandbox"));
+        }
+    }
+    if guest == std::path::Path::new("/") {
+        return Err(format!("mount target {g:?} is reserved by the sandbox"));
+    }
+    Ok(())
+}
+
+/// A volume mounted into a sandbox: the volume's id (which the server
+/// resolves from the caller's name for it, never taken from a request),
+/// the name it was asked by, where it goes and whether read-only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeMount {
+    pub id: String,
+    pub name: String,
+    pub path: PathBuf,
+    #[serde(default)]
+    pub read_only: bool,
+}
 /// An isolation backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -322,6 +344,9 @@ pub struct SandboxSpec {
     pub timeout_ms: Option<u64>,
     pub env: Vec<(String, String)>,
     pub mounts: Vec<MountSpec>,
+    /// Volumes mounted into the sandbox (they outlive it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeMount>,
     pub workdir: String,
     pub user: User,
     pub require_isolation: Option<IsolationLevel>,
@@ -359,6 +384,7 @@ impl Default for SandboxSpec {
             timeout_ms: None,
             env: Vec::new(),
             mounts: Vec::new(),
+            volumes: Vec::new(),
             workdir: DEFAULT_WORKDIR.into(),
             user: User::User,
             require_isolation: None,
@@ -382,6 +408,8 @@ pub const BUILD_CAPS: [u32; 9] = [0, 1, 3, 4, 5, 6, 7, 10, 18];
 pub const DEFAULT_MEMORY: u64 = 1 << 30;
 pub const DEFAULT_PIDS: u64 = 1024;
 pub const DEFAULT_DISK: u64 = 1 << 30;
+/// Most volumes one sandbox mounts.
+pub const MAX_VOLUMES_PER_SANDBOX: usize = 16;
 
 impl SandboxSpec {
     pub fn memory_bytes(&self) -> u64 {
@@ -444,6 +472,28 @@ impl SandboxSpec {
         }
         for m in &self.mounts {
             m.validate()?;
+        }
+        for v in &self.volumes {
+            if !crate::validate_id(&v.id) {
+                return Err(format!("volume {:?} is not resolved to an id", v.name));
+            }
+            check_target(&v.path)?;
+        }
+        let mut targets: Vec<PathBuf> = self
+            .mounts
+            .iter()
+            .map(|m| &m.guest)
+            .chain(self.volumes.iter().map(|v| &v.path))
+            .map(|p| p.components().collect())
+            .collect();
+        targets.sort();
+        if let Some(w) = targets.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!("two mounts target {}", w[0].display()));
+        }
+        if self.volumes.len() > MAX_VOLUMES_PER_SANDBOX {
+            return Err(format!(
+                "at most {MAX_VOLUMES_PER_SANDBOX} volumes per sandbox"
+            ));
         }
         if !self.workdir.starts_with('/') || self.workdir.contains('\0') {
             return Err(format!(

@@ -8,7 +8,10 @@ use crate::args::Target;
 use aibox_client::{sandbox_path, Body, Client, Method};
 use aibox_protocol::{read_frame, write_frame, AgentMsg, ClientMsg, ExecRequest, Kind, PtySize};
 use aibox_runtime::{ClientError, Runtime};
-use aibox_types::api::{CreateRequest, Limits, SandboxState, SandboxView, SnapshotView};
+use aibox_types::api::{
+    CloneRequest, CreateRequest, Limits, SandboxState, SandboxView, SnapshotView, VolumeRequest,
+    VolumeSnapshotRequest, VolumeView,
+};
 use aibox_types::{SandboxSpec, User};
 use serde_json::{json, Map, Value};
 use std::io::{IsTerminal, Read, Write};
@@ -587,5 +590,154 @@ pub(crate) fn relay(
                 }
             }
         }
+    }
+}
+
+/// The volumes a `aibox volume` verb acts on: the server's (the caller's
+/// own), or without one this host's (names are the host's then).
+pub trait Volumes {
+    fn create(&self, req: &VolumeRequest) -> anyhow::Result<VolumeView>;
+    fn list(&self, label: Option<&str>) -> anyhow::Result<Vec<VolumeView>>;
+    fn get(&self, name: &str) -> anyhow::Result<VolumeView>;
+    fn remove(&self, name: &str) -> anyhow::Result<()>;
+    fn snapshot(&self, name: &str, snapshot: &str) -> anyhow::Result<VolumeView>;
+    fn remove_snapshot(&self, name: &str, snapshot: &str) -> anyhow::Result<()>;
+    fn clone(&self, name: &str, req: &CloneRequest) -> anyhow::Result<VolumeView>;
+}
+
+/// The side `target` names.
+pub fn volumes(target: &Target) -> anyhow::Result<Box<dyn Volumes>> {
+    Ok(if target.is_local() {
+        Box::new(Local { rt: Runtime::new() })
+    } else {
+        Box::new(Server {
+            client: Client::from_env()?,
+        })
+    })
+}
+
+impl Volumes for Server {
+    fn create(&self, req: &VolumeRequest) -> anyhow::Result<VolumeView> {
+        let api = self.client.async_client();
+        Ok(self.client.wait(api.create_volume(req))?)
+    }
+
+    fn list(&self, label: Option<&str>) -> anyhow::Result<Vec<VolumeView>> {
+        let api = self.client.async_client();
+        Ok(self.client.wait(api.volumes(label))?.volumes)
+    }
+
+    fn get(&self, name: &str) -> anyhow::Result<VolumeView> {
+        let api = self.client.async_client();
+        Ok(self.client.wait(api.volume(name))?)
+    }
+
+    fn remove(&self, name: &str) -> anyhow::Result<()> {
+        let api = self.client.async_client();
+        Ok(self.client.wait(api.delete_volume(name))?)
+    }
+
+    fn snapshot(&self, name: &str, snapshot: &str) -> anyhow::Result<VolumeView> {
+        let api = self.client.async_client();
+        let req = VolumeSnapshotRequest {
+            name: snapshot.to_string(),
+        };
+        Ok(self.client.wait(api.snapshot_volume(name, &req))?)
+    }
+
+    fn remove_snapshot(&self, name: &str, snapshot: &str) -> anyhow::Result<()> {
+        let api = self.client.async_client();
+        Ok(self
+            .client
+            .wait(api.delete_volume_snapshot(name, snapshot))?)
+    }
+
+    fn clone(&self, name: &str, req: &CloneRequest) -> anyhow::Result<VolumeView> {
+        let api = self.client.async_client();
+        Ok(self.client.wait(api.clone_volume(name, req))?)
+    }
+}
+
+impl Volumes for Local {
+    fn create(&self, req: &VolumeRequest) -> anyhow::Result<VolumeView> {
+        if let Err(e) = aibox_types::api::check_labels(&req.labels) {
+            anyhow::bail!(aibox_runtime::Error::InvalidSpec(format!("labels: {e}")));
+        }
+        if self.rt.volumes().iter().any(|v| v.name == req.name) {
+            anyhow::bail!(aibox_runtime::Error::Conflict(format!(
+                "a volume named {:?} exists already",
+                req.name
+            )));
+        }
+        let size = match &req.size {
+            Some(s) => {
+                s.bytes()
+                    .map_err(|e| aibox_runtime::Error::InvalidSpec(format!("--size: {e}")))?
+                    .0
+            }
+            None => 1 << 30,
+        };
+        let meta = self.rt.create_volume(&aibox_runtime::volume::NewVolume {
+            name: req.name.clone(),
+            size_bytes: size,
+            uid: req.uid.unwrap_or(1000),
+            labels: req.labels.clone(),
+        })?;
+        Ok(self.rt.volume_view(&meta))
+    }
+
+    fn list(&self, label: Option<&str>) -> anyhow::Result<Vec<VolumeView>> {
+        let want = match label {
+            None => None,
+            Some(l) => match l.split_once('=') {
+                Some((k, v)) if !k.is_empty() => Some((k, v)),
+                _ => anyhow::bail!(aibox_runtime::Error::InvalidSpec(
+                    "label filter must be K=V".into()
+                )),
+            },
+        };
+        Ok(self
+            .rt
+            .volumes()
+            .iter()
+            .filter(|m| want.is_none_or(|(k, v)| m.labels.get(k).map(String::as_str) == Some(v)))
+            .map(|m| self.rt.volume_view(m))
+            .collect())
+    }
+
+    fn get(&self, name: &str) -> anyhow::Result<VolumeView> {
+        Ok(self.rt.volume_view(&self.rt.find_volume(name)?))
+    }
+
+    fn remove(&self, name: &str) -> anyhow::Result<()> {
+        Ok(self.rt.remove_volume(&self.rt.find_volume(name)?.id)?)
+    }
+
+    fn snapshot(&self, name: &str, snapshot: &str) -> anyhow::Result<VolumeView> {
+        let meta = self.rt.find_volume(name)?;
+        self.rt.snapshot_volume(&meta.id, snapshot)?;
+        Ok(self.rt.volume_view(&meta))
+    }
+
+    fn remove_snapshot(&self, name: &str, snapshot: &str) -> anyhow::Result<()> {
+        let meta = self.rt.find_volume(name)?;
+        Ok(self.rt.remove_volume_snapshot(&meta.id, snapshot)?)
+    }
+
+    fn clone(&self, name: &str, req: &CloneRequest) -> anyhow::Result<VolumeView> {
+        if self.rt.volumes().iter().any(|v| v.name == req.name) {
+            anyhow::bail!(aibox_runtime::Error::Conflict(format!(
+                "a volume named {:?} exists already",
+                req.name
+            )));
+        }
+        let meta = self.rt.find_volume(name)?;
+        let made = self.rt.clone_volume(
+            &meta.id,
+            req.snapshot.as_deref(),
+            &req.name,
+            req.labels.clone(),
+        )?;
+        Ok(self.rt.volume_view(&made))
     }
 }

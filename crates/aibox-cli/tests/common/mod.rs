@@ -136,6 +136,7 @@ impl Drop for Env {
             }
         }
         rt.gc();
+        rt.release_volumes();
         let _ = std::fs::remove_dir_all(&self.dirs.run);
     }
 }

@@ -130,6 +130,8 @@ impl Drop for Server {
             }
         }
         rt.gc();
+        // Volumes' filesystems are unmounted before their tree goes.
+        rt.release_volumes();
         let _ = aibox_runtime::image::layer::remove_tree(&self.data);
     }
 }

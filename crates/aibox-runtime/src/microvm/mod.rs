@@ -510,6 +510,11 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
             "host mounts are not available in a microVM: copy files in with `aibox cp` or the files API".into(),
         ));
     }
+    if !spec.volumes.is_empty() {
+        return Err(Error::Unsupported(
+            "volumes are not yet available in a microVM: use backend namespaces".into(),
+        ));
+    }
     if matches!(
         spec.network_enforcement,
         Some(aibox_types::egress::Enforcement::L4)

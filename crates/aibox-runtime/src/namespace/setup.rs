@@ -96,16 +96,16 @@ pub struct Plan {
     pub persistent: bool,
     /// A snapshot's layer, between the template and the upper (restore).
     pub snapshot_layer: Option<PathBuf>,
-    /// The fd holding the snapshot's shared lock, kept by PID 1 like the
-    /// slot's (the snapshot cannot be deleted while the sandbox lives).
-    pub snapshot_lock: Option<std::os::fd::RawFd>,
     /// Egress: an O_PATH fd of the sandbox's host directory, where the
     /// host's egress proxy listens (`egress.sock`); PID 1 keeps it.
     pub egress_dir: Option<std::os::fd::RawFd>,
-    /// One per `spec.mounts` entry, opened as checked (see
-    /// `open_mount_sources`). The mounts are made of these descriptors,
-    /// never of the path again.
-    pub mount_sources: Vec<MountSource>,
+    /// The snapshot's lock, and each volume's, held shared by PID 1 for
+    /// the sandbox's life (neither can be removed while it lives).
+    pub held_locks: Vec<std::os::fd::RawFd>,
+    /// The host mounts (`spec.mounts`) then the volumes, each with its
+    /// source opened as checked (see `open_mount_sources`). The mounts
+    /// are made of these descriptors, never of the path again.
+    pub mounts: Vec<(aibox_types::MountSpec, MountSource)>,
 }
 
 /// A host mount's source, opened once.
@@ -114,9 +114,18 @@ pub struct MountSource {
     /// O_PATH.
     pub fd: std::sync::Arc<OwnedFd>,
     pub file: bool,
-    /// The host uid and gid that own it. As root, a mount shows these
-    /// (and only these) as the sandbox user's own; see `owner_userns`.
-    pub owner: (u32, u32),
+    pub ids: MountIds,
+}
+
+/// Whose ids a mount's files show, as root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MountIds {
+    /// A host directory: the host uid and gid that own it show as the
+    /// sandbox user's own, and no other id is mapped (`owner_userns`).
+    Owner(u32, u32),
+    /// A volume: stored with the sandbox's own ids (0..65536), mapped
+    /// through the sandbox's user namespace as its template is.
+    Sandbox,
 }
 
 impl Plan {
@@ -262,12 +271,6 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
     if threads != 1 {
         return Err(SetupError::Threaded(threads));
     }
-    if plan.mount_sources.len() != plan.spec.mounts.len() {
-        return Err(SetupError::MountSource {
-            path: PathBuf::new(),
-            why: "the mount sources were not opened".into(),
-        });
-    }
     let one_shot = matches!(payload, Payload::OneShot(_));
     let host_uid = aibox_sys::geteuid();
     let host_gid = aibox_sys::getgid();
@@ -302,7 +305,7 @@ pub fn launch(plan: &Plan, payload: Payload) -> Result<Launched, SetupError> {
                 keep.push(l.as_raw_fd());
             }
             keep.extend(plan.slot_lock);
-            keep.extend(plan.snapshot_lock);
+            keep.extend(&plan.held_locks);
             keep.extend(plan.egress_dir);
             if aibox_sys::close_fds_except(&keep).is_err() {
                 aibox_sys::exit_now(1);
@@ -530,7 +533,7 @@ fn staged_targets(plan: &Plan) -> Vec<PathBuf> {
     for i in 0..plan.template.binds.len() {
         v.push(plan.staging.join(format!("t{i}")));
     }
-    for (i, m) in plan.mount_sources.iter().enumerate() {
+    for (i, (_, m)) in plan.mounts.iter().enumerate() {
         v.push(plan.staging.join(staging_name(i, m.file)));
     }
     v
@@ -590,7 +593,7 @@ fn stage_trees(plan: &Plan, proc_dir: &Path) -> Result<(Vec<OwnedFd>, bool), Set
         trees.push(tree);
     }
     let mut owners: Vec<((u32, u32), Option<OwnedFd>)> = Vec::new();
-    for (i, (m, source)) in plan.spec.mounts.iter().zip(&plan.mount_sources).enumerate() {
+    for (i, (m, source)) in plan.mounts.iter().enumerate() {
         ensure_mountpoint(
             &plan.staging.join(staging_name(i, source.file)),
             source.file,
@@ -602,12 +605,25 @@ fn stage_trees(plan: &Plan, proc_dir: &Path) -> Result<(Vec<OwnedFd>, bool), Set
             } else {
                 0
             };
-        if !owners.iter().any(|(o, _)| *o == source.owner) {
-            owners.push((source.owner, owner_userns(plan, source.owner)?));
+        if source.ids == MountIds::Sandbox {
+            let tree = aibox_sys::detached_tree_of(source.fd.as_fd(), userns, attrs)
+                .map_err(sys(format!(
+                "idmapped mount of the volume at {} (the filesystem must support idmapped mounts)",
+                m.guest.display()
+            )))?;
+            trees.push(tree);
+            continue;
+        }
+        let MountIds::Owner(uid, gid) = source.ids else {
+            continue;
+        };
+        let owner = (uid, gid);
+        if !owners.iter().any(|(o, _)| *o == owner) {
+            owners.push((owner, owner_userns(plan, owner)?));
         }
         let idmap = owners
             .iter()
-            .find(|(o, _)| *o == source.owner)
+            .find(|(o, _)| *o == owner)
             .and_then(|(_, ns)| ns.as_ref());
         let fd = source.fd.as_fd();
         let bind = sys(format!("bind mount of {}", m.host.display()));
@@ -1139,10 +1155,8 @@ fn sandbox_init(
         })
         .collect();
     let user_mounts: Vec<mounts::UserMount> = plan
-        .spec
         .mounts
         .iter()
-        .zip(&plan.mount_sources)
         .enumerate()
         .map(|(i, (m, source))| {
             let file = &source.file;

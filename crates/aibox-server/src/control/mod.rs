@@ -14,3 +14,4 @@ pub mod processes;
 pub mod sandboxes;
 pub mod snapshots;
 pub mod templates;
+pub mod volumes;

@@ -76,6 +76,7 @@ fn spec_of(state: &AppState, who: &Principal, req: &CreateRequest) -> ApiResult<
         None => SandboxSpec::default(),
     };
     req.apply(&mut spec)?;
+    super::volumes::resolve(state, who, &mut spec)?;
     if spec.backend.is_none() {
         spec.backend = Some(state.config().default_backend);
     }

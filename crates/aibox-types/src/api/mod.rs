@@ -15,6 +15,7 @@ mod files;
 mod ports;
 mod processes;
 mod snapshots;
+mod volumes;
 
 pub use admin::{
     AuditEntry, AuditList, AuditQuery, AuditVerdict, BuildQuery, ImportQuery, KeyList, KeyPatch,
@@ -30,6 +31,11 @@ pub use processes::{
     WaitQuery,
 };
 pub use snapshots::{Forked, SnapshotList, SnapshotQuery, SnapshotRequest, SnapshotView, MAX_FORK};
+pub use volumes::{
+    check_labels, valid_volume_name, CloneRequest, QuotaView, SnapshotVolume, VolumeList,
+    VolumeQuery, VolumeRef, VolumeRequest, VolumeSnapshotRequest, VolumeSnapshotView, VolumeView,
+    MAX_VOLUME_BYTES, MIN_VOLUME_BYTES, VOLUME_NAME_PATTERN,
+};
 
 use crate::egress::{Enforcement, Rule};
 use crate::{
@@ -118,6 +124,10 @@ pub struct CreateRequest {
     /// Host paths to mount (only under the operator's `allowed_mounts`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<MountSpec>,
+    /// The caller's volumes to mount (`aibox volume`); they outlive the
+    /// sandbox.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeRef>,
     /// Start from this snapshot's filesystem; its spec is the base that
     /// the other fields override.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -213,20 +223,31 @@ impl CreateRequest {
         if !self.mounts.is_empty() {
             spec.mounts = self.mounts.clone();
         }
+        if !self.volumes.is_empty() {
+            for v in &self.volumes {
+                v.check().map_err(|e| FieldError::new("volumes", e))?;
+            }
+            // By name: the caller resolves each to its volume's id (the
+            // server among the caller's own volumes), which `validate`
+            // requires.
+            spec.volumes = self
+                .volumes
+                .iter()
+                .map(|v| crate::VolumeMount {
+                    id: String::new(),
+                    name: v.name.clone(),
+                    path: v.path.clone(),
+                    read_only: v.read_only,
+                })
+                .collect();
+        }
         if self.ttl_seconds == Some(0) {
             return Err(FieldError::new("ttl_seconds", "must be positive"));
         }
         if self.idle_timeout_seconds == Some(0) {
             return Err(FieldError::new("idle_timeout_seconds", "must be positive"));
         }
-        for (k, v) in &self.labels {
-            if k.is_empty() || k.len() > 63 || v.len() > 255 {
-                return Err(FieldError::new(
-                    "labels",
-                    format!("{k:?}: keys are 1-63 bytes, values at most 255"),
-                ));
-            }
-        }
+        check_labels(&self.labels).map_err(|e| FieldError::new("labels", e))?;
         Ok(())
     }
 }
@@ -550,6 +571,10 @@ pub fn schemas() -> serde_json::Map<String, Value> {
     g.subschema_for::<PullRequest>();
     g.subschema_for::<PromoteRequest>();
     g.subschema_for::<StoreUsage>();
+    g.subschema_for::<VolumeRequest>();
+    g.subschema_for::<VolumeList>();
+    g.subschema_for::<VolumeSnapshotRequest>();
+    g.subschema_for::<CloneRequest>();
     g.take_definitions(true)
 }
 

@@ -1,0 +1,76 @@
+//! `/v1/volumes`: the REST handlers of `crate::control::volumes`. A
+//! volume is named by its name (unique among the caller's) or its id.
+
+use crate::auth::Principal;
+use crate::control::volumes as control;
+use crate::error::ApiResult;
+use crate::{ApiJson, AppState};
+use aibox_types::api::{
+    CloneRequest, VolumeList, VolumeQuery, VolumeRequest, VolumeSnapshotRequest, VolumeView,
+};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+
+pub async fn create(
+    State(state): State<AppState>,
+    who: Principal,
+    ApiJson(req): ApiJson<VolumeRequest>,
+) -> ApiResult<(StatusCode, Json<VolumeView>)> {
+    let v = control::create(&state, &who, req).await?;
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    who: Principal,
+    Query(q): Query<VolumeQuery>,
+) -> ApiResult<Json<VolumeList>> {
+    control::list(&state, &who, q).map(Json)
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(volume): Path<String>,
+) -> ApiResult<Json<VolumeView>> {
+    control::get(&state, &who, &volume).map(Json)
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(volume): Path<String>,
+) -> ApiResult<StatusCode> {
+    control::remove(&state, &who, &volume).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn snapshot(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(volume): Path<String>,
+    ApiJson(req): ApiJson<VolumeSnapshotRequest>,
+) -> ApiResult<(StatusCode, Json<VolumeView>)> {
+    let v = control::snapshot(&state, &who, &volume, req).await?;
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+pub async fn delete_snapshot(
+    State(state): State<AppState>,
+    who: Principal,
+    Path((volume, snapshot)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    control::remove_snapshot(&state, &who, &volume, &snapshot)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn clone(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(volume): Path<String>,
+    ApiJson(req): ApiJson<CloneRequest>,
+) -> ApiResult<(StatusCode, Json<VolumeView>)> {
+    let v = control::clone(&state, &who, &volume, req).await?;
+    Ok((StatusCode::CREATED, Json(v)))
+}
