@@ -201,7 +201,7 @@ check('log in with the keyboard, then every page renders and passes axe', async 
   await page.keyboard.press('Enter');
   await page.getByRole('heading', { level: 1, name: 'Sandboxes' }).waitFor();
   await accessible('sandboxes');
-  for (const [hash, title] of [['#/templates', 'Templates'], ['#/audit', 'Audit log'], ['#/keys', 'API keys'], ['#/settings', 'Settings'], ['#/sandboxes/new', 'New sandbox']]) {
+  for (const [hash, title] of [['#/volumes', 'Volumes'], ['#/templates', 'Templates'], ['#/audit', 'Audit log'], ['#/keys', 'API keys'], ['#/settings', 'Settings'], ['#/sandboxes/new', 'New sandbox']]) {
     await go(hash, title);
     await page.waitForLoadState('networkidle');
     await accessible(title);
@@ -280,6 +280,8 @@ check('the create form has a control for every field of the create request, and 
   await page.getByLabel('Minimum isolation').selectOption('basic');
   await page.getByLabel('Backend').selectOption('namespaces');
   await page.getByLabel('Host mounts').fill(`${join(data, 'shared')}:/parity:ro`);
+  assert.equal((await json('POST', '/v1/volumes', { name: 'form-vol', size: '16m' })).status, 201);
+  await page.getByLabel('Volumes').fill('form-vol:/pvol:ro');
   await page.getByRole('button', { name: 'Create sandbox' }).click();
   await page.waitForURL(/#\/sandboxes\/(?!new$)[a-z0-9]+$/);
   const id = page.url().split('/').pop();
@@ -303,13 +305,40 @@ check('the create form has a control for every field of the create request, and 
   assert.equal(sb.spec.require_isolation, 'basic');
   assert.equal(sb.spec.backend, 'namespaces');
   assert.equal(sb.spec.mounts[0].guest, '/parity');
+  assert.deepEqual(sb.spec.volumes.map((v) => [v.name, v.path, v.read_only]), [['form-vol', '/pvol', true]]);
   assert.equal((await json('DELETE', `/v1/sandboxes/${id}`)).status, 204);
+  assert.equal((await json('DELETE', '/v1/volumes/form-vol')).status, 204);
   // The snapshot field reaches the server too: an unknown one is refused by it.
   await go('#/sandboxes/new', 'New sandbox');
   await page.getByText('More settings').click();
   await page.getByLabel('From snapshot').fill('0123456789ab');
   await page.getByRole('button', { name: 'Create sandbox' }).click();
   await page.getByRole('alert').filter({ hasText: 'no snapshot with id' }).waitFor();
+});
+
+check('volumes: create, snapshot, clone and delete from the Volumes page', async () => {
+  await go('#/volumes', 'Volumes');
+  await page.getByLabel('Name', { exact: true }).fill('ui-vol');
+  await page.getByLabel('Size', { exact: true }).fill('32m');
+  await page.getByRole('button', { name: 'Create volume' }).click();
+  await page.locator('table').getByText('ui-vol', { exact: true }).waitFor();
+  await accessible('volumes with one');
+  await page.getByLabel('Snapshot name for ui-vol').fill('first');
+  await page.getByRole('button', { name: 'Snapshot ui-vol' }).click();
+  await page.getByRole('button', { name: 'Delete snapshot first of ui-vol' }).waitFor();
+  await page.getByLabel('Name of a clone of ui-vol').fill('ui-copy');
+  await page.getByRole('button', { name: 'Clone ui-vol' }).click();
+  await page.locator('table').getByText('ui-copy', { exact: true }).waitFor();
+  await shot('volumes');
+  const v = (await json('GET', '/v1/volumes/ui-copy')).body;
+  assert.equal(v.cloned_from, 'ui-vol');
+  assert.equal(v.quota.bytes, 32 * 1024 * 1024);
+  page.once('dialog', (d) => d.accept());
+  await page.getByRole('button', { name: 'Delete volume ui-copy' }).click();
+  await page.locator('table').getByText('ui-copy', { exact: true }).waitFor({ state: 'detached' });
+  page.once('dialog', (d) => d.accept());
+  await page.getByRole('button', { name: 'Delete volume ui-vol' }).click();
+  await page.getByText('No volumes yet.').waitFor();
 });
 
 check('run a command in the web terminal', async () => {

@@ -226,6 +226,25 @@ fn cases(mounted: &Path, snapshot: &str) -> Vec<Case> {
             },
         },
         Case {
+            field: "volumes",
+            rest: json!([{"name": "parity-vol", "path": "/pvol", "read_only": true}]),
+            cli: s(&["--volume", "parity-vol:/pvol:ro"]),
+            mcp: Some(("volumes", json!(["parity-vol:/pvol:ro"]))),
+            gated: None,
+            local: true,
+            check: |v| {
+                expect(
+                    "spec.volumes[0]",
+                    &json!([
+                        &v["spec"]["volumes"][0]["name"],
+                        &v["spec"]["volumes"][0]["path"],
+                        &v["spec"]["volumes"][0]["read_only"]
+                    ]),
+                    json!(["parity-vol", "/pvol", true]),
+                )
+            },
+        },
+        Case {
             field: "snapshot",
             rest: json!(snapshot),
             cli: s(&["--snapshot", snapshot]),
@@ -354,6 +373,15 @@ fn every_create_field_reaches_every_front_end() {
         .unwrap();
     let snapshot = snap["id"].as_str().unwrap().to_string();
 
+    // A volume to mount (the server's, and one of the same name for
+    // `--local` below).
+    c.json(
+        Method::POST,
+        "/v1/volumes",
+        Body::Json(json!({"name": "parity-vol", "size": "16m"})),
+    )
+    .unwrap();
+
     let mut cases = cases(&mounted, &snapshot);
     let known: Vec<&str> = cases.iter().map(|c| c.field).collect();
     let missing: Vec<&String> = fields
@@ -442,6 +470,14 @@ fn every_create_field_reaches_every_front_end() {
             None => failures.push(format!("MCP: the create failed: {text}")),
         }
     }
+    // A read-write volume asks first; read-only (above) does not.
+    let (failed, text) = mcp.tool("create_sandbox", json!({"volumes": ["parity-vol:/pvol"]}));
+    if !failed || !text.contains("needs the user's approval") || !text.contains("parity-vol:/pvol")
+    {
+        failures.push(format!(
+            "MCP: a read-write volume should ask the user, got: {text}"
+        ));
+    }
     for c in cases.iter().filter(|c| c.gated.is_some()) {
         let (k, v) = c.mcp.clone().unwrap_or((c.field, c.rest.clone()));
         let (failed, text) = mcp.tool("create_sandbox", json!({ k: v }));
@@ -468,6 +504,13 @@ fn every_create_field_reaches_every_front_end() {
         }
         cmd.env_remove("AIBOX_URL").output().unwrap()
     };
+    let mut vol = std::process::Command::new(common::bin());
+    vol.args(["volume", "create", "--local", "parity-vol", "--size", "16m"]);
+    for (k, v) in &local_env {
+        vol.env(k, v);
+    }
+    let made = vol.output().unwrap();
+    assert!(made.status.success(), "{}", common::stderr(&made));
     let honoured: Vec<&Case> = cases.iter().filter(|c| c.local).collect();
     let args: Vec<String> = honoured.iter().flat_map(|c| c.cli.clone()).collect();
     let out = local(&args);
@@ -489,6 +532,18 @@ fn every_create_field_reaches_every_front_end() {
         failures.push(format!(
             "CLI --local: the create failed: {}",
             String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let mut vrm = std::process::Command::new(common::bin());
+    vrm.args(["volume", "rm", "--local", "parity-vol"]);
+    for (k, v) in &local_env {
+        vrm.env(k, v);
+    }
+    let gone = vrm.output().unwrap();
+    if !gone.status.success() {
+        failures.push(format!(
+            "CLI --local: volume rm failed: {}",
+            common::stderr(&gone)
         ));
     }
     for c in cases.iter().filter(|c| !c.local) {

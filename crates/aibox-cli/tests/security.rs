@@ -742,11 +742,37 @@ fn tenant_isolation_every_route_mcp_tool_and_dashboard_call() {
         .as_str()
         .unwrap()
         .to_string();
+    // Alice's volume, mounted by her sandbox, with a snapshot.
+    let vol = alice
+        .json(
+            Method::POST,
+            "/v1/volumes",
+            Body::Json(json!({"name": "alice-vol", "size": "16m"})),
+        )
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    alice
+        .json(
+            Method::POST,
+            "/v1/volumes/alice-vol/snapshots",
+            Body::Json(json!({"name": "s1"})),
+        )
+        .unwrap();
+    let vsb = create(
+        &alice,
+        json!({"volumes": [{"name": "alice-vol", "path": "/vol"}]}),
+    );
+    exec(&alice, &vsb, json!("echo alice-volume-secret > /vol/f"));
     let secrets = [
         sb.as_str(),
         snap.as_str(),
         alice_kid.as_str(),
+        vol.as_str(),
+        "alice-vol",
         "alice's secret",
+        "alice-volume-secret",
     ];
 
     let spec: Value = http(&s.addr, "GET", "/v1/openapi.json", &[], b"").json();
@@ -784,6 +810,8 @@ fn tenant_isolation_every_route_mcp_tool_and_dashboard_call() {
             .replace("{pid}", &pid.to_string())
             .replace("{port}", "8000")
             .replace("{name}", "host")
+            .replace("{volume}", &vol)
+            .replace("{snapshot}", "s1")
     };
     let (cookie, csrf) = dashboard_login(&s, &bob_key);
     let bearer = format!("Bearer {bob_key}");
@@ -909,6 +937,49 @@ fn tenant_isolation_every_route_mcp_tool_and_dashboard_call() {
         assert!(!out.contains("alice's secret"), "{name}: {out}");
     }
     assert!(aimed >= 5, "only {aimed} tools take an id");
+
+    // Bob cannot mount alice's volume, by her name for it or by its id.
+    for name in ["alice-vol", vol.as_str()] {
+        let e = s
+            .client(&bob_key)
+            .json(
+                Method::POST,
+                "/v1/sandboxes",
+                Body::Json(json!({"volumes": [{"name": name, "path": "/v"}]})),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(e, aibox_client::ClientError::Api { status: 404, .. }),
+            "{e}"
+        );
+        let (failed, out) = bob.tool(
+            "create_sandbox",
+            json!({"volumes": [format!("{name}:/v:ro")]}),
+        );
+        assert!(failed && !out.contains("alice-volume-secret"), "{out}");
+    }
+    // Nor clone or snapshot it with a well-formed body.
+    for (path, body) in [
+        (format!("/v1/volumes/{vol}/clone"), json!({"name": "mine"})),
+        (
+            format!("/v1/volumes/{vol}/snapshots"),
+            json!({"name": "s2"}),
+        ),
+    ] {
+        let e = s
+            .client(&bob_key)
+            .json(Method::POST, &path, Body::Json(body))
+            .unwrap_err();
+        assert!(
+            matches!(e, aibox_client::ClientError::Api { status: 404, .. }),
+            "{path}: {e}"
+        );
+    }
+    let v = alice
+        .json(Method::GET, "/v1/volumes/alice-vol", Body::Empty)
+        .unwrap();
+    assert_eq!(v["in_use_by"], json!([vsb]), "{v}");
+    assert_eq!(v["snapshots"][0]["name"], "s1", "{v}");
 
     // Alice's things are all still there and untouched.
     let v = alice

@@ -15,7 +15,8 @@ mod tools;
 
 use aibox_types::api::{
     CreateRequest, ErrorDetail, ExecRequest, ExecResult, FileList, FileStat, MkdirRequest,
-    PortsPatch, PortsView, SandboxView, SnapshotRequest, SnapshotView, Written,
+    PortsPatch, PortsView, SandboxView, SnapshotRequest, SnapshotView, VolumeList, VolumeRequest,
+    VolumeView, Written,
 };
 use async_trait::async_trait;
 use std::sync::{Arc, Mutex};
@@ -104,6 +105,13 @@ pub trait Api: Send + Sync + 'static {
         id: &str,
         patch: PortsPatch,
     ) -> Result<PortsView, Failure>;
+    /// The caller's volumes.
+    async fn volumes(&self, caller: &Caller) -> Result<VolumeList, Failure>;
+    async fn create_volume(
+        &self,
+        caller: &Caller,
+        req: VolumeRequest,
+    ) -> Result<VolumeView, Failure>;
 }
 
 /// The API over HTTP (or the server's Unix socket): `aibox mcp`.
@@ -253,6 +261,16 @@ impl Api for HttpApi {
         patch: PortsPatch,
     ) -> Result<PortsView, Failure> {
         self.client.set_ports(id, &patch).await.map_err(failed)
+    }
+    async fn volumes(&self, _caller: &Caller) -> Result<VolumeList, Failure> {
+        self.client.volumes(None).await.map_err(failed)
+    }
+    async fn create_volume(
+        &self,
+        _caller: &Caller,
+        req: VolumeRequest,
+    ) -> Result<VolumeView, Failure> {
+        self.client.create_volume(&req).await.map_err(failed)
     }
 }
 

@@ -216,6 +216,18 @@ impl CreateArgs {
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct CreateVolumeArgs {
+    /// The volume's name: 1-63 letters, digits, '.', '_' or '-'.
+    pub name: String,
+    /// Its quota, e.g. "10g" (default 1g).
+    pub size: Option<aibox_types::api::Size>,
+    /// Owner of its top directory inside sandboxes (default 1000, the default user; 0 for root).
+    pub uid: Option<u32>,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct SandboxArg {
     /// The sandbox (default: the session's default sandbox, created on first use).
     pub sandbox_id: Option<String>,
@@ -463,6 +475,82 @@ impl AiboxMcp {
             ))
         }
         .await)
+    }
+
+    #[tool(
+        description = "List this API key's volumes: named filesystems with a quota that outlive sandboxes (mount one with create_sandbox's `volumes`). Shows usage, quota, and which sandboxes mount each."
+    )]
+    async fn list_volumes(&self, ctx: RequestContext<RoleServer>) -> Outcome {
+        let caller = caller_of(&ctx);
+        done(
+            async {
+                let list = self.api().volumes(&caller).await?;
+                let text = if list.volumes.is_empty() {
+                    "no volumes (create_volume makes one)".to_string()
+                } else {
+                    list.volumes
+                        .iter()
+                        .map(|v| {
+                            format!(
+                                "{}: {} of {} used{}, mounted by {}",
+                                v.name,
+                                v.used_bytes,
+                                v.quota.bytes,
+                                if v.quota.enforced {
+                                    ""
+                                } else {
+                                    " (quota not enforced)"
+                                },
+                                if v.in_use_by.is_empty() {
+                                    "none".to_string()
+                                } else {
+                                    v.in_use_by.join(", ")
+                                }
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                };
+                Ok(result(text, json!({"volumes": list.volumes})))
+            }
+            .await,
+        )
+    }
+
+    #[tool(
+        description = "Create a volume: a named filesystem with a quota that outlives sandboxes, for caches (pip, npm), datasets or a home directory. Mount it with create_sandbox's `volumes` (NAME:/path)."
+    )]
+    async fn create_volume(
+        &self,
+        Parameters(a): Parameters<CreateVolumeArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Outcome {
+        let caller = caller_of(&ctx);
+        done(
+            async {
+                let req = aibox_types::api::VolumeRequest {
+                    name: a.name,
+                    size: a.size,
+                    uid: a.uid,
+                    labels: a.labels,
+                };
+                let v = self.api().create_volume(&caller, req).await?;
+                Ok(result(
+                    format!(
+                        "created volume {} ({} bytes{})",
+                        v.name,
+                        v.quota.bytes,
+                        if v.quota.enforced {
+                            ""
+                        } else {
+                            "; its quota is not enforced here"
+                        }
+                    ),
+                    json!(v),
+                ))
+            }
+            .await,
+        )
     }
 
     #[tool(

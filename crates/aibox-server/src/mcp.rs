@@ -14,7 +14,8 @@ use crate::AppState;
 use aibox_mcp::{Api, Caller, Failure};
 use aibox_types::api::{
     CreateRequest, ErrorDetail, ExecRequest, ExecResult, FileList, FileStat, ListQuery,
-    MkdirRequest, PortsPatch, PortsView, SandboxView, SnapshotRequest, SnapshotView, Written,
+    MkdirRequest, PortsPatch, PortsView, SandboxView, SnapshotRequest, SnapshotView, VolumeList,
+    VolumeQuery, VolumeRequest, VolumeView, Written,
 };
 use aibox_types::ErrorCode;
 use axum::extract::{FromRequestParts, Request, State};
@@ -180,5 +181,22 @@ impl Api for ControlApi {
         patch: PortsPatch,
     ) -> Result<PortsView, Failure> {
         out(control::ports::update(&self.state, Self::who(caller)?, id, patch).await)
+    }
+
+    async fn volumes(&self, caller: &Caller) -> Result<VolumeList, Failure> {
+        out(control::volumes::list(
+            &self.state,
+            Self::who(caller)?,
+            VolumeQuery::default(),
+        ))
+    }
+
+    async fn create_volume(
+        &self,
+        caller: &Caller,
+        req: VolumeRequest,
+    ) -> Result<VolumeView, Failure> {
+        let (s, who) = (&self.state, Self::who(caller)?);
+        out(within_share(s, who, control::volumes::create(s, who, req)).await)
     }
 }

@@ -408,6 +408,7 @@ async function createPage(root) {
   const level = tag('require_isolation', h('select', { name: 'require_isolation' }, [['', 'no minimum'], ['basic', 'basic'], ['standard', 'standard'], ['strict', 'strict'], ['vm', 'vm']].map(([v, t]) => h('option', { value: v }, t))));
   const backend = tag('backend', h('select', { name: 'backend' }, [['', "the server's default"], ['namespaces', 'namespaces'], ['microvm', 'microvm']].map(([v, t]) => h('option', { value: v }, t))));
   const mounts = tag('mounts', h('textarea', { name: 'mounts', rows: 2, placeholder: '/srv/data:/data:ro' }));
+  const volumes = tag('volumes', h('textarea', { name: 'volumes', rows: 2, placeholder: 'pip-cache:/home/user/.cache/pip' }));
   const snapshot = tag('snapshot', h('input', { name: 'snapshot', placeholder: 'a snapshot id (its files and settings)' }));
   const error = h('p', { class: 'error full', role: 'alert' });
   const rulesRow = field('Allowed destinations', rules, 'one rule per line: a domain (*.x.org), host:port, a CIDR, or deny RULE');
@@ -428,6 +429,11 @@ async function createPage(root) {
     if ((p.length !== 2 && p.length !== 3) || (p.length === 3 && p[2] !== 'ro' && p[2] !== 'rw')) throw new Error(`mounts: ${l} is not HOST:GUEST[:ro|rw]`);
     return { host: p[0], guest: p[1], read_only: p[2] === 'ro' };
   };
+  const volumeOf = (l) => {
+    const p = l.split(':');
+    if ((p.length !== 2 && p.length !== 3) || (p.length === 3 && p[2] !== 'ro' && p[2] !== 'rw')) throw new Error(`volumes: ${l} is not NAME:/PATH[:ro|rw]`);
+    return p[2] === 'ro' ? { name: p[0], path: p[1], read_only: true } : { name: p[0], path: p[1] };
+  };
   const advanced = h('details', { class: 'full' }, h('summary', {}, 'More settings'),
     h('div', { class: 'grid' },
       field('Processes', pids, 'the most processes and threads at once'),
@@ -435,6 +441,7 @@ async function createPage(root) {
       field('Minimum isolation', level, 'refuse to create the sandbox with less'),
       field('Backend', backend),
       field('Host mounts', mounts, 'HOST:GUEST[:ro|rw] per line, under the paths the operator allowed'),
+      field('Volumes', volumes, 'NAME:/PATH[:ro|rw] per line: your volumes (the Volumes page)'),
       field('From snapshot', snapshot)));
   const form = h('form', { class: 'panel grid', 'aria-label': 'New sandbox' },
     field('Template', template), field('Memory', memory), field('CPUs', cpus), field('Disk', disk),
@@ -463,6 +470,8 @@ async function createPage(root) {
       if (i !== null) body.idle_timeout_seconds = i;
       const m = lines(mounts.value).map(mountOf);
       if (m.length) body.mounts = m;
+      const v = lines(volumes.value).map(volumeOf);
+      if (v.length) body.volumes = v;
       if (network.value !== 'none') {
         body.network = { mode: network.value, rules: network.value === 'allowlist' ? lines(rules.value) : [] };
         if (enforcement.value) body.network.enforcement = enforcement.value;
@@ -846,6 +855,64 @@ function snapshotTable(snapshots, reload) {
   }), 'Snapshots');
 }
 
+// ---- volumes
+
+async function volumesPage(root) {
+  const list = h('div');
+  const load = async () => {
+    const { volumes } = await api('GET', '/v1/volumes');
+    list.replaceChildren(volumes.length ? table(['Name', 'Used', 'Quota', 'Enforced', 'Mounted by', 'Snapshots', 'Created', 'Actions'], volumes.map((v) => {
+      const snapName = h('input', { size: 10, placeholder: 'name', 'aria-label': `Snapshot name for ${v.name}` });
+      const cloneName = h('input', { size: 10, placeholder: 'new name', 'aria-label': `Name of a clone of ${v.name}` });
+      return h('tr', {},
+        h('td', { class: 'mono' }, v.name), h('td', { class: 'num' }, bytes(v.used_bytes)), h('td', { class: 'num' }, bytes(v.quota.bytes)),
+        h('td', { title: v.quota.how }, v.quota.enforced ? 'yes' : 'no'),
+        h('td', {}, v.in_use_by.length ? v.in_use_by.map((id) => h('a', { href: `#/sandboxes/${id}`, class: 'mono' }, id, ' ')) : '—'),
+        h('td', {}, v.snapshots.length ? v.snapshots.map((s) => h('span', { class: 'mono' }, s.name,
+          h('button', { class: 'danger', 'aria-label': `Delete snapshot ${s.name} of ${v.name}`, onclick: (e) => act(e.target, async () => {
+            if (!confirm(`Delete snapshot ${s.name} of ${v.name}?`)) return;
+            await api('DELETE', `/v1/volumes/${enc(v.name)}/snapshots/${enc(s.name)}`);
+            await load();
+          }) }, '×'), ' ')) : '—'),
+        h('td', {}, ago(v.created_at_ms)),
+        h('td', { class: 'actions' },
+          snapName, h('button', { 'aria-label': `Snapshot ${v.name}`, onclick: (e) => act(e.target, async () => {
+            await api('POST', `/v1/volumes/${enc(v.name)}/snapshots`, { name: snapName.value.trim() });
+            notify(`Snapshot ${snapName.value.trim()} of ${v.name} taken`);
+            await load();
+          }) }, 'Snapshot'),
+          cloneName, h('button', { 'aria-label': `Clone ${v.name}`, onclick: (e) => act(e.target, async () => {
+            await api('POST', `/v1/volumes/${enc(v.name)}/clone`, { name: cloneName.value.trim() });
+            notify(`Cloned ${v.name} into ${cloneName.value.trim()}`);
+            await load();
+          }) }, 'Clone'),
+          h('button', { class: 'danger', 'aria-label': `Delete volume ${v.name}`, disabled: v.in_use_by.length > 0, onclick: (e) => act(e.target, async () => {
+            if (!confirm(`Delete volume ${v.name} and its files?`)) return;
+            await api('DELETE', `/v1/volumes/${enc(v.name)}`);
+            await load();
+          }) }, 'Delete')));
+    }), 'Volumes') : h('p', { class: 'muted' }, 'No volumes yet.'));
+  };
+  const name = h('input', { id: 'vol-name', name: 'name', required: true, placeholder: 'pip-cache', size: 16 });
+  const size = h('input', { id: 'vol-size', name: 'size', placeholder: '1g', size: 8 });
+  const form = h('form', { class: 'actions panel', 'aria-label': 'New volume' },
+    h('label', { for: 'vol-name' }, 'Name'), name, h('label', { for: 'vol-size' }, 'Size'), size,
+    h('button', { class: 'primary', type: 'submit' }, 'Create volume'));
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    act(form.querySelector('button'), async () => {
+      const body = { name: name.value.trim() };
+      if (size.value.trim()) body.size = size.value.trim();
+      const v = await api('POST', '/v1/volumes', body);
+      notify(`Created volume ${v.name}${v.quota.enforced ? '' : ` (quota ${v.quota.how})`}`);
+      name.value = '';
+      await load();
+    });
+  });
+  root.append(heading('Volumes'), h('p', { class: 'muted' }, 'Named filesystems that outlive sandboxes: mount one at create (More settings → Volumes).'), form, list);
+  await load();
+}
+
 // ---- templates
 
 async function templatesPage(root) {
@@ -1091,6 +1158,7 @@ const routes = [
   [/^\/sandboxes$/, sandboxesPage],
   [/^\/sandboxes\/new$/, createPage],
   [/^\/sandboxes\/([A-Za-z0-9_.-]+)(?:\/([a-z]+))?$/, sandboxPage],
+  [/^\/volumes$/, volumesPage],
   [/^\/templates$/, templatesPage],
   [/^\/audit$/, auditPage],
   [/^\/keys$/, keysPage],

@@ -12,10 +12,10 @@ from ._core import (
     UnavailableError,
 )
 from .async_sandbox import AsyncCommandHandle, AsyncSandbox
-from .sandbox import CommandHandle, Sandbox, Snapshot, Templates
+from .sandbox import CommandHandle, Sandbox, Snapshot, Templates, Volume
 
 __all__ = [
-    "Sandbox", "AsyncSandbox", "Snapshot", "Templates", "CommandHandle", "AsyncCommandHandle",
+    "Sandbox", "AsyncSandbox", "Snapshot", "Templates", "Volume", "CommandHandle", "AsyncCommandHandle",
     "CommandResult", "EntryInfo", "AiboxError", "AuthenticationError", "BuildFailedError",
     "CapacityError", "CommandExitError", "ConflictError", "ConnectionError", "InvalidArgumentError",
     "IsolationUnavailableError", "NotFoundError", "PayloadTooLargeError", "PermissionDeniedError",

@@ -258,7 +258,7 @@ CREATE_FIELDS: Dict[str, str] = {
     "env": "env", "workdir": "workdir", "user": "user", "timeout": "ttl_seconds",
     "idle_timeout": "idle_timeout_seconds", "hostname": "hostname", "labels": "labels",
     "require_isolation": "require_isolation", "backend": "backend", "mounts": "mounts",
-    "snapshot": "snapshot", "network": "network", "public": "public",
+    "volumes": "volumes", "snapshot": "snapshot", "network": "network", "public": "public",
 }
 
 Mount = Union[str, Mapping[str, Any]]
@@ -274,6 +274,22 @@ def mount_body(m: Mount) -> Dict[str, Any]:
     return {"host": parts[0], "guest": parts[1], "read_only": len(parts) == 3 and parts[2] == "ro"}
 
 
+VolumeMount = Union[str, Mapping[str, Any]]
+
+
+def volume_body(v: VolumeMount) -> Dict[str, Any]:
+    """``"NAME:/PATH[:ro|rw]"`` or ``{"name", "path", "read_only"}`` as the API takes it."""
+    if not isinstance(v, str):
+        return dict(v)
+    parts = v.split(":")
+    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+        raise ValueError(f"volume {v!r}: expected NAME:/PATH[:ro|rw]")
+    body: Dict[str, Any] = {"name": parts[0], "path": parts[1]}
+    if len(parts) == 3 and parts[2] == "ro":
+        body["read_only"] = True
+    return body
+
+
 def create_body(**given: Any) -> Dict[str, Any]:
     """The create request of ``Sandbox.create``'s parameters (see
     ``CREATE_FIELDS``); what is None, empty or False is left to the server."""
@@ -286,6 +302,8 @@ def create_body(**given: Any) -> Dict[str, Any]:
             value = {"mode": "allowlist", "rules": list(value)}
         elif param == "mounts":
             value = [mount_body(m) for m in value]
+        elif param == "volumes":
+            value = [volume_body(v) for v in value]
         elif isinstance(value, Mapping):
             value = dict(value)
         body[field_name] = value

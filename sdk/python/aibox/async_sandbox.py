@@ -10,6 +10,7 @@ import httpx
 from ._core import (
     extract_tar, port_url, ports_body, processes, tar_dir,
     CommandResult, ConnectionError, EntryInfo, Endpoint, InvalidArgumentError, Mount, Network,
+    VolumeMount,
     NotFoundError, create_body, error_from, exec_body, resolve, split_ws_message,
 )
 from .sandbox import _Decoder
@@ -227,20 +228,22 @@ class AsyncSandbox:
                idle_timeout: Optional[int] = None, hostname: Optional[str] = None,
                labels: Optional[Mapping[str, str]] = None, require_isolation: Optional[str] = None,
                backend: Optional[str] = None, mounts: Optional[List[Mount]] = None,
-               snapshot: Optional[str] = None, network: Network = None, public: bool = False,
+               volumes: Optional[List[VolumeMount]] = None, snapshot: Optional[str] = None,
+               network: Network = None, public: bool = False,
                url: Optional[str] = None, key: Optional[str] = None, request_timeout: float = 300.0) -> "AsyncSandbox":
         """Create a sandbox. `timeout` is its lifetime in seconds (TTL);
         `network` a list of egress rules to allow (or `{"mode", "rules",
         "enforcement"}`); `backend` "namespaces" or "microvm" (default: the
         server's); `mounts` "HOST:GUEST[:ro]" strings (under the server's
-        allowed_mounts); `snapshot` a snapshot to start from."""
+        allowed_mounts); `volumes` "NAME:/PATH[:ro]" strings naming this
+        key's volumes (`Volume.create`); `snapshot` a snapshot to start from."""
         http = _AsyncHttp(resolve(url, key), request_timeout)
         try:
             v = await http.json("POST", "/v1/sandboxes", json_body=create_body(
                 template=template, memory=memory, cpus=cpus, pids=pids, disk=disk, env=env, workdir=workdir,
                 user=user, timeout=timeout, idle_timeout=idle_timeout, hostname=hostname, labels=labels,
-                require_isolation=require_isolation, backend=backend, mounts=mounts, snapshot=snapshot,
-                network=network, public=public))
+                require_isolation=require_isolation, backend=backend, mounts=mounts, volumes=volumes,
+                snapshot=snapshot, network=network, public=public))
         except BaseException:
             await http.aclose()
             raise

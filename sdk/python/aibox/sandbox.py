@@ -10,6 +10,7 @@ import httpx
 from ._core import (
     extract_tar, port_url, ports_body, processes, tar_dir,
     CommandResult, ConnectionError, EntryInfo, Endpoint, InvalidArgumentError, Mount, Network,
+    VolumeMount,
     create_body, error_from, exec_body, q, resolve, split_ws_message,
 )
 
@@ -287,20 +288,22 @@ class Sandbox:
                idle_timeout: Optional[int] = None, hostname: Optional[str] = None,
                labels: Optional[Mapping[str, str]] = None, require_isolation: Optional[str] = None,
                backend: Optional[str] = None, mounts: Optional[List[Mount]] = None,
-               snapshot: Optional[str] = None, network: Network = None, public: bool = False,
+               volumes: Optional[List[VolumeMount]] = None, snapshot: Optional[str] = None,
+               network: Network = None, public: bool = False,
                url: Optional[str] = None, key: Optional[str] = None, request_timeout: float = 300.0) -> "Sandbox":
         """Create a sandbox. `timeout` is its lifetime in seconds (TTL);
         `network` a list of egress rules to allow (or `{"mode", "rules",
         "enforcement"}`); `backend` "namespaces" or "microvm" (default: the
         server's); `mounts` "HOST:GUEST[:ro]" strings (under the server's
-        allowed_mounts); `snapshot` a snapshot to start from."""
+        allowed_mounts); `volumes` "NAME:/PATH[:ro]" strings naming this
+        key's volumes (`Volume.create`); `snapshot` a snapshot to start from."""
         http = _Http(resolve(url, key), request_timeout)
         try:
             v = http.json("POST", "/v1/sandboxes", json_body=create_body(
                 template=template, memory=memory, cpus=cpus, pids=pids, disk=disk, env=env, workdir=workdir,
                 user=user, timeout=timeout, idle_timeout=idle_timeout, hostname=hostname, labels=labels,
-                require_isolation=require_isolation, backend=backend, mounts=mounts, snapshot=snapshot,
-                network=network, public=public))
+                require_isolation=require_isolation, backend=backend, mounts=mounts, volumes=volumes,
+                snapshot=snapshot, network=network, public=public))
         except BaseException:
             http.close()
             raise
@@ -405,6 +408,78 @@ class Sandbox:
 
     def __repr__(self) -> str:
         return f"Sandbox(id={self.id!r})"
+
+
+class Volume:
+    """A named filesystem with a quota that outlives sandboxes; mount it with
+    ``Sandbox.create(volumes=["NAME:/path"])``. ``info`` is the API's view
+    (quota and whether it is enforced, usage, the sandboxes using it, its
+    snapshots)."""
+
+    def __init__(self, info: Dict[str, Any], http: _Http):
+        self.info = info
+        self.name: str = info["name"]
+        self._http = http
+
+    def _path(self) -> str:
+        return f"/v1/volumes/{q(self.name)}"
+
+    @staticmethod
+    def create(name: str, *, size: Union[None, int, str] = None, uid: Optional[int] = None,
+               labels: Optional[Mapping[str, str]] = None,
+               url: Optional[str] = None, key: Optional[str] = None) -> "Volume":
+        """Make a volume of `size` (bytes or "10g"; default 1g) whose top
+        directory `uid` owns inside sandboxes (default 1000)."""
+        http = _Http(resolve(url, key))
+        body: Dict[str, Any] = {"name": name}
+        if size is not None:
+            body["size"] = size
+        if uid is not None:
+            body["uid"] = uid
+        if labels:
+            body["labels"] = dict(labels)
+        return Volume(http.json("POST", "/v1/volumes", json_body=body), http)
+
+    @staticmethod
+    def get(name: str, *, url: Optional[str] = None, key: Optional[str] = None) -> "Volume":
+        http = _Http(resolve(url, key))
+        return Volume(http.json("GET", f"/v1/volumes/{q(name)}"), http)
+
+    @staticmethod
+    def list(*, label: Optional[str] = None, url: Optional[str] = None,
+             key: Optional[str] = None) -> List["Volume"]:
+        http = _Http(resolve(url, key))
+        params = {"label": label} if label else None
+        return [Volume(v, http) for v in http.json("GET", "/v1/volumes", params=params)["volumes"]]
+
+    def refresh(self) -> Dict[str, Any]:
+        self.info = self._http.json("GET", self._path())
+        return self.info
+
+    def delete(self) -> None:
+        """Remove the volume and its snapshots (refused while a sandbox mounts it)."""
+        self._http.request("DELETE", self._path())
+
+    def snapshot(self, name: str) -> Dict[str, Any]:
+        """Keep a named copy of the files as they are now."""
+        self.info = self._http.json("POST", self._path() + "/snapshots", json_body={"name": name})
+        return self.info
+
+    def delete_snapshot(self, name: str) -> None:
+        self._http.request("DELETE", self._path() + f"/snapshots/{q(name)}")
+
+    def clone(self, name: str, *, snapshot: Optional[str] = None,
+              labels: Optional[Mapping[str, str]] = None) -> "Volume":
+        """A new volume with this one's files (now, or as `snapshot` holds them)."""
+        body: Dict[str, Any] = {"name": name}
+        if snapshot:
+            body["snapshot"] = snapshot
+        if labels:
+            body["labels"] = dict(labels)
+        return Volume(self._http.json("POST", self._path() + "/clone", json_body=body), self._http)
+
+    def __repr__(self) -> str:
+        return f"Volume(name={self.name!r})"
 
 
 class Templates:

@@ -52,6 +52,13 @@ COVERAGE = {
     "POST /v1/templates/pull": "Templates.pull",
     "GET /v1/templates/{name}": "Templates.get",
     "DELETE /v1/templates/{name}": "Templates.delete",
+    "GET /v1/volumes": "Volume.list",
+    "POST /v1/volumes": "Volume.create",
+    "GET /v1/volumes/{volume}": "Volume.get",
+    "DELETE /v1/volumes/{volume}": "Volume.delete",
+    "POST /v1/volumes/{volume}/snapshots": "Volume.snapshot",
+    "DELETE /v1/volumes/{volume}/snapshots/{snapshot}": "Volume.delete_snapshot",
+    "POST /v1/volumes/{volume}/clone": "Volume.clone",
 }
 
 
@@ -102,11 +109,13 @@ def test_create_body_sends_each_field_under_its_name():
     sample = {"template": "host", "memory": "1g", "cpus": 1.5, "pids": 9, "disk": "2g", "env": {"A": "1"},
               "workdir": "/w", "user": "root", "timeout": 60, "idle_timeout": 30, "hostname": "h",
               "labels": {"k": "v"}, "require_isolation": "basic", "backend": "namespaces",
-              "mounts": ["/a:/b:ro"], "snapshot": "abc", "network": ["pypi.org"], "public": True}
+              "mounts": ["/a:/b:ro"], "volumes": ["cache:/c:ro"], "snapshot": "abc", "network": ["pypi.org"],
+              "public": True}
     assert set(sample) == set(CREATE_FIELDS)
     body = create_body(**sample)
     assert set(body) == set(CREATE_FIELDS.values())
     assert body["mounts"] == [{"host": "/a", "guest": "/b", "read_only": True}]
+    assert body["volumes"] == [{"name": "cache", "path": "/c", "read_only": True}]
     assert body["network"] == {"mode": "allowlist", "rules": ["pypi.org"]}
     assert body["ttl_seconds"] == 60
 
@@ -119,7 +128,7 @@ def test_every_create_field_reaches_the_server(server):
     sample = {"template": "host", "memory": "200m", "cpus": 0.5, "pids": 321, "disk": "300m",
               "env": {"PARITY": "yes"}, "workdir": "/tmp", "user": "root", "timeout": 4321, "idle_timeout": 777,
               "hostname": "parity", "labels": {"parity": "sdk"}, "require_isolation": "basic",
-              "backend": "namespaces", "mounts": [f"{shared}:/parity:ro"],
+              "backend": "namespaces", "mounts": [f"{shared}:/parity:ro"], "volumes": ["parity-vol:/pvol"],
               "network": {"mode": "allowlist", "rules": ["parity.example"], "enforcement": "proxy"},
               "public": True}
     if os.geteuid() != 0:
@@ -127,6 +136,7 @@ def test_every_create_field_reaches_the_server(server):
         for k in ("memory", "cpus", "pids"):
             sample.pop(k)
     assert set(sample) | {"snapshot", "memory", "cpus", "pids"} == set(CREATE_FIELDS)
+    vol = aibox.Volume.create("parity-vol", size="16m")
     sb = aibox.Sandbox.create(**sample)
     try:
         v = sb.refresh()
@@ -144,8 +154,11 @@ def test_every_create_field_reaches_the_server(server):
         assert (spec["network"], spec["network_rules"], spec["network_enforcement"]) == (
             "allowlist", ["allow parity.example"], "proxy")
         assert v["public_ports"] is True
+        assert [(m["name"], m["path"]) for m in spec["volumes"]] == [("parity-vol", "/pvol")]
+        assert vol.refresh()["in_use_by"] == [sb.id]
     finally:
         sb.kill()
+        vol.delete()
     base = aibox.Sandbox.create()
     try:
         snap = base.snapshot()

@@ -112,6 +112,40 @@ def test_lifecycle(server):
         other._http.close()
 
 
+def test_volumes(server):
+    """A volume outlives its sandbox, is shared by two at once, keeps
+    snapshots, clones, and is not removed while mounted."""
+    vol = aibox.Volume.create("sdk-data", size="32m", labels={"suite": "sdk"})
+    try:
+        assert vol.info["quota"]["bytes"] == 32 << 20
+        assert vol.info["quota"]["enforced"] == (os.geteuid() == 0)
+        assert [v.name for v in aibox.Volume.list(label="suite=sdk")] == ["sdk-data"]
+        with Sandbox.create(volumes=["sdk-data:/data"]) as a:
+            a.files.write("/data/note.txt", "kept")
+            with Sandbox.create(volumes=["sdk-data:/data:ro"]) as b:
+                assert b.commands.run("cat /data/note.txt").stdout == "kept"
+                assert sorted(vol.refresh()["in_use_by"]) == sorted([a.id, b.id])
+            with pytest.raises(aibox.ConflictError):
+                vol.delete()
+        vol.snapshot("v1")
+        with Sandbox.create(volumes=["sdk-data:/data"]) as c:
+            c.files.write("/data/note.txt", "changed")
+        copy = vol.clone("sdk-copy", snapshot="v1")
+        with Sandbox.create(volumes=["sdk-copy:/data"]) as d:
+            assert d.files.read("/data/note.txt") == "kept"
+        copy.delete()
+        vol.delete_snapshot("v1")
+        with pytest.raises(aibox.NotFoundError):
+            aibox.Volume.get("no-such-volume")
+    finally:
+        try:
+            vol.delete()
+        except aibox.NotFoundError:
+            pass
+    with pytest.raises(aibox.NotFoundError):
+        Sandbox.create(volumes=["sdk-data:/data"])
+
+
 def test_get_url(server):
     with Sandbox.create() as sb:
         sb.commands.run("cd /workspace && echo served > index.html && (setsid python3 -m http.server 8123 >/dev/null 2>&1 &); sleep 1")

@@ -563,6 +563,8 @@ export interface CreateFields {
   backend?: "namespaces" | "microvm";
   /** Host paths to mount: "HOST:GUEST[:ro|rw]" or `{ host, guest, read_only }` (under the server's allowed_mounts). */
   mounts?: (string | { host: string; guest: string; read_only?: boolean })[];
+  /** This key's volumes to mount (`Volume.create`): "NAME:/PATH[:ro|rw]" or `{ name, path, read_only }`. */
+  volumes?: (string | { name: string; path: string; read_only?: boolean })[];
   /** Start from this snapshot (its files and settings; the fields above override them). */
   snapshot?: string;
   /** Egress rules to allow, or `{ mode, rules, enforcement }`. */
@@ -582,7 +584,7 @@ export const CREATE_FIELDS = {
   template: "template", memory: "memory", cpus: "cpus", pids: "pids", disk: "disk", env: "env",
   workdir: "workdir", user: "user", timeout: "ttl_seconds", idleTimeout: "idle_timeout_seconds",
   hostname: "hostname", labels: "labels", requireIsolation: "require_isolation", backend: "backend",
-  mounts: "mounts", snapshot: "snapshot", network: "network", public: "public",
+  mounts: "mounts", volumes: "volumes", snapshot: "snapshot", network: "network", public: "public",
 } as const satisfies Record<keyof CreateFields, string>;
 
 /** Each run option and the exec request's field it fills (the schema `Exec`; `cmd` is the argument). */
@@ -599,6 +601,15 @@ function mountBody(m: string | { host: string; guest: string; read_only?: boolea
   return { host: p[0], guest: p[1], read_only: p[2] === "ro" };
 }
 
+function volumeBody(m: string | { name: string; path: string; read_only?: boolean }): Record<string, unknown> {
+  if (typeof m !== "string") return { ...m };
+  const p = m.split(":");
+  if ((p.length !== 2 && p.length !== 3) || (p.length === 3 && p[2] !== "ro" && p[2] !== "rw")) {
+    throw new Error(`volume ${m}: expected NAME:/PATH[:ro|rw]`);
+  }
+  return p[2] === "ro" ? { name: p[0], path: p[1], read_only: true } : { name: p[0], path: p[1] };
+}
+
 /** The create request of `Sandbox.create`'s options; what is unset or false is left to the server. */
 export function createBody(o: CreateFields): Record<string, unknown> {
   const body: Record<string, unknown> = {};
@@ -607,6 +618,8 @@ export function createBody(o: CreateFields): Record<string, unknown> {
     if (v === undefined || v === null || v === false) continue;
     if (opt === "network" && Array.isArray(v)) v = { mode: "allowlist", rules: v };
     if (opt === "mounts") v = (v as CreateFields["mounts"] ?? []).map(mountBody);
+    if (opt === "volumes") v = (v as CreateFields["volumes"] ?? []).map(volumeBody);
+    if (Array.isArray(v) && v.length === 0) continue;
     body[field] = v;
   }
   return body;
@@ -639,6 +652,59 @@ export class Snapshot {
   static async get(id: string, opts: ConnectionOptions = {}): Promise<Snapshot> {
     const http = new Http(opts);
     return new Snapshot(await http.json("GET", `/v1/snapshots/${id}`), http);
+  }
+}
+
+/**
+ * A named filesystem with a quota that outlives sandboxes; mount it with
+ * `Sandbox.create({ volumes: ["NAME:/path"] })`. `info` is the API's view
+ * (quota and whether it is enforced, usage, the sandboxes using it, its snapshots).
+ */
+export class Volume {
+  readonly name: string;
+  constructor(public info: any, private readonly http: Http) {
+    this.name = info.name;
+  }
+  private get path(): string {
+    return `/v1/volumes/${encodeURIComponent(this.name)}`;
+  }
+  /** Make a volume of `size` (bytes or "10g"; default 1g) whose top directory `uid` owns inside sandboxes (default 1000). */
+  static async create(
+    name: string,
+    o: ConnectionOptions & { size?: number | string; uid?: number; labels?: Record<string, string> } = {},
+  ): Promise<Volume> {
+    const http = new Http(o);
+    const v = await http.json("POST", "/v1/volumes", { json: { name, size: o.size, uid: o.uid, labels: o.labels } });
+    return new Volume(v, http);
+  }
+  static async get(name: string, o: ConnectionOptions = {}): Promise<Volume> {
+    const http = new Http(o);
+    return new Volume(await http.json("GET", `/v1/volumes/${encodeURIComponent(name)}`), http);
+  }
+  static async list(o: ConnectionOptions & { label?: string } = {}): Promise<Volume[]> {
+    const http = new Http(o);
+    const v = await http.json("GET", "/v1/volumes", { query: { label: o.label } });
+    return v.volumes.map((x: any) => new Volume(x, http));
+  }
+  async refresh(): Promise<any> {
+    this.info = await this.http.json("GET", this.path);
+    return this.info;
+  }
+  /** Remove the volume and its snapshots (refused while a sandbox mounts it). */
+  async delete(): Promise<void> {
+    await this.http.request("DELETE", this.path);
+  }
+  /** Keep a named copy of the files as they are now. */
+  async snapshot(name: string): Promise<any> {
+    this.info = await this.http.json("POST", `${this.path}/snapshots`, { json: { name } });
+    return this.info;
+  }
+  async deleteSnapshot(name: string): Promise<void> {
+    await this.http.request("DELETE", `${this.path}/snapshots/${encodeURIComponent(name)}`);
+  }
+  /** A new volume with this one's files (now, or as `snapshot` holds them). */
+  async clone(name: string, o: { snapshot?: string; labels?: Record<string, string> } = {}): Promise<Volume> {
+    return new Volume(await this.http.json("POST", `${this.path}/clone`, { json: { name, ...o } }), this.http);
   }
 }
 

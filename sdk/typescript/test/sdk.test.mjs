@@ -168,6 +168,37 @@ test("lifecycle", async () => {
   assert.ok(url.includes(`8123-${sb.id}.`) && url.includes("aibox_token="));
 });
 
+test("volumes", async () => {
+  const vol = await aibox.Volume.create("ts-data", { size: "32m", labels: { suite: "ts" } });
+  try {
+    assert.equal(vol.info.quota.bytes, 32 * 2 ** 20);
+    assert.equal(vol.info.quota.enforced, process.getuid() === 0);
+    assert.deepEqual((await aibox.Volume.list({ label: "suite=ts" })).map((v) => v.name), ["ts-data"]);
+    const a = await Sandbox.create({ volumes: ["ts-data:/data"] });
+    try {
+      await a.files.write("/data/note.txt", "kept");
+      const b = await Sandbox.create({ volumes: ["ts-data:/data:ro"] });
+      assert.equal((await b.commands.run("cat /data/note.txt")).stdout, "kept");
+      assert.deepEqual((await vol.refresh()).in_use_by.sort(), [a.id, b.id].sort());
+      await b.kill();
+      await assert.rejects(vol.delete(), aibox.ConflictError);
+    } finally {
+      await a.kill();
+    }
+    await vol.snapshot("v1");
+    const copy = await vol.clone("ts-copy", { snapshot: "v1" });
+    const c = await Sandbox.create({ volumes: ["ts-copy:/data"] });
+    assert.equal(await c.files.read("/data/note.txt"), "kept");
+    await c.kill();
+    await copy.delete();
+    await vol.deleteSnapshot("v1");
+    await assert.rejects(aibox.Volume.get("no-such-volume"), aibox.NotFoundError);
+  } finally {
+    await vol.delete();
+  }
+  await assert.rejects(Sandbox.create({ volumes: ["ts-data:/data"] }), aibox.NotFoundError);
+});
+
 test("errors", async () => {
   await assert.rejects(Sandbox.connect("ffffffffffff"), aibox.NotFoundError);
   await assert.rejects(Sandbox.create({ key: "wrong" }), aibox.AuthenticationError);
@@ -259,6 +290,13 @@ const COVERAGE = {
   "POST /v1/templates/pull": "Templates#pull",
   "GET /v1/templates/{name}": "Templates#get",
   "DELETE /v1/templates/{name}": "Templates#delete",
+  "GET /v1/volumes": "Volume.list",
+  "POST /v1/volumes": "Volume.create",
+  "GET /v1/volumes/{volume}": "Volume.get",
+  "DELETE /v1/volumes/{volume}": "Volume#delete",
+  "POST /v1/volumes/{volume}/snapshots": "Volume#snapshot",
+  "DELETE /v1/volumes/{volume}/snapshots/{snapshot}": "Volume#deleteSnapshot",
+  "POST /v1/volumes/{volume}/clone": "Volume#clone",
 };
 
 test("parity with the served OpenAPI spec", async () => {
@@ -335,9 +373,10 @@ test("every create and exec field of the served schema is an SDK option, and bac
     "the server's create fields and the SDK's CREATE_FIELDS differ");
   assert.deepEqual(sorted(["cmd", ...Object.values(aibox.EXEC_FIELDS)]), sorted(Object.keys(schemas.Exec.properties)),
     "the server's exec fields and the SDK's EXEC_FIELDS differ");
-  const body = aibox.createBody({ mounts: ["/a:/b:ro"], network: ["pypi.org"], timeout: 60, public: false, requireIsolation: "basic" });
+  const body = aibox.createBody({ mounts: ["/a:/b:ro"], volumes: ["cache:/c:ro"], network: ["pypi.org"], timeout: 60, public: false, requireIsolation: "basic" });
   assert.deepEqual(body, {
     mounts: [{ host: "/a", guest: "/b", read_only: true }],
+    volumes: [{ name: "cache", path: "/c", read_only: true }],
     network: { mode: "allowlist", rules: ["pypi.org"] },
     ttl_seconds: 60,
     require_isolation: "basic",
@@ -349,13 +388,14 @@ test("every create option reaches the server", async () => {
   const o = {
     template: "host", disk: "300m", env: { PARITY: "yes" }, workdir: "/tmp", user: "root", timeout: 4321,
     idleTimeout: 777, hostname: "parity", labels: { parity: "ts" }, requireIsolation: "basic", backend: "namespaces",
-    mounts: [`${join(data, "shared")}:/parity:ro`],
+    mounts: [`${join(data, "shared")}:/parity:ro`], volumes: ["ts-parity:/pvol"],
     network: { mode: "allowlist", rules: ["parity.example"], enforcement: "proxy" }, public: true,
     // Rootless without a delegated cgroup, an explicit limit fails closed.
     ...(root ? { memory: "200m", cpus: 0.5, pids: 321 } : {}),
   };
   const expected = Object.keys(aibox.CREATE_FIELDS).filter((k) => k !== "snapshot" && (root || !["memory", "cpus", "pids"].includes(k)));
   assert.deepEqual(Object.keys(o).sort(), expected.sort());
+  const vol = await aibox.Volume.create("ts-parity", { size: "16m" });
   const sb = await Sandbox.create(o);
   try {
     const v = await sb.refresh();
@@ -372,8 +412,11 @@ test("every create option reaches the server", async () => {
     assert.equal(spec.mounts[0].guest, "/parity");
     assert.deepEqual([spec.network, spec.network_rules, spec.network_enforcement], ["allowlist", ["allow parity.example"], "proxy"]);
     assert.equal(v.public_ports, true);
+    assert.deepEqual(spec.volumes.map((m) => [m.name, m.path]), [["ts-parity", "/pvol"]]);
+    assert.deepEqual((await vol.refresh()).in_use_by, [sb.id]);
   } finally {
     await sb.kill();
+    await vol.delete();
   }
   const base = await Sandbox.create();
   try {

@@ -477,6 +477,9 @@ fn snapshot_view(m: &aibox_runtime::SnapshotMeta) -> SnapshotView {
         entries: m.entries,
         consistent: m.consistent,
         memory: m.memory,
+        volumes: aibox_types::api::SnapshotVolume::of(
+            &serde_json::to_value(&m.spec).unwrap_or(Value::Null),
+        ),
         spec: serde_json::to_value(&m.spec).unwrap_or(Value::Null),
     }
 }

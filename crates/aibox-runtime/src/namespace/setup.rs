@@ -606,11 +606,12 @@ fn stage_trees(plan: &Plan, proc_dir: &Path) -> Result<(Vec<OwnedFd>, bool), Set
                 0
             };
         if source.ids == MountIds::Sandbox {
-            let tree = aibox_sys::detached_tree_of(source.fd.as_fd(), userns, attrs)
-                .map_err(sys(format!(
+            let tree = aibox_sys::detached_tree_of(source.fd.as_fd(), userns, attrs).map_err(
+                sys(format!(
                 "idmapped mount of the volume at {} (the filesystem must support idmapped mounts)",
                 m.guest.display()
-            )))?;
+            )),
+            )?;
             trees.push(tree);
             continue;
         }

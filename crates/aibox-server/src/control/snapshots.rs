@@ -29,6 +29,7 @@ pub fn view(s: &SnapshotRow) -> SnapshotView {
         entries: m["entries"].as_u64().unwrap_or(0),
         consistent: m["consistent"].as_bool().unwrap_or(false),
         memory: m["memory"].as_bool().unwrap_or(false),
+        volumes: aibox_types::api::SnapshotVolume::of(&m["spec"]),
         spec: m["spec"].clone(),
     }
 }

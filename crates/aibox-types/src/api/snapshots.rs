@@ -41,6 +41,11 @@ pub struct SnapshotView {
     /// its processes (not their network connections).
     #[serde(default)]
     pub memory: bool,
+    /// The volumes the sandbox had mounted: their files are not in the
+    /// snapshot (each says `included: false`); a restore mounts the same
+    /// volumes as they are then.
+    #[serde(default)]
+    pub volumes: Vec<super::SnapshotVolume>,
     /// The spec of the sandbox it was taken from.
     #[schemars(with = "SandboxSpec")]
     pub spec: Value,

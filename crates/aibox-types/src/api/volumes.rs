@@ -198,6 +198,22 @@ pub struct SnapshotVolume {
     pub included: bool,
 }
 
+impl SnapshotVolume {
+    /// The volumes of a snapshot's spec (the source sandbox's).
+    pub fn of(spec: &serde_json::Value) -> Vec<SnapshotVolume> {
+        serde_json::from_value::<Vec<crate::VolumeMount>>(spec["volumes"].clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| SnapshotVolume {
+                name: v.name,
+                path: v.path,
+                read_only: v.read_only,
+                included: false,
+            })
+            .collect()
+    }
+}
+
 /// Labels as the API takes them: keys 1-63 bytes, values at most 255.
 pub fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), String> {
     for (k, v) in labels {
