@@ -149,19 +149,28 @@ fn run_e2fs(name: &str, args: &[&std::ffi::OsStr]) -> Result<String, Error> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The bytes an ext4 image's files may take (its free blocks, read
-/// from its superblock).
-fn free_bytes(image: &Path) -> Result<u64, Error> {
+/// An ext4 image's block counts from its superblock: (free bytes, used
+/// bytes), as `df` shows them once mounted (ext4's own metadata in
+/// neither).
+fn image_space(image: &Path) -> Result<(u64, u64), Error> {
     let out = run_e2fs("dumpe2fs", &["-h".as_ref(), image.as_os_str()])?;
     let field = |name: &str| {
         out.lines()
             .find_map(|l| l.strip_prefix(name))
             .and_then(|v| v.trim().parse::<u64>().ok())
     };
-    match (field("Free blocks:"), field("Block size:")) {
-        (Some(n), Some(b)) => Ok(n * b),
+    match (
+        field("Block count:"),
+        field("Free blocks:"),
+        field("Block size:"),
+    ) {
+        (Some(total), Some(free), Some(b)) => {
+            let overhead = field("Overhead clusters:").unwrap_or(0);
+            let used = total.saturating_sub(overhead).saturating_sub(free);
+            Ok((free * b, used * b))
+        }
         _ => Err(Error::Helper(format!(
-            "dumpe2fs: no free block count for {}",
+            "dumpe2fs: no block counts for {}",
             image.display()
         ))),
     }
@@ -197,7 +206,7 @@ fn make_image(image: &Path, bytes: u64, uid: u32) -> Result<(), Error> {
                 image.as_os_str(),
             ],
         )?;
-        let free = free_bytes(image)?;
+        let (free, _) = image_space(image)?;
         if free >= bytes {
             return Ok(());
         }
@@ -385,10 +394,9 @@ impl Runtime {
                     return total.saturating_sub(free);
                 }
             }
-            // Not mounted (after a reboot, before its first use): what
-            // the image holds, metadata included.
-            use std::os::unix::fs::MetadataExt;
-            return fs::metadata(dir.join(IMAGE)).map_or(0, |m| m.blocks() * 512);
+            // Not mounted (after a reboot, before its first use, while
+            // nothing uses it): its superblock's count.
+            return image_space(&dir.join(IMAGE)).map_or(0, |(_, used)| used);
         }
         walk_usage(&dir.join(DATA))
     }
@@ -396,6 +404,20 @@ impl Runtime {
     /// A volume as the API shows it: quota, usage now, the sandboxes that
     /// mount it, its snapshots.
     pub fn volume_view(&self, meta: &VolumeMeta) -> aibox_types::api::VolumeView {
+        self.view_with(meta, &self.list())
+    }
+
+    /// [`Runtime::volume_view`] of each (the sandboxes read once).
+    pub fn volume_views(&self, metas: &[VolumeMeta]) -> Vec<aibox_types::api::VolumeView> {
+        let records = self.list();
+        metas.iter().map(|m| self.view_with(m, &records)).collect()
+    }
+
+    fn view_with(
+        &self,
+        meta: &VolumeMeta,
+        records: &[crate::sandbox::state::Record],
+    ) -> aibox_types::api::VolumeView {
         use aibox_types::api::{QuotaView, VolumeSnapshotView, VolumeView};
         VolumeView {
             id: meta.id.clone(),
@@ -410,7 +432,11 @@ impl Runtime {
             uid: meta.uid,
             labels: meta.labels.clone(),
             cloned_from: meta.cloned_from.clone(),
-            in_use_by: self.volume_users(&meta.id),
+            in_use_by: records
+                .iter()
+                .filter(|r| r.spec.volumes.iter().any(|v| v.id == meta.id))
+                .map(|r| r.id.clone())
+                .collect(),
             snapshots: self
                 .volume_snapshots(&meta.id)
                 .into_iter()

@@ -699,13 +699,13 @@ impl Volumes for Local {
                 )),
             },
         };
-        Ok(self
+        let metas: Vec<_> = self
             .rt
             .volumes()
-            .iter()
+            .into_iter()
             .filter(|m| want.is_none_or(|(k, v)| m.labels.get(k).map(String::as_str) == Some(v)))
-            .map(|m| self.rt.volume_view(m))
-            .collect())
+            .collect();
+        Ok(self.rt.volume_views(&metas))
     }
 
     fn get(&self, name: &str) -> anyhow::Result<VolumeView> {

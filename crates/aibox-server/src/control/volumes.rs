@@ -212,7 +212,7 @@ pub fn list(state: &AppState, who: &Principal, q: VolumeQuery) -> ApiResult<Volu
         .store()
         .volumes(owner)
         .map_err(|e| ApiError::internal("list volumes", e))?;
-    let mut volumes = Vec::new();
+    let mut kept = Vec::new();
     for row in rows {
         let Ok(meta) = meta_of(state, rt, &row) else {
             continue;
@@ -222,8 +222,18 @@ pub fn list(state: &AppState, who: &Principal, q: VolumeQuery) -> ApiResult<Volu
                 continue;
             }
         }
-        volumes.push(view(rt, &row, &meta));
+        kept.push((row, meta));
     }
+    let metas: Vec<VolumeMeta> = kept.iter().map(|(_, m)| m.clone()).collect();
+    let volumes = rt
+        .volume_views(&metas)
+        .into_iter()
+        .zip(&kept)
+        .map(|(mut v, (row, _))| {
+            v.name = row.name.clone();
+            v
+        })
+        .collect();
     Ok(VolumeList { volumes })
 }
 
