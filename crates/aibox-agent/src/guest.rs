@@ -80,6 +80,18 @@ pub struct Boot {
     /// the root (the host template's `/usr`).
     #[serde(default)]
     pub shares: Vec<(String, String)>,
+    /// Volumes: virtiofs shares mounted where the sandbox asked (the
+    /// directory made if the image lacks it).
+    #[serde(default)]
+    pub volumes: Vec<VolumeShare>,
+}
+
+/// A volume the guest mounts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VolumeShare {
+    pub tag: String,
+    pub path: String,
+    pub read_only: bool,
 }
 
 /// The guest's answer to [`Boot`].
@@ -467,6 +479,17 @@ fn finish_root(b: &Boot) -> Result<(), String> {
             None,
         )?;
     }
+    for v in &b.volumes {
+        std::fs::create_dir_all(&v.path).map_err(|e| format!("mkdir {}: {e}", v.path))?;
+        let ro = if v.read_only { libc::MS_RDONLY } else { 0 };
+        mount(
+            &v.tag,
+            &v.path,
+            "virtiofs",
+            ro | libc::MS_NOSUID | libc::MS_NODEV,
+            None,
+        )?;
+    }
     let nosuid = libc::MS_NOSUID | libc::MS_NOEXEC | libc::MS_NODEV;
     mount("proc", "/proc", "proc", nosuid, None)?;
     mount("sysfs", "/sys", "sysfs", nosuid | libc::MS_RDONLY, None)?;
@@ -635,9 +658,15 @@ mod tests {
             workdir: "/workspace".into(),
             egress: false,
             shares: vec![("s0".into(), "/usr".into())],
+            volumes: vec![VolumeShare {
+                tag: "s1".into(),
+                path: "/data".into(),
+                read_only: false,
+            }],
         };
         let back: Boot = serde_json::from_slice(&serde_json::to_vec(&b).unwrap()).unwrap();
         assert_eq!(back.layers, ["l0"]);
+        assert_eq!(back.volumes[0].path, "/data");
         assert_eq!(back.user, aibox_types::User::User);
     }
 }

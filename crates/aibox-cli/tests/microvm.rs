@@ -412,14 +412,31 @@ fn microvm_sandboxes_under_tcg() {
     // read-only /usr over virtiofs: a VM for one command, with our stdio
     // and its exit code, gone afterwards. Root in the guest remounts /usr
     // read-write, and the host side still refuses the write.
+    // As root it mounts a volume too (over virtiofs, read-write), which a
+    // namespace sandbox then reads with the same owner.
     let probe = format!("/usr/aibox-vm-probe-{}", aibox_runtime::random_id());
     let root = common::is_root();
+    ok(&env.run(&["volume", "create", "vmvol", "--size", "32m"]));
     let (args, script, want) = if root {
         let script = format!(
-            "cat; python3 -c 'print(6*7)'; mount -o remount,rw /usr; touch {probe} 2>/dev/null && echo WROTE-HOST-USR; exit 3"
+            "cat; python3 -c 'print(6*7)'; mount -o remount,rw /usr; touch {probe} 2>/dev/null && echo WROTE-HOST-USR; echo from-vm > /vol/f; exit 3"
         );
-        (vec![], script, "piped-in\n42\n")
+        (vec!["--volume", "vmvol:/vol"], script, "piped-in\n42\n")
     } else {
+        refused(
+            &env.run(&[
+                "run",
+                "--backend",
+                "microvm",
+                "--template",
+                template.as_str(),
+                "--volume",
+                "vmvol:/vol",
+                "--",
+                "true",
+            ]),
+            "needs root here",
+        );
         // Rootless: virtiofsd cannot run in a user namespace, so the host
         // template is refused, clearly; the image template runs.
         refused(
@@ -474,6 +491,24 @@ fn microvm_sandboxes_under_tcg() {
         env.runtime().list().is_empty(),
         "aibox run left its microVM"
     );
+    if root {
+        let o = env.run(&[
+            "run",
+            "--volume",
+            "vmvol:/vol",
+            "--",
+            "stat",
+            "-c",
+            "%u %s",
+            "/vol/f",
+        ]);
+        assert_eq!(
+            ok(&o),
+            "0 8\n",
+            "the VM's root wrote it as the sandbox's root"
+        );
+    }
+    ok(&env.run(&["volume", "rm", "vmvol"]));
 }
 
 /// A background busybox httpd in the guest on `port`, serving `body` as

@@ -99,6 +99,8 @@ pub struct NewVolume {
 pub(crate) struct HeldVolume {
     pub data: PathBuf,
     pub lock: OwnedFd,
+    /// The lock's file (for a process that takes its own hold).
+    pub lock_path: PathBuf,
 }
 
 fn io_err(what: String) -> impl FnOnce(std::io::Error) -> Error {
@@ -556,7 +558,11 @@ impl Runtime {
         }
         let meta = self.volume(id)?;
         let data = self.ensure_mounted(&dir, &meta)?;
-        Ok(HeldVolume { data, lock })
+        Ok(HeldVolume {
+            data,
+            lock,
+            lock_path: dir.join(LOCK),
+        })
     }
 
     /// Remove a volume and its snapshots; refused while a sandbox has it

@@ -65,11 +65,26 @@ struct Plan {
     /// `args`); hold this snapshot lock (shared) for the sandbox's life.
     #[serde(default)]
     restore_lock: Option<PathBuf>,
-    /// virtiofsd and the host directories it serves: (host dir, socket).
+    /// virtiofsd and the host directories it serves.
     #[serde(default)]
     virtiofsd: Option<PathBuf>,
     #[serde(default)]
-    shares: Vec<(PathBuf, PathBuf)>,
+    shares: Vec<Share>,
+    /// Volumes' lock files: held (shared) for the sandbox's life, so a
+    /// volume it mounts is not removed meanwhile.
+    #[serde(default)]
+    locks: Vec<PathBuf>,
+}
+
+/// A host directory a virtiofsd serves the guest on `socket` (tag `sI`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Share {
+    host: PathBuf,
+    socket: PathBuf,
+    read_only: bool,
+    /// Files others change too (a volume): no caching across requests.
+    #[serde(default)]
+    shared: bool,
 }
 
 /// How the supervisor starts the VMM.
@@ -510,11 +525,6 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
             "host mounts are not available in a microVM: copy files in with `aibox cp` or the files API".into(),
         ));
     }
-    if !spec.volumes.is_empty() {
-        return Err(Error::Unsupported(
-            "volumes are not yet available in a microVM: use backend namespaces".into(),
-        ));
-    }
     if matches!(
         spec.network_enforcement,
         Some(aibox_types::egress::Enforcement::L4)
@@ -525,23 +535,42 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
     }
     rt.dirs().ensure()?;
     let template = crate::image::template::resolve(&rt.dirs().templates(), &spec.template)?;
-    let virtiofsd = if template.binds.is_empty() {
+    // Volumes are served over virtiofs as the host template is: held
+    // (shared) until the supervisor holds them too.
+    let volumes = spec
+        .volumes
+        .iter()
+        .map(|v| rt.hold_volume(&v.id).map(|h| (v.clone(), h)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !volumes.is_empty() {
+        if aibox_sys::geteuid() != 0 {
+            return Err(unavailable(
+                "volumes reach a microVM over virtiofs, which needs root here (virtiofsd cannot drop its groups in a user namespace): use backend namespaces",
+            ));
+        }
+        if spec.snapshot.is_some() {
+            return Err(Error::Unsupported(
+                "a microVM restored from a snapshot cannot mount volumes (its machine is the snapshot's): restore it without volumes".into(),
+            ));
+        }
+    }
+    let virtiofsd = if template.binds.is_empty() && volumes.is_empty() {
         None
     } else {
         Some(find_virtiofsd().ok_or_else(|| {
             unavailable(format!(
-                "template {:?} shares the host's /usr, which a microVM reads through virtiofs: install virtiofsd (Debian's qemu-system-common ships one), or use an image template",
+                "template {:?} or the volumes are shared with a microVM through virtiofs: install virtiofsd (Debian's qemu-system-common ships one), or use an image template and no volumes",
                 spec.template
             ))
         })?)
     };
-    if virtiofsd.is_some() && aibox_sys::geteuid() != 0 {
+    if !template.binds.is_empty() && aibox_sys::geteuid() != 0 {
         return Err(unavailable(format!(
             "template {:?} shares the host's /usr over virtiofs, which needs root here (virtiofsd cannot drop its groups in a user namespace): use an image template",
             spec.template
         )));
     }
-    if virtiofsd.is_some() && spec.snapshot.is_some() {
+    if !template.binds.is_empty() && spec.snapshot.is_some() {
         return Err(Error::Unsupported(
             "a microVM on a host-based template has no snapshots (virtiofs cannot be saved)".into(),
         ));
@@ -608,7 +637,7 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
     }
     if virtiofsd.is_some() && !matches!(vmm, Vmm::Qemu { .. }) {
         return Err(unavailable(format!(
-            "template {:?} shares the host's /usr over virtiofs, which aibox drives under QEMU only: use an image template",
+            "template {:?} or the volumes are shared over virtiofs, which aibox drives under QEMU only: use an image template and no volumes, or QEMU",
             spec.template
         )));
     }
@@ -626,6 +655,18 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
             .binds
             .iter()
             .map(|(_, g)| format!("{} (virtiofs, read-only)", g.display()))
+            .chain(volumes.iter().map(|(v, _)| {
+                format!(
+                    "{} (virtiofs, volume {}, {})",
+                    v.path.display(),
+                    v.name,
+                    if v.read_only {
+                        "read-only"
+                    } else {
+                        "read-write"
+                    }
+                )
+            }))
             .collect();
         if restore.is_some() {
             v.kernel = "restored".into();
@@ -748,12 +789,32 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
                 .enumerate()
                 .map(|(i, (_, g))| (format!("s{i}"), g.to_string_lossy().into_owned()))
                 .collect(),
+            volumes: volumes
+                .iter()
+                .enumerate()
+                .map(|(i, (v, _))| aibox_agent::guest::VolumeShare {
+                    tag: format!("s{}", template.binds.len() + i),
+                    path: v.path.to_string_lossy().into_owned(),
+                    read_only: v.read_only,
+                })
+                .collect(),
         };
-        let shares: Vec<(PathBuf, PathBuf)> = template
+        let shares: Vec<Share> = template
             .binds
             .iter()
+            .map(|(h, _)| (h.clone(), true, false))
+            .chain(
+                volumes
+                    .iter()
+                    .map(|(v, held)| (held.data.clone(), v.read_only, true)),
+            )
             .enumerate()
-            .map(|(i, (h, _))| (h.clone(), dir.join(format!("vfs{i}.sock"))))
+            .map(|(i, (host, read_only, shared))| Share {
+                host,
+                socket: dir.join(format!("vfs{i}.sock")),
+                read_only,
+                shared,
+            })
             .collect();
         let launch = match &vmm {
             Vmm::Qemu {
@@ -852,6 +913,7 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
             restore_lock: restore.as_ref().map(|(d, _, _)| d.join("lock")),
             virtiofsd: virtiofsd.clone(),
             shares,
+            locks: volumes.iter().map(|(_, h)| h.lock_path.clone()).collect(),
         };
         write_private(
             &dir.join(PLAN),
@@ -879,6 +941,7 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
         }
     })();
     drop(restore);
+    drop(volumes);
     if result.is_err() {
         if let Ok(rec) = Record::load(&dir) {
             kill_vm(&rec);
@@ -1011,6 +1074,12 @@ pub(crate) fn snapshot_into(rt: &Runtime, rec: &Record, dir: &Path) -> Result<u6
     if !vm.shares.is_empty() {
         return Err(Error::Unsupported(format!(
             "sandbox {} runs on a host-based template, shared over virtiofs, which QEMU cannot save: snapshots need an image template",
+            rec.id
+        )));
+    }
+    if !rec.spec.volumes.is_empty() {
+        return Err(Error::Unsupported(format!(
+            "sandbox {} mounts volumes over virtiofs, which QEMU cannot save: a microVM with volumes has no snapshots (snapshot the volumes instead)",
             rec.id
         )));
     }
@@ -1214,8 +1283,8 @@ struct QemuConfig<'a> {
     egress: Option<PathBuf>,
     /// Wait for the VM's state (`migrate-incoming`) instead of booting.
     incoming: bool,
-    /// virtiofs shares: (host dir, vhost-user socket); tags `s0`, `s1`...
-    shares: &'a [(PathBuf, PathBuf)],
+    /// virtiofs shares; tags `s0`, `s1`...
+    shares: &'a [Share],
     /// The vsock transport: vhost-device-vsock's vhost-user socket. The
     /// guest then has no network device.
     vhost_vsock: Option<&'a Path>,
@@ -1315,9 +1384,12 @@ fn qemu_args(c: &QemuConfig<'_>) -> Vec<String> {
             "memory-backend-memfd,id=mem,size={}M,share=on",
             c.memory_mib
         ));
-        for (i, (_, sock)) in c.shares.iter().enumerate() {
+        for (i, share) in c.shares.iter().enumerate() {
             a.push("-chardev".into());
-            a.push(format!("socket,id=vfs{i},path={}", qemu_escape(sock)));
+            a.push(format!(
+                "socket,id=vfs{i},path={}",
+                qemu_escape(&share.socket)
+            ));
             a.push("-device".into());
             a.push(format!("vhost-user-fs-device,chardev=vfs{i},tag=s{i}"));
         }
@@ -1426,6 +1498,8 @@ struct Running {
     child: std::process::Child,
     /// A restored sandbox's shared lock on its snapshot.
     _hold: Option<std::fs::File>,
+    /// Its volumes' shared locks.
+    _volumes: Vec<std::fs::File>,
     /// The uid slot a jailed VMM runs as.
     _slot: Option<std::fs::File>,
 }
@@ -1442,7 +1516,7 @@ fn find_virtiofsd() -> Option<PathBuf> {
     .find(|p| p.is_file())
 }
 
-/// Serve each share read-only: in a mount namespace of our own, each host
+/// Serve each share: in a mount namespace of our own, each read-only host
 /// directory is bind-mounted over itself read-only, and a virtiofsd
 /// (killed with us) serves it on its socket. Returns once every socket
 /// exists.
@@ -1451,15 +1525,23 @@ fn start_shares(plan: &Plan, dir: &Path) -> Result<(), String> {
         return Ok(());
     };
     own_mount_namespace()?;
-    for (i, (host, sock)) in plan.shares.iter().enumerate() {
-        bind_read_only(host, host, libc::MS_REC)?;
+    for (i, share) in plan.shares.iter().enumerate() {
+        if share.read_only {
+            bind_read_only(&share.host, &share.host, libc::MS_REC)?;
+        }
         let log = std::fs::File::create(dir.join(format!("virtiofsd{i}.log")))
             .map_err(|e| format!("creating virtiofsd{i}.log: {e}"))?;
+        // A volume others write too is not cached across requests.
+        let cache = if share.shared {
+            "cache=auto"
+        } else {
+            "cache=always"
+        };
         let mut cmd = Command::new(bin);
-        cmd.arg(format!("--socket-path={}", sock.display()))
+        cmd.arg(format!("--socket-path={}", share.socket.display()))
             .arg("-o")
-            .arg(format!("source={}", host.display()))
-            .args(["-o", "cache=always", "-o", "no_xattr", "--rlimit-nofile=0"])
+            .arg(format!("source={}", share.host.display()))
+            .args(["-o", cache, "-o", "no_xattr", "--rlimit-nofile=0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
@@ -1468,7 +1550,7 @@ fn start_shares(plan: &Plan, dir: &Path) -> Result<(), String> {
             .map_err(|e| format!("starting {}: {e}", bin.display()))?;
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !plan.shares.iter().all(|(_, s)| s.exists()) {
+    while !plan.shares.iter().all(|s| s.socket.exists()) {
         if Instant::now() > deadline {
             return Err(format!(
                 "virtiofsd did not start: {}",
@@ -1507,7 +1589,8 @@ fn start(dir: &Path) -> Result<Running, Error> {
         .ok_or_else(|| failed(format!("no readable {}", dir.join(PLAN).display())))?;
     let _ = std::fs::remove_file(dir.join(PLAN));
     own_netns().map_err(|e| unavailable(format!("the VMM's network namespace: {e}")))?;
-    start_shares(&plan, dir).map_err(|e| unavailable(format!("sharing the host template: {e}")))?;
+    start_shares(&plan, dir)
+        .map_err(|e| unavailable(format!("sharing the host template or volumes: {e}")))?;
     if let (
         Launch::Qemu {
             vhost_vsock: Some((bin, sock)),
@@ -1560,6 +1643,16 @@ fn start(dir: &Path) -> Result<Running, Error> {
         let _ = child.wait();
         failed(msg)
     };
+    // Each volume, held (shared) for the sandbox's life.
+    let mut volume_locks = Vec::new();
+    for path in &plan.locks {
+        let f = std::fs::File::open(path)
+            .map_err(|e| fail(&mut child, format!("opening a volume's lock: {e}")))?;
+        if !aibox_sys::try_lock_shared(f.as_fd()).unwrap_or(false) {
+            return Err(fail(&mut child, "a volume is being removed".into()));
+        }
+        volume_locks.push(f);
+    }
     // A restore holds its snapshot (shared) for the sandbox's life.
     let hold = match &plan.restore_lock {
         Some(path) => {
@@ -1675,6 +1768,7 @@ fn start(dir: &Path) -> Result<Running, Error> {
         id: rec.id,
         child,
         _hold: hold,
+        _volumes: volume_locks,
         _slot: slot,
     })
 }
@@ -2572,7 +2666,12 @@ mod tests {
             qmp: Path::new("/s/qmp.sock"),
             egress: Some("/bin/aibox".into()),
             incoming: true,
-            shares: &[("/usr".into(), "/s/vfs0.sock".into())],
+            shares: &[Share {
+                host: "/usr".into(),
+                socket: "/s/vfs0.sock".into(),
+                read_only: true,
+                shared: false,
+            }],
             vhost_vsock: None,
         });
         let joined = args.join(" ");
