@@ -274,6 +274,51 @@ row("fork 10 sandboxes from a snapshot (REST)", "whole request", fork_t)
 call("DELETE", f"/v1/snapshots/{snap}")
 call("DELETE", f"/v1/sandboxes/{src}")
 
+# Volumes: what mounting costs a create (0, 1 and 5 volumes, interleaved),
+# and cloning a volume that holds 64 MiB plus 1000 files against `cp -a` of
+# the same files on the host.
+for v in range(5):
+    call("POST", "/v1/volumes", {"name": f"bench{v}", "size": "1g"})
+n = 20 if QUICK else 100
+vt = {0: [], 1: [], 5: []}
+for _ in range(n):
+    for k in (0, 1, 5):
+        body = {"memory": "256m", "volumes": [{"name": f"bench{v}", "path": f"/v{v}"} for v in range(k)]}
+        s = time.perf_counter()
+        i = call("POST", "/v1/sandboxes", body)["id"]
+        call("POST", f"/v1/sandboxes/{i}/exec", {"cmd": ["/bin/true"]})
+        vt[k].append((time.perf_counter() - s) * 1000)
+        call("DELETE", f"/v1/sandboxes/{i}")
+base = statistics.median(vt[0])
+row("time to interactive with volumes (REST)", "no volume", vt[0], base)
+row("time to interactive with volumes (REST)", "1 volume", vt[1], base)
+row("time to interactive with volumes (REST)", "5 volumes", vt[5], base)
+w = call("POST", "/v1/sandboxes", {"memory": "512m", "volumes": [{"name": "bench0", "path": "/v"}]})["id"]
+call("POST", f"/v1/sandboxes/{w}/exec", {"cmd": "mkdir -p /v/many && for i in $(seq 1000); do echo $i > /v/many/f$i; done && head -c 64M /dev/urandom > /v/big"})
+call("DELETE", f"/v1/sandboxes/{w}")
+vol_id = call("GET", "/v1/volumes/bench0")["id"]
+data = os.path.join(srv_dir, "volumes", vol_id, "data")
+k = 3 if QUICK else 10
+clone_t, vcp_t = [], []
+for j in range(k):
+    os.sync()
+    s = time.perf_counter()
+    call("POST", "/v1/volumes/bench0/clone", {"name": f"bench-clone{j}"})
+    clone_t.append((time.perf_counter() - s) * 1000)
+    call("DELETE", f"/v1/volumes/bench-clone{j}")
+    dst = os.path.join(BENCH_DIR, "vol-copy")
+    os.sync()
+    s = time.perf_counter()
+    subprocess.run(["cp", "-a", "--sparse=always", data, dst], check=True)
+    vcp_t.append((time.perf_counter() - s) * 1000)
+    shutil.rmtree(dst)
+base = statistics.median(vcp_t)
+how = call("GET", "/v1/volumes/bench0")["quota"]["how"]
+row("volume clone (64 MiB + 1000 files)", f"REST POST /clone ({'image, frozen' if 'ext4' in how else 'files'})", clone_t, base)
+row("volume clone (64 MiB + 1000 files)", "cp -a of the same files (host)", vcp_t, base)
+for v in range(5):
+    call("DELETE", f"/v1/volumes/bench{v}")
+
 # Egress: a request per connection through the sandbox's path (agent relay
 # + egress proxy) and through tinyproxy, to the same upstream; and direct.
 CLIENT = r'''

@@ -511,7 +511,7 @@ pub enum VolumeCmd {
     /// Make a volume and print its name.
     Create {
         name: String,
-        /// Its quota, e.g. 10g (default 1g; 16m to 16t).
+        /// Its quota, e.g. 10g (default 1g; 16m to 8t).
         #[arg(long, value_parser = parse_size)]
         size: Option<ByteSize>,
         /// Owner of its top directory inside sandboxes (default 1000, the

@@ -8,6 +8,7 @@
 mod common;
 
 use aibox_client::{Body, Client, ClientError, Method};
+use common::mcp::Mcp;
 use common::server::{create, data_dir, exec, new_key, Server};
 use serde_json::{json, Value};
 
@@ -62,7 +63,7 @@ fn volumes_share_keep_their_quota_and_outlive_sandboxes_and_restarts() {
         (
             json!({"name": "v", "size": "20t"}),
             "invalid_argument",
-            "16t",
+            "8t",
         ),
         (
             json!({"name": "v", "size": "lots"}),
@@ -220,6 +221,18 @@ fn volumes_share_keep_their_quota_and_outlive_sandboxes_and_restarts() {
         .unwrap()
         .to_string();
     assert_eq!(sh(&c, &restored, "cat /data/shared")["stdout"], "from-a\n");
+    // An agent restoring it through MCP inherits a read-write volume:
+    // the user is asked first (this client cannot answer: refused).
+    let mut mcp = Mcp::connect(&s.addr, &[("authorization", &format!("Bearer {}", s.key))])
+        .expect("MCP connects");
+    let (failed, text) = mcp.tool(
+        "restore_snapshot",
+        json!({"snapshot_id": snap["id"].as_str().unwrap()}),
+    );
+    assert!(
+        failed && text.contains("needs the user's approval") && text.contains("data:/data"),
+        "{text}"
+    );
 
     // SIGKILL the server: the volume, its mounts in running sandboxes and
     // its files are all there after a restart.
@@ -245,13 +258,38 @@ fn volumes_share_keep_their_quota_and_outlive_sandboxes_and_restarts() {
     assert_eq!(sh(&c2, &later, "cat /d/shared")["stdout"], "from-a\n");
 
     // Snapshot and clone: the clone has the files as the snapshot holds
-    // them, and is a volume of its own.
+    // them, and is a volume of its own. An image is copied frozen while
+    // mounted; a plain volume (rootless) only while nothing mounts it.
+    if !enforced {
+        let (st, e) = status(
+            &c2,
+            Method::POST,
+            "/v1/volumes/data/snapshots",
+            json!({"name": "before"}),
+        );
+        assert_eq!(st, 409, "{e}");
+        assert!(
+            e["message"].as_str().unwrap().contains("no enforced quota"),
+            "{e}"
+        );
+        c2.call(
+            Method::DELETE,
+            &format!("/v1/sandboxes/{later}"),
+            Body::Empty,
+        )
+        .unwrap();
+    }
     c2.json(
         Method::POST,
         "/v1/volumes/data/snapshots",
         Body::Json(json!({"name": "before"})),
     )
     .unwrap();
+    let later = if enforced {
+        later
+    } else {
+        create(&c2, json!({"volumes": [{"name": "data", "path": "/d"}]}))
+    };
     sh(&c2, &later, "echo changed > /d/shared");
     let (st, e) = status(
         &c2,

@@ -257,6 +257,11 @@ impl AsyncClient {
         self.typed(Method::POST, &path, json_of(req), &[]).await
     }
 
+    pub async fn snapshot_info(&self, id: &str) -> Result<SnapshotView, ClientError> {
+        let path = format!("/v1/snapshots/{}", snapshot_id(id)?);
+        self.typed(Method::GET, &path, Body::Empty, &[]).await
+    }
+
     pub async fn snapshots(&self) -> Result<SnapshotList, ClientError> {
         self.typed(Method::GET, "/v1/snapshots", Body::Empty, &[])
             .await

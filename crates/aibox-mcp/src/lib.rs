@@ -98,6 +98,7 @@ pub trait Api: Send + Sync + 'static {
         snapshot: &str,
         req: CreateRequest,
     ) -> Result<SandboxView, Failure>;
+    async fn snapshot_info(&self, caller: &Caller, id: &str) -> Result<SnapshotView, Failure>;
     async fn ports(&self, caller: &Caller, id: &str) -> Result<PortsView, Failure>;
     async fn set_ports(
         &self,
@@ -261,6 +262,9 @@ impl Api for HttpApi {
         patch: PortsPatch,
     ) -> Result<PortsView, Failure> {
         self.client.set_ports(id, &patch).await.map_err(failed)
+    }
+    async fn snapshot_info(&self, _caller: &Caller, id: &str) -> Result<SnapshotView, Failure> {
+        self.client.snapshot_info(id).await.map_err(failed)
     }
     async fn volumes(&self, _caller: &Caller) -> Result<VolumeList, Failure> {
         self.client.volumes(None).await.map_err(failed)

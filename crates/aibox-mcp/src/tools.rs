@@ -378,6 +378,44 @@ impl AiboxMcp {
 
     /// Ask the user to approve `what` (MCP elicitation); refused with a
     /// reason when the client cannot ask or the user says no.
+    /// What a sandbox made from snapshot `id` would have that widens it
+    /// and the request does not replace: its source's read-write volumes,
+    /// host mounts and egress. Each needs the user's yes as if asked for
+    /// anew (the snapshot may have been a person's, not this agent's).
+    async fn inherited(
+        &self,
+        caller: &Caller,
+        id: &str,
+        req: &aibox_types::api::CreateRequest,
+    ) -> Result<Vec<String>, Fail> {
+        let snap = self.api().snapshot_info(caller, id).await?;
+        let spec = &snap.spec;
+        let mut wider = Vec::new();
+        if req.volumes.is_empty() {
+            let rw: Vec<String> = snap
+                .volumes
+                .iter()
+                .filter(|v| !v.read_only)
+                .map(|v| format!("{}:{}", v.name, v.path.display()))
+                .collect();
+            if !rw.is_empty() {
+                wider.push(format!(
+                    "mount the snapshot's volumes read-write {}",
+                    rw.join(", ")
+                ));
+            }
+        }
+        let mounts = spec["mounts"].as_array().map_or(0, |m| m.len());
+        if req.mounts.is_empty() && mounts > 0 {
+            wider.push(format!("mount the snapshot's {mounts} host paths"));
+        }
+        let mode = spec["network"].as_str().unwrap_or("none");
+        if req.network.is_none() && mode != "none" {
+            wider.push(format!("keep the snapshot's network egress ({mode})"));
+        }
+        Ok(wider)
+    }
+
     async fn approve(&self, ctx: &RequestContext<RoleServer>, what: &str) -> Result<(), Fail> {
         if ctx.peer.supported_elicitation_modes().is_empty() {
             return Err(Fail(format!(
@@ -439,6 +477,9 @@ impl AiboxMcp {
             }
             if !a.mounts.is_empty() {
                 wider.push(format!("mount host paths {}", a.mounts.join(", ")));
+            }
+            if let Some(sid) = &req.snapshot {
+                wider.extend(self.inherited(&caller, sid, &req).await?);
             }
             let writable: Vec<String> = req.volumes.iter().filter(|v| !v.read_only).map(|v| v.to_string()).collect();
             if !writable.is_empty() {
@@ -945,6 +986,10 @@ impl AiboxMcp {
                 labels: [("mcp".to_string(), "session".to_string())].into(),
                 ..Default::default()
             };
+            let wider = self.inherited(&caller, &a.snapshot_id, &req).await?;
+            if !wider.is_empty() {
+                self.approve(&ctx, &wider.join(" and ")).await?;
+            }
             let id = self.api().restore(&caller, &a.snapshot_id, req).await?.id;
             self.own(&id, &caller, a.keep);
             let make_default = a.make_default.unwrap_or(true);

@@ -59,6 +59,11 @@ pub struct VolumeMeta {
     /// `VOLUME` or `VOLUME@SNAPSHOT` it was cloned from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloned_from: Option<String>,
+    /// The server's API key that owns it (None: made without a server).
+    /// The server's database is the authority; this lets a server that
+    /// crashed between the two give the volume back to its owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 impl VolumeMeta {
@@ -92,7 +97,11 @@ pub struct NewVolume {
     pub size_bytes: u64,
     pub uid: u32,
     pub labels: BTreeMap<String, String>,
+    pub owner: Option<String>,
 }
+
+/// Most snapshots one volume keeps.
+pub const MAX_VOLUME_SNAPSHOTS: usize = 64;
 
 /// A volume opened for a sandbox: its files, and its lock held shared
 /// (for PID 1 to keep for the sandbox's life).
@@ -119,6 +128,35 @@ fn open_lock(dir: &Path, create: bool) -> std::io::Result<OwnedFd> {
         .truncate(false)
         .open(dir.join(LOCK))?;
     Ok(f.into())
+}
+
+/// The lock one snapshot or clone of a volume holds at a time.
+fn copy_lock(dir: &Path) -> std::io::Result<OwnedFd> {
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join("copy.lock"))?;
+    Ok(f.into())
+}
+
+/// The top directory of the filesystem mounted on `data` (checked: the
+/// mount is there), opened once, for ioctls that act on the filesystem.
+fn open_mounted(data: &Path) -> std::io::Result<fs::File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(data)?;
+    let parent = fs::metadata(data.parent().unwrap_or(Path::new("/")))?;
+    if f.metadata()?.dev() == parent.dev() {
+        return Err(std::io::Error::other(format!(
+            "{} is not mounted",
+            data.display()
+        )));
+    }
+    Ok(f)
 }
 
 /// An e2fsprogs tool (`mkfs.ext4`, `dumpe2fs`) from PATH or the sbin
@@ -222,28 +260,41 @@ fn make_image(image: &Path, bytes: u64, uid: u32) -> Result<(), Error> {
     )))
 }
 
-/// Whether `dir` is a mount point of something else than its parent's
-/// filesystem.
+/// Whether something is mounted on `dir` (in this mount namespace).
 fn mounted(dir: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (fs::metadata(dir), dir.parent().map(fs::metadata)) {
-        (Ok(d), Some(Ok(p))) => d.dev() != p.dev(),
-        _ => false,
-    }
+    dir.parent()
+        .is_some_and(|p| aibox_sys::mount_points_under(p).iter().any(|m| m == dir))
 }
 
-/// Bytes the files under `dir` take (rootless volumes: a walk).
+/// Bytes the files under `dir` take (a volume without an image). Each
+/// directory is opened beneath the one before without following a link,
+/// so a sandbox that swaps a directory for a symlink mid-walk leads it
+/// nowhere.
 fn walk_usage(dir: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let open_dir = |p: &Path| {
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(p)
+    };
+    let Ok(root) = open_dir(dir) else { return 0 };
     let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
+    let mut stack = vec![root];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = fs::read_dir(&d) else { continue };
+        use std::os::fd::AsRawFd;
+        let here = PathBuf::from(format!("/proc/self/fd/{}", d.as_raw_fd()));
+        let Ok(rd) = fs::read_dir(&here) else {
+            continue;
+        };
         for e in rd.flatten() {
+            // lstat through the open directory: never follows.
             let Ok(m) = e.metadata() else { continue };
             total += m.blocks() * 512;
-            if m.is_dir() {
-                stack.push(e.path());
+            if m.is_dir() && stack.len() < 4096 {
+                if let Ok(sub) = open_dir(&here.join(e.file_name())) {
+                    stack.push(sub);
+                }
             }
         }
     }
@@ -309,7 +360,7 @@ impl Runtime {
         );
         if !(min..=max).contains(&new.size_bytes) {
             return Err(Error::InvalidSpec(format!(
-                "volume size {} is out of range: use 16m to 16t",
+                "volume size {} is out of range: use 16m to 8t",
                 aibox_types::ByteSize(new.size_bytes)
             )));
         }
@@ -334,6 +385,12 @@ impl Runtime {
                 use std::os::unix::fs::PermissionsExt;
                 fs::set_permissions(tmp.join(DATA), fs::Permissions::from_mode(0o755))
                     .map_err(io_err("creating the volume".into()))?;
+                if !self.rootless() {
+                    // The sandbox's own ids (its top directory the
+                    // volume's uid's), as an image's root_owner gives.
+                    std::os::unix::fs::chown(tmp.join(DATA), Some(new.uid), Some(new.uid))
+                        .map_err(io_err("creating the volume".into()))?;
+                }
             }
             fill(&tmp, image)?;
             if image && !tmp.join(IMAGE).exists() {
@@ -348,6 +405,7 @@ impl Runtime {
                 created_unix_ms: now_ms(),
                 image,
                 cloned_from,
+                owner: new.owner.clone(),
             };
             let bytes =
                 serde_json::to_vec_pretty(&meta).map_err(|e| Error::Helper(e.to_string()))?;
@@ -379,7 +437,15 @@ impl Runtime {
 
     pub fn volume(&self, id: &str) -> Result<VolumeMeta, Error> {
         let dir = self.volume_dir(id)?;
-        let bytes = fs::read(dir.join(META)).map_err(|_| not_found(id))?;
+        // Absent only when it is not there: another failure (no
+        // descriptors, an I/O error) is not evidence that it is gone.
+        let bytes = fs::read(dir.join(META)).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                not_found(id)
+            } else {
+                io_err(format!("reading volume {id}"))(e)
+            }
+        })?;
         serde_json::from_slice(&bytes)
             .map_err(|e| Error::Helper(format!("volume {id}: corrupt metadata: {e}")))
     }
@@ -484,28 +550,32 @@ impl Runtime {
         Ok(())
     }
 
-    /// The sandboxes of this runtime that mount volume `id`.
+    /// The sandboxes of this runtime that mount volume `id` and run.
     pub fn volume_users(&self, id: &str) -> Vec<String> {
         self.list()
             .into_iter()
-            .filter(|r| r.spec.volumes.iter().any(|v| v.id == id))
+            .filter(|r| r.spec.volumes.iter().any(|v| v.id == id) && r.alive())
             .map(|r| r.id)
             .collect()
     }
 
-    /// The volume's files mounted (as root: its image on `data/`), under
-    /// the volume's `attach.lock` so two attaches never make two loop
-    /// devices for one image.
+    /// The volume's files mounted on `data/`, under the volume's
+    /// `attach.lock`: as root an image through its loop device (one device
+    /// per image, found by device and inode), or a plain directory bound
+    /// onto itself nosuid,nodev; rootless a plain directory as it is.
     fn ensure_mounted(&self, dir: &Path, meta: &VolumeMeta) -> Result<PathBuf, Error> {
         let data = dir.join(DATA);
-        if !meta.image || mounted(&data) {
+        if self.rootless() {
+            if meta.image {
+                return Err(Error::Unsupported(format!(
+                    "volume {} is an ext4 image, which only a root server can mount",
+                    meta.name
+                )));
+            }
             return Ok(data);
         }
-        if self.rootless() {
-            return Err(Error::Unsupported(format!(
-                "volume {} is an ext4 image, which only a root server can mount",
-                meta.name
-            )));
+        if mounted(&data) {
+            return Ok(data);
         }
         let guard = fs::OpenOptions::new()
             .read(true)
@@ -516,6 +586,21 @@ impl Runtime {
             .map_err(io_err("volume attach lock".into()))?;
         aibox_sys::lock_exclusive(guard.as_fd()).map_err(io_err("volume attach lock".into()))?;
         if mounted(&data) {
+            return Ok(data);
+        }
+        let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOATIME;
+        if !meta.image {
+            aibox_sys::mount(Some(&data), &data, None, libc::MS_BIND, None)
+                .and_then(|()| {
+                    aibox_sys::mount(
+                        None,
+                        &data,
+                        None,
+                        libc::MS_BIND | libc::MS_REMOUNT | flags,
+                        None,
+                    )
+                })
+                .map_err(io_err(format!("mounting volume {}", meta.name)))?;
             return Ok(data);
         }
         let image = dir.join(IMAGE);
@@ -534,15 +619,21 @@ impl Runtime {
                 (dev, Some(f))
             }
         };
-        aibox_sys::mount(
-            Some(&dev),
-            &data,
-            Some("ext4"),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOATIME,
-            None,
-        )
-        .map_err(io_err(format!("mounting volume {}", meta.name)))?;
+        aibox_sys::mount(Some(&dev), &data, Some("ext4"), flags, None)
+            .map_err(io_err(format!("mounting volume {}", meta.name)))?;
         Ok(data)
+    }
+
+    /// Thaw a volume a copy froze and never thawed (its process killed
+    /// meanwhile): when nobody holds the copy lock, nothing should be
+    /// frozen. EINVAL (not frozen) is the usual answer.
+    fn thaw_leftover(&self, dir: &Path) {
+        let Ok(copy) = copy_lock(dir) else { return };
+        if aibox_sys::try_lock_exclusive(copy.as_fd()).unwrap_or(false) {
+            if let Ok(d) = open_mounted(&dir.join(DATA)) {
+                let _ = aibox_sys::thaw_fs(d.as_fd());
+            }
+        }
     }
 
     /// For a create: the volume's files, and its lock held shared (it
@@ -550,14 +641,29 @@ impl Runtime {
     pub(crate) fn hold_volume(&self, id: &str) -> Result<HeldVolume, Error> {
         let dir = self.volume_dir(id)?;
         let lock = open_lock(&dir, false).map_err(|_| not_found(id))?;
-        if !aibox_sys::try_lock_shared(lock.as_fd())
+        // Held exclusively by a removal (then it is gone), a server
+        // unmounting it on the way down, or a copy of a plain volume:
+        // the last two are brief.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        while !aibox_sys::try_lock_shared(lock.as_fd())
             .map_err(io_err(format!("locking volume {id}")))?
         {
-            // Being removed.
-            return Err(not_found(id));
+            if std::time::Instant::now() > deadline {
+                return Err(match self.volume(id) {
+                    Ok(m) => Error::Conflict(format!(
+                        "volume {} is busy (a snapshot or clone of it is under way)",
+                        m.name
+                    )),
+                    Err(e) => e,
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
         let meta = self.volume(id)?;
         let data = self.ensure_mounted(&dir, &meta)?;
+        if meta.image {
+            self.thaw_leftover(&dir);
+        }
         Ok(HeldVolume {
             data,
             lock,
@@ -566,7 +672,7 @@ impl Runtime {
     }
 
     /// Remove a volume and its snapshots; refused while a sandbox has it
-    /// mounted.
+    /// mounted (or a copy of it is under way).
     pub fn remove_volume(&self, id: &str) -> Result<(), Error> {
         let dir = self.volume_dir(id)?;
         let meta = self.volume(id)?;
@@ -575,18 +681,24 @@ impl Runtime {
             .map_err(io_err(format!("locking volume {id}")))?;
         if !free {
             let users = self.volume_users(id);
-            return Err(Error::Conflict(format!(
-                "volume {} is mounted by running sandboxes{}; destroy them first",
-                meta.name,
-                if users.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", users.join(", "))
-                }
-            )));
+            return Err(Error::Conflict(if users.is_empty() {
+                format!(
+                    "volume {} is in use (a sandbox being made with it, or a snapshot or clone of it)",
+                    meta.name
+                )
+            } else {
+                format!(
+                    "volume {} is mounted by running sandboxes ({}); destroy them first",
+                    meta.name,
+                    users.join(", ")
+                )
+            }));
         }
         let data = dir.join(DATA);
         if mounted(&data) {
+            if meta.image {
+                self.thaw_leftover(&dir);
+            }
             aibox_sys::umount2(&data, 0)
                 .map_err(io_err(format!("unmounting volume {}", meta.name)))?;
         }
@@ -594,8 +706,10 @@ impl Runtime {
             .volumes_dir()
             .join(format!(".trash-{id}-{}", random_id()));
         fs::rename(&dir, &trash).map_err(io_err(format!("removing volume {id}")))?;
+        // Still locked: `gc_volumes` leaves the trash to us.
+        let removed = layer::remove_tree(&trash);
         drop(lock);
-        layer::remove_tree(&trash).map_err(io_err(format!("removing volume {id}")))
+        removed.map_err(io_err(format!("removing volume {id}")))
     }
 
     /// Unmount every volume no sandbox uses (a server going down: nothing
@@ -608,7 +722,7 @@ impl Runtime {
             let Ok(lock) = open_lock(&dir, false) else {
                 continue;
             };
-            if meta.image && aibox_sys::try_lock_exclusive(lock.as_fd()).unwrap_or(false) {
+            if aibox_sys::try_lock_exclusive(lock.as_fd()).unwrap_or(false) {
                 let data = dir.join(DATA);
                 if mounted(&data) {
                     let _ = aibox_sys::umount2(&data, 0);
@@ -617,23 +731,60 @@ impl Runtime {
         }
     }
 
-    /// Copy the volume's current files into `dst` (a new directory):
-    /// `disk.ext4` with the filesystem frozen, or `data/`. Returns the
-    /// bytes the copy takes.
+    /// Copy the volume's current files into `dst` (a new directory), the
+    /// volume held against removal meanwhile and one copy at a time:
+    /// * an image with its filesystem frozen (writers wait; the journal
+    ///   is clean on disk), frozen and thawed through one descriptor of
+    ///   the volume's own mount, never a path that could name another
+    ///   filesystem;
+    /// * a plain directory only while no sandbox mounts it (the volume's
+    ///   lock held exclusively): a sandbox could otherwise swap a
+    ///   directory for a symlink under the copy.
     fn copy_volume(&self, dir: &Path, meta: &VolumeMeta, dst: &Path) -> Result<(), Error> {
-        if meta.image {
-            let data = self.ensure_mounted(dir, meta)?;
-            aibox_sys::freeze_fs(&data)
-                .map_err(io_err(format!("freezing volume {}", meta.name)))?;
-            let copied = aibox_sys::copy_sparse(&dir.join(IMAGE), &dst.join(IMAGE));
-            let thawed = aibox_sys::thaw_fs(&data);
-            copied.map_err(io_err(format!("copying volume {}", meta.name)))?;
-            thawed.map_err(io_err(format!("thawing volume {}", meta.name)))?;
-            Ok(())
-        } else {
-            copy_tree(&dir.join(DATA), &dst.join(DATA))
-                .map_err(io_err(format!("copying volume {}", meta.name)))
+        let busy = || {
+            Error::Conflict(format!(
+                "a snapshot or clone of volume {} is under way",
+                meta.name
+            ))
+        };
+        let copy = copy_lock(dir).map_err(io_err("volume copy lock".into()))?;
+        if !aibox_sys::try_lock_exclusive(copy.as_fd())
+            .map_err(io_err("volume copy lock".into()))?
+        {
+            return Err(busy());
         }
+        let lock = open_lock(dir, false).map_err(|_| not_found(&meta.id))?;
+        if !meta.image {
+            if !aibox_sys::try_lock_exclusive(lock.as_fd())
+                .map_err(io_err(format!("locking volume {}", meta.name)))?
+            {
+                return Err(Error::Conflict(format!(
+                    "volume {} has no enforced quota, and such a volume is copied only while no sandbox mounts it: destroy its sandboxes first",
+                    meta.name
+                )));
+            }
+            return copy_tree(&dir.join(DATA), &dst.join(DATA))
+                .map_err(io_err(format!("copying volume {}", meta.name)));
+        }
+        if !aibox_sys::try_lock_shared(lock.as_fd())
+            .map_err(io_err(format!("locking volume {}", meta.name)))?
+        {
+            return Err(not_found(&meta.id));
+        }
+        let data = self.ensure_mounted(dir, meta)?;
+        let fs = open_mounted(&data).map_err(io_err(format!("opening volume {}", meta.name)))?;
+        aibox_sys::freeze_fs(fs.as_fd()).map_err(|e| {
+            if e.raw_os_error() == Some(libc::EBUSY) {
+                busy()
+            } else {
+                io_err(format!("freezing volume {}", meta.name))(e)
+            }
+        })?;
+        let copied = aibox_sys::copy_sparse(&dir.join(IMAGE), &dst.join(IMAGE));
+        let thawed = aibox_sys::thaw_fs(fs.as_fd());
+        copied.map_err(io_err(format!("copying volume {}", meta.name)))?;
+        thawed.map_err(io_err(format!("thawing volume {}", meta.name)))?;
+        Ok(())
     }
 
     /// A named point-in-time copy of the volume.
@@ -650,6 +801,12 @@ impl Runtime {
         if snaps.join(name).exists() {
             return Err(Error::Conflict(format!(
                 "volume {} already has a snapshot {name:?}",
+                meta.name
+            )));
+        }
+        if self.volume_snapshots(id).len() >= MAX_VOLUME_SNAPSHOTS {
+            return Err(Error::Conflict(format!(
+                "volume {} has {MAX_VOLUME_SNAPSHOTS} snapshots, the most it keeps: delete some first",
                 meta.name
             )));
         }
@@ -734,6 +891,7 @@ impl Runtime {
         snapshot: Option<&str>,
         name: &str,
         labels: BTreeMap<String, String>,
+        owner: Option<String>,
     ) -> Result<VolumeMeta, Error> {
         let dir = self.volume_dir(id)?;
         let meta = self.volume(id)?;
@@ -745,6 +903,7 @@ impl Runtime {
             size_bytes: meta.size_bytes,
             uid: meta.uid,
             labels,
+            owner,
         };
         let from = match snapshot {
             Some(s) => format!("{}@{s}", meta.name),

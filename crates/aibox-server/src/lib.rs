@@ -548,6 +548,9 @@ impl AppState {
             }
         }
         self.adopt_snapshots().await?;
+        // Volumes a killed server made but did not record.
+        let me = self.clone();
+        let _ = tokio::task::spawn_blocking(move || control::volumes::reconcile(&me)).await;
         for id in running {
             if !rows.iter().any(|r| r.id == id) {
                 tracing::warn!(sandbox_id = %id, "destroying a sandbox with no record (interrupted create)");

@@ -183,12 +183,12 @@ impl Api for ControlApi {
         out(control::ports::update(&self.state, Self::who(caller)?, id, patch).await)
     }
 
+    async fn snapshot_info(&self, caller: &Caller, id: &str) -> Result<SnapshotView, Failure> {
+        out(control::snapshots::get(&self.state, Self::who(caller)?, id))
+    }
+
     async fn volumes(&self, caller: &Caller) -> Result<VolumeList, Failure> {
-        out(control::volumes::list(
-            &self.state,
-            Self::who(caller)?,
-            VolumeQuery::default(),
-        ))
+        out(control::volumes::list(&self.state, Self::who(caller)?, VolumeQuery::default()).await)
     }
 
     async fn create_volume(

@@ -26,7 +26,7 @@ pub async fn list(
     who: Principal,
     Query(q): Query<VolumeQuery>,
 ) -> ApiResult<Json<VolumeList>> {
-    control::list(&state, &who, q).map(Json)
+    control::list(&state, &who, q).await.map(Json)
 }
 
 pub async fn get(
@@ -34,7 +34,7 @@ pub async fn get(
     who: Principal,
     Path(volume): Path<String>,
 ) -> ApiResult<Json<VolumeView>> {
-    control::get(&state, &who, &volume).map(Json)
+    control::get(&state, &who, &volume).await.map(Json)
 }
 
 pub async fn delete(
@@ -61,7 +61,7 @@ pub async fn delete_snapshot(
     who: Principal,
     Path((volume, snapshot)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    control::remove_snapshot(&state, &who, &volume, &snapshot)?;
+    control::remove_snapshot(&state, &who, &volume, &snapshot).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

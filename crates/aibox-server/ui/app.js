@@ -871,24 +871,24 @@ async function volumesPage(root) {
         h('td', {}, v.snapshots.length ? v.snapshots.map((s) => h('span', { class: 'mono' }, s.name,
           h('button', { class: 'danger', 'aria-label': `Delete snapshot ${s.name} of ${v.name}`, onclick: (e) => act(e.target, async () => {
             if (!confirm(`Delete snapshot ${s.name} of ${v.name}?`)) return;
-            await api('DELETE', `/v1/volumes/${enc(v.name)}/snapshots/${enc(s.name)}`);
+            await api('DELETE', `/v1/volumes/${v.id}/snapshots/${enc(s.name)}`);
             await load();
           }) }, '×'), ' ')) : '—'),
         h('td', {}, ago(v.created_at_ms)),
         h('td', { class: 'actions' },
           snapName, h('button', { 'aria-label': `Snapshot ${v.name}`, onclick: (e) => act(e.target, async () => {
-            await api('POST', `/v1/volumes/${enc(v.name)}/snapshots`, { name: snapName.value.trim() });
+            await api('POST', `/v1/volumes/${v.id}/snapshots`, { name: snapName.value.trim() });
             notify(`Snapshot ${snapName.value.trim()} of ${v.name} taken`);
             await load();
           }) }, 'Snapshot'),
           cloneName, h('button', { 'aria-label': `Clone ${v.name}`, onclick: (e) => act(e.target, async () => {
-            await api('POST', `/v1/volumes/${enc(v.name)}/clone`, { name: cloneName.value.trim() });
+            await api('POST', `/v1/volumes/${v.id}/clone`, { name: cloneName.value.trim() });
             notify(`Cloned ${v.name} into ${cloneName.value.trim()}`);
             await load();
           }) }, 'Clone'),
           h('button', { class: 'danger', 'aria-label': `Delete volume ${v.name}`, disabled: v.in_use_by.length > 0, onclick: (e) => act(e.target, async () => {
             if (!confirm(`Delete volume ${v.name} and its files?`)) return;
-            await api('DELETE', `/v1/volumes/${enc(v.name)}`);
+            await api('DELETE', `/v1/volumes/${v.id}`);
             await load();
           }) }, 'Delete')));
     }), 'Volumes') : h('p', { class: 'muted' }, 'No volumes yet.'));

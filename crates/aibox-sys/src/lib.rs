@@ -971,6 +971,26 @@ pub fn fs_space(path: &Path) -> io::Result<(u64, u64)> {
     Ok((st.f_blocks as u64 * bsize, st.f_bavail as u64 * bsize))
 }
 
+/// The mount points of this mount namespace strictly below `dir`
+/// (from `/proc/self/mountinfo`, octal escapes undone).
+pub fn mount_points_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| {
+            PathBuf::from(
+                m.replace("\\040", " ")
+                    .replace("\\011", "\t")
+                    .replace("\\012", "\n")
+                    .replace("\\134", "\\"),
+            )
+        })
+        .filter(|m| m != dir && m.starts_with(dir))
+        .collect()
+}
+
 // ---------------------------------------------------------------- loop devices
 
 const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
@@ -1007,9 +1027,14 @@ pub fn loop_devices_available() -> bool {
     Path::new("/dev/loop-control").exists()
 }
 
-/// The loop device already backed by `image` (same device and inode), if
-/// any: a second device over one image would give the filesystem two
-/// independent caches, which corrupts it.
+const LOOP_SET_FD: libc::c_ulong = 0x4C00;
+const LOOP_SET_STATUS64: libc::c_ulong = 0x4C04;
+const LOOP_GET_STATUS64: libc::c_ulong = 0x4C05;
+const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
+
+/// The loop device already backed by `image` (the same device and inode,
+/// as the kernel reports them), if any: a second device over one image
+/// would give the filesystem two independent caches, which corrupts it.
 pub fn loop_device_of(image: &Path) -> io::Result<Option<PathBuf>> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(image)?;
@@ -1018,20 +1043,22 @@ pub fn loop_device_of(image: &Path) -> io::Result<Option<PathBuf>> {
     };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if !name.starts_with("loop") {
+        // /sys/block/loopN/loop exists only while the device is bound.
+        if !name.starts_with("loop") || !e.path().join("loop").exists() {
             continue;
         }
-        // /sys/block/loopN/loop exists only while the device is bound.
-        let Ok(backing) = std::fs::read_to_string(e.path().join("loop/backing_file")) else {
+        let dev = PathBuf::from(format!("/dev/{name}"));
+        let Ok(f) = std::fs::File::open(&dev) else {
             continue;
         };
-        let inode = std::fs::read_to_string(e.path().join("loop/inode")).ok();
-        let same_inode = inode
-            .as_deref()
-            .map(|i| i.trim().parse::<u64>().ok() == Some(meta.ino()));
-        let same_path = Path::new(backing.trim()) == image;
-        if same_path && same_inode != Some(false) {
-            return Ok(Some(PathBuf::from(format!("/dev/{name}"))));
+        // SAFETY: an all-zero LoopInfo64 is valid; the kernel fills it.
+        let mut info: LoopInfo64 = unsafe { std::mem::zeroed() };
+        // SAFETY: info is a live, writable LoopInfo64.
+        if unsafe { libc::ioctl(f.as_raw_fd(), LOOP_GET_STATUS64, &mut info) } != 0 {
+            continue; // unbound meanwhile
+        }
+        if info.lo_inode == meta.ino() && info.lo_device == meta.dev() {
+            return Ok(Some(dev));
         }
     }
     Ok(None)
@@ -1072,6 +1099,23 @@ pub fn attach_loop(image: &Path) -> io::Result<(PathBuf, std::fs::File)> {
         match cvt(unsafe { libc::ioctl(f.as_raw_fd(), LOOP_CONFIGURE, &cfg) }) {
             Ok(_) => return Ok((dev, f)),
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => continue,
+            // Before Linux 5.8: the two-step way.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOTTY)) => {
+                // SAFETY: LOOP_SET_FD takes the backing descriptor.
+                match cvt(unsafe { libc::ioctl(f.as_raw_fd(), LOOP_SET_FD, backing.as_raw_fd()) }) {
+                    Ok(_) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => continue,
+                    Err(e) => return Err(e),
+                }
+                // SAFETY: cfg.info is a live LoopInfo64 the kernel reads.
+                let set = unsafe { libc::ioctl(f.as_raw_fd(), LOOP_SET_STATUS64, &cfg.info) };
+                if let Err(e) = cvt(set) {
+                    // SAFETY: LOOP_CLR_FD takes no argument.
+                    unsafe { libc::ioctl(f.as_raw_fd(), LOOP_CLR_FD, 0) };
+                    return Err(e);
+                }
+                return Ok((dev, f));
+            }
             Err(e) => return Err(e),
         }
     }
@@ -1084,19 +1128,18 @@ pub fn attach_loop(image: &Path) -> io::Result<(PathBuf, std::fs::File)> {
 const FIFREEZE: libc::c_ulong = 0xC004_5877;
 const FITHAW: libc::c_ulong = 0xC004_5878;
 
-/// Freeze the filesystem mounted at `dir` (writes block, the journal is
-/// clean on disk) until [`thaw_fs`]: the image underneath is then a
-/// consistent copy source.
-pub fn freeze_fs(dir: &Path) -> io::Result<()> {
-    let f = std::fs::File::open(dir)?;
+/// Freeze the filesystem `dir` (an open directory of it) is on: writes
+/// block, and the journal is clean on disk, until [`thaw_fs`]. The image
+/// underneath is then a consistent copy source. EBUSY: already frozen.
+pub fn freeze_fs(dir: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: FIFREEZE takes an ignored int argument.
-    cvt(unsafe { libc::ioctl(f.as_raw_fd(), FIFREEZE, 0) }).map(drop)
+    cvt(unsafe { libc::ioctl(dir.as_raw_fd(), FIFREEZE, 0) }).map(drop)
 }
 
-pub fn thaw_fs(dir: &Path) -> io::Result<()> {
-    let f = std::fs::File::open(dir)?;
+/// Thaw what [`freeze_fs`] froze. EINVAL: it was not frozen.
+pub fn thaw_fs(dir: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: FITHAW takes an ignored int argument.
-    cvt(unsafe { libc::ioctl(f.as_raw_fd(), FITHAW, 0) }).map(drop)
+    cvt(unsafe { libc::ioctl(dir.as_raw_fd(), FITHAW, 0) }).map(drop)
 }
 
 /// Copy `src` to a new file `dst` keeping holes: a clone (FICLONE) where
@@ -1144,11 +1187,33 @@ pub fn copy_sparse(src: &Path, dst: &Path) -> io::Result<bool> {
                     left,
                     0,
                 )
-            } as libc::c_long)?;
+            } as libc::c_long);
+            let n = match n {
+                Ok(n) => n as usize,
+                // Filesystems (or kernels) without it: read and write.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EXDEV | libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL)
+                    ) =>
+                {
+                    use std::os::unix::fs::FileExt;
+                    let mut buf = vec![0u8; left.min(1 << 20)];
+                    let got = from.read_at(&mut buf, off_in as u64)?;
+                    to.write_all_at(&buf[..got], off_out as u64)?;
+                    off_in += got as i64;
+                    off_out += got as i64;
+                    got
+                }
+                Err(e) => return Err(e),
+            };
             if n == 0 {
-                break;
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("{} ended while being copied", src.display()),
+                ));
             }
-            left -= n as usize;
+            left -= n;
         }
         pos = hole;
     }

@@ -422,7 +422,9 @@ class Volume:
         self._http = http
 
     def _path(self) -> str:
-        return f"/v1/volumes/{q(self.name)}"
+        # By id: an admin's list holds every key's volumes, whose names
+        # are unique only per key.
+        return f"/v1/volumes/{self.info['id']}"
 
     @staticmethod
     def create(name: str, *, size: Union[None, int, str] = None, uid: Optional[int] = None,

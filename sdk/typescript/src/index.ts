@@ -665,8 +665,9 @@ export class Volume {
   constructor(public info: any, private readonly http: Http) {
     this.name = info.name;
   }
+  // By id: an admin's list holds every key's volumes, whose names are unique only per key.
   private get path(): string {
-    return `/v1/volumes/${encodeURIComponent(this.name)}`;
+    return `/v1/volumes/${this.info.id}`;
   }
   /** Make a volume of `size` (bytes or "10g"; default 1g) whose top directory `uid` owns inside sandboxes (default 1000). */
   static async create(

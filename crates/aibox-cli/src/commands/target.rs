@@ -685,6 +685,7 @@ impl Volumes for Local {
             size_bytes: size,
             uid: req.uid.unwrap_or(1000),
             labels: req.labels.clone(),
+            owner: None,
         })?;
         Ok(self.rt.volume_view(&meta))
     }
@@ -740,6 +741,7 @@ impl Volumes for Local {
             req.snapshot.as_deref(),
             &req.name,
             req.labels.clone(),
+            None,
         )?;
         Ok(self.rt.volume_view(&made))
     }

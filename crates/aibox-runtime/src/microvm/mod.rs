@@ -74,6 +74,11 @@ struct Plan {
     /// volume it mounts is not removed meanwhile.
     #[serde(default)]
     locks: Vec<PathBuf>,
+    /// Where volumes are mounted on the host: the supervisor's own mount
+    /// namespace lets go of those it does not serve (it would otherwise
+    /// keep every other volume's filesystem alive for the VM's life).
+    #[serde(default)]
+    volumes_dir: Option<PathBuf>,
 }
 
 /// A host directory a virtiofsd serves the guest on `socket` (tag `sI`).
@@ -914,6 +919,7 @@ pub(crate) fn create(rt: &Runtime, spec: &SandboxSpec) -> Result<Record, Error> 
             virtiofsd: virtiofsd.clone(),
             shares,
             locks: volumes.iter().map(|(_, h)| h.lock_path.clone()).collect(),
+            volumes_dir: Some(rt.volumes_dir()),
         };
         write_private(
             &dir.join(PLAN),
@@ -1525,6 +1531,14 @@ fn start_shares(plan: &Plan, dir: &Path) -> Result<(), String> {
         return Ok(());
     };
     own_mount_namespace()?;
+    if let Some(vols) = &plan.volumes_dir {
+        let served: Vec<&Path> = plan.shares.iter().map(|s| s.host.as_path()).collect();
+        for m in aibox_sys::mount_points_under(vols) {
+            if !served.contains(&m.as_path()) {
+                let _ = aibox_sys::umount2(&m, libc::MNT_DETACH);
+            }
+        }
+    }
     for (i, share) in plan.shares.iter().enumerate() {
         if share.read_only {
             bind_read_only(&share.host, &share.host, libc::MS_REC)?;
@@ -1533,7 +1547,7 @@ fn start_shares(plan: &Plan, dir: &Path) -> Result<(), String> {
             .map_err(|e| format!("creating virtiofsd{i}.log: {e}"))?;
         // A volume others write too is not cached across requests.
         let cache = if share.shared {
-            "cache=auto"
+            "cache=none"
         } else {
             "cache=always"
         };

@@ -2,7 +2,9 @@
 //! resolving a create's volume names to the caller's volumes. A volume
 //! belongs to the key that made it; its name is unique among that key's
 //! volumes; another tenant's is reported as absent. The key's ceiling
-//! (`max_volumes`, `max_volume_bytes`) bounds what it keeps.
+//! (`max_volumes`, `max_volume_bytes`: quotas and snapshots together)
+//! bounds what it keeps. The runtime's work (mkfs, copies, usage) runs on
+//! the blocking pool.
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
@@ -22,6 +24,11 @@ pub const DEFAULT_SIZE: u64 = 1 << 30;
 /// The default owner of a new volume's top directory: the sandbox's
 /// default user.
 pub const DEFAULT_UID: u32 = 1000;
+
+/// Checking a key's ceiling and recording what it then makes happen as
+/// one step: parallel creates cannot all pass a check made before any of
+/// them is recorded. (Volume creates are rare and take milliseconds.)
+static MAKING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn absent(name: &str) -> ApiError {
     ApiError::new(ErrorCode::NotFound, format!("no volume {name:?}"))
@@ -56,45 +63,91 @@ pub fn owned(state: &AppState, who: &Principal, volume: &str) -> ApiResult<Volum
     row.ok_or_else(|| absent(volume))
 }
 
-fn runtime(state: &AppState) -> ApiResult<&Runtime> {
-    state.engine_ref().volumes()
+/// Run `f` on the runtime on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&Runtime) -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    let engine = state.engine();
+    crate::fairness::spawn_blocking(move || f(engine.volumes()?))
+        .await
+        .map_err(|e| ApiError::internal("volume task", e))?
 }
 
-/// A volume as the API shows it (the runtime's view; the name is the
-/// row's, unique among its owner's).
-fn view(rt: &Runtime, row: &VolumeRow, meta: &VolumeMeta) -> VolumeView {
-    let mut v = rt.volume_view(meta);
-    v.name = row.name.clone();
-    v
-}
-
-/// The runtime's volume for a row; a row whose volume is gone (a crash
-/// between the two) is dropped and reported as absent.
-fn meta_of(state: &AppState, rt: &Runtime, row: &VolumeRow) -> ApiResult<VolumeMeta> {
-    match rt.volume(&row.id) {
-        Ok(m) => Ok(m),
-        Err(aibox_runtime::Error::VolumeNotFound(_)) => {
-            let _ = state.store().remove_volume(&row.id);
-            Err(absent(&row.name))
+/// The rows' volumes as the API shows them (a row whose volume the
+/// runtime no longer has is left out: its removal was interrupted).
+async fn views(state: &AppState, rows: Vec<VolumeRow>) -> ApiResult<Vec<VolumeView>> {
+    blocking(state, move |rt| {
+        let mut kept = Vec::new();
+        for row in rows {
+            match rt.volume(&row.id) {
+                Ok(meta) => kept.push((row, meta)),
+                Err(aibox_runtime::Error::VolumeNotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
-        Err(e) => Err(e.into()),
-    }
+        let metas: Vec<VolumeMeta> = kept.iter().map(|(_, m)| m.clone()).collect();
+        Ok(rt
+            .volume_views(&metas)
+            .into_iter()
+            .zip(&kept)
+            .map(|(mut v, (row, _))| {
+                // The name is the row's (unique among its owner's).
+                v.name = row.name.clone();
+                v
+            })
+            .collect())
+    })
+    .await
 }
 
-/// The key may hold one more volume of `bytes`.
-fn within_quota(state: &AppState, who: &Principal, bytes: u64) -> ApiResult<()> {
-    let held = state
+/// What the key holds against `max_volume_bytes`: its volumes' quotas and
+/// their snapshots' copies.
+async fn held(state: &AppState, who: &Principal) -> ApiResult<(u64, u64)> {
+    let rows = state
         .store()
         .volumes(Some(&who.id))
         .map_err(|e| ApiError::internal("list volumes", e))?;
-    let total: u64 = held.iter().map(|v| v.size_bytes).sum();
-    let r = who.within(|c| c.check_volume(held.len() as u64, total, bytes));
+    let count = rows.len() as u64;
+    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+    let quotas: u64 = rows.iter().map(|r| r.size_bytes).sum();
+    let snapshots = blocking(state, move |rt| {
+        Ok(ids
+            .iter()
+            .flat_map(|id| rt.volume_snapshots(id))
+            .map(|s| s.size_bytes)
+            .sum::<u64>())
+    })
+    .await?;
+    Ok((count, quotas + snapshots))
+}
+
+/// The key may hold one more volume (`new_volume`) or snapshot of `bytes`.
+async fn within_quota(
+    state: &AppState,
+    who: &Principal,
+    new_volume: bool,
+    bytes: u64,
+    operation: &str,
+) -> ApiResult<()> {
+    if who.ceiling.is_none() {
+        return Ok(());
+    }
+    let (count, total) = held(state, who).await?;
+    // A snapshot adds no volume: the count is checked as if it were one
+    // fewer.
+    let count = if new_volume {
+        count
+    } else {
+        count.saturating_sub(1)
+    };
+    let r = who.within(|c| c.check_volume(count, total, bytes));
     if let Err(e) = &r {
         state.audit(
             &who.id,
             "policy.denied",
             None,
-            json!({"operation": "volume.create", "code": e.code, "message": e.message}),
+            json!({"operation": operation, "code": e.code, "message": e.message}),
         );
     }
     r
@@ -102,7 +155,7 @@ fn within_quota(state: &AppState, who: &Principal, bytes: u64) -> ApiResult<()> 
 
 /// Record a volume the runtime made; on a name taken meanwhile (a
 /// concurrent create) the volume goes again.
-fn record(state: &AppState, rt: &Runtime, who: &Principal, meta: &VolumeMeta) -> ApiResult<()> {
+async fn record(state: &AppState, who: &Principal, meta: &VolumeMeta) -> ApiResult<()> {
     let row = VolumeRow {
         id: meta.id.clone(),
         owner: who.id.clone(),
@@ -110,14 +163,20 @@ fn record(state: &AppState, rt: &Runtime, who: &Principal, meta: &VolumeMeta) ->
         size_bytes: meta.size_bytes,
         created_ms: meta.created_unix_ms,
     };
+    let undo = |state: &AppState, id: String| {
+        let state = state.clone();
+        async move {
+            let _ = blocking(&state, move |rt| Ok(rt.remove_volume(&id)?)).await;
+        }
+    };
     match state.store().insert_volume(&row) {
         Ok(true) => Ok(()),
         Ok(false) => {
-            let _ = rt.remove_volume(&meta.id);
+            undo(state, meta.id.clone()).await;
             Err(taken(&meta.name))
         }
         Err(e) => {
-            let _ = rt.remove_volume(&meta.id);
+            undo(state, meta.id.clone()).await;
             Err(ApiError::internal("recording the volume", e))
         }
     }
@@ -162,7 +221,7 @@ pub async fn create(
     );
     if !(min..=max).contains(&size) {
         return Err(ApiError::invalid(format!(
-            "size {} is out of range: use 16m to 16t",
+            "size {} is out of range: use 16m to 8t",
             aibox_types::ByteSize(size)
         )));
     }
@@ -173,32 +232,28 @@ pub async fn create(
         )));
     }
     check_labels(&req.labels).map_err(|e| ApiError::invalid(format!("labels: {e}")))?;
-    within_quota(state, who, size)?;
+    let _making = MAKING.lock().await;
+    within_quota(state, who, true, size, "volume.create").await?;
     let new = NewVolume {
         name: req.name.clone(),
         size_bytes: size,
         uid: req.uid.unwrap_or(DEFAULT_UID),
         labels: req.labels,
+        owner: Some(who.id.clone()),
     };
-    let engine = state.engine();
-    let meta = crate::fairness::spawn_blocking(move || -> ApiResult<VolumeMeta> {
-        Ok(engine.volumes()?.create_volume(&new)?)
-    })
-    .await
-    .map_err(|e| ApiError::internal("volume task", e))??;
-    let rt = runtime(state)?;
-    record(state, rt, who, &meta)?;
+    let meta = blocking(state, move |rt| Ok(rt.create_volume(&new)?)).await?;
+    record(state, who, &meta).await?;
     state.audit(
         &who.id,
         "volume.create",
         None,
         json!({"volume": meta.id, "name": meta.name, "bytes": meta.size_bytes, "enforced": meta.image}),
     );
-    get(state, who, &meta.id)
+    get(state, who, &meta.id).await
 }
 
 /// The caller's volumes (every one's, for an admin), by name.
-pub fn list(state: &AppState, who: &Principal, q: VolumeQuery) -> ApiResult<VolumeList> {
+pub async fn list(state: &AppState, who: &Principal, q: VolumeQuery) -> ApiResult<VolumeList> {
     let label = match &q.label {
         None => None,
         Some(l) => match l.split_once('=') {
@@ -206,57 +261,35 @@ pub fn list(state: &AppState, who: &Principal, q: VolumeQuery) -> ApiResult<Volu
             _ => return Err(ApiError::invalid("label filter must be key=value")),
         },
     };
-    let rt = runtime(state)?;
     let owner = (!who.admin()).then_some(who.id.as_str());
     let rows = state
         .store()
         .volumes(owner)
         .map_err(|e| ApiError::internal("list volumes", e))?;
-    let mut kept = Vec::new();
-    for row in rows {
-        let Ok(meta) = meta_of(state, rt, &row) else {
-            continue;
-        };
-        if let Some((k, v)) = &label {
-            if meta.labels.get(k) != Some(v) {
-                continue;
-            }
-        }
-        kept.push((row, meta));
+    let mut volumes = views(state, rows).await?;
+    if let Some((k, v)) = &label {
+        volumes.retain(|x| x.labels.get(k) == Some(v));
     }
-    let metas: Vec<VolumeMeta> = kept.iter().map(|(_, m)| m.clone()).collect();
-    let volumes = rt
-        .volume_views(&metas)
-        .into_iter()
-        .zip(&kept)
-        .map(|(mut v, (row, _))| {
-            v.name = row.name.clone();
-            v
-        })
-        .collect();
     Ok(VolumeList { volumes })
 }
 
-pub fn get(state: &AppState, who: &Principal, volume: &str) -> ApiResult<VolumeView> {
+pub async fn get(state: &AppState, who: &Principal, volume: &str) -> ApiResult<VolumeView> {
     let row = owned(state, who, volume)?;
-    let rt = runtime(state)?;
-    let meta = meta_of(state, rt, &row)?;
-    Ok(view(rt, &row, &meta))
+    let name = row.name.clone();
+    views(state, vec![row])
+        .await?
+        .pop()
+        .ok_or_else(|| absent(&name))
 }
 
 /// Remove a volume and its snapshots: refused (`conflict`) while a
 /// sandbox has it mounted.
 pub async fn remove(state: &AppState, who: &Principal, volume: &str) -> ApiResult<()> {
     let row = owned(state, who, volume)?;
-    let engine = state.engine();
     let id = row.id.clone();
-    let r = crate::fairness::spawn_blocking(move || -> ApiResult<()> {
-        Ok(engine.volumes()?.remove_volume(&id)?)
-    })
-    .await
-    .map_err(|e| ApiError::internal("volume task", e))?;
-    match r {
+    match blocking(state, move |rt| Ok(rt.remove_volume(&id)?)).await {
         Ok(()) => {}
+        // Its removal was interrupted after the runtime's part: finish it.
         Err(e) if e.code == ErrorCode::NotFound => {}
         Err(e) => return Err(e),
     }
@@ -287,40 +320,45 @@ pub async fn snapshot(
             req.name
         )));
     }
-    let engine = state.engine();
-    let (id, name) = (row.id.clone(), req.name.clone());
     let t = std::time::Instant::now();
-    crate::fairness::spawn_blocking(move || -> ApiResult<()> {
-        engine.volumes()?.snapshot_volume(&id, &name)?;
-        Ok(())
-    })
-    .await
-    .map_err(|e| ApiError::internal("volume task", e))??;
+    {
+        let _making = MAKING.lock().await;
+        let used = get(state, who, &row.id).await?.used_bytes;
+        within_quota(state, who, false, used, "volume.snapshot").await?;
+        let (id, name) = (row.id.clone(), req.name.clone());
+        blocking(state, move |rt| {
+            rt.snapshot_volume(&id, &name)?;
+            Ok(())
+        })
+        .await?;
+    }
     state.audit(
         &who.id,
         "volume.snapshot",
         None,
         json!({"volume": row.id, "snapshot": req.name, "duration_ms": t.elapsed().as_millis() as u64}),
     );
-    get(state, who, &row.id)
+    get(state, who, &row.id).await
 }
 
-pub fn remove_snapshot(
+pub async fn remove_snapshot(
     state: &AppState,
     who: &Principal,
     volume: &str,
     snapshot: &str,
 ) -> ApiResult<()> {
     let row = owned(state, who, volume)?;
-    runtime(state)?
-        .remove_volume_snapshot(&row.id, snapshot)
-        .map_err(|e| match e {
+    let (id, snap) = (row.id.clone(), snapshot.to_string());
+    blocking(state, move |rt| {
+        rt.remove_volume_snapshot(&id, &snap).map_err(|e| match e {
             aibox_runtime::Error::VolumeNotFound(_) => ApiError::new(
                 ErrorCode::NotFound,
-                format!("volume {} has no snapshot {snapshot:?}", row.name),
+                format!("the volume has no snapshot {snap:?}"),
             ),
             e => e.into(),
-        })?;
+        })
+    })
+    .await?;
     state.audit(
         &who.id,
         "volume.snapshot.delete",
@@ -341,34 +379,25 @@ pub async fn clone(
     let row = owned(state, who, volume)?;
     name_free(state, who, &req.name)?;
     check_labels(&req.labels).map_err(|e| ApiError::invalid(format!("labels: {e}")))?;
-    within_quota(state, who, row.size_bytes)?;
-    let engine = state.engine();
-    let id = row.id.clone();
     let t = std::time::Instant::now();
-    let r = req.clone();
-    let meta = crate::fairness::spawn_blocking(move || -> ApiResult<VolumeMeta> {
-        Ok(engine
-            .volumes()?
-            .clone_volume(&id, r.snapshot.as_deref(), &r.name, r.labels)?)
-    })
-    .await
-    .map_err(|e| ApiError::internal("volume task", e))?
-    .map_err(|e| {
-        if e.code == ErrorCode::NotFound && req.snapshot.is_some() {
-            ApiError::new(
+    let meta = {
+        let _making = MAKING.lock().await;
+        within_quota(state, who, true, row.size_bytes, "volume.clone").await?;
+        let (id, r, owner) = (row.id.clone(), req.clone(), who.id.clone());
+        let meta = blocking(state, move |rt| {
+            Ok(rt.clone_volume(&id, r.snapshot.as_deref(), &r.name, r.labels, Some(owner))?)
+        })
+        .await
+        .map_err(|e| match &req.snapshot {
+            Some(s) if e.code == ErrorCode::NotFound => ApiError::new(
                 ErrorCode::NotFound,
-                format!(
-                    "volume {} has no snapshot {:?}",
-                    row.name,
-                    req.snapshot.clone().unwrap_or_default()
-                ),
-            )
-        } else {
-            e
-        }
-    })?;
-    let rt = runtime(state)?;
-    record(state, rt, who, &meta)?;
+                format!("volume {} has no snapshot {s:?}", row.name),
+            ),
+            _ => e,
+        })?;
+        record(state, who, &meta).await?;
+        meta
+    };
     state.audit(
         &who.id,
         "volume.clone",
@@ -376,7 +405,7 @@ pub async fn clone(
         json!({"volume": meta.id, "name": meta.name, "from": row.id, "snapshot": req.snapshot,
                "duration_ms": t.elapsed().as_millis() as u64}),
     );
-    get(state, who, &meta.id)
+    get(state, who, &meta.id).await
 }
 
 /// Resolve a create's volumes to the caller's own: a name the request
@@ -401,4 +430,29 @@ pub fn resolve(state: &AppState, who: &Principal, spec: &mut SandboxSpec) -> Api
         v.name = row.name;
     }
     Ok(())
+}
+
+/// At start: a volume the runtime has with an owner but the database
+/// does not (a server killed between the two steps of a create) goes
+/// back to its owner, under its name when that is still free. Nothing is
+/// removed.
+pub fn reconcile(state: &AppState) {
+    let Ok(rt) = state.engine_ref().volumes() else {
+        return;
+    };
+    for meta in rt.volumes() {
+        let Some(owner) = &meta.owner else { continue };
+        if matches!(state.store().get_volume(&meta.id), Ok(None)) {
+            let row = VolumeRow {
+                id: meta.id.clone(),
+                owner: owner.clone(),
+                name: meta.name.clone(),
+                size_bytes: meta.size_bytes,
+                created_ms: meta.created_unix_ms,
+            };
+            if let Ok(true) = state.store().insert_volume(&row) {
+                tracing::info!(volume = %meta.id, "volume given back to its owner");
+            }
+        }
+    }
 }

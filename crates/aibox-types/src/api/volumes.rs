@@ -18,8 +18,9 @@ pub fn valid_volume_name(name: &str) -> bool {
 
 /// The smallest volume: ext4 needs room for its journal and tables.
 pub const MIN_VOLUME_BYTES: u64 = 16 << 20;
-/// The largest volume one request may make (16 TiB).
-pub const MAX_VOLUME_BYTES: u64 = 16 << 40;
+/// The largest volume one request may make (8 TiB: well inside ext4's
+/// largest file, which the image is, on the filesystem under it).
+pub const MAX_VOLUME_BYTES: u64 = 8 << 40;
 
 /// `volumes` of a create: mount the caller's volume `name` at `path`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -91,7 +92,7 @@ impl VolumeRef {
 pub struct VolumeRequest {
     #[schemars(regex(pattern = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,62}$"))]
     pub name: String,
-    /// Its quota: the most its files may take (default `1g`; 16m to 16t).
+    /// Its quota: the most its files may take (default `1g`; 16m to 8t).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<Size>,
     /// The owner (uid and gid, as the sandbox sees them) of its top
