@@ -29,6 +29,7 @@
 //! only its allocated extents; a plain directory is copied file by file.
 
 use crate::image::layer;
+use crate::sandbox::staged::{self, lock_of as open_lock};
 use crate::{now_ms, random_id, Error, Runtime};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -38,7 +39,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const META: &str = "volume.json";
-const LOCK: &str = "lock";
 const DATA: &str = "data";
 const IMAGE: &str = "disk.ext4";
 const SNAPSHOTS: &str = "snapshots";
@@ -120,25 +120,9 @@ fn not_found(id: &str) -> Error {
     Error::VolumeNotFound(id.to_string())
 }
 
-fn open_lock(dir: &Path, create: bool) -> std::io::Result<OwnedFd> {
-    let f = fs::OpenOptions::new()
-        .read(true)
-        .write(create)
-        .create(create)
-        .truncate(false)
-        .open(dir.join(LOCK))?;
-    Ok(f.into())
-}
-
 /// The lock one snapshot or clone of a volume holds at a time.
 fn copy_lock(dir: &Path) -> std::io::Result<OwnedFd> {
-    let f = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(dir.join("copy.lock"))?;
-    Ok(f.into())
+    staged::lock_file(dir, "copy.lock", true)
 }
 
 /// The top directory of the filesystem mounted on `data` (checked: the
@@ -373,13 +357,8 @@ impl Runtime {
         }
         crate::sandbox::dirs::ensure_dir(&self.volumes_dir(), 0o700)?;
         let id = random_id();
-        let tmp = self.volumes_dir().join(format!(".tmp-{id}"));
-        fs::create_dir(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
         let image = self.volume_quota_enforced();
-        let result = (|| -> Result<VolumeMeta, Error> {
-            // Held until the rename: `gc` leaves a locked .tmp alone.
-            let lock = open_lock(&tmp, true).map_err(io_err("volume lock".into()))?;
-            aibox_sys::lock_exclusive(lock.as_fd()).map_err(io_err("volume lock".into()))?;
+        staged::write(&self.volumes_dir(), &id, |tmp| {
             fs::create_dir(tmp.join(DATA)).map_err(io_err("creating the volume".into()))?;
             if !image {
                 use std::os::unix::fs::PermissionsExt;
@@ -392,7 +371,7 @@ impl Runtime {
                         .map_err(io_err("creating the volume".into()))?;
                 }
             }
-            fill(&tmp, image)?;
+            fill(tmp, image)?;
             if image && !tmp.join(IMAGE).exists() {
                 make_image(&tmp.join(IMAGE), new.size_bytes, new.uid)?;
             }
@@ -407,18 +386,9 @@ impl Runtime {
                 cloned_from,
                 owner: new.owner.clone(),
             };
-            let bytes =
-                serde_json::to_vec_pretty(&meta).map_err(|e| Error::Helper(e.to_string()))?;
-            fs::write(tmp.join(META), bytes).map_err(io_err("writing volume metadata".into()))?;
-            fs::rename(&tmp, self.volumes_dir().join(&id))
-                .map_err(io_err("committing the volume".into()))?;
-            drop(lock);
+            staged::write_json(tmp, META, &meta)?;
             Ok(meta)
-        })();
-        if result.is_err() {
-            let _ = layer::remove_tree(&tmp);
-        }
-        result
+        })
     }
 
     /// Every volume, by name then id.
@@ -577,12 +547,7 @@ impl Runtime {
         if mounted(&data) {
             return Ok(data);
         }
-        let guard = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(dir.join("attach.lock"))
+        let guard = staged::lock_file(dir, "attach.lock", true)
             .map_err(io_err("volume attach lock".into()))?;
         aibox_sys::lock_exclusive(guard.as_fd()).map_err(io_err("volume attach lock".into()))?;
         if mounted(&data) {
@@ -667,7 +632,7 @@ impl Runtime {
         Ok(HeldVolume {
             data,
             lock,
-            lock_path: dir.join(LOCK),
+            lock_path: dir.join(staged::LOCK),
         })
     }
 
@@ -810,13 +775,8 @@ impl Runtime {
                 meta.name
             )));
         }
-        let tmp = snaps.join(format!(".tmp-{}", random_id()));
-        fs::create_dir(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
-        let result = (|| -> Result<VolumeSnapshotMeta, Error> {
-            // Held while copying: `gc_volumes` leaves a locked .tmp alone.
-            let lock = open_lock(&tmp, true).map_err(io_err("snapshot lock".into()))?;
-            aibox_sys::lock_exclusive(lock.as_fd()).map_err(io_err("snapshot lock".into()))?;
-            self.copy_volume(&dir, &meta, &tmp)?;
+        staged::write(&snaps, name, |tmp| {
+            self.copy_volume(&dir, &meta, tmp)?;
             use std::os::unix::fs::MetadataExt;
             let size_bytes = if meta.image {
                 fs::metadata(tmp.join(IMAGE)).map_or(0, |m| m.blocks() * 512)
@@ -828,26 +788,16 @@ impl Runtime {
                 created_unix_ms: now_ms(),
                 size_bytes,
             };
-            let bytes =
-                serde_json::to_vec_pretty(&snap).map_err(|e| Error::Helper(e.to_string()))?;
-            fs::write(tmp.join(META), bytes).map_err(io_err("writing snapshot metadata".into()))?;
-            fs::rename(&tmp, snaps.join(name)).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::DirectoryNotEmpty {
-                    Error::Conflict(format!(
-                        "volume {} already has a snapshot {name:?}",
-                        meta.name
-                    ))
-                } else {
-                    io_err("committing the snapshot".into())(e)
-                }
-            })?;
-            drop(lock);
+            staged::write_json(tmp, META, &snap)?;
             Ok(snap)
-        })();
-        if result.is_err() {
-            let _ = layer::remove_tree(&tmp);
-        }
-        result
+        })
+        .map_err(|e| match e {
+            Error::Conflict(_) => Error::Conflict(format!(
+                "volume {} already has a snapshot {name:?}",
+                meta.name
+            )),
+            e => e,
+        })
     }
 
     /// The volume's snapshots, oldest first.
@@ -945,27 +895,9 @@ impl Runtime {
                 .iter()
                 .map(|v| self.volumes_dir().join(&v.id).join(SNAPSHOTS)),
         );
-        let mut cleaned = vec![];
-        for dir in dirs {
-            let Ok(rd) = fs::read_dir(&dir) else { continue };
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if !(name.starts_with(".tmp-") || name.starts_with(".trash-")) {
-                    continue;
-                }
-                let stale = match open_lock(&e.path(), false) {
-                    Ok(l) => aibox_sys::try_lock_exclusive(l.as_fd()).unwrap_or(false),
-                    Err(_) => {
-                        crate::age(&e).is_some_and(|a| a > std::time::Duration::from_secs(60))
-                    }
-                };
-                // Never a tree with a filesystem still mounted in it.
-                if stale && !mounted(&e.path().join(DATA)) && layer::remove_tree(&e.path()).is_ok()
-                {
-                    cleaned.push(name);
-                }
-            }
-        }
-        cleaned
+        dirs.iter()
+            // Never a tree with a filesystem still mounted in it.
+            .flat_map(|d| staged::gc(d, |p| mounted(&p.join(DATA))))
+            .collect()
     }
 }

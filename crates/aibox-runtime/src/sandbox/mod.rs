@@ -1,8 +1,8 @@
 //! What every backend's sandbox has: its record (`state`), directories
 //! (`dirs`), ids and secrets (`ids`), cgroup (`cgroup`), the agent client
 //! (`client`), what listens in it (`listening`), snapshots (`snapshot`),
-//! and the audited way to act on paths inside untrusted trees
-//! (`beneath`).
+//! directories made whole or not at all (`staged`), and the audited way
+//! to act on paths inside untrusted trees (`beneath`).
 
 pub mod beneath;
 pub mod cgroup;
@@ -11,4 +11,5 @@ pub(crate) mod dirs;
 pub(crate) mod ids;
 pub mod listening;
 pub mod snapshot;
+pub(crate) mod staged;
 pub mod state;

@@ -19,6 +19,7 @@
 //! reference behind.
 
 use crate::image::layer::{self, Owners};
+use crate::sandbox::staged::{self, lock_file, lock_of as open_lock};
 use crate::sandbox::state::Record;
 use crate::{now_ms, random_id, Error, Runtime};
 use aibox_types::SandboxSpec;
@@ -52,25 +53,8 @@ pub struct SnapshotMeta {
 }
 
 const META: &str = "meta.json";
-const LOCK: &str = "lock";
-
 fn io_err(what: String) -> impl FnOnce(std::io::Error) -> Error {
     move |e| Error::Helper(format!("{what}: {e}"))
-}
-
-/// The lock file `name` in `dir`, for flock.
-fn lock_file(dir: &Path, name: &str, create: bool) -> std::io::Result<OwnedFd> {
-    let f = fs::OpenOptions::new()
-        .read(true)
-        .write(create)
-        .create(create)
-        .truncate(false)
-        .open(dir.join(name))?;
-    Ok(f.into())
-}
-
-fn open_lock(dir: &Path, create: bool) -> std::io::Result<OwnedFd> {
-    lock_file(dir, LOCK, create)
 }
 
 /// What a backend wrote into a snapshot.
@@ -118,13 +102,8 @@ impl Runtime {
             .map_err(io_err(format!("locking sandbox {sandbox}")))?;
 
         let id = random_id();
-        let tmp = self.snapshots_dir().join(format!(".tmp-{id}"));
-        fs::create_dir(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
-        let result = (|| -> Result<SnapshotMeta, Error> {
-            // Held until the rename: `gc` leaves a locked .tmp alone.
-            let lock = open_lock(&tmp, true).map_err(io_err("snapshot lock".into()))?;
-            aibox_sys::lock_exclusive(lock.as_fd()).map_err(io_err("snapshot lock".into()))?;
-            let copied = rec.backend().snapshot_into(self, &rec, &tmp)?;
+        staged::write(&self.snapshots_dir(), &id, |tmp| {
+            let copied = rec.backend().snapshot_into(self, &rec, tmp)?;
             let mut spec = rec.spec.clone();
             spec.snapshot = None;
             let meta = SnapshotMeta {
@@ -139,18 +118,9 @@ impl Runtime {
                 consistent: copied.consistent,
                 memory: copied.memory,
             };
-            let bytes =
-                serde_json::to_vec_pretty(&meta).map_err(|e| Error::Helper(e.to_string()))?;
-            fs::write(tmp.join(META), bytes).map_err(io_err("writing snapshot metadata".into()))?;
-            fs::rename(&tmp, self.snapshots_dir().join(&id))
-                .map_err(io_err("committing the snapshot".into()))?;
-            drop(lock);
+            staged::write_json(tmp, META, &meta)?;
             Ok(meta)
-        })();
-        if result.is_err() {
-            let _ = layer::remove_tree(&tmp);
-        }
-        result
+        })
     }
 
     /// Copy the sandbox's upper directory into a layer at `dst`.
@@ -333,24 +303,6 @@ impl Runtime {
 
     /// Remove what interrupted snapshot writes and deletes left.
     pub fn gc_snapshots(&self) -> Vec<String> {
-        let mut cleaned = vec![];
-        let Ok(rd) = fs::read_dir(self.snapshots_dir()) else {
-            return cleaned;
-        };
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !(name.starts_with(".tmp-") || name.starts_with(".trash-")) {
-                continue;
-            }
-            let stale = match open_lock(&e.path(), false) {
-                Ok(l) => aibox_sys::try_lock_exclusive(l.as_fd()).unwrap_or(false),
-                // Not yet locked by its writer, or a crash before that.
-                Err(_) => crate::age(&e).is_some_and(|a| a > std::time::Duration::from_secs(60)),
-            };
-            if stale && layer::remove_tree(&e.path()).is_ok() {
-                cleaned.push(name);
-            }
-        }
-        cleaned
+        staged::gc(&self.snapshots_dir(), |_| false)
     }
 }
