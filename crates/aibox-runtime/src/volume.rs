@@ -358,7 +358,8 @@ impl Runtime {
         crate::sandbox::dirs::ensure_dir(&self.volumes_dir(), 0o700)?;
         let id = random_id();
         let image = self.volume_quota_enforced();
-        staged::write(&self.volumes_dir(), &id, |tmp| {
+        let taken = || Error::Conflict(format!("volume {id} exists already"));
+        staged::write(&self.volumes_dir(), &id, taken, |tmp| {
             fs::create_dir(tmp.join(DATA)).map_err(io_err("creating the volume".into()))?;
             if !image {
                 use std::os::unix::fs::PermissionsExt;
@@ -775,7 +776,13 @@ impl Runtime {
                 meta.name
             )));
         }
-        staged::write(&snaps, name, |tmp| {
+        let taken = || {
+            Error::Conflict(format!(
+                "volume {} already has a snapshot {name:?}",
+                meta.name
+            ))
+        };
+        staged::write(&snaps, name, taken, |tmp| {
             self.copy_volume(&dir, &meta, tmp)?;
             use std::os::unix::fs::MetadataExt;
             let size_bytes = if meta.image {
@@ -790,13 +797,6 @@ impl Runtime {
             };
             staged::write_json(tmp, META, &snap)?;
             Ok(snap)
-        })
-        .map_err(|e| match e {
-            Error::Conflict(_) => Error::Conflict(format!(
-                "volume {} already has a snapshot {name:?}",
-                meta.name
-            )),
-            e => e,
         })
     }
 

@@ -102,7 +102,8 @@ impl Runtime {
             .map_err(io_err(format!("locking sandbox {sandbox}")))?;
 
         let id = random_id();
-        staged::write(&self.snapshots_dir(), &id, |tmp| {
+        let taken = || Error::Conflict(format!("snapshot {id} exists already"));
+        staged::write(&self.snapshots_dir(), &id, taken, |tmp| {
             let copied = rec.backend().snapshot_into(self, &rec, tmp)?;
             let mut spec = rec.spec.clone();
             spec.snapshot = None;

@@ -31,11 +31,12 @@ pub(crate) fn lock_of(dir: &Path, create: bool) -> std::io::Result<OwnedFd> {
 }
 
 /// Make `parent/name` with `build`, which fills the directory it is given;
-/// nothing is left behind when it fails. A `name` taken meanwhile is a
-/// conflict.
+/// nothing is left behind when it fails. A `name` taken meanwhile is the
+/// error `taken` makes.
 pub(crate) fn write<T>(
     parent: &Path,
     name: &str,
+    taken: impl FnOnce() -> Error,
     build: impl FnOnce(&Path) -> Result<T, Error>,
 ) -> Result<T, Error> {
     let tmp = parent.join(format!(".tmp-{}", random_id()));
@@ -50,7 +51,7 @@ pub(crate) fn write<T>(
                 e.kind(),
                 std::io::ErrorKind::DirectoryNotEmpty | std::io::ErrorKind::AlreadyExists
             ) {
-                Error::Conflict(format!("{name} exists already"))
+                taken()
             } else {
                 Error::Helper(format!("committing {}: {e}", parent.join(name).display()))
             }
@@ -99,4 +100,49 @@ pub(crate) fn gc(dir: &Path, keep: impl Fn(&Path) -> bool) -> Vec<String> {
         }
     }
     cleaned
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_staged_directory_is_whole_or_absent() {
+        let parent = std::env::temp_dir().join(format!("aibox-staged-{}", random_id()));
+        fs::create_dir(&parent).unwrap();
+        let taken = || Error::Conflict("taken".into());
+        // Made: there, under its name, with what build wrote.
+        let n = write(&parent, "a", taken, |d| {
+            fs::write(d.join("f"), "x").unwrap();
+            Ok(7)
+        })
+        .unwrap();
+        assert_eq!(n, 7);
+        assert_eq!(fs::read_to_string(parent.join("a/f")).unwrap(), "x");
+        // A build that fails leaves nothing; its error is the caller's.
+        let e = write(&parent, "b", taken, |d| {
+            fs::write(d.join("f"), "half").unwrap();
+            Err::<(), _>(Error::Conflict("busy".into()))
+        })
+        .unwrap_err();
+        assert_eq!(e.to_string(), "busy");
+        // A name taken meanwhile is `taken`'s error, and leaves nothing.
+        let e = write(&parent, "a", taken, |d| {
+            fs::write(d.join("g"), "y").unwrap();
+            Ok(())
+        })
+        .unwrap_err();
+        assert_eq!(e.to_string(), "taken");
+        let names: Vec<String> = fs::read_dir(&parent)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["a"]);
+        // What an interrupted writer left (no lock held) is collected.
+        fs::create_dir(parent.join(".tmp-left")).unwrap();
+        lock_of(&parent.join(".tmp-left"), true).unwrap();
+        assert_eq!(gc(&parent, |_| false), [".tmp-left"]);
+        fs::remove_dir_all(&parent).unwrap();
+    }
 }
