@@ -185,7 +185,9 @@ fn volumes_share_keep_their_quota_and_outlive_sandboxes_and_restarts() {
         let id = v["id"].as_str().unwrap();
         let image = std::fs::metadata(s.data.join(format!("volumes/{id}/disk.ext4"))).unwrap();
         use std::os::unix::fs::MetadataExt;
-        assert!(image.blocks() * 512 < 40 << 20, "{}", image.blocks() * 512);
+        // The quota, plus ext4's own journal and tables (about a fifth
+        // for a volume this small), and nothing more.
+        assert!(image.blocks() * 512 < 48 << 20, "{}", image.blocks() * 512);
     } else {
         assert!(out.contains("rc=0"), "{out}");
         eprintln!("   rootless: the quota is reported as not enforced, and is not");
