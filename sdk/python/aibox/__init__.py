@@ -11,11 +11,11 @@ from ._core import (
     RateLimitError, SandboxGoneError, ServerError, TemplateNotFoundError, TimeoutError,
     UnavailableError,
 )
-from .async_sandbox import AsyncCommandHandle, AsyncSandbox
+from .async_sandbox import AsyncCommandHandle, AsyncSandbox, AsyncVolume
 from .sandbox import CommandHandle, Sandbox, Snapshot, Templates, Volume
 
 __all__ = [
-    "Sandbox", "AsyncSandbox", "Snapshot", "Templates", "Volume", "CommandHandle", "AsyncCommandHandle",
+    "Sandbox", "AsyncSandbox", "Snapshot", "Templates", "Volume", "AsyncVolume", "CommandHandle", "AsyncCommandHandle",
     "CommandResult", "EntryInfo", "AiboxError", "AuthenticationError", "BuildFailedError",
     "CapacityError", "CommandExitError", "ConflictError", "ConnectionError", "InvalidArgumentError",
     "IsolationUnavailableError", "NotFoundError", "PayloadTooLargeError", "PermissionDeniedError",

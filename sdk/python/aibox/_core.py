@@ -290,6 +290,30 @@ def volume_body(v: VolumeMount) -> Dict[str, Any]:
     return body
 
 
+def new_volume_body(name: str, size: Union[None, int, str] = None, uid: Optional[int] = None,
+                    labels: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
+    """The request of ``Volume.create``: what is None or empty is left to the server."""
+    body: Dict[str, Any] = {"name": name}
+    if size is not None:
+        body["size"] = size
+    if uid is not None:
+        body["uid"] = uid
+    if labels:
+        body["labels"] = dict(labels)
+    return body
+
+
+def clone_body(name: str, snapshot: Optional[str] = None,
+               labels: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
+    """The request of ``Volume.clone``."""
+    body: Dict[str, Any] = {"name": name}
+    if snapshot:
+        body["snapshot"] = snapshot
+    if labels:
+        body["labels"] = dict(labels)
+    return body
+
+
 def create_body(**given: Any) -> Dict[str, Any]:
     """The create request of ``Sandbox.create``'s parameters (see
     ``CREATE_FIELDS``); what is None, empty or False is left to the server."""

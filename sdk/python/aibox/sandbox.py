@@ -11,7 +11,7 @@ from ._core import (
     extract_tar, port_url, ports_body, processes, tar_dir,
     CommandResult, ConnectionError, EntryInfo, Endpoint, InvalidArgumentError, Mount, Network,
     VolumeMount,
-    create_body, error_from, exec_body, q, resolve, split_ws_message,
+    clone_body, create_body, error_from, exec_body, q, resolve, split_ws_message, new_volume_body,
 )
 
 OutputCallback = Callable[[str], None]
@@ -433,14 +433,7 @@ class Volume:
         """Make a volume of `size` (bytes or "10g"; default 1g) whose top
         directory `uid` owns inside sandboxes (default 1000)."""
         http = _Http(resolve(url, key))
-        body: Dict[str, Any] = {"name": name}
-        if size is not None:
-            body["size"] = size
-        if uid is not None:
-            body["uid"] = uid
-        if labels:
-            body["labels"] = dict(labels)
-        return Volume(http.json("POST", "/v1/volumes", json_body=body), http)
+        return Volume(http.json("POST", "/v1/volumes", json_body=new_volume_body(name, size, uid, labels)), http)
 
     @staticmethod
     def get(name: str, *, url: Optional[str] = None, key: Optional[str] = None) -> "Volume":
@@ -473,11 +466,7 @@ class Volume:
     def clone(self, name: str, *, snapshot: Optional[str] = None,
               labels: Optional[Mapping[str, str]] = None) -> "Volume":
         """A new volume with this one's files (now, or as `snapshot` holds them)."""
-        body: Dict[str, Any] = {"name": name}
-        if snapshot:
-            body["snapshot"] = snapshot
-        if labels:
-            body["labels"] = dict(labels)
+        body = clone_body(name, snapshot, labels)
         return Volume(self._http.json("POST", self._path() + "/clone", json_body=body), self._http)
 
     def __repr__(self) -> str:

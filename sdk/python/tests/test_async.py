@@ -57,3 +57,24 @@ async def test_async_dirs(server, tmp_path):
         assert (tmp_path / "down" / "f.txt").read_text() == "async dir"
         with pytest.raises(aibox.InvalidArgumentError):
             await sb.files.read("/workspace/up/f.txt", format="xml")
+
+
+@pytest.mark.asyncio
+async def test_async_volumes(server):
+    vol = await aibox.AsyncVolume.create("async-vol", size="16m")
+    try:
+        async with await AsyncSandbox.create(volumes=["async-vol:/v"]) as sb:
+            await sb.files.write("/v/kept.txt", "kept")
+            assert (await vol.refresh())["in_use_by"] == [sb.id]
+        await vol.snapshot("s1")
+        copy = await vol.clone("async-copy", snapshot="s1")
+        async with await AsyncSandbox.create(volumes=["async-copy:/v:ro"]) as sb:
+            assert await sb.files.read("/v/kept.txt") == "kept"
+        await copy.delete()
+        await vol.delete_snapshot("s1")
+        assert [v.name for v in await aibox.AsyncVolume.list()] == ["async-vol"]
+    finally:
+        await vol.delete()
+    with pytest.raises(aibox.NotFoundError):
+        await aibox.AsyncVolume.get("async-vol")
+
