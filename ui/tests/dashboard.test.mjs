@@ -80,7 +80,7 @@ before(async () => {
     let buf = '';
     server.stderr.on('data', (c) => {
       buf += c;
-      const m = buf.match(/listening on (http:\/\/[0-9.:]+)/);
+      const m = buf.match(/listening on (http:\/\/[0-9.]+:[0-9]+)\r?\n/);
       if (m) resolve(m[1]);
     });
     server.on('exit', () => reject(new Error(`the server exited: ${buf}`)));
@@ -201,7 +201,7 @@ check('log in with the keyboard, then every page renders and passes axe', async 
   await page.keyboard.press('Enter');
   await page.getByRole('heading', { level: 1, name: 'Sandboxes' }).waitFor();
   await accessible('sandboxes');
-  for (const [hash, title] of [['#/volumes', 'Volumes'], ['#/templates', 'Templates'], ['#/audit', 'Audit log'], ['#/keys', 'API keys'], ['#/settings', 'Settings'], ['#/sandboxes/new', 'New sandbox']]) {
+  for (const [hash, title] of [['#/workspaces', 'Workspaces'], ['#/volumes', 'Volumes'], ['#/templates', 'Templates'], ['#/audit', 'Audit log'], ['#/keys', 'API keys'], ['#/settings', 'Settings'], ['#/sandboxes/new', 'New sandbox']]) {
     await go(hash, title);
     await page.waitForLoadState('networkidle');
     await accessible(title);
@@ -282,6 +282,8 @@ check('the create form has a control for every field of the create request, and 
   await page.getByLabel('Host mounts').fill(`${join(data, 'shared')}:/parity:ro`);
   assert.equal((await json('POST', '/v1/volumes', { name: 'form-vol', size: '16m' })).status, 201);
   await page.getByLabel('Volumes').fill('form-vol:/pvol:ro');
+  assert.equal((await json('POST', '/v1/workspaces', { name: 'form-ws', size: '16m' })).status, 201);
+  await page.getByLabel('Workspace', { exact: true }).fill('form-ws');
   await page.getByRole('button', { name: 'Create sandbox' }).click();
   await page.waitForURL(/#\/sandboxes\/(?!new$)[a-z0-9]+$/);
   const id = page.url().split('/').pop();
@@ -305,9 +307,11 @@ check('the create form has a control for every field of the create request, and 
   assert.equal(sb.spec.require_isolation, 'basic');
   assert.equal(sb.spec.backend, 'namespaces');
   assert.equal(sb.spec.mounts[0].guest, '/parity');
-  assert.deepEqual(sb.spec.volumes.map((v) => [v.name, v.path, v.read_only]), [['form-vol', '/pvol', true]]);
+  assert.deepEqual(sb.spec.volumes.map((v) => [v.name, v.path, v.read_only]), [['form-vol', '/pvol', true], ['workspace.form-ws', '/workspace', false]]);
+  assert.ok(sb.spec.workspace);
   assert.equal((await json('DELETE', `/v1/sandboxes/${id}`)).status, 204);
   assert.equal((await json('DELETE', '/v1/volumes/form-vol')).status, 204);
+  assert.equal((await json('DELETE', '/v1/workspaces/form-ws')).status, 204);
   // The snapshot field reaches the server too: an unknown one is refused by it.
   await go('#/sandboxes/new', 'New sandbox');
   await page.getByText('More settings').click();
@@ -339,6 +343,32 @@ check('volumes: create, snapshot, clone and delete from the Volumes page', async
   page.once('dialog', (d) => d.accept());
   await page.getByRole('button', { name: 'Delete volume ui-vol' }).click();
   await page.getByText('No volumes yet.').waitFor();
+});
+
+check('workspaces: create one, make a sandbox in it from its page, see its history', async () => {
+  await go('#/workspaces', 'Workspaces');
+  await page.getByLabel('Workspace name').fill('ui-ws');
+  await page.getByLabel('Files quota').fill('16m');
+  await page.getByRole('button', { name: 'Create workspace' }).click();
+  await page.getByRole('heading', { name: 'ui-ws' }).waitFor();
+  await page.getByRole('link', { name: 'New sandbox in it' }).click();
+  await page.getByRole('heading', { level: 1, name: 'New sandbox' }).waitFor();
+  assert.equal(await page.getByLabel('Workspace', { exact: true }).inputValue(), 'ui-ws');
+  await page.getByRole('button', { name: 'Create sandbox' }).click();
+  await page.waitForURL(/#\/sandboxes\/(?!new$)[a-z0-9]+$/);
+  const id = page.url().split('/').pop();
+  await go('#/workspaces', 'Workspaces');
+  await page.locator('table').getByText(id).first().waitFor();
+  await accessible('workspaces with one');
+  await shot('workspaces');
+  assert.equal((await json('DELETE', `/v1/sandboxes/${id}`)).status, 204);
+  const w = (await json('GET', '/v1/workspaces/ui-ws')).body;
+  assert.deepEqual(w.history.map((e) => e.event), ['created', 'sandbox_created', 'sandbox_ended']);
+  await go('#/volumes', 'Volumes');
+  await go('#/workspaces', 'Workspaces');
+  page.once('dialog', (d) => d.accept());
+  await page.getByRole('button', { name: 'Delete workspace ui-ws' }).click();
+  await page.getByText('No workspaces yet.').waitFor();
 });
 
 check('run a command in the web terminal', async () => {

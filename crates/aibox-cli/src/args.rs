@@ -112,6 +112,12 @@ pub enum Command {
         #[command(subcommand)]
         cmd: VolumeCmd,
     },
+    /// Workspaces: files, environment and history that every sandbox made
+    /// in one shares (`create --workspace NAME`; server only).
+    Workspace {
+        #[command(subcommand)]
+        cmd: WorkspaceCmd,
+    },
     /// Create a sandbox from a snapshot (its spec, with these overrides).
     Restore(RestoreArgs),
     /// Create N sandboxes from one snapshot, all or none.
@@ -307,6 +313,10 @@ pub struct CreateArgs {
     /// override them; server only: `aibox restore` says the same).
     #[arg(long)]
     pub snapshot: Option<String>,
+    /// Make it in this workspace (`aibox workspace`): its files at
+    /// /workspace, its environment, its history (server only).
+    #[arg(long)]
+    pub workspace: Option<String>,
     #[command(flatten)]
     pub target: Target,
 }
@@ -571,6 +581,39 @@ pub enum VolumeCmd {
         #[command(flatten)]
         target: Target,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WorkspaceCmd {
+    /// Make a workspace (and the volume that holds its files) and print
+    /// its name.
+    Create {
+        name: String,
+        /// The quota of its files, e.g. 10g (default 1g).
+        #[arg(long, value_parser = parse_size)]
+        size: Option<ByteSize>,
+        /// Environment variable K=V of every sandbox made in it.
+        #[arg(short = 'e', long = "env")]
+        env: Vec<String>,
+        /// Label K=V (repeatable).
+        #[arg(short = 'l', long = "label")]
+        labels: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List workspaces.
+    #[command(alias = "list")]
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a workspace: its files, its sandboxes now, its history.
+    Inspect { name: String },
+    /// Remove workspaces with their files and history (refused while a
+    /// sandbox is in one).
+    Rm { names: Vec<String> },
+    /// Keep a workspace's files as they are now, by name.
+    Snapshot { name: String, snapshot: String },
 }
 
 /// What a restore may change from the snapshot's spec.

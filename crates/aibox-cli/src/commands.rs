@@ -15,6 +15,7 @@ mod target;
 mod template;
 mod vm;
 mod volume;
+mod workspace;
 
 use crate::args::{Command, SpecArgs};
 use aibox_runtime::Runtime;
@@ -56,6 +57,7 @@ pub fn dispatch(cmd: Command) -> anyhow::Result<u8> {
         Command::Audit { cmd } => remote::audit(cmd),
         Command::Snapshot { cmd } => snapshot::snapshot(cmd),
         Command::Volume { cmd } => volume::volume(cmd),
+        Command::Workspace { cmd } => workspace::workspace(cmd),
         Command::Restore(a) => snapshot::fork(&a.snapshot, 1, &a.over, true),
         Command::Network { cmd } => remote::network(cmd),
         Command::Template { cmd } => template::template(cmd),
@@ -177,6 +179,7 @@ pub fn spec_request(a: &SpecArgs) -> anyhow::Result<aibox_types::api::CreateRequ
         idle_timeout_seconds: None,
         labels: Default::default(),
         snapshot: None,
+        workspace: None,
         network: None,
         public: false,
     })

@@ -245,6 +245,31 @@ fn cases(mounted: &Path, snapshot: &str) -> Vec<Case> {
             },
         },
         Case {
+            field: "workspace",
+            rest: json!("parity-ws"),
+            cli: s(&["--workspace", "parity-ws"]),
+            mcp: None,
+            gated: Some("workspace parity-ws"),
+            local: false,
+            check: |v| {
+                if !v["spec"]["workspace"].is_string() {
+                    return Err(format!("spec.workspace is {}", v["spec"]["workspace"]));
+                }
+                let at = v["spec"]["volumes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|m| m["path"] == "/workspace");
+                match at {
+                    Some(m) if m["name"] == "workspace.parity-ws" => Ok(()),
+                    _ => Err(format!(
+                        "no workspace files at /workspace: {}",
+                        v["spec"]["volumes"]
+                    )),
+                }
+            },
+        },
+        Case {
             field: "snapshot",
             rest: json!(snapshot),
             cli: s(&["--snapshot", snapshot]),
@@ -379,6 +404,12 @@ fn every_create_field_reaches_every_front_end() {
         Method::POST,
         "/v1/volumes",
         Body::Json(json!({"name": "parity-vol", "size": "16m"})),
+    )
+    .unwrap();
+    c.json(
+        Method::POST,
+        "/v1/workspaces",
+        Body::Json(json!({"name": "parity-ws", "size": "16m"})),
     )
     .unwrap();
 

@@ -760,9 +760,19 @@ fn tenant_isolation_every_route_mcp_tool_and_dashboard_call() {
             Body::Json(json!({"name": "s1"})),
         )
         .unwrap();
+    let ws = alice
+        .json(
+            Method::POST,
+            "/v1/workspaces",
+            Body::Json(json!({"name": "alice-ws", "size": "16m"})),
+        )
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let vsb = create(
         &alice,
-        json!({"volumes": [{"name": "alice-vol", "path": "/vol"}]}),
+        json!({"volumes": [{"name": "alice-vol", "path": "/vol"}], "workspace": "alice-ws"}),
     );
     exec(&alice, &vsb, json!("echo alice-volume-secret > /vol/f"));
     let secrets = [
@@ -771,6 +781,8 @@ fn tenant_isolation_every_route_mcp_tool_and_dashboard_call() {
         alice_kid.as_str(),
         vol.as_str(),
         "alice-vol",
+        ws.as_str(),
+        "alice-ws",
         "alice's secret",
         "alice-volume-secret",
     ];
@@ -811,6 +823,7 @@ fn tenant_isolation_every_route_mcp_tool_and_dashboard_call() {
             .replace("{port}", "8000")
             .replace("{name}", "host")
             .replace("{volume}", &vol)
+            .replace("{workspace}", &ws)
             .replace("{snapshot}", "s1")
     };
     let (cookie, csrf) = dashboard_login(&s, &bob_key);
@@ -957,6 +970,21 @@ fn tenant_isolation_every_route_mcp_tool_and_dashboard_call() {
             json!({"volumes": [format!("{name}:/v:ro")]}),
         );
         assert!(failed && !out.contains("alice-volume-secret"), "{out}");
+    }
+    // Nor make a sandbox in her workspace, by name or id.
+    for name in ["alice-ws", ws.as_str()] {
+        let e = s
+            .client(&bob_key)
+            .json(
+                Method::POST,
+                "/v1/sandboxes",
+                Body::Json(json!({"workspace": name})),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(e, aibox_client::ClientError::Api { status: 404, .. }),
+            "{e}"
+        );
     }
     // Nor clone or snapshot it with a well-formed body.
     for (path, body) in [

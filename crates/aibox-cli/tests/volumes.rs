@@ -386,3 +386,231 @@ fn volumes_share_keep_their_quota_and_outlive_sandboxes_and_restarts() {
     drop(s2);
     std::mem::forget(s); // its data dir is gone with s2
 }
+
+/// The kinds in a workspace's history, in order.
+fn kinds(w: &Value) -> Vec<String> {
+    w["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn workspaces_give_files_env_and_history_to_their_sandboxes() {
+    if !common::sandboxes_supported() {
+        eprintln!("SKIP workspaces: sandboxes are not supported on this host");
+        return;
+    }
+    let s = Server::start(&data_dir("workspaces"));
+    let c = s.admin();
+
+    // Bad input, nothing made.
+    for (body, st_want) in [
+        (json!({"name": "-x"}), 400),
+        (json!({"name": "a".repeat(54)}), 400),
+        (json!({"name": "w", "env": {"": "x"}}), 400),
+        (json!({"name": "w", "size": "1k"}), 400),
+    ] {
+        let (st, e) = status(&c, Method::POST, "/v1/workspaces", body.clone());
+        assert_eq!(st, st_want, "{body}: {e}");
+    }
+    assert!(volume_dirs(&s).is_empty(), "{:?}", volume_dirs(&s));
+    let (st, w) = status(
+        &c,
+        Method::POST,
+        "/v1/workspaces",
+        json!({"name": "proj", "size": "32m", "env": {"PROJ": "one", "KEEP": "k"}}),
+    );
+    assert_eq!(st, 200, "{w}");
+    assert_eq!(w["files"]["name"], "workspace.proj");
+    let (st, _) = status(&c, Method::POST, "/v1/workspaces", json!({"name": "proj"}));
+    assert_eq!(st, 409);
+
+    // A sandbox in it: its files at /workspace, its env under the
+    // request's own.
+    let a = create(&c, json!({"workspace": "proj", "env": {"PROJ": "mine"}}));
+    let r = sh(
+        &c,
+        &a,
+        "echo kept > /workspace/notes.txt && echo $PROJ $KEEP && pwd",
+    );
+    assert_eq!(r["stdout"], "mine k\n/workspace\n", "{r}");
+    if common::is_root() {
+        // Pausing loses nothing.
+        c.json(
+            Method::POST,
+            &format!("/v1/sandboxes/{a}/pause"),
+            Body::Empty,
+        )
+        .unwrap();
+        c.json(
+            Method::POST,
+            &format!("/v1/sandboxes/{a}/resume"),
+            Body::Empty,
+        )
+        .unwrap();
+    }
+    let (st, e) = status(&c, Method::DELETE, "/v1/workspaces/proj", json!(null));
+    assert_eq!(st, 409, "in use: {e}");
+    let (st, e) = status(
+        &c,
+        Method::DELETE,
+        "/v1/volumes/workspace.proj",
+        json!(null),
+    );
+    assert_eq!(st, 409, "its files: {e}");
+    c.call(Method::DELETE, &format!("/v1/sandboxes/{a}"), Body::Empty)
+        .unwrap();
+
+    // The next sandbox gets the files back; a snapshot of it and a
+    // restore of that are in the history, with the snapshot named.
+    let b = create(&c, json!({"workspace": "proj"}));
+    assert_eq!(sh(&c, &b, "cat /workspace/notes.txt")["stdout"], "kept\n");
+    let snap = c
+        .json(
+            Method::POST,
+            &format!("/v1/sandboxes/{b}/snapshots"),
+            Body::Empty,
+        )
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let restored = c
+        .json(
+            Method::POST,
+            &format!("/v1/snapshots/{snap}/restore"),
+            Body::Empty,
+        )
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        sh(&c, &restored, "cat /workspace/notes.txt; echo $PROJ")["stdout"],
+        "kept\none\n"
+    );
+    // Its files' own snapshot.
+    let w = c
+        .json(
+            Method::POST,
+            "/v1/workspaces/proj/snapshots",
+            Body::Json(json!({"name": "v1"})),
+        )
+        .unwrap();
+    assert_eq!(w["files"]["snapshots"][0]["name"], "v1", "{w}");
+    // Another mount at /workspace cannot sit beside the workspace's.
+    let (st, _) = status(
+        &c,
+        Method::POST,
+        "/v1/sandboxes",
+        json!({"workspace": "proj", "volumes": [{"name": "workspace.proj", "path": "/workspace"}]}),
+    );
+    assert_eq!(st, 400);
+    // A sandbox that expires ends in the history too.
+    let short = create(&c, json!({"workspace": "proj", "ttl_seconds": 1}));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while c
+        .json(Method::GET, &format!("/v1/sandboxes/{short}"), Body::Empty)
+        .is_ok()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{short} did not expire"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let w = c
+        .json(Method::GET, "/v1/workspaces/proj", Body::Empty)
+        .unwrap();
+    assert_eq!(
+        kinds(&w),
+        [
+            "created",
+            "sandbox_created",
+            "sandbox_ended",
+            "sandbox_created",
+            "snapshot",
+            "sandbox_created",
+            "snapshot",
+            "sandbox_created",
+            "sandbox_ended"
+        ],
+        "{w}"
+    );
+    let h = &w["history"];
+    assert_eq!(h[1]["sandbox"], json!(a));
+    assert_eq!(h[2]["sandbox"], json!(a));
+    assert_eq!(
+        (&h[4]["sandbox"], &h[4]["snapshot"]),
+        (&json!(b), &json!(snap))
+    );
+    assert_eq!(
+        (&h[5]["sandbox"], &h[5]["from_snapshot"]),
+        (&json!(restored), &json!(snap))
+    );
+    assert_eq!(h[6]["snapshot"], "v1");
+    assert_eq!(h[8]["sandbox"], json!(short));
+    let mut now: Vec<&str> = w["sandboxes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
+    now.sort();
+    let mut want = vec![b.as_str(), restored.as_str()];
+    want.sort();
+    assert_eq!(now, want);
+
+    // Another key sees none of it, and cannot make a sandbox in it.
+    let (_, key) = new_key(&c, "other", "user");
+    let other = s.client(&key);
+    let (st, _) = status(&other, Method::GET, "/v1/workspaces/proj", json!(null));
+    assert_eq!(st, 404);
+    let id = w["id"].as_str().unwrap();
+    let (st, _) = status(
+        &other,
+        Method::GET,
+        &format!("/v1/workspaces/{id}"),
+        json!(null),
+    );
+    assert_eq!(st, 404);
+    let (st, _) = status(
+        &other,
+        Method::POST,
+        "/v1/sandboxes",
+        json!({"workspace": "proj"}),
+    );
+    assert_eq!(st, 404);
+    let l = other
+        .json(Method::GET, "/v1/workspaces", Body::Empty)
+        .unwrap();
+    assert_eq!(l["workspaces"], json!([]));
+
+    // The CLI through the server.
+    let o = s.cli(&["workspace", "ls"]);
+    assert!(
+        common::stdout(&o).contains("proj"),
+        "{}",
+        common::stderr(&o)
+    );
+    let o = s.cli(&["create", "--workspace", "proj"]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let cli_sb = common::stdout(&o).trim().to_string();
+    for id in [&b, &restored, &cli_sb] {
+        c.call(Method::DELETE, &format!("/v1/sandboxes/{id}"), Body::Empty)
+            .unwrap();
+    }
+    c.call(
+        Method::DELETE,
+        &format!("/v1/snapshots/{snap}"),
+        Body::Empty,
+    )
+    .unwrap();
+    let o = s.cli(&["workspace", "rm", "proj"]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let (st, _) = status(&c, Method::GET, "/v1/volumes/workspace.proj", json!(null));
+    assert_eq!(st, 404, "the files went with it");
+}

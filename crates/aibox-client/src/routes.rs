@@ -7,7 +7,8 @@ use aibox_types::api::{
     CreateRequest, ExecRequest, ExecResult, FileList, FileStat, Forked, Health, ListQuery,
     MkdirRequest, NetworkRequest, PortsPatch, PortsView, SandboxList, SandboxView, SnapshotList,
     SnapshotRequest, SnapshotView, TimeoutRequest, VolumeList, VolumeRequest,
-    VolumeSnapshotRequest, VolumeView, Written,
+    VolumeSnapshotRequest, VolumeView, WorkspaceList, WorkspaceRequest, WorkspaceSnapshotRequest,
+    WorkspaceView, Written,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -37,6 +38,19 @@ fn volume_path(volume: &str) -> Result<String, ClientError> {
             status: 400,
             code: aibox_types::ErrorCode::InvalidArgument,
             message: format!("{volume:?} is not a volume name"),
+        })
+    }
+}
+
+/// A workspace's path: named by its name or id.
+fn workspace_path(workspace: &str) -> Result<String, ClientError> {
+    if aibox_types::api::valid_workspace_name(workspace) || aibox_types::validate_id(workspace) {
+        Ok(format!("/v1/workspaces/{workspace}"))
+    } else {
+        Err(ClientError::Api {
+            status: 400,
+            code: aibox_types::ErrorCode::InvalidArgument,
+            message: format!("{workspace:?} is not a workspace name"),
         })
     }
 }
@@ -352,6 +366,44 @@ impl AsyncClient {
         req: &aibox_types::api::CloneRequest,
     ) -> Result<VolumeView, ClientError> {
         let path = format!("{}/clone", volume_path(volume)?);
+        self.typed(Method::POST, &path, json_of(req), &[]).await
+    }
+
+    pub async fn create_workspace(
+        &self,
+        req: &WorkspaceRequest,
+    ) -> Result<WorkspaceView, ClientError> {
+        self.typed(Method::POST, "/v1/workspaces", json_of(req), &[])
+            .await
+    }
+
+    pub async fn workspaces(&self) -> Result<WorkspaceList, ClientError> {
+        self.typed(Method::GET, "/v1/workspaces", Body::Empty, &[])
+            .await
+    }
+
+    pub async fn workspace(&self, workspace: &str) -> Result<WorkspaceView, ClientError> {
+        self.typed(Method::GET, &workspace_path(workspace)?, Body::Empty, &[])
+            .await
+    }
+
+    pub async fn delete_workspace(&self, workspace: &str) -> Result<(), ClientError> {
+        self.call(
+            Method::DELETE,
+            &workspace_path(workspace)?,
+            Body::Empty,
+            &[],
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn snapshot_workspace(
+        &self,
+        workspace: &str,
+        req: &WorkspaceSnapshotRequest,
+    ) -> Result<WorkspaceView, ClientError> {
+        let path = format!("{}/snapshots", workspace_path(workspace)?);
         self.typed(Method::POST, &path, json_of(req), &[]).await
     }
 }

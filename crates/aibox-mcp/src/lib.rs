@@ -16,7 +16,7 @@ mod tools;
 use aibox_types::api::{
     CreateRequest, ErrorDetail, ExecRequest, ExecResult, FileList, FileStat, MkdirRequest,
     PortsPatch, PortsView, SandboxView, SnapshotRequest, SnapshotView, VolumeList, VolumeRequest,
-    VolumeView, Written,
+    VolumeView, WorkspaceList, Written,
 };
 use async_trait::async_trait;
 use std::sync::{Arc, Mutex};
@@ -108,6 +108,8 @@ pub trait Api: Send + Sync + 'static {
     ) -> Result<PortsView, Failure>;
     /// The caller's volumes.
     async fn volumes(&self, caller: &Caller) -> Result<VolumeList, Failure>;
+    /// The caller's workspaces.
+    async fn workspaces(&self, caller: &Caller) -> Result<WorkspaceList, Failure>;
     async fn create_volume(
         &self,
         caller: &Caller,
@@ -268,6 +270,9 @@ impl Api for HttpApi {
     }
     async fn volumes(&self, _caller: &Caller) -> Result<VolumeList, Failure> {
         self.client.volumes(None).await.map_err(failed)
+    }
+    async fn workspaces(&self, _caller: &Caller) -> Result<WorkspaceList, Failure> {
+        self.client.workspaces().await.map_err(failed)
     }
     async fn create_volume(
         &self,

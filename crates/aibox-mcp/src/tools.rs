@@ -150,6 +150,9 @@ pub struct CreateArgs {
     /// user first) or `NAME:/path:ro`. A volume's files outlive the sandbox.
     #[serde(default)]
     pub volumes: Vec<String>,
+    /// Make the sandbox in this workspace of the API key's (`list_workspaces`): its files at
+    /// /workspace, its environment, and an entry in its history.
+    pub workspace: Option<String>,
     /// Start from this snapshot (its files and settings; the fields above override them).
     pub snapshot: Option<String>,
     /// Published ports answer without the port token. Asks the user first.
@@ -208,6 +211,7 @@ impl CreateArgs {
             backend: self.backend,
             mounts,
             volumes,
+            workspace: self.workspace.clone(),
             snapshot: self.snapshot.clone(),
             network,
             public: self.public,
@@ -481,6 +485,9 @@ impl AiboxMcp {
             if let Some(sid) = &req.snapshot {
                 wider.extend(self.inherited(&caller, sid, &req).await?);
             }
+            if let Some(w) = &req.workspace {
+                wider.push(format!("make the sandbox in workspace {w} (it can change or delete the workspace's files)"));
+            }
             let writable: Vec<String> = req.volumes.iter().filter(|v| !v.read_only).map(|v| v.to_string()).collect();
             if !writable.is_empty() {
                 wider.push(format!("mount volumes read-write (the sandbox can change or delete their files) {}", writable.join(", ")));
@@ -553,6 +560,41 @@ impl AiboxMcp {
                         .join("\n")
                 };
                 Ok(result(text, json!({"volumes": list.volumes})))
+            }
+            .await,
+        )
+    }
+
+    #[tool(
+        description = "List this API key's workspaces: persistent identities whose files (at /workspace), environment and history every sandbox created in them shares (create_sandbox's `workspace`). Shows each one's sandboxes now and its history."
+    )]
+    async fn list_workspaces(&self, ctx: RequestContext<RoleServer>) -> Outcome {
+        let caller = caller_of(&ctx);
+        done(
+            async {
+                let list = self.api().workspaces(&caller).await?;
+                let text = if list.workspaces.is_empty() {
+                    "no workspaces (aibox workspace create NAME makes one)".to_string()
+                } else {
+                    list.workspaces
+                        .iter()
+                        .map(|w| {
+                            format!(
+                                "{}: {} bytes of files, sandboxes now: {}, {} events",
+                                w.name,
+                                w.files.used_bytes,
+                                if w.sandboxes.is_empty() {
+                                    "none".to_string()
+                                } else {
+                                    w.sandboxes.join(", ")
+                                },
+                                w.history.len()
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                };
+                Ok(result(text, json!({"workspaces": list.workspaces})))
             }
             .await,
         )

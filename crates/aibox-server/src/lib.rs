@@ -495,6 +495,7 @@ impl AppState {
 
     /// Destroy a sandbox and forget it.
     pub async fn destroy(&self, id: &str) -> ApiResult<()> {
+        let row = self.store().get(id).ok().flatten();
         self.stop_egress(id).await;
         self.port_pool().forget(id);
         let engine = self.engine();
@@ -504,7 +505,11 @@ impl AppState {
             .map_err(|e| ApiError::internal("destroy task", e))??;
         self.store()
             .remove(id)
-            .map_err(|e| ApiError::internal("remove", e))
+            .map_err(|e| ApiError::internal("remove", e))?;
+        if let Some(row) = row {
+            control::workspaces::sandbox_ended(self, &row);
+        }
+        Ok(())
     }
 
     /// Reconcile the database with what runs: keep live sandboxes, forget
@@ -908,6 +913,18 @@ fn rest(state: AppState) -> Router {
             axum::routing::delete(volumes::delete_snapshot),
         )
         .route("/v1/volumes/{volume}/clone", post(volumes::clone))
+        .route(
+            "/v1/workspaces",
+            post(volumes::workspaces::create).get(volumes::workspaces::list),
+        )
+        .route(
+            "/v1/workspaces/{workspace}",
+            get(volumes::workspaces::get).delete(volumes::workspaces::delete),
+        )
+        .route(
+            "/v1/workspaces/{workspace}/snapshots",
+            post(volumes::workspaces::snapshot),
+        )
         .route("/v1/snapshots", get(snapshots::list))
         .route(
             "/v1/snapshots/{id}",

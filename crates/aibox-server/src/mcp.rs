@@ -15,7 +15,7 @@ use aibox_mcp::{Api, Caller, Failure};
 use aibox_types::api::{
     CreateRequest, ErrorDetail, ExecRequest, ExecResult, FileList, FileStat, ListQuery,
     MkdirRequest, PortsPatch, PortsView, SandboxView, SnapshotRequest, SnapshotView, VolumeList,
-    VolumeQuery, VolumeRequest, VolumeView, Written,
+    VolumeQuery, VolumeRequest, VolumeView, WorkspaceList, Written,
 };
 use aibox_types::ErrorCode;
 use axum::extract::{FromRequestParts, Request, State};
@@ -185,6 +185,10 @@ impl Api for ControlApi {
 
     async fn snapshot_info(&self, caller: &Caller, id: &str) -> Result<SnapshotView, Failure> {
         out(control::snapshots::get(&self.state, Self::who(caller)?, id))
+    }
+
+    async fn workspaces(&self, caller: &Caller) -> Result<WorkspaceList, Failure> {
+        out(control::workspaces::list(&self.state, Self::who(caller)?).await)
     }
 
     async fn volumes(&self, caller: &Caller) -> Result<VolumeList, Failure> {

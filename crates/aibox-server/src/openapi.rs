@@ -101,6 +101,8 @@ fn build() -> Value {
         "schema": {"type": "string", "pattern": "^[0-9a-f]{1,64}$"}, "description": "snapshot id"});
     let volume = json!({"name": "volume", "in": "path", "required": true,
         "schema": {"type": "string", "minLength": 1}, "description": "the volume's name or id"});
+    let workspace = json!({"name": "workspace", "in": "path", "required": true,
+        "schema": {"type": "string", "minLength": 1}, "description": "the workspace's name or id"});
     let optional_body = |schema: Value| json!({"required": false, "content": {"application/json": {"schema": schema}}});
     let sb_ok = ok("the sandbox", sandbox.clone());
     let paths = json!({
@@ -201,6 +203,22 @@ fn build() -> Value {
         "/v1/volumes/{volume}/clone": {"post": op("A new volume with this one's files (now, or as one of its snapshots holds them)", json!([volume]),
             Some(json_body(reference("CloneVolume"))),
             errors(json!({"201": ok("the new volume", reference("Volume"))}), &["403", "404", "409"]))},
+        "/v1/workspaces": {
+            "post": op("Create a workspace: files (a volume mounted at /workspace), an environment and a history shared by the sandboxes made in it", json!([]),
+                Some(json_body(reference("CreateWorkspace"))),
+                errors(json!({"201": ok("the workspace", reference("Workspace"))}), &["403", "409", "503"])),
+            "get": op("List workspaces (an admin: every key's)", json!([]), None,
+                errors(json!({"200": ok("workspaces, by name", reference("WorkspaceList"))}), &[]))
+        },
+        "/v1/workspaces/{workspace}": {
+            "get": op("Get a workspace (by name or id): its files, sandboxes now, history", json!([workspace.clone()]), None,
+                errors(json!({"200": ok("the workspace", reference("Workspace"))}), &["404"])),
+            "delete": op("Remove a workspace, its files and history (409 while a sandbox is in it)", json!([workspace.clone()]), None,
+                errors(json!({"204": empty("removed")}), &["404", "409"]))
+        },
+        "/v1/workspaces/{workspace}/snapshots": {"post": op("Keep a workspace's files as they are now, by name", json!([workspace]),
+            Some(json_body(reference("CreateWorkspaceSnapshot"))),
+            errors(json!({"201": ok("the workspace", reference("Workspace"))}), &["403", "404", "409"]))},
         "/v1/snapshots": {"get": op("List snapshots", json!([
                 query("sandbox", false, json!({"type": "string"})),
                 query("name", false, json!({"type": "string"}))]),

@@ -104,6 +104,35 @@ fn volume_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<VolumeRow> {
     })
 }
 
+/// A workspace as the server keeps it: who owns it, its name (unique per
+/// owner), the volume that holds its files, its environment and labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceRow {
+    pub id: String,
+    pub owner: String,
+    pub name: String,
+    pub volume: String,
+    pub env: std::collections::BTreeMap<String, String>,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub created_ms: u64,
+}
+
+fn workspace_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<WorkspaceRow> {
+    let env: String = r.get(4)?;
+    let labels: String = r.get(5)?;
+    Ok(WorkspaceRow {
+        id: r.get(0)?,
+        owner: r.get(1)?,
+        name: r.get(2)?,
+        volume: r.get(3)?,
+        env: serde_json::from_str(&env).unwrap_or_default(),
+        labels: serde_json::from_str(&labels).unwrap_or_default(),
+        created_ms: r.get::<_, i64>(6)? as u64,
+    })
+}
+
+const WORKSPACE_COLUMNS: &str = "id, owner, name, volume, env, labels, created_ms";
+
 pub fn sha256_hex(data: &[u8]) -> String {
     let d = Sha256::digest(data);
     d.iter().map(|b| format!("{b:02x}")).collect()
@@ -154,6 +183,26 @@ CREATE TABLE IF NOT EXISTS volumes (
     created_ms BIGINT NOT NULL,
     UNIQUE (owner, name)
 );
+CREATE TABLE IF NOT EXISTS workspaces (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    name TEXT NOT NULL,
+    volume TEXT NOT NULL,
+    env TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    UNIQUE (owner, name)
+);
+CREATE TABLE IF NOT EXISTS workspace_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    workspace TEXT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    event TEXT NOT NULL,
+    sandbox TEXT,
+    snapshot TEXT,
+    from_snapshot TEXT
+);
+CREATE INDEX IF NOT EXISTS workspace_events_by_workspace ON workspace_events (workspace, seq);
 CREATE TABLE IF NOT EXISTS audit (
     seq BIGINT PRIMARY KEY,
     at_ms BIGINT NOT NULL,
@@ -619,6 +668,117 @@ impl Store {
         self.db()
             .execute("DELETE FROM volumes WHERE id = ?1", params![id])?;
         Ok(())
+    }
+
+    // ---- workspaces
+
+    /// Record a workspace; `Ok(false)` when its owner has one of that name.
+    pub fn insert_workspace(&self, w: &WorkspaceRow) -> Result<bool, StoreError> {
+        let n = self.db().execute(
+            "INSERT OR IGNORE INTO workspaces (id, owner, name, volume, env, labels, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                w.id,
+                w.owner,
+                w.name,
+                w.volume,
+                serde_json::to_string(&w.env).unwrap_or_default(),
+                serde_json::to_string(&w.labels).unwrap_or_default(),
+                w.created_ms as i64
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub fn get_workspace(&self, id: &str) -> Result<Option<WorkspaceRow>, StoreError> {
+        Ok(self
+            .db()
+            .query_row(
+                &format!("SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE id = ?1"),
+                params![id],
+                workspace_of,
+            )
+            .optional()?)
+    }
+
+    pub fn workspace_by_name(
+        &self,
+        owner: &str,
+        name: &str,
+    ) -> Result<Option<WorkspaceRow>, StoreError> {
+        Ok(self
+            .db()
+            .query_row(
+                &format!(
+                    "SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE owner = ?1 AND name = ?2"
+                ),
+                params![owner, name],
+                workspace_of,
+            )
+            .optional()?)
+    }
+
+    /// Every workspace (owner `None`) or one owner's, by name.
+    pub fn workspaces(&self, owner: Option<&str>) -> Result<Vec<WorkspaceRow>, StoreError> {
+        let db = self.db();
+        let mut st = db.prepare(&format!(
+            "SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE (?1 IS NULL OR owner = ?1) ORDER BY name, id"
+        ))?;
+        let v = st
+            .query_map(params![owner], workspace_of)?
+            .collect::<Result<_, _>>()?;
+        Ok(v)
+    }
+
+    /// Forget a workspace and its history.
+    pub fn remove_workspace(&self, id: &str) -> Result<(), StoreError> {
+        let db = self.db();
+        db.execute(
+            "DELETE FROM workspace_events WHERE workspace = ?1",
+            params![id],
+        )?;
+        db.execute("DELETE FROM workspaces WHERE id = ?1", params![id])?;
+        Ok(())
+    }
+
+    pub fn add_workspace_event(
+        &self,
+        workspace: &str,
+        e: &aibox_types::api::WorkspaceEvent,
+    ) -> Result<(), StoreError> {
+        let kind = serde_json::to_value(e.event)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        self.db().execute(
+            "INSERT INTO workspace_events (workspace, at_ms, event, sandbox, snapshot, from_snapshot) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![workspace, e.at_ms as i64, kind, e.sandbox, e.snapshot, e.from_snapshot],
+        )?;
+        Ok(())
+    }
+
+    /// A workspace's history, oldest first.
+    pub fn workspace_events(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<aibox_types::api::WorkspaceEvent>, StoreError> {
+        let db = self.db();
+        let mut st = db.prepare(
+            "SELECT at_ms, event, sandbox, snapshot, from_snapshot FROM workspace_events WHERE workspace = ?1 ORDER BY seq",
+        )?;
+        let v = st
+            .query_map(params![workspace], |r| {
+                let kind: String = r.get(1)?;
+                Ok(aibox_types::api::WorkspaceEvent {
+                    at_ms: r.get::<_, i64>(0)? as u64,
+                    event: serde_json::from_value(serde_json::Value::String(kind))
+                        .unwrap_or(aibox_types::api::WorkspaceEventKind::Created),
+                    sandbox: r.get(2)?,
+                    snapshot: r.get(3)?,
+                    from_snapshot: r.get(4)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(v)
     }
 
     // ---- audit

@@ -385,7 +385,7 @@ async function sandboxesPage(root, _m, query) {
 }
 
 /** The create form's controls, each tagged with the create request's field it fills (`data-field`): the dashboard's test reads the fields from the served OpenAPI document and finds a control for each. */
-async function createPage(root) {
+async function createPage(root, _m, query) {
   const { templates } = await api('GET', '/v1/templates');
   const limits = session.settings;
   const tag = (field, el) => { el.dataset.field = field; return el; };
@@ -409,6 +409,7 @@ async function createPage(root) {
   const backend = tag('backend', h('select', { name: 'backend' }, [['', "the server's default"], ['namespaces', 'namespaces'], ['microvm', 'microvm']].map(([v, t]) => h('option', { value: v }, t))));
   const mounts = tag('mounts', h('textarea', { name: 'mounts', rows: 2, placeholder: '/srv/data:/data:ro' }));
   const volumes = tag('volumes', h('textarea', { name: 'volumes', rows: 2, placeholder: 'pip-cache:/home/user/.cache/pip' }));
+  const workspace = tag('workspace', h('input', { name: 'workspace', placeholder: 'a workspace (its files at /workspace)', value: query.get('workspace') || '' }));
   const snapshot = tag('snapshot', h('input', { name: 'snapshot', placeholder: 'a snapshot id (its files and settings)' }));
   const error = h('p', { class: 'error full', role: 'alert' });
   const rulesRow = field('Allowed destinations', rules, 'one rule per line: a domain (*.x.org), host:port, a CIDR, or deny RULE');
@@ -434,7 +435,7 @@ async function createPage(root) {
     if ((p.length !== 2 && p.length !== 3) || (p.length === 3 && p[2] !== 'ro' && p[2] !== 'rw')) throw new Error(`volumes: ${l} is not NAME:/PATH[:ro|rw]`);
     return p[2] === 'ro' ? { name: p[0], path: p[1], read_only: true } : { name: p[0], path: p[1] };
   };
-  const advanced = h('details', { class: 'full' }, h('summary', {}, 'More settings'),
+  const advanced = h('details', { class: 'full', open: !!query.get('workspace') }, h('summary', {}, 'More settings'),
     h('div', { class: 'grid' },
       field('Processes', pids, 'the most processes and threads at once'),
       field('Working directory', workdir), field('User', user), field('Hostname', hostname),
@@ -442,6 +443,7 @@ async function createPage(root) {
       field('Backend', backend),
       field('Host mounts', mounts, 'HOST:GUEST[:ro|rw] per line, under the paths the operator allowed'),
       field('Volumes', volumes, 'NAME:/PATH[:ro|rw] per line: your volumes (the Volumes page)'),
+      field('Workspace', workspace, 'its files at /workspace, its environment and history (the Workspaces page)'),
       field('From snapshot', snapshot)));
   const form = h('form', { class: 'panel grid', 'aria-label': 'New sandbox' },
     field('Template', template), field('Memory', memory), field('CPUs', cpus), field('Disk', disk),
@@ -459,7 +461,7 @@ async function createPage(root) {
     button.disabled = true;
     try {
       const body = { template: template.value, labels: pairs(labels.value, 'labels'), env: pairs(env.value, 'environment'), public: pub.checked };
-      const text = [['memory', memory], ['disk', disk], ['workdir', workdir], ['user', user], ['hostname', hostname], ['snapshot', snapshot]];
+      const text = [['memory', memory], ['disk', disk], ['workdir', workdir], ['user', user], ['hostname', hostname], ['snapshot', snapshot], ['workspace', workspace]];
       for (const [k, el] of text) if (el.value.trim()) body[k] = el.value.trim();
       for (const [k, el] of [['require_isolation', level], ['backend', backend]]) if (el.value) body[k] = el.value;
       if (cpus.value) body.cpus = Number(cpus.value);
@@ -855,6 +857,57 @@ function snapshotTable(snapshots, reload) {
   }), 'Snapshots');
 }
 
+// ---- workspaces
+
+async function workspacesPage(root) {
+  const list = h('div');
+  const load = async () => {
+    const { workspaces } = await api('GET', '/v1/workspaces');
+    list.replaceChildren(...(workspaces.length ? workspaces.map((w) => {
+      const snapName = h('input', { size: 10, placeholder: 'name', 'aria-label': `Snapshot name for workspace ${w.name}` });
+      return h('section', { class: 'panel', 'aria-label': `Workspace ${w.name}` },
+        h('h2', {}, w.name),
+        h('p', { class: 'muted' }, `Files: ${bytes(w.files.used_bytes)} of ${bytes(w.files.quota.bytes)}${w.files.quota.enforced ? '' : ' (quota not enforced)'}; `,
+          `environment: ${Object.keys(w.env).length ? Object.entries(w.env).map(([k, v]) => `${k}=${v}`).join(' ') : 'none'}; made ${ago(w.created_at_ms)}.`),
+        h('p', {}, 'Sandboxes now: ', w.sandboxes.length ? w.sandboxes.map((id) => h('a', { href: `#/sandboxes/${id}`, class: 'mono' }, id, ' ')) : '—'),
+        h('div', { class: 'actions' },
+          h('a', { class: 'button primary', href: `#/sandboxes/new?workspace=${enc(w.name)}` }, 'New sandbox in it'),
+          snapName, h('button', { 'aria-label': `Snapshot files of ${w.name}`, onclick: (e) => act(e.target, async () => {
+            await api('POST', `/v1/workspaces/${w.id}/snapshots`, { name: snapName.value.trim() });
+            notify(`Snapshot ${snapName.value.trim()} of ${w.name} taken`);
+            await load();
+          }) }, 'Snapshot files'),
+          h('button', { class: 'danger', 'aria-label': `Delete workspace ${w.name}`, disabled: w.sandboxes.length > 0, onclick: (e) => act(e.target, async () => {
+            if (!confirm(`Delete workspace ${w.name}, its files and its history?`)) return;
+            await api('DELETE', `/v1/workspaces/${w.id}`);
+            await load();
+          }) }, 'Delete')),
+        table(['When', 'What', 'Sandbox', 'Snapshot', 'From snapshot'], w.history.slice().reverse().map((e) => h('tr', {},
+          h('td', {}, ago(e.at_ms)), h('td', {}, e.event.replace('_', ' ')),
+          h('td', { class: 'mono' }, e.sandbox || '—'), h('td', { class: 'mono' }, e.snapshot || '—'), h('td', { class: 'mono' }, e.from_snapshot || '—'))),
+          `History of ${w.name}`));
+    }) : [h('p', { class: 'muted' }, 'No workspaces yet.')]));
+  };
+  const name = h('input', { id: 'ws-name', name: 'name', required: true, placeholder: 'my-project', size: 16 });
+  const size = h('input', { id: 'ws-size', name: 'size', placeholder: '1g', size: 8 });
+  const form = h('form', { class: 'actions panel', 'aria-label': 'New workspace' },
+    h('label', { for: 'ws-name' }, 'Workspace name'), name, h('label', { for: 'ws-size' }, 'Files quota'), size,
+    h('button', { class: 'primary', type: 'submit' }, 'Create workspace'));
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    act(form.querySelector('button'), async () => {
+      const body = { name: name.value.trim() };
+      if (size.value.trim()) body.size = size.value.trim();
+      const w = await api('POST', '/v1/workspaces', body);
+      notify(`Created workspace ${w.name}`);
+      name.value = '';
+      await load();
+    });
+  });
+  root.append(heading('Workspaces'), h('p', { class: 'muted' }, 'A workspace keeps its files, environment and history across the sandboxes made in it.'), form, list);
+  await load();
+}
+
 // ---- volumes
 
 async function volumesPage(root) {
@@ -1159,6 +1212,7 @@ const routes = [
   [/^\/sandboxes\/new$/, createPage],
   [/^\/sandboxes\/([A-Za-z0-9_.-]+)(?:\/([a-z]+))?$/, sandboxPage],
   [/^\/volumes$/, volumesPage],
+  [/^\/workspaces$/, workspacesPage],
   [/^\/templates$/, templatesPage],
   [/^\/audit$/, auditPage],
   [/^\/keys$/, keysPage],
@@ -1185,15 +1239,19 @@ async function route() {
   }
   if (mine !== generation) return;
   chrome(path);
-  main.replaceChildren();
+  // Each page draws into a view of its own: what a page still loading
+  // appends after the route has changed lands in its detached view, never
+  // under the next page.
+  const view = h('div');
+  main.replaceChildren(view);
   for (const [re, page] of routes) {
     const m = path.match(re);
     if (!m) continue;
     try {
-      await page(main, m.slice(1), query);
+      await page(view, m.slice(1), query);
     } catch (e) {
       if (mine === generation && !(e instanceof ApiError && e.status === 401)) {
-        main.append(h('p', { class: 'error', role: 'alert' }, e.message));
+        view.append(h('p', { class: 'error', role: 'alert' }, e.message));
       }
     }
     if (mine === generation) {
@@ -1206,7 +1264,7 @@ async function route() {
     }
     return;
   }
-  main.append(heading('Not found'), h('p', {}, h('a', { href: '#/' }, 'Back to the overview')));
+  view.append(heading('Not found'), h('p', {}, h('a', { href: '#/' }, 'Back to the overview')));
 }
 
 window.addEventListener('hashchange', route);

@@ -347,6 +347,11 @@ pub struct SandboxSpec {
     /// Volumes mounted into the sandbox (they outlive it).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<VolumeMount>,
+    /// The workspace (its id) the sandbox was made in: its files are one
+    /// of `volumes`, at `/workspace`. Set by the server, never from a
+    /// request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
     pub workdir: String,
     pub user: User,
     pub require_isolation: Option<IsolationLevel>,
@@ -385,6 +390,7 @@ impl Default for SandboxSpec {
             env: Vec::new(),
             mounts: Vec::new(),
             volumes: Vec::new(),
+            workspace: None,
             workdir: DEFAULT_WORKDIR.into(),
             user: User::User,
             require_isolation: None,

@@ -12,10 +12,10 @@ from ._core import (
     UnavailableError,
 )
 from .async_sandbox import AsyncCommandHandle, AsyncSandbox, AsyncVolume
-from .sandbox import CommandHandle, Sandbox, Snapshot, Templates, Volume
+from .sandbox import CommandHandle, Sandbox, Snapshot, Templates, Volume, Workspace
 
 __all__ = [
-    "Sandbox", "AsyncSandbox", "Snapshot", "Templates", "Volume", "AsyncVolume", "CommandHandle", "AsyncCommandHandle",
+    "Sandbox", "AsyncSandbox", "Snapshot", "Templates", "Volume", "AsyncVolume", "Workspace", "CommandHandle", "AsyncCommandHandle",
     "CommandResult", "EntryInfo", "AiboxError", "AuthenticationError", "BuildFailedError",
     "CapacityError", "CommandExitError", "ConflictError", "ConnectionError", "InvalidArgumentError",
     "IsolationUnavailableError", "NotFoundError", "PayloadTooLargeError", "PermissionDeniedError",

@@ -258,7 +258,8 @@ CREATE_FIELDS: Dict[str, str] = {
     "env": "env", "workdir": "workdir", "user": "user", "timeout": "ttl_seconds",
     "idle_timeout": "idle_timeout_seconds", "hostname": "hostname", "labels": "labels",
     "require_isolation": "require_isolation", "backend": "backend", "mounts": "mounts",
-    "volumes": "volumes", "snapshot": "snapshot", "network": "network", "public": "public",
+    "volumes": "volumes", "workspace": "workspace", "snapshot": "snapshot", "network": "network",
+    "public": "public",
 }
 
 Mount = Union[str, Mapping[str, Any]]
@@ -298,6 +299,20 @@ def new_volume_body(name: str, size: Union[None, int, str] = None, uid: Optional
         body["size"] = size
     if uid is not None:
         body["uid"] = uid
+    if labels:
+        body["labels"] = dict(labels)
+    return body
+
+
+def new_workspace_body(name: str, size: Union[None, int, str] = None,
+                       env: Optional[Mapping[str, str]] = None,
+                       labels: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
+    """The request of ``Workspace.create``."""
+    body: Dict[str, Any] = {"name": name}
+    if size is not None:
+        body["size"] = size
+    if env:
+        body["env"] = dict(env)
     if labels:
         body["labels"] = dict(labels)
     return body

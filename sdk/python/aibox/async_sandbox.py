@@ -229,7 +229,8 @@ class AsyncSandbox:
                idle_timeout: Optional[int] = None, hostname: Optional[str] = None,
                labels: Optional[Mapping[str, str]] = None, require_isolation: Optional[str] = None,
                backend: Optional[str] = None, mounts: Optional[List[Mount]] = None,
-               volumes: Optional[List[VolumeMount]] = None, snapshot: Optional[str] = None,
+               volumes: Optional[List[VolumeMount]] = None, workspace: Optional[str] = None,
+               snapshot: Optional[str] = None,
                network: Network = None, public: bool = False,
                url: Optional[str] = None, key: Optional[str] = None, request_timeout: float = 300.0) -> "AsyncSandbox":
         """Create a sandbox. `timeout` is its lifetime in seconds (TTL);
@@ -237,14 +238,15 @@ class AsyncSandbox:
         "enforcement"}`); `backend` "namespaces" or "microvm" (default: the
         server's); `mounts` "HOST:GUEST[:ro]" strings (under the server's
         allowed_mounts); `volumes` "NAME:/PATH[:ro]" strings naming this
-        key's volumes (`Volume.create`); `snapshot` a snapshot to start from."""
+        key's volumes (`Volume.create`); `workspace` a workspace of this key's
+        to make it in (`Workspace.create`); `snapshot` a snapshot to start from."""
         http = _AsyncHttp(resolve(url, key), request_timeout)
         try:
             v = await http.json("POST", "/v1/sandboxes", json_body=create_body(
                 template=template, memory=memory, cpus=cpus, pids=pids, disk=disk, env=env, workdir=workdir,
                 user=user, timeout=timeout, idle_timeout=idle_timeout, hostname=hostname, labels=labels,
                 require_isolation=require_isolation, backend=backend, mounts=mounts, volumes=volumes,
-                snapshot=snapshot, network=network, public=public))
+                workspace=workspace, snapshot=snapshot, network=network, public=public))
         except BaseException:
             await http.aclose()
             raise

@@ -12,6 +12,7 @@ from ._core import (
     CommandResult, ConnectionError, EntryInfo, Endpoint, InvalidArgumentError, Mount, Network,
     VolumeMount,
     clone_body, create_body, error_from, exec_body, q, resolve, split_ws_message, new_volume_body,
+    new_workspace_body,
 )
 
 OutputCallback = Callable[[str], None]
@@ -288,7 +289,8 @@ class Sandbox:
                idle_timeout: Optional[int] = None, hostname: Optional[str] = None,
                labels: Optional[Mapping[str, str]] = None, require_isolation: Optional[str] = None,
                backend: Optional[str] = None, mounts: Optional[List[Mount]] = None,
-               volumes: Optional[List[VolumeMount]] = None, snapshot: Optional[str] = None,
+               volumes: Optional[List[VolumeMount]] = None, workspace: Optional[str] = None,
+               snapshot: Optional[str] = None,
                network: Network = None, public: bool = False,
                url: Optional[str] = None, key: Optional[str] = None, request_timeout: float = 300.0) -> "Sandbox":
         """Create a sandbox. `timeout` is its lifetime in seconds (TTL);
@@ -296,14 +298,15 @@ class Sandbox:
         "enforcement"}`); `backend` "namespaces" or "microvm" (default: the
         server's); `mounts` "HOST:GUEST[:ro]" strings (under the server's
         allowed_mounts); `volumes` "NAME:/PATH[:ro]" strings naming this
-        key's volumes (`Volume.create`); `snapshot` a snapshot to start from."""
+        key's volumes (`Volume.create`); `workspace` a workspace of this key's
+        to make it in (`Workspace.create`); `snapshot` a snapshot to start from."""
         http = _Http(resolve(url, key), request_timeout)
         try:
             v = http.json("POST", "/v1/sandboxes", json_body=create_body(
                 template=template, memory=memory, cpus=cpus, pids=pids, disk=disk, env=env, workdir=workdir,
                 user=user, timeout=timeout, idle_timeout=idle_timeout, hostname=hostname, labels=labels,
                 require_isolation=require_isolation, backend=backend, mounts=mounts, volumes=volumes,
-                snapshot=snapshot, network=network, public=public))
+                workspace=workspace, snapshot=snapshot, network=network, public=public))
         except BaseException:
             http.close()
             raise
@@ -471,6 +474,54 @@ class Volume:
 
     def __repr__(self) -> str:
         return f"Volume(name={self.name!r})"
+
+
+class Workspace:
+    """A persistent identity for the sandboxes made in it: its files (a volume
+    at /workspace), its environment and its history. Make a sandbox in it
+    with ``Sandbox.create(workspace="NAME")``. ``info`` is the API's view
+    (``files``, ``sandboxes``, ``history``)."""
+
+    def __init__(self, info: Dict[str, Any], http: _Http):
+        self.info = info
+        self.name: str = info["name"]
+        self._http = http
+
+    def _path(self) -> str:
+        return f"/v1/workspaces/{self.info['id']}"
+
+    @staticmethod
+    def create(name: str, *, size: Union[None, int, str] = None, env: Optional[Mapping[str, str]] = None,
+               labels: Optional[Mapping[str, str]] = None,
+               url: Optional[str] = None, key: Optional[str] = None) -> "Workspace":
+        http = _Http(resolve(url, key))
+        return Workspace(http.json("POST", "/v1/workspaces", json_body=new_workspace_body(name, size, env, labels)), http)
+
+    @staticmethod
+    def get(name: str, *, url: Optional[str] = None, key: Optional[str] = None) -> "Workspace":
+        http = _Http(resolve(url, key))
+        return Workspace(http.json("GET", f"/v1/workspaces/{q(name)}"), http)
+
+    @staticmethod
+    def list(*, url: Optional[str] = None, key: Optional[str] = None) -> List["Workspace"]:
+        http = _Http(resolve(url, key))
+        return [Workspace(w, http) for w in http.json("GET", "/v1/workspaces")["workspaces"]]
+
+    def refresh(self) -> Dict[str, Any]:
+        self.info = self._http.json("GET", self._path())
+        return self.info
+
+    def delete(self) -> None:
+        """Remove it with its files and history (refused while a sandbox is in it)."""
+        self._http.request("DELETE", self._path())
+
+    def snapshot(self, name: str) -> Dict[str, Any]:
+        """Keep its files as they are now, by name."""
+        self.info = self._http.json("POST", self._path() + "/snapshots", json_body={"name": name})
+        return self.info
+
+    def __repr__(self) -> str:
+        return f"Workspace(name={self.name!r})"
 
 
 class Templates:

@@ -59,6 +59,11 @@ COVERAGE = {
     "POST /v1/volumes/{volume}/snapshots": "Volume.snapshot",
     "DELETE /v1/volumes/{volume}/snapshots/{snapshot}": "Volume.delete_snapshot",
     "POST /v1/volumes/{volume}/clone": "Volume.clone",
+    "GET /v1/workspaces": "Workspace.list",
+    "POST /v1/workspaces": "Workspace.create",
+    "GET /v1/workspaces/{workspace}": "Workspace.get",
+    "DELETE /v1/workspaces/{workspace}": "Workspace.delete",
+    "POST /v1/workspaces/{workspace}/snapshots": "Workspace.snapshot",
 }
 
 
@@ -109,7 +114,8 @@ def test_create_body_sends_each_field_under_its_name():
     sample = {"template": "host", "memory": "1g", "cpus": 1.5, "pids": 9, "disk": "2g", "env": {"A": "1"},
               "workdir": "/w", "user": "root", "timeout": 60, "idle_timeout": 30, "hostname": "h",
               "labels": {"k": "v"}, "require_isolation": "basic", "backend": "namespaces",
-              "mounts": ["/a:/b:ro"], "volumes": ["cache:/c:ro"], "snapshot": "abc", "network": ["pypi.org"],
+              "mounts": ["/a:/b:ro"], "volumes": ["cache:/c:ro"], "workspace": "w", "snapshot": "abc",
+              "network": ["pypi.org"],
               "public": True}
     assert set(sample) == set(CREATE_FIELDS)
     body = create_body(**sample)
@@ -129,6 +135,7 @@ def test_every_create_field_reaches_the_server(server):
               "env": {"PARITY": "yes"}, "workdir": "/tmp", "user": "root", "timeout": 4321, "idle_timeout": 777,
               "hostname": "parity", "labels": {"parity": "sdk"}, "require_isolation": "basic",
               "backend": "namespaces", "mounts": [f"{shared}:/parity:ro"], "volumes": ["parity-vol:/pvol"],
+              "workspace": "parity-ws",
               "network": {"mode": "allowlist", "rules": ["parity.example"], "enforcement": "proxy"},
               "public": True}
     if os.geteuid() != 0:
@@ -137,6 +144,7 @@ def test_every_create_field_reaches_the_server(server):
             sample.pop(k)
     assert set(sample) | {"snapshot", "memory", "cpus", "pids"} == set(CREATE_FIELDS)
     vol = aibox.Volume.create("parity-vol", size="16m")
+    ws = aibox.Workspace.create("parity-ws", size="16m")
     sb = aibox.Sandbox.create(**sample)
     try:
         v = sb.refresh()
@@ -154,11 +162,14 @@ def test_every_create_field_reaches_the_server(server):
         assert (spec["network"], spec["network_rules"], spec["network_enforcement"]) == (
             "allowlist", ["allow parity.example"], "proxy")
         assert v["public_ports"] is True
-        assert [(m["name"], m["path"]) for m in spec["volumes"]] == [("parity-vol", "/pvol")]
+        assert [(m["name"], m["path"]) for m in spec["volumes"]] == [
+            ("parity-vol", "/pvol"), ("workspace.parity-ws", "/workspace")]
         assert vol.refresh()["in_use_by"] == [sb.id]
+        assert ws.refresh()["sandboxes"] == [sb.id]
     finally:
         sb.kill()
         vol.delete()
+        ws.delete()
     base = aibox.Sandbox.create()
     try:
         snap = base.snapshot()

@@ -146,6 +146,28 @@ def test_volumes(server):
         Sandbox.create(volumes=["sdk-data:/data"])
 
 
+def test_workspaces(server):
+    """A sandbox made in a workspace gets its files and env; the next one
+    gets them back; the history shows both."""
+    ws = aibox.Workspace.create("sdk-ws", size="16m", env={"WS": "yes"})
+    try:
+        with Sandbox.create(workspace="sdk-ws") as a:
+            a.files.write("/workspace/kept.txt", "kept")
+            assert a.commands.run("echo $WS").stdout == "yes\n"
+        with Sandbox.create(workspace="sdk-ws") as b:
+            assert b.files.read("/workspace/kept.txt") == "kept"
+            assert ws.refresh()["sandboxes"] == [b.id]
+        ws.snapshot("v1")
+        events = [e["event"] for e in ws.refresh()["history"]]
+        assert events == ["created", "sandbox_created", "sandbox_ended", "sandbox_created",
+                          "sandbox_ended", "snapshot"], events
+        assert [w.name for w in aibox.Workspace.list()] == ["sdk-ws"]
+    finally:
+        ws.delete()
+    with pytest.raises(aibox.NotFoundError):
+        aibox.Workspace.get("sdk-ws")
+
+
 def test_get_url(server):
     with Sandbox.create() as sb:
         sb.commands.run("cd /workspace && echo served > index.html && (setsid python3 -m http.server 8123 >/dev/null 2>&1 &); sleep 1")

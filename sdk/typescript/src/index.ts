@@ -565,6 +565,8 @@ export interface CreateFields {
   mounts?: (string | { host: string; guest: string; read_only?: boolean })[];
   /** This key's volumes to mount (`Volume.create`): "NAME:/PATH[:ro|rw]" or `{ name, path, read_only }`. */
   volumes?: (string | { name: string; path: string; read_only?: boolean })[];
+  /** Make it in this workspace of the key's (`Workspace.create`): its files at /workspace, its env, its history. */
+  workspace?: string;
   /** Start from this snapshot (its files and settings; the fields above override them). */
   snapshot?: string;
   /** Egress rules to allow, or `{ mode, rules, enforcement }`. */
@@ -584,7 +586,8 @@ export const CREATE_FIELDS = {
   template: "template", memory: "memory", cpus: "cpus", pids: "pids", disk: "disk", env: "env",
   workdir: "workdir", user: "user", timeout: "ttl_seconds", idleTimeout: "idle_timeout_seconds",
   hostname: "hostname", labels: "labels", requireIsolation: "require_isolation", backend: "backend",
-  mounts: "mounts", volumes: "volumes", snapshot: "snapshot", network: "network", public: "public",
+  mounts: "mounts", volumes: "volumes", workspace: "workspace", snapshot: "snapshot", network: "network",
+  public: "public",
 } as const satisfies Record<keyof CreateFields, string>;
 
 /** Each run option and the exec request's field it fills (the schema `Exec`; `cmd` is the argument). */
@@ -706,6 +709,50 @@ export class Volume {
   /** A new volume with this one's files (now, or as `snapshot` holds them). */
   async clone(name: string, o: { snapshot?: string; labels?: Record<string, string> } = {}): Promise<Volume> {
     return new Volume(await this.http.json("POST", `${this.path}/clone`, { json: { name, ...o } }), this.http);
+  }
+}
+
+/**
+ * A persistent identity for the sandboxes made in it: its files (a volume at /workspace), its
+ * environment and its history. Make a sandbox in it with `Sandbox.create({ workspace: "NAME" })`.
+ * `info` is the API's view (`files`, `sandboxes`, `history`).
+ */
+export class Workspace {
+  readonly name: string;
+  constructor(public info: any, private readonly http: Http) {
+    this.name = info.name;
+  }
+  private get path(): string {
+    return `/v1/workspaces/${this.info.id}`;
+  }
+  static async create(
+    name: string,
+    o: ConnectionOptions & { size?: number | string; env?: Record<string, string>; labels?: Record<string, string> } = {},
+  ): Promise<Workspace> {
+    const http = new Http(o);
+    const v = await http.json("POST", "/v1/workspaces", { json: { name, size: o.size, env: o.env, labels: o.labels } });
+    return new Workspace(v, http);
+  }
+  static async get(name: string, o: ConnectionOptions = {}): Promise<Workspace> {
+    const http = new Http(o);
+    return new Workspace(await http.json("GET", `/v1/workspaces/${encodeURIComponent(name)}`), http);
+  }
+  static async list(o: ConnectionOptions = {}): Promise<Workspace[]> {
+    const http = new Http(o);
+    return (await http.json("GET", "/v1/workspaces")).workspaces.map((w: any) => new Workspace(w, http));
+  }
+  async refresh(): Promise<any> {
+    this.info = await this.http.json("GET", this.path);
+    return this.info;
+  }
+  /** Remove it with its files and history (refused while a sandbox is in it). */
+  async delete(): Promise<void> {
+    await this.http.request("DELETE", this.path);
+  }
+  /** Keep its files as they are now, by name. */
+  async snapshot(name: string): Promise<any> {
+    this.info = await this.http.json("POST", `${this.path}/snapshots`, { json: { name } });
+    return this.info;
   }
 }
 

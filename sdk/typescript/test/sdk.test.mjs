@@ -29,7 +29,7 @@ before(async () => {
     let buf = "";
     server.stderr.on("data", (c) => {
       buf += c;
-      const m = buf.match(/listening on (http:\/\/[0-9.:]+)/);
+      const m = buf.match(/listening on (http:\/\/[0-9.]+:[0-9]+)\r?\n/);
       if (m) resolve(m[1]);
     });
     server.on("exit", () => reject(new Error("the server exited: " + buf)));
@@ -199,6 +199,26 @@ test("volumes", async () => {
   await assert.rejects(Sandbox.create({ volumes: ["ts-data:/data"] }), aibox.NotFoundError);
 });
 
+test("workspaces", async () => {
+  const ws = await aibox.Workspace.create("ts-ws2", { size: "16m", env: { WS: "yes" } });
+  try {
+    const a = await Sandbox.create({ workspace: "ts-ws2" });
+    await a.files.write("/workspace/kept.txt", "kept");
+    assert.equal((await a.commands.run("echo $WS")).stdout, "yes\n");
+    await a.kill();
+    const b = await Sandbox.create({ workspace: "ts-ws2" });
+    assert.equal(await b.files.read("/workspace/kept.txt"), "kept");
+    await b.kill();
+    await ws.snapshot("v1");
+    assert.deepEqual((await ws.refresh()).history.map((e) => e.event),
+      ["created", "sandbox_created", "sandbox_ended", "sandbox_created", "sandbox_ended", "snapshot"]);
+    assert.deepEqual((await aibox.Workspace.list()).map((w) => w.name), ["ts-ws2"]);
+  } finally {
+    await ws.delete();
+  }
+  await assert.rejects(aibox.Workspace.get("ts-ws2"), aibox.NotFoundError);
+});
+
 test("errors", async () => {
   await assert.rejects(Sandbox.connect("ffffffffffff"), aibox.NotFoundError);
   await assert.rejects(Sandbox.create({ key: "wrong" }), aibox.AuthenticationError);
@@ -297,6 +317,11 @@ const COVERAGE = {
   "POST /v1/volumes/{volume}/snapshots": "Volume#snapshot",
   "DELETE /v1/volumes/{volume}/snapshots/{snapshot}": "Volume#deleteSnapshot",
   "POST /v1/volumes/{volume}/clone": "Volume#clone",
+  "GET /v1/workspaces": "Workspace.list",
+  "POST /v1/workspaces": "Workspace.create",
+  "GET /v1/workspaces/{workspace}": "Workspace.get",
+  "DELETE /v1/workspaces/{workspace}": "Workspace#delete",
+  "POST /v1/workspaces/{workspace}/snapshots": "Workspace#snapshot",
 };
 
 test("parity with the served OpenAPI spec", async () => {
@@ -388,7 +413,7 @@ test("every create option reaches the server", async () => {
   const o = {
     template: "host", disk: "300m", env: { PARITY: "yes" }, workdir: "/tmp", user: "root", timeout: 4321,
     idleTimeout: 777, hostname: "parity", labels: { parity: "ts" }, requireIsolation: "basic", backend: "namespaces",
-    mounts: [`${join(data, "shared")}:/parity:ro`], volumes: ["ts-parity:/pvol"],
+    mounts: [`${join(data, "shared")}:/parity:ro`], volumes: ["ts-parity:/pvol"], workspace: "ts-ws",
     network: { mode: "allowlist", rules: ["parity.example"], enforcement: "proxy" }, public: true,
     // Rootless without a delegated cgroup, an explicit limit fails closed.
     ...(root ? { memory: "200m", cpus: 0.5, pids: 321 } : {}),
@@ -396,6 +421,7 @@ test("every create option reaches the server", async () => {
   const expected = Object.keys(aibox.CREATE_FIELDS).filter((k) => k !== "snapshot" && (root || !["memory", "cpus", "pids"].includes(k)));
   assert.deepEqual(Object.keys(o).sort(), expected.sort());
   const vol = await aibox.Volume.create("ts-parity", { size: "16m" });
+  const ws = await aibox.Workspace.create("ts-ws", { size: "16m" });
   const sb = await Sandbox.create(o);
   try {
     const v = await sb.refresh();
@@ -412,11 +438,13 @@ test("every create option reaches the server", async () => {
     assert.equal(spec.mounts[0].guest, "/parity");
     assert.deepEqual([spec.network, spec.network_rules, spec.network_enforcement], ["allowlist", ["allow parity.example"], "proxy"]);
     assert.equal(v.public_ports, true);
-    assert.deepEqual(spec.volumes.map((m) => [m.name, m.path]), [["ts-parity", "/pvol"]]);
+    assert.deepEqual(spec.volumes.map((m) => [m.name, m.path]), [["ts-parity", "/pvol"], ["workspace.ts-ws", "/workspace"]]);
     assert.deepEqual((await vol.refresh()).in_use_by, [sb.id]);
+    assert.deepEqual((await ws.refresh()).sandboxes, [sb.id]);
   } finally {
     await sb.kill();
     await vol.delete();
+    await ws.delete();
   }
   const base = await Sandbox.create();
   try {

@@ -35,6 +35,7 @@ pub fn request(a: &CreateArgs) -> anyhow::Result<CreateRequest> {
         idle_timeout_seconds: a.idle_timeout.map(seconds),
         labels: super::parse_labels(&a.labels)?,
         snapshot: a.snapshot.clone(),
+        workspace: a.workspace.clone(),
         network,
         public: a.public,
         ..super::spec_request(&a.spec)?

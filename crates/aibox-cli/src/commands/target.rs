@@ -503,6 +503,7 @@ fn refuse_server_only(req: &CreateRequest) -> anyhow::Result<()> {
         (!req.labels.is_empty(), "labels are kept by the aibox server (--label)"),
         (req.idle_timeout_seconds.is_some(), "the idle timeout is the aibox server's (--idle-timeout)"),
         (req.snapshot.is_some(), "a create from a snapshot is the server's (--snapshot; `aibox restore --local SNAPSHOT` starts one from a local snapshot)"),
+        (req.workspace.is_some(), "workspaces and their history are kept by the aibox server (--workspace)"),
     ];
     if let Some((_, what)) = server_only.iter().find(|(set, _)| *set) {
         anyhow::bail!(aibox_runtime::Error::Unsupported(format!(

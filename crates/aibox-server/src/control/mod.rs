@@ -15,3 +15,4 @@ pub mod sandboxes;
 pub mod snapshots;
 pub mod templates;
 pub mod volumes;
+pub mod workspaces;

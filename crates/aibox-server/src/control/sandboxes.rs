@@ -76,6 +76,7 @@ fn spec_of(state: &AppState, who: &Principal, req: &CreateRequest) -> ApiResult<
         None => SandboxSpec::default(),
     };
     req.apply(&mut spec)?;
+    super::workspaces::enter(state, who, req, &mut spec)?;
     super::volumes::resolve(state, who, &mut spec)?;
     if spec.backend.is_none() {
         spec.backend = Some(state.config().default_backend);
@@ -425,6 +426,7 @@ async fn create_sandbox(
         Some(&row.id),
         json!({"template": spec.template, "memory": spec.memory_bytes(), "ttl_s": ttl.as_secs(), "snapshot": spec.snapshot}),
     );
+    super::workspaces::sandbox_created(&state, &row.id, &spec);
     Ok((Created::New, view(row)))
 }
 

@@ -95,6 +95,7 @@ pub async fn create(
         let _ = tokio::task::spawn_blocking(move || engine.delete_snapshot(&meta.id)).await;
         return Err(ApiError::internal("recording the snapshot", e));
     }
+    super::workspaces::sandbox_snapshot(state, &row, &snap.id);
     state.audit(
         &who.id,
         "snapshot.create",

@@ -274,7 +274,11 @@ pub async fn list(state: &AppState, who: &Principal, q: VolumeQuery) -> ApiResul
 }
 
 pub async fn get(state: &AppState, who: &Principal, volume: &str) -> ApiResult<VolumeView> {
-    let row = owned(state, who, volume)?;
+    view(state, owned(state, who, volume)?).await
+}
+
+/// A volume's row as the API shows it.
+pub async fn view(state: &AppState, row: VolumeRow) -> ApiResult<VolumeView> {
     let name = row.name.clone();
     views(state, vec![row])
         .await?
@@ -283,8 +287,27 @@ pub async fn get(state: &AppState, who: &Principal, volume: &str) -> ApiResult<V
 }
 
 /// Remove a volume and its snapshots: refused (`conflict`) while a
-/// sandbox has it mounted.
+/// sandbox has it mounted, or while it holds a workspace's files.
 pub async fn remove(state: &AppState, who: &Principal, volume: &str) -> ApiResult<()> {
+    let row = owned(state, who, volume)?;
+    let workspaces = state
+        .store()
+        .workspaces(Some(&row.owner))
+        .map_err(|e| ApiError::internal("list workspaces", e))?;
+    if let Some(w) = workspaces.iter().find(|w| w.volume == row.id) {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!(
+                "volume {} holds the files of workspace {}: remove the workspace",
+                row.name, w.name
+            ),
+        ));
+    }
+    remove_files(state, who, &row.id).await
+}
+
+/// [`remove`] without the workspace check: a workspace's own removal.
+pub(super) async fn remove_files(state: &AppState, who: &Principal, volume: &str) -> ApiResult<()> {
     let row = owned(state, who, volume)?;
     let id = row.id.clone();
     match blocking(state, move |rt| Ok(rt.remove_volume(&id)?)).await {

@@ -16,6 +16,7 @@ mod ports;
 mod processes;
 mod snapshots;
 mod volumes;
+mod workspaces;
 
 pub use admin::{
     AuditEntry, AuditList, AuditQuery, AuditVerdict, BuildQuery, ImportQuery, KeyList, KeyPatch,
@@ -35,6 +36,11 @@ pub use volumes::{
     check_labels, valid_volume_name, CloneRequest, QuotaView, SnapshotVolume, VolumeList,
     VolumeQuery, VolumeRef, VolumeRequest, VolumeSnapshotRequest, VolumeSnapshotView, VolumeView,
     MAX_VOLUME_BYTES, MIN_VOLUME_BYTES, VOLUME_NAME_PATTERN,
+};
+pub use workspaces::{
+    valid_workspace_name, workspace_volume, WorkspaceEvent, WorkspaceEventKind, WorkspaceList,
+    WorkspaceRequest, WorkspaceSnapshotRequest, WorkspaceView, WORKSPACE_NAME_PATTERN,
+    WORKSPACE_PATH,
 };
 
 use crate::egress::{Enforcement, Rule};
@@ -128,6 +134,12 @@ pub struct CreateRequest {
     /// sandbox.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<VolumeRef>,
+    /// Make the sandbox in this workspace of the caller's: its files at
+    /// `/workspace`, its environment under `env`, and an entry in its
+    /// history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,52}$"))]
+    pub workspace: Option<String>,
     /// Start from this snapshot's filesystem; its spec is the base that
     /// the other fields override.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -575,6 +587,9 @@ pub fn schemas() -> serde_json::Map<String, Value> {
     g.subschema_for::<VolumeList>();
     g.subschema_for::<VolumeSnapshotRequest>();
     g.subschema_for::<CloneRequest>();
+    g.subschema_for::<WorkspaceRequest>();
+    g.subschema_for::<WorkspaceList>();
+    g.subschema_for::<WorkspaceSnapshotRequest>();
     g.take_definitions(true)
 }
 
