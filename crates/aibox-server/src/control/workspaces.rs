@@ -79,9 +79,9 @@ fn record(state: &AppState, workspace: &str, e: WorkspaceEvent) {
     }
 }
 
-/// The workspace as the API shows it.
-async fn view(state: &AppState, row: WorkspaceRow) -> ApiResult<WorkspaceView> {
-    let volume = state
+/// The volume that holds the workspace's files.
+fn files_of(state: &AppState, row: &WorkspaceRow) -> ApiResult<crate::store::VolumeRow> {
+    state
         .store()
         .get_volume(&row.volume)
         .map_err(store_err("get volume"))?
@@ -90,7 +90,12 @@ async fn view(state: &AppState, row: WorkspaceRow) -> ApiResult<WorkspaceView> {
                 ErrorCode::NotFound,
                 format!("the files of workspace {:?} are gone", row.name),
             )
-        })?;
+        })
+}
+
+/// The workspace as the API shows it.
+async fn view(state: &AppState, row: WorkspaceRow) -> ApiResult<WorkspaceView> {
+    let volume = files_of(state, &row)?;
     let files = volumes::view(state, volume).await?;
     let sandboxes = state
         .store()
@@ -315,16 +320,7 @@ pub fn enter(
             })?,
         (None, None) => return Ok(()),
     };
-    let volume = state
-        .store()
-        .get_volume(&row.volume)
-        .map_err(store_err("get volume"))?
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::NotFound,
-                format!("the files of workspace {:?} are gone", row.name),
-            )
-        })?;
+    let volume = files_of(state, &row)?;
     // The snapshot's workspace mount (if any) gives way to this one.
     let at = Path::new(WORKSPACE_PATH);
     spec.volumes.retain(|v| v.path != at);
