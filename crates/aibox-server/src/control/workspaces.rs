@@ -93,18 +93,24 @@ fn files_of(state: &AppState, row: &WorkspaceRow) -> ApiResult<crate::store::Vol
         })
 }
 
-/// The workspace as the API shows it.
-async fn view(state: &AppState, row: WorkspaceRow) -> ApiResult<WorkspaceView> {
-    let volume = files_of(state, &row)?;
-    let files = volumes::view(state, volume).await?;
-    let sandboxes = state
+/// The sandboxes made in workspace `id` that exist now (creating ones
+/// included).
+fn sandboxes_in(state: &AppState, id: &str) -> ApiResult<Vec<String>> {
+    Ok(state
         .store()
         .all()
         .map_err(store_err("list"))?
         .into_iter()
-        .filter(|r| r.spec["workspace"].as_str() == Some(row.id.as_str()))
+        .filter(|r| r.spec["workspace"].as_str() == Some(id))
         .map(|r| r.id)
-        .collect();
+        .collect())
+}
+
+/// The workspace as the API shows it.
+async fn view(state: &AppState, row: WorkspaceRow) -> ApiResult<WorkspaceView> {
+    let volume = files_of(state, &row)?;
+    let files = volumes::view(state, volume).await?;
+    let sandboxes = sandboxes_in(state, &row.id)?;
     let history = state
         .store()
         .workspace_events(&row.id)
@@ -223,14 +229,7 @@ pub async fn get(state: &AppState, who: &Principal, workspace: &str) -> ApiResul
 /// while a sandbox is in it.
 pub async fn remove(state: &AppState, who: &Principal, workspace: &str) -> ApiResult<()> {
     let row = owned(state, who, workspace)?;
-    let inside: Vec<String> = state
-        .store()
-        .all()
-        .map_err(store_err("list"))?
-        .into_iter()
-        .filter(|r| r.spec["workspace"].as_str() == Some(row.id.as_str()))
-        .map(|r| r.id)
-        .collect();
+    let inside = sandboxes_in(state, &row.id)?;
     if !inside.is_empty() {
         return Err(ApiError::new(
             ErrorCode::Conflict,
