@@ -413,11 +413,13 @@ class Sandbox:
         return f"Sandbox(id={self.id!r})"
 
 
-class Volume:
-    """A named filesystem with a quota that outlives sandboxes; mount it with
-    ``Sandbox.create(volumes=["NAME:/path"])``. ``info`` is the API's view
-    (quota and whether it is enforced, usage, the sandboxes using it, its
-    snapshots)."""
+class _Named:
+    """A named resource of the key's (a volume, a workspace): its API view
+    in ``info``, addressed by id (an admin's list holds every key's, whose
+    names are unique only per key), refreshed, removed and snapshotted the
+    same way."""
+
+    _kind = ""
 
     def __init__(self, info: Dict[str, Any], http: _Http):
         self.info = info
@@ -425,9 +427,32 @@ class Volume:
         self._http = http
 
     def _path(self) -> str:
-        # By id: an admin's list holds every key's volumes, whose names
-        # are unique only per key.
-        return f"/v1/volumes/{self.info['id']}"
+        return f"/v1/{self._kind}/{self.info['id']}"
+
+    def refresh(self) -> Dict[str, Any]:
+        self.info = self._http.json("GET", self._path())
+        return self.info
+
+    def delete(self) -> None:
+        """Remove it (refused while a sandbox uses it)."""
+        self._http.request("DELETE", self._path())
+
+    def snapshot(self, name: str) -> Dict[str, Any]:
+        """Keep a named copy of its files as they are now."""
+        self.info = self._http.json("POST", self._path() + "/snapshots", json_body={"name": name})
+        return self.info
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+class Volume(_Named):
+    """A named filesystem with a quota that outlives sandboxes; mount it with
+    ``Sandbox.create(volumes=["NAME:/path"])``. ``info`` is the API's view
+    (quota and whether it is enforced, usage, the sandboxes using it, its
+    snapshots)."""
+
+    _kind = "volumes"
 
     @staticmethod
     def create(name: str, *, size: Union[None, int, str] = None, uid: Optional[int] = None,
@@ -450,19 +475,6 @@ class Volume:
         params = {"label": label} if label else None
         return [Volume(v, http) for v in http.json("GET", "/v1/volumes", params=params)["volumes"]]
 
-    def refresh(self) -> Dict[str, Any]:
-        self.info = self._http.json("GET", self._path())
-        return self.info
-
-    def delete(self) -> None:
-        """Remove the volume and its snapshots (refused while a sandbox mounts it)."""
-        self._http.request("DELETE", self._path())
-
-    def snapshot(self, name: str) -> Dict[str, Any]:
-        """Keep a named copy of the files as they are now."""
-        self.info = self._http.json("POST", self._path() + "/snapshots", json_body={"name": name})
-        return self.info
-
     def delete_snapshot(self, name: str) -> None:
         self._http.request("DELETE", self._path() + f"/snapshots/{q(name)}")
 
@@ -472,23 +484,14 @@ class Volume:
         body = clone_body(name, snapshot, labels)
         return Volume(self._http.json("POST", self._path() + "/clone", json_body=body), self._http)
 
-    def __repr__(self) -> str:
-        return f"Volume(name={self.name!r})"
 
-
-class Workspace:
+class Workspace(_Named):
     """A persistent identity for the sandboxes made in it: its files (a volume
     at /workspace), its environment and its history. Make a sandbox in it
     with ``Sandbox.create(workspace="NAME")``. ``info`` is the API's view
     (``files``, ``sandboxes``, ``history``)."""
 
-    def __init__(self, info: Dict[str, Any], http: _Http):
-        self.info = info
-        self.name: str = info["name"]
-        self._http = http
-
-    def _path(self) -> str:
-        return f"/v1/workspaces/{self.info['id']}"
+    _kind = "workspaces"
 
     @staticmethod
     def create(name: str, *, size: Union[None, int, str] = None, env: Optional[Mapping[str, str]] = None,
@@ -506,22 +509,6 @@ class Workspace:
     def list(*, url: Optional[str] = None, key: Optional[str] = None) -> List["Workspace"]:
         http = _Http(resolve(url, key))
         return [Workspace(w, http) for w in http.json("GET", "/v1/workspaces")["workspaces"]]
-
-    def refresh(self) -> Dict[str, Any]:
-        self.info = self._http.json("GET", self._path())
-        return self.info
-
-    def delete(self) -> None:
-        """Remove it with its files and history (refused while a sandbox is in it)."""
-        self._http.request("DELETE", self._path())
-
-    def snapshot(self, name: str) -> Dict[str, Any]:
-        """Keep its files as they are now, by name."""
-        self.info = self._http.json("POST", self._path() + "/snapshots", json_body={"name": name})
-        return self.info
-
-    def __repr__(self) -> str:
-        return f"Workspace(name={self.name!r})"
 
 
 class Templates:

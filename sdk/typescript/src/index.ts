@@ -659,19 +659,41 @@ export class Snapshot {
 }
 
 /**
+ * A named resource of the key's (a volume, a workspace): its API view in `info`, addressed by id
+ * (an admin's list holds every key's, whose names are unique only per key), refreshed, removed
+ * and snapshotted the same way.
+ */
+abstract class Named {
+  readonly name: string;
+  protected abstract readonly kind: string;
+  constructor(public info: any, protected readonly http: Http) {
+    this.name = info.name;
+  }
+  protected get path(): string {
+    return `/v1/${this.kind}/${this.info.id}`;
+  }
+  async refresh(): Promise<any> {
+    this.info = await this.http.json("GET", this.path);
+    return this.info;
+  }
+  /** Remove it (refused while a sandbox uses it). */
+  async delete(): Promise<void> {
+    await this.http.request("DELETE", this.path);
+  }
+  /** Keep a named copy of its files as they are now. */
+  async snapshot(name: string): Promise<any> {
+    this.info = await this.http.json("POST", `${this.path}/snapshots`, { json: { name } });
+    return this.info;
+  }
+}
+
+/**
  * A named filesystem with a quota that outlives sandboxes; mount it with
  * `Sandbox.create({ volumes: ["NAME:/path"] })`. `info` is the API's view
  * (quota and whether it is enforced, usage, the sandboxes using it, its snapshots).
  */
-export class Volume {
-  readonly name: string;
-  constructor(public info: any, private readonly http: Http) {
-    this.name = info.name;
-  }
-  // By id: an admin's list holds every key's volumes, whose names are unique only per key.
-  private get path(): string {
-    return `/v1/volumes/${this.info.id}`;
-  }
+export class Volume extends Named {
+  protected readonly kind = "volumes";
   /** Make a volume of `size` (bytes or "10g"; default 1g) whose top directory `uid` owns inside sandboxes (default 1000). */
   static async create(
     name: string,
@@ -690,19 +712,6 @@ export class Volume {
     const v = await http.json("GET", "/v1/volumes", { query: { label: o.label } });
     return v.volumes.map((x: any) => new Volume(x, http));
   }
-  async refresh(): Promise<any> {
-    this.info = await this.http.json("GET", this.path);
-    return this.info;
-  }
-  /** Remove the volume and its snapshots (refused while a sandbox mounts it). */
-  async delete(): Promise<void> {
-    await this.http.request("DELETE", this.path);
-  }
-  /** Keep a named copy of the files as they are now. */
-  async snapshot(name: string): Promise<any> {
-    this.info = await this.http.json("POST", `${this.path}/snapshots`, { json: { name } });
-    return this.info;
-  }
   async deleteSnapshot(name: string): Promise<void> {
     await this.http.request("DELETE", `${this.path}/snapshots/${encodeURIComponent(name)}`);
   }
@@ -717,14 +726,8 @@ export class Volume {
  * environment and its history. Make a sandbox in it with `Sandbox.create({ workspace: "NAME" })`.
  * `info` is the API's view (`files`, `sandboxes`, `history`).
  */
-export class Workspace {
-  readonly name: string;
-  constructor(public info: any, private readonly http: Http) {
-    this.name = info.name;
-  }
-  private get path(): string {
-    return `/v1/workspaces/${this.info.id}`;
-  }
+export class Workspace extends Named {
+  protected readonly kind = "workspaces";
   static async create(
     name: string,
     o: ConnectionOptions & { size?: number | string; env?: Record<string, string>; labels?: Record<string, string> } = {},
@@ -740,19 +743,6 @@ export class Workspace {
   static async list(o: ConnectionOptions = {}): Promise<Workspace[]> {
     const http = new Http(o);
     return (await http.json("GET", "/v1/workspaces")).workspaces.map((w: any) => new Workspace(w, http));
-  }
-  async refresh(): Promise<any> {
-    this.info = await this.http.json("GET", this.path);
-    return this.info;
-  }
-  /** Remove it with its files and history (refused while a sandbox is in it). */
-  async delete(): Promise<void> {
-    await this.http.request("DELETE", this.path);
-  }
-  /** Keep its files as they are now, by name. */
-  async snapshot(name: string): Promise<any> {
-    this.info = await this.http.json("POST", `${this.path}/snapshots`, { json: { name } });
-    return this.info;
   }
 }
 
